@@ -1,0 +1,75 @@
+"""Kitaru: durable execution for Python AI agents.
+
+Decorate the orchestration function with ``@flow`` and its units of work with
+``@checkpoint``; every checkpoint's return value is persisted, so a crashed,
+failed or paused execution continues where it stopped.
+"""
+
+from kitaru._runtime.context import current_execution_id, is_replay
+from kitaru._stacks import (
+    StackInfo,
+    create_stack,
+    current_stack,
+    delete_stack,
+    list_stacks,
+    use_stack,
+)
+from kitaru._store import ExecutionStatus
+from kitaru._version import __version__
+from kitaru.checkpoint import checkpoint
+from kitaru.config import ImageSettings, KitaruConfig, configure
+from kitaru.errors import (
+    FailureOrigin,
+    KitaruAmbiguousFlowResultError,
+    KitaruBackendError,
+    KitaruContextError,
+    KitaruDivergenceError,
+    KitaruError,
+    KitaruExecutionError,
+    KitaruFeatureNotAvailableError,
+    KitaruLogRetrievalError,
+    KitaruRuntimeError,
+    KitaruStackIntegrationDependencyError,
+    KitaruStateError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+    KitaruUserCodeError,
+    KitaruWaitValidationError,
+)
+from kitaru.flow import flow
+from kitaru.handle import FlowHandle
+
+__all__ = [
+    "ExecutionStatus",
+    "FailureOrigin",
+    "FlowHandle",
+    "ImageSettings",
+    "KitaruAmbiguousFlowResultError",
+    "KitaruBackendError",
+    "KitaruConfig",
+    "KitaruContextError",
+    "KitaruDivergenceError",
+    "KitaruError",
+    "KitaruExecutionError",
+    "KitaruFeatureNotAvailableError",
+    "KitaruLogRetrievalError",
+    "KitaruRuntimeError",
+    "KitaruStackIntegrationDependencyError",
+    "KitaruStateError",
+    "KitaruTimeoutError",
+    "KitaruUsageError",
+    "KitaruUserCodeError",
+    "KitaruWaitValidationError",
+    "StackInfo",
+    "__version__",
+    "checkpoint",
+    "configure",
+    "create_stack",
+    "current_execution_id",
+    "current_stack",
+    "delete_stack",
+    "flow",
+    "is_replay",
+    "list_stacks",
+    "use_stack",
+]

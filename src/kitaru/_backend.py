@@ -1,0 +1,129 @@
+"""The pair every layer above storage talks to: metadata store + artifact bytes.
+
+A :class:`Backend` turns Python values into artifact records (small ones inline
+in the metadata row, large ones as content-addressed blobs) and back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from kitaru._blobs import BlobStore, Serialized, deserialize, serialize
+from kitaru._store import ArtifactRecord, Store, get_store
+from kitaru.errors import KitaruBackendError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: Values up to this size live in the metadata row: one write, no file.
+INLINE_LIMIT = 64 * 1024
+
+
+class Backend:
+    def __init__(self, store_url: str, artifacts_root: str) -> None:
+        self.store: Store = get_store(store_url)
+        self.artifacts_root = artifacts_root
+        self._blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            self._blobs = BlobStore(self.artifacts_root)
+        return self._blobs
+
+    def make_artifact(
+        self,
+        value: object,
+        *,
+        exec_id: str | None,
+        call_id: str | None,
+        name: str,
+        kind: str,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ArtifactRecord:
+        """Serialize ``value``; large values are written (durably) to the blob store now.
+
+        Raises ``SerializationError`` when the value cannot be serialized; nothing
+        is written in that case.
+        """
+        serialized = serialize(value)
+        data = serialized.data
+        if len(data) <= INLINE_LIMIT:
+            sha = hashlib.sha256(data).hexdigest()
+            inline: bytes | None = data
+            uri = None
+        else:
+            uri, sha = self.blobs.put(data)
+            inline = None
+        return ArtifactRecord(
+            id=str(uuid.uuid4()),
+            exec_id=exec_id,
+            call_id=call_id,
+            name=name,
+            kind=kind,
+            type=type,
+            serializer=serialized.serializer,
+            type_path=serialized.type_path,
+            size=len(data),
+            sha256=sha,
+            inline_data=inline,
+            uri=uri,
+            tags=list(tags or ()),
+            created_at=time.time(),
+        )
+
+    def load_value(self, artifact: ArtifactRecord) -> Any:
+        """The stored value; a missing or corrupted artifact raises KitaruBackendError."""
+        if artifact.inline_data is not None:
+            data = artifact.inline_data
+            if hashlib.sha256(data).hexdigest() != artifact.sha256:
+                raise KitaruBackendError(
+                    f"Artifact {artifact.id} ({artifact.name!r}) is corrupted: its stored bytes "
+                    "do not match their recorded hash. Re-run the checkpoint that produced it."
+                )
+        elif artifact.uri is not None:
+            data = self.blobs.get(artifact.uri, artifact.sha256)
+        else:
+            raise KitaruBackendError(
+                f"Artifact {artifact.id} ({artifact.name!r}) has neither inline data nor a URI."
+            )
+        return deserialize(Serialized(artifact.serializer, artifact.type_path, data))
+
+    def load_artifact(self, artifact_id: str) -> Any:
+        record = self.store.get_artifact(artifact_id)
+        if record is None:
+            raise KitaruBackendError(f"Artifact {artifact_id} is not in the store {self.store!r}.")
+        return self.load_value(record)
+
+
+_backends: dict[tuple[str, str], Backend] = {}
+_lock = threading.Lock()
+
+
+def get_backend() -> Backend:
+    """The backend named by the current configuration (see ``kitaru.config``)."""
+    from kitaru.config import resolve_artifacts_root, resolve_store_url
+
+    key = (resolve_store_url(), resolve_artifacts_root())
+    backend = _backends.get(key)
+    if backend is None:
+        with _lock:
+            backend = _backends.get(key)
+            if backend is None:
+                backend = Backend(*key)
+                _backends[key] = backend
+    return backend
+
+
+def forget_backends() -> None:
+    """Drop cached backends and stores (tests switch KITARU_CONFIG_PATH between cases)."""
+    from kitaru._store import forget_stores
+
+    with _lock:
+        _backends.clear()
+    forget_stores()

@@ -1,0 +1,201 @@
+"""The execution driver: runs a flow body to an end state and records it.
+
+``run_execution`` is what every launcher calls, in whatever thread or process
+the stack provides. It retries the whole body per the frozen ``retries``
+setting (each re-run reuses the checkpoints that completed) and always leaves
+the execution in a recorded state: completed with a result, or failed with a
+failure record. Waiters in this process are woken through ``live``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kitaru._blobs import SerializationError
+from kitaru._runtime.context import current_checkpoint, current_execution
+from kitaru._runtime.execution import (
+    CancelledError,
+    ExecutionContext,
+    exception_type_name,
+    retry_backoff,
+)
+from kitaru._store import ExecutionRecord, ExecutionStatus
+from kitaru.errors import FailureOrigin, KitaruDivergenceError, KitaruError
+
+if TYPE_CHECKING:
+    from kitaru._backend import Backend
+
+logger = logging.getLogger("kitaru")
+
+#: How long a runner's claim on an execution lasts without renewal.
+LEASE_SECONDS = 30.0
+RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class LiveExecution:
+    """An execution running in this process: how to wake its waiters."""
+
+    exec_id: str
+    done: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    has_result: bool = False
+
+
+_live: dict[str, LiveExecution] = {}
+_live_lock = threading.Lock()
+
+
+def register_live(exec_id: str) -> LiveExecution:
+    with _live_lock:
+        live = _live.get(exec_id)
+        if live is None or live.done.is_set():
+            live = LiveExecution(exec_id)
+            _live[exec_id] = live
+        return live
+
+
+def get_live(exec_id: str) -> LiveExecution | None:
+    with _live_lock:
+        return _live.get(exec_id)
+
+
+def _release_live(live: LiveExecution) -> None:
+    live.done.set()
+    with _live_lock:
+        # Keep only the result-less entry small: waiters already hold a reference.
+        if _live.get(live.exec_id) is live:
+            del _live[live.exec_id]
+
+
+def run_execution(
+    backend: Backend,
+    record: ExecutionRecord,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    live: LiveExecution,
+    already_started: bool = False,
+) -> None:
+    """Run the body until it ends; record the outcome; never raises."""
+    store = backend.store
+    settings = record.config
+    retries = int(settings.get("retries", 0))
+    cache_setting = settings.get("cache")
+    cache_source = settings.get("sources", {}).get("cache", "default")
+    cache_enabled = None if cache_source == "default" else bool(cache_setting)
+    try:
+        for flow_attempt in range(retries + 1):
+            if flow_attempt or not already_started:
+                record = store.start_run(record.id, owner=RUNNER_ID, lease_seconds=LEASE_SECONDS)
+            ctx = ExecutionContext(
+                backend,
+                record,
+                run=record.run_count,
+                recorded=store.calls(record.id),
+                cache_enabled=cache_enabled,
+                cancel_event=live.cancel,
+            )
+            outcome = _run_body(ctx, func, args, kwargs)
+            if outcome.ok:
+                _complete(backend, record, outcome.value, live)
+                return
+            if outcome.cancelled:
+                store.finish_execution(
+                    record.id,
+                    status=ExecutionStatus.CANCELLED,
+                    failure=outcome.failure,
+                )
+                return
+            retryable = outcome.failure is not None and outcome.failure.get("retryable", True)
+            if flow_attempt < retries and retryable:
+                logger.warning(
+                    "Execution %s failed (%s); re-running the flow body (retry %d of %d).",
+                    record.id,
+                    outcome.failure and outcome.failure.get("message"),
+                    flow_attempt + 1,
+                    retries,
+                )
+                time.sleep(retry_backoff(flow_attempt + 1))
+                continue
+            store.finish_execution(record.id, status=ExecutionStatus.FAILED, failure=outcome.failure)
+            return
+    except BaseException as exc:  # the store itself failed: record what we can
+        logger.exception("Kitaru could not drive execution %s", record.id)
+        try:
+            store.finish_execution(
+                record.id,
+                status=ExecutionStatus.FAILED,
+                failure=_failure(exc, FailureOrigin.BACKEND if isinstance(exc, KitaruError) else FailureOrigin.RUNTIME, None),
+            )
+        except Exception:
+            logger.exception("Kitaru could not record the failure of execution %s", record.id)
+    finally:
+        _release_live(live)
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    value: Any = None
+    failure: dict[str, Any] | None = None
+    cancelled: bool = False
+
+
+def _run_body(
+    ctx: ExecutionContext,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> _Outcome:
+    token = current_execution.set(ctx)
+    checkpoint_token = current_checkpoint.set(None)
+    try:
+        value = func(*args, **kwargs)
+    except CancelledError as exc:
+        return _Outcome(ok=False, cancelled=True, failure=_failure(exc, FailureOrigin.RUNTIME, None))
+    except KitaruDivergenceError as exc:
+        failure = _failure(exc, FailureOrigin.DIVERGENCE, None)
+        failure["retryable"] = False
+        return _Outcome(ok=False, failure=failure)
+    except Exception as exc:
+        return _Outcome(ok=False, failure=_failure(exc, FailureOrigin.USER_CODE, ctx.failed_checkpoint))
+    finally:
+        current_checkpoint.reset(checkpoint_token)
+        current_execution.reset(token)
+    return _Outcome(ok=True, value=value)
+
+
+def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveExecution) -> None:
+    try:
+        result = backend.make_artifact(
+            value, exec_id=record.id, call_id=None, name="result", kind="flow_result"
+        )
+    except SerializationError as exc:
+        failure = _failure(exc, FailureOrigin.USER_CODE, None)
+        failure["message"] = f"The flow {record.flow_name!r} returned a value Kitaru cannot store: {exc}"
+        backend.store.finish_execution(record.id, status=ExecutionStatus.FAILED, failure=failure)
+        return
+    live.result = value
+    live.has_result = True
+    backend.store.finish_execution(record.id, status=ExecutionStatus.COMPLETED, result=result)
+
+
+def _failure(exc: BaseException, origin: FailureOrigin, checkpoint: str | None) -> dict[str, Any]:
+    return {
+        "origin": origin.value,
+        "checkpoint": checkpoint,
+        "exception_type": exception_type_name(exc),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }

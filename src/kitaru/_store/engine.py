@@ -1,0 +1,159 @@
+"""Engines and migrations for the two supported databases.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so a
+committed checkpoint survives a power loss; ``KITARU_SQLITE_SYNCHRONOUS=normal``
+is the opt-in relaxed mode (survives a process crash, may lose the last
+commits on power loss). Writers take the lock up front (``BEGIN IMMEDIATE``)
+so concurrent writers queue on ``busy_timeout`` instead of failing halfway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from kitaru._store.schema import SCHEMA_REVISION
+from kitaru.errors import KitaruBackendError, KitaruUsageError
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+_MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and pick the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def sqlite_path(url: sa.URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine configured for Kitaru's access pattern; the schema is migrated to head."""
+    try:
+        parsed = sa.make_url(normalize_url(url))
+    except sa.exc.ArgumentError as exc:
+        raise KitaruUsageError(
+            f"Invalid store URL {url!r}: {exc}. Use sqlite:///path/to/kitaru.db or "
+            "postgresql://user@host:5432/dbname."
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = _sqlite_engine(parsed)
+    elif backend == "postgresql":
+        engine = _postgres_engine(parsed)
+    else:
+        raise KitaruUsageError(
+            f"Unsupported store URL {url!r}: Kitaru stores metadata in SQLite or PostgreSQL "
+            "(sqlite:///... or postgresql://...)."
+        )
+    migrate(engine)
+    return engine
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
+    if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
+        raise KitaruUsageError(
+            f"KITARU_SQLITE_SYNCHRONOUS={synchronous.lower()!r} is not supported; use 'full' "
+            "(default, survives power loss), 'extra' or 'normal' (relaxed: survives a crash only)."
+        )
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=64,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: Kitaru issues BEGIN IMMEDIATE itself for writes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    return engine
+
+
+def _postgres_engine(url: sa.URL) -> sa.Engine:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        raise KitaruBackendError(
+            "The store URL points at PostgreSQL but the driver is not installed: "
+            "pip install 'kitaru[postgres]'."
+        ) from exc
+    return sa.create_engine(url, pool_size=8, max_overflow=64, pool_pre_ping=True)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("kitaru_alembic_version"):
+            return None
+        row = conn.exec_driver_sql("SELECT version_num FROM kitaru_alembic_version").first()
+        return None if row is None else str(row[0])
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to head; cheap (one query) when it already is."""
+    try:
+        if current_revision(engine) == SCHEMA_REVISION:
+            return
+        with _migration_lock(engine) as conn:
+            _run_alembic_upgrade(conn)
+    except sa.exc.OperationalError as exc:
+        raise KitaruBackendError(
+            f"Cannot open the Kitaru store at {engine.url.render_as_string(hide_password=True)}: "
+            f"{exc.orig}. Check that the database is reachable (KITARU_STORE_URL)."
+        ) from exc
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """Serialise migrations between processes that open a new store at the same time."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724117)")
+            yield conn
+        return
+    path = sqlite_path(engine.url)
+    if path is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with open(f"{path}.migrate.lock", "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _run_alembic_upgrade(conn: sa.Connection) -> None:
+    # Imported here: Alembic is only needed when the schema is behind.
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")

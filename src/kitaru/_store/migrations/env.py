@@ -1,0 +1,20 @@
+"""Alembic environment: Kitaru runs migrations programmatically on a given connection."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from kitaru._store.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only reached from a hand-written alembic.ini
+    raise RuntimeError("Kitaru migrations run through kitaru._store.migrate(), not the alembic CLI")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    version_table="kitaru_alembic_version",
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,125 @@
+"""Plain records passed between the store and the layers above it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ExecutionStatus(StrEnum):
+    """Lifecycle of an execution."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in _FINISHED
+
+    @property
+    def is_successful(self) -> bool:
+        return self is ExecutionStatus.COMPLETED
+
+
+_FINISHED = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+
+class CallStatus(StrEnum):
+    """Status of one checkpoint call."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    #: Output taken from another execution through the cross-run cache.
+    CACHED = "cached"
+    #: Output taken from the source execution of a replay.
+    REUSED = "reused"
+
+    @property
+    def has_output(self) -> bool:
+        return self in _WITH_OUTPUT
+
+
+_WITH_OUTPUT = frozenset({CallStatus.COMPLETED, CallStatus.CACHED, CallStatus.REUSED})
+
+
+@dataclass(slots=True)
+class ArtifactRecord:
+    id: str
+    exec_id: str | None
+    call_id: str | None
+    name: str
+    kind: str
+    serializer: str
+    size: int
+    sha256: str
+    created_at: float
+    type: str | None = None
+    type_path: str | None = None
+    inline_data: bytes | None = None
+    uri: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    exec_id: str
+    call_id: str
+    attempt: int
+    run: int
+    status: str
+    started_at: float
+    ended_at: float | None = None
+    exception_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(slots=True)
+class CallRecord:
+    exec_id: str
+    call_id: str
+    seq: int
+    name: str
+    runtime: str
+    status: CallStatus
+    type: str | None = None
+    artifact_id: str | None = None
+    cache_key: str | None = None
+    source_exec_id: str | None = None
+    attempts: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    #: The output artifact, joined in when calls are loaded.
+    artifact: ArtifactRecord | None = None
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    id: str
+    flow_name: str
+    flow_ref: dict[str, Any]
+    status: ExecutionStatus
+    stack: str
+    config: dict[str, Any]
+    created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    inputs_artifact_id: str | None = None
+    result_artifact_id: str | None = None
+    failure: dict[str, Any] | None = None
+    original_exec_id: str | None = None
+    replay_plan: dict[str, Any] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    run_count: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    fence: int = 0

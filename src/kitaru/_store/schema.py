@@ -1,0 +1,118 @@
+"""The metadata schema, as SQLAlchemy Core tables.
+
+Timestamps are stored as float seconds since the epoch: cheap to write on the
+hot path, ordered, and identical on SQLite and PostgreSQL. The client turns
+them into ``datetime`` objects.
+
+Alembic owns the DDL (see ``migrations/``); these tables are what the code
+reads and writes, and ``tests/store`` checks that both agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: Bumped with every migration; checked on open so that a current database
+#: never pays for importing Alembic.
+SCHEMA_REVISION = "0001"
+
+metadata = sa.MetaData()
+
+executions = sa.Table(
+    "kitaru_executions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("flow_name", sa.String(255), nullable=False),
+    # Where the flow's code lives, so another process can import it again.
+    sa.Column("flow_ref", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stack", sa.String(255), nullable=False),
+    # The resolved settings (stack, cache, retries, image, sources) frozen at submission.
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("inputs_artifact_id", sa.String(36), nullable=True),
+    sa.Column("result_artifact_id", sa.String(36), nullable=True),
+    sa.Column("failure", sa.JSON, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("original_exec_id", sa.String(36), nullable=True),
+    # How a replay reuses the source execution (selector, overrides); None otherwise.
+    sa.Column("replay_plan", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    # How many times the flow body has been started (flow-level retries, resumes).
+    sa.Column("run_count", sa.Integer, nullable=False, server_default="0"),
+    # Ownership: the runner holding the lease renews lease_expires_at; fence
+    # increases on every takeover so a stale owner's writes can be refused.
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("fence", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_kitaru_executions_flow_created", "flow_name", "created_at"),
+    sa.Index("ix_kitaru_executions_status", "status"),
+)
+
+checkpoint_calls = sa.Table(
+    "kitaru_checkpoint_calls",
+    metadata,
+    sa.Column("exec_id", sa.String(36), primary_key=True),
+    sa.Column("call_id", sa.String(512), primary_key=True),
+    # Order in which the body made the call (submission order for .submit()).
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(64), nullable=True),
+    sa.Column("runtime", sa.String(16), nullable=False),
+    # completed | failed | cached | reused | running
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("artifact_id", sa.String(36), nullable=True),
+    # name + source hash + input hash; only set on calls whose output may be reused.
+    sa.Column("cache_key", sa.String(255), nullable=True),
+    # For cached/reused calls: the execution whose output was taken.
+    sa.Column("source_exec_id", sa.String(36), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    sa.Index("ix_kitaru_checkpoint_calls_cache_key", "cache_key"),
+)
+
+checkpoint_attempts = sa.Table(
+    "kitaru_checkpoint_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("exec_id", sa.String(36), nullable=False),
+    sa.Column("call_id", sa.String(512), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    # Which run of the flow body made this attempt (1 = first run).
+    sa.Column("run", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    sa.Column("exception_type", sa.String(255), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("traceback", sa.Text, nullable=True),
+    sa.Index("ix_kitaru_checkpoint_attempts_call", "exec_id", "call_id"),
+)
+
+artifacts = sa.Table(
+    "kitaru_artifacts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("exec_id", sa.String(36), nullable=True),
+    sa.Column("call_id", sa.String(512), nullable=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    # output | flow_inputs | flow_result | saved
+    sa.Column("kind", sa.String(32), nullable=False),
+    # For saved artifacts: prompt | response | context | input | output | blob
+    sa.Column("type", sa.String(32), nullable=True),
+    sa.Column("serializer", sa.String(32), nullable=False),
+    sa.Column("type_path", sa.String(512), nullable=True),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    # Small values live in the row; large ones in the blob store at ``uri``.
+    sa.Column("inline_data", sa.LargeBinary, nullable=True),
+    sa.Column("uri", sa.String(1024), nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_kitaru_artifacts_exec", "exec_id", "name"),
+    sa.Index("ix_kitaru_artifacts_sha256", "sha256"),
+)

@@ -1,0 +1,422 @@
+"""The metadata store: one class, SQLite or PostgreSQL behind SQLAlchemy Core.
+
+The hot path is :meth:`Store.record_call`: it writes a checkpoint's output
+artifact, its call row and its attempt row in one transaction, with statements
+built once so SQLAlchemy's compiled cache makes them nearly free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from kitaru._store import schema as t
+from kitaru._store.engine import create_engine, normalize_url
+from kitaru._store.records import (
+    ArtifactRecord,
+    AttemptRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+)
+from kitaru.errors import KitaruBackendError, KitaruStateError
+
+_EXEC_COLUMNS = [c.name for c in t.executions.columns]
+_CALL_COLUMNS = [c.name for c in t.checkpoint_calls.columns]
+_ART_COLUMNS = [c.name for c in t.artifacts.columns]
+_ATTEMPT_COLUMNS = [c.name for c in t.checkpoint_attempts.columns if c.name != "id"]
+
+
+class Store:
+    """Executions, checkpoint calls, attempts and the artifact index."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine = create_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self._is_sqlite = self.dialect == "sqlite"
+        insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        call_insert = insert(t.checkpoint_calls)
+        self._upsert_call = call_insert.on_conflict_do_update(
+            index_elements=["exec_id", "call_id"],
+            set_={
+                name: call_insert.excluded[name]
+                for name in _CALL_COLUMNS
+                if name not in ("exec_id", "call_id")
+            },
+        )
+        self._insert_artifact = insert(t.artifacts).on_conflict_do_nothing(index_elements=["id"])
+        self._insert_attempt = t.checkpoint_attempts.insert()
+        self._insert_execution = t.executions.insert()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction; SQLite takes the write lock up front."""
+        try:
+            with self.engine.connect() as conn:
+                if self._is_sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+        except sa.exc.OperationalError as exc:
+            raise KitaruBackendError(f"The Kitaru store failed to write: {exc.orig}") from exc
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise KitaruBackendError(f"The Kitaru store failed to read: {exc.orig}") from exc
+
+    # -- executions -----------------------------------------------------------------
+
+    def create_execution(
+        self, execution: ExecutionRecord, inputs: ArtifactRecord | None = None
+    ) -> None:
+        with self.write() as conn:
+            if inputs is not None:
+                conn.execute(self._insert_artifact, _artifact_row(inputs))
+            conn.execute(self._insert_execution, _execution_row(execution))
+
+    def get_execution(self, exec_id: str) -> ExecutionRecord | None:
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(t.executions).where(t.executions.c.id == exec_id)
+            ).first()
+        return None if row is None else _execution_from_row(row._mapping)
+
+    def require_execution(self, exec_id: str) -> ExecutionRecord:
+        record = self.get_execution(exec_id)
+        if record is None:
+            raise KitaruStateError(
+                f"No execution with id {exec_id!r} in the store {self!r}. "
+                "List executions with `kitaru executions list`."
+            )
+        return record
+
+    def get_status(self, exec_id: str) -> ExecutionStatus | None:
+        with self.read() as conn:
+            value = conn.execute(
+                sa.select(t.executions.c.status).where(t.executions.c.id == exec_id)
+            ).scalar()
+        return None if value is None else ExecutionStatus(value)
+
+    def list_executions(
+        self,
+        *,
+        flow: str | None = None,
+        status: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ExecutionRecord]:
+        query = sa.select(t.executions).order_by(
+            t.executions.c.created_at.desc(), t.executions.c.id.desc()
+        )
+        if flow is not None:
+            query = query.where(t.executions.c.flow_name == flow)
+        if status:
+            query = query.where(t.executions.c.status.in_(list(status)))
+        if offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_execution_from_row(row._mapping) for row in rows]
+
+    def start_run(
+        self, exec_id: str, *, owner: str, lease_seconds: float, now: float | None = None
+    ) -> ExecutionRecord:
+        """Mark the execution running under ``owner`` and count one more run of the body."""
+        now = time.time() if now is None else now
+        ex = t.executions.c
+        with self.write() as conn:
+            conn.execute(
+                t.executions.update()
+                .where(ex.id == exec_id)
+                .values(
+                    status=ExecutionStatus.RUNNING.value,
+                    started_at=sa.func.coalesce(ex.started_at, now),
+                    ended_at=None,
+                    run_count=ex.run_count + 1,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease_seconds,
+                )
+            )
+            row = conn.execute(sa.select(t.executions).where(ex.id == exec_id)).first()
+        if row is None:
+            raise KitaruStateError(f"Execution {exec_id!r} disappeared from the store.")
+        return _execution_from_row(row._mapping)
+
+    def finish_execution(
+        self,
+        exec_id: str,
+        *,
+        status: ExecutionStatus,
+        result: ArtifactRecord | None = None,
+        failure: Mapping[str, Any] | None = None,
+        only_if_status: Iterable[ExecutionStatus] | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Record the end of a run; False when ``only_if_status`` did not match."""
+        ex = t.executions.c
+        update = t.executions.update().where(ex.id == exec_id)
+        if only_if_status is not None:
+            update = update.where(ex.status.in_([s.value for s in only_if_status]))
+        update = update.values(
+            status=status.value,
+            ended_at=time.time() if now is None else now,
+            result_artifact_id=None if result is None else result.id,
+            failure=None if failure is None else dict(failure),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        with self.write() as conn:
+            if result is not None:
+                conn.execute(self._insert_artifact, _artifact_row(result))
+            changed = conn.execute(update).rowcount
+        return bool(changed)
+
+    def set_status(
+        self,
+        exec_id: str,
+        status: ExecutionStatus,
+        *,
+        only_if_status: Iterable[ExecutionStatus] | None = None,
+    ) -> bool:
+        ex = t.executions.c
+        update = t.executions.update().where(ex.id == exec_id)
+        if only_if_status is not None:
+            update = update.where(ex.status.in_([s.value for s in only_if_status]))
+        with self.write() as conn:
+            return bool(conn.execute(update.values(status=status.value)).rowcount)
+
+    # -- checkpoint calls -----------------------------------------------------------
+
+    def record_call(
+        self,
+        call: CallRecord,
+        *,
+        artifact: ArtifactRecord | None = None,
+        attempt: AttemptRecord | None = None,
+    ) -> None:
+        """Write a call (insert or update), its new output artifact and an attempt atomically."""
+        with self.write() as conn:
+            if artifact is not None:
+                conn.execute(self._insert_artifact, _artifact_row(artifact))
+            conn.execute(self._upsert_call, _call_row(call))
+            if attempt is not None:
+                conn.execute(self._insert_attempt, _attempt_row(attempt))
+
+    def record_attempt(self, attempt: AttemptRecord) -> None:
+        with self.write() as conn:
+            conn.execute(self._insert_attempt, _attempt_row(attempt))
+
+    def calls(self, exec_id: str) -> list[CallRecord]:
+        """The execution's calls in call order, each with its output artifact."""
+        c = t.checkpoint_calls
+        a = t.artifacts
+        query = (
+            sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
+            .select_from(c.outerjoin(a, c.c.artifact_id == a.c.id))
+            .where(c.c.exec_id == exec_id)
+            .order_by(c.c.seq)
+        )
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_call_from_joined_row(row._mapping) for row in rows]
+
+    def attempts(self, exec_id: str) -> list[AttemptRecord]:
+        a = t.checkpoint_attempts
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(a).where(a.c.exec_id == exec_id).order_by(a.c.id)
+            ).all()
+        return [
+            AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows
+        ]
+
+    def cached_outputs(self, key_prefix: str) -> dict[str, CallRecord]:
+        """Completed calls whose cache key starts with ``key_prefix`` (name + code hash + ':').
+
+        A range scan on the cache-key index: the prefix is hex followed by ':',
+        and ';' is the next character, so [prefix, prefix[:-1] + ';') covers it.
+        """
+        c = t.checkpoint_calls
+        a = t.artifacts
+        upper = key_prefix[:-1] + ";"
+        query = (
+            sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
+            .select_from(c.join(a, c.c.artifact_id == a.c.id))
+            .where(
+                c.c.cache_key >= key_prefix,
+                c.c.cache_key < upper,
+                c.c.status == CallStatus.COMPLETED.value,
+            )
+            .order_by(c.c.ended_at)
+        )
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        found: dict[str, CallRecord] = {}
+        for row in rows:
+            call = _call_from_joined_row(row._mapping)
+            if call.cache_key is not None:
+                found[call.cache_key] = call  # the newest completion wins
+        return found
+
+    # -- artifacts ------------------------------------------------------------------
+
+    def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)
+            ).first()
+        return None if row is None else _artifact_from_row(row._mapping)
+
+    def list_artifacts(
+        self,
+        *,
+        exec_id: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
+        call_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[ArtifactRecord]:
+        a = t.artifacts.c
+        query = sa.select(t.artifacts).order_by(a.created_at, a.id)
+        if exec_id is not None:
+            query = query.where(a.exec_id == exec_id)
+        if name is not None:
+            query = query.where(a.name == name)
+        if kind is not None:
+            query = query.where(a.kind == kind)
+        if call_id is not None:
+            query = query.where(a.call_id == call_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_artifact_from_row(row._mapping) for row in rows]
+
+
+# -- row <-> record ----------------------------------------------------------------
+
+
+def _execution_row(record: ExecutionRecord) -> dict[str, Any]:
+    row = asdict(record)
+    row["status"] = record.status.value
+    return row
+
+
+def _execution_from_row(row: Mapping[str, Any]) -> ExecutionRecord:
+    values = {name: row[name] for name in _EXEC_COLUMNS}
+    values["status"] = ExecutionStatus(values["status"])
+    return ExecutionRecord(**values)
+
+
+def _call_row(record: CallRecord) -> dict[str, Any]:
+    return {
+        "exec_id": record.exec_id,
+        "call_id": record.call_id,
+        "seq": record.seq,
+        "name": record.name,
+        "type": record.type,
+        "runtime": record.runtime,
+        "status": record.status.value,
+        "artifact_id": record.artifact_id,
+        "cache_key": record.cache_key,
+        "source_exec_id": record.source_exec_id,
+        "attempts": record.attempts,
+        "metadata": record.metadata,
+        "error": record.error,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+    }
+
+
+def _call_from_joined_row(row: Mapping[str, Any]) -> CallRecord:
+    values = {name: row[name] for name in _CALL_COLUMNS}
+    values["status"] = CallStatus(values["status"])
+    artifact = None
+    if row.get("artifact__id") is not None:
+        artifact = _artifact_from_row({name: row[f"artifact__{name}"] for name in _ART_COLUMNS})
+    return CallRecord(**values, artifact=artifact)
+
+
+def _artifact_row(record: ArtifactRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "exec_id": record.exec_id,
+        "call_id": record.call_id,
+        "name": record.name,
+        "kind": record.kind,
+        "type": record.type,
+        "serializer": record.serializer,
+        "type_path": record.type_path,
+        "size": record.size,
+        "sha256": record.sha256,
+        "inline_data": record.inline_data,
+        "uri": record.uri,
+        "tags": record.tags,
+        "created_at": record.created_at,
+    }
+
+
+def _artifact_from_row(row: Mapping[str, Any]) -> ArtifactRecord:
+    values = {name: row[name] for name in _ART_COLUMNS}
+    if values["inline_data"] is not None:
+        values["inline_data"] = bytes(values["inline_data"])
+    return ArtifactRecord(**values)
+
+
+def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _ATTEMPT_COLUMNS}
+
+
+# -- one store per URL per process -------------------------------------------------
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(url: str) -> Store:
+    """The process-wide store for ``url`` (engines and pools are shared)."""
+    key = normalize_url(url)
+    store = _stores.get(key)
+    if store is not None:
+        return store
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = Store(key)
+            _stores[key] = store
+        return store
+
+
+def forget_stores() -> None:
+    """Dispose every cached store (tests switch KITARU_CONFIG_PATH between cases)."""
+    with _stores_lock:
+        for store in _stores.values():
+            store.dispose()
+        _stores.clear()

@@ -1,0 +1,196 @@
+"""``@flow``: the orchestration function of a durable execution."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from kitaru._backend import get_backend
+from kitaru._blobs import SerializationError
+from kitaru._runtime.driver import LEASE_SECONDS, RUNNER_ID, register_live, run_execution
+from kitaru._stacks.local import launch_local
+from kitaru._store import ExecutionRecord, ExecutionStatus
+from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
+from kitaru.errors import KitaruUsageError
+from kitaru.handle import FlowHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Flows defined in this process, by (module, qualname): how a resume finds the code.
+_registry: dict[tuple[str, str], Flow[Any, Any]] = {}
+
+
+class Flow(Generic[P, R]):
+    """A function decorated with ``@flow``. Start it with :meth:`run`."""
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        stack: str | None = None,
+        image: Any = None,
+        cache: bool | None = None,
+        retries: int | None = None,
+    ) -> None:
+        if not callable(func):
+            raise KitaruUsageError(f"@flow decorates a function, got {func!r}.")
+        self.func = func
+        self.name: str = getattr(func, "__name__", type(func).__name__)
+        where = f"@flow for {self.name!r}"
+        if stack is not None and (not isinstance(stack, str) or not stack):
+            raise KitaruUsageError(f"stack= in {where} must be a stack name, got {stack!r}.")
+        self._options: dict[str, Any] = {
+            "stack": stack,
+            "image": ImageSettings.coerce(image) if image is not None else None,
+            "cache": validate_cache(cache, where=where),
+            "retries": validate_retries(retries, where=where),
+        }
+        self._signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+        _registry[(func.__module__, func.__qualname__)] = self
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        raise KitaruUsageError(
+            f"Flow {self.name!r} cannot be called directly. Start it with "
+            f"`{self.name}.run(...)`, which returns a FlowHandle at once, or "
+            f"`{self.name}.run(...).wait()` to block until it finishes and get its result."
+        )
+
+    def __repr__(self) -> str:
+        return f"<kitaru flow {self.name!r}>"
+
+    def run(
+        self,
+        *args: Any,
+        stack: str | None = None,
+        image: Any = None,
+        cache: bool | None = None,
+        retries: int | None = None,
+        **kwargs: Any,
+    ) -> FlowHandle:
+        """Record a new execution and start it in the background; returns at once."""
+        where = f"{self.name}.run(...)"
+        if stack is not None and (not isinstance(stack, str) or not stack):
+            raise KitaruUsageError(f"stack= in {where} must be a stack name, got {stack!r}.")
+        run_options = {
+            "stack": stack,
+            "image": ImageSettings.coerce(image) if image is not None else None,
+            "cache": validate_cache(cache, where=where),
+            "retries": validate_retries(retries, where=where),
+        }
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise KitaruUsageError(
+                f"Invalid arguments for flow {self.name!r}{self._signature}: {exc}."
+            ) from None
+        settings = resolve_settings(run=run_options, decorator=self._options)
+        backend = get_backend()
+        exec_id = str(uuid.uuid4())
+        try:
+            inputs = backend.make_artifact(
+                (tuple(args), dict(kwargs)),
+                exec_id=exec_id,
+                call_id=None,
+                name="inputs",
+                kind="flow_inputs",
+            )
+        except SerializationError as exc:
+            raise KitaruUsageError(
+                f"The inputs of flow {self.name!r} cannot be stored: {exc}"
+            ) from None
+        now = time.time()
+        record = ExecutionRecord(
+            id=exec_id,
+            flow_name=self.name,
+            flow_ref=flow_reference(self.func),
+            status=ExecutionStatus.RUNNING,
+            stack=settings.stack,
+            config=settings.to_record(),
+            created_at=now,
+            inputs_artifact_id=inputs.id,
+            started_at=now,
+            run_count=1,
+            lease_owner=RUNNER_ID,
+            lease_expires_at=now + LEASE_SECONDS,
+        )
+        backend.store.create_execution(record, inputs)
+        live = register_live(exec_id)
+        launch_local(
+            exec_id,
+            functools.partial(
+                run_execution,
+                backend,
+                record,
+                self.func,
+                tuple(args),
+                kwargs,
+                live=live,
+                already_started=True,
+            ),
+        )
+        return FlowHandle(exec_id, backend=backend)
+
+
+def flow_reference(func: Callable[..., Any]) -> dict[str, Any]:
+    """Where to find ``func`` again from another process."""
+    try:
+        source_file = inspect.getsourcefile(func)
+    except TypeError:
+        source_file = None
+    module = func.__module__
+    main = sys.modules.get("__main__")
+    return {
+        "module": module,
+        "qualname": func.__qualname__,
+        "file": str(Path(source_file).resolve()) if source_file else None,
+        "main_file": getattr(main, "__file__", None) if module == "__main__" else None,
+        "cwd": str(Path.cwd()),
+    }
+
+
+def find_flow(module: str, qualname: str) -> Flow[Any, Any] | None:
+    return _registry.get((module, qualname))
+
+
+@overload
+def flow(func: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(
+    func: None = None,
+    /,
+    *,
+    stack: str | None = None,
+    image: Any = None,
+    cache: bool | None = None,
+    retries: int | None = None,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    stack: str | None = None,
+    image: Any = None,
+    cache: bool | None = None,
+    retries: int | None = None,
+) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
+    """Mark a function as a durable flow; start it with ``.run(...)``."""
+    if func is not None:
+        return Flow(func, stack=stack, image=image, cache=cache, retries=retries)
+
+    def decorate(f: Callable[P, R]) -> Flow[P, R]:
+        return Flow(f, stack=stack, image=image, cache=cache, retries=retries)
+
+    return decorate
+

@@ -1,0 +1,146 @@
+"""``FlowHandle``: the caller's view of one execution."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kitaru._runtime.driver import get_live
+from kitaru._store import ExecutionRecord, ExecutionStatus
+from kitaru.errors import (
+    FailureOrigin,
+    KitaruDivergenceError,
+    KitaruExecutionError,
+    KitaruStateError,
+    KitaruTimeoutError,
+    KitaruUserCodeError,
+)
+
+if TYPE_CHECKING:
+    from kitaru._backend import Backend
+
+# Cross-process waiting polls the store, starting fast and backing off.
+_POLL_START = 0.01
+_POLL_MAX = 0.5
+
+
+class FlowHandle:
+    """Returned by ``my_flow.run(...)``; ``wait()`` blocks for the result."""
+
+    def __init__(self, exec_id: str, *, backend: Backend | None = None) -> None:
+        if backend is None:
+            from kitaru._backend import get_backend
+
+            backend = get_backend()
+        self._exec_id = exec_id
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"FlowHandle(exec_id={self._exec_id!r})"
+
+    @property
+    def exec_id(self) -> str:
+        """The execution id (a UUID string)."""
+        return self._exec_id
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """The execution's status, read from the store on every access."""
+        status = self._backend.store.get_status(self._exec_id)
+        if status is None:
+            raise KitaruStateError(f"Execution {self._exec_id} is not in the store.")
+        return status
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the execution finishes; return its result or raise its error.
+
+        ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``; the execution
+        itself is not touched and keeps running.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        live = get_live(self._exec_id)
+        if live is not None:
+            # Woken by the runner itself, no polling.
+            if not live.done.wait(timeout):
+                raise self._timeout(timeout)
+            if live.has_result:
+                return live.result
+            return self._finished_value(self._backend.store.require_execution(self._exec_id))
+        delay = _POLL_START
+        while True:
+            record = self._backend.store.require_execution(self._exec_id)
+            if record.status.is_finished:
+                return self._finished_value(record)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(timeout)
+            live = get_live(self._exec_id)
+            sleep_for = delay if deadline is None else min(delay, deadline - time.monotonic())
+            if live is not None:
+                live.done.wait(max(0.0, sleep_for))
+            else:
+                time.sleep(max(0.0, sleep_for))
+            delay = min(delay * 2, _POLL_MAX)
+
+    def get(self) -> Any:
+        """The result if the execution finished; ``KitaruStateError`` while it runs."""
+        record = self._backend.store.require_execution(self._exec_id)
+        if not record.status.is_finished:
+            raise KitaruStateError(
+                f"Execution {self._exec_id} is still {record.status.value}; "
+                "use .wait() to block until it finishes."
+            )
+        return self._finished_value(record)
+
+    def _timeout(self, timeout: float | None) -> KitaruTimeoutError:
+        return KitaruTimeoutError(
+            f"Execution {self._exec_id} did not finish within {timeout} s; it keeps running. "
+            "Call .wait() again, or check it with `kitaru executions get "
+            f"{self._exec_id}`."
+        )
+
+    def _finished_value(self, record: ExecutionRecord) -> Any:
+        if record.status is ExecutionStatus.COMPLETED:
+            if record.result_artifact_id is None:
+                return None
+            return self._backend.load_artifact(record.result_artifact_id)
+        raise execution_error(record)
+
+
+def execution_error(record: ExecutionRecord) -> KitaruExecutionError:
+    """The typed error for a failed or cancelled execution record."""
+    failure = record.failure or {}
+    origin = FailureOrigin(failure.get("origin", FailureOrigin.UNKNOWN.value))
+    checkpoint = failure.get("checkpoint")
+    exc_type = failure.get("exception_type")
+    exc_message = failure.get("message")
+    if record.status is ExecutionStatus.CANCELLED:
+        return KitaruExecutionError(
+            f"Execution {record.id} of flow {record.flow_name!r} was cancelled.",
+            exec_id=record.id,
+            status=record.status.value,
+            failure_origin=origin,
+        )
+    where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
+    message = (
+        f"Execution {record.id} of flow {record.flow_name!r} failed{where}: "
+        f"{exc_type}: {exc_message}\n"
+        f"Fix the cause, then continue from where it stopped with "
+        f"`kitaru executions retry {record.id}`."
+    )
+    cls: type[KitaruExecutionError]
+    if origin is FailureOrigin.USER_CODE:
+        cls = KitaruUserCodeError
+    elif origin is FailureOrigin.DIVERGENCE:
+        cls = KitaruDivergenceError
+    else:
+        cls = KitaruExecutionError
+    return cls(
+        message,
+        exec_id=record.id,
+        status=record.status.value,
+        failure_origin=origin,
+        checkpoint=checkpoint,
+        exception_type=exc_type,
+        exception_message=exc_message,
+        traceback=failure.get("traceback"),
+    )
