@@ -1,0 +1,97 @@
+"""Shared fixtures: every test gets its own KITARU_CONFIG_PATH and a clean process state.
+
+PostgreSQL tests use the server named by KITARU_TEST_POSTGRES_URL (``./dev test``
+sets it when a server answers on 127.0.0.1:5432; ``.ci/run`` always does). Each
+test gets a fresh schema there, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kitaru._backend import forget_backends
+from kitaru.config import reset_configuration
+
+POSTGRES_URL_ENV = "KITARU_TEST_POSTGRES_URL"
+POSTGRES_SKIP_REASON = (
+    "PostgreSQL tests need a server: set KITARU_TEST_POSTGRES_URL="
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test (./dev test does this when a "
+    "server answers on 127.0.0.1:5432)"
+)
+
+
+@pytest.fixture(autouse=True)
+def kitaru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An isolated config dir (and so embedded store + artifacts) per test."""
+    home = tmp_path / "kitaru-home"
+    for name in list(os.environ):
+        if name.startswith("KITARU_") and name != POSTGRES_URL_ENV:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(home))
+    # Tests that exercise retries should not sleep for real backoff periods.
+    monkeypatch.setenv("KITARU_RETRY_BACKOFF", "0.01")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    reset_configuration()
+    forget_backends()
+    yield home
+    reset_configuration()
+    forget_backends()
+
+
+def _postgres_base_url() -> str | None:
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        if os.environ.get("KITARU_TEST_POSTGRES_REQUIRED"):
+            pytest.fail(f"KITARU_TEST_POSTGRES_REQUIRED is set but {POSTGRES_URL_ENV} is not")
+        return None
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh, empty schema on the test PostgreSQL server."""
+    base = _postgres_base_url()
+    if base is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    import sqlalchemy as sa
+
+    schema = f"kt_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("KITARU_TEST_POSTGRES_REQUIRED"):
+            pytest.fail(f"PostgreSQL at {base} is required but unreachable: {exc}")
+        pytest.skip(f"{POSTGRES_SKIP_REASON} (unreachable: {exc.orig})")
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    forget_backends()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, kitaru_home: Path) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{kitaru_home / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def any_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point Kitaru itself (flows, client) at the parametrized store."""
+    monkeypatch.setenv("KITARU_STORE_URL", store_url)
+    forget_backends()
+    return store_url
