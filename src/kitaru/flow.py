@@ -193,4 +193,3 @@ def flow(
         return Flow(f, stack=stack, image=image, cache=cache, retries=retries)
 
     return decorate
-

@@ -254,7 +254,9 @@ def test_flow_retries_reuse_completed_checkpoints(any_store: str) -> None:
     assert runs == Counter(expensive1=1, expensive2=1, unstable=2, expensive3=1)
     record = get_backend().store.require_execution(handle.exec_id)
     assert record.run_count == 2
-    assert [a.run for a in get_backend().store.attempts(handle.exec_id) if a.call_id == "unstable"] == [
+    assert [
+        a.run for a in get_backend().store.attempts(handle.exec_id) if a.call_id == "unstable"
+    ] == [
         1,
         2,
     ]

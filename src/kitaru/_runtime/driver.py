@@ -128,15 +128,18 @@ def run_execution(
                 )
                 time.sleep(retry_backoff(flow_attempt + 1))
                 continue
-            store.finish_execution(record.id, status=ExecutionStatus.FAILED, failure=outcome.failure)
+            store.finish_execution(
+                record.id, status=ExecutionStatus.FAILED, failure=outcome.failure
+            )
             return
     except BaseException as exc:  # the store itself failed: record what we can
         logger.exception("Kitaru could not drive execution %s", record.id)
+        origin = FailureOrigin.BACKEND if isinstance(exc, KitaruError) else FailureOrigin.RUNTIME
         try:
             store.finish_execution(
                 record.id,
                 status=ExecutionStatus.FAILED,
-                failure=_failure(exc, FailureOrigin.BACKEND if isinstance(exc, KitaruError) else FailureOrigin.RUNTIME, None),
+                failure=_failure(exc, origin, None),
             )
         except Exception:
             logger.exception("Kitaru could not record the failure of execution %s", record.id)
@@ -163,13 +166,17 @@ def _run_body(
     try:
         value = func(*args, **kwargs)
     except CancelledError as exc:
-        return _Outcome(ok=False, cancelled=True, failure=_failure(exc, FailureOrigin.RUNTIME, None))
+        return _Outcome(
+            ok=False, cancelled=True, failure=_failure(exc, FailureOrigin.RUNTIME, None)
+        )
     except KitaruDivergenceError as exc:
         failure = _failure(exc, FailureOrigin.DIVERGENCE, None)
         failure["retryable"] = False
         return _Outcome(ok=False, failure=failure)
     except Exception as exc:
-        return _Outcome(ok=False, failure=_failure(exc, FailureOrigin.USER_CODE, ctx.failed_checkpoint))
+        return _Outcome(
+            ok=False, failure=_failure(exc, FailureOrigin.USER_CODE, ctx.failed_checkpoint)
+        )
     finally:
         current_checkpoint.reset(checkpoint_token)
         current_execution.reset(token)
@@ -183,7 +190,9 @@ def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveE
         )
     except SerializationError as exc:
         failure = _failure(exc, FailureOrigin.USER_CODE, None)
-        failure["message"] = f"The flow {record.flow_name!r} returned a value Kitaru cannot store: {exc}"
+        failure["message"] = (
+            f"The flow {record.flow_name!r} returned a value Kitaru cannot store: {exc}"
+        )
         backend.store.finish_execution(record.id, status=ExecutionStatus.FAILED, failure=failure)
         return
     live.result = value

@@ -23,7 +23,6 @@ from kitaru._store import AttemptRecord, CallRecord, CallStatus, ExecutionRecord
 from kitaru.errors import (
     FailureOrigin,
     KitaruDivergenceError,
-    KitaruExecutionError,
     KitaruUsageError,
 )
 
@@ -71,7 +70,9 @@ def code_hash(func: Callable[..., Any]) -> str:
 
 def exception_type_name(exc: BaseException) -> str:
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 class ExecutionContext:
@@ -245,7 +246,10 @@ class ExecutionContext:
             )
         except SerializationError as exc:
             self.failed_checkpoint = spec.name
-            message = f"Checkpoint {spec.name!r} (call {call_id!r}) returned a value Kitaru cannot store: {exc}"
+            message = (
+                f"Checkpoint {spec.name!r} (call {call_id!r}) returned a value "
+                f"Kitaru cannot store: {exc}"
+            )
             store.record_call(
                 self._call_record(
                     spec,
@@ -354,8 +358,6 @@ class ExecutionContext:
     # -- divergence and cancellation -------------------------------------------------------
 
     def _go_live(self, call_id: str) -> None:
-        if self._live:
-            return
         with self._lock:
             if self._live:
                 return
@@ -390,7 +392,3 @@ class ExecutionContext:
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
-
-
-def is_kitaru_execution_error(exc: BaseException) -> bool:
-    return isinstance(exc, KitaruExecutionError)

@@ -101,9 +101,7 @@ class Store:
 
     def get_execution(self, exec_id: str) -> ExecutionRecord | None:
         with self.read() as conn:
-            row = conn.execute(
-                sa.select(t.executions).where(t.executions.c.id == exec_id)
-            ).first()
+            row = conn.execute(sa.select(t.executions).where(t.executions.c.id == exec_id)).first()
         return None if row is None else _execution_from_row(row._mapping)
 
     def require_execution(self, exec_id: str) -> ExecutionRecord:
@@ -250,12 +248,8 @@ class Store:
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         a = t.checkpoint_attempts
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(a).where(a.c.exec_id == exec_id).order_by(a.c.id)
-            ).all()
-        return [
-            AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows
-        ]
+            rows = conn.execute(sa.select(a).where(a.c.exec_id == exec_id).order_by(a.c.id)).all()
+        return [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
 
     def cached_outputs(self, key_prefix: str) -> dict[str, CallRecord]:
         """Completed calls whose cache key starts with ``key_prefix`` (name + code hash + ':').
@@ -329,7 +323,7 @@ def _execution_row(record: ExecutionRecord) -> dict[str, Any]:
     return row
 
 
-def _execution_from_row(row: Mapping[str, Any]) -> ExecutionRecord:
+def _execution_from_row(row: Mapping[Any, Any]) -> ExecutionRecord:
     values = {name: row[name] for name in _EXEC_COLUMNS}
     values["status"] = ExecutionStatus(values["status"])
     return ExecutionRecord(**values)
@@ -355,7 +349,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
     }
 
 
-def _call_from_joined_row(row: Mapping[str, Any]) -> CallRecord:
+def _call_from_joined_row(row: Mapping[Any, Any]) -> CallRecord:
     values = {name: row[name] for name in _CALL_COLUMNS}
     values["status"] = CallStatus(values["status"])
     artifact = None
@@ -383,7 +377,7 @@ def _artifact_row(record: ArtifactRecord) -> dict[str, Any]:
     }
 
 
-def _artifact_from_row(row: Mapping[str, Any]) -> ArtifactRecord:
+def _artifact_from_row(row: Mapping[Any, Any]) -> ArtifactRecord:
     values = {name: row[name] for name in _ART_COLUMNS}
     if values["inline_data"] is not None:
         values["inline_data"] = bytes(values["inline_data"])

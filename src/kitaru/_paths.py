@@ -1,0 +1,249 @@
+"""Where Kitaru keeps its state on disk.
+
+Everything lives under one directory: ``KITARU_CONFIG_PATH`` if set, else the
+platform's user config directory for ``kitaru``. It holds the global config file
+(``config.json``: stacks, the active stack, other persisted settings) and, unless
+overridden, the embedded store and the artifact directory.
+
+The global config file is shared by every Kitaru process of the user (CLI calls,
+workers, notebooks), so writes are atomic (temp file + ``os.replace``) and
+read-modify-write cycles hold an inter-process lock on ``config.lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from kitaru.errors import KitaruBackendError
+
+CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
+GLOBAL_CONFIG_FILENAME = "config.json"
+LOCK_FILENAME = "config.lock"
+
+
+def config_dir() -> Path:
+    """Return the Kitaru state directory, creating it if it does not exist yet."""
+    override = os.environ.get(CONFIG_PATH_ENV, "").strip()
+    if override:
+        path = Path(override).expanduser().absolute()
+    else:
+        # platformdirs costs ~25 ms to import; only pay it when it is needed.
+        import platformdirs
+
+        path = Path(platformdirs.user_config_dir("kitaru"))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KitaruBackendError(
+            f"Cannot create the Kitaru config directory {path}: {exc}. "
+            f"Set {CONFIG_PATH_ENV} to a writable directory."
+        ) from exc
+    return path
+
+
+def default_store_url() -> str:
+    """The embedded SQLite store inside the config directory."""
+    return f"sqlite:///{(config_dir() / 'kitaru.db').as_posix()}"
+
+
+def default_artifacts_root() -> str:
+    """The local artifact directory inside the config directory."""
+    return str(config_dir() / "artifacts")
+
+
+def global_config_file() -> Path:
+    """Path of the global config file (it may not exist yet)."""
+    return config_dir() / GLOBAL_CONFIG_FILENAME
+
+
+# --- inter-process lock -------------------------------------------------------
+#
+# flock() excludes other processes; the RLock excludes other threads of this
+# process and makes the lock re-entrant (a thread that already holds the file
+# lock must not flock a second descriptor: it would deadlock on itself).
+
+_thread_lock = threading.RLock()
+_lock_depth = 0
+
+
+def _reinit_after_fork() -> None:
+    # A fork while another thread held the lock would leave the child's copy
+    # locked forever; the child starts with a fresh, unheld lock.
+    global _thread_lock, _lock_depth
+    _thread_lock = threading.RLock()
+    _lock_depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue  # LK_LOCK gives up after ~10 s; keep waiting like flock.
+
+    def _unlock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def global_config_lock() -> Iterator[None]:
+    """Hold the exclusive lock on the global config (re-entrant per thread)."""
+    global _lock_depth
+    with _thread_lock:
+        if _lock_depth:
+            _lock_depth += 1
+            try:
+                yield
+            finally:
+                _lock_depth -= 1
+            return
+        lock_path = config_dir() / LOCK_FILENAME
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KitaruBackendError(
+                f"Cannot open the Kitaru config lock file {lock_path}: {exc}. "
+                f"Check the permissions of {lock_path.parent} or set {CONFIG_PATH_ENV}."
+            ) from exc
+        try:
+            _lock_fd(fd)
+            _lock_depth = 1
+            try:
+                yield
+            finally:
+                _lock_depth = 0
+                _unlock_fd(fd)
+        finally:
+            os.close(fd)
+
+
+# --- read / write -------------------------------------------------------------
+
+
+def read_global_config() -> dict[str, Any]:
+    """Read the global config file; a missing file reads as an empty config.
+
+    No lock is needed: writers replace the file atomically, so a reader sees
+    either the old or the new content, never a torn write.
+    """
+    path = global_config_file()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise KitaruBackendError(f"Cannot read the Kitaru config file {path}: {exc}.") from exc
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _corrupt(path, f"expected a JSON object at the top, found {type(data).__name__}")
+    return data
+
+
+def write_global_config(data: dict[str, Any]) -> None:
+    """Atomically replace the global config file with ``data``."""
+    try:
+        payload = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise KitaruBackendError(
+            f"Cannot save the Kitaru config: it holds a value that is not JSON-serializable "
+            f"({exc}). This is a bug in Kitaru; please report it."
+        ) from exc
+    with global_config_lock():
+        path = global_config_file()
+        _atomic_write(path, payload.encode("utf-8"))
+
+
+@contextmanager
+def update_global_config() -> Iterator[dict[str, Any]]:
+    """Read-modify-write the global config under the inter-process lock.
+
+    The yielded dict is written back when the block exits without an exception;
+    other top-level keys (owned by other modules) are preserved as read.
+    """
+    with global_config_lock():
+        data = read_global_config()
+        yield data
+        write_global_config(data)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    import tempfile
+
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        if tmp_name is not None:
+            with suppress(OSError):
+                os.unlink(tmp_name)
+        raise KitaruBackendError(f"Cannot write the Kitaru config file {path}: {exc}.") from exc
+    if sys.platform != "win32":
+        # Persist the rename itself; without this a power loss may bring back the old file.
+        with suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+def _corrupt(path: Path, reason: str) -> KitaruBackendError:
+    return KitaruBackendError(
+        f"The Kitaru config file {path} is corrupt ({reason}). Fix it by hand or delete it "
+        f"(deleting it forgets your stacks and the active stack)."
+    )
+
+
+def corrupt_config_error(reason: str) -> KitaruBackendError:
+    """Error for a config file whose JSON is valid but whose content is not."""
+    return _corrupt(global_config_file(), reason)
+
+
+__all__ = [
+    "CONFIG_PATH_ENV",
+    "config_dir",
+    "corrupt_config_error",
+    "default_artifacts_root",
+    "default_store_url",
+    "global_config_file",
+    "global_config_lock",
+    "read_global_config",
+    "update_global_config",
+    "write_global_config",
+]
