@@ -162,8 +162,9 @@ def get_stack(name_or_id: str) -> StackInfo:
 
 def find_stack(name_or_id: str) -> StackInfo | None:
     """Like :func:`get_stack` but returns None for an unknown stack."""
+    ref = _check_ref(name_or_id, "find_stack()")
     data = read_global_config()
-    record = _find_record(data, name_or_id)
+    record = _find_record(data, ref)
     if record is None:
         return None
     return _info(record, _active_name(data) or LOCAL_STACK_NAME)
