@@ -17,6 +17,7 @@ from kitaru._stacks import (
 from kitaru._store import ExecutionStatus
 from kitaru._version import __version__
 from kitaru.checkpoint import checkpoint
+from kitaru.client import KitaruClient
 from kitaru.config import ImageSettings, KitaruConfig, configure
 from kitaru.errors import (
     FailureOrigin,
@@ -46,6 +47,7 @@ __all__ = [
     "ImageSettings",
     "KitaruAmbiguousFlowResultError",
     "KitaruBackendError",
+    "KitaruClient",
     "KitaruConfig",
     "KitaruContextError",
     "KitaruDivergenceError",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru._backend import get_backend
 from kitaru._blobs import SerializationError
-from kitaru._runtime.driver import LEASE_SECONDS, RUNNER_ID, register_live, run_execution
+from kitaru._runtime.driver import register_live, run_execution
+from kitaru._runtime.leases import RUNNER_ID, lease_seconds
+from kitaru._runtime.loader import flow_reference
 from kitaru._stacks.local import launch_local
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
@@ -91,7 +91,7 @@ class Flow(Generic[P, R]):
             raise KitaruUsageError(
                 f"Invalid arguments for flow {self.name!r}{self._signature}: {exc}."
             ) from None
-        settings = resolve_settings(run=run_options, decorator=self._options)
+        settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         backend = get_backend()
         exec_id = str(uuid.uuid4())
         try:
@@ -119,7 +119,7 @@ class Flow(Generic[P, R]):
             started_at=now,
             run_count=1,
             lease_owner=RUNNER_ID,
-            lease_expires_at=now + LEASE_SECONDS,
+            lease_expires_at=now + lease_seconds(),
         )
         backend.store.create_execution(record, inputs)
         live = register_live(exec_id)
@@ -137,23 +137,6 @@ class Flow(Generic[P, R]):
             ),
         )
         return FlowHandle(exec_id, backend=backend)
-
-
-def flow_reference(func: Callable[..., Any]) -> dict[str, Any]:
-    """Where to find ``func`` again from another process."""
-    try:
-        source_file = inspect.getsourcefile(func)
-    except TypeError:
-        source_file = None
-    module = func.__module__
-    main = sys.modules.get("__main__")
-    return {
-        "module": module,
-        "qualname": func.__qualname__,
-        "file": str(Path(source_file).resolve()) if source_file else None,
-        "main_file": getattr(main, "__file__", None) if module == "__main__" else None,
-        "cwd": str(Path.cwd()),
-    }
 
 
 def find_flow(module: str, qualname: str) -> Flow[Any, Any] | None:

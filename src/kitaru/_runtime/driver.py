@@ -10,8 +10,6 @@ failure record. Waiters in this process are woken through ``live``.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
@@ -27,17 +25,14 @@ from kitaru._runtime.execution import (
     exception_type_name,
     retry_backoff,
 )
-from kitaru._store import ExecutionRecord, ExecutionStatus
+from kitaru._runtime.leases import RUNNER_ID, lease_seconds, leases
+from kitaru._store import ArtifactRecord, ExecutionRecord, ExecutionStatus
 from kitaru.errors import FailureOrigin, KitaruDivergenceError, KitaruError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
 
 logger = logging.getLogger("kitaru")
-
-#: How long a runner's claim on an execution lasts without renewal.
-LEASE_SECONDS = 30.0
-RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -94,16 +89,18 @@ def run_execution(
     cache_setting = settings.get("cache")
     cache_source = settings.get("sources", {}).get("cache", "default")
     cache_enabled = None if cache_source == "default" else bool(cache_setting)
+    leases.hold(record.id, store, record.fence, live.cancel)
     try:
         for flow_attempt in range(retries + 1):
             if flow_attempt or not already_started:
-                record = store.start_run(record.id, owner=RUNNER_ID, lease_seconds=LEASE_SECONDS)
+                record = store.start_run(record.id, owner=RUNNER_ID, lease_seconds=lease_seconds())
             ctx = ExecutionContext(
                 backend,
                 record,
                 run=record.run_count,
                 recorded=store.calls(record.id),
-                cache_enabled=cache_enabled,
+                cache_enabled=False if record.replay_plan else cache_enabled,
+                overrides=_replay_overrides(backend, record),
                 cancel_event=live.cancel,
             )
             outcome = _run_body(ctx, func, args, kwargs)
@@ -111,11 +108,8 @@ def run_execution(
                 _complete(backend, record, outcome.value, live)
                 return
             if outcome.cancelled:
-                store.finish_execution(
-                    record.id,
-                    status=ExecutionStatus.CANCELLED,
-                    failure=outcome.failure,
-                )
+                # cancel() already recorded the end; a runner that lost its lease
+                # to another process must not write anything.
                 return
             retryable = outcome.failure is not None and outcome.failure.get("retryable", True)
             if flow_attempt < retries and retryable:
@@ -129,7 +123,11 @@ def run_execution(
                 time.sleep(retry_backoff(flow_attempt + 1))
                 continue
             store.finish_execution(
-                record.id, status=ExecutionStatus.FAILED, failure=outcome.failure
+                record.id,
+                status=ExecutionStatus.FAILED,
+                failure=outcome.failure,
+                only_if_status=_RUNNING,
+                fence=record.fence,
             )
             return
     except BaseException as exc:  # the store itself failed: record what we can
@@ -140,11 +138,28 @@ def run_execution(
                 record.id,
                 status=ExecutionStatus.FAILED,
                 failure=_failure(exc, origin, None),
+                only_if_status=_RUNNING,
+                fence=record.fence,
             )
         except Exception:
             logger.exception("Kitaru could not record the failure of execution %s", record.id)
     finally:
+        leases.release(record.id)
         _release_live(live)
+
+
+_RUNNING = (ExecutionStatus.RUNNING,)
+
+
+def _replay_overrides(backend: Backend, record: ExecutionRecord) -> dict[str, ArtifactRecord]:
+    """Override values a replay supplies for calls at or after its start point."""
+    plan = record.replay_plan or {}
+    overrides: dict[str, ArtifactRecord] = {}
+    for call_id, artifact_id in plan.get("live_overrides", {}).items():
+        artifact = backend.store.get_artifact(artifact_id)
+        if artifact is not None:
+            overrides[call_id] = artifact
+    return overrides
 
 
 @dataclass
@@ -193,11 +208,23 @@ def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveE
         failure["message"] = (
             f"The flow {record.flow_name!r} returned a value Kitaru cannot store: {exc}"
         )
-        backend.store.finish_execution(record.id, status=ExecutionStatus.FAILED, failure=failure)
+        backend.store.finish_execution(
+            record.id,
+            status=ExecutionStatus.FAILED,
+            failure=failure,
+            only_if_status=_RUNNING,
+            fence=record.fence,
+        )
         return
-    live.result = value
-    live.has_result = True
-    backend.store.finish_execution(record.id, status=ExecutionStatus.COMPLETED, result=result)
+    if backend.store.finish_execution(
+        record.id,
+        status=ExecutionStatus.COMPLETED,
+        result=result,
+        only_if_status=_RUNNING,
+        fence=record.fence,
+    ):
+        live.result = value
+        live.has_result = True
 
 
 def _failure(exc: BaseException, origin: FailureOrigin, checkpoint: str | None) -> dict[str, Any]:

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
-from kitaru._store import AttemptRecord, CallRecord, CallStatus, ExecutionRecord
+from kitaru._store import (
+    ArtifactRecord,
+    AttemptRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+)
 from kitaru.errors import (
     FailureOrigin,
     KitaruDivergenceError,
@@ -87,6 +93,7 @@ class ExecutionContext:
         recorded: list[CallRecord],
         cache_enabled: bool | None,
         cancel_event: threading.Event,
+        overrides: dict[str, ArtifactRecord] | None = None,
     ) -> None:
         self.backend = backend
         self.record = record
@@ -95,6 +102,8 @@ class ExecutionContext:
         self.cancel_event = cancel_event
         #: Explicit execution-level cache setting (None = not set at execution level).
         self.cache_enabled = cache_enabled
+        #: Replay overrides for calls that run live: returned instead of running.
+        self._overrides = overrides or {}
         self._recorded = {call.call_id: call for call in recorded}
         self._recorded_order = [call.call_id for call in recorded]
         self._consumed: set[str] = set()
@@ -154,6 +163,24 @@ class ExecutionContext:
             assert recorded.artifact is not None
             return self.backend.load_value(recorded.artifact)
         self._go_live(call_id)
+
+        override = self._overrides.get(call_id)
+        if override is not None:
+            now = time.time()
+            self.backend.store.record_call(
+                self._call_record(
+                    spec,
+                    call_id,
+                    CallStatus.REUSED,
+                    artifact_id=override.id,
+                    source_exec_id=self.record.original_exec_id,
+                    attempts=0,
+                    started_at=now,
+                    ended_at=now,
+                    metadata={"overridden": True},
+                )
+            )
+            return self.backend.load_value(override)
 
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
@@ -299,6 +326,7 @@ class ExecutionContext:
         started_at: float,
         ended_at: float | None,
         error: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> CallRecord:
         existing = self._recorded.get(call_id)
         if existing is not None:
@@ -320,6 +348,7 @@ class ExecutionContext:
             source_exec_id=source_exec_id,
             attempts=attempts,
             error=error,
+            metadata=metadata or {},
             started_at=started_at,
             ended_at=ended_at,
         )

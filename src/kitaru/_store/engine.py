@@ -137,12 +137,17 @@ def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
     path = sqlite_path(engine.url)
     if path is None:
         with engine.begin() as conn:
+            # The driver is in autocommit mode (see _sqlite_engine): without an explicit
+            # BEGIN every DDL statement would commit on its own, and a migration that
+            # fails halfway would leave tables behind that make the next open fail.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
         return
     with open(f"{path}.migrate.lock", "a+b") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             with engine.begin() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # one transaction, as above
                 yield conn
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)

@@ -92,12 +92,21 @@ class Store:
     # -- executions -----------------------------------------------------------------
 
     def create_execution(
-        self, execution: ExecutionRecord, inputs: ArtifactRecord | None = None
+        self,
+        execution: ExecutionRecord,
+        inputs: ArtifactRecord | None = None,
+        *,
+        calls: Sequence[CallRecord] = (),
+        artifacts: Sequence[ArtifactRecord] = (),
     ) -> None:
+        """Insert an execution with its inputs (and, for a replay, its reused calls)."""
         with self.write() as conn:
-            if inputs is not None:
-                conn.execute(self._insert_artifact, _artifact_row(inputs))
+            for artifact in (inputs, *artifacts):
+                if artifact is not None:
+                    conn.execute(self._insert_artifact, _artifact_row(artifact))
             conn.execute(self._insert_execution, _execution_row(execution))
+            for call in calls:
+                conn.execute(self._upsert_call, _call_row(call))
 
     def get_execution(self, exec_id: str) -> ExecutionRecord | None:
         with self.read() as conn:
@@ -175,13 +184,21 @@ class Store:
         result: ArtifactRecord | None = None,
         failure: Mapping[str, Any] | None = None,
         only_if_status: Iterable[ExecutionStatus] | None = None,
+        fence: int | None = None,
         now: float | None = None,
     ) -> bool:
-        """Record the end of a run; False when ``only_if_status`` did not match."""
+        """Record the end of a run.
+
+        With ``only_if_status`` / ``fence`` this is a conditional update: it
+        returns False and writes nothing (not even the result) when the
+        execution was cancelled or taken over meanwhile.
+        """
         ex = t.executions.c
         update = t.executions.update().where(ex.id == exec_id)
         if only_if_status is not None:
             update = update.where(ex.status.in_([s.value for s in only_if_status]))
+        if fence is not None:
+            update = update.where(ex.fence == fence)
         update = update.values(
             status=status.value,
             ended_at=time.time() if now is None else now,
@@ -191,10 +208,139 @@ class Store:
             lease_expires_at=None,
         )
         with self.write() as conn:
-            if result is not None:
-                conn.execute(self._insert_artifact, _artifact_row(result))
             changed = conn.execute(update).rowcount
+            if changed and result is not None:
+                conn.execute(self._insert_artifact, _artifact_row(result))
         return bool(changed)
+
+    def claim(
+        self,
+        exec_id: str,
+        *,
+        owner: str,
+        lease_seconds: float,
+        from_status: Iterable[ExecutionStatus],
+        expected_fence: int,
+        require_expired_lease: bool,
+        now: float | None = None,
+    ) -> ExecutionRecord | None:
+        """Take ownership of an execution to run its body again.
+
+        A fenced, conditional update: it only succeeds if nobody else claimed
+        the execution since it was read (same ``fence``), it is in one of
+        ``from_status`` and, when asked, its previous owner's lease expired.
+        Exactly one of several concurrent claimers gets the record back.
+        """
+        now = time.time() if now is None else now
+        ex = t.executions.c
+        update = t.executions.update().where(
+            ex.id == exec_id,
+            ex.fence == expected_fence,
+            ex.status.in_([s.value for s in from_status]),
+        )
+        if require_expired_lease:
+            update = update.where(sa.or_(ex.lease_expires_at.is_(None), ex.lease_expires_at < now))
+        update = update.values(
+            status=ExecutionStatus.RUNNING.value,
+            started_at=sa.func.coalesce(ex.started_at, now),
+            ended_at=None,
+            failure=None,
+            result_artifact_id=None,
+            run_count=ex.run_count + 1,
+            lease_owner=owner,
+            lease_expires_at=now + lease_seconds,
+            fence=ex.fence + 1,
+        )
+        with self.write() as conn:
+            if not conn.execute(update).rowcount:
+                return None
+            row = conn.execute(sa.select(t.executions).where(ex.id == exec_id)).first()
+        return None if row is None else _execution_from_row(row._mapping)
+
+    def renew_leases(
+        self, owner: str, fences: Mapping[str, int], *, lease_seconds: float
+    ) -> dict[str, ExecutionStatus | None]:
+        """Extend ``owner``'s leases; report each execution's status.
+
+        An execution missing from the answer's ``RUNNING``/``WAITING`` entries
+        was cancelled, deleted or taken over (its fence moved on): its runner
+        must stop.
+        """
+        if not fences:
+            return {}
+        ex = t.executions.c
+        now = time.time()
+        statuses: dict[str, ExecutionStatus | None] = dict.fromkeys(fences)
+        with self.write() as conn:
+            conn.execute(
+                t.executions.update()
+                .where(ex.id.in_(list(fences)), ex.lease_owner == owner)
+                .values(lease_expires_at=now + lease_seconds)
+            )
+            rows = conn.execute(
+                sa.select(ex.id, ex.status, ex.fence).where(ex.id.in_(list(fences)))
+            ).all()
+        for exec_id, status, fence in rows:
+            statuses[exec_id] = (
+                ExecutionStatus(status) if fence == fences[exec_id] else ExecutionStatus.CANCELLED
+            )
+        return statuses
+
+    def orphaned(self, *, now: float | None = None, limit: int = 20) -> list[ExecutionRecord]:
+        """Running executions whose runner stopped renewing its lease."""
+        now = time.time() if now is None else now
+        ex = t.executions.c
+        query = (
+            sa.select(t.executions)
+            .where(
+                ex.status == ExecutionStatus.RUNNING.value,
+                sa.or_(ex.lease_expires_at.is_(None), ex.lease_expires_at < now),
+            )
+            .order_by(ex.created_at)
+            .limit(limit)
+        )
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_execution_from_row(row._mapping) for row in rows]
+
+    def insert_calls(
+        self, calls: Sequence[CallRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> None:
+        """Write prepared calls (e.g. a replay's reused outputs) in one transaction."""
+        with self.write() as conn:
+            for artifact in artifacts:
+                conn.execute(self._insert_artifact, _artifact_row(artifact))
+            for call in calls:
+                conn.execute(self._upsert_call, _call_row(call))
+
+    def delete_execution(self, exec_id: str) -> list[str]:
+        """Remove an execution and the artifacts nothing else references.
+
+        Returns the blob URIs that no remaining artifact row points at, for
+        the caller to delete from the blob store after the commit.
+        """
+        c, a, at, ex = t.checkpoint_calls, t.artifacts, t.checkpoint_attempts, t.executions
+        with self.write() as conn:
+            mine = conn.execute(sa.select(a.c.id, a.c.uri).where(a.c.exec_id == exec_id)).all()
+            referenced_elsewhere = {
+                row[0]
+                for row in conn.execute(
+                    sa.select(c.c.artifact_id).where(
+                        c.c.exec_id != exec_id, c.c.artifact_id.in_([r[0] for r in mine])
+                    )
+                )
+            }
+            doomed = [(aid, uri) for aid, uri in mine if aid not in referenced_elsewhere]
+            conn.execute(at.delete().where(at.c.exec_id == exec_id))
+            conn.execute(c.delete().where(c.c.exec_id == exec_id))
+            conn.execute(ex.delete().where(ex.c.id == exec_id))
+            if doomed:
+                conn.execute(a.delete().where(a.c.id.in_([aid for aid, _ in doomed])))
+            uris = {uri for _, uri in doomed if uri}
+            still_used = {
+                row[0] for row in conn.execute(sa.select(a.c.uri).where(a.c.uri.in_(list(uris))))
+            }
+        return sorted(uris - still_used)
 
     def set_status(
         self,
@@ -254,20 +400,24 @@ class Store:
     def cached_outputs(self, key_prefix: str) -> dict[str, CallRecord]:
         """Completed calls whose cache key starts with ``key_prefix`` (name + code hash + ':').
 
-        A range scan on the cache-key index: the prefix is hex followed by ':',
-        and ';' is the next character, so [prefix, prefix[:-1] + ';') covers it.
+        On SQLite a range scan on the cache-key index: the prefix is hex followed
+        by ':', and ';' is the next character, so [prefix, prefix[:-1] + ';')
+        covers it. PostgreSQL compares strings with the database's collation,
+        where that range is wrong (e.g. en_US ignores punctuation, ICU sorts ';'
+        before ':'), so it uses LIKE, which matches bytes (the prefix has no
+        wildcard characters).
         """
         c = t.checkpoint_calls
         a = t.artifacts
-        upper = key_prefix[:-1] + ";"
+        if self._is_sqlite:
+            upper = key_prefix[:-1] + ";"
+            matches_prefix = sa.and_(c.c.cache_key >= key_prefix, c.c.cache_key < upper)
+        else:
+            matches_prefix = c.c.cache_key.like(key_prefix + "%")
         query = (
             sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
             .select_from(c.join(a, c.c.artifact_id == a.c.id))
-            .where(
-                c.c.cache_key >= key_prefix,
-                c.c.cache_key < upper,
-                c.c.status == CallStatus.COMPLETED.value,
-            )
+            .where(matches_prefix, c.c.status == CallStatus.COMPLETED.value)
             .order_by(c.c.ended_at)
         )
         with self.read() as conn:

@@ -1,5 +1,24 @@
 """``kitaru.client``: read and control executions from code."""
 
-from kitaru._store import ExecutionStatus
+from kitaru._store import CallStatus, ExecutionStatus
+from kitaru.client._client import ArtifactsAPI, ExecutionsAPI, KitaruClient
+from kitaru.client._models import (
+    ArtifactRef,
+    CheckpointAttempt,
+    CheckpointCall,
+    Execution,
+    FailureInfo,
+)
 
-__all__ = ["ExecutionStatus"]
+__all__ = [
+    "ArtifactRef",
+    "ArtifactsAPI",
+    "CallStatus",
+    "CheckpointAttempt",
+    "CheckpointCall",
+    "Execution",
+    "ExecutionStatus",
+    "ExecutionsAPI",
+    "FailureInfo",
+    "KitaruClient",
+]

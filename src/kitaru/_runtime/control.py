@@ -1,0 +1,333 @@
+"""Starting, resuming, retrying, replaying, cancelling and deleting executions.
+
+Every operation validates first and changes stored state last, so a refused
+request (unknown id, wrong status, bad override, missing code) leaves the
+store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from kitaru._blobs import SerializationError
+from kitaru._runtime.driver import LiveExecution, get_live, register_live, run_execution
+from kitaru._runtime.leases import RUNNER_ID, lease_seconds
+from kitaru._runtime.loader import load_flow
+from kitaru._stacks.local import launch_local
+from kitaru._store import (
+    ArtifactRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+)
+from kitaru.errors import KitaruStateError, KitaruUsageError
+
+if TYPE_CHECKING:
+    from kitaru._backend import Backend
+    from kitaru.flow import Flow
+
+_ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+
+
+def start(
+    backend: Backend,
+    record: ExecutionRecord,
+    flow: Flow[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> LiveExecution:
+    """Run a claimed execution's body on the local stack (a thread of this process)."""
+    live = register_live(record.id)
+    launch_local(
+        record.id,
+        functools.partial(
+            run_execution,
+            backend,
+            record,
+            flow.func,
+            args,
+            kwargs,
+            live=live,
+            already_started=True,
+        ),
+    )
+    return live
+
+
+def _inputs(backend: Backend, record: ExecutionRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if record.inputs_artifact_id is None:
+        return (), {}
+    args, kwargs = backend.load_artifact(record.inputs_artifact_id)
+    return tuple(args), dict(kwargs)
+
+
+def resume(backend: Backend, exec_id: str) -> LiveExecution:
+    """Continue an execution whose runner died, in this process."""
+    record = backend.store.require_execution(exec_id)
+    now = time.time()
+    if record.status is ExecutionStatus.RUNNING:
+        if record.lease_expires_at is not None and record.lease_expires_at > now:
+            raise KitaruStateError(
+                f"Execution {exec_id} is running under {record.lease_owner} (its lease is "
+                f"valid for another {record.lease_expires_at - now:.0f} s); there is nothing "
+                "to resume. If that process is gone, resume once the lease has expired."
+            )
+    elif record.status is not ExecutionStatus.WAITING:
+        hint = {
+            ExecutionStatus.FAILED: f"use `kitaru executions retry {exec_id}`",
+            ExecutionStatus.COMPLETED: "replay it to run it again from a checkpoint",
+            ExecutionStatus.CANCELLED: "replay it to run it again from a checkpoint",
+        }[record.status]
+        raise KitaruStateError(
+            f"Execution {exec_id} is {record.status.value}; only running executions whose "
+            f"runner died, or waiting ones, can be resumed: {hint}."
+        )
+    return _claim_and_start(backend, record, from_status=_ACTIVE, require_expired_lease=True)
+
+
+def retry(backend: Backend, exec_id: str) -> LiveExecution:
+    """Run a failed execution again under the same id, reusing completed checkpoints."""
+    record = backend.store.require_execution(exec_id)
+    if record.status is not ExecutionStatus.FAILED:
+        raise KitaruStateError(
+            f"Execution {exec_id} is {record.status.value}; only failed executions can be "
+            "retried (resume a crashed one, replay a finished one)."
+        )
+    return _claim_and_start(
+        backend, record, from_status=(ExecutionStatus.FAILED,), require_expired_lease=False
+    )
+
+
+def _claim_and_start(
+    backend: Backend,
+    record: ExecutionRecord,
+    *,
+    from_status: tuple[ExecutionStatus, ...],
+    require_expired_lease: bool,
+) -> LiveExecution:
+    # Load the code and inputs before claiming: if they are missing, nothing changes.
+    flow = load_flow(record.flow_ref, exec_id=record.id)
+    args, kwargs = _inputs(backend, record)
+    claimed = backend.store.claim(
+        record.id,
+        owner=RUNNER_ID,
+        lease_seconds=lease_seconds(),
+        from_status=from_status,
+        expected_fence=record.fence,
+        require_expired_lease=require_expired_lease,
+    )
+    if claimed is None:
+        raise KitaruStateError(
+            f"Execution {record.id} was taken by another process just now; it is running there."
+        )
+    return start(backend, claimed, flow, args, kwargs)
+
+
+def cancel(backend: Backend, exec_id: str) -> None:
+    record = backend.store.require_execution(exec_id)
+    if record.status not in _ACTIVE:
+        raise KitaruStateError(
+            f"Execution {exec_id} is already {record.status.value}; only running or "
+            "waiting executions can be cancelled."
+        )
+    changed = backend.store.finish_execution(
+        exec_id,
+        status=ExecutionStatus.CANCELLED,
+        failure={"origin": "runtime", "message": "cancelled by request"},
+        only_if_status=_ACTIVE,
+    )
+    if not changed:
+        raise KitaruStateError(f"Execution {exec_id} finished before it could be cancelled.")
+    live = get_live(exec_id)
+    if live is not None:
+        live.cancel.set()
+
+
+def delete(backend: Backend, exec_id: str) -> None:
+    record = backend.store.require_execution(exec_id)
+    if record.status in _ACTIVE and (
+        record.lease_expires_at is None or record.lease_expires_at > time.time()
+    ):
+        raise KitaruStateError(
+            f"Execution {exec_id} is {record.status.value}; cancel it first "
+            f"(`kitaru executions cancel {exec_id}`), then delete it."
+        )
+    for uri in backend.store.delete_execution(exec_id):
+        backend.blobs.delete(uri)
+
+
+# -- replay ----------------------------------------------------------------------------
+
+
+def _select(calls: list[CallRecord], at: str, exec_id: str) -> CallRecord:
+    by_id = next((c for c in calls if c.call_id == at), None)
+    if by_id is not None:
+        return by_id
+    named = [c for c in calls if c.name == at]
+    if len(named) == 1:
+        return named[0]
+    known = ", ".join(f"{c.call_id} ({c.name})" for c in calls) or "(no checkpoint calls)"
+    if named:
+        raise KitaruStateError(
+            f"Replay selector {at!r} is ambiguous in execution {exec_id}: checkpoint {at!r} "
+            f"was called {len(named)} times ({', '.join(c.call_id for c in named)}). "
+            "Pass one of those call ids instead."
+        )
+    raise KitaruStateError(
+        f"Replay selector {at!r} matches no checkpoint call of execution {exec_id}. Calls: {known}."
+    )
+
+
+def _override_targets(
+    calls: list[CallRecord], overrides: Mapping[str, Any], exec_id: str
+) -> dict[str, Any]:
+    """Map override keys (call id, checkpoint name, or ``checkpoint.<name>``) to call ids."""
+    resolved: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key:
+            raise KitaruUsageError(f"Override key {key!r} must be a checkpoint name or call id.")
+        target = key.removeprefix("checkpoint.")
+        by_id = [c for c in calls if c.call_id == target]
+        matches = by_id or [c for c in calls if c.name == target]
+        if not matches:
+            known = ", ".join(sorted({c.call_id for c in calls} | {c.name for c in calls}))
+            raise KitaruUsageError(
+                f"Override key {key!r} names no checkpoint call of execution {exec_id}. "
+                f"Use a call id or checkpoint name: {known or '(none)'}."
+            )
+        if len(matches) > 1:
+            raise KitaruUsageError(
+                f"Override key {key!r} matches {len(matches)} calls "
+                f"({', '.join(c.call_id for c in matches)}); use one call id."
+            )
+        resolved[matches[0].call_id] = value
+    return resolved
+
+
+def replay(
+    backend: Backend,
+    source_id: str,
+    *,
+    at: str,
+    checkpoint_overrides: Mapping[str, Any] | None = None,
+    flow_overrides: Mapping[str, Any] | None = None,
+) -> tuple[ExecutionRecord, LiveExecution]:
+    """A new execution that reuses the source's outputs before ``at`` and runs the rest."""
+    if not isinstance(at, str) or not at:
+        raise KitaruUsageError(
+            "replay needs at= (a checkpoint name or call id to start running live from)."
+        )
+    store = backend.store
+    source = store.require_execution(source_id)
+    calls = store.calls(source_id)
+    start_call = _select(calls, at, source_id)
+    overrides = _override_targets(calls, checkpoint_overrides or {}, source_id)
+    flow = load_flow(source.flow_ref, exec_id=source_id)
+    args, kwargs = _new_inputs(flow, *_inputs(backend, source), flow_overrides or {})
+
+    exec_id = str(uuid.uuid4())
+    now = time.time()
+
+    def artifact_for(call_id: str, name: str, value: Any) -> ArtifactRecord:
+        try:
+            return backend.make_artifact(
+                value, exec_id=exec_id, call_id=call_id, name=name, kind="output"
+            )
+        except SerializationError as exc:
+            raise KitaruUsageError(f"Override for {call_id!r} cannot be stored: {exc}") from None
+
+    reused: list[CallRecord] = []
+    new_artifacts: list[ArtifactRecord] = []
+    live_overrides: dict[str, str] = {}
+    for call in calls:
+        artifact_id: str | None
+        metadata: dict[str, Any]
+        before = call.seq < start_call.seq
+        if call.call_id in overrides:
+            artifact = artifact_for(call.call_id, call.name, overrides[call.call_id])
+            new_artifacts.append(artifact)
+            if not before:
+                live_overrides[call.call_id] = artifact.id
+                continue
+            artifact_id, metadata = artifact.id, {"overridden": True}
+        elif before and call.status.has_output:
+            artifact_id, metadata = call.artifact_id, {}
+        else:
+            continue
+        reused.append(
+            CallRecord(
+                exec_id=exec_id,
+                call_id=call.call_id,
+                seq=call.seq,
+                name=call.name,
+                runtime=call.runtime,
+                status=CallStatus.REUSED,
+                type=call.type,
+                artifact_id=artifact_id,
+                source_exec_id=source_id,
+                metadata=metadata,
+                started_at=now,
+                ended_at=now,
+            )
+        )
+    try:
+        inputs = backend.make_artifact(
+            (args, kwargs), exec_id=exec_id, call_id=None, name="inputs", kind="flow_inputs"
+        )
+    except SerializationError as exc:
+        raise KitaruUsageError(f"The replay's flow inputs cannot be stored: {exc}") from None
+    config = dict(source.config)
+    config["sources"] = {**config.get("sources", {}), "replay": source_id}
+    record = ExecutionRecord(
+        id=exec_id,
+        flow_name=source.flow_name,
+        flow_ref=source.flow_ref,
+        status=ExecutionStatus.RUNNING,
+        stack=source.stack,
+        config=config,
+        created_at=now,
+        inputs_artifact_id=inputs.id,
+        original_exec_id=source_id,
+        replay_plan={
+            "source": source_id,
+            "at": start_call.call_id,
+            "live_overrides": live_overrides,
+        },
+        started_at=now,
+        run_count=1,
+        lease_owner=RUNNER_ID,
+        lease_expires_at=now + lease_seconds(),
+    )
+    store.create_execution(record, inputs, calls=reused, artifacts=new_artifacts)
+    return record, start(backend, record, flow, args, kwargs)
+
+
+def _new_inputs(
+    flow: Flow[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    overrides: Mapping[str, Any],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not overrides:
+        return args, kwargs
+    import inspect
+
+    signature = inspect.signature(flow.func)
+    bound = signature.bind_partial(*args, **kwargs)
+    unknown = [name for name in overrides if name not in signature.parameters]
+    if unknown:
+        raise KitaruUsageError(
+            f"Flow {flow.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
+            f"its signature is {signature}."
+        )
+    bound.arguments.update(overrides)
+    try:
+        rebound = signature.bind(**bound.arguments)
+    except TypeError as exc:
+        raise KitaruUsageError(f"Invalid flow inputs for the replay of {flow.name!r}: {exc}")
+    return tuple(rebound.args), dict(rebound.kwargs)

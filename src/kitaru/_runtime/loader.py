@@ -1,0 +1,153 @@
+"""Finding a flow's code again, possibly in another process.
+
+An execution records where its flow came from: module and qualified name, the
+source file, the directory the module's package hangs off (``module_root``),
+the project root (the nearest directory with ``.kitaru/`` — see ``kitaru
+init``) and the working directory. A flow defined in a script run as
+``python script.py`` lives in ``__main__``; it is loaded again the way
+multiprocessing's spawn does it, under ``__mp_main__`` aliased as ``__main__``,
+so its ``if __name__ == "__main__":`` block does not run again and classes
+defined in the script resolve.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import runpy
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kitaru.errors import KitaruStateError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kitaru.flow import Flow
+
+PROJECT_MARKER = ".kitaru"
+
+_load_lock = threading.Lock()
+
+
+def find_project_root(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        if (directory / PROJECT_MARKER).is_dir():
+            return directory
+    return None
+
+
+def flow_reference(func: Callable[..., Any]) -> dict[str, Any]:
+    """Where to find ``func`` again from another process."""
+    try:
+        source = inspect.getsourcefile(func)
+    except TypeError:
+        source = None
+    module = func.__module__
+    file = Path(source).resolve() if source else None
+    module_root = None
+    if file is not None and module not in ("__main__", "__mp_main__"):
+        # pkg/sub/mod.py for "pkg.sub.mod" -> the directory holding "pkg".
+        depth = module.count(".") + (1 if file.name == "__init__.py" else 0)
+        module_root = str(file.parents[depth]) if depth < len(file.parents) else None
+    cwd = Path.cwd()
+    project = find_project_root(file.parent if file else cwd) or find_project_root(cwd)
+    return {
+        "module": "__main__" if module == "__mp_main__" else module,
+        "qualname": func.__qualname__,
+        "file": str(file) if file else None,
+        "module_root": module_root,
+        "project_root": str(project) if project else None,
+        "cwd": str(cwd),
+    }
+
+
+def load_flow(ref: dict[str, Any], *, exec_id: str) -> Flow[Any, Any]:
+    """The Flow object for ``ref``; KitaruStateError saying what was looked for if absent."""
+    from kitaru.flow import find_flow
+
+    module, qualname = ref["module"], ref["qualname"]
+    found = find_flow(module, qualname) or (
+        find_flow("__mp_main__", qualname) if module == "__main__" else None
+    )
+    if found is not None:
+        return found
+    if "<locals>" in qualname:
+        raise KitaruStateError(
+            f"Cannot load flow {qualname!r} of execution {exec_id}: it is defined inside a "
+            "function, so only the process that defined it can run it. Define flows at "
+            "module level to resume them from another process."
+        )
+    with _load_lock:
+        if module == "__main__":
+            namespace = _load_script(ref, exec_id)
+        else:
+            namespace = _import_module(ref, exec_id)
+    target: Any = namespace
+    for part in qualname.split("."):
+        target = target.get(part) if isinstance(target, dict) else getattr(target, part, None)
+        if target is None:
+            break
+    from kitaru.flow import Flow
+
+    if not isinstance(target, Flow):
+        where = ref.get("file") or module
+        raise KitaruStateError(
+            f"Cannot load flow {qualname!r} of execution {exec_id}: {where} no longer defines "
+            f"a @flow named {qualname!r}. Restore it, or start a new execution."
+        )
+    return target
+
+
+def _search_paths(ref: dict[str, Any]) -> list[str]:
+    paths = [ref.get("module_root"), ref.get("project_root"), ref.get("cwd")]
+    return [p for p in paths if p and Path(p).is_dir()]
+
+
+def _import_module(ref: dict[str, Any], exec_id: str) -> Any:
+    module = ref["module"]
+    if module in sys.modules:
+        return sys.modules[module]
+    searched = _search_paths(ref)
+    for path in reversed(searched):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise KitaruStateError(
+            f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: module {module!r} "
+            f"was not found ({exc}); looked on sys.path and in {', '.join(searched) or '-'}. "
+            "Run from the project directory (mark it with `kitaru init`), install the "
+            "package, or add its directory to PYTHONPATH."
+        ) from exc
+
+
+def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
+    path = ref.get("file")
+    main = sys.modules.get("__main__")
+    if path and main is not None and getattr(main, "__file__", None):
+        if Path(main.__file__).resolve() == Path(path):  # type: ignore[arg-type]
+            return main  # resuming from inside the same script
+    if not path or not Path(path).is_file():
+        raise KitaruStateError(
+            f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: it was defined in "
+            f"the script {path or '(unknown file)'}, which no longer exists. Restore the "
+            "script at that path to resume the execution."
+        )
+    existing = sys.modules.get("__mp_main__")
+    if existing is not None and getattr(existing, "__file__", None) == path:
+        return existing
+    script_dir = str(Path(path).parent)
+    if script_dir not in sys.path:
+        sys.path.insert(0, script_dir)
+    namespace = runpy.run_path(path, run_name="__mp_main__")
+    module = type(sys)("__mp_main__")
+    module.__dict__.update(namespace)
+    module.__file__ = path
+    # Classes and functions defined in the script name "__main__" as their module.
+    sys.modules["__mp_main__"] = module
+    sys.modules["__main__"] = module
+    return module

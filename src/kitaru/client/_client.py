@@ -1,0 +1,229 @@
+"""``KitaruClient``: read and control executions and artifacts from code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kitaru._backend import Backend, get_backend
+from kitaru._runtime import control
+from kitaru._runtime.driver import get_live
+from kitaru._store import ExecutionStatus
+from kitaru.client._models import ArtifactRef, Execution
+from kitaru.errors import (
+    KitaruFeatureNotAvailableError,
+    KitaruStateError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+)
+
+_POLL_MAX = 0.5
+
+
+def _statuses(status: Any) -> list[str] | None:
+    if status is None:
+        return None
+    values = [status] if isinstance(status, str | ExecutionStatus) else list(status)
+    out = []
+    for value in values:
+        try:
+            out.append(ExecutionStatus(str(value).lower()).value)
+        except ValueError:
+            known = ", ".join(s.value for s in ExecutionStatus)
+            raise KitaruUsageError(f"Unknown status {value!r}; use one of: {known}.") from None
+    return out
+
+
+class ExecutionsAPI:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def get(self, exec_id: str) -> Execution:
+        """The execution with its checkpoints; ``KitaruStateError`` if the id is unknown."""
+        store = self._backend.store
+        record = store.require_execution(exec_id)
+        return Execution.from_records(
+            record, store.calls(exec_id), store.attempts(exec_id), self._backend
+        )
+
+    def list(
+        self,
+        *,
+        flow: str | None = None,
+        status: Any = None,
+        limit: int | None = None,
+        page: int | None = None,
+        size: int | None = None,
+    ) -> list[Execution]:
+        """Executions, newest first. ``page`` (1-based) with ``size`` paginates."""
+        if page is not None and page < 1:
+            raise KitaruUsageError(f"page must be 1 or more, got {page}.")
+        for name, value in (("limit", limit), ("size", size)):
+            if value is not None and value < 0:
+                raise KitaruUsageError(f"{name} must be 0 or more, got {value}.")
+        per_page = size if size is not None else limit
+        offset = (page - 1) * (per_page or 0) if page else 0
+        records = self._backend.store.list_executions(
+            flow=flow, status=_statuses(status), limit=per_page, offset=offset
+        )
+        return [self.get(record.id) for record in records]
+
+    def latest(self, *, flow: str | None = None, status: Any = None) -> Execution:
+        found = self.list(flow=flow, status=status, limit=1)
+        if not found:
+            what = f" of flow {flow!r}" if flow else ""
+            raise KitaruStateError(f"No executions{what} found.")
+        return found[0]
+
+    def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
+        """Block until the execution is finished; return its final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            execution = self.get(exec_id)
+            if execution.status.is_finished:
+                return execution
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise KitaruTimeoutError(
+                    f"Execution {exec_id} did not finish within {timeout} s; it is "
+                    f"{execution.status.value}."
+                )
+            live = get_live(exec_id)
+            pause = delay if remaining is None else min(delay, remaining)
+            if live is not None:
+                live.done.wait(pause)
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, _POLL_MAX)
+
+    def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Continue an execution whose runner died (lease expired), in this process."""
+        control.resume(self._backend, exec_id)
+        return self.wait(exec_id) if wait else self.get(exec_id)
+
+    def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Re-run a failed execution (same id); completed checkpoints are reused."""
+        control.retry(self._backend, exec_id)
+        return self.wait(exec_id) if wait else self.get(exec_id)
+
+    def replay(
+        self,
+        execution: str | Execution,
+        *,
+        at: str | None = None,
+        from_: str | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        flow_overrides: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        **flow_inputs: Any,
+    ) -> Execution:
+        """A new execution from ``at`` on, reusing the source's earlier outputs.
+
+        Also accepts the older spelling ``from_=`` with
+        ``overrides={"checkpoint.<name>": value}`` and flow inputs as keywords.
+        """
+        exec_id = execution.exec_id if isinstance(execution, Execution) else execution
+        if at is not None and from_ is not None and at != from_:
+            raise KitaruUsageError("Pass either at= or from_=, not both.")
+        selector = at if at is not None else from_
+        merged_checkpoints = dict(checkpoint_overrides or {})
+        for key, value in (overrides or {}).items():
+            if not isinstance(key, str) or not key.startswith("checkpoint."):
+                raise KitaruUsageError(
+                    f"Override key {key!r} is not supported: use 'checkpoint.<name>' "
+                    "(or checkpoint_overrides={name: value})."
+                )
+            merged_checkpoints[key] = value
+        merged_inputs = {**dict(flow_overrides or {}), **flow_inputs}
+        record, _ = control.replay(
+            self._backend,
+            exec_id,
+            at=selector,  # type: ignore[arg-type]
+            checkpoint_overrides=merged_checkpoints,
+            flow_overrides=merged_inputs,
+        )
+        return self.wait(record.id) if wait else self.get(record.id)
+
+    def cancel(self, exec_id: str) -> Execution:
+        """Cancel a running or waiting execution; its runner stops at the next checkpoint."""
+        control.cancel(self._backend, exec_id)
+        return self.get(exec_id)
+
+    def delete(self, exec_id: str) -> None:
+        """Remove a finished execution and the artifacts nothing else uses."""
+        control.delete(self._backend, exec_id)
+
+
+class ArtifactsAPI:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def list(
+        self,
+        exec_id: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        producing_call: str | None = None,
+        limit: int | None = None,
+    ) -> list[ArtifactRef]:
+        """Artifacts of an execution: its inputs, checkpoint outputs and result."""
+        self._backend.store.require_execution(exec_id)
+        # Outputs reused from other executions (cache, replay) belong to this one too.
+        records = {
+            r.id: r
+            for r in self._backend.store.list_artifacts(
+                exec_id=exec_id, name=name, kind=kind, call_id=producing_call
+            )
+        }
+        for call in self._backend.store.calls(exec_id):
+            artifact = call.artifact
+            if artifact is None or artifact.id in records:
+                continue
+            if name is not None and artifact.name != name:
+                continue
+            if kind is not None and artifact.kind != kind:
+                continue
+            if producing_call is not None and call.call_id != producing_call:
+                continue
+            records[artifact.id] = artifact
+        refs = [ArtifactRef.from_record(r, self._backend) for r in records.values()]
+        refs.sort(key=lambda ref: (ref.created_at is None, ref.created_at))
+        return refs[:limit] if limit is not None else refs
+
+    def get(self, artifact_id: str) -> ArtifactRef:
+        record = self._backend.store.get_artifact(artifact_id)
+        if record is None:
+            raise KitaruStateError(f"No artifact with id {artifact_id!r}.")
+        return ArtifactRef.from_record(record, self._backend)
+
+
+class KitaruClient:
+    """Entry point for reading and controlling executions.
+
+    ``server_url``/``auth_token`` are accepted for compatibility; Kitaru talks to
+    its store directly (``KITARU_STORE_URL``), so passing a server raises
+    ``KitaruFeatureNotAvailableError``.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_url: str | None = None,
+        auth_token: str | None = None,
+        project: str | None = None,
+    ) -> None:
+        if server_url is not None:
+            raise KitaruFeatureNotAvailableError(
+                "Kitaru has no server to connect to: it reads the store directly. Point "
+                "KITARU_STORE_URL (or kitaru.configure(store_url=...)) at a shared "
+                "PostgreSQL database instead."
+            )
+        del auth_token
+        self.project = project
+        self._backend = get_backend()
+        self.executions = ExecutionsAPI(self._backend)
+        self.artifacts = ArtifactsAPI(self._backend)

@@ -1,0 +1,81 @@
+"""Resume orphaned executions: ``kitaru worker`` and ``python -m kitaru.worker [EXEC_ID]``.
+
+An execution is orphaned when it is running but its runner stopped renewing
+its lease (the process was killed, the machine lost power). A worker only
+needs the store URL (``KITARU_STORE_URL`` or the default embedded store) and
+access to the flows' code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from kitaru._backend import get_backend
+from kitaru._runtime import control
+from kitaru.errors import KitaruError, KitaruStateError
+
+logger = logging.getLogger("kitaru.worker")
+
+
+def run_worker(
+    *, poll_interval: float = 1.0, once: bool = False, stop: threading.Event | None = None
+) -> int:
+    """Poll the store and resume orphaned executions here; returns how many it resumed.
+
+    Runs until ``stop`` is set (or after one pass with ``once``). Executions
+    this worker cannot load are reported once and skipped afterwards.
+    """
+    stop = stop or threading.Event()
+    backend = get_backend()
+    resumed = 0
+    skipped: set[str] = set()
+    while not stop.is_set():
+        for record in backend.store.orphaned():
+            if record.id in skipped:
+                continue
+            try:
+                control.resume(backend, record.id)
+            except KitaruStateError as exc:
+                # Taken by another worker, or its code is not loadable here.
+                skipped.add(record.id)
+                logger.warning("Skipping execution %s: %s", record.id, exc)
+                continue
+            resumed += 1
+            logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)
+        if once:
+            break
+        stop.wait(poll_interval)
+    return resumed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kitaru.worker",
+        description="Resume one execution by id, or keep resuming orphaned executions.",
+    )
+    parser.add_argument("exec_id", nargs="?", help="resume this execution and wait for it")
+    parser.add_argument("--poll-interval", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.exec_id is None:
+        try:
+            run_worker(poll_interval=args.poll_interval)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+    from kitaru.client import KitaruClient
+
+    try:
+        execution = KitaruClient().executions.resume(args.exec_id, wait=True)
+    except KitaruError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{execution.exec_id} {execution.status.value}")
+    return 0 if execution.status.is_successful else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
