@@ -6,15 +6,13 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru._backend import get_backend
 from kitaru._blobs import SerializationError
-from kitaru._runtime.driver import register_live, run_execution
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds
 from kitaru._runtime.loader import flow_reference
-from kitaru._stacks.local import launch_local
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
 from kitaru.errors import KitaruUsageError
@@ -122,21 +120,40 @@ class Flow(Generic[P, R]):
             lease_expires_at=now + lease_seconds(),
         )
         backend.store.create_execution(record, inputs)
-        live = register_live(exec_id)
-        launch_local(
-            exec_id,
-            functools.partial(
-                run_execution,
-                backend,
-                record,
-                self.func,
-                tuple(args),
-                kwargs,
-                live=live,
-                already_started=True,
-            ),
-        )
+        from kitaru._runtime import control
+
+        control.start(backend, record, self, tuple(args), kwargs)
         return FlowHandle(exec_id, backend=backend)
+
+    def replay(
+        self,
+        exec_id: str,
+        *,
+        at: str | None = None,
+        from_: str | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        flow_overrides: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> FlowHandle:
+        """Start a new execution from checkpoint ``at`` of ``exec_id`` (see KitaruClient)."""
+        from kitaru.client import KitaruClient
+
+        source = KitaruClient().executions.get(exec_id)
+        if source.flow_name != self.name:
+            raise KitaruUsageError(
+                f"Execution {exec_id} belongs to flow {source.flow_name!r}, not {self.name!r}."
+            )
+        execution = KitaruClient().executions.replay(
+            exec_id,
+            at=at,
+            from_=from_,
+            checkpoint_overrides=checkpoint_overrides,
+            flow_overrides=flow_overrides,
+            overrides=overrides,
+            **flow_inputs,
+        )
+        return FlowHandle(execution.exec_id)
 
 
 def find_flow(module: str, qualname: str) -> Flow[Any, Any] | None:

@@ -329,5 +329,7 @@ def _new_inputs(
     try:
         rebound = signature.bind(**bound.arguments)
     except TypeError as exc:
-        raise KitaruUsageError(f"Invalid flow inputs for the replay of {flow.name!r}: {exc}")
+        raise KitaruUsageError(
+            f"Invalid flow inputs for the replay of {flow.name!r}: {exc}"
+        ) from None
     return tuple(rebound.args), dict(rebound.kwargs)

@@ -127,10 +127,9 @@ def _import_module(ref: dict[str, Any], exec_id: str) -> Any:
 
 def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
     path = ref.get("file")
-    main = sys.modules.get("__main__")
-    if path and main is not None and getattr(main, "__file__", None):
-        if Path(main.__file__).resolve() == Path(path):  # type: ignore[arg-type]
-            return main  # resuming from inside the same script
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path and main_file and Path(main_file).resolve() == Path(path):
+        return sys.modules["__main__"]  # resuming from inside the same script
     if not path or not Path(path).is_file():
         raise KitaruStateError(
             f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: it was defined in "
