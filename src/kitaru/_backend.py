@@ -13,11 +13,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import BlobStore, Serialized, deserialize, serialize
-from kitaru._store import ArtifactRecord, Store, get_store
+from kitaru._store import ArtifactRecord
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from kitaru._store import Store
 
 #: Values up to this size live in the metadata row: one write, no file.
 INLINE_LIMIT = 64 * 1024
@@ -25,6 +27,8 @@ INLINE_LIMIT = 64 * 1024
 
 class Backend:
     def __init__(self, store_url: str, artifacts_root: str) -> None:
+        from kitaru._store.store import get_store  # SQLAlchemy loads on first use
+
         self.store: Store = get_store(store_url)
         self.artifacts_root = artifacts_root
         self._blobs: BlobStore | None = None

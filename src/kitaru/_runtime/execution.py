@@ -112,7 +112,6 @@ class ExecutionContext:
         self._used_ids: set[str] = set()
         self._next_seq = max((c.seq for c in recorded), default=0) + 1
         self._live = False
-        self._cache_index: dict[str, dict[str, CallRecord]] = {}
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
         self.failed_checkpoint: str | None = None
@@ -184,7 +183,7 @@ class ExecutionContext:
 
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
-            hit = self._cache_lookup(spec, cache_key)
+            hit = self._cache_lookup(cache_key)
             if hit is not None and hit.artifact is not None:
                 value = self.backend.load_value(hit.artifact)
                 now = time.time()
@@ -371,18 +370,9 @@ class ExecutionContext:
             return None
         return spec.cache_prefix() + inputs
 
-    def _cache_lookup(self, spec: CheckpointSpec, key: str) -> CallRecord | None:
-        prefix = spec.cache_prefix()
-        index = self._cache_index.get(prefix)
-        if index is None:
-            # One query per checkpoint per run; later lookups are in memory.
-            index = {
-                k: call
-                for k, call in self.backend.store.cached_outputs(prefix).items()
-                if call.exec_id != self.exec_id
-            }
-            self._cache_index[prefix] = index
-        return index.get(key)
+    def _cache_lookup(self, key: str) -> CallRecord | None:
+        # An indexed point lookup: its cost does not grow with the store's history.
+        return self.backend.store.cached_output(key, exclude_exec_id=self.exec_id)
 
     # -- divergence and cancellation -------------------------------------------------------
 

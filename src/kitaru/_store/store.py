@@ -397,37 +397,24 @@ class Store:
             rows = conn.execute(sa.select(a).where(a.c.exec_id == exec_id).order_by(a.c.id)).all()
         return [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
 
-    def cached_outputs(self, key_prefix: str) -> dict[str, CallRecord]:
-        """Completed calls whose cache key starts with ``key_prefix`` (name + code hash + ':').
-
-        On SQLite a range scan on the cache-key index: the prefix is hex followed
-        by ':', and ';' is the next character, so [prefix, prefix[:-1] + ';')
-        covers it. PostgreSQL compares strings with the database's collation,
-        where that range is wrong (e.g. en_US ignores punctuation, ICU sorts ';'
-        before ':'), so it uses LIKE, which matches bytes (the prefix has no
-        wildcard characters).
-        """
+    def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
+        """The newest completed call of another execution with this cache key, if any."""
         c = t.checkpoint_calls
         a = t.artifacts
-        if self._is_sqlite:
-            upper = key_prefix[:-1] + ";"
-            matches_prefix = sa.and_(c.c.cache_key >= key_prefix, c.c.cache_key < upper)
-        else:
-            matches_prefix = c.c.cache_key.like(key_prefix + "%")
         query = (
             sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
             .select_from(c.join(a, c.c.artifact_id == a.c.id))
-            .where(matches_prefix, c.c.status == CallStatus.COMPLETED.value)
-            .order_by(c.c.ended_at)
+            .where(
+                c.c.cache_key == cache_key,
+                c.c.status == CallStatus.COMPLETED.value,
+                c.c.exec_id != exclude_exec_id,
+            )
+            .order_by(c.c.ended_at.desc())
+            .limit(1)
         )
         with self.read() as conn:
-            rows = conn.execute(query).all()
-        found: dict[str, CallRecord] = {}
-        for row in rows:
-            call = _call_from_joined_row(row._mapping)
-            if call.cache_key is not None:
-                found[call.cache_key] = call  # the newest completion wins
-        return found
+            row = conn.execute(query).first()
+        return None if row is None else _call_from_joined_row(row._mapping)
 
     # -- artifacts ------------------------------------------------------------------
 
