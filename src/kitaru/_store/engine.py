@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,12 +87,30 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # Autocommit at the driver level: Kitaru issues BEGIN IMMEDIATE itself for writes.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the database is locked.
+
+    When several processes open a new database file at once, their switches to
+    WAL race, and SQLite answers the loser with SQLITE_BUSY at once instead of
+    waiting on the busy timeout; so wait here, up to that same timeout.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _postgres_engine(url: sa.URL) -> sa.Engine:
