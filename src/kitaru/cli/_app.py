@@ -2,16 +2,138 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperGroup
 
 from kitaru._version import __version__
+from kitaru.cli._output import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    OutputFormat,
+    debug_enabled,
+    print_error,
+)
+from kitaru.errors import KitaruError
+
+
+def _sniff_format(args: Sequence[str]) -> OutputFormat:
+    """The ``-o/--output`` value in raw arguments (for errors raised before parsing)."""
+    value = ""
+    for index, token in enumerate(args):
+        if token == "--":
+            break
+        if token in ("-o", "--output") and index + 1 < len(args):
+            value = args[index + 1]
+        elif token.startswith("--output="):
+            value = token.partition("=")[2]
+        elif token.startswith("-o") and not token.startswith("--") and len(token) > 2:
+            value = token[2:].lstrip("=")
+    return OutputFormat.JSON if value.strip().lower() == "json" else OutputFormat.TABLE
+
+
+class KitaruGroup(TyperGroup):
+    """The root group: one error line (or JSON) and an exit code, never a traceback.
+
+    Commands handle their own Kitaru errors (see ``_output.command``); this catches
+    what happens before a command runs (unknown command, bad option value, missing
+    argument) and anything that escaped a command.
+    """
+
+    def _command_name(self, args: Sequence[str]) -> str:
+        names: list[str] = []
+        current: Any = self
+        for token in args:
+            commands = getattr(current, "commands", None)
+            if token.startswith("-") or not isinstance(commands, dict) or token not in commands:
+                break
+            names.append(token)
+            current = commands[token]
+        return " ".join(names) or "kitaru"
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        code: int
+        try:
+            result = super().main(
+                args=argv,
+                prog_name=prog_name or "kitaru",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) else 0
+        except NoArgsIsHelpError as exc:
+            # The help text was already printed (Rich) or is the message (plain).
+            message = exc.format_message()
+            if message:
+                typer.echo(message)
+            code = exc.exit_code
+        except ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            name = (
+                ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip()
+                if ctx is not None
+                else self._command_name(argv)
+            )
+            message = exc.format_message()
+            if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+                message = f"{message.rstrip('.')}. Try '{ctx.command_path} --help'."
+            print_error(name or "kitaru", _sniff_format(argv), "UsageError", message)
+            code = exc.exit_code
+        except typer.Abort:
+            print_error(self._command_name(argv), _sniff_format(argv), "Aborted", "Aborted.")
+            code = EXIT_ERROR
+        except KeyboardInterrupt:
+            print_error(
+                self._command_name(argv), _sniff_format(argv), "Interrupted", "Interrupted."
+            )
+            code = EXIT_INTERRUPTED
+        except KitaruError as exc:
+            if debug_enabled():
+                raise
+            print_error(self._command_name(argv), _sniff_format(argv), type(exc).__name__, str(exc))
+            code = EXIT_ERROR
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            print_error(
+                self._command_name(argv),
+                _sniff_format(argv),
+                type(exc).__name__,
+                f"Unexpected internal error ({type(exc).__name__}: {exc}). This is a bug in "
+                f"Kitaru; re-run with KITARU_DEBUG=1 to see the traceback and please report it.",
+            )
+            code = EXIT_ERROR
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
     name="kitaru",
-    help="Kitaru: durable execution for Python AI agents.",
+    cls=KitaruGroup,
+    help=(
+        "Kitaru: durable execution for Python AI agents.\n\n"
+        "Inspect and control executions of your @flow functions: list them, see their "
+        "checkpoint timeline, resume, retry or replay them, and manage stacks. "
+        "Every command accepts -o json for scripts."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="rich",
 )
 
 
@@ -32,6 +154,23 @@ def _root(
     ),
 ) -> None:
     """Kitaru: durable execution for Python AI agents."""
+
+
+def _register() -> None:
+    from kitaru.cli._executions import app as executions_app
+    from kitaru.cli._init import register as register_init
+    from kitaru.cli._stacks import app as stacks_app
+    from kitaru.cli._status import register as register_status
+    from kitaru.cli._worker import register as register_worker
+
+    register_init(app)
+    register_status(app)
+    app.add_typer(executions_app, name="executions")
+    app.add_typer(stacks_app, name="stack")
+    register_worker(app)
+
+
+_register()
 
 
 def main() -> None:

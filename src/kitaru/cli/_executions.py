@@ -1,0 +1,508 @@
+"""``kitaru executions ...``: inspect and control executions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from kitaru._store import ExecutionStatus
+from kitaru.cli._output import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Output,
+    OutputFormat,
+    OutputOption,
+    UsageProblem,
+    command,
+    fmt_duration,
+    fmt_time,
+    styled_status,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from kitaru.client import KitaruClient
+    from kitaru.client._models import CheckpointCall, Execution
+
+app = typer.Typer(
+    help=(
+        "Inspect and control executions: list them, show a checkpoint timeline, resume a "
+        "crashed one, retry a failed one, replay one from a checkpoint, cancel or delete."
+    ),
+    no_args_is_help=True,
+)
+
+ExecIdArg = Annotated[
+    str, typer.Argument(metavar="EXEC_ID", help="Execution id.", show_default=False)
+]
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help=(
+            "Print the execution as soon as it has started instead of when it has finished. "
+            "It still runs in this process, so the command exits when the run ends."
+        ),
+    ),
+]
+
+
+def _client() -> KitaruClient:
+    from kitaru.client import KitaruClient
+
+    return KitaruClient()
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def _exec_status(execution: Execution) -> str:
+    if execution.is_orphaned:
+        return styled_status(execution.status.value, suffix=" (orphaned)")
+    return styled_status(execution.status.value)
+
+
+def _exec_duration(execution: Execution) -> str:
+    if execution.duration is not None:
+        return fmt_duration(execution.duration)
+    if execution.started_at is not None and not execution.status.is_finished:
+        elapsed = (_now() - execution.started_at).total_seconds()
+        return f"{fmt_duration(max(elapsed, 0.0))}…"
+    return "-"
+
+
+def _call_status(call: CheckpointCall) -> str:
+    status = call.status.value
+    details: list[str] = []
+    if call.metadata.get("overridden"):
+        details.append("overridden")
+    if call.source_exec_id:
+        details.append(f"from {call.source_exec_id[:8]}")
+    suffix = f" ({', '.join(details)})" if details else ""
+    return styled_status(status, suffix=suffix)
+
+
+def _attempts(call: CheckpointCall) -> str:
+    if not call.attempts:
+        return "0" if call.status.value in ("cached", "reused") else "-"
+    runs = len({a.run for a in call.attempts})
+    failed = sum(1 for a in call.attempts if a.status == "failed")
+    text = str(len(call.attempts))
+    extras = []
+    if failed:
+        extras.append(f"{failed} failed")
+    if runs > 1:
+        extras.append(f"{runs} runs")
+    return f"{text} ({', '.join(extras)})" if extras else text
+
+
+def executions_table(executions: list[Execution]) -> Table:
+    table = Table()
+    table.add_column("Id", no_wrap=True)
+    table.add_column("Flow")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Started", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Checkpoints", justify="right")
+    for execution in executions:
+        table.add_row(
+            execution.exec_id,
+            escape(execution.flow_name),
+            _exec_status(execution),
+            fmt_time(execution.started_at),
+            _exec_duration(execution),
+            str(len(execution.checkpoints)),
+        )
+    return table
+
+
+def timeline_table(execution: Execution) -> Table:
+    table = Table(title="Checkpoint timeline", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("Call id", no_wrap=True)
+    table.add_column("Checkpoint")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Attempts")
+    table.add_column("Type")
+    for index, call in enumerate(execution.checkpoints, start=1):
+        table.add_row(
+            str(index),
+            escape(call.call_id),
+            escape(call.name),
+            _call_status(call),
+            fmt_duration(call.duration),
+            _attempts(call),
+            escape(call.type or "-"),
+        )
+    return table
+
+
+def _settings_line(config: dict[str, Any]) -> str:
+    parts = []
+    for key in ("cache", "retries"):
+        if key in config:
+            parts.append(f"{key}={config[key]}")
+    if config.get("image"):
+        parts.append("image=" + json.dumps(config["image"], sort_keys=True))
+    return ", ".join(parts) or "-"
+
+
+def render_execution(execution: Execution, console: Console) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Execution", execution.exec_id)
+    grid.add_row("Flow", escape(execution.flow_name))
+    grid.add_row("Status", _exec_status(execution))
+    grid.add_row("Stack", escape(execution.stack))
+    grid.add_row("Started", fmt_time(execution.started_at))
+    grid.add_row("Ended", fmt_time(execution.ended_at))
+    grid.add_row("Duration", _exec_duration(execution))
+    grid.add_row("Runs", str(execution.run_count))
+    grid.add_row("Settings", escape(_settings_line(execution.config)))
+    if execution.original_exec_id:
+        grid.add_row("Replay of", execution.original_exec_id)
+    if execution.is_orphaned:
+        grid.add_row(
+            "",
+            "[yellow]Its runner stopped renewing its lease: resume it with "
+            f"`kitaru executions resume {execution.exec_id}` or run `kitaru worker`.[/yellow]",
+        )
+    parts: list[Any] = [grid, Text("")]
+    if execution.checkpoints:
+        parts.append(timeline_table(execution))
+    else:
+        parts.append(Text("No checkpoint calls recorded."))
+    failure = execution.failure
+    if failure is not None:
+        failure_grid = Table.grid(padding=(0, 2))
+        failure_grid.add_column(style="bold red")
+        failure_grid.add_column()
+        failure_grid.add_row("Failure", escape(failure.origin.value))
+        if failure.checkpoint:
+            failure_grid.add_row("Checkpoint", escape(failure.checkpoint))
+        if failure.exception_type:
+            failure_grid.add_row("Type", escape(failure.exception_type))
+        failure_grid.add_row("Message", escape(failure.message or "-"))
+        parts.extend([Text(""), failure_grid])
+    console.print(Group(*parts))
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_executions(
+    flow: Annotated[
+        str | None, typer.Option("--flow", help="Only executions of this flow (its name).")
+    ] = None,
+    status: Annotated[
+        list[ExecutionStatus] | None,
+        typer.Option(
+            "--status",
+            case_sensitive=False,
+            metavar="STATUS",
+            help=(
+                "Only executions with this status (running, waiting, completed, failed, "
+                "cancelled); repeat for several."
+            ),
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many executions per page.")
+    ] = 20,
+    page: Annotated[int, typer.Option("--page", min=1, help="Which page (1 = newest).")] = 1,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """List executions, newest first, a page at a time.
+
+    Orphaned executions (running, but their process died) are marked; resume them
+    with `kitaru executions resume ID` or let `kitaru worker` do it.
+    """
+    with command("executions list", output) as out:
+        client = _client()
+        statuses = list(status) if status else None
+        executions = client.executions.list(flow=flow, status=statuses, page=page, size=limit)
+        # One more row after this page tells whether there is a next one.
+        has_more = bool(
+            client.executions.list(flow=flow, status=statuses, page=page * limit + 1, size=1)
+        )
+
+        def render(console: Console) -> None:
+            if not executions:
+                what = "No executions" + (f" of flow {flow!r}" if flow else "")
+                if statuses:
+                    what += " with status " + "/".join(s.value for s in statuses)
+                console.print(escape(what + (" on this page." if page > 1 else ".")))
+                return
+            console.print(executions_table(executions))
+            footer = f"Page {page}, {len(executions)} shown."
+            if has_more:
+                footer += f" More: --page {page + 1}."
+            console.print(footer, style="dim")
+
+        out.items(
+            [e.to_dict() for e in executions],
+            render,
+            page=page,
+            limit=limit,
+            has_more=has_more,
+        )
+
+
+@app.command("get")
+def get(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
+    """Show one execution: its details, failure and checkpoint timeline.
+
+    The timeline lists every checkpoint call in order with its status (completed,
+    failed, running, cached from another execution, reused by a replay), duration,
+    attempts and type.
+    """
+    with command("executions get", output) as out:
+        execution = _client().executions.get(exec_id)
+        out.item(execution.to_dict(), lambda console: render_execution(execution, console))
+
+
+def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoReturn:
+    """Ctrl-C while this process runs an execution: leave it as a crash would."""
+    message = (
+        f"Interrupted; execution {exec_id} stopped in this process. Resume it with "
+        f"`kitaru executions resume {exec_id}` once its lease expires, or run `kitaru worker`."
+    )
+    if out.json and not printed:
+        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
+    else:
+        sys.stderr.write(f"Error: {message}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The run lives in a non-daemon thread; a normal exit would wait for it to finish.
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _wait_for_run(client: KitaruClient, exec_id: str) -> Execution:
+    """Block until the run in this process ends: finished, or paused at a wait."""
+    from kitaru.errors import KitaruTimeoutError
+
+    while True:
+        try:
+            return client.executions.wait(exec_id, timeout=0.5)
+        except KitaruTimeoutError:
+            execution = client.executions.get(exec_id)
+            if execution.status is ExecutionStatus.WAITING:
+                return execution
+
+
+def _finish_run(
+    out: Output, client: KitaruClient, started: Execution, *, wait: bool, verb: str
+) -> None:
+    """Print a started execution, or wait for it and print its final state.
+
+    The run happens in a thread of this process, so even with ``--no-wait`` the
+    process lives until the run ends (or pauses at a wait); Ctrl-C leaves the
+    execution as a crash would, for ``resume`` or a worker to pick up.
+    """
+    exec_id = started.exec_id
+    if not wait:
+        out.item(started.to_dict(), lambda console: render_execution(started, console))
+        out.note(f"{verb} execution {exec_id} in this process; exiting when it finishes.")
+        try:
+            _wait_for_run(client, exec_id)
+        except KeyboardInterrupt:
+            _interrupted(out, exec_id, printed=True)
+        return
+    out.note(f"{verb} execution {exec_id}; waiting for it to finish (Ctrl-C to stop)...")
+    try:
+        final = _wait_for_run(client, exec_id)
+    except KeyboardInterrupt:
+        _interrupted(out, exec_id)
+    out.item(final.to_dict(), lambda console: render_execution(final, console))
+    if final.status is ExecutionStatus.WAITING:
+        out.note(f"Execution {exec_id} is waiting for input; it continues once it gets it.")
+    elif final.status is not ExecutionStatus.COMPLETED:
+        if not out.json:
+            reason = final.failure.message if final.failure and final.failure.message else ""
+            sys.stderr.write(
+                f"Error: execution {exec_id} {final.status.value}"
+                + (f": {' '.join(reason.split())}" if reason else ".")
+                + "\n"
+            )
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command("resume")
+def resume(
+    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+) -> None:
+    """Continue an execution whose process died (its lease expired), in this process.
+
+    Completed checkpoints are not run again; the flow continues from the first one
+    without a recorded result. Exits 1 if the execution does not complete.
+    """
+    with command("executions resume", output) as out:
+        client = _client()
+        started = client.executions.resume(exec_id, wait=False)
+        _finish_run(out, client, started, wait=not no_wait, verb="Resuming")
+
+
+@app.command("retry")
+def retry(
+    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+) -> None:
+    """Run a failed execution again under the same id.
+
+    Completed checkpoints are reused; the failed checkpoint and everything after it
+    run again. Exits 1 if the execution does not complete.
+    """
+    with command("executions retry", output) as out:
+        client = _client()
+        started = client.executions.retry(exec_id, wait=False)
+        _finish_run(out, client, started, wait=not no_wait, verb="Retrying")
+
+
+def _parse_assignments(values: list[str] | None, option: str, what: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for raw in values or []:
+        key, sep, text = raw.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageProblem(f"{option} expects {what}=JSON, got {raw!r}.")
+        try:
+            parsed[key] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageProblem(
+                f"{option} {key}: the value {text!r} is not valid JSON ({exc.msg}). "
+                f"Quote strings as JSON, e.g. {option} '{key}=\"text\"'."
+            ) from None
+    return parsed
+
+
+@app.command("replay")
+def replay(
+    exec_id: ExecIdArg,
+    at: Annotated[
+        str,
+        typer.Option(
+            "--at",
+            help=(
+                "Checkpoint name (unique in the source) or call id to run live from; "
+                "earlier checkpoints reuse the source's outputs."
+            ),
+            show_default=False,
+        ),
+    ],
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override",
+            metavar="NAME_OR_CALL_ID=JSON",
+            help="Replace a checkpoint's recorded output with this JSON value; repeatable.",
+        ),
+    ] = None,
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            metavar="NAME=JSON",
+            help="Change a flow input (a parameter of the flow) to this JSON value; repeatable.",
+        ),
+    ] = None,
+    no_wait: NoWaitOption = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Start a new execution from a checkpoint of an existing one.
+
+    Checkpoints before --at reuse the source's recorded outputs (or the --override
+    values), --at and everything after it run live. The source is never modified.
+    Exits 1 if the new execution does not complete.
+    """
+    with command("executions replay", output) as out:
+        checkpoint_overrides = _parse_assignments(override, "--override", "NAME_OR_CALL_ID")
+        flow_overrides = _parse_assignments(input_, "--input", "NAME")
+        client = _client()
+        started = client.executions.replay(
+            exec_id,
+            at=at,
+            checkpoint_overrides=checkpoint_overrides or None,
+            flow_overrides=flow_overrides or None,
+            wait=False,
+        )
+        _finish_run(out, client, started, wait=not no_wait, verb=f"Replaying {exec_id} as")
+
+
+@app.command("cancel")
+def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
+    """Cancel a running or waiting execution; its runner stops at the next checkpoint."""
+    with command("executions cancel", output) as out:
+        execution = _client().executions.cancel(exec_id)
+
+        def render(console: Console) -> None:
+            console.print(
+                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name)})."
+            )
+
+        out.item(execution.to_dict(), render)
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@app.command("delete")
+def delete(
+    exec_id: ExecIdArg,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed in scripts).")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Delete an execution's record and the artifacts nothing else uses.
+
+    Asks for confirmation; without a terminal (scripts, CI) pass --yes.
+    """
+    with command("executions delete", output) as out:
+        client = _client()
+        execution = client.executions.get(exec_id)
+        if not yes:
+            if not _stdin_is_tty():
+                raise UsageProblem(
+                    f"Not deleting execution {exec_id} without confirmation: stdin is not a "
+                    "terminal. Pass --yes to delete it."
+                )
+            confirmed = typer.confirm(
+                f"Delete execution {exec_id} ({execution.flow_name}, "
+                f"{execution.status.value}) and its artifacts?",
+                default=False,
+                err=True,
+            )
+            if not confirmed:
+                out.fail("Aborted", f"Aborted; execution {exec_id} was not deleted.")
+        client.executions.delete(exec_id)
+        data = {
+            "exec_id": exec_id,
+            "flow_name": execution.flow_name,
+            "status": execution.status.value,
+            "deleted": True,
+        }
+        out.item(
+            data,
+            lambda console: console.print(
+                f"Deleted execution {exec_id} ({escape(execution.flow_name)})."
+            ),
+        )

@@ -1,0 +1,274 @@
+"""Shared output layer of the CLI: tables for people, ``-o json`` for scripts.
+
+Every command builds an :class:`Output` for its name and chosen format and
+prints through it. In JSON mode stdout carries exactly one JSON document:
+
+* one item: ``{"command": "stack show", "item": {...}}``
+* a list: ``{"command": "executions list", "items": [...], "count": N, ...}``
+* an error: ``{"command": ..., "error": {"type": ..., "message": ...}}``
+
+In table mode results go to stdout and errors to stderr as a single
+``Error: <message>`` line. Kitaru errors exit with 1, bad command-line input
+with 2; no traceback is ever shown (set ``KITARU_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from kitaru.errors import KitaruError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DEBUG_ENV = "KITARU_DEBUG"
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        case_sensitive=False,
+        help="Output format: 'table' for people, 'json' for scripts (only JSON on stdout).",
+    ),
+]
+
+
+class UsageProblem(Exception):
+    """Bad command-line input found by a command itself (exit code 2)."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A Rich console on the current stdout/stderr.
+
+    When the stream is not a terminal (a pipe, a file, a test) tables are not
+    squeezed into 80 columns (``COLUMNS`` only widens them), so ids stay whole and
+    greppable.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        is_tty = stream.isatty()
+    except (AttributeError, ValueError):
+        is_tty = False
+    width: int | None = None
+    if not is_tty:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        width = max(columns, 240)
+    return Console(file=stream, width=width, highlight=False)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "(no message)"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, default=_json_default, ensure_ascii=False)
+
+
+def write_json(document: Mapping[str, Any]) -> None:
+    sys.stdout.write(dumps(document) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(command: str, fmt: OutputFormat, error_type: str, message: str) -> None:
+    """The one place that prints an error: one line on stderr, or JSON on stdout."""
+    message = _one_line(message)
+    if fmt is OutputFormat.JSON:
+        write_json({"command": command, "error": {"type": error_type, "message": message}})
+    else:
+        sys.stderr.write(f"Error: {message}\n")
+        sys.stderr.flush()
+
+
+class Output:
+    """Where one command prints its result, in the format the user chose."""
+
+    def __init__(self, command: str, fmt: OutputFormat) -> None:
+        self.command = command
+        self.format = fmt
+        self._console: Console | None = None
+        self._err_console: Console | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.format is OutputFormat.JSON
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = make_console()
+        return self._console
+
+    @property
+    def err_console(self) -> Console:
+        if self._err_console is None:
+            self._err_console = make_console(stderr=True)
+        return self._err_console
+
+    def item(self, data: Mapping[str, Any], render: Callable[[Console], None]) -> None:
+        """Print one item: ``render`` draws it for people, JSON gets ``data``."""
+        if self.json:
+            write_json({"command": self.command, "item": dict(data)})
+        else:
+            render(self.console)
+
+    def items(
+        self,
+        data: Sequence[Mapping[str, Any]],
+        render: Callable[[Console], None],
+        **extra: Any,
+    ) -> None:
+        """Print a list; ``extra`` keys (paging) are added to the JSON document."""
+        if self.json:
+            document: dict[str, Any] = {
+                "command": self.command,
+                "items": [dict(d) for d in data],
+                "count": len(data),
+            }
+            document.update(extra)
+            write_json(document)
+        else:
+            render(self.console)
+
+    def say(self, message: str) -> None:
+        """A line for people on stdout (Rich markup allowed); silent in JSON mode."""
+        if not self.json:
+            self.console.print(message, soft_wrap=True)
+
+    def note(self, message: str) -> None:
+        """Progress or hints for people on stderr (Rich markup allowed); silent in JSON mode."""
+        if not self.json:
+            self.err_console.print(message, soft_wrap=True)
+
+    def fail(self, error_type: str, message: str, *, code: int = EXIT_ERROR) -> NoReturn:
+        print_error(self.command, self.format, error_type, message)
+        raise typer.Exit(code)
+
+
+@contextmanager
+def command(name: str, fmt: OutputFormat) -> Iterator[Output]:
+    """Run a command body: turn every expected failure into one line and an exit code."""
+    out = Output(name, fmt)
+    try:
+        yield out
+    except typer.Exit:
+        raise
+    except KitaruError as exc:
+        if debug_enabled():
+            raise
+        out.fail(type(exc).__name__, str(exc) or type(exc).__name__)
+    except UsageProblem as exc:
+        out.fail("UsageError", str(exc), code=EXIT_USAGE)
+    except typer.BadParameter as exc:
+        out.fail("UsageError", exc.format_message(), code=EXIT_USAGE)
+    except KeyboardInterrupt:
+        out.fail("Interrupted", "Interrupted.", code=EXIT_INTERRUPTED)
+
+
+# --- formatting helpers ---------------------------------------------------------
+
+_PASSWORD_RE = re.compile(r"(?P<head>://[^/:@]*:)(?P<password>[^@/]*)(?P<tail>@)")
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``postgresql://user:***@host/db``)."""
+    return _PASSWORD_RE.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+
+
+def fmt_time(value: datetime | None) -> str:
+    """A timestamp in the local timezone, to the second; '-' if unknown."""
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``12ms``, ``3.45s``, ``2m 05s``, ``1h 02m``; '-' if unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.001:
+        return "<1ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+_STATUS_STYLES = {
+    "completed": "green",
+    "cached": "cyan",
+    "reused": "blue",
+    "running": "yellow",
+    "waiting": "magenta",
+    "failed": "red",
+    "cancelled": "bright_black",
+}
+
+
+def styled_status(status: str, *, suffix: str = "") -> str:
+    """Rich markup for a status word (colours only show on a terminal)."""
+    style = _STATUS_STYLES.get(status, "")
+    text = escape(status + suffix)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "Output",
+    "OutputFormat",
+    "OutputOption",
+    "UsageProblem",
+    "command",
+    "debug_enabled",
+    "dumps",
+    "fmt_duration",
+    "fmt_time",
+    "make_console",
+    "print_error",
+    "redact_url",
+    "styled_status",
+    "write_json",
+]

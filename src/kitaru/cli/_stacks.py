@@ -1,0 +1,176 @@
+"""``kitaru stack ...``: list, inspect, create, activate and delete stacks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kitaru.cli._output import OutputFormat, OutputOption, command
+
+app = typer.Typer(
+    help=(
+        "Manage stacks: named places where executions run. The active stack is the "
+        "default for every new run (`local`, threads in the calling process, is built in)."
+    ),
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="Stack name (or id).", show_default=False)
+]
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    return dataclasses.asdict(info)
+
+
+def _stacks_table(stacks: list[dict[str, Any]]) -> Table:
+    table = Table()
+    table.add_column("", width=1)
+    table.add_column("Name", style="bold")
+    table.add_column("Kind")
+    table.add_column("Id", no_wrap=True)
+    for stack in stacks:
+        table.add_row(
+            "*" if stack["is_active"] else "",
+            escape(stack["name"]),
+            escape(stack["kind"]),
+            stack["id"],
+        )
+    return table
+
+
+def _render_one(data: dict[str, Any], console: Console, *, title: str | None = None) -> None:
+    if title:
+        console.print(title)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key in ("name", "id", "kind", "is_active", "created_at"):
+        if key in data:
+            value = data[key]
+            grid.add_row(
+                key.replace("_", " ").capitalize(), escape("-" if value is None else str(value))
+            )
+    config = data.get("config")
+    if config:
+        grid.add_row("Config", escape(json.dumps(config, sort_keys=True)))
+    console.print(grid)
+
+
+@app.command("list")
+def list_stacks(output: OutputOption = OutputFormat.TABLE) -> None:
+    """List all stacks; the active one is marked with *."""
+    with command("stack list", output) as out:
+        from kitaru._stacks import list_stacks as _list
+
+        stacks = [_info_dict(s) for s in _list()]
+
+        def render(console: Console) -> None:
+            console.print(_stacks_table(stacks))
+
+        out.items(stacks, render)
+
+
+@app.command("current")
+def current(output: OutputOption = OutputFormat.TABLE) -> None:
+    """Show the active stack (the default for new runs)."""
+    with command("stack current", output) as out:
+        from kitaru._stacks import current_stack
+
+        data = _info_dict(current_stack())
+
+        def render(console: Console) -> None:
+            name, kind = escape(data["name"]), escape(data["kind"])
+            console.print(f"Active stack: [bold]{name}[/bold] ({kind}, {data['id']})")
+
+        out.item(data, render)
+
+
+@app.command("show")
+def show(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+    """Show one stack: its id, kind, configuration and whether it is active."""
+    with command("stack show", output) as out:
+        from kitaru._stacks import get_stack, get_stack_record
+
+        info = get_stack(name)
+        data = {**get_stack_record(name), "is_active": info.is_active}
+        out.item(data, lambda console: _render_one(data, console))
+
+
+@app.command("use")
+def use(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+    """Make a stack the active one: every later run uses it unless told otherwise."""
+    with command("stack use", output) as out:
+        from kitaru._stacks import use_stack
+
+        data = _info_dict(use_stack(name))
+        out.item(
+            data,
+            lambda console: console.print(
+                f"Active stack is now [bold]{escape(data['name'])}[/bold]."
+            ),
+        )
+
+
+@app.command("create")
+def create(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Name of the new stack (letters, digits, '-', '_').",
+            show_default=False,
+        ),
+    ],
+    activate: Annotated[
+        bool, typer.Option("--activate", help="Also make the new stack the active one.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Create a named stack (kind: local)."""
+    with command("stack create", output) as out:
+        from kitaru._stacks import create_stack
+
+        data = _info_dict(create_stack(name, activate=activate))
+
+        def render(console: Console) -> None:
+            console.print(f"Created stack [bold]{escape(data['name'])}[/bold] ({data['id']}).")
+            if data["is_active"]:
+                console.print("It is now the active stack.")
+
+        out.item(data, render)
+
+
+@app.command("delete")
+def delete(
+    name: NameArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Delete even the active stack ('local' becomes active again)."
+        ),
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Delete a stack. The built-in 'local' stack cannot be deleted."""
+    with command("stack delete", output) as out:
+        from kitaru._stacks import current_stack, delete_stack, get_stack
+
+        info = get_stack(name)
+        delete_stack(name, force=force)
+        active = current_stack()
+        data = {**_info_dict(info), "deleted": True, "active_stack": active.name}
+
+        def render(console: Console) -> None:
+            console.print(f"Deleted stack [bold]{escape(info.name)}[/bold].")
+            if info.is_active:
+                console.print(f"Active stack is now [bold]{escape(active.name)}[/bold].")
+
+        out.item(data, render)

@@ -1,0 +1,126 @@
+"""``kitaru status``: where Kitaru keeps its state and which settings are in effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kitaru._version import __version__
+from kitaru.cli._output import OutputFormat, OutputOption, command, redact_url
+from kitaru.errors import KitaruError
+
+_SETTING_KEYS = ("stack", "cache", "retries", "image")
+
+
+def _project_root() -> Path | None:
+    from kitaru._runtime.loader import find_project_root
+
+    try:
+        return find_project_root(Path.cwd().absolute())
+    except OSError:
+        return None
+
+
+def collect_status() -> dict[str, Any]:
+    """Everything ``kitaru status`` shows, as plain JSON-able data."""
+    from kitaru._paths import config_dir, global_config_file
+    from kitaru._stacks import current_stack
+    from kitaru.config import (
+        find_pyproject,
+        resolve_artifacts_root,
+        resolve_settings,
+        resolve_store_url,
+    )
+
+    stack = current_stack()
+    settings: dict[str, Any] | None = None
+    settings_error: dict[str, str] | None = None
+    try:
+        resolved = resolve_settings(run={}, decorator={})
+    except KitaruError as exc:
+        # Show everything else; a broken setting is exactly what status is for.
+        settings_error = {"type": type(exc).__name__, "message": str(exc)}
+    else:
+        values: dict[str, Any] = {
+            "stack": resolved.stack,
+            "cache": resolved.cache,
+            "retries": resolved.retries,
+            "image": resolved.image,
+        }
+        settings = {
+            key: {"value": values[key], "source": resolved.sources.get(key, "default")}
+            for key in _SETTING_KEYS
+        }
+    pyproject = find_pyproject()
+    project = _project_root()
+    return {
+        "version": __version__,
+        "store_url": redact_url(resolve_store_url()),
+        "artifacts_root": resolve_artifacts_root(),
+        "config_dir": str(config_dir()),
+        "config_file": str(global_config_file()),
+        "active_stack": {"id": stack.id, "name": stack.name, "kind": stack.kind},
+        "settings": settings,
+        "settings_error": settings_error,
+        "pyproject": None if pyproject is None else str(pyproject),
+        "project_root": None if project is None else str(project),
+    }
+
+
+def _render(data: dict[str, Any], console: Console) -> None:
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+    stack = data["active_stack"]
+    project = data["project_root"]
+    rows = [
+        ("Kitaru", data["version"]),
+        ("Store", data["store_url"]),
+        ("Artifacts", data["artifacts_root"]),
+        ("Config dir", data["config_dir"]),
+        ("Active stack", f"{stack['name']} ({stack['kind']}, {stack['id']})"),
+        ("pyproject.toml", data["pyproject"] or "none found (cwd and parents)"),
+        ("Project root", project or "not a Kitaru project (run `kitaru init` to mark one)"),
+    ]
+    for label, value in rows:
+        info.add_row(label, escape(str(value)))
+    console.print(info)
+    console.print()
+    if data["settings"] is None:
+        error = data["settings_error"] or {}
+        console.print(
+            f"[red]Settings cannot be resolved:[/red] {escape(str(error.get('message')))}"
+        )
+        return
+    console.print("Settings in effect for a new run:")
+    table = Table()
+    table.add_column("Setting", style="bold")
+    table.add_column("Value")
+    table.add_column("Source")
+    for key in _SETTING_KEYS:
+        entry = data["settings"][key]
+        value = entry["value"]
+        shown = "-" if value is None else str(value)
+        table.add_row(key, escape(shown), escape(str(entry["source"])))
+    console.print(table)
+
+
+def status(output: OutputOption = OutputFormat.TABLE) -> None:
+    """Show the store, artifact location, active stack and the settings in effect.
+
+    For each of stack, cache, retries and image it names the source that set it:
+    configure(), a KITARU_* environment variable, [tool.kitaru] in pyproject.toml,
+    the active stack (`kitaru stack use`) or the built-in default.
+    """
+    with command("status", output) as out:
+        data = collect_status()
+        out.item(data, lambda console: _render(data, console))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)

@@ -1,0 +1,149 @@
+"""``kitaru worker``: keep resuming orphaned executions until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from kitaru.cli._output import (
+    EXIT_INTERRUPTED,
+    Output,
+    OutputFormat,
+    OutputOption,
+    command,
+    redact_url,
+    write_json,
+)
+
+
+@contextmanager
+def _worker_logs() -> Iterator[None]:
+    """Show the worker's log lines (what it resumed or skipped) on stderr."""
+    logger = logging.getLogger("kitaru.worker")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM) asks the worker to stop; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        name = signal.Signals(signum).name
+        sys.stderr.write(
+            f"{name} received: stopping the worker after the executions it is running "
+            "(press Ctrl-C again to stop at once).\n"
+        )
+        sys.stderr.flush()
+
+    watched = [signal.SIGINT, signal.SIGTERM]
+    previous: dict[signal.Signals, Any] = {}
+    for sig in watched:
+        previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _running_threads() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+
+
+def _abandon(out: Output) -> None:
+    message = (
+        "Worker interrupted; executions it was running stopped here. Another worker (or "
+        "`kitaru executions resume ID`) picks them up once their leases expire."
+    )
+    if out.json:
+        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
+    else:
+        sys.stderr.write(f"Error: {message}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Resumed executions run in non-daemon threads; a normal exit would wait for them.
+    os._exit(EXIT_INTERRUPTED)
+
+
+def worker(
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            min=0.01,
+            metavar="SECONDS",
+            help="How often to look for orphaned executions.",
+        ),
+    ] = 1.0,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Look once, resume what is orphaned, wait for it, and exit."),
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Resume orphaned executions (running, but their process died) in this process.
+
+    Polls the store and picks up every execution whose lease has expired; safe to run
+    several workers at once (each execution is taken by exactly one). Ctrl-C stops it
+    after the executions it is running have finished; Ctrl-C twice stops at once.
+    """
+    with command("worker", output) as out:
+        from kitaru.config import resolve_store_url
+        from kitaru.worker import run_worker
+
+        stop = threading.Event()
+        banner = f"Kitaru worker on {redact_url(resolve_store_url())}: " + (
+            "one pass."
+            if once
+            else f"polling every {poll_interval:g}s for orphaned executions (Ctrl-C to stop)."
+        )
+        try:
+            with _worker_logs(), _stop_on_signals(stop):
+                out.note(banner)  # only once Ctrl-C is handled: it tells people to press it
+                resumed = run_worker(poll_interval=poll_interval, once=once, stop=stop)
+                running = _running_threads()
+                if running:
+                    out.note(f"Waiting for {len(running)} execution(s) to finish...")
+                for thread in running:
+                    thread.join()
+        except KeyboardInterrupt:
+            _abandon(out)
+        data = {"resumed": resumed, "once": once, "poll_interval": poll_interval}
+
+        def render(console: Console) -> None:
+            console.print(f"Worker stopped; it resumed {resumed} execution(s).")
+
+        out.item(data, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
