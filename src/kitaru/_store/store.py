@@ -404,23 +404,40 @@ class Store:
 
     def calls(self, exec_id: str) -> list[CallRecord]:
         """The execution's calls in call order, each with its output artifact."""
+        return self.calls_of([exec_id]).get(exec_id, [])
+
+    def calls_of(self, exec_ids: Sequence[str]) -> dict[str, list[CallRecord]]:
+        """Calls of several executions in one query, grouped by execution, in call order."""
         c = t.checkpoint_calls
         a = t.artifacts
         query = (
             sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
             .select_from(c.outerjoin(a, c.c.artifact_id == a.c.id))
-            .where(c.c.exec_id == exec_id)
-            .order_by(c.c.seq)
+            .where(c.c.exec_id.in_(list(exec_ids)))
+            .order_by(c.c.exec_id, c.c.seq)
         )
         with self.read() as conn:
             rows = conn.execute(query).all()
-        return [_call_from_joined_row(row._mapping) for row in rows]
+        grouped: dict[str, list[CallRecord]] = {}
+        for row in rows:
+            call = _call_from_joined_row(row._mapping)
+            grouped.setdefault(call.exec_id, []).append(call)
+        return grouped
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
+        return self.attempts_of([exec_id]).get(exec_id, [])
+
+    def attempts_of(self, exec_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
         a = t.checkpoint_attempts
         with self.read() as conn:
-            rows = conn.execute(sa.select(a).where(a.c.exec_id == exec_id).order_by(a.c.id)).all()
-        return [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
+            rows = conn.execute(
+                sa.select(a).where(a.c.exec_id.in_(list(exec_ids))).order_by(a.c.id)
+            ).all()
+        grouped: dict[str, list[AttemptRecord]] = {}
+        for row in rows:
+            attempt = AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS})
+            grouped.setdefault(attempt.exec_id, []).append(attempt)
+        return grouped
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
