@@ -53,7 +53,6 @@ def start(
             args,
             kwargs,
             live=live,
-            already_started=True,
         ),
     )
     return live

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,9 +79,12 @@ def run_execution(
     kwargs: Mapping[str, Any],
     *,
     live: LiveExecution,
-    already_started: bool = False,
 ) -> None:
-    """Run the body until it ends; record the outcome; never raises."""
+    """Run the body of an execution this process has claimed; record the outcome.
+
+    ``record`` must already be running under this process (created by
+    ``.run()``/replay, or claimed by resume/retry). Never raises.
+    """
     store = backend.store
     settings = record.config
     retries = int(settings.get("retries", 0))
@@ -92,8 +94,15 @@ def run_execution(
     leases.hold(record.id, store, record.fence, live.cancel)
     try:
         for flow_attempt in range(retries + 1):
-            if flow_attempt or not already_started:
-                record = store.start_run(record.id, owner=RUNNER_ID, lease_seconds=lease_seconds())
+            if flow_attempt:
+                if live.cancel.is_set():
+                    return
+                restarted = store.start_run(
+                    record.id, owner=RUNNER_ID, lease_seconds=lease_seconds(), fence=record.fence
+                )
+                if restarted is None:
+                    return  # cancelled or taken over while backing off
+                record = restarted
             ctx = ExecutionContext(
                 backend,
                 record,
@@ -120,7 +129,8 @@ def run_execution(
                     flow_attempt + 1,
                     retries,
                 )
-                time.sleep(retry_backoff(flow_attempt + 1))
+                # A cancel during the backoff ends the wait (and the execution) at once.
+                live.cancel.wait(retry_backoff(flow_attempt + 1))
                 continue
             store.finish_execution(
                 record.id,

@@ -25,6 +25,7 @@ from kitaru._store import (
     CallRecord,
     CallStatus,
     ExecutionRecord,
+    StaleOwnerError,
 )
 from kitaru.errors import (
     FailureOrigin,
@@ -51,8 +52,12 @@ class CheckpointSpec(Protocol):
     def cache_prefix(self) -> str: ...
 
 
-class CancelledError(Exception):
-    """Raised at a checkpoint boundary once the execution has been cancelled."""
+class CancelledError(BaseException):
+    """Stops the flow body at a checkpoint boundary: cancelled, or taken over.
+
+    A BaseException (like asyncio's) so that a body's ``except Exception``
+    around a checkpoint call cannot swallow it.
+    """
 
 
 def retry_backoff(attempt: int) -> float:
@@ -166,7 +171,7 @@ class ExecutionContext:
         override = self._overrides.get(call_id)
         if override is not None:
             now = time.time()
-            self.backend.store.record_call(
+            self._record(
                 self._call_record(
                     spec,
                     call_id,
@@ -187,7 +192,7 @@ class ExecutionContext:
             if hit is not None and hit.artifact is not None:
                 value = self.backend.load_value(hit.artifact)
                 now = time.time()
-                self.backend.store.record_call(
+                self._record(
                     self._call_record(
                         spec,
                         call_id,
@@ -212,7 +217,6 @@ class ExecutionContext:
         cache_key: str | None,
         recorded: CallRecord | None,
     ) -> Any:
-        store = self.backend.store
         previous_attempts = 0 if recorded is None else recorded.attempts
         first_started = time.time()
         attempt = 0
@@ -239,11 +243,11 @@ class ExecutionContext:
                     traceback=traceback.format_exc(),
                 )
                 if attempt <= spec.retries:
-                    store.record_attempt(failed)
-                    time.sleep(retry_backoff(attempt))
+                    self._record_attempt(failed)
+                    self.cancel_event.wait(retry_backoff(attempt))
                     self.check_cancelled()
                     continue
-                store.record_call(
+                self._record(
                     self._call_record(
                         spec,
                         call_id,
@@ -276,7 +280,7 @@ class ExecutionContext:
                 f"Checkpoint {spec.name!r} (call {call_id!r}) returned a value "
                 f"Kitaru cannot store: {exc}"
             )
-            store.record_call(
+            self._record(
                 self._call_record(
                     spec,
                     call_id,
@@ -288,7 +292,7 @@ class ExecutionContext:
                 )
             )
             raise SerializationError(message) from exc
-        store.record_call(
+        self._record(
             self._call_record(
                 spec,
                 call_id,
@@ -354,6 +358,27 @@ class ExecutionContext:
         # Keep the seq stable if this call is written again (e.g. failed, then completed).
         self._recorded.setdefault(call_id, record)
         return record
+
+    def _record(
+        self,
+        call: CallRecord,
+        *,
+        artifact: ArtifactRecord | None = None,
+        attempt: AttemptRecord | None = None,
+    ) -> None:
+        """Write through the fence: a runner that lost its execution stops here."""
+        try:
+            self.backend.store.record_call(
+                call, artifact=artifact, attempt=attempt, fence=self.record.fence
+            )
+        except StaleOwnerError as exc:
+            raise CancelledError(str(exc)) from None
+
+    def _record_attempt(self, attempt: AttemptRecord) -> None:
+        try:
+            self.backend.store.record_attempt(attempt, fence=self.record.fence)
+        except StaleOwnerError as exc:
+            raise CancelledError(str(exc)) from None
 
     # -- cache ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from kitaru._store.records import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    StaleOwnerError,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "CallStatus",
     "ExecutionRecord",
     "ExecutionStatus",
+    "StaleOwnerError",
     "Store",
     "forget_stores",
     "get_store",

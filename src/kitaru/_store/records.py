@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kitaru.errors import KitaruStateError
+
 
 class ExecutionStatus(StrEnum):
     """Lifecycle of an execution."""
@@ -47,6 +49,14 @@ class CallStatus(StrEnum):
 
 
 _WITH_OUTPUT = frozenset({CallStatus.COMPLETED, CallStatus.CACHED, CallStatus.REUSED})
+
+
+class StaleOwnerError(KitaruStateError):
+    """A runner tried to write to an execution it no longer owns.
+
+    The execution was cancelled, or another process took it over after this
+    runner's lease expired (its fence moved on). Nothing was written.
+    """
 
 
 @dataclass(slots=True)

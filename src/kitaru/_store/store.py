@@ -8,6 +8,7 @@ built once so SQLAlchemy's compiled cache makes them nearly free.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,12 +27,14 @@ from kitaru._store.records import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    StaleOwnerError,
 )
 from kitaru.errors import KitaruBackendError, KitaruStateError
 
 _EXEC_COLUMNS = [c.name for c in t.executions.columns]
 _CALL_COLUMNS = [c.name for c in t.checkpoint_calls.columns]
 _ART_COLUMNS = [c.name for c in t.artifacts.columns]
+_CALL_KEY = ("exec_id", "call_id")
 _ATTEMPT_COLUMNS = [c.name for c in t.checkpoint_attempts.columns if c.name != "id"]
 
 
@@ -59,15 +62,14 @@ class Store:
         # PostgreSQL: a checkpoint's writes go out as ONE statement (data-modifying
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
-        self._pg_record_call: dict[tuple[bool, bool], sa.Insert] = {}
+        self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
+        ex = t.executions.c
+        self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
         self._autocommit_engine: sa.Engine | None = None
         if not self._is_sqlite:
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            for with_artifact in (False, True):
-                for with_attempt in (False, True):
-                    self._pg_record_call[(with_artifact, with_attempt)] = _pg_record_call(
-                        with_artifact, with_attempt
-                    )
+            for art, att, fenced in itertools.product((False, True), repeat=3):
+                self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -165,16 +167,28 @@ class Store:
         return [_execution_from_row(row._mapping) for row in rows]
 
     def start_run(
-        self, exec_id: str, *, owner: str, lease_seconds: float, now: float | None = None
-    ) -> ExecutionRecord:
-        """Mark the execution running under ``owner`` and count one more run of the body."""
+        self,
+        exec_id: str,
+        *,
+        owner: str,
+        lease_seconds: float,
+        fence: int | None = None,
+        now: float | None = None,
+    ) -> ExecutionRecord | None:
+        """Mark the execution running under ``owner`` and count one more run of the body.
+
+        With ``fence`` (a runner starting its next flow-level retry) this only
+        happens while the execution is still running under that fence: None
+        means it was cancelled or taken over meanwhile.
+        """
         now = time.time() if now is None else now
         ex = t.executions.c
+        update = t.executions.update().where(ex.id == exec_id)
+        if fence is not None:
+            update = update.where(ex.fence == fence, ex.status == ExecutionStatus.RUNNING.value)
         with self.write() as conn:
-            conn.execute(
-                t.executions.update()
-                .where(ex.id == exec_id)
-                .values(
+            changed = conn.execute(
+                update.values(
                     status=ExecutionStatus.RUNNING.value,
                     started_at=sa.func.coalesce(ex.started_at, now),
                     ended_at=None,
@@ -182,11 +196,11 @@ class Store:
                     lease_owner=owner,
                     lease_expires_at=now + lease_seconds,
                 )
-            )
+            ).rowcount
             row = conn.execute(sa.select(t.executions).where(ex.id == exec_id)).first()
         if row is None:
             raise KitaruStateError(f"Execution {exec_id!r} disappeared from the store.")
-        return _execution_from_row(row._mapping)
+        return _execution_from_row(row._mapping) if changed else None
 
     def finish_execution(
         self,
@@ -376,31 +390,58 @@ class Store:
         *,
         artifact: ArtifactRecord | None = None,
         attempt: AttemptRecord | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Write a call (insert or update), its new output artifact and an attempt atomically."""
+        """Write a call (insert or update), its new output artifact and an attempt atomically.
+
+        With ``fence`` the write only happens while the execution is running
+        under that fence; otherwise nothing is written and ``StaleOwnerError``
+        is raised (a cancelled or taken-over runner must not touch its calls).
+        """
         if self._autocommit_engine is not None:
             params = {f"c_{k}": v for k, v in _call_row(call).items()}
+            params["g_exec_id"] = call.exec_id
+            params["g_fence"] = fence
             if artifact is not None:
                 params.update({f"a_{k}": v for k, v in _artifact_row(artifact).items()})
             if attempt is not None:
                 params.update({f"t_{k}": v for k, v in _attempt_row(attempt).items()})
-            statement = self._pg_record_call[(artifact is not None, attempt is not None)]
+            statement = self._pg_record_call[
+                (artifact is not None, attempt is not None, fence is not None)
+            ]
             try:
                 with self._autocommit_engine.connect() as conn:
-                    conn.execute(statement, params)
+                    written = conn.execute(statement, params).rowcount
             except sa.exc.OperationalError as exc:
                 raise KitaruBackendError(f"The Kitaru store failed to write: {exc.orig}") from exc
+            if not written:
+                raise self._stale(call.exec_id, fence)
             return
         with self.write() as conn:
+            if fence is not None:
+                self._check_owner(conn, call.exec_id, fence)
             if artifact is not None:
                 conn.execute(self._insert_artifact, _artifact_row(artifact))
             conn.execute(self._upsert_call, _call_row(call))
             if attempt is not None:
                 conn.execute(self._insert_attempt, _attempt_row(attempt))
 
-    def record_attempt(self, attempt: AttemptRecord) -> None:
+    def record_attempt(self, attempt: AttemptRecord, *, fence: int | None = None) -> None:
         with self.write() as conn:
+            if fence is not None:
+                self._check_owner(conn, attempt.exec_id, fence)
             conn.execute(self._insert_attempt, _attempt_row(attempt))
+
+    def _check_owner(self, conn: sa.Connection, exec_id: str, fence: int) -> None:
+        row = conn.execute(self._owner_query, {"exec_id": exec_id}).first()
+        if row is None or row[0] != fence or row[1] != ExecutionStatus.RUNNING.value:
+            raise self._stale(exec_id, fence)
+
+    def _stale(self, exec_id: str, fence: int | None) -> StaleOwnerError:
+        return StaleOwnerError(
+            f"Execution {exec_id} is no longer running under this runner (fence {fence}): "
+            "it was cancelled or taken over by another process. Nothing was written."
+        )
 
     def calls(self, exec_id: str) -> list[CallRecord]:
         """The execution's calls in call order, each with its output artifact."""
@@ -493,16 +534,31 @@ class Store:
         return [_artifact_from_row(row._mapping) for row in rows]
 
 
-def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        col.name: sa.bindparam(f"{prefix}{col.name}", type_=col.type)
-        for col in table.columns
-        if col.name not in skip
-    }
+def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:
+    """One statement that writes a call, and optionally its artifact and attempt.
 
+    When ``fenced``, every insert selects its values only if the execution is
+    still running under the given fence, so a stale runner's write is a no-op
+    (rowcount 0) instead of clobbering the new owner's records.
+    """
+    ex = t.executions.c
+    guard = (
+        sa.exists().where(
+            ex.id == sa.bindparam("g_exec_id"),
+            ex.fence == sa.bindparam("g_fence", type_=sa.Integer),
+            ex.status == ExecutionStatus.RUNNING.value,
+        )
+        if fenced
+        else sa.true()
+    )
 
-def _pg_record_call(with_artifact: bool, with_attempt: bool) -> sa.Insert:
-    call = postgresql.insert(t.checkpoint_calls).values(_bound_values(t.checkpoint_calls, "c_"))
+    def insert_from(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> Any:
+        values = _bound_values(table, prefix, skip)
+        return postgresql.insert(table).from_select(
+            list(values), sa.select(*values.values()).where(guard)
+        )
+
+    call = insert_from(t.checkpoint_calls, "c_")
     statement: sa.Insert = call.on_conflict_do_update(
         index_elements=["exec_id", "call_id"],
         set_={
@@ -512,18 +568,20 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool) -> sa.Insert:
         },
     )
     if with_artifact:
-        artifact = (
-            postgresql.insert(t.artifacts)
-            .values(_bound_values(t.artifacts, "a_"))
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
+        artifact = insert_from(t.artifacts, "a_").on_conflict_do_nothing(index_elements=["id"])
         statement = statement.add_cte(artifact.cte("kitaru_new_artifact"))
     if with_attempt:
-        attempt = t.checkpoint_attempts.insert().values(
-            _bound_values(t.checkpoint_attempts, "t_", skip=("id",))
-        )
+        attempt = insert_from(t.checkpoint_attempts, "t_", skip=("id",))
         statement = statement.add_cte(attempt.cte("kitaru_new_attempt"))
     return statement
+
+
+def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        col.name: sa.bindparam(f"{prefix}{col.name}", type_=col.type)
+        for col in table.columns
+        if col.name not in skip
+    }
 
 
 # -- row <-> record ----------------------------------------------------------------

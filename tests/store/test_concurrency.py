@@ -1,0 +1,166 @@
+"""Concurrent writers (threads and processes) and durability across a killed process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from kitaru._store import Store
+from kitaru._store.records import CallStatus
+
+from ._support import Records, finish, release_together
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+THREADS = 4
+CALLS_PER_THREAD = 50
+
+
+def test_threads_recording_calls_on_one_store(store: Store, records: Records) -> None:
+    executions = [records.execution() for _ in range(THREADS)]
+    for execution in executions:
+        store.create_execution(execution)
+    errors: list[BaseException] = []
+    reads = 0
+    writers_done = threading.Event()
+    start = threading.Barrier(THREADS + 1)
+
+    def writer(exec_id: str) -> None:
+        try:
+            local = Records()
+            start.wait()
+            for seq in range(CALLS_PER_THREAD):
+                call_id = f"step:{seq + 1}"
+                artifact = local.artifact(exec_id, call_id, inline_data=f"{seq}".encode())
+                store.record_call(
+                    local.call(exec_id, call_id, seq, artifact=artifact),
+                    artifact=artifact,
+                    attempt=local.attempt(exec_id, call_id),
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        nonlocal reads
+        try:
+            start.wait()
+            while not writers_done.is_set():
+                store.calls(executions[0].id)
+                store.list_executions(limit=5)
+                reads += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(e.id,)) for e in executions]
+    reading = threading.Thread(target=reader)
+    for thread in [*writers, reading]:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=60)
+    writers_done.set()
+    reading.join(timeout=60)
+
+    assert errors == []
+    assert reads > 0
+    for execution in executions:
+        calls = store.calls(execution.id)
+        assert [c.seq for c in calls] == list(range(CALLS_PER_THREAD))
+        assert all(c.status is CallStatus.COMPLETED for c in calls)
+        assert [c.artifact.inline_data if c.artifact else None for c in calls] == [
+            f"{seq}".encode() for seq in range(CALLS_PER_THREAD)
+        ]
+        assert len(store.attempts(execution.id)) == CALLS_PER_THREAD
+        assert len(store.list_artifacts(exec_id=execution.id)) == CALLS_PER_THREAD
+
+
+_WRITER_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from _support import Records
+from kitaru._store import Store
+
+url, count = sys.argv[1], int(sys.argv[2])
+store = Store(url)
+records = Records()
+execution = records.execution()
+store.create_execution(execution)
+print("ready", flush=True)
+sys.stdin.readline()
+for seq in range(count):
+    call_id = f"step:{seq + 1}"
+    artifact = records.artifact(execution.id, call_id)
+    store.record_call(
+        records.call(execution.id, call_id, seq, artifact=artifact),
+        artifact=artifact,
+        attempt=records.attempt(execution.id, call_id),
+    )
+print(execution.id, flush=True)
+store.dispose()
+"""
+
+#: Children import the record factories from here.
+_SUPPORT_DIR = str(Path(__file__).parent)
+
+
+def test_processes_writing_to_one_store(store: Store, spawn: Spawn) -> None:
+    """Two processes commit interleaved transactions; on SQLite they queue on busy_timeout."""
+    count = 25
+    children = [spawn(_WRITER_CHILD, store.url, str(count), _SUPPORT_DIR) for _ in range(2)]
+    release_together(children)
+    exec_ids = [finish(child).strip() for child in children]
+
+    assert len(set(exec_ids)) == 2
+    for exec_id in exec_ids:
+        calls = store.calls(exec_id)
+        assert [c.seq for c in calls] == list(range(count))
+        assert all(c.artifact is not None for c in calls)
+        assert len(store.attempts(exec_id)) == count
+
+
+_KILLED_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from _support import Records
+from kitaru._store import Store
+
+store = Store(sys.argv[1])
+records = Records()
+execution = records.execution()
+store.create_execution(execution)
+artifact = records.artifact(execution.id, "train", inline_data=b"weights")
+store.record_call(
+    records.call(execution.id, "train", 0, artifact=artifact),
+    artifact=artifact,
+    attempt=records.attempt(execution.id, "train"),
+)
+print(execution.id, artifact.id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_recorded_call_survives_sigkill(store_url: str, spawn: Spawn) -> None:
+    child = spawn(_KILLED_CHILD, store_url, _SUPPORT_DIR)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert line, f"the child died before recording: {child.communicate()[1]}"
+    assert child.returncode == -signal.SIGKILL
+    exec_id, artifact_id = line.split()
+
+    store = Store(store_url)
+    try:
+        [call] = store.calls(exec_id)
+        assert (call.call_id, call.status, call.artifact_id) == (
+            "train",
+            CallStatus.COMPLETED,
+            artifact_id,
+        )
+        assert call.artifact is not None
+        assert call.artifact.inline_data == b"weights"
+        assert [a.call_id for a in store.attempts(exec_id)] == ["train"]
+    finally:
+        store.dispose()
