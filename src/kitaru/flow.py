@@ -7,7 +7,8 @@ import inspect
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
 from kitaru._blobs import SerializationError
@@ -22,7 +23,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Flows defined in this process, by (module, qualname): how a resume finds the code.
-_registry: dict[tuple[str, str], Flow[Any, Any]] = {}
+#: Several scripts loaded by one worker may each define ``__main__.agent``, so
+#: each key keeps every definition and lookups can pick by source file.
+_registry: dict[tuple[str, str], list[Flow[Any, Any]]] = {}
 
 
 class Flow(Generic[P, R]):
@@ -52,7 +55,8 @@ class Flow(Generic[P, R]):
         }
         self._signature = inspect.signature(func)
         functools.update_wrapper(self, func)
-        _registry[(func.__module__, func.__qualname__)] = self
+        self.source_file = _source_file(func)
+        _registry.setdefault((func.__module__, func.__qualname__), []).append(self)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         raise KitaruUsageError(
@@ -156,8 +160,22 @@ class Flow(Generic[P, R]):
         return FlowHandle(execution.exec_id)
 
 
-def find_flow(module: str, qualname: str) -> Flow[Any, Any] | None:
-    return _registry.get((module, qualname))
+def _source_file(func: Callable[..., Any]) -> str | None:
+    try:
+        path = inspect.getsourcefile(func)
+    except TypeError:
+        return None
+    return str(Path(path).resolve()) if path else None
+
+
+def find_flow(module: str, qualname: str, *, file: str | None = None) -> Flow[Any, Any] | None:
+    """The newest flow defined here under that name (and in ``file``, when given)."""
+    candidates: list[Flow[Any, Any]] = _registry.get((module, qualname), [])
+    for candidate in reversed(candidates):
+        source: str | None = candidate.source_file
+        if file is None or source is None or source == file:
+            return cast("Flow[Any, Any]", candidate)
+    return None
 
 
 @overload

@@ -15,6 +15,7 @@ import threading
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
+from kitaru._runtime.loader import FlowCodeNotFoundError
 from kitaru.errors import KitaruError, KitaruStateError
 
 logger = logging.getLogger("kitaru.worker")
@@ -38,10 +39,14 @@ def run_worker(
                 continue
             try:
                 control.resume(backend, record.id)
-            except KitaruStateError as exc:
-                # Taken by another worker, or its code is not loadable here.
+            except FlowCodeNotFoundError as exc:
+                # Not loadable here: say so once instead of on every poll.
                 skipped.add(record.id)
                 logger.warning("Skipping execution %s: %s", record.id, exc)
+                continue
+            except KitaruStateError as exc:
+                # Another process took it first; if that one dies, a later poll retries.
+                logger.info("Not resuming execution %s: %s", record.id, exc)
                 continue
             resumed += 1
             logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)

@@ -277,13 +277,6 @@ def test_latest_on_an_empty_store_is_a_state_error() -> None:
         KitaruClient().executions.latest()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: list(page=N) without size/limit computes offset (N-1)*0 == 0 and no limit, "
-        "so every page returns the whole list (page 2 repeats page 1)"
-    ),
-    strict=True,
-)
 def test_page_without_a_size_does_not_repeat_the_first_page(any_store: str) -> None:
     _run_all()
     executions = KitaruClient().executions

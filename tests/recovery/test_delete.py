@@ -153,14 +153,6 @@ def test_delete_keeps_a_blob_file_another_artifact_shares(any_store: str) -> Non
     assert large_output.load() == f"4:{BIG}"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: delete_execution only deletes artifacts whose exec_id is the deleted "
-        "execution; an output another execution reused (cache/replay) is kept while "
-        "referenced, but is never deleted once that last reference goes away"
-    ),
-    strict=True,
-)
 def test_deleting_every_execution_leaves_no_artifacts_or_blob_files(any_store: str) -> None:
     first = produce.run(5)
     first.wait(timeout=20)

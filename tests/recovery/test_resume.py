@@ -550,15 +550,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: load_flow looks up the flow registry by (module, qualname) before checking "
-        "the recorded file; every script's flow registers as ('__mp_main__', qualname), "
-        "so a worker that already loaded one script runs that script's flow for another "
-        "script's execution when both name their flow alike"
-    ),
-    strict=True,
-)
 def test_one_worker_resumes_flows_of_two_scripts_with_the_same_flow_name(
     tmp_path: Path,
 ) -> None:

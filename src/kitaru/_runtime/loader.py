@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 PROJECT_MARKER = ".kitaru"
 
 _load_lock = threading.Lock()
+#: Scripts loaded in this process, by path (a worker may serve several).
+_scripts: dict[str, Any] = {}
+
+
+class FlowCodeNotFoundError(KitaruStateError):
+    """The flow's code cannot be loaded in this process (module, file or name missing)."""
 
 
 def find_project_root(start: Path) -> Path | None:
@@ -68,14 +74,14 @@ def load_flow(ref: dict[str, Any], *, exec_id: str) -> Flow[Any, Any]:
     """The Flow object for ``ref``; KitaruStateError saying what was looked for if absent."""
     from kitaru.flow import find_flow
 
-    module, qualname = ref["module"], ref["qualname"]
-    found = find_flow(module, qualname) or (
-        find_flow("__mp_main__", qualname) if module == "__main__" else None
+    module, qualname, file = ref["module"], ref["qualname"], ref.get("file")
+    found = find_flow(module, qualname, file=file) or (
+        find_flow("__mp_main__", qualname, file=file) if module == "__main__" else None
     )
     if found is not None:
         return found
     if "<locals>" in qualname:
-        raise KitaruStateError(
+        raise FlowCodeNotFoundError(
             f"Cannot load flow {qualname!r} of execution {exec_id}: it is defined inside a "
             "function, so only the process that defined it can run it. Define flows at "
             "module level to resume them from another process."
@@ -94,7 +100,7 @@ def load_flow(ref: dict[str, Any], *, exec_id: str) -> Flow[Any, Any]:
 
     if not isinstance(target, Flow):
         where = ref.get("file") or module
-        raise KitaruStateError(
+        raise FlowCodeNotFoundError(
             f"Cannot load flow {qualname!r} of execution {exec_id}: {where} no longer defines "
             f"a @flow named {qualname!r}. Restore it, or start a new execution."
         )
@@ -117,7 +123,7 @@ def _import_module(ref: dict[str, Any], exec_id: str) -> Any:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        raise KitaruStateError(
+        raise FlowCodeNotFoundError(
             f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: module {module!r} "
             f"was not found ({exc}); looked on sys.path and in {', '.join(searched) or '-'}. "
             "Run from the project directory (mark it with `kitaru init`), install the "
@@ -131,13 +137,14 @@ def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
     if path and main_file and Path(main_file).resolve() == Path(path):
         return sys.modules["__main__"]  # resuming from inside the same script
     if not path or not Path(path).is_file():
-        raise KitaruStateError(
+        raise FlowCodeNotFoundError(
             f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: it was defined in "
             f"the script {path or '(unknown file)'}, which no longer exists. Restore the "
             "script at that path to resume the execution."
         )
-    existing = sys.modules.get("__mp_main__")
-    if existing is not None and getattr(existing, "__file__", None) == path:
+    existing = _scripts.get(path)
+    if existing is not None:
+        sys.modules["__main__"] = existing
         return existing
     script_dir = str(Path(path).parent)
     if script_dir not in sys.path:
@@ -149,4 +156,5 @@ def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
     # Classes and functions defined in the script name "__main__" as their module.
     sys.modules["__mp_main__"] = module
     sys.modules["__main__"] = module
+    _scripts[path] = module
     return module

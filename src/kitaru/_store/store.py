@@ -340,31 +340,57 @@ class Store:
                 conn.execute(self._upsert_call, _call_row(call))
 
     def delete_execution(self, exec_id: str) -> list[str]:
-        """Remove an execution and the artifacts nothing else references.
+        """Remove an execution and every artifact nothing else needs any more.
 
-        Returns the blob URIs that no remaining artifact row points at, for
-        the caller to delete from the blob store after the commit.
+        Candidates are the artifacts the execution owns and those its calls
+        reused from other executions (cache, replay). One survives if a
+        remaining call still points at it or its owning execution still exists.
+        Returns the blob URIs no remaining artifact row uses, for the caller to
+        delete from the blob store after the commit.
         """
         c, a, at, ex = t.checkpoint_calls, t.artifacts, t.checkpoint_attempts, t.executions
         with self.write() as conn:
-            mine = conn.execute(sa.select(a.c.id, a.c.uri).where(a.c.exec_id == exec_id)).all()
-            referenced_elsewhere = {
-                row[0]
-                for row in conn.execute(
+            owned = {r[0] for r in conn.execute(sa.select(a.c.id).where(a.c.exec_id == exec_id))}
+            reused = {
+                r[0]
+                for r in conn.execute(
                     sa.select(c.c.artifact_id).where(
-                        c.c.exec_id != exec_id, c.c.artifact_id.in_([r[0] for r in mine])
+                        c.c.exec_id == exec_id, c.c.artifact_id.is_not(None)
                     )
                 )
             }
-            doomed = [(aid, uri) for aid, uri in mine if aid not in referenced_elsewhere]
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
             conn.execute(c.delete().where(c.c.exec_id == exec_id))
             conn.execute(ex.delete().where(ex.c.id == exec_id))
-            if doomed:
-                conn.execute(a.delete().where(a.c.id.in_([aid for aid, _ in doomed])))
-            uris = {uri for _, uri in doomed if uri}
+            candidates = list(owned | reused)
+            if not candidates:
+                return []
+            still_referenced = {
+                r[0]
+                for r in conn.execute(
+                    sa.select(c.c.artifact_id).where(c.c.artifact_id.in_(candidates))
+                )
+            }
+            owner_alive = {
+                r[0]
+                for r in conn.execute(
+                    sa.select(a.c.id)
+                    .select_from(a.join(ex, a.c.exec_id == ex.c.id))
+                    .where(a.c.id.in_(candidates))
+                )
+            }
+            doomed = [aid for aid in candidates if aid not in still_referenced | owner_alive]
+            if not doomed:
+                return []
+            uris = {
+                r[0]
+                for r in conn.execute(
+                    sa.select(a.c.uri).where(a.c.id.in_(doomed), a.c.uri.is_not(None))
+                )
+            }
+            conn.execute(a.delete().where(a.c.id.in_(doomed)))
             still_used = {
-                row[0] for row in conn.execute(sa.select(a.c.uri).where(a.c.uri.in_(list(uris))))
+                r[0] for r in conn.execute(sa.select(a.c.uri).where(a.c.uri.in_(list(uris))))
             }
         return sorted(uris - still_used)
 

@@ -19,6 +19,8 @@ from kitaru.errors import (
 )
 
 _POLL_MAX = 0.5
+#: Page size for ``list(page=N)`` when neither ``size`` nor ``limit`` is given.
+DEFAULT_PAGE_SIZE = 20
 
 
 def _statuses(status: Any) -> list[str] | None:
@@ -63,6 +65,8 @@ class ExecutionsAPI:
             if value is not None and value < 0:
                 raise KitaruUsageError(f"{name} must be 0 or more, got {value}.")
         per_page = size if size is not None else limit
+        if page is not None and per_page is None:
+            per_page = DEFAULT_PAGE_SIZE
         offset = (page - 1) * (per_page or 0) if page else 0
         records = self._backend.store.list_executions(
             flow=flow, status=_statuses(status), limit=per_page, offset=offset
