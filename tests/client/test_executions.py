@@ -287,15 +287,11 @@ def test_page_without_a_size_does_not_repeat_the_first_page(any_store: str) -> N
     assert _ids(second) != _ids(executions.list(page=1))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: the runtime never records a 'running' checkpoint call (CallStatus.RUNNING is "
-        "never written), so get() on a running execution does not show the checkpoint "
-        "in progress although issue 3 lists 'running' as a checkpoint status"
-    ),
-    strict=True,
-)
-def test_get_shows_the_checkpoint_in_progress_as_running(any_store: str) -> None:
+def test_get_shows_the_checkpoint_in_progress_as_running(
+    any_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Calls still running after KITARU_RUNNING_MARK_AFTER seconds get a "running" row.
+    monkeypatch.setenv("KITARU_RUNNING_MARK_AFTER", "0.05")
     started, release = threading.Event(), threading.Event()
 
     @checkpoint
@@ -311,11 +307,20 @@ def test_get_shows_the_checkpoint_in_progress_as_running(any_store: str) -> None
     handle = slow.run()
     try:
         assert started.wait(10)
-        execution = KitaruClient().executions.get(handle.exec_id)
+        deadline = time.monotonic() + 10
+        while True:
+            execution = KitaruClient().executions.get(handle.exec_id)
+            if execution.checkpoints or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert execution.status is ExecutionStatus.RUNNING
         assert [(c.call_id, c.status) for c in execution.checkpoints] == [
             ("slow_call", CallStatus.RUNNING)
         ]
     finally:
         release.set()
-        handle.wait(timeout=20)
+        assert handle.wait(timeout=20) == 1
+    final = KitaruClient().executions.get(handle.exec_id)
+    assert [(c.call_id, c.status) for c in final.checkpoints] == [
+        ("slow_call", CallStatus.COMPLETED)
+    ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
+from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
     AttemptRecord,
@@ -218,6 +219,31 @@ class ExecutionContext:
         recorded: CallRecord | None,
     ) -> Any:
         previous_attempts = 0 if recorded is None else recorded.attempts
+        first_started = time.time()
+        running = self._call_record(
+            spec,
+            call_id,
+            CallStatus.RUNNING,
+            attempts=previous_attempts,
+            started_at=first_started,
+            ended_at=None,
+        )
+        store, fence = self.backend.store, self.record.fence
+        token = in_flight.begin(lambda: store.mark_running(running, fence=fence))
+        try:
+            return self._attempts(spec, args, kwargs, call_id, cache_key, previous_attempts)
+        finally:
+            in_flight.end(token)
+
+    def _attempts(
+        self,
+        spec: CheckpointSpec,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        call_id: str,
+        cache_key: str | None,
+        previous_attempts: int,
+    ) -> Any:
         first_started = time.time()
         attempt = 0
         while True:

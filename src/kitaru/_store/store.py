@@ -58,6 +58,18 @@ class Store:
         )
         self._insert_artifact = insert(t.artifacts).on_conflict_do_nothing(index_elements=["id"])
         self._insert_attempt = t.checkpoint_attempts.insert()
+        calls = t.checkpoint_calls
+        running = insert(calls)
+        # A running mark never replaces a call that already has an output.
+        self._mark_running = running.on_conflict_do_update(
+            index_elements=["exec_id", "call_id"],
+            set_={
+                "status": running.excluded.status,
+                "started_at": running.excluded.started_at,
+                "ended_at": None,
+            },
+            where=calls.c.status.in_([CallStatus.FAILED.value, CallStatus.RUNNING.value]),
+        )
         self._insert_execution = t.executions.insert()
         # PostgreSQL: a checkpoint's writes go out as ONE statement (data-modifying
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
@@ -451,6 +463,12 @@ class Store:
             conn.execute(self._upsert_call, _call_row(call))
             if attempt is not None:
                 conn.execute(self._insert_attempt, _attempt_row(attempt))
+
+    def mark_running(self, call: CallRecord, *, fence: int) -> None:
+        """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
+        with self.write() as conn:
+            self._check_owner(conn, call.exec_id, fence)
+            conn.execute(self._mark_running, _call_row(call))
 
     def record_attempt(self, attempt: AttemptRecord, *, fence: int | None = None) -> None:
         with self.write() as conn:
