@@ -126,7 +126,7 @@ class Flow(Generic[P, R]):
         backend.store.create_execution(record, inputs)
         from kitaru._runtime import control
 
-        control.start(backend, record, self, tuple(args), kwargs)
+        control.start(backend, record, self, tuple(args), kwargs, fresh=True)
         return FlowHandle(exec_id, backend=backend)
 
     def replay(

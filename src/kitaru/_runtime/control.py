@@ -40,6 +40,8 @@ def start(
     flow: Flow[Any, Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
+    *,
+    fresh: bool = False,
 ) -> LiveExecution:
     """Run a claimed execution's body on the local stack (a thread of this process)."""
     live = register_live(record.id)
@@ -53,6 +55,7 @@ def start(
             args,
             kwargs,
             live=live,
+            fresh=fresh,
         ),
     )
     return live

@@ -79,11 +79,13 @@ def run_execution(
     kwargs: Mapping[str, Any],
     *,
     live: LiveExecution,
+    fresh: bool = False,
 ) -> None:
     """Run the body of an execution this process has claimed; record the outcome.
 
     ``record`` must already be running under this process (created by
-    ``.run()``/replay, or claimed by resume/retry). Never raises.
+    ``.run()``/replay, or claimed by resume/retry); ``fresh`` says it was just
+    created and has no recorded calls. Never raises.
     """
     store = backend.store
     settings = record.config
@@ -107,7 +109,8 @@ def run_execution(
                 backend,
                 record,
                 run=record.run_count,
-                recorded=store.calls(record.id),
+                # A brand-new execution has no calls yet: skip the read.
+                recorded=[] if fresh and not flow_attempt else store.calls(record.id),
                 cache_enabled=False if record.replay_plan else cache_enabled,
                 overrides=_replay_overrides(backend, record),
                 cancel_event=live.cancel,

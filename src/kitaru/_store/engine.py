@@ -121,7 +121,9 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
             "The store URL points at PostgreSQL but the driver is not installed: "
             "pip install 'kitaru[postgres]'."
         ) from exc
-    return sa.create_engine(url, pool_size=8, max_overflow=64, pool_pre_ping=True)
+    # No pre-ping: it would add a round trip to every checkpoint. Connections are
+    # recycled hourly; a dropped connection fails one operation, not the next.
+    return sa.create_engine(url, pool_size=8, max_overflow=64, pool_recycle=3600)
 
 
 def current_revision(engine: sa.Engine) -> str | None:

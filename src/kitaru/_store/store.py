@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -74,6 +76,7 @@ class Store:
         # PostgreSQL: a checkpoint's writes go out as ONE statement (data-modifying
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
+        self._sqlite_fast = _SQLiteStatements(self) if self._is_sqlite else None
         self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
@@ -455,14 +458,47 @@ class Store:
             if not written:
                 raise self._stale(call.exec_id, fence)
             return
-        with self.write() as conn:
-            if fence is not None:
-                self._check_owner(conn, call.exec_id, fence)
-            if artifact is not None:
-                conn.execute(self._insert_artifact, _artifact_row(artifact))
-            conn.execute(self._upsert_call, _call_row(call))
-            if attempt is not None:
-                conn.execute(self._insert_attempt, _attempt_row(attempt))
+        self._sqlite_record_call(call, artifact, attempt, fence)
+
+    def _sqlite_record_call(
+        self,
+        call: CallRecord,
+        artifact: ArtifactRecord | None,
+        attempt: AttemptRecord | None,
+        fence: int | None,
+    ) -> None:
+        """The checkpoint hot path on SQLite, straight on the driver connection.
+
+        The statements are SQLAlchemy's own, compiled once (see ``_DriverStatement``);
+        skipping the Core execution machinery per statement is what keeps a
+        checkpoint close to the cost of the commit itself.
+        """
+        fast = self._sqlite_fast
+        assert fast is not None
+        try:
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                cursor = driver.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    if fence is not None:
+                        row = cursor.execute(fast.owner, (call.exec_id,)).fetchone()
+                        if row is None or row[0] != fence or row[1] != _RUNNING:
+                            raise self._stale(call.exec_id, fence)
+                    if artifact is not None:
+                        cursor.execute(
+                            fast.artifact.sql, fast.artifact.values(_artifact_row(artifact))
+                        )
+                    cursor.execute(fast.call.sql, fast.call.values(_call_row(call)))
+                    if attempt is not None:
+                        cursor.execute(fast.attempt.sql, fast.attempt.values(_attempt_row(attempt)))
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
 
     def mark_running(self, call: CallRecord, *, fence: int) -> None:
         """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
@@ -526,22 +562,27 @@ class Store:
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
-        c = t.checkpoint_calls
-        a = t.artifacts
-        query = (
-            sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
-            .select_from(c.join(a, c.c.artifact_id == a.c.id))
-            .where(
-                c.c.cache_key == cache_key,
-                c.c.status == CallStatus.COMPLETED.value,
-                c.c.exec_id != exclude_exec_id,
-            )
-            .order_by(c.c.ended_at.desc())
-            .limit(1)
-        )
-        with self.read() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else _call_from_joined_row(row._mapping)
+        params = {"cache_key": cache_key, "exclude_exec_id": exclude_exec_id}
+        if self._sqlite_fast is not None:
+            # Hot path (runs before every live checkpoint with the cache on).
+            fast = self._sqlite_fast.cache_lookup
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                cursor = driver.execute(fast.sql, fast.values(params))
+                found = cursor.fetchone()
+                if found is None:
+                    return None
+                labels = [d[0] for d in cursor.description]
+            row = dict(zip(labels, found, strict=True))
+            for name in ("metadata", "error", "artifact__tags"):
+                if row[name] is not None:
+                    row[name] = json.loads(row[name])
+            return _call_from_joined_row(row)
+        engine = self._autocommit_engine or self.engine
+        with engine.connect() as conn:
+            result = conn.execute(_CACHE_LOOKUP, params).first()
+        return None if result is None else _call_from_joined_row(result._mapping)
 
     # -- artifacts ------------------------------------------------------------------
 
@@ -576,6 +617,66 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(query).all()
         return [_artifact_from_row(row._mapping) for row in rows]
+
+
+_RUNNING = ExecutionStatus.RUNNING.value
+
+_CACHE_LOOKUP = (
+    sa.select(
+        t.checkpoint_calls,
+        *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
+    )
+    .select_from(
+        t.checkpoint_calls.join(t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id)
+    )
+    .where(
+        t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
+        t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
+        t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
+    )
+    .order_by(t.checkpoint_calls.c.ended_at.desc())
+    .limit(1)
+)
+
+
+class _DriverStatement:
+    """A Core statement compiled once for SQLite, executed with a plain tuple."""
+
+    def __init__(self, statement: sa.Insert | sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names: list[str] = list(compiled.positiontup or ())
+        # Literal values the statement itself binds (a status, LIMIT 1, ...).
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        table = getattr(statement, "table", None)
+        json_columns = {
+            col.name for col in getattr(table, "columns", ()) if isinstance(col.type, sa.JSON)
+        }
+        self._json = [name in json_columns for name in self.names]
+
+    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self._defaults:
+            row = {**self._defaults, **row}
+        return tuple(
+            (None if row[name] is None else json.dumps(row[name])) if is_json else row[name]
+            for name, is_json in zip(self.names, self._json, strict=True)
+        )
+
+
+class _SQLiteStatements:
+    def __init__(self, store: Store) -> None:
+        dialect = store.engine.dialect
+        self.artifact = _DriverStatement(store._insert_artifact, dialect)
+        self.call = _DriverStatement(store._upsert_call, dialect)
+        # Without the autoincrement id, which SQLite assigns.
+        self.attempt = _DriverStatement(
+            t.checkpoint_attempts.insert().values(
+                {name: sa.bindparam(name) for name in _ATTEMPT_COLUMNS}
+            ),
+            dialect,
+        )
+        self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
+        self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
 
 
 def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:
