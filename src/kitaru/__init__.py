@@ -35,10 +35,12 @@ from kitaru.errors import (
     KitaruTimeoutError,
     KitaruUsageError,
     KitaruUserCodeError,
+    KitaruWaitAbortedError,
     KitaruWaitValidationError,
 )
 from kitaru.flow import flow
 from kitaru.handle import FlowHandle
+from kitaru.wait import wait
 
 __all__ = [
     "ExecutionStatus",
@@ -61,6 +63,7 @@ __all__ = [
     "KitaruTimeoutError",
     "KitaruUsageError",
     "KitaruUserCodeError",
+    "KitaruWaitAbortedError",
     "KitaruWaitValidationError",
     "StackInfo",
     "__version__",
@@ -74,4 +77,5 @@ __all__ = [
     "is_replay",
     "list_stacks",
     "use_stack",
+    "wait",
 ]

@@ -51,6 +51,19 @@ class KitaruWaitValidationError(KitaruError):
     """Input given to a pending wait does not match its schema."""
 
 
+class KitaruWaitAbortedError(KitaruError):
+    """The pending wait was aborted instead of answered.
+
+    Raised by ``kitaru.wait()`` in the flow body, which may catch it (e.g. to
+    take a "rejected" branch); uncaught, the execution fails.
+    """
+
+    def __init__(self, message: str, *, exec_id: str, wait: str) -> None:
+        super().__init__(message)
+        self.exec_id = exec_id
+        self.wait = wait
+
+
 class KitaruTimeoutError(KitaruError, TimeoutError):
     """Waiting for something took longer than the given timeout."""
 
@@ -121,5 +134,6 @@ __all__ = [
     "KitaruTimeoutError",
     "KitaruUsageError",
     "KitaruUserCodeError",
+    "KitaruWaitAbortedError",
     "KitaruWaitValidationError",
 ]

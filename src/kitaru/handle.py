@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -54,32 +56,37 @@ class FlowHandle:
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the execution finishes; return its result or raise its error.
 
-        ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``; the execution
-        itself is not touched and keeps running.
+        A ``waiting`` execution keeps being waited for (input resumes it). In a
+        terminal (stdin is a TTY, not CI) the pending wait is offered for an
+        answer right there. ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``;
+        the execution itself is not touched and keeps running.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        live = get_live(self._exec_id)
-        if live is not None:
-            # Woken by the runner itself, no polling.
-            if not live.done.wait(timeout):
-                raise self._timeout(timeout)
-            if live.has_result:
-                return live.result
-            return self._finished_value(self._backend.store.require_execution(self._exec_id))
         delay = _POLL_START
+        prompted: set[str] = set()
         while True:
+            live = get_live(self._exec_id)
+            if live is not None:
+                # Woken by the runner itself, no polling.
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if live.done.wait(remaining) and live.has_result:
+                    return live.result
             record = self._backend.store.require_execution(self._exec_id)
             if record.status.is_finished:
                 return self._finished_value(record)
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._timeout(timeout)
-            live = get_live(self._exec_id)
-            sleep_for = delay if deadline is None else min(delay, deadline - time.monotonic())
-            if live is not None:
-                live.done.wait(max(0.0, sleep_for))
-            else:
-                time.sleep(max(0.0, sleep_for))
-            delay = min(delay * 2, _POLL_MAX)
+            if record.status is ExecutionStatus.WAITING and _interactive():
+                from kitaru.client._prompt import prompt_pending_waits
+
+                asked = prompt_pending_waits(self._exec_id, skip=prompted)
+                prompted |= asked
+                if asked:
+                    continue
+            if get_live(self._exec_id) is None:
+                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+                time.sleep(max(0.0, pause))
+                delay = min(delay * 2, _POLL_MAX)
 
     def get(self) -> Any:
         """The result if the execution finished; ``KitaruStateError`` while it runs."""
@@ -104,6 +111,10 @@ class FlowHandle:
                 return None
             return self._backend.load_artifact(record.result_artifact_id)
         raise execution_error(record)
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty() and not os.environ.get("CI")
 
 
 def execution_error(record: ExecutionRecord) -> KitaruExecutionError:

@@ -8,7 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from kitaru._store import Store
-from kitaru._store.records import CallStatus, ExecutionRecord, ExecutionStatus
+from kitaru._store.records import (
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+    WaitRecord,
+    WaitStatus,
+)
 from kitaru.errors import KitaruBackendError
 
 from ._support import Records, new_id
@@ -216,6 +222,29 @@ def test_orphaned_lists_running_executions_with_expired_leases(
         never_leased.id,
         alive.id,
     ]
+
+
+def test_orphaned_includes_waiting_executions_whose_input_arrived(
+    store: Store, records: Records
+) -> None:
+    """A waiting execution needs a runner once its waits are resolved and nobody holds it."""
+    answered = records.execution(status=ExecutionStatus.WAITING)
+    still_waiting = records.execution(status=ExecutionStatus.WAITING)
+    for execution in (answered, still_waiting):
+        store.create_execution(execution)
+        store.open_wait(
+            WaitRecord(
+                exec_id=execution.id,
+                wait_id="approve",
+                status=WaitStatus.PENDING,
+                created_at=1.0,
+            ),
+            fence=execution.fence,
+        )
+    assert store.orphaned(now=5_000.0) == []
+    assert store.answer_wait(answered.id, "approve", status=WaitStatus.ANSWERED, value=True)
+    assert not store.answer_wait(answered.id, "approve", status=WaitStatus.ABORTED)
+    assert [e.id for e in store.orphaned(now=5_000.0)] == [answered.id]
 
 
 def test_create_execution_with_reused_calls(store: Store, records: Records) -> None:

@@ -28,6 +28,7 @@ KITARU_TABLES = {
     "kitaru_checkpoint_calls",
     "kitaru_checkpoint_attempts",
     "kitaru_artifacts",
+    "kitaru_waits",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 
@@ -127,7 +128,7 @@ def test_a_failed_migration_leaves_no_partial_schema(
     create_index = alembic.op.create_index
 
     def failing_create_index(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "ix_kitaru_artifacts_sha256":  # the last statement of 0001
+        if name == "ix_kitaru_waits_status":  # the last statement of the last migration
             raise RuntimeError("simulated crash during migration")
         return create_index(name, *args, **kwargs)
 

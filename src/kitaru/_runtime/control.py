@@ -7,6 +7,7 @@ store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
@@ -17,6 +18,7 @@ from kitaru._blobs import SerializationError
 from kitaru._runtime.driver import LiveExecution, get_live, register_live, run_execution
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds
 from kitaru._runtime.loader import load_flow
+from kitaru._runtime.waits import to_json, type_adapter, wake
 from kitaru._stacks.local import launch_local
 from kitaru._store import (
     ArtifactRecord,
@@ -24,8 +26,10 @@ from kitaru._store import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    WaitRecord,
+    WaitStatus,
 )
-from kitaru.errors import KitaruStateError, KitaruUsageError
+from kitaru.errors import KitaruStateError, KitaruUsageError, KitaruWaitValidationError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -335,3 +339,101 @@ def _new_inputs(
             f"Invalid flow inputs for the replay of {flow.name!r}: {exc}"
         ) from None
     return tuple(rebound.args), dict(rebound.kwargs)
+
+
+# -- input to waits --------------------------------------------------------------------
+
+
+def pick_wait(backend: Backend, exec_id: str, wait: str | None) -> WaitRecord:
+    """The pending wait ``wait`` names (or the only one); typed errors otherwise."""
+    record = backend.store.require_execution(exec_id)
+    waits = backend.store.waits(exec_id)
+    if wait is not None:
+        matches = [w for w in waits if wait in (w.wait_id, w.name)]
+        if not matches:
+            known = ", ".join(w.wait_id for w in waits) or "(none)"
+            raise KitaruStateError(
+                f"Execution {exec_id} has no wait named {wait!r}; its waits: {known}."
+            )
+        chosen = matches[-1]
+        if chosen.status is not WaitStatus.PENDING:
+            raise KitaruStateError(
+                f"Wait {chosen.wait_id!r} of execution {exec_id} was already {chosen.status.value}."
+            )
+        if record.status is not ExecutionStatus.WAITING:
+            raise KitaruStateError(
+                f"Execution {exec_id} is {record.status.value}, not waiting for input."
+            )
+        return chosen
+    pending = [w for w in waits if w.status is WaitStatus.PENDING]
+    if record.status is not ExecutionStatus.WAITING or not pending:
+        raise KitaruStateError(
+            f"Execution {exec_id} has no pending wait (it is {record.status.value})."
+        )
+    if len(pending) > 1:
+        names = ", ".join(w.wait_id for w in pending)
+        raise KitaruUsageError(
+            f"Execution {exec_id} has several pending waits ({names}); pass wait=."
+        )
+    return pending[0]
+
+
+def _schema_type(backend: Backend, exec_id: str, wait: WaitRecord) -> Any:
+    import cloudpickle
+
+    assert wait.schema_pickle is not None
+    try:
+        return cloudpickle.loads(wait.schema_pickle)
+    except Exception:
+        # The schema's module may need the flow's project on sys.path.
+        record = backend.store.require_execution(exec_id)
+        try:
+            load_flow(record.flow_ref, exec_id=exec_id)
+            return cloudpickle.loads(wait.schema_pickle)
+        except Exception as exc:
+            raise KitaruStateError(
+                f"Cannot load the schema of wait {wait.wait_id!r} (execution {exec_id}) to "
+                f"validate the input: {exc}. Give input from the flow's project directory."
+            ) from None
+
+
+def give_input(
+    backend: Backend,
+    exec_id: str,
+    *,
+    wait: str | None,
+    value: Any = None,
+    abort: bool = False,
+    resume_if_released: bool = True,
+) -> WaitRecord:
+    """Validate and record the answer to a pending wait, then wake or resume the runner."""
+    chosen = pick_wait(backend, exec_id, wait)
+    stored_value: Any = None
+    if not abort and chosen.schema_pickle is not None:
+        adapter = type_adapter(_schema_type(backend, exec_id, chosen))
+        try:
+            stored_value = to_json(adapter, adapter.validate_python(value))
+        except Exception as exc:  # pydantic.ValidationError, and friends
+            raise KitaruWaitValidationError(
+                f"Input for wait {chosen.wait_id!r} of execution {exec_id} does not match its "
+                f"schema: {exc}"
+            ) from None
+    elif not abort and chosen.json_schema is None and value is not None:
+        raise KitaruWaitValidationError(
+            f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "
+            f"(schema=None); give no value (got {value!r})."
+        )
+    status = WaitStatus.ABORTED if abort else WaitStatus.ANSWERED
+    if not backend.store.answer_wait(exec_id, chosen.wait_id, status=status, value=stored_value):
+        raise KitaruStateError(
+            f"Wait {chosen.wait_id!r} of execution {exec_id} was answered by someone else first."
+        )
+    wake(exec_id, chosen.wait_id)
+    if resume_if_released:
+        record = backend.store.require_execution(exec_id)
+        released = record.lease_expires_at is None or record.lease_expires_at < time.time()
+        if record.status is ExecutionStatus.WAITING and released:
+            # Another process (a worker, another input) may take it first: fine.
+            with contextlib.suppress(KitaruStateError):
+                resume(backend, exec_id)
+    return chosen

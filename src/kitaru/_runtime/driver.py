@@ -25,6 +25,7 @@ from kitaru._runtime.execution import (
     retry_backoff,
 )
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds, leases
+from kitaru._runtime.waits import WaitSuspended
 from kitaru._store import ArtifactRecord, ExecutionRecord, ExecutionStatus
 from kitaru.errors import FailureOrigin, KitaruDivergenceError, KitaruError
 
@@ -113,12 +114,15 @@ def run_execution(
                 recorded=[] if fresh and not flow_attempt else store.calls(record.id),
                 cache_enabled=False if record.replay_plan else cache_enabled,
                 overrides=_replay_overrides(backend, record),
+                waits=[] if fresh and not flow_attempt else store.waits(record.id),
                 cancel_event=live.cancel,
             )
             outcome = _run_body(ctx, func, args, kwargs)
             if outcome.ok:
                 _complete(backend, record, outcome.value, live)
                 return
+            if outcome.suspended:
+                return  # waiting for input with no runner: the record says so already
             if outcome.cancelled:
                 # cancel() already recorded the end; a runner that lost its lease
                 # to another process must not write anything.
@@ -181,6 +185,7 @@ class _Outcome:
     value: Any = None
     failure: dict[str, Any] | None = None
     cancelled: bool = False
+    suspended: bool = False
 
 
 def _run_body(
@@ -193,6 +198,8 @@ def _run_body(
     checkpoint_token = current_checkpoint.set(None)
     try:
         value = func(*args, **kwargs)
+    except WaitSuspended:
+        return _Outcome(ok=False, suspended=True)
     except CancelledError as exc:
         return _Outcome(
             ok=False, cancelled=True, failure=_failure(exc, FailureOrigin.RUNTIME, None)

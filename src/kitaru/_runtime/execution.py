@@ -27,6 +27,7 @@ from kitaru._store import (
     CallStatus,
     ExecutionRecord,
     StaleOwnerError,
+    WaitRecord,
 )
 from kitaru.errors import (
     FailureOrigin,
@@ -100,6 +101,7 @@ class ExecutionContext:
         cache_enabled: bool | None,
         cancel_event: threading.Event,
         overrides: dict[str, ArtifactRecord] | None = None,
+        waits: list[WaitRecord] | None = None,
     ) -> None:
         self.backend = backend
         self.record = record
@@ -110,6 +112,9 @@ class ExecutionContext:
         self.cache_enabled = cache_enabled
         #: Replay overrides for calls that run live: returned instead of running.
         self._overrides = overrides or {}
+        self._waits = {w.wait_id: w for w in waits or ()}
+        self._wait_count = 0
+        self._wait_ids: set[str] = set()
         self._recorded = {call.call_id: call for call in recorded}
         self._recorded_order = [call.call_id for call in recorded]
         self._consumed: set[str] = set()
@@ -150,6 +155,32 @@ class ExecutionContext:
             self._used_ids.add(call_id)
             self._seen_sequence.append((call_id, name))
             return call_id
+
+    def assign_wait_id(self, name: str | None) -> str:
+        """The wait's name, or wait / wait:2 / ... in the order the body reaches them."""
+        with self._lock:
+            if name is not None:
+                if not isinstance(name, str) or not name:
+                    raise KitaruUsageError(
+                        f"wait(name=...) must be a non-empty string, got {name!r}."
+                    )
+                wait_id = name
+            else:
+                self._wait_count += 1
+                wait_id = "wait" if self._wait_count == 1 else f"wait:{self._wait_count}"
+                while wait_id in self._wait_ids:
+                    self._wait_count += 1
+                    wait_id = f"wait:{self._wait_count}"
+            if wait_id in self._wait_ids:
+                raise KitaruUsageError(
+                    f"Wait {wait_id!r} is reached twice in execution {self.exec_id}. "
+                    "Give each wait a distinct name=."
+                )
+            self._wait_ids.add(wait_id)
+            return wait_id
+
+    def recorded_wait(self, wait_id: str) -> WaitRecord | None:
+        return self._waits.get(wait_id)
 
     # -- the checkpoint call ---------------------------------------------------------
 

@@ -16,6 +16,8 @@ from kitaru._store.records import (
     ExecutionRecord,
     ExecutionStatus,
     StaleOwnerError,
+    WaitRecord,
+    WaitStatus,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ __all__ = [
     "ExecutionStatus",
     "StaleOwnerError",
     "Store",
+    "WaitRecord",
+    "WaitStatus",
     "forget_stores",
     "get_store",
 ]

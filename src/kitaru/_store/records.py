@@ -133,3 +133,25 @@ class ExecutionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     fence: int = 0
+
+
+class WaitStatus(StrEnum):
+    PENDING = "pending"
+    ANSWERED = "answered"
+    ABORTED = "aborted"
+
+
+@dataclass(slots=True)
+class WaitRecord:
+    exec_id: str
+    wait_id: str
+    status: WaitStatus
+    created_at: float
+    name: str | None = None
+    question: str | None = None
+    json_schema: dict[str, Any] | None = None
+    schema_pickle: bytes | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    value: Any = None
+    answered_at: float | None = None

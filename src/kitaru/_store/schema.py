@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = sa.MetaData()
 
@@ -115,4 +115,26 @@ artifacts = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_kitaru_artifacts_exec", "exec_id", "name"),
     sa.Index("ix_kitaru_artifacts_sha256", "sha256"),
+)
+
+waits = sa.Table(
+    "kitaru_waits",
+    metadata,
+    sa.Column("exec_id", sa.String(36), primary_key=True),
+    # The wait's name, or wait / wait:2 / ... in the order the body reaches them.
+    sa.Column("wait_id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("question", sa.Text, nullable=True),
+    sa.Column("json_schema", sa.JSON, nullable=True),
+    # The schema type itself (cloudpickle), so whoever gives input validates exactly.
+    sa.Column("schema_pickle", sa.LargeBinary, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("timeout", sa.Float, nullable=True),
+    # pending | answered | aborted
+    sa.Column("status", sa.String(16), nullable=False),
+    # The validated answer in JSON form; the flow body gets it back as the schema type.
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("answered_at", sa.Float, nullable=True),
+    sa.Index("ix_kitaru_waits_status", "status"),
 )

@@ -30,6 +30,8 @@ from kitaru._store.records import (
     ExecutionRecord,
     ExecutionStatus,
     StaleOwnerError,
+    WaitRecord,
+    WaitStatus,
 )
 from kitaru.errors import KitaruBackendError, KitaruStateError
 
@@ -328,14 +330,33 @@ class Store:
         return statuses
 
     def orphaned(self, *, now: float | None = None, limit: int = 20) -> list[ExecutionRecord]:
-        """Running executions whose runner stopped renewing its lease."""
+        """Executions that need a runner and have none.
+
+        Running ones whose runner stopped renewing its lease, and waiting ones
+        with no live runner whose waits have all been resolved (the process that
+        gave the input died before resuming them).
+        """
         now = time.time() if now is None else now
-        ex = t.executions.c
+        ex, w = t.executions.c, t.waits.c
+        no_runner = sa.or_(ex.lease_expires_at.is_(None), ex.lease_expires_at < now)
+        still_pending = (
+            sa.select(sa.literal(1))
+            .where(w.exec_id == ex.id, w.status == WaitStatus.PENDING.value)
+            .exists()
+        )
+        resolved = (
+            sa.select(sa.literal(1))
+            .where(w.exec_id == ex.id, w.status != WaitStatus.PENDING.value)
+            .exists()
+        )
         query = (
             sa.select(t.executions)
             .where(
-                ex.status == ExecutionStatus.RUNNING.value,
-                sa.or_(ex.lease_expires_at.is_(None), ex.lease_expires_at < now),
+                no_runner,
+                sa.or_(
+                    ex.status == ExecutionStatus.RUNNING.value,
+                    sa.and_(ex.status == ExecutionStatus.WAITING.value, resolved, ~still_pending),
+                ),
             )
             .order_by(ex.created_at)
             .limit(limit)
@@ -375,6 +396,7 @@ class Store:
                 )
             }
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
+            conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
             conn.execute(c.delete().where(c.c.exec_id == exec_id))
             conn.execute(ex.delete().where(ex.c.id == exec_id))
             candidates = list(owned | reused)
@@ -584,6 +606,133 @@ class Store:
             result = conn.execute(_CACHE_LOOKUP, params).first()
         return None if result is None else _call_from_joined_row(result._mapping)
 
+    # -- waits ----------------------------------------------------------------------
+
+    def waits(self, exec_id: str) -> list[WaitRecord]:
+        w = t.waits
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(w).where(w.c.exec_id == exec_id).order_by(w.c.created_at)
+            ).all()
+        return [_wait_from_row(row._mapping) for row in rows]
+
+    def pending_waits(self, exec_id: str | None = None) -> list[WaitRecord]:
+        """Pending waits of one execution, or of every waiting execution."""
+        w, ex = t.waits, t.executions
+        query = (
+            sa.select(w)
+            .select_from(w.join(ex, w.c.exec_id == ex.c.id))
+            .where(
+                w.c.status == WaitStatus.PENDING.value,
+                ex.c.status == ExecutionStatus.WAITING.value,
+            )
+            .order_by(w.c.created_at)
+        )
+        if exec_id is not None:
+            query = query.where(w.c.exec_id == exec_id)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_wait_from_row(row._mapping) for row in rows]
+
+    def open_wait(self, wait: WaitRecord, *, fence: int) -> WaitRecord:
+        """Record a pending wait (once) and mark the execution waiting, under the fence.
+
+        Returns the stored wait, which may already be answered (input arrived
+        between a previous run and this one).
+        """
+        w, ex = t.waits, t.executions
+        insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(w)
+        with self.write() as conn:
+            row = conn.execute(self._owner_query, {"exec_id": wait.exec_id}).first()
+            if row is None or row[0] != fence or row[1] not in _ACTIVE_VALUES:
+                raise self._stale(wait.exec_id, fence)
+            conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["exec_id", "wait_id"]),
+                _wait_row(wait),
+            )
+            stored = conn.execute(
+                sa.select(w).where(w.c.exec_id == wait.exec_id, w.c.wait_id == wait.wait_id)
+            ).first()
+            assert stored is not None
+            record = _wait_from_row(stored._mapping)
+            if record.status is WaitStatus.PENDING:
+                conn.execute(
+                    ex.update()
+                    .where(ex.c.id == wait.exec_id)
+                    .values(status=ExecutionStatus.WAITING.value)
+                )
+        return record
+
+    def get_wait(self, exec_id: str, wait_id: str) -> WaitRecord | None:
+        w = t.waits
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(w).where(w.c.exec_id == exec_id, w.c.wait_id == wait_id)
+            ).first()
+        return None if row is None else _wait_from_row(row._mapping)
+
+    def answer_wait(
+        self, exec_id: str, wait_id: str, *, status: WaitStatus, value: Any = None
+    ) -> bool:
+        """Resolve a pending wait; False if it was not pending any more."""
+        w = t.waits
+        with self.write() as conn:
+            changed = conn.execute(
+                w.update()
+                .where(
+                    w.c.exec_id == exec_id,
+                    w.c.wait_id == wait_id,
+                    w.c.status == WaitStatus.PENDING.value,
+                )
+                .values(status=status.value, value=value, answered_at=time.time())
+            ).rowcount
+        return bool(changed)
+
+    def continue_after_wait(self, exec_id: str, *, fence: int) -> bool:
+        """The runner got its answer: waiting -> running, under the fence."""
+        ex = t.executions.c
+        with self.write() as conn:
+            changed = conn.execute(
+                t.executions.update()
+                .where(
+                    ex.id == exec_id,
+                    ex.fence == fence,
+                    ex.status == ExecutionStatus.WAITING.value,
+                )
+                .values(status=ExecutionStatus.RUNNING.value)
+            ).rowcount
+        return bool(changed)
+
+    def release_waiting(self, exec_id: str, wait_id: str, *, fence: int) -> bool:
+        """Let go of a waiting execution (no lease held) unless its wait was answered.
+
+        Conditional in one statement, so that input arriving at the same moment
+        is never lost: either the runner sees the answer, or the input giver sees
+        a released execution and resumes it.
+        """
+        ex, w = t.executions.c, t.waits.c
+        answered = (
+            sa.select(sa.literal(1))
+            .where(
+                w.exec_id == exec_id,
+                w.wait_id == wait_id,
+                w.status != WaitStatus.PENDING.value,
+            )
+            .exists()
+        )
+        with self.write() as conn:
+            changed = conn.execute(
+                t.executions.update()
+                .where(
+                    ex.id == exec_id,
+                    ex.fence == fence,
+                    ex.status == ExecutionStatus.WAITING.value,
+                    ~answered,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            ).rowcount
+        return bool(changed)
+
     # -- artifacts ------------------------------------------------------------------
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
@@ -620,6 +769,7 @@ class Store:
 
 
 _RUNNING = ExecutionStatus.RUNNING.value
+_ACTIVE_VALUES = (ExecutionStatus.RUNNING.value, ExecutionStatus.WAITING.value)
 
 _CACHE_LOOKUP = (
     sa.select(
@@ -829,3 +979,28 @@ def forget_stores() -> None:
         for store in _stores.values():
             store.dispose()
         _stores.clear()
+
+
+def _wait_row(record: WaitRecord) -> dict[str, Any]:
+    return {
+        "exec_id": record.exec_id,
+        "wait_id": record.wait_id,
+        "name": record.name,
+        "question": record.question,
+        "json_schema": record.json_schema,
+        "schema_pickle": record.schema_pickle,
+        "metadata": record.metadata,
+        "timeout": record.timeout,
+        "status": record.status.value,
+        "value": record.value,
+        "created_at": record.created_at,
+        "answered_at": record.answered_at,
+    }
+
+
+def _wait_from_row(row: Mapping[Any, Any]) -> WaitRecord:
+    values = {col.name: row[col.name] for col in t.waits.columns}
+    values["status"] = WaitStatus(values["status"])
+    if values["schema_pickle"] is not None:
+        values["schema_pickle"] = bytes(values["schema_pickle"])
+    return WaitRecord(**values)

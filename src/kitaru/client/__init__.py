@@ -8,6 +8,7 @@ from kitaru.client._models import (
     CheckpointCall,
     Execution,
     FailureInfo,
+    PendingWait,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "ExecutionsAPI",
     "FailureInfo",
     "KitaruClient",
+    "PendingWait",
 ]

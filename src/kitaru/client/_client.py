@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -10,7 +11,7 @@ from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
-from kitaru.client._models import ArtifactRef, Execution
+from kitaru.client._models import ArtifactRef, Execution, PendingWait
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -46,7 +47,11 @@ class ExecutionsAPI:
         store = self._backend.store
         record = store.require_execution(exec_id)
         return Execution.from_records(
-            record, store.calls(exec_id), store.attempts(exec_id), self._backend
+            record,
+            store.calls(exec_id),
+            store.attempts(exec_id),
+            self._backend,
+            store.waits(exec_id) if record.status is ExecutionStatus.WAITING else None,
         )
 
     def list(
@@ -160,6 +165,40 @@ class ExecutionsAPI:
             flow_overrides=merged_inputs,
         )
         return self.wait(record.id) if wait else self.get(record.id)
+
+    def input(
+        self,
+        exec_id: str,
+        *,
+        wait: str | None = None,
+        value: Any = None,
+        resume: bool = True,
+    ) -> Execution:
+        """Answer a pending wait (the only one when ``wait`` is omitted).
+
+        The value is validated against the wait's schema
+        (``KitaruWaitValidationError`` with the details otherwise; nothing is
+        stored). A runner still waiting wakes at once; an execution whose runner
+        let go is resumed in this process unless ``resume=False`` (then a
+        ``kitaru worker`` or ``executions.resume`` picks it up).
+        """
+        control.give_input(
+            self._backend, exec_id, wait=wait, value=value, resume_if_released=resume
+        )
+        return self.get(exec_id)
+
+    def abort_wait(
+        self, exec_id: str, *, wait: str | None = None, resume: bool = True
+    ) -> Execution:
+        """Resolve a pending wait as aborted: ``kitaru.wait()`` raises KitaruWaitAbortedError."""
+        control.give_input(self._backend, exec_id, wait=wait, abort=True, resume_if_released=resume)
+        return self.get(exec_id)
+
+    def pending_waits(self, exec_id: str | None = None) -> builtins.list[PendingWait]:
+        """Pending waits of one execution (or of every waiting execution)."""
+        if exec_id is not None:
+            self._backend.store.require_execution(exec_id)
+        return [PendingWait.from_record(w) for w in self._backend.store.pending_waits(exec_id)]
 
     def cancel(self, exec_id: str) -> Execution:
         """Cancel a running or waiting execution; its runner stops at the next checkpoint."""

@@ -13,6 +13,8 @@ from kitaru._store import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    WaitRecord,
+    WaitStatus,
 )
 from kitaru.errors import FailureOrigin
 
@@ -165,6 +167,45 @@ class CheckpointCall:
 
 
 @dataclass(frozen=True)
+class PendingWait:
+    """A ``kitaru.wait()`` an execution is paused at."""
+
+    exec_id: str
+    wait_id: str
+    name: str | None
+    question: str | None
+    schema: dict[str, Any] | None
+    metadata: dict[str, Any]
+    since: datetime | None
+    timeout: float | None
+
+    @classmethod
+    def from_record(cls, record: WaitRecord) -> PendingWait:
+        return cls(
+            exec_id=record.exec_id,
+            wait_id=record.wait_id,
+            name=record.name,
+            question=record.question,
+            schema=record.json_schema,
+            metadata=dict(record.metadata),
+            since=_dt(record.created_at),
+            timeout=record.timeout,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exec_id": self.exec_id,
+            "wait_id": self.wait_id,
+            "name": self.name,
+            "question": self.question,
+            "schema": self.schema,
+            "metadata": self.metadata,
+            "since": _iso(self.since),
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True)
 class FailureInfo:
     origin: FailureOrigin
     message: str | None
@@ -211,6 +252,12 @@ class Execution:
     run_count: int
     lease_owner: str | None
     lease_expires_at: datetime | None
+    pending_waits: list[PendingWait] = field(default_factory=list)
+
+    @property
+    def pending_wait(self) -> PendingWait | None:
+        """The wait this execution is paused at (the first, if several), else None."""
+        return self.pending_waits[0] if self.pending_waits else None
 
     @property
     def is_orphaned(self) -> bool:
@@ -234,6 +281,7 @@ class Execution:
         calls: list[CallRecord],
         attempts: list[AttemptRecord],
         backend: Backend,
+        waits: list[WaitRecord] | None = None,
     ) -> Execution:
         by_call: dict[str, list[CheckpointAttempt]] = {}
         for attempt in attempts:
@@ -273,6 +321,11 @@ class Execution:
             run_count=record.run_count,
             lease_owner=record.lease_owner,
             lease_expires_at=_dt(record.lease_expires_at),
+            pending_waits=[
+                PendingWait.from_record(w)
+                for w in waits or ()
+                if w.status is WaitStatus.PENDING and record.status is ExecutionStatus.WAITING
+            ],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -292,4 +345,5 @@ class Execution:
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "run_count": self.run_count,
             "is_orphaned": self.is_orphaned,
+            "pending_waits": [w.to_dict() for w in self.pending_waits],
         }
