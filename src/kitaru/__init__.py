@@ -16,6 +16,7 @@ from kitaru._stacks import (
 )
 from kitaru._store import ExecutionStatus
 from kitaru._version import __version__
+from kitaru.artifacts import load, save
 from kitaru.checkpoint import checkpoint
 from kitaru.client import KitaruClient
 from kitaru.config import ImageSettings, KitaruConfig, configure
@@ -40,6 +41,7 @@ from kitaru.errors import (
 )
 from kitaru.flow import flow
 from kitaru.handle import FlowHandle
+from kitaru.logging import log
 from kitaru.wait import wait
 
 __all__ = [
@@ -76,6 +78,9 @@ __all__ = [
     "flow",
     "is_replay",
     "list_stacks",
+    "load",
+    "log",
+    "save",
     "use_stack",
     "wait",
 ]

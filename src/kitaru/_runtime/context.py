@@ -8,21 +8,28 @@ executions running side by side in one process.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kitaru._runtime.execution import ExecutionContext
+    from kitaru._store import ArtifactRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CheckpointFrame:
-    """The checkpoint call whose function is running in this context."""
+    """The checkpoint call whose function is running in this context.
+
+    ``metadata`` (from ``kitaru.log``) and ``saves`` (from ``kitaru.save``)
+    are written together with the call's result, in the same transaction.
+    """
 
     exec_id: str
     call_id: str
     name: str
     attempt: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    saves: list[ArtifactRecord] = field(default_factory=list)
 
 
 current_execution: ContextVar[ExecutionContext | None] = ContextVar(

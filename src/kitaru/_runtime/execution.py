@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
@@ -52,6 +52,32 @@ class CheckpointSpec(Protocol):
     cache: bool | None
 
     def cache_prefix(self) -> str: ...
+
+
+#: The ``type`` of the call rows that record flow-scope saves (not checkpoints).
+SAVE_CALL_TYPE = "kitaru.save"
+
+
+def _never_called() -> None:  # pragma: no cover
+    return None
+
+
+class _SaveSpec:
+    """Stands in for a checkpoint when a flow-scope ``kitaru.save`` is recorded."""
+
+    def __init__(self) -> None:
+        self.name: str = SAVE_CALL_TYPE
+        self.type: str | None = SAVE_CALL_TYPE
+        self.runtime: str = "inline"
+        self.retries: int = 0
+        self.cache: bool | None = False
+        self.func: Callable[..., Any] = _never_called
+
+    def cache_prefix(self) -> str:  # pragma: no cover - saves are never cached
+        return ""
+
+
+_SAVE_SPEC = _SaveSpec()
 
 
 class CancelledError(BaseException):
@@ -179,6 +205,49 @@ class ExecutionContext:
             self._wait_ids.add(wait_id)
             return wait_id
 
+    def log_execution_metadata(self, fields: Mapping[str, Any]) -> None:
+        try:
+            self.backend.store.merge_execution_metadata(
+                self.exec_id, fields, fence=self.record.fence
+            )
+        except StaleOwnerError as exc:
+            raise CancelledError(str(exc)) from None
+
+    def save_in_body(self, name: str, value: Any, *, type: str, tags: list[str]) -> None:
+        """A flow-scope ``kitaru.save``: recorded like a checkpoint call, so a resumed
+        body that reaches it again does not save twice."""
+        call_id = self.assign_call_id(f"save:{name}", None)
+        recorded = self._recorded.get(call_id)
+        if recorded is not None and recorded.status.has_output and not self._live:
+            self._consumed.add(call_id)
+            return
+        self._go_live(call_id)
+        try:
+            artifact = self.backend.make_artifact(
+                value,
+                exec_id=self.exec_id,
+                call_id=call_id,
+                name=name,
+                kind="saved",
+                type=type,
+                tags=tags,
+            )
+        except SerializationError as exc:
+            raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
+        now = time.time()
+        self._record(
+            self._call_record(
+                _SAVE_SPEC,
+                call_id,
+                CallStatus.COMPLETED,
+                artifact_id=artifact.id,
+                attempts=1,
+                started_at=now,
+                ended_at=now,
+            ),
+            artifact=artifact,
+        )
+
     def recorded_wait(self, wait_id: str) -> WaitRecord | None:
         return self._waits.get(wait_id)
 
@@ -277,12 +346,12 @@ class ExecutionContext:
     ) -> Any:
         first_started = time.time()
         attempt = 0
+        metadata: dict[str, Any] = {}  # kitaru.log() fields accumulate across attempts
         while True:
             attempt += 1
             started = time.time()
-            token = current_checkpoint.set(
-                CheckpointFrame(self.exec_id, call_id, spec.name, attempt)
-            )
+            frame = CheckpointFrame(self.exec_id, call_id, spec.name, attempt, metadata)
+            token = current_checkpoint.set(frame)
             try:
                 value = spec.func(*args, **kwargs)
             except Exception as exc:
@@ -317,6 +386,7 @@ class ExecutionContext:
                             "message": failed.message,
                             "traceback": failed.traceback,
                         },
+                        metadata=metadata,
                     ),
                     attempt=failed,
                 )
@@ -346,6 +416,7 @@ class ExecutionContext:
                     started_at=first_started,
                     ended_at=ended,
                     error={"exception_type": exception_type_name(exc), "message": message},
+                    metadata=metadata,
                 )
             )
             raise SerializationError(message) from exc
@@ -359,8 +430,10 @@ class ExecutionContext:
                 attempts=previous_attempts + attempt,
                 started_at=first_started,
                 ended_at=ended,
+                metadata=metadata,
             ),
             artifact=artifact,
+            saves=frame.saves,
             attempt=AttemptRecord(
                 exec_id=self.exec_id,
                 call_id=call_id,
@@ -422,11 +495,16 @@ class ExecutionContext:
         *,
         artifact: ArtifactRecord | None = None,
         attempt: AttemptRecord | None = None,
+        saves: Sequence[ArtifactRecord] = (),
     ) -> None:
         """Write through the fence: a runner that lost its execution stops here."""
         try:
             self.backend.store.record_call(
-                call, artifact=artifact, attempt=attempt, fence=self.record.fence
+                call,
+                artifact=artifact,
+                attempt=attempt,
+                extra_artifacts=saves,
+                fence=self.record.fence,
             )
         except StaleOwnerError as exc:
             raise CancelledError(str(exc)) from None

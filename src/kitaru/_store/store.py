@@ -453,15 +453,18 @@ class Store:
         *,
         artifact: ArtifactRecord | None = None,
         attempt: AttemptRecord | None = None,
+        extra_artifacts: Sequence[ArtifactRecord] = (),
         fence: int | None = None,
     ) -> None:
         """Write a call (insert or update), its new output artifact and an attempt atomically.
+
+        ``extra_artifacts`` are written in the same transaction (``kitaru.save``).
 
         With ``fence`` the write only happens while the execution is running
         under that fence; otherwise nothing is written and ``StaleOwnerError``
         is raised (a cancelled or taken-over runner must not touch its calls).
         """
-        if self._autocommit_engine is not None:
+        if self._autocommit_engine is not None and not extra_artifacts:
             params = {f"c_{k}": v for k, v in _call_row(call).items()}
             params["g_exec_id"] = call.exec_id
             params["g_fence"] = fence
@@ -480,7 +483,20 @@ class Store:
             if not written:
                 raise self._stale(call.exec_id, fence)
             return
-        self._sqlite_record_call(call, artifact, attempt, fence)
+        if self._sqlite_fast is None:
+            # PostgreSQL with saved artifacts: a regular transaction.
+            with self.write() as conn:
+                if fence is not None:
+                    self._check_owner(conn, call.exec_id, fence)
+                for saved in extra_artifacts:
+                    conn.execute(self._insert_artifact, _artifact_row(saved))
+                if artifact is not None:
+                    conn.execute(self._insert_artifact, _artifact_row(artifact))
+                conn.execute(self._upsert_call, _call_row(call))
+                if attempt is not None:
+                    conn.execute(self._insert_attempt, _attempt_row(attempt))
+            return
+        self._sqlite_record_call(call, artifact, attempt, fence, extra_artifacts)
 
     def _sqlite_record_call(
         self,
@@ -488,6 +504,7 @@ class Store:
         artifact: ArtifactRecord | None,
         attempt: AttemptRecord | None,
         fence: int | None,
+        extra_artifacts: Sequence[ArtifactRecord] = (),
     ) -> None:
         """The checkpoint hot path on SQLite, straight on the driver connection.
 
@@ -508,10 +525,11 @@ class Store:
                         row = cursor.execute(fast.owner, (call.exec_id,)).fetchone()
                         if row is None or row[0] != fence or row[1] != _RUNNING:
                             raise self._stale(call.exec_id, fence)
-                    if artifact is not None:
-                        cursor.execute(
-                            fast.artifact.sql, fast.artifact.values(_artifact_row(artifact))
-                        )
+                    for new in (*extra_artifacts, artifact):
+                        if new is not None:
+                            cursor.execute(
+                                fast.artifact.sql, fast.artifact.values(_artifact_row(new))
+                            )
                     cursor.execute(fast.call.sql, fast.call.values(_call_row(call)))
                     if attempt is not None:
                         cursor.execute(fast.attempt.sql, fast.attempt.values(_attempt_row(attempt)))
@@ -605,6 +623,21 @@ class Store:
         with engine.connect() as conn:
             result = conn.execute(_CACHE_LOOKUP, params).first()
         return None if result is None else _call_from_joined_row(result._mapping)
+
+    def merge_execution_metadata(
+        self, exec_id: str, fields: Mapping[str, Any], *, fence: int | None = None
+    ) -> dict[str, Any]:
+        """Merge ``kitaru.log()`` fields into the execution's metadata; returns the result."""
+        ex = t.executions.c
+        with self.write() as conn:
+            if fence is not None:
+                self._check_owner(conn, exec_id, fence)
+            current = conn.execute(
+                sa.select(ex.metadata).where(ex.id == exec_id)
+            ).scalar_one_or_none()
+            merged = merge_metadata(current or {}, fields)
+            conn.execute(t.executions.update().where(ex.id == exec_id).values(metadata=merged))
+        return merged
 
     # -- waits ----------------------------------------------------------------------
 
@@ -1004,3 +1037,15 @@ def _wait_from_row(row: Mapping[Any, Any]) -> WaitRecord:
     if values["schema_pickle"] is not None:
         values["schema_pickle"] = bytes(values["schema_pickle"])
     return WaitRecord(**values)
+
+
+def merge_metadata(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``kitaru.log`` semantics: dict values merge key by key, others are replaced."""
+    merged = dict(current)
+    for key, value in new.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = {**old, **value}
+        else:
+            merged[key] = value
+    return merged

@@ -220,10 +220,15 @@ class ArtifactsAPI:
         *,
         name: str | None = None,
         kind: str | None = None,
+        type: str | None = None,
         producing_call: str | None = None,
         limit: int | None = None,
     ) -> list[ArtifactRef]:
-        """Artifacts of an execution: its inputs, checkpoint outputs and result."""
+        """Artifacts of an execution: inputs, checkpoint outputs, saved artifacts, result.
+
+        ``kind`` is output | saved | flow_inputs | flow_result; ``type`` filters
+        saved artifacts by their ``kitaru.save(type=...)``.
+        """
         self._backend.store.require_execution(exec_id)
         # Outputs reused from other executions (cache, replay) belong to this one too.
         records = {
@@ -243,7 +248,11 @@ class ArtifactsAPI:
             if producing_call is not None and call.call_id != producing_call:
                 continue
             records[artifact.id] = artifact
-        refs = [ArtifactRef.from_record(r, self._backend) for r in records.values()]
+        refs = [
+            ArtifactRef.from_record(r, self._backend)
+            for r in records.values()
+            if type is None or r.type == type
+        ]
         refs.sort(key=lambda ref: (ref.created_at is None, ref.created_at))
         return refs[:limit] if limit is not None else refs
 

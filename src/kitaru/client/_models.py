@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kitaru._runtime.execution import SAVE_CALL_TYPE
 from kitaru._store import (
     ArtifactRecord,
     AttemptRecord,
@@ -304,6 +305,7 @@ class Execution:
                 error=call.error,
             )
             for call in calls
+            if call.type != SAVE_CALL_TYPE  # flow-scope saves: artifacts, not checkpoints
         ]
         return cls(
             exec_id=record.id,

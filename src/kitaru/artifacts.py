@@ -1,0 +1,93 @@
+"""``kitaru.save()`` and ``kitaru.load()``: named artifacts beside checkpoint outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kitaru._blobs import SerializationError
+from kitaru._runtime.context import current_checkpoint, current_execution
+from kitaru.errors import KitaruContextError, KitaruStateError, KitaruUsageError
+
+ARTIFACT_TYPES = ("prompt", "response", "context", "input", "output", "blob")
+
+
+def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None = None) -> None:
+    """Store ``value`` under ``name`` for this execution.
+
+    Inside a checkpoint the artifact is written with the call's result; in the
+    flow body it is recorded like a checkpoint call, so a resumed body does not
+    save it twice. ``type`` is one of prompt, response, context, input, output, blob.
+    """
+    if not isinstance(name, str) or not name:
+        raise KitaruUsageError(f"kitaru.save() needs a non-empty name, got {name!r}.")
+    if type not in ARTIFACT_TYPES:
+        raise KitaruUsageError(
+            f"kitaru.save({name!r}, type={type!r}): type must be one of "
+            f"{', '.join(ARTIFACT_TYPES)}."
+        )
+    tag_list = list(tags or [])
+    if not all(isinstance(tag, str) for tag in tag_list):
+        raise KitaruUsageError(f"kitaru.save({name!r}, tags=...) takes a list of strings.")
+    ctx = current_execution.get()
+    if ctx is None:
+        raise KitaruContextError(
+            f"kitaru.save({name!r}) was called outside a running flow; call it in a "
+            "checkpoint or a flow body."
+        )
+    frame = current_checkpoint.get()
+    if frame is None:
+        ctx.save_in_body(name, value, type=type, tags=tag_list)
+        return
+    try:
+        artifact = ctx.backend.make_artifact(
+            value,
+            exec_id=ctx.exec_id,
+            call_id=frame.call_id,
+            name=name,
+            kind="saved",
+            type=type,
+            tags=tag_list,
+        )
+    except SerializationError as exc:
+        raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
+    frame.saves[:] = [a for a in frame.saves if a.name != name]  # last save of a name wins
+    frame.saves.append(artifact)
+
+
+def load(exec_id: str, name: str) -> Any:
+    """A checkpoint's output (by checkpoint name or call id) or a saved artifact (by name)."""
+    from kitaru._backend import get_backend
+    from kitaru._runtime.execution import SAVE_CALL_TYPE
+
+    backend = get_backend()
+    store = backend.store
+    store.require_execution(exec_id)
+    saved = store.list_artifacts(exec_id=exec_id, name=name, kind="saved")
+    with_output = [
+        call
+        for call in store.calls(exec_id)
+        if call.type != SAVE_CALL_TYPE and call.artifact is not None and call.status.has_output
+    ]
+    # By checkpoint name first; a call id ("name:2", an explicit id=) picks one call.
+    outputs = [call for call in with_output if call.name == name] or [
+        call for call in with_output if call.call_id == name
+    ]
+    matches = [f"saved artifact {a.id} (type {a.type})" for a in saved] + [
+        f"output of checkpoint call {call.call_id!r}" for call in outputs
+    ]
+    if not matches:
+        raise KitaruStateError(
+            f"Execution {exec_id} has no checkpoint output or saved artifact named {name!r}. "
+            "See `kitaru artifacts list " + exec_id + "`."
+        )
+    if len(matches) > 1:
+        raise KitaruStateError(
+            f"{name!r} is ambiguous in execution {exec_id}; it matches: "
+            + "; ".join(matches)
+            + ". Load a checkpoint output by its call id (e.g. 'name:2')."
+        )
+    if saved:
+        return backend.load_value(saved[0])
+    artifact = outputs[0].artifact
+    assert artifact is not None
+    return backend.load_value(artifact)
