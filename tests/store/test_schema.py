@@ -29,6 +29,7 @@ KITARU_TABLES = {
     "kitaru_checkpoint_attempts",
     "kitaru_artifacts",
     "kitaru_waits",
+    "kitaru_logs",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 
@@ -128,7 +129,7 @@ def test_a_failed_migration_leaves_no_partial_schema(
     create_index = alembic.op.create_index
 
     def failing_create_index(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "ix_kitaru_waits_status":  # the last statement of the last migration
+        if name == "ix_kitaru_logs_exec":  # the last statement of the last migration
             raise RuntimeError("simulated crash during migration")
         return create_index(name, *args, **kwargs)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import SerializationError
+from kitaru._runtime import logcapture, tracing
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import (
     CancelledError,
@@ -95,6 +96,7 @@ def run_execution(
     cache_source = settings.get("sources", {}).get("cache", "default")
     cache_enabled = None if cache_source == "default" else bool(cache_setting)
     leases.hold(record.id, store, record.fence, live.cancel)
+    logcapture.install()
     try:
         for flow_attempt in range(retries + 1):
             if flow_attempt:
@@ -117,7 +119,15 @@ def run_execution(
                 waits=[] if fresh and not flow_attempt else store.waits(record.id),
                 cancel_event=live.cancel,
             )
-            outcome = _run_body(ctx, func, args, kwargs)
+            attributes = {
+                "kitaru.exec_id": record.id,
+                "kitaru.flow": record.flow_name,
+                "kitaru.run": record.run_count,
+                "kitaru.stack": record.stack,
+            }
+            with tracing.span(f"kitaru.execution {record.flow_name}", attributes):
+                outcome = _run_body(ctx, func, args, kwargs)
+                tracing.annotate(status=outcome.status)
             if outcome.ok:
                 _complete(backend, record, outcome.value, live)
                 return
@@ -162,6 +172,7 @@ def run_execution(
             logger.exception("Kitaru could not record the failure of execution %s", record.id)
     finally:
         leases.release(record.id)
+        logcapture.flush()  # captured lines are durable before waiters wake
         _release_live(live)
 
 
@@ -186,6 +197,12 @@ class _Outcome:
     failure: dict[str, Any] | None = None
     cancelled: bool = False
     suspended: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "completed"
+        return "cancelled" if self.cancelled else "waiting" if self.suspended else "failed"
 
 
 def _run_body(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
+from kitaru._runtime import tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
@@ -256,6 +257,19 @@ class ExecutionContext:
     def call_checkpoint(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
+        attributes = {
+            "kitaru.exec_id": self.exec_id,
+            "kitaru.flow": self.record.flow_name,
+            "kitaru.checkpoint": spec.name,
+            "kitaru.call_id": call_id,
+            "kitaru.run": self.run,
+        }
+        with tracing.span(f"kitaru.checkpoint {spec.name}", attributes):
+            return self._call_checkpoint(spec, args, kwargs, call_id)
+
+    def _call_checkpoint(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
+    ) -> Any:
         self.check_cancelled()
         recorded = self._recorded.get(call_id)
         if recorded is not None and recorded.name != spec.name:
@@ -266,6 +280,7 @@ class ExecutionContext:
         if recorded is not None and recorded.status.has_output and not self._live:
             self._consumed.add(call_id)
             assert recorded.artifact is not None
+            tracing.annotate(status="memoized", recorded_status=recorded.status.value)
             return self.backend.load_value(recorded.artifact)
         self._go_live(call_id)
 
@@ -498,6 +513,7 @@ class ExecutionContext:
         saves: Sequence[ArtifactRecord] = (),
     ) -> None:
         """Write through the fence: a runner that lost its execution stops here."""
+        tracing.annotate(status=call.status.value, attempt=call.attempts)
         try:
             self.backend.store.record_call(
                 call,

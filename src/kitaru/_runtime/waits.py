@@ -26,6 +26,8 @@ POLL_SECONDS = 0.1
 
 _events: dict[tuple[str, str], threading.Event] = {}
 _events_lock = threading.Lock()
+#: Executions whose runner in this process should let go at its wait right away.
+_let_go: set[str] = set()
 
 
 class WaitSuspended(BaseException):
@@ -38,6 +40,32 @@ def wake(exec_id: str, wait_id: str) -> None:
         event = _events.get((exec_id, wait_id))
     if event is not None:
         event.set()
+
+
+def let_go(exec_id: str) -> None:
+    """Ask this process's runner of ``exec_id`` to release its wait now, not at ``timeout``.
+
+    For a process about to exit (the CLI after answering a wait): the
+    execution stays ``waiting`` with no runner, exactly as after a timeout,
+    and input given later resumes it. Applies to the wait the runner is at, or
+    the next one it reaches; ``keep`` withdraws the request.
+    """
+    with _events_lock:
+        _let_go.add(exec_id)
+        events = [event for (owner, _), event in _events.items() if owner == exec_id]
+    for event in events:
+        event.set()
+
+
+def keep(exec_id: str) -> None:
+    """Withdraw a ``let_go`` request that no wait has used yet."""
+    with _events_lock:
+        _let_go.discard(exec_id)
+
+
+def _letting_go(exec_id: str) -> bool:
+    with _events_lock:
+        return exec_id in _let_go
 
 
 def type_adapter(schema: Any) -> Any:
@@ -120,8 +148,11 @@ def _block(ctx: ExecutionContext, wait_id: str, timeout: float | None) -> WaitRe
     try:
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
+            if _letting_go(ctx.exec_id):
+                remaining = 0.0
             if remaining is not None and remaining <= 0:
                 if store.release_waiting(ctx.exec_id, wait_id, fence=ctx.record.fence):
+                    keep(ctx.exec_id)
                     raise WaitSuspended(f"Execution {ctx.exec_id} released at wait {wait_id!r}")
                 # Not released: answered just now (read below), or no longer ours.
                 status = store.get_status(ctx.exec_id)

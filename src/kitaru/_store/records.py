@@ -155,3 +155,16 @@ class WaitRecord:
     timeout: float | None = None
     value: Any = None
     answered_at: float | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    exec_id: str
+    ts: float
+    stream: str
+    message: str
+    call_id: str | None = None
+    checkpoint: str | None = None
+    level: str | None = None
+    logger: str | None = None
+    id: int | None = None

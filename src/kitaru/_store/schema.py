@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = sa.MetaData()
 
@@ -137,4 +137,21 @@ waits = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("answered_at", sa.Float, nullable=True),
     sa.Index("ix_kitaru_waits_status", "status"),
+)
+
+logs = sa.Table(
+    "kitaru_logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("exec_id", sa.String(36), nullable=False),
+    # None for output of the flow body itself.
+    sa.Column("call_id", sa.String(512), nullable=True),
+    sa.Column("checkpoint", sa.String(255), nullable=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    # stdout | stderr | logging
+    sa.Column("stream", sa.String(16), nullable=False),
+    sa.Column("level", sa.String(16), nullable=True),
+    sa.Column("logger", sa.String(255), nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_kitaru_logs_exec", "exec_id", "id"),
 )

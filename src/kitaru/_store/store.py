@@ -29,6 +29,7 @@ from kitaru._store.records import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    LogRecord,
     StaleOwnerError,
     WaitRecord,
     WaitStatus,
@@ -397,6 +398,7 @@ class Store:
             }
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
             conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
+            conn.execute(t.logs.delete().where(t.logs.c.exec_id == exec_id))
             conn.execute(c.delete().where(c.c.exec_id == exec_id))
             conn.execute(ex.delete().where(ex.c.id == exec_id))
             candidates = list(owned | reused)
@@ -638,6 +640,48 @@ class Store:
             merged = merge_metadata(current or {}, fields)
             conn.execute(t.executions.update().where(ex.id == exec_id).values(metadata=merged))
         return merged
+
+    # -- captured logs --------------------------------------------------------------
+
+    def insert_logs(self, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "exec_id": r.exec_id,
+                "call_id": r.call_id,
+                "checkpoint": r.checkpoint,
+                "ts": r.ts,
+                "stream": r.stream,
+                "level": r.level,
+                "logger": r.logger,
+                "message": r.message,
+            }
+            for r in records
+        ]
+        with self.write() as conn:
+            conn.execute(t.logs.insert(), rows)
+
+    def logs(
+        self,
+        exec_id: str,
+        *,
+        checkpoint: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """Captured lines in the order they were written; ``checkpoint`` matches name or call id."""
+        lg = t.logs.c
+        query = sa.select(t.logs).where(lg.exec_id == exec_id).order_by(lg.id)
+        if checkpoint is not None:
+            query = query.where(sa.or_(lg.checkpoint == checkpoint, lg.call_id == checkpoint))
+        if after_id is not None:
+            query = query.where(lg.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [LogRecord(**{c.name: row._mapping[c.name] for c in t.logs.columns}) for row in rows]
 
     # -- waits ----------------------------------------------------------------------
 

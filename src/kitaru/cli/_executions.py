@@ -31,7 +31,8 @@ from kitaru.cli._output import (
 
 if TYPE_CHECKING:
     from kitaru.client import KitaruClient
-    from kitaru.client._models import CheckpointCall, Execution
+    from kitaru.client._models import CheckpointCall, Execution, PendingWait
+    from kitaru.client._prompt import PromptOutcome
 
 app = typer.Typer(
     help=(
@@ -270,11 +271,23 @@ def get(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
 
     The timeline lists every checkpoint call in order with its status (completed,
     failed, running, cached from another execution, reused by a replay), duration,
-    attempts and type.
+    attempts and type. A waiting execution also lists the waits it is paused at.
     """
     with command("executions get", output) as out:
         execution = _client().executions.get(exec_id)
-        out.item(execution.to_dict(), lambda console: render_execution(execution, console))
+
+        def render(console: Console) -> None:
+            render_execution(execution, console)
+            if execution.pending_waits:
+                console.print()
+                console.print(
+                    pending_waits_table(
+                        execution.pending_waits, title="Pending waits", with_exec=False
+                    )
+                )
+                console.print(_answer_hint(execution.exec_id), style="dim", soft_wrap=True)
+
+        out.item(execution.to_dict(), render)
 
 
 def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoReturn:
@@ -506,3 +519,383 @@ def delete(
                 f"Deleted execution {exec_id} ({escape(execution.flow_name)})."
             ),
         )
+
+
+# --- waits: list pending ones, answer them ----------------------------------------------
+
+
+def _answer_hint(exec_id: str | None) -> str:
+    target = exec_id or "EXEC_ID"
+    return (
+        f"Answer with `kitaru executions input {target} --value JSON [--wait NAME]`, "
+        f"abort with `--abort`, or answer at a prompt with `--interactive`."
+    )
+
+
+def _since(wait: PendingWait) -> str:
+    if wait.since is None:
+        return "-"
+    age = max((_now() - wait.since).total_seconds(), 0.0)
+    return f"{fmt_time(wait.since)} ({fmt_duration(age)} ago)"
+
+
+def _wait_dict(wait: PendingWait) -> dict[str, Any]:
+    from kitaru.client._prompt import schema_summary
+
+    return {**wait.to_dict(), "expects": schema_summary(wait.schema)}
+
+
+def pending_waits_table(
+    pending: list[PendingWait], *, title: str | None = None, with_exec: bool = True
+) -> Table:
+    from kitaru.client._prompt import schema_summary
+
+    table = Table(title=title, title_justify="left")
+    if with_exec:
+        table.add_column("Execution", no_wrap=True)
+    table.add_column("Wait", no_wrap=True)
+    table.add_column("Question")
+    table.add_column("Expects")
+    table.add_column("Metadata")
+    table.add_column("Since", no_wrap=True)
+    for wait in pending:
+        row = [
+            escape(wait.wait_id),
+            escape(wait.question or "-"),
+            escape(schema_summary(wait.schema)),
+            escape(json.dumps(wait.metadata, default=str, sort_keys=True))
+            if wait.metadata
+            else "-",
+            _since(wait),
+        ]
+        table.add_row(*([wait.exec_id, *row] if with_exec else row))
+    return table
+
+
+OptionalExecIdArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[EXEC_ID]",
+        help="Execution id (optional with --interactive: then every waiting execution).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("waits")
+def list_waits(
+    exec_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[EXEC_ID]",
+            help="Only this execution's waits (default: every waiting execution).",
+            show_default=False,
+        ),
+    ] = None,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """List pending waits: what each waiting execution asks for, and since when.
+
+    Shows the wait's name, its question, the type of answer it expects and its
+    metadata. Answer one with `kitaru executions input EXEC_ID --value JSON`.
+    """
+    with command("executions waits", output) as out:
+        client = _client()
+        pending = client.executions.pending_waits(exec_id)
+        status = client.executions.get(exec_id).status if exec_id and not pending else None
+
+        def render(console: Console) -> None:
+            if not pending:
+                if exec_id is None:
+                    console.print("No executions are waiting for input.")
+                else:
+                    assert status is not None
+                    console.print(
+                        f"Execution {exec_id} has no pending wait (it is {status.value})."
+                    )
+                return
+            console.print(pending_waits_table(pending, with_exec=exec_id is None))
+            console.print(_answer_hint(exec_id), style="dim", soft_wrap=True)
+
+        out.items([_wait_dict(w) for w in pending], render)
+
+
+def _target_wait(pending: list[PendingWait], wait: str | None) -> PendingWait | None:
+    """The pending wait an input will go to (None when the client must decide/refuse)."""
+    if wait is not None:
+        matches = [w for w in pending if wait in (w.wait_id, w.name)]
+        return matches[-1] if matches else None
+    return pending[0] if len(pending) == 1 else None
+
+
+def _run_here(out: Output, client: KitaruClient, exec_id: str) -> Execution:
+    """Wait for a run this command started to finish or pause, then let go of its wait."""
+    from kitaru.client._prompt import let_go_here
+
+    out.note(
+        f"Resumed execution {exec_id} in this process; waiting for it to finish or to reach "
+        "its next wait (Ctrl-C to stop)..."
+    )
+    try:
+        _wait_for_run(client, exec_id)
+        let_go_here([exec_id])
+    except KeyboardInterrupt:
+        _interrupted(out, exec_id)
+    return client.executions.get(exec_id)
+
+
+def _fail_if_unsuccessful(out: Output, final: Execution) -> None:
+    """Exit 1 when an execution this command ran ended failed or cancelled (as resume does)."""
+    if final.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        return
+    if not out.json:  # the JSON document already carries the status and failure
+        reason = final.failure.message if final.failure and final.failure.message else ""
+        sys.stderr.write(
+            f"Error: execution {final.exec_id} {final.status.value} after it was resumed here"
+            + (f": {' '.join(reason.split())}" if reason else ".")
+            + "\n"
+        )
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _state_note(out: Output, final: Execution, *, ran_here: bool, no_resume: bool) -> None:
+    exec_id = final.exec_id
+    if final.status is ExecutionStatus.WAITING:
+        if final.pending_wait is not None:
+            out.note(
+                f"Execution {exec_id} is waiting again, at {final.pending_wait.wait_id!r}. "
+                + _answer_hint(exec_id)
+            )
+        elif no_resume:
+            out.note(
+                f"Execution {exec_id} stays waiting with no runner (--no-resume): resume it "
+                f"with `kitaru executions resume {exec_id}` or let `kitaru worker` pick it up."
+            )
+        return
+    if final.status is ExecutionStatus.RUNNING and not ran_here:
+        out.note(f"Execution {exec_id} continues in the process that is running it.")
+    elif final.status is ExecutionStatus.COMPLETED:
+        out.note(f"Execution {exec_id} completed.")
+
+
+@app.command("input")
+def input_(
+    exec_id: OptionalExecIdArg = None,
+    value: Annotated[
+        str | None,
+        typer.Option(
+            "--value",
+            metavar="JSON",
+            help=(
+                "The answer, as JSON (true, 3, '{\"a\": 1}'); text that is not JSON is taken "
+                "as a string. Omit it for a plain continue gate (a wait without schema)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        str | None,
+        typer.Option(
+            "--wait",
+            metavar="NAME",
+            help="Which pending wait (its name or id); needed when there are several.",
+            show_default=False,
+        ),
+    ] = None,
+    abort: Annotated[
+        bool,
+        typer.Option(
+            "--abort",
+            help="Abort the wait instead: kitaru.wait() raises KitaruWaitAbortedError.",
+        ),
+    ] = False,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help=(
+                "Prompt for each pending wait of EXEC_ID, or of every waiting execution "
+                "when no id is given (answers are read from stdin)."
+            ),
+        ),
+    ] = False,
+    no_resume: Annotated[
+        bool,
+        typer.Option(
+            "--no-resume",
+            help=(
+                "Only record the answer. An execution whose runner let go stays waiting "
+                "until `kitaru executions resume` or a `kitaru worker` continues it."
+            ),
+        ),
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Answer (or abort) a pending wait of a waiting execution.
+
+    The answer is validated against the wait's schema; an invalid one is refused
+    with the details and nothing changes. A runner still waiting wakes at once.
+    An execution whose runner let go (its wait timed out) is resumed in this
+    process until it finishes or reaches its next wait, unless --no-resume.
+    Exits 1 if the execution resumed here fails.
+    """
+    with command("executions input", output) as out:
+        if interactive:
+            if value is not None or abort:
+                raise UsageProblem(
+                    "--interactive asks for each answer at a prompt; do not combine it with "
+                    "--value or --abort."
+                )
+            if wait is not None:
+                raise UsageProblem(
+                    "--interactive prompts for every pending wait; use --wait NAME with "
+                    "--value or --abort to answer one."
+                )
+            _input_interactive(out, exec_id, resume=not no_resume)
+            return
+        if exec_id is None:
+            raise UsageProblem(
+                "Missing EXEC_ID: give the execution to answer, or use --interactive to be "
+                "asked about every waiting execution."
+            )
+        if abort and value is not None:
+            raise UsageProblem("--abort resolves the wait without an answer; drop --value.")
+        _input_one(out, exec_id, wait=wait, value=value, abort=abort, no_resume=no_resume)
+
+
+def _input_one(
+    out: Output,
+    exec_id: str,
+    *,
+    wait: str | None,
+    value: str | None,
+    abort: bool,
+    no_resume: bool,
+) -> None:
+    from kitaru.client._prompt import give_text_answer, runs_here, schema_summary
+
+    client = _client()
+    before = client.executions.get(exec_id)
+    pending = client.executions.pending_waits(exec_id)
+    target = _target_wait(pending, wait)
+    if not abort and value is None and target is not None and target.schema is not None:
+        raise UsageProblem(
+            f"Wait {target.wait_id!r} of execution {exec_id} expects "
+            f"{schema_summary(target.schema)}; pass it with --value JSON (or --abort)."
+        )
+    live_before = runs_here(exec_id)
+    answer: Any = None
+    if abort:
+        client.executions.abort_wait(exec_id, wait=wait, resume=not no_resume)
+    elif value is None:
+        client.executions.input(exec_id, wait=wait, value=None, resume=not no_resume)
+    else:
+        answer, _ = give_text_answer(
+            lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=not no_resume),
+            value,
+        )
+    ran_here = not live_before and runs_here(exec_id)
+    final = _run_here(out, client, exec_id) if ran_here else client.executions.get(exec_id)
+    if target is None:  # the client accepted it, so it was the only pending wait
+        target = _target_wait(pending, wait) or (pending[0] if pending else None)
+    outcome = "aborted" if abort else "answered"
+    data = {
+        "exec_id": exec_id,
+        "wait_id": None if target is None else target.wait_id,
+        "name": None if target is None else target.name,
+        "outcome": outcome,
+        "value": answer,
+        "resumed": final.run_count > before.run_count,
+        "ran_here": ran_here,
+        "status": final.status.value,
+        "execution": final.to_dict(),
+    }
+
+    def render(console: Console) -> None:
+        which = f"wait {target.wait_id!r}" if target is not None else "the wait"
+        if abort:
+            console.print(f"Aborted {which} of execution {exec_id}.")
+        else:
+            shown = "" if value is None else f" with {json.dumps(answer, default=str)}"
+            console.print(escape(f"Answered {which} of execution {exec_id}{shown}."))
+        console.print(f"Status: {_exec_status(final)}")
+
+    out.item(data, render)
+    _state_note(out, final, ran_here=ran_here, no_resume=no_resume)
+    if ran_here:
+        _fail_if_unsuccessful(out, final)
+
+
+def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> None:
+    from kitaru.client._prompt import let_go_here, prompt_waits, runs_here
+    from kitaru.errors import KitaruStateError
+
+    client = _client()
+    if exec_id is not None and not client.executions.pending_waits(exec_id):
+        status = client.executions.get(exec_id).status
+        raise KitaruStateError(f"Execution {exec_id} has no pending wait (it is {status.value}).")
+    outcomes: list[PromptOutcome] = []
+    asked: set[str] = set()
+    started_here: set[str] = set()
+    try:
+        while True:
+            live_before = {
+                w.exec_id for w in client.executions.pending_waits(exec_id) if runs_here(w.exec_id)
+            }
+            prompt_round = prompt_waits(exec_id, skip=asked, resume=resume)
+            outcomes.extend(prompt_round.outcomes)
+            asked |= {o.key for o in prompt_round.outcomes}
+            touched = {o.exec_id for o in prompt_round.outcomes if o.outcome != "skipped"}
+            # Runs this command resumed (not runners that were already here).
+            started_here |= {e for e in touched if e not in live_before and runs_here(e)}
+            for ran in sorted(touched & started_here):
+                _wait_for_run(client, ran)
+            if prompt_round.closed or not prompt_round.outcomes:
+                break
+            fresh = [
+                w
+                for w in client.executions.pending_waits(exec_id)
+                if f"{w.exec_id}:{w.wait_id}" not in asked
+            ]
+            if not fresh:
+                break
+        let_go_here(sorted(started_here))
+    except KeyboardInterrupt:
+        let_go_here(sorted(started_here), timeout=2.0)
+        raise
+    finals: dict[str, Execution] = {
+        e: client.executions.get(e) for e in sorted({o.exec_id for o in outcomes})
+    }
+    items = [{**o.to_dict(), "status": finals[o.exec_id].status.value} for o in outcomes]
+
+    def render(console: Console) -> None:
+        if not outcomes:
+            console.print("No executions are waiting for input.")
+            return
+        table = Table()
+        table.add_column("Execution", no_wrap=True)
+        table.add_column("Wait", no_wrap=True)
+        table.add_column("Outcome", no_wrap=True)
+        table.add_column("Value")
+        table.add_column("Status now", no_wrap=True)
+        for o in outcomes:
+            shown = "-" if o.outcome != "answered" else json.dumps(o.value, default=str)
+            table.add_row(
+                o.exec_id,
+                escape(o.wait_id),
+                escape(o.outcome + (f": {o.message}" if o.message else "")),
+                escape(shown),
+                _exec_status(finals[o.exec_id]),
+            )
+        console.print(table)
+
+    out.items(items, render)
+    failed_here = [
+        e
+        for e in sorted(started_here)
+        if finals.get(e) is not None
+        and finals[e].status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+    ]
+    if failed_here:
+        _fail_if_unsuccessful(out, finals[failed_here[0]])

@@ -8,6 +8,7 @@ from kitaru.client._models import (
     CheckpointCall,
     Execution,
     FailureInfo,
+    LogEntry,
     PendingWait,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "ExecutionsAPI",
     "FailureInfo",
     "KitaruClient",
+    "LogEntry",
     "PendingWait",
 ]

@@ -11,7 +11,7 @@ from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
-from kitaru.client._models import ArtifactRef, Execution, PendingWait
+from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -199,6 +199,29 @@ class ExecutionsAPI:
         if exec_id is not None:
             self._backend.store.require_execution(exec_id)
         return [PendingWait.from_record(w) for w in self._backend.store.pending_waits(exec_id)]
+
+    def logs(
+        self,
+        exec_id: str,
+        *,
+        checkpoint: str | None = None,
+        source: str | None = "step",
+        limit: int | None = None,
+        after_id: int | None = None,
+    ) -> builtins.list[LogEntry]:
+        """Captured output of the flow body and its checkpoints, oldest first.
+
+        ``checkpoint`` is a checkpoint name or call id. ``source`` is accepted
+        for compatibility: Kitaru captures user code only, so every source
+        ("step", "runner", None) returns the same lines. ``after_id`` returns
+        only lines newer than a previously seen entry (for following).
+        """
+        del source
+        self._backend.store.require_execution(exec_id)
+        records = self._backend.store.logs(
+            exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit
+        )
+        return [LogEntry.from_record(r) for r in records]
 
     def cancel(self, exec_id: str) -> Execution:
         """Cancel a running or waiting execution; its runner stops at the next checkpoint."""

@@ -14,6 +14,7 @@ from kitaru._store import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    LogRecord,
     WaitRecord,
     WaitStatus,
 )
@@ -164,6 +165,48 @@ class CheckpointCall:
             "metadata": self.metadata,
             "source_exec_id": self.source_exec_id,
             "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One captured line: printed output or a logging record."""
+
+    id: int
+    exec_id: str
+    call_id: str | None
+    checkpoint: str | None
+    timestamp: datetime | None
+    stream: str
+    level: str | None
+    logger: str | None
+    message: str
+
+    @classmethod
+    def from_record(cls, record: LogRecord) -> LogEntry:
+        return cls(
+            id=record.id or 0,
+            exec_id=record.exec_id,
+            call_id=record.call_id,
+            checkpoint=record.checkpoint,
+            timestamp=_dt(record.ts),
+            stream=record.stream,
+            level=record.level,
+            logger=record.logger,
+            message=record.message,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "exec_id": self.exec_id,
+            "call_id": self.call_id,
+            "checkpoint": self.checkpoint,
+            "timestamp": _iso(self.timestamp),
+            "stream": self.stream,
+            "level": self.level,
+            "logger": self.logger,
+            "message": self.message,
         }
 
 

@@ -1,0 +1,53 @@
+"""OpenTelemetry spans for executions and checkpoint calls (the ``otel`` extra).
+
+Without ``opentelemetry-api`` installed every function here is a no-op. With
+it, spans go to whatever tracer provider the application configured (none:
+the API's non-recording spans, nearly free). OpenTelemetry is imported on the
+first span, not with ``import kitaru``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+_trace: Any = None
+_tracer: Any = None
+_loaded = False
+
+
+def _load() -> Any:
+    global _trace, _tracer, _loaded
+    if not _loaded:
+        _loaded = True
+        try:
+            from opentelemetry import trace
+        except ImportError:  # the extra is not installed
+            return None
+        from kitaru._version import __version__
+
+        _trace = trace
+        _tracer = trace.get_tracer("kitaru", __version__)
+    return _tracer
+
+
+@contextlib.contextmanager
+def span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
+    tracer = _load()
+    if tracer is None:
+        yield
+        return
+    with tracer.start_as_current_span(name, attributes=attributes):
+        yield
+
+
+def annotate(**attributes: Any) -> None:
+    """Set attributes on the current span (``kitaru.<key>``), if tracing is on."""
+    if _trace is None:
+        return
+    current = _trace.get_current_span()
+    if current.is_recording():
+        for key, value in attributes.items():
+            if value is not None:
+                current.set_attribute(f"kitaru.{key}", value)
