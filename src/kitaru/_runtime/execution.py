@@ -7,6 +7,8 @@ running; the first call without one goes live, and so does everything after.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import inspect
 import os
@@ -14,7 +16,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
@@ -253,23 +255,41 @@ class ExecutionContext:
         return self._waits.get(wait_id)
 
     # -- the checkpoint call ---------------------------------------------------------
+    #
+    # A call has two halves. ``begin_call`` runs where the body makes (or submits)
+    # the call, in call order: divergence checks, the memo, going live. The rest
+    # (override, cache, the live attempts) may run later on a pool thread or as a
+    # coroutine, which is why call ids and the memo never depend on timing.
 
     def call_checkpoint(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
-        attributes = {
+        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
+            found = self.begin_call(spec, call_id)
+            if found is not NOT_RECORDED:
+                return found
+            return self.finish_call(spec, args, kwargs, call_id)
+
+    async def call_checkpoint_async(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
+    ) -> Any:
+        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
+            found = self.begin_call(spec, call_id)
+            if found is not NOT_RECORDED:
+                return found
+            return await self.finish_call_async(spec, args, kwargs, call_id)
+
+    def _span_attributes(self, spec: CheckpointSpec, call_id: str) -> dict[str, Any]:
+        return {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,
             "kitaru.checkpoint": spec.name,
             "kitaru.call_id": call_id,
             "kitaru.run": self.run,
         }
-        with tracing.span(f"kitaru.checkpoint {spec.name}", attributes):
-            return self._call_checkpoint(spec, args, kwargs, call_id)
 
-    def _call_checkpoint(
-        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
-    ) -> Any:
+    def begin_call(self, spec: CheckpointSpec, call_id: str) -> Any:
+        """The recorded output for ``call_id``, or NOT_RECORDED once the call is live."""
         self.check_cancelled()
         recorded = self._recorded.get(call_id)
         if recorded is not None and recorded.name != spec.name:
@@ -283,7 +303,13 @@ class ExecutionContext:
             tracing.annotate(status="memoized", recorded_status=recorded.status.value)
             return self.backend.load_value(recorded.artifact)
         self._go_live(call_id)
+        return NOT_RECORDED
 
+    def _shortcut(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
+    ) -> tuple[Any, str | None]:
+        """A replay override or a cross-run cache hit: (value, None); else (NOT_RECORDED, key)."""
+        self.check_cancelled()
         override = self._overrides.get(call_id)
         if override is not None:
             now = time.time()
@@ -300,8 +326,7 @@ class ExecutionContext:
                     metadata={"overridden": True},
                 )
             )
-            return self.backend.load_value(override)
-
+            return self.backend.load_value(override), None
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
             hit = self._cache_lookup(cache_key)
@@ -314,152 +339,54 @@ class ExecutionContext:
                         call_id,
                         CallStatus.CACHED,
                         artifact_id=hit.artifact_id,
-                        cache_key=None,
                         source_exec_id=hit.exec_id,
                         attempts=0,
                         started_at=now,
                         ended_at=now,
                     )
                 )
-                return value
-        return self._run_live(spec, args, kwargs, call_id, cache_key, recorded)
+                return value, None
+        return NOT_RECORDED, cache_key
 
-    def _run_live(
-        self,
-        spec: CheckpointSpec,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        call_id: str,
-        cache_key: str | None,
-        recorded: CallRecord | None,
+    def finish_call(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
-        previous_attempts = 0 if recorded is None else recorded.attempts
-        first_started = time.time()
-        running = self._call_record(
-            spec,
-            call_id,
-            CallStatus.RUNNING,
-            attempts=previous_attempts,
-            started_at=first_started,
-            ended_at=None,
-        )
-        store, fence = self.backend.store, self.record.fence
-        token = in_flight.begin(lambda: store.mark_running(running, fence=fence))
-        try:
-            return self._attempts(spec, args, kwargs, call_id, cache_key, previous_attempts)
-        finally:
-            in_flight.end(token)
-
-    def _attempts(
-        self,
-        spec: CheckpointSpec,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        call_id: str,
-        cache_key: str | None,
-        previous_attempts: int,
-    ) -> Any:
-        first_started = time.time()
-        attempt = 0
-        metadata: dict[str, Any] = {}  # kitaru.log() fields accumulate across attempts
-        while True:
-            attempt += 1
-            started = time.time()
-            frame = CheckpointFrame(self.exec_id, call_id, spec.name, attempt, metadata)
-            token = current_checkpoint.set(frame)
-            try:
-                value = spec.func(*args, **kwargs)
-            except Exception as exc:
-                ended = time.time()
-                failed = AttemptRecord(
-                    exec_id=self.exec_id,
-                    call_id=call_id,
-                    attempt=previous_attempts + attempt,
-                    run=self.run,
-                    status=CallStatus.FAILED.value,
-                    started_at=started,
-                    ended_at=ended,
-                    exception_type=exception_type_name(exc),
-                    message=str(exc),
-                    traceback=traceback.format_exc(),
-                )
-                if attempt <= spec.retries:
-                    self._record_attempt(failed)
-                    self.cancel_event.wait(retry_backoff(attempt))
-                    self.check_cancelled()
+        value, cache_key = self._shortcut(spec, args, kwargs, call_id)
+        if value is not NOT_RECORDED:
+            return value
+        live = _LiveCall(self, spec, call_id, cache_key)
+        with live.in_flight():
+            while True:
+                token = current_checkpoint.set(live.next_attempt())
+                try:
+                    value = spec.func(*args, **kwargs)
+                except Exception as exc:
+                    delay = live.failed(exc)  # raises when no retry is left
+                    self.cancel_event.wait(delay)
                     continue
-                self._record(
-                    self._call_record(
-                        spec,
-                        call_id,
-                        CallStatus.FAILED,
-                        attempts=previous_attempts + attempt,
-                        started_at=first_started,
-                        ended_at=ended,
-                        error={
-                            "exception_type": failed.exception_type,
-                            "message": failed.message,
-                            "traceback": failed.traceback,
-                        },
-                        metadata=metadata,
-                    ),
-                    attempt=failed,
-                )
-                self.failed_checkpoint = spec.name
-                raise
-            finally:
-                current_checkpoint.reset(token)
-            break
+                finally:
+                    current_checkpoint.reset(token)
+                return live.succeeded(value)
 
-        ended = time.time()
-        try:
-            artifact = self.backend.make_artifact(
-                value, exec_id=self.exec_id, call_id=call_id, name=spec.name, kind="output"
-            )
-        except SerializationError as exc:
-            self.failed_checkpoint = spec.name
-            message = (
-                f"Checkpoint {spec.name!r} (call {call_id!r}) returned a value "
-                f"Kitaru cannot store: {exc}"
-            )
-            self._record(
-                self._call_record(
-                    spec,
-                    call_id,
-                    CallStatus.FAILED,
-                    attempts=previous_attempts + attempt,
-                    started_at=first_started,
-                    ended_at=ended,
-                    error={"exception_type": exception_type_name(exc), "message": message},
-                    metadata=metadata,
-                )
-            )
-            raise SerializationError(message) from exc
-        self._record(
-            self._call_record(
-                spec,
-                call_id,
-                CallStatus.COMPLETED,
-                artifact_id=artifact.id,
-                cache_key=cache_key,
-                attempts=previous_attempts + attempt,
-                started_at=first_started,
-                ended_at=ended,
-                metadata=metadata,
-            ),
-            artifact=artifact,
-            saves=frame.saves,
-            attempt=AttemptRecord(
-                exec_id=self.exec_id,
-                call_id=call_id,
-                attempt=previous_attempts + attempt,
-                run=self.run,
-                status=CallStatus.COMPLETED.value,
-                started_at=started,
-                ended_at=ended,
-            ),
-        )
-        return value
+    async def finish_call_async(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
+    ) -> Any:
+        value, cache_key = self._shortcut(spec, args, kwargs, call_id)
+        if value is not NOT_RECORDED:
+            return value
+        live = _LiveCall(self, spec, call_id, cache_key)
+        with live.in_flight():
+            while True:
+                token = current_checkpoint.set(live.next_attempt())
+                try:
+                    value = await spec.func(*args, **kwargs)
+                except Exception as exc:
+                    delay = live.failed(exc)
+                    await asyncio.sleep(delay)
+                    continue
+                finally:
+                    current_checkpoint.reset(token)
+                return live.succeeded(value)
 
     def _call_record(
         self,
@@ -587,3 +514,150 @@ class ExecutionContext:
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
+
+
+#: begin_call's answer when the call has no recorded output and must run.
+NOT_RECORDED: Any = object()
+
+
+class _LiveCall:
+    """The attempts of one live checkpoint call and what they record.
+
+    Shared by the sync and async paths: ``next_attempt`` opens an attempt,
+    ``failed`` records it and returns the backoff before the next one (or
+    re-raises when none is left), ``succeeded`` stores the output, the call and
+    its attempt in one transaction before the body sees the value.
+    """
+
+    def __init__(
+        self, ctx: ExecutionContext, spec: CheckpointSpec, call_id: str, cache_key: str | None
+    ) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.call_id = call_id
+        self.cache_key = cache_key
+        recorded = ctx._recorded.get(call_id)
+        self.previous = 0 if recorded is None else recorded.attempts
+        self.first_started = time.time()
+        self.attempt = 0
+        self.started = self.first_started
+        #: kitaru.log() fields accumulate across attempts of the call.
+        self.metadata: dict[str, Any] = {}
+        self.frame: CheckpointFrame | None = None
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Calls that outlast KITARU_RUNNING_MARK_AFTER show as running (see progress)."""
+        running = self.ctx._call_record(
+            self.spec,
+            self.call_id,
+            CallStatus.RUNNING,
+            attempts=self.previous,
+            started_at=self.first_started,
+            ended_at=None,
+        )
+        store, fence = self.ctx.backend.store, self.ctx.record.fence
+        token = in_flight.begin(lambda: store.mark_running(running, fence=fence))
+        try:
+            yield
+        finally:
+            in_flight.end(token)
+
+    def next_attempt(self) -> CheckpointFrame:
+        self.ctx.check_cancelled()
+        self.attempt += 1
+        self.started = time.time()
+        self.frame = CheckpointFrame(
+            self.ctx.exec_id, self.call_id, self.spec.name, self.attempt, self.metadata
+        )
+        return self.frame
+
+    def failed(self, exc: Exception) -> float:
+        ctx, spec = self.ctx, self.spec
+        ended = time.time()
+        attempt = AttemptRecord(
+            exec_id=ctx.exec_id,
+            call_id=self.call_id,
+            attempt=self.previous + self.attempt,
+            run=ctx.run,
+            status=CallStatus.FAILED.value,
+            started_at=self.started,
+            ended_at=ended,
+            exception_type=exception_type_name(exc),
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        if self.attempt <= spec.retries:
+            ctx._record_attempt(attempt)
+            return retry_backoff(self.attempt)
+        ctx._record(
+            ctx._call_record(
+                spec,
+                self.call_id,
+                CallStatus.FAILED,
+                attempts=self.previous + self.attempt,
+                started_at=self.first_started,
+                ended_at=ended,
+                error={
+                    "exception_type": attempt.exception_type,
+                    "message": attempt.message,
+                    "traceback": attempt.traceback,
+                },
+                metadata=self.metadata,
+            ),
+            attempt=attempt,
+        )
+        ctx.failed_checkpoint = spec.name
+        raise exc
+
+    def succeeded(self, value: Any) -> Any:
+        ctx, spec = self.ctx, self.spec
+        ended = time.time()
+        try:
+            artifact = ctx.backend.make_artifact(
+                value, exec_id=ctx.exec_id, call_id=self.call_id, name=spec.name, kind="output"
+            )
+        except SerializationError as exc:
+            ctx.failed_checkpoint = spec.name
+            message = (
+                f"Checkpoint {spec.name!r} (call {self.call_id!r}) returned a value "
+                f"Kitaru cannot store: {exc}"
+            )
+            ctx._record(
+                ctx._call_record(
+                    spec,
+                    self.call_id,
+                    CallStatus.FAILED,
+                    attempts=self.previous + self.attempt,
+                    started_at=self.first_started,
+                    ended_at=ended,
+                    error={"exception_type": exception_type_name(exc), "message": message},
+                    metadata=self.metadata,
+                )
+            )
+            raise SerializationError(message) from exc
+        ctx._record(
+            ctx._call_record(
+                spec,
+                self.call_id,
+                CallStatus.COMPLETED,
+                artifact_id=artifact.id,
+                cache_key=self.cache_key,
+                attempts=self.previous + self.attempt,
+                started_at=self.first_started,
+                ended_at=ended,
+                metadata=self.metadata,
+            ),
+            artifact=artifact,
+            saves=[] if self.frame is None else self.frame.saves,
+            attempt=AttemptRecord(
+                exec_id=ctx.exec_id,
+                call_id=self.call_id,
+                attempt=self.previous + self.attempt,
+                run=ctx.run,
+                status=CallStatus.COMPLETED.value,
+                started_at=self.started,
+                ended_at=ended,
+            ),
+        )
+        return value
