@@ -7,13 +7,17 @@ output it already recorded for that call.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
-from collections.abc import Callable
-from typing import Generic, ParamSpec, TypeVar, overload
+import inspect
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from kitaru._runtime.context import current_checkpoint, current_execution
-from kitaru._runtime.execution import code_hash
+from kitaru._runtime.execution import NOT_RECORDED, ExecutionContext, code_hash
+from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru.config import validate_cache, validate_retries
 from kitaru.errors import KitaruContextError, KitaruUsageError
 
@@ -49,6 +53,7 @@ class Checkpoint(Generic[P, R]):
         self.type = type
         self.runtime: str = _validate_runtime(runtime, where)
         self._cache_prefix: str | None = None
+        self._is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
 
     def cache_prefix(self) -> str:
@@ -58,29 +63,105 @@ class Checkpoint(Generic[P, R]):
             self._cache_prefix = digest[:32] + ":"
         return self._cache_prefix
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # ``id`` and ``after`` are Kitaru's call-time options, not the function's.
-        call_id = kwargs.pop("id", None)
-        kwargs.pop("after", None)
+    def _context(self, what: str) -> ExecutionContext:
         ctx = current_execution.get()
         if ctx is None:
             raise KitaruContextError(
-                f"Checkpoint {self.name!r} was called outside a running flow. Call it from "
+                f"Checkpoint {self.name!r} was {what} outside a running flow. Call it from "
                 "the body of a @flow function and start the flow with .run(...)."
             )
-        if current_checkpoint.get() is not None:
-            outer = current_checkpoint.get()
+        outer = current_checkpoint.get()
+        if outer is not None:
             raise KitaruContextError(
-                f"Checkpoint {self.name!r} was called inside checkpoint "
-                f"{outer.name if outer else '?'!r}; checkpoints cannot be nested. Call it "
-                "from the flow body instead, or make it a plain function."
+                f"Checkpoint {self.name!r} was {what} inside checkpoint {outer.name!r}; "
+                "checkpoints cannot be nested. Call it from the flow body instead, or make "
+                "it a plain function."
             )
+        return ctx
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        # ``id`` and ``after`` are Kitaru's call-time options, not the function's.
+        call_id = kwargs.pop("id", None)
+        after = _as_futures(kwargs.pop("after", None))
+        ctx = self._context("called")
         assigned = ctx.assign_call_id(self.name, call_id)  # type: ignore[arg-type]
-        result: R = ctx.call_checkpoint(self, args, kwargs, assigned)
+        for dependency in after:
+            dependency.raw.result()
+        if self._is_async:
+            return cast(R, self._call_async(ctx, args, kwargs, assigned))
+        resolved_args, resolved_kwargs = resolve_arguments(args, kwargs)
+        result: R = ctx.call_checkpoint(self, resolved_args, resolved_kwargs, assigned)
         return result
+
+    def _call_async(
+        self, ctx: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+    ) -> Any:
+        """An ``async def`` checkpoint: a coroutine in an async flow, a value in a sync one."""
+        found = ctx.begin_call(self, call_id)  # in call order, like a sync call
+
+        async def run() -> Any:
+            if found is not NOT_RECORDED:
+                return found
+            resolved_args, resolved_kwargs = resolve_arguments(args, kwargs)
+            return await ctx.finish_call_async(self, resolved_args, resolved_kwargs, call_id)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run())  # a sync flow body calling an async checkpoint
+        return run()
+
+    def submit(
+        self, *args: Any, id: str | None = None, after: Any = None, **kwargs: Any
+    ) -> CheckpointFuture:
+        """Start the call on the execution's pool; returns a future at once.
+
+        The call id is assigned now, in submission order, so a resumed body
+        matches its recorded calls whatever order they finished in.
+        """
+        ctx = self._context("submitted")
+        if self._is_async:
+            raise KitaruUsageError(
+                f"Checkpoint {self.name!r} is async: await it (or asyncio.gather several) "
+                "instead of .submit()."
+            )
+        call_id = ctx.assign_call_id(self.name, id)
+        return ctx.submit(self, args, kwargs, call_id, _as_futures(after))
+
+    def map(
+        self, *iterables: Iterable[Any], after: Any = None, **kwargs: Any
+    ) -> list[CheckpointFuture]:
+        """Submit one call per item (several iterables are zipped); futures in input order."""
+        if not iterables:
+            raise KitaruUsageError(f"{self.name}.map() needs at least one iterable.")
+        return [
+            self.submit(*items, after=after, **kwargs) for items in zip(*iterables, strict=True)
+        ]
+
+    def product(
+        self, *iterables: Iterable[Any], after: Any = None, **kwargs: Any
+    ) -> list[CheckpointFuture]:
+        """Submit one call per combination of the iterables' items (itertools.product order)."""
+        if not iterables:
+            raise KitaruUsageError(f"{self.name}.product() needs at least one iterable.")
+        return [
+            self.submit(*items, after=after, **kwargs) for items in itertools.product(*iterables)
+        ]
 
     def __repr__(self) -> str:
         return f"<kitaru checkpoint {self.name!r}>"
+
+
+def _as_futures(after: Any) -> list[CheckpointFuture]:
+    if after is None:
+        return []
+    items = [after] if isinstance(after, CheckpointFuture) else list(after)
+    for item in items:
+        if not isinstance(item, CheckpointFuture):
+            raise KitaruUsageError(
+                f"after= takes futures returned by .submit()/.map(), got {item!r}."
+            )
+    return items
 
 
 def type_name(obj: object) -> str:

@@ -39,6 +39,7 @@ class Flow(Generic[P, R]):
         image: Any = None,
         cache: bool | None = None,
         retries: int | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         if not callable(func):
             raise KitaruUsageError(f"@flow decorates a function, got {func!r}.")
@@ -53,6 +54,7 @@ class Flow(Generic[P, R]):
             "cache": validate_cache(cache, where=where),
             "retries": validate_retries(retries, where=where),
         }
+        self._max_concurrency = _validate_concurrency(max_concurrency, where)
         self._signature = inspect.signature(func)
         functools.update_wrapper(self, func)
         self.source_file = _source_file(func)
@@ -75,6 +77,7 @@ class Flow(Generic[P, R]):
         image: Any = None,
         cache: bool | None = None,
         retries: int | None = None,
+        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> FlowHandle:
         """Record a new execution and start it in the background; returns at once."""
@@ -87,6 +90,7 @@ class Flow(Generic[P, R]):
             "cache": validate_cache(cache, where=where),
             "retries": validate_retries(retries, where=where),
         }
+        concurrency = _validate_concurrency(max_concurrency, where) or self._max_concurrency
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -115,7 +119,7 @@ class Flow(Generic[P, R]):
             flow_ref=flow_reference(self.func),
             status=ExecutionStatus.RUNNING,
             stack=settings.stack,
-            config=settings.to_record(),
+            config={**settings.to_record(), "max_concurrency": concurrency},
             created_at=now,
             inputs_artifact_id=inputs.id,
             started_at=now,
@@ -160,6 +164,17 @@ class Flow(Generic[P, R]):
         return FlowHandle(execution.exec_id)
 
 
+def _validate_concurrency(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KitaruUsageError(
+            f"max_concurrency in {where} must be a positive integer (the size of the pool "
+            f"that runs .submit() calls), got {value!r}."
+        )
+    return value
+
+
 def _source_file(func: Callable[..., Any]) -> str | None:
     try:
         path = inspect.getsourcefile(func)
@@ -191,6 +206,7 @@ def flow(
     image: Any = None,
     cache: bool | None = None,
     retries: int | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
@@ -202,12 +218,27 @@ def flow(
     image: Any = None,
     cache: bool | None = None,
     retries: int | None = None,
+    max_concurrency: int | None = None,
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Mark a function as a durable flow; start it with ``.run(...)``."""
     if func is not None:
-        return Flow(func, stack=stack, image=image, cache=cache, retries=retries)
+        return Flow(
+            func,
+            stack=stack,
+            image=image,
+            cache=cache,
+            retries=retries,
+            max_concurrency=max_concurrency,
+        )
 
     def decorate(f: Callable[P, R]) -> Flow[P, R]:
-        return Flow(f, stack=stack, image=image, cache=cache, retries=retries)
+        return Flow(
+            f,
+            stack=stack,
+            image=image,
+            cache=cache,
+            retries=retries,
+            max_concurrency=max_concurrency,
+        )
 
     return decorate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -87,6 +88,10 @@ class FlowHandle:
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
                 time.sleep(max(0.0, pause))
                 delay = min(delay * 2, _POLL_MAX)
+
+    async def wait_async(self, timeout: float | None = None) -> Any:
+        """``wait()`` for async callers: awaits without blocking the event loop."""
+        return await asyncio.to_thread(self.wait, timeout)
 
     def get(self) -> Any:
         """The result if the execution finished; ``KitaruStateError`` while it runs."""

@@ -9,6 +9,8 @@ failure record. Waiters in this process are woken through ``live``.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 import traceback
@@ -214,7 +216,15 @@ def _run_body(
     token = current_execution.set(ctx)
     checkpoint_token = current_checkpoint.set(None)
     try:
-        value = func(*args, **kwargs)
+        try:
+            if inspect.iscoroutinefunction(func):
+                value = asyncio.run(func(*args, **kwargs))
+            else:
+                value = func(*args, **kwargs)
+        except BaseException:
+            ctx.settle(body_failed=True)
+            raise
+        ctx.settle(body_failed=False)
     except WaitSuspended:
         return _Outcome(ok=False, suspended=True)
     except CancelledError as exc:

@@ -8,7 +8,9 @@ running; the first call without one goes live, and so does everything after.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import os
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kitaru._blobs import SerializationError, fingerprint
 from kitaru._runtime import tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
+from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from kitaru._backend import Backend
 
 _MAX_BACKOFF_SECONDS = 30.0
+#: Pool size for ``.submit()`` calls of one execution (``max_concurrency`` overrides).
+DEFAULT_CONCURRENCY = 16
 
 
 class CheckpointSpec(Protocol):
@@ -155,6 +160,9 @@ class ExecutionContext:
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
         self.failed_checkpoint: str | None = None
+        self.max_concurrency = int(record.config.get("max_concurrency") or DEFAULT_CONCURRENCY)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._futures: list[CheckpointFuture] = []
 
     # -- call ids ---------------------------------------------------------------
 
@@ -278,6 +286,68 @@ class ExecutionContext:
             if found is not NOT_RECORDED:
                 return found
             return await self.finish_call_async(spec, args, kwargs, call_id)
+
+    # -- concurrent calls -------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: CheckpointSpec,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        call_id: str,
+        after: Sequence[CheckpointFuture] = (),
+    ) -> CheckpointFuture:
+        """Run a call on this execution's bounded pool; the memo is consulted now."""
+        found = self.begin_call(spec, call_id)
+        if found is not NOT_RECORDED:
+            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            done.set_result(found)
+            future = CheckpointFuture(call_id, spec.name, done)
+        else:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.max_concurrency,
+                    thread_name_prefix=f"kitaru-{self.exec_id[:8]}",
+                )
+            # The call runs with the body's context: execution, tracing span, log capture.
+            context = contextvars.copy_context()
+            raw = self._pool.submit(
+                context.run, self._run_submitted, spec, args, kwargs, call_id, tuple(after)
+            )
+            future = CheckpointFuture(call_id, spec.name, raw)
+        self._futures.append(future)
+        return future
+
+    def _run_submitted(
+        self,
+        spec: CheckpointSpec,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        call_id: str,
+        after: tuple[CheckpointFuture, ...],
+    ) -> Any:
+        for dependency in after:
+            dependency.raw.result()  # a failed dependency fails this call too
+        args, resolved_kwargs = resolve_arguments(args, kwargs)
+        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
+            return self.finish_call(spec, args, resolved_kwargs, call_id)
+
+    def settle(self, *, body_failed: bool) -> None:
+        """Wait for every submitted call before the execution ends.
+
+        A failure the body never collected fails the execution; when the body
+        already failed, calls still in flight are only waited for.
+        """
+        try:
+            for future in list(self._futures):
+                error = future.raw.exception()
+                if error is not None and not future.collected and not body_failed:
+                    future.collected = True
+                    raise error
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _span_attributes(self, spec: CheckpointSpec, call_id: str) -> dict[str, Any]:
         return {
