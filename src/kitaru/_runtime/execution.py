@@ -25,6 +25,7 @@ from kitaru._blobs import SerializationError, fingerprint
 from kitaru._runtime import tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
+from kitaru._runtime.isolated import run_isolated
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
@@ -427,9 +428,13 @@ class ExecutionContext:
         live = _LiveCall(self, spec, call_id, cache_key)
         with live.in_flight():
             while True:
-                token = current_checkpoint.set(live.next_attempt())
+                frame = live.next_attempt()
+                token = current_checkpoint.set(frame)
                 try:
-                    value = spec.func(*args, **kwargs)
+                    if spec.runtime == "isolated":
+                        value = run_isolated(self, spec, args, kwargs, frame)
+                    else:
+                        value = spec.func(*args, **kwargs)
                 except Exception as exc:
                     delay = live.failed(exc)  # raises when no retry is left
                     self.cancel_event.wait(delay)
@@ -447,9 +452,15 @@ class ExecutionContext:
         live = _LiveCall(self, spec, call_id, cache_key)
         with live.in_flight():
             while True:
-                token = current_checkpoint.set(live.next_attempt())
+                frame = live.next_attempt()
+                token = current_checkpoint.set(frame)
                 try:
-                    value = await spec.func(*args, **kwargs)
+                    if spec.runtime == "isolated":
+                        value = await asyncio.to_thread(
+                            run_isolated, self, spec, args, kwargs, frame
+                        )
+                    else:
+                        value = await spec.func(*args, **kwargs)
                 except Exception as exc:
                     delay = live.failed(exc)
                     await asyncio.sleep(delay)

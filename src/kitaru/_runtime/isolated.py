@@ -1,0 +1,219 @@
+"""``@checkpoint(runtime="isolated")``: each call runs in its own OS process.
+
+The parent writes the function and its inputs (cloudpickle) to the blob store,
+starts ``python -m kitaru._runtime.isolated_child`` and waits. The child runs the
+function and writes its output to the blob store, plus a small JSON report
+(output reference, ``kitaru.log`` metadata, ``kitaru.save`` artifacts) to a
+file the parent named. Everything durable is then recorded by the parent, in
+the usual single transaction, so fencing and exactly-once bookkeeping are the
+same as for inline calls.
+
+A child that raises, calls ``os._exit``, segfaults or runs out of memory only
+fails that attempt: the parent raises ``IsolatedCheckpointError`` and the
+normal retry loop takes over. The child's stdout and stderr are replayed into
+the parent's streams, so log capture files them under the right call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from kitaru._blobs import Serialized, deserialize, serialize
+from kitaru._store import ArtifactRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from kitaru._runtime.context import CheckpointFrame
+    from kitaru._runtime.execution import CheckpointSpec, ExecutionContext
+
+_POLL_SECONDS = 0.05
+
+
+class IsolatedCheckpointError(RuntimeError):
+    """The isolated process of a checkpoint call failed or died."""
+
+
+def run_isolated(
+    ctx: ExecutionContext,
+    spec: CheckpointSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    frame: CheckpointFrame,
+) -> Any:
+    """Run one attempt of ``spec`` in a child process and return its value."""
+    import cloudpickle
+
+    backend = ctx.backend
+    try:
+        payload = cloudpickle.dumps((spec.func, tuple(args), dict(kwargs)))
+    except Exception as exc:
+        raise IsolatedCheckpointError(
+            f"Cannot send checkpoint {spec.name!r} to an isolated process: its function or "
+            f"inputs cannot be pickled ({type(exc).__name__}: {exc})."
+        ) from exc
+    uri, sha = backend.blobs.put(payload)
+    with tempfile.TemporaryDirectory(prefix="kitaru-isolated-") as workdir:
+        report_path = Path(workdir) / "report.json"
+        env = dict(os.environ)
+        env["KITARU_STORE_URL"] = backend.store.url
+        env["KITARU_ARTIFACTS_ROOT"] = backend.artifacts_root
+        # The child must import what the parent could (the flow's modules, scripts' dirs).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        command = [
+            sys.executable,
+            "-m",
+            "kitaru._runtime.isolated_child",
+            uri,
+            sha,
+            str(report_path),
+            ctx.exec_id,
+            frame.call_id,
+            spec.name,
+        ]
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            while True:
+                try:
+                    out, err = child.communicate(timeout=_POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if ctx.cancel_event.is_set():
+                        child.kill()
+                        child.communicate()
+                        ctx.check_cancelled()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        _replay_output(out, err)
+        report = _read_report(report_path)
+    if child.returncode != 0 or report is None:
+        raise IsolatedCheckpointError(_describe_exit(spec.name, child.returncode, err, report))
+    if not report.get("ok"):
+        raise IsolatedCheckpointError(
+            f"{report.get('exception_type')}: {report.get('message')}\n"
+            f"(raised in the isolated process of checkpoint {spec.name!r})\n"
+            f"{report.get('traceback', '')}"
+        )
+    frame.metadata.update(report.get("metadata") or {})
+    for saved in report.get("saves") or []:
+        frame.saves.append(_artifact_from_json(saved))
+    output = report["output"]
+    data = backend.blobs.get(output["uri"], output["sha256"])
+    return deserialize(Serialized(output["serializer"], output["type_path"], data))
+
+
+def _replay_output(out: str, err: str) -> None:
+    if out:
+        sys.stdout.write(out)
+    if err:
+        sys.stderr.write(err)
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        return cast("dict[str, Any]", json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _describe_exit(name: str, code: int, err: str, report: dict[str, Any] | None) -> str:
+    if code < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    elif code != 0:
+        how = f"exited with code {code}"
+    else:
+        how = "exited without reporting a result"
+    tail = "\n".join(err.strip().splitlines()[-5:])
+    hint = " (out of memory?)" if code in (-signal.SIGKILL, 137) else ""
+    return f"The isolated process of checkpoint {name!r} {how}{hint}." + (
+        f"\n{tail}" if tail else ""
+    )
+
+
+def _artifact_to_json(record: ArtifactRecord) -> dict[str, Any]:
+    data = asdict(record)
+    if record.inline_data is not None:
+        data["inline_data"] = base64.b64encode(record.inline_data).decode()
+    return data
+
+
+def _artifact_from_json(data: dict[str, Any]) -> ArtifactRecord:
+    values = dict(data)
+    if values.get("inline_data") is not None:
+        values["inline_data"] = base64.b64decode(values["inline_data"])
+    return ArtifactRecord(**values)
+
+
+# -- the child ------------------------------------------------------------------------
+
+
+class _ChildContext:
+    """What ``kitaru.log``/``kitaru.save`` need from an execution, in the child."""
+
+    def __init__(self, exec_id: str) -> None:
+        from kitaru._backend import get_backend
+
+        self.exec_id = exec_id
+        self.backend = get_backend()
+
+
+def child_main(argv: list[str]) -> int:
+    """Run the pickled call named by ``argv`` and write the report; see the module docstring."""
+    uri, sha, report_path, exec_id, call_id, name = argv
+    import pickle
+
+    from kitaru._runtime.context import CheckpointFrame, current_checkpoint, current_execution
+
+    ctx = _ChildContext(exec_id)
+    report: dict[str, Any]
+    frame = CheckpointFrame(exec_id, call_id, name, 1)
+    try:
+        func, args, kwargs = pickle.loads(ctx.backend.blobs.get(uri, sha))
+        current_execution.set(cast("ExecutionContext", ctx))
+        current_checkpoint.set(frame)
+        value = func(*args, **kwargs)
+        if inspect.isawaitable(value):  # an async checkpoint
+            value = asyncio.run(value)  # type: ignore[arg-type]
+        serialized = serialize(value)
+        out_uri, out_sha = ctx.backend.blobs.put(serialized.data)
+        report = {
+            "ok": True,
+            "output": {
+                "uri": out_uri,
+                "sha256": out_sha,
+                "serializer": serialized.serializer,
+                "type_path": serialized.type_path,
+            },
+            "metadata": frame.metadata,
+            "saves": [_artifact_to_json(a) for a in frame.saves],
+        }
+    except Exception as exc:
+        report = {
+            "ok": False,
+            "exception_type": type(exc).__qualname__,
+            "message": str(exc),
+            "traceback": traceback.format_exc(),
+        }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    Path(report_path).write_text(json.dumps(report))
+    return 0
