@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 import kitaru
 from kitaru import checkpoint, flow
-from kitaru._backend import get_backend
+from kitaru.client import KitaruClient
+from kitaru.config import resolve_artifacts_root, resolve_store_url
 
 DOCUMENTS = {
     "durable execution": "Durable execution persists each step so a crashed run resumes.",
@@ -49,6 +50,7 @@ def plan(question: str) -> Plan:
 def search(topic: str) -> str:
     """Stands in for a search tool."""
     time.sleep(0.02)
+    kitaru.log(tool="search", topic=topic)
     return DOCUMENTS[topic]
 
 
@@ -66,7 +68,8 @@ def write_answer(the_plan: Plan, notes: list[str]) -> Answer:
 @flow
 def research_agent(question: str) -> Answer:
     the_plan = plan(question)
-    notes = [search(topic) for topic in the_plan.topics]
+    # Tool calls run concurrently; their call ids follow submission order.
+    notes = [future.result() for future in search.map(the_plan.topics)]
     return write_answer(the_plan, notes)
 
 
@@ -74,17 +77,18 @@ def main() -> None:
     question = " ".join(sys.argv[1:]) or "How do durable checkpoints help AI agents?"
     handle = research_agent.run(question=question)
     answer = handle.wait()
-    backend = get_backend()
+    execution = KitaruClient().executions.get(handle.exec_id)
     print(f"Question:   {answer.question}")
     print(f"Answer:     {answer.summary}")
     print(f"Sources:    {', '.join(answer.sources)}")
     print(f"Execution:  {handle.exec_id} ({handle.status.value})")
-    for call in backend.store.calls(handle.exec_id):
-        duration = (call.ended_at or 0) - (call.started_at or 0)
-        print(f"  - {call.call_id:<12} {call.status.value:<9} {duration * 1000:7.1f} ms")
+    for call in execution.checkpoints:
+        duration = (call.duration or 0) * 1000
+        print(f"  - {call.call_id:<12} {call.status.value:<9} {duration:7.1f} ms")
     print(f"Stack:      {kitaru.current_stack().name}")
-    print(f"Metadata:   {backend.store.url}")
-    print(f"Artifacts:  {backend.artifacts_root}")
+    print(f"Metadata:   {resolve_store_url()}")
+    print(f"Artifacts:  {resolve_artifacts_root()}")
+    print(f"Inspect it: kitaru executions get {handle.exec_id}")
 
 
 if __name__ == "__main__":

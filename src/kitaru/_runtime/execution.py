@@ -157,6 +157,9 @@ class ExecutionContext:
         self._counts: dict[str, int] = {}
         self._used_ids: set[str] = set()
         self._next_seq = max((c.seq for c in recorded), default=0) + 1
+        #: Order of new calls, reserved when the body makes (or submits) them, so
+        #: concurrent calls are listed in call order, not in finishing order.
+        self._reserved_seq: dict[str, int] = {}
         self._live = False
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
@@ -192,6 +195,9 @@ class ExecutionContext:
                 )
             self._used_ids.add(call_id)
             self._seen_sequence.append((call_id, name))
+            if call_id not in self._recorded:
+                self._reserved_seq[call_id] = self._next_seq
+                self._next_seq += 1
             return call_id
 
     def assign_wait_id(self, name: str | None) -> str:
@@ -487,6 +493,8 @@ class ExecutionContext:
         existing = self._recorded.get(call_id)
         if existing is not None:
             seq = existing.seq
+        elif call_id in self._reserved_seq:
+            seq = self._reserved_seq[call_id]
         else:
             with self._lock:
                 seq = self._next_seq
