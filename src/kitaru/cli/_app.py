@@ -157,6 +157,8 @@ def _root(
 
 
 def _register() -> None:
+    import kitaru.cli._logs  # noqa: F401  (adds `executions logs`)
+    from kitaru.cli._artifacts import app as artifacts_app
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._init import register as register_init
     from kitaru.cli._stacks import app as stacks_app
@@ -166,6 +168,7 @@ def _register() -> None:
     register_init(app)
     register_status(app)
     app.add_typer(executions_app, name="executions")
+    app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(stacks_app, name="stack")
     register_worker(app)
 

@@ -575,7 +575,7 @@ def pending_waits_table(
 OptionalExecIdArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="[EXEC_ID]",
+        metavar="EXEC_ID",
         help="Execution id (optional with --interactive: then every waiting execution).",
         show_default=False,
     ),
@@ -587,7 +587,7 @@ def list_waits(
     exec_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="[EXEC_ID]",
+            metavar="EXEC_ID",
             help="Only this execution's waits (default: every waiting execution).",
             show_default=False,
         ),
@@ -628,6 +628,19 @@ def _target_wait(pending: list[PendingWait], wait: str | None) -> PendingWait | 
     return pending[0] if len(pending) == 1 else None
 
 
+def _settle(client: KitaruClient, exec_id: str) -> None:
+    """Block until a run in this process finished or paused at a wait (checked often)."""
+    from kitaru.errors import KitaruTimeoutError
+
+    while True:
+        try:
+            client.executions.wait(exec_id, timeout=0.05)
+            return
+        except KitaruTimeoutError:
+            if client.executions.get(exec_id).status is ExecutionStatus.WAITING:
+                return
+
+
 def _run_here(out: Output, client: KitaruClient, exec_id: str) -> Execution:
     """Wait for a run this command started to finish or pause, then let go of its wait."""
     from kitaru.client._prompt import let_go_here
@@ -637,7 +650,7 @@ def _run_here(out: Output, client: KitaruClient, exec_id: str) -> Execution:
         "its next wait (Ctrl-C to stop)..."
     )
     try:
-        _wait_for_run(client, exec_id)
+        _settle(client, exec_id)
         let_go_here([exec_id])
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
@@ -665,6 +678,12 @@ def _state_note(out: Output, final: Execution, *, ran_here: bool, no_resume: boo
             out.note(
                 f"Execution {exec_id} is waiting again, at {final.pending_wait.wait_id!r}. "
                 + _answer_hint(exec_id)
+            )
+        elif final.lease_owner is not None and not ran_here:
+            out.note(
+                f"Execution {exec_id} has its answer; its runner ({final.lease_owner}) picks it "
+                "up. If that process is gone, `kitaru worker` (or `kitaru executions resume "
+                f"{exec_id}`) continues it once the runner's lease has expired."
             )
         elif no_resume:
             out.note(
@@ -773,7 +792,12 @@ def _input_one(
     abort: bool,
     no_resume: bool,
 ) -> None:
-    from kitaru.client._prompt import give_text_answer, runs_here, schema_summary
+    from kitaru.client._prompt import (
+        give_text_answer,
+        recorded_answer,
+        resume_if_released,
+        schema_summary,
+    )
 
     client = _client()
     before = client.executions.get(exec_id)
@@ -784,21 +808,24 @@ def _input_one(
             f"Wait {target.wait_id!r} of execution {exec_id} expects "
             f"{schema_summary(target.schema)}; pass it with --value JSON (or --abort)."
         )
-    live_before = runs_here(exec_id)
     answer: Any = None
+    # Record the answer, then resume here only if no runner holds the execution; the
+    # client would do the same with resume=True, but this way we know who runs it.
     if abort:
-        client.executions.abort_wait(exec_id, wait=wait, resume=not no_resume)
+        client.executions.abort_wait(exec_id, wait=wait, resume=False)
     elif value is None:
-        client.executions.input(exec_id, wait=wait, value=None, resume=not no_resume)
+        client.executions.input(exec_id, wait=wait, value=None, resume=False)
     else:
         answer, _ = give_text_answer(
-            lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=not no_resume),
+            lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=False),
             value,
         )
-    ran_here = not live_before and runs_here(exec_id)
+    ran_here = not no_resume and resume_if_released(exec_id)
     final = _run_here(out, client, exec_id) if ran_here else client.executions.get(exec_id)
     if target is None:  # the client accepted it, so it was the only pending wait
-        target = _target_wait(pending, wait) or (pending[0] if pending else None)
+        target = pending[0] if pending else None
+    if answer is not None and target is not None:
+        answer = recorded_answer(exec_id, target.wait_id)  # as validated and stored
     outcome = "aborted" if abort else "answered"
     data = {
         "exec_id": exec_id,
@@ -828,7 +855,7 @@ def _input_one(
 
 
 def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> None:
-    from kitaru.client._prompt import let_go_here, prompt_waits, runs_here
+    from kitaru.client._prompt import let_go_here, prompt_waits
     from kitaru.errors import KitaruStateError
 
     client = _client()
@@ -840,17 +867,13 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
     started_here: set[str] = set()
     try:
         while True:
-            live_before = {
-                w.exec_id for w in client.executions.pending_waits(exec_id) if runs_here(w.exec_id)
-            }
             prompt_round = prompt_waits(exec_id, skip=asked, resume=resume)
             outcomes.extend(prompt_round.outcomes)
             asked |= {o.key for o in prompt_round.outcomes}
             touched = {o.exec_id for o in prompt_round.outcomes if o.outcome != "skipped"}
-            # Runs this command resumed (not runners that were already here).
-            started_here |= {e for e in touched if e not in live_before and runs_here(e)}
+            started_here |= {o.exec_id for o in prompt_round.outcomes if o.ran_here}
             for ran in sorted(touched & started_here):
-                _wait_for_run(client, ran)
+                _settle(client, ran)
             if prompt_round.closed or not prompt_round.outcomes:
                 break
             fresh = [

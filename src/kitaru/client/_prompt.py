@@ -8,6 +8,7 @@ runners sit at (the execution stays ``waiting`` and resumes on input).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from kitaru._backend import get_backend
 from kitaru._runtime import control, waits
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
-from kitaru.errors import KitaruError, KitaruWaitValidationError
+from kitaru.errors import KitaruError, KitaruStateError, KitaruWaitValidationError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -59,6 +60,13 @@ def give_text_answer(give: Callable[[Any], Any], text: str) -> tuple[Any, Any]:
             first_error = first_error or exc
     assert first_error is not None
     raise first_error
+
+
+def recorded_answer(exec_id: str, wait_id: str, *, backend: Backend | None = None) -> Any:
+    """The answer stored for a wait, as JSON data (``true`` for an input of ``"yes"``)."""
+    backend = get_backend() if backend is None else backend
+    record = backend.store.get_wait(exec_id, wait_id)
+    return None if record is None else record.value
 
 
 # --- describing a wait ----------------------------------------------------------------
@@ -135,9 +143,26 @@ def schema_summary(schema: dict[str, Any] | None, *, max_fields: int = 6) -> str
 # --- this process's runners -----------------------------------------------------------
 
 
-def runs_here(exec_id: str) -> bool:
-    """Whether a runner of ``exec_id`` is alive in this process."""
-    return get_live(exec_id) is not None
+def resume_if_released(exec_id: str, *, backend: Backend | None = None) -> bool:
+    """After input: resume ``exec_id`` in this process if no runner holds it.
+
+    What ``executions.input(..., resume=True)`` does, but says whether this
+    process took the execution: False when a runner (here or elsewhere) still
+    holds it, when it is not waiting, or when another process resumed it first.
+    """
+    import time
+
+    backend = get_backend() if backend is None else backend
+    record = backend.store.get_execution(exec_id)
+    if record is None or record.status is not ExecutionStatus.WAITING:
+        return False
+    if record.lease_expires_at is not None and record.lease_expires_at >= time.time():
+        return False
+    try:
+        control.resume(backend, exec_id)
+    except KitaruStateError:
+        return False
+    return True
 
 
 def let_go_here(exec_ids: set[str] | list[str], *, timeout: float = 10.0) -> None:
@@ -181,6 +206,8 @@ class PromptOutcome:
     outcome: str  # "answered", "aborted", "skipped" or "failed"
     value: Any = None
     message: str | None = None
+    #: This process resumed the execution after the answer (its runner had let go).
+    ran_here: bool = False
 
     @property
     def key(self) -> str:
@@ -194,6 +221,7 @@ class PromptOutcome:
             "outcome": self.outcome,
             "value": self.value,
             "message": self.message,
+            "ran_here": self.ran_here,
         }
 
 
@@ -251,7 +279,7 @@ def prompt_waits(
                 wait=wait.wait_id,
                 value=value,
                 abort=abort,
-                resume_if_released=resume,
+                resume_if_released=False,
             )
 
         while True:
@@ -282,9 +310,13 @@ def prompt_waits(
                         give(None)
                         outcome = PromptOutcome(wait.exec_id, wait.wait_id, wait.name, "answered")
                 else:
-                    value, _ = give_text_answer(give, text)
+                    give_text_answer(give, text)
                     outcome = PromptOutcome(
-                        wait.exec_id, wait.wait_id, wait.name, "answered", value
+                        wait.exec_id,
+                        wait.wait_id,
+                        wait.name,
+                        "answered",
+                        recorded_answer(wait.exec_id, wait.wait_id, backend=backend),
                     )
             except KitaruWaitValidationError as exc:
                 print(f"  invalid: {exc}", file=stderr)
@@ -295,6 +327,9 @@ def prompt_waits(
                 outcome = PromptOutcome(
                     wait.exec_id, wait.wait_id, wait.name, "failed", message=str(exc)
                 )
+            if resume and outcome.outcome in ("answered", "aborted"):
+                ran_here = resume_if_released(wait.exec_id, backend=backend)
+                outcome = dataclasses.replace(outcome, ran_here=ran_here)
             result.outcomes.append(outcome)
             break
     return result

@@ -1,0 +1,356 @@
+"""``kitaru.wait()`` and the client's input API: the rules of issue 4, one by one."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kitaru
+from kitaru import (
+    KitaruContextError,
+    KitaruStateError,
+    KitaruUsageError,
+    KitaruUserCodeError,
+    KitaruWaitValidationError,
+)
+from kitaru._backend import get_backend
+from kitaru._store import WaitStatus
+from kitaru.client import KitaruClient
+from tests.waits import _flows
+from tests.waits._flows import Plan
+from tests.waits.conftest import (
+    assert_not_finished,
+    eventually,
+    wait_for_status,
+    wait_until_live_waiting,
+    wait_until_released,
+)
+
+# --- where wait() may be called -------------------------------------------------------------
+
+
+def test_wait_outside_a_flow_is_a_context_error() -> None:
+    with pytest.raises(KitaruContextError, match="outside a running flow"):
+        kitaru.wait(schema=bool)
+    with pytest.raises(KitaruContextError):
+        kitaru.wait()
+
+
+def test_wait_inside_a_checkpoint_is_a_context_error(client: KitaruClient) -> None:
+    handle = _flows.wait_in_checkpoint.run()
+    with pytest.raises(KitaruUserCodeError) as info:
+        handle.wait(timeout=30)
+    assert info.value.exception_type == "kitaru.errors.KitaruContextError"
+    assert "inside checkpoint 'waits_inside'" in (info.value.exception_message or "")
+    assert client.executions.pending_waits(handle.exec_id) == []
+    assert get_backend().store.waits(handle.exec_id) == []
+
+
+def test_negative_timeout_is_a_usage_error() -> None:
+    handle = _flows.bad_timeout.run()
+    with pytest.raises(KitaruUserCodeError) as info:
+        handle.wait(timeout=30)
+    assert info.value.exception_type == "kitaru.errors.KitaruUsageError"
+
+
+# --- schemas and the types wait() returns ---------------------------------------------------
+
+ANSWERS: dict[str, tuple[Any, Any, str, str | None]] = {
+    # kind: (input given, data returned, type name, list item type name)
+    "bool": (True, True, "bool", None),
+    "int": (7, 7, "int", None),
+    "str": ("ship it", "ship it", "str", None),
+    "dict": ({"a": [1, 2], "b": None}, {"a": [1, 2], "b": None}, "dict", None),
+    # Validation coerces ("3" -> 3) and fills defaults, as Pydantic does.
+    "model": ({"title": "rollout", "steps": "3"}, {"title": "rollout", "steps": 3}, "Plan", None),
+    "list": (
+        [{"title": "a"}, Plan(title="b", steps=2)],
+        [{"title": "a", "steps": 1}, {"title": "b", "steps": 2}],
+        "list",
+        "Plan",
+    ),
+}
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["live", "released"])
+@pytest.mark.parametrize("kind", list(ANSWERS))
+def test_typed_answer_is_validated_and_returned_as_its_type(
+    any_store: str, client: KitaruClient, kind: str, released: bool
+) -> None:
+    given, data, type_name, item_type = ANSWERS[kind]
+    handle = _flows.typed.run(kind, 0 if released else 30)
+    if released:
+        wait_until_released(client, handle.exec_id)
+    else:
+        wait_until_live_waiting(client, handle.exec_id)
+
+    client.executions.input(handle.exec_id, value=given)
+    result = handle.wait(timeout=30)
+
+    assert result["type"] == type_name
+    assert result["item_types"] == ([item_type] * len(data) if item_type else None)
+    assert result["data"] == data
+    (seen,) = _flows.SEEN[handle.exec_id]
+    if kind == "model":
+        assert isinstance(seen, Plan)
+        assert seen == Plan(title="rollout", steps=3)
+    elif kind == "list":
+        assert all(isinstance(item, Plan) for item in seen)
+        assert seen == [Plan(title="a"), Plan(title="b", steps=2)]
+    else:
+        assert type(seen).__name__ == type_name
+        assert seen == data
+    # A released runner let go; the answer brought the execution back in this process.
+    assert client.executions.get(handle.exec_id).run_count == (2 if released else 1)
+
+
+def test_schema_none_is_a_plain_gate_that_returns_none(
+    any_store: str, client: KitaruClient
+) -> None:
+    handle = _flows.gate.run(30)
+    execution = wait_until_live_waiting(client, handle.exec_id)
+    wait = execution.pending_wait
+    assert wait is not None
+    assert wait.schema is None
+    assert wait.question == "Continue?"
+
+    # A gate takes no value: giving one is refused and changes nothing.
+    with pytest.raises(KitaruWaitValidationError, match="continue gate"):
+        client.executions.input(handle.exec_id, value="yes")
+    assert client.executions.get(handle.exec_id).pending_wait == wait
+
+    client.executions.input(handle.exec_id)
+    assert handle.wait(timeout=30) == "through"
+    assert _flows.SEEN[handle.exec_id] == [None]
+
+
+def test_unusable_schema_is_a_usage_error() -> None:
+    @kitaru.flow(cache=False)
+    def odd_schema() -> Any:
+        return kitaru.wait(schema=object(), timeout=0)
+
+    with pytest.raises(KitaruUserCodeError) as info:
+        odd_schema.run().wait(timeout=30)
+    assert info.value.exception_type == "kitaru.errors.KitaruUsageError"
+    assert "not a type Kitaru can validate" in (info.value.exception_message or "")
+
+
+# --- what a waiting execution shows ---------------------------------------------------------
+
+
+def test_waiting_execution_shows_its_pending_wait(any_store: str, client: KitaruClient) -> None:
+    started = datetime.now(tz=UTC)
+    handle = _flows.typed.run("model", 30)
+    execution = wait_until_live_waiting(client, handle.exec_id)
+
+    assert execution.status is kitaru.ExecutionStatus.WAITING
+    assert handle.status is kitaru.ExecutionStatus.WAITING
+    wait = execution.pending_wait
+    assert wait is not None
+    assert wait.exec_id == handle.exec_id
+    assert wait.wait_id == "ask-model"
+    assert wait.name == "ask-model"
+    assert wait.question == "Give me a model"
+    assert wait.schema == Plan.model_json_schema()
+    assert wait.metadata == {"kind": "model", "nested": {"n": 1}}
+    assert wait.timeout == 30
+    assert wait.since is not None
+    assert started.timestamp() - 1 <= wait.since.timestamp() <= time.time() + 1
+    assert execution.pending_waits == [wait]
+    assert client.executions.pending_waits(handle.exec_id) == [wait]
+    assert execution.to_dict()["pending_waits"] == [wait.to_dict()]
+
+    # Across executions: pending_waits() without an id lists every waiting one.
+    other = _flows.gate.run(30)
+    wait_until_live_waiting(client, other.exec_id)
+    everything = client.executions.pending_waits()
+    assert {(w.exec_id, w.wait_id) for w in everything} == {
+        (handle.exec_id, "ask-model"),
+        (other.exec_id, "wait"),
+    }
+    # The list view reads no waits; get() does.
+    listed = {e.exec_id: e for e in client.executions.list()}
+    assert listed[handle.exec_id].status is kitaru.ExecutionStatus.WAITING
+
+    with pytest.raises(KitaruStateError):
+        client.executions.pending_waits("no-such-execution")
+
+
+def test_wait_ids_are_stable_by_name_and_by_order(any_store: str, client: KitaruClient) -> None:
+    """Unnamed waits get wait, wait:2, ... in order; each resume finds the earlier answers."""
+    handle = _flows.three_waits.run(0)
+    answers: list[Any] = [11, "looks good", 33]
+    for expected_id, answer in zip(["wait", "review", "wait:2"], answers, strict=True):
+        execution = wait_until_released(client, handle.exec_id)
+        assert [w.wait_id for w in execution.pending_waits] == [expected_id]
+        client.executions.input(handle.exec_id, value=answer)
+    assert handle.wait(timeout=30) == answers
+
+    execution = client.executions.get(handle.exec_id)
+    assert execution.run_count == 4  # the first run and one resume per answer
+    # Each checkpoint ran once: the resumed bodies reused them.
+    assert [(c.call_id, len(c.attempts)) for c in execution.checkpoints] == [
+        ("step", 1),
+        ("step:2", 1),
+        ("step:3", 1),
+    ]
+    stored = get_backend().store.waits(handle.exec_id)
+    assert [(w.wait_id, w.status, w.value) for w in stored] == [
+        ("wait", WaitStatus.ANSWERED, 11),
+        ("review", WaitStatus.ANSWERED, "looks good"),
+        ("wait:2", WaitStatus.ANSWERED, 33),
+    ]
+
+
+# --- giving input: the refusals -----------------------------------------------------------
+
+
+def test_invalid_input_is_refused_with_details_and_nothing_is_stored(
+    any_store: str, client: KitaruClient
+) -> None:
+    handle = _flows.typed.run("model", 30)
+    before = wait_until_live_waiting(client, handle.exec_id)
+
+    with pytest.raises(KitaruWaitValidationError) as info:
+        client.executions.input(handle.exec_id, value={"steps": "many"})
+    message = str(info.value)
+    assert "ask-model" in message
+    assert handle.exec_id in message
+    assert "title" in message
+    assert "Field required" in message
+    assert "steps" in message
+    assert "valid integer" in message
+
+    with pytest.raises(KitaruWaitValidationError, match="valid dictionary"):
+        client.executions.input(handle.exec_id, value=42)
+
+    stored = get_backend().store.get_wait(handle.exec_id, "ask-model")
+    assert stored is not None
+    assert stored.status is WaitStatus.PENDING
+    assert stored.value is None
+    assert stored.answered_at is None
+    after = client.executions.get(handle.exec_id)
+    assert after.status is kitaru.ExecutionStatus.WAITING
+    assert after.pending_waits == before.pending_waits
+    assert_not_finished(client, handle.exec_id)
+
+    client.executions.input(handle.exec_id, value={"title": "fixed"})
+    assert handle.wait(timeout=30)["data"] == {"title": "fixed", "steps": 1}
+
+
+def test_input_without_a_pending_wait_is_a_state_error(
+    any_store: str, client: KitaruClient, tmp_path: Path
+) -> None:
+    with pytest.raises(KitaruStateError):
+        client.executions.input("no-such-execution", value=True)
+
+    handle = _flows.gate.run(30)
+    wait_until_live_waiting(client, handle.exec_id)
+    client.executions.input(handle.exec_id)
+    handle.wait(timeout=30)
+    with pytest.raises(KitaruStateError, match="no pending wait"):
+        client.executions.input(handle.exec_id)
+    with pytest.raises(KitaruStateError, match="no pending wait"):
+        client.executions.abort_wait(handle.exec_id)
+
+    # A running execution that is not waiting has no pending wait either.
+    marker = tmp_path / "never-fail"
+    marker.write_text("x")
+    running = _flows.flaky.run(str(marker), 30)
+    wait_until_live_waiting(client, running.exec_id)
+    client.executions.input(running.exec_id, value=1)
+    running.wait(timeout=30)
+    with pytest.raises(KitaruStateError):
+        client.executions.input(running.exec_id, wait="number", value=2)
+
+
+def test_input_to_an_answered_wait_is_a_state_error(any_store: str, client: KitaruClient) -> None:
+    handle = _flows.approval_then_plan.run(30)
+    wait_until_live_waiting(client, handle.exec_id)
+    client.executions.input(handle.exec_id, wait="approval", value=True)
+
+    def at_plan() -> bool:
+        pending = client.executions.get(handle.exec_id).pending_wait
+        return pending is not None and pending.wait_id == "plan"
+
+    eventually(at_plan, what="the second wait")
+    with pytest.raises(KitaruStateError, match="already answered"):
+        client.executions.input(handle.exec_id, wait="approval", value=False)
+    with pytest.raises(KitaruStateError, match="already answered"):
+        client.executions.abort_wait(handle.exec_id, wait="approval")
+    with pytest.raises(KitaruStateError, match="no wait named 'nope'"):
+        client.executions.input(handle.exec_id, wait="nope", value=1)
+    stored = get_backend().store.get_wait(handle.exec_id, "approval")
+    assert stored is not None
+    assert stored.value is True
+
+    client.executions.input(handle.exec_id, wait="plan", value={"title": "p"})
+    assert handle.wait(timeout=30)["approved"] is True
+
+
+def test_several_pending_waits_need_a_wait_name(
+    any_store: str, client: KitaruClient, tmp_path: Path
+) -> None:
+    state = tmp_path / "which"
+    state.write_text("first")
+    handle = _flows.branching.run(str(state), 0)
+    wait_until_released(client, handle.exec_id)
+    # Resumed without an answer, the body now reaches another wait.
+    state.write_text("second")
+    client.executions.resume(handle.exec_id)
+    execution = eventually_two_pending(client, handle.exec_id)
+    assert [w.wait_id for w in execution.pending_waits] == ["first", "second"]
+
+    with pytest.raises(KitaruUsageError, match="several pending waits") as info:
+        client.executions.input(handle.exec_id, value=True)
+    assert "first" in str(info.value)
+    assert "second" in str(info.value)
+    assert len(client.executions.pending_waits(handle.exec_id)) == 2
+
+    client.executions.input(handle.exec_id, wait="second", value=True)
+    assert handle.wait(timeout=30) is True
+
+
+def eventually_two_pending(client: KitaruClient, exec_id: str) -> Any:
+    def two() -> Any:
+        execution = client.executions.get(exec_id)
+        released = execution.lease_owner is None and execution.status.value == "waiting"
+        return execution if released and len(execution.pending_waits) == 2 else None
+
+    return eventually(two, what="two pending waits")
+
+
+# --- abort ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["live", "released"])
+def test_abort_raises_a_typed_error_the_body_can_catch(
+    any_store: str, client: KitaruClient, released: bool
+) -> None:
+    handle = _flows.abortable.run(True, 0 if released else 30)
+    if released:
+        wait_until_released(client, handle.exec_id)
+    else:
+        wait_until_live_waiting(client, handle.exec_id)
+    client.executions.abort_wait(handle.exec_id)
+    assert handle.wait(timeout=30) == {"aborted": True, "wait": "go", "exec_id": handle.exec_id}
+    stored = get_backend().store.get_wait(handle.exec_id, "go")
+    assert stored is not None
+    assert stored.status is WaitStatus.ABORTED
+    with pytest.raises(KitaruStateError, match=r"already aborted|no pending wait"):
+        client.executions.input(handle.exec_id, wait="go", value=True)
+
+
+def test_uncaught_abort_fails_the_execution(client: KitaruClient) -> None:
+    handle = _flows.abortable.run(False, 30)
+    wait_until_live_waiting(client, handle.exec_id)
+    client.executions.abort_wait(handle.exec_id, wait="go")
+    with pytest.raises(KitaruUserCodeError) as info:
+        handle.wait(timeout=30)
+    assert info.value.exception_type == "kitaru.errors.KitaruWaitAbortedError"
+    assert "was aborted" in (info.value.exception_message or "")
+    wait_for_status(client, handle.exec_id, "failed")
