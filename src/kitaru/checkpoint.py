@@ -97,6 +97,13 @@ class Checkpoint(Generic[P, R]):
         self, ctx: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
     ) -> Any:
         """An ``async def`` checkpoint: a coroutine in an async flow, a value in a sync one."""
+        try:
+            asyncio.get_running_loop()
+            in_loop = True
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            ctx.mark_concurrent(call_id)  # awaited calls may finish out of order (gather)
         found = ctx.begin_call(self, call_id)  # in call order, like a sync call
 
         async def run() -> Any:
@@ -105,9 +112,7 @@ class Checkpoint(Generic[P, R]):
             resolved_args, resolved_kwargs = resolve_arguments(args, kwargs)
             return await ctx.finish_call_async(self, resolved_args, resolved_kwargs, call_id)
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not in_loop:
             return asyncio.run(run())  # a sync flow body calling an async checkpoint
         return run()
 

@@ -111,12 +111,6 @@ def test_async_flow_retry_reuses_recorded_calls(any_store: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in a gather, a call that completed after an earlier one failed makes the "
-    "re-run fail with KitaruDivergenceError (same cause as the sync fan-out: _go_live needs "
-    "every recorded output consumed before the first live call)",
-)
 def test_async_flow_retry_when_an_early_gathered_call_failed() -> None:
     runs: Counter[str] = Counter()
 

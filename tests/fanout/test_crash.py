@@ -143,13 +143,6 @@ def test_crash_mid_fan_out_with_calls_finishing_in_order(tmp_path: Path, any_sto
     _resume_and_verify(tmp_path, exec_id, ledger, completed, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: resuming a fan-out whose calls completed out of submission order fails with "
-    "KitaruDivergenceError (see test_resume: _go_live wants every recorded output consumed "
-    "before the first live call)",
-)
 def test_crash_mid_fan_out_with_calls_finishing_out_of_order(tmp_path: Path) -> None:
     exec_id, ledger, completed, before = _kill_mid_fan_out(tmp_path, "scattered", 4)
     # The realistic case: a later submission completed while an earlier one was running.

@@ -98,13 +98,6 @@ def test_executions_retry_after_a_failed_fan_out(any_store: str) -> None:
     assert outputs(handle.exec_id) == {call_id("work", i): i * 10 for i in range(4)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a submission that completed after an earlier one failed makes the re-run "
-    "fail with KitaruDivergenceError ('recorded call(s) ... were not reached before call ... "
-    "ran live'): ExecutionContext._go_live requires every recorded output to be consumed "
-    "before the first live call, and once live, begin_call ignores recorded outputs",
-)
 def test_flow_retry_when_an_early_submission_failed_and_later_ones_completed(
     any_store: str,
 ) -> None:

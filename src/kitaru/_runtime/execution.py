@@ -160,6 +160,8 @@ class ExecutionContext:
         #: Order of new calls, reserved when the body makes (or submits) them, so
         #: concurrent calls are listed in call order, not in finishing order.
         self._reserved_seq: dict[str, int] = {}
+        #: Calls made with .submit() or as async calls: they may finish out of order.
+        self._concurrent_ids: set[str] = set()
         self._live = False
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
@@ -196,8 +198,9 @@ class ExecutionContext:
             self._used_ids.add(call_id)
             self._seen_sequence.append((call_id, name))
             if call_id not in self._recorded:
-                self._reserved_seq[call_id] = self._next_seq
-                self._next_seq += 1
+                # The call's position in the body: the same in every run of the same
+                # code, so calls list in call order even after a resume.
+                self._reserved_seq[call_id] = len(self._seen_sequence)
             return call_id
 
     def assign_wait_id(self, name: str | None) -> str:
@@ -236,7 +239,10 @@ class ExecutionContext:
         body that reaches it again does not save twice."""
         call_id = self.assign_call_id(f"save:{name}", None)
         recorded = self._recorded.get(call_id)
-        if recorded is not None and recorded.status.has_output and not self._live:
+        # After going live, only concurrent calls' outputs are reused: they may have
+        # completed after a call that was still in flight when the runner died.
+        reusable = not self._live or (recorded is not None and recorded.concurrent)
+        if recorded is not None and recorded.status.has_output and reusable:
             self._consumed.add(call_id)
             return
         self._go_live(call_id)
@@ -265,6 +271,10 @@ class ExecutionContext:
             ),
             artifact=artifact,
         )
+
+    def mark_concurrent(self, call_id: str) -> None:
+        """The call may finish out of order (an async call awaited with others)."""
+        self._concurrent_ids.add(call_id)
 
     def recorded_wait(self, wait_id: str) -> WaitRecord | None:
         return self._waits.get(wait_id)
@@ -305,6 +315,7 @@ class ExecutionContext:
         after: Sequence[CheckpointFuture] = (),
     ) -> CheckpointFuture:
         """Run a call on this execution's bounded pool; the memo is consulted now."""
+        self._concurrent_ids.add(call_id)
         found = self.begin_call(spec, call_id)
         if found is not NOT_RECORDED:
             done: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -374,7 +385,10 @@ class ExecutionContext:
                 f"call {call_id!r} was recorded for checkpoint {recorded.name!r} but the flow "
                 f"body now calls {spec.name!r} there"
             )
-        if recorded is not None and recorded.status.has_output and not self._live:
+        # After going live, only concurrent calls' outputs are reused: they may have
+        # completed after a call that was still in flight when the runner died.
+        reusable = not self._live or (recorded is not None and recorded.concurrent)
+        if recorded is not None and recorded.status.has_output and reusable:
             self._consumed.add(call_id)
             assert recorded.artifact is not None
             tracing.annotate(status="memoized", recorded_status=recorded.status.value)
@@ -515,6 +529,7 @@ class ExecutionContext:
             metadata=metadata or {},
             started_at=started_at,
             ended_at=ended_at,
+            concurrent=call_id in self._concurrent_ids,
         )
         # Keep the seq stable if this call is written again (e.g. failed, then completed).
         self._recorded.setdefault(call_id, record)
@@ -578,6 +593,7 @@ class ExecutionContext:
                 if cid not in self._consumed
                 and cid != call_id
                 and self._recorded[cid].status.has_output
+                and not self._recorded[cid].concurrent
             ]
             if unreached:
                 raise self._divergence(

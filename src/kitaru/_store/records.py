@@ -108,6 +108,7 @@ class CallRecord:
     error: dict[str, Any] | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    concurrent: bool = False
     #: The output artifact, joined in when calls are loaded.
     artifact: ArtifactRecord | None = None
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = sa.MetaData()
 
@@ -72,6 +72,8 @@ checkpoint_calls = sa.Table(
     sa.Column("error", sa.JSON, nullable=True),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("ended_at", sa.Float, nullable=True),
+    # Made with .submit() or as an async call: may have finished after later calls.
+    sa.Column("concurrent", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_kitaru_checkpoint_calls_cache_key", "cache_key"),
 )
 

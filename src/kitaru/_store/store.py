@@ -988,12 +988,14 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
         "error": record.error,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
+        "concurrent": record.concurrent,
     }
 
 
 def _call_from_joined_row(row: Mapping[Any, Any]) -> CallRecord:
     values = {name: row[name] for name in _CALL_COLUMNS}
     values["status"] = CallStatus(values["status"])
+    values["concurrent"] = bool(values["concurrent"])
     artifact = None
     if row.get("artifact__id") is not None:
         artifact = _artifact_from_row({name: row[f"artifact__{name}"] for name in _ART_COLUMNS})
