@@ -17,7 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import NOT_RECORDED, ExecutionContext, code_hash
-from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
+from kitaru._runtime.futures import CheckpointFuture, resolve_arguments, resolve_async
 from kitaru.config import validate_cache, validate_retries
 from kitaru.errors import KitaruContextError, KitaruUsageError
 
@@ -85,16 +85,21 @@ class Checkpoint(Generic[P, R]):
         after = _as_futures(kwargs.pop("after", None))
         ctx = self._context("called")
         assigned = ctx.assign_call_id(self.name, call_id)  # type: ignore[arg-type]
+        if self._is_async:
+            return cast(R, self._call_async(ctx, args, kwargs, assigned, after))
         for dependency in after:
             dependency.raw.result()
-        if self._is_async:
-            return cast(R, self._call_async(ctx, args, kwargs, assigned))
         resolved_args, resolved_kwargs = resolve_arguments(args, kwargs)
         result: R = ctx.call_checkpoint(self, resolved_args, resolved_kwargs, assigned)
         return result
 
     def _call_async(
-        self, ctx: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+        self,
+        ctx: ExecutionContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call_id: str,
+        after: list[CheckpointFuture],
     ) -> Any:
         """An ``async def`` checkpoint: a coroutine in an async flow, a value in a sync one."""
         try:
@@ -109,7 +114,10 @@ class Checkpoint(Generic[P, R]):
         async def run() -> Any:
             if found is not NOT_RECORDED:
                 return found
-            resolved_args, resolved_kwargs = resolve_arguments(args, kwargs)
+            for dependency in after:
+                await dependency
+            resolved_args = tuple([await resolve_async(a) for a in args])
+            resolved_kwargs = {k: await resolve_async(v) for k, v in kwargs.items()}
             return await ctx.finish_call_async(self, resolved_args, resolved_kwargs, call_id)
 
         if not in_loop:

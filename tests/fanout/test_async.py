@@ -331,13 +331,6 @@ def test_wait_async_raises_the_execution_error() -> None:
         asyncio.run(caller())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an async checkpoint cancelled mid-call (asyncio.wait_for timeout, or a "
-    "failing sibling in gather) keeps the 'running' row progress.in_flight wrote for it, "
-    "in an execution that has ended: finish_call_async only records Exception, not "
-    "asyncio.CancelledError",
-)
 def test_a_cancelled_async_call_is_not_left_running(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KITARU_RUNNING_MARK_AFTER", "0.1")
 
@@ -359,13 +352,6 @@ def test_a_cancelled_async_call_is_not_left_running(monkeypatch: pytest.MonkeyPa
     assert statuses(handle.exec_id)["tool_call"] != "running"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): an async checkpoint's future arguments (and after=) are resolved "
-    "with a blocking CheckpointFuture.result() on the event loop's thread "
-    "(Checkpoint._call_async -> resolve_arguments; __call__ -> dependency.raw.result()), "
-    "so every other task of the async flow stalls until the future is done",
-)
 def test_future_arguments_of_async_checkpoints_do_not_block_the_loop() -> None:
     @checkpoint
     def slow_sync() -> int:

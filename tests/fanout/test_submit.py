@@ -456,12 +456,6 @@ def test_done_alone_does_not_collect_a_failure() -> None:
         peeks.run().wait(timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the failure record names the checkpoint that failed last "
-    "(ctx.failed_checkpoint is overwritten by every failing call), not the one whose "
-    "error failed the execution",
-)
 def test_the_failure_record_names_the_checkpoint_whose_error_failed_the_execution() -> None:
     @checkpoint
     def fails_fast() -> None:
@@ -486,12 +480,6 @@ def test_the_failure_record_names_the_checkpoint_whose_error_failed_the_executio
     assert info.value.checkpoint == "fails_fast"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CheckpointFuture.result(timeout) marks the future collected before it "
-    "knows the outcome, so a call that fails after the timeout is silently dropped and the "
-    "execution completes",
-)
 def test_a_result_timeout_does_not_count_as_collecting_a_later_failure() -> None:
     @checkpoint
     def fails_later() -> None:

@@ -320,7 +320,7 @@ class ExecutionContext:
         if found is not NOT_RECORDED:
             done: concurrent.futures.Future[Any] = concurrent.futures.Future()
             done.set_result(found)
-            future = CheckpointFuture(call_id, spec.name, done)
+            future = CheckpointFuture(call_id, spec.name, done, self._name_failure)
         else:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -332,7 +332,7 @@ class ExecutionContext:
             raw = self._pool.submit(
                 context.run, self._run_submitted, spec, args, kwargs, call_id, tuple(after)
             )
-            future = CheckpointFuture(call_id, spec.name, raw)
+            future = CheckpointFuture(call_id, spec.name, raw, self._name_failure)
         self._futures.append(future)
         return future
 
@@ -350,6 +350,9 @@ class ExecutionContext:
         with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
             return self.finish_call(spec, args, resolved_kwargs, call_id)
 
+    def _name_failure(self, name: str) -> None:
+        self.failed_checkpoint = name
+
     def settle(self, *, body_failed: bool) -> None:
         """Wait for every submitted call before the execution ends.
 
@@ -361,6 +364,7 @@ class ExecutionContext:
                 error = future.raw.exception()
                 if error is not None and not future.collected and not body_failed:
                     future.collected = True
+                    self.failed_checkpoint = future.name
                     raise error
         finally:
             if self._pool is not None:
@@ -481,6 +485,9 @@ class ExecutionContext:
                         )
                     else:
                         value = await spec.func(*args, **kwargs)
+                except asyncio.CancelledError as exc:
+                    live.abandoned(exc)  # e.g. a timeout or a failed gather cancelled it
+                    raise
                 except Exception as exc:
                     delay = live.failed(exc)
                     await asyncio.sleep(delay)
@@ -714,6 +721,26 @@ class _LiveCall:
         )
         ctx.failed_checkpoint = spec.name
         raise exc
+
+    def abandoned(self, exc: BaseException) -> None:
+        """The call was cancelled mid-attempt (asyncio): record it as failed, don't raise."""
+        ctx, spec = self.ctx, self.spec
+        with contextlib.suppress(CancelledError):
+            ctx._record(
+                ctx._call_record(
+                    spec,
+                    self.call_id,
+                    CallStatus.FAILED,
+                    attempts=self.previous + self.attempt,
+                    started_at=self.first_started,
+                    ended_at=time.time(),
+                    error={
+                        "exception_type": exception_type_name(exc),
+                        "message": f"cancelled while running: {exc!r}",
+                    },
+                    metadata=self.metadata,
+                )
+            )
 
     def succeeded(self, value: Any) -> Any:
         ctx, spec = self.ctx, self.spec

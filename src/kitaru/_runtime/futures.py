@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 
@@ -16,11 +16,18 @@ class CheckpointFuture:
     as an argument to another checkpoint is resolved first.
     """
 
-    def __init__(self, call_id: str, name: str, future: concurrent.futures.Future[Any]) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        name: str,
+        future: concurrent.futures.Future[Any],
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.call_id = call_id
         self.name = name
         self._future = future
-        #: Set once the body looked at the outcome; uncollected failures fail the execution.
+        self._on_failure = on_failure
+        #: Set once the body saw the outcome; uncollected failures fail the execution.
         self.collected = False
 
     def __repr__(self) -> str:
@@ -28,8 +35,21 @@ class CheckpointFuture:
         return f"<CheckpointFuture {self.call_id!r} {state}>"
 
     def result(self, timeout: float | None = None) -> Any:
+        try:
+            value = self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise  # the outcome is still unknown: not collected
+        except BaseException:
+            self._collect(failed=True)
+            raise
+        self._collect(failed=False)
+        return value
+
+    def _collect(self, *, failed: bool) -> None:
         self.collected = True
-        return self._future.result(timeout)
+        if failed and self._on_failure is not None:
+            # The body sees this call's error: name it in the failure record.
+            self._on_failure(self.name)
 
     def load(self, timeout: float | None = None) -> Any:
         return self.result(timeout)
@@ -38,12 +58,20 @@ class CheckpointFuture:
         return self._future.done()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        error = self._future.exception(timeout)  # TimeoutError propagates: not collected
         self.collected = True
-        return self._future.exception(timeout)
+        return error
 
     def __await__(self) -> Generator[Any, None, Any]:
-        self.collected = True
-        return asyncio.wrap_future(self._future).__await__()
+        try:
+            value = yield from asyncio.wrap_future(self._future).__await__()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._collect(failed=True)
+            raise
+        self._collect(failed=False)
+        return value
 
     @property
     def raw(self) -> concurrent.futures.Future[Any]:
@@ -67,3 +95,16 @@ def resolve_arguments(
     args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return tuple(resolve(a) for a in args), {k: resolve(v) for k, v in kwargs.items()}
+
+
+async def resolve_async(value: Any) -> Any:
+    """``resolve`` for async callers: awaits futures instead of blocking the loop."""
+    if isinstance(value, CheckpointFuture):
+        return await value
+    if isinstance(value, list):
+        return [await resolve_async(v) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple([await resolve_async(v) for v in value])
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: await resolve_async(v) for k, v in value.items()}
+    return value
