@@ -16,8 +16,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from kitaru import KitaruClient
 from tests.fanout._support import call_id
 from tests.recovery._fi_harness import (
