@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Cross-process waiting polls the store, starting fast and backing off.
 _POLL_START = 0.01
 _POLL_MAX = 0.5
+_PROMPT_CHECK = 0.25
 
 
 class FlowHandle:
@@ -70,6 +71,12 @@ class FlowHandle:
             if live is not None:
                 # Woken by the runner itself, no polling.
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if _interactive():
+                    # Look at the status now and then, to offer the prompt while the
+                    # runner still waits (it may hold on for the wait's whole timeout).
+                    remaining = (
+                        _PROMPT_CHECK if remaining is None else min(remaining, _PROMPT_CHECK)
+                    )
                 if live.done.wait(remaining) and live.has_result:
                     return live.result
             record = self._backend.store.require_execution(self._exec_id)

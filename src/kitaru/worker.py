@@ -12,10 +12,13 @@ import argparse
 import logging
 import sys
 import threading
+import time
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
 from kitaru._runtime.loader import FlowCodeNotFoundError
+from kitaru._store import ExecutionStatus
+from kitaru.client import Execution, KitaruClient
 from kitaru.errors import KitaruError, KitaruStateError
 
 logger = logging.getLogger("kitaru.worker")
@@ -56,6 +59,15 @@ def run_worker(
     return resumed
 
 
+def _wait_until_settled(client: KitaruClient, exec_id: str) -> Execution:
+    """Until the execution finishes or pauses at a wait."""
+    while True:
+        execution = client.executions.get(exec_id)
+        if execution.status.is_finished or execution.status is ExecutionStatus.WAITING:
+            return execution
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kitaru.worker",
@@ -71,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
         return 0
-    from kitaru.client import KitaruClient
-
+    client = KitaruClient()
     try:
-        execution = KitaruClient().executions.resume(args.exec_id, wait=True)
+        client.executions.resume(args.exec_id)
+        execution = _wait_until_settled(client, args.exec_id)
     except KitaruError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    if execution.status is ExecutionStatus.WAITING:
+        from kitaru.client._prompt import let_go_here
+
+        let_go_here([args.exec_id])  # resumes by itself once input arrives
+        print(f"{execution.exec_id} waiting")
+        return 0
     print(f"{execution.exec_id} {execution.status.value}")
     return 0 if execution.status.is_successful else 1
 

@@ -13,7 +13,6 @@ import kitaru
 from kitaru import (
     KitaruContextError,
     KitaruStateError,
-    KitaruUsageError,
     KitaruUserCodeError,
     KitaruWaitValidationError,
 )
@@ -292,42 +291,36 @@ def test_input_to_an_answered_wait_is_a_state_error(any_store: str, client: Kita
     assert handle.wait(timeout=30)["approved"] is True
 
 
-def test_several_pending_waits_need_a_wait_name(
+def test_a_wait_the_body_no_longer_reaches_is_superseded(
     any_store: str, client: KitaruClient, tmp_path: Path
 ) -> None:
+    """A body waits at one place at a time: reaching another wait supersedes the old one."""
     state = tmp_path / "which"
     state.write_text("first")
     handle = _flows.branching.run(str(state), 0)
     wait_until_released(client, handle.exec_id)
-    # Resumed without an answer, the body now reaches another wait.
+    # Resumed without an answer, the body now takes the other branch.
     state.write_text("second")
     client.executions.resume(handle.exec_id)
-    execution = eventually_two_pending(client, handle.exec_id)
-    assert [w.wait_id for w in execution.pending_waits] == ["first", "second"]
+    execution = eventually_released_at(client, handle.exec_id, "second")
+    assert [w.wait_id for w in execution.pending_waits] == ["second"]
 
-    with pytest.raises(KitaruUsageError, match="several pending waits") as info:
-        client.executions.input(handle.exec_id, value=True)
-    assert "first" in str(info.value)
-    assert "second" in str(info.value)
-    assert len(client.executions.pending_waits(handle.exec_id)) == 2
-
-    client.executions.input(handle.exec_id, wait="second", value=True)
+    with pytest.raises(KitaruStateError, match="superseded"):
+        client.executions.input(handle.exec_id, wait="first", value=True)
+    client.executions.input(handle.exec_id, value=True)  # the only pending wait
     assert handle.wait(timeout=30) is True
 
 
-def eventually_two_pending(client: KitaruClient, exec_id: str) -> Any:
-    def two() -> Any:
+def eventually_released_at(client: KitaruClient, exec_id: str, wait_id: str) -> Any:
+    def released() -> Any:
         execution = client.executions.get(exec_id)
-        released = execution.lease_owner is None and execution.status.value == "waiting"
-        return execution if released and len(execution.pending_waits) == 2 else None
+        ids = [w.wait_id for w in execution.pending_waits]
+        done = execution.lease_owner is None and execution.status.value == "waiting"
+        return execution if done and ids == [wait_id] else None
 
-    return eventually(two, what="two pending waits")
-
-
-# --- abort ------------------------------------------------------------------------------
+    return eventually(released, what=f"released at wait {wait_id!r}")
 
 
-@pytest.mark.parametrize("released", [False, True], ids=["live", "released"])
 def test_abort_raises_a_typed_error_the_body_can_catch(
     any_store: str, client: KitaruClient, released: bool
 ) -> None:

@@ -283,7 +283,7 @@ def test_bad_option_combinations_exit_2(args: list[str]) -> None:
     one_error_line(result.stderr)
 
 
-def test_several_pending_waits_need_wait(client: KitaruClient, tmp_path: Path) -> None:
+def test_input_to_a_superseded_wait_is_one_error_line(client: KitaruClient, tmp_path: Path) -> None:
     state = tmp_path / "which"
     state.write_text("first")
     handle = _flows.branching.run(str(state), 0)
@@ -292,15 +292,15 @@ def test_several_pending_waits_need_wait(client: KitaruClient, tmp_path: Path) -
     client.executions.resume(handle.exec_id)
     eventually(
         lambda: (
-            len(client.executions.pending_waits(handle.exec_id)) == 2
+            [w.wait_id for w in client.executions.pending_waits(handle.exec_id)] == ["second"]
             and client.executions.get(handle.exec_id).lease_owner is None
         ),
-        what="two pending waits",
+        what="released at the second wait",
     )
-    result = kitaru("executions", "input", handle.exec_id, "--value", "true")
+    result = kitaru("executions", "input", handle.exec_id, "--wait", "first", "--value", "true")
     assert result.exit_code == 1
-    assert "several pending waits" in one_error_line(result.stderr)
-    chosen = kitaru("executions", "input", handle.exec_id, "--wait", "second", "--value", "true")
+    assert "superseded" in one_error_line(result.stderr)
+    chosen = kitaru("executions", "input", handle.exec_id, "--value", "true")
     assert chosen.exit_code == 0, chosen.stderr
     assert handle.wait(timeout=30) is True
 

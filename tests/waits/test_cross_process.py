@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from kitaru import ExecutionStatus
 from kitaru._backend import get_backend
 from kitaru._store import WaitStatus
@@ -217,14 +215,6 @@ def test_handle_wait_in_a_terminal_offers_to_answer_the_wait() -> None:
     assert "RESULT {'title': 'from tty', 'steps': 1} Plan" in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "handle.wait() blocks on the live runner's done event without ever checking the "
-        "status, so in a terminal the prompt only appears once the runner let go (after "
-        "the wait's timeout, 600 s by default), not when the execution starts waiting."
-    ),
-)
 def test_handle_wait_in_a_terminal_prompts_while_the_runner_still_waits() -> None:
     code, output = _run_under_pty("int", 600, [b"42\n"], deadline=5)
     assert code == 0, output

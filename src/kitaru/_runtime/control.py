@@ -152,6 +152,8 @@ def cancel(backend: Backend, exec_id: str) -> None:
     live = get_live(exec_id)
     if live is not None:
         live.cancel.set()
+        for wait in backend.store.waits(exec_id):
+            wake(exec_id, wait.wait_id)  # a runner blocked in kitaru.wait() stops now
 
 
 def delete(backend: Backend, exec_id: str) -> None:

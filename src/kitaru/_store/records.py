@@ -140,6 +140,8 @@ class WaitStatus(StrEnum):
     PENDING = "pending"
     ANSWERED = "answered"
     ABORTED = "aborted"
+    #: A later run of the body reached another wait instead (it took another branch).
+    SUPERSEDED = "superseded"
 
 
 @dataclass(slots=True)

@@ -347,7 +347,10 @@ class Store:
         )
         resolved = (
             sa.select(sa.literal(1))
-            .where(w.exec_id == ex.id, w.status != WaitStatus.PENDING.value)
+            .where(
+                w.exec_id == ex.id,
+                w.status.in_([WaitStatus.ANSWERED.value, WaitStatus.ABORTED.value]),
+            )
             .exists()
         )
         query = (
@@ -693,6 +696,18 @@ class Store:
             ).all()
         return [_wait_from_row(row._mapping) for row in rows]
 
+    def waits_of(self, exec_ids: Sequence[str]) -> dict[str, list[WaitRecord]]:
+        w = t.waits
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(w).where(w.c.exec_id.in_(list(exec_ids))).order_by(w.c.created_at)
+            ).all()
+        grouped: dict[str, list[WaitRecord]] = {}
+        for row in rows:
+            wait = _wait_from_row(row._mapping)
+            grouped.setdefault(wait.exec_id, []).append(wait)
+        return grouped
+
     def pending_waits(self, exec_id: str | None = None) -> list[WaitRecord]:
         """Pending waits of one execution, or of every waiting execution."""
         w, ex = t.waits, t.executions
@@ -733,6 +748,17 @@ class Store:
             assert stored is not None
             record = _wait_from_row(stored._mapping)
             if record.status is WaitStatus.PENDING:
+                # A body waits at one place at a time: a pending wait this run did not
+                # reach (another branch) can no longer be answered usefully.
+                conn.execute(
+                    w.update()
+                    .where(
+                        w.c.exec_id == wait.exec_id,
+                        w.c.wait_id != wait.wait_id,
+                        w.c.status == WaitStatus.PENDING.value,
+                    )
+                    .values(status=WaitStatus.SUPERSEDED.value)
+                )
                 conn.execute(
                     ex.update()
                     .where(ex.c.id == wait.exec_id)

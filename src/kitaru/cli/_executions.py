@@ -333,7 +333,10 @@ def _finish_run(
         out.item(started.to_dict(), lambda console: render_execution(started, console))
         out.note(f"{verb} execution {exec_id} in this process; exiting when it finishes.")
         try:
-            _wait_for_run(client, exec_id)
+            if _wait_for_run(client, exec_id).status is ExecutionStatus.WAITING:
+                from kitaru.client._prompt import let_go_here
+
+                let_go_here([exec_id])
         except KeyboardInterrupt:
             _interrupted(out, exec_id, printed=True)
         return
@@ -344,6 +347,11 @@ def _finish_run(
         _interrupted(out, exec_id)
     out.item(final.to_dict(), lambda console: render_execution(final, console))
     if final.status is ExecutionStatus.WAITING:
+        # Don't hold this process until the wait's timeout: release it now; input
+        # resumes the execution wherever it is given.
+        from kitaru.client._prompt import let_go_here
+
+        let_go_here([exec_id])
         out.note(f"Execution {exec_id} is waiting for input; it continues once it gets it.")
     elif final.status is not ExecutionStatus.COMPLETED:
         if not out.json:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kitaru.cli._executions import ExecIdArg
 from kitaru.cli._executions import app as executions_app
 from kitaru.cli._output import Output, OutputFormat, OutputOption, command
 
@@ -34,6 +33,10 @@ DRAIN_SECONDS = 0.6
 #: Lines read per query; a full page is followed by the next one at once.
 PAGE = 1000
 _BODY = "(flow)"
+
+ExecIdArg = Annotated[
+    str, typer.Argument(metavar="EXEC_ID", help="Execution id.", show_default=False)
+]
 
 
 def _client() -> KitaruClient:

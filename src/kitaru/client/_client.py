@@ -76,14 +76,20 @@ class ExecutionsAPI:
         records = self._backend.store.list_executions(
             flow=flow, status=_statuses(status), limit=per_page, offset=offset
         )
-        # Three queries for the whole page, not three per execution.
+        # A few queries for the whole page, not a few per execution.
         ids = [record.id for record in records]
         store = self._backend.store
         calls = store.calls_of(ids) if ids else {}
         attempts = store.attempts_of(ids) if ids else {}
+        waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
+        waits = store.waits_of(waiting) if waiting else {}
         return [
             Execution.from_records(
-                record, calls.get(record.id, []), attempts.get(record.id, []), self._backend
+                record,
+                calls.get(record.id, []),
+                attempts.get(record.id, []),
+                self._backend,
+                waits.get(record.id),
             )
             for record in records
         ]
