@@ -310,14 +310,6 @@ def partial_line_flow() -> int:
     return value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "logcapture._Tee buffers an unfinished line per thread, not per call: a checkpoint's "
-        "last line without a newline is glued to the next line and stored under the flow "
-        "body, and a trailing partial line is never stored"
-    ),
-)
 def test_a_line_without_newline_stays_with_its_call() -> None:
     handle = partial_line_flow.run()
     handle.wait(timeout=30)
@@ -340,14 +332,6 @@ def echo_flow() -> int:
     return logs_then_prints_same_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "logcapture._is_logging_echo drops the next printed line that ends with the last "
-        "captured record's message when no stream handler printed the record (here pytest's "
-        "own handler; in an app a FileHandler): the print() is not stored"
-    ),
-)
 def test_a_print_after_a_record_with_the_same_text_is_stored() -> None:
     handle = echo_flow.run()
     handle.wait(timeout=30)
@@ -357,13 +341,6 @@ def test_a_print_after_a_record_with_the_same_text_is_stored() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "KITARU_CAPTURE_LOGS is only read when the taps are installed (first run in a "
-        "process); setting it to 0 afterwards does not stop capture"
-    ),
-)
 def test_capture_can_be_turned_off_after_a_first_run(monkeypatch: pytest.MonkeyPatch) -> None:
     mixed.run(1).wait(timeout=30)
     monkeypatch.setenv("KITARU_CAPTURE_LOGS", "0")

@@ -286,14 +286,6 @@ def test_metadata_shows_in_executions_get_json(cli: Invoke) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 6 asks for metadata in `kitaru executions get`; the table view "
-        "(render_execution in cli/_executions.py) shows neither execution nor checkpoint "
-        "metadata yet (JSON does)"
-    ),
-)
 def test_metadata_shows_in_executions_get_table(cli: Invoke) -> None:
     handle = where_flow.run(6)
     handle.wait(timeout=30)

@@ -244,13 +244,6 @@ def saves_in_body(x: int) -> int:
     return fetch(x)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a flow-scope kitaru.save() records its pseudo call through ExecutionContext._record, "
-        "whose tracing.annotate() lands on the execution span: it gets kitaru.attempt=1"
-    ),
-)
 def test_a_body_save_does_not_annotate_the_execution_span(
     exporter: InMemorySpanExporter,
 ) -> None:

@@ -321,6 +321,10 @@ def eventually_released_at(client: KitaruClient, exec_id: str, wait_id: str) -> 
     return eventually(released, what=f"released at wait {wait_id!r}")
 
 
+# --- abort ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["live", "released"])
 def test_abort_raises_a_typed_error_the_body_can_catch(
     any_store: str, client: KitaruClient, released: bool
 ) -> None:

@@ -130,6 +130,8 @@ def run_execution(
             with tracing.span(f"kitaru.execution {record.flow_name}", attributes):
                 outcome = _run_body(ctx, func, args, kwargs)
                 tracing.annotate(status=outcome.status)
+            # Captured lines are durable before the outcome is (readers see them all).
+            logcapture.flush(ctx)
             if outcome.ok:
                 _complete(backend, record, outcome.value, live)
                 return

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import SerializationError, fingerprint
-from kitaru._runtime import tracing
+from kitaru._runtime import logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.isolated import run_isolated
@@ -270,7 +270,12 @@ class ExecutionContext:
                 ended_at=now,
             ),
             artifact=artifact,
+            annotate=False,
         )
+
+    def call_name(self, call_id: str) -> str | None:
+        """The checkpoint name of a call this run made."""
+        return next((name for cid, name in self._seen_sequence if cid == call_id), None)
 
     def mark_concurrent(self, call_id: str) -> None:
         """The call may finish out of order (an async call awaited with others)."""
@@ -438,6 +443,7 @@ class ExecutionContext:
                         attempts=0,
                         started_at=now,
                         ended_at=now,
+                        metadata=dict(hit.metadata),
                     )
                 )
                 return value, None
@@ -549,9 +555,11 @@ class ExecutionContext:
         artifact: ArtifactRecord | None = None,
         attempt: AttemptRecord | None = None,
         saves: Sequence[ArtifactRecord] = (),
+        annotate: bool = True,
     ) -> None:
         """Write through the fence: a runner that lost its execution stops here."""
-        tracing.annotate(status=call.status.value, attempt=call.attempts)
+        if annotate:  # the current span is this call's (not so for flow-scope saves)
+            tracing.annotate(status=call.status.value, attempt=call.attempts)
         try:
             self.backend.store.record_call(
                 call,
@@ -674,6 +682,7 @@ class _LiveCall:
             yield
         finally:
             in_flight.end(token)
+            logcapture.end_call(self.ctx, self.call_id)
 
     def next_attempt(self) -> CheckpointFrame:
         self.ctx.check_cancelled()

@@ -28,6 +28,7 @@ from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._store import LogRecord
 
 if TYPE_CHECKING:
+    from kitaru._runtime.execution import ExecutionContext
     from kitaru._store import Store
 
 _FLUSH_SECONDS = 0.2
@@ -89,7 +90,7 @@ _local = threading.local()
 
 def _emit(stream: str, message: str, *, level: str | None = None, name: str | None = None) -> None:
     ctx = current_execution.get()
-    if ctx is None:
+    if ctx is None or not enabled():
         return
     frame = current_checkpoint.get()
     _writer.put(
@@ -108,19 +109,27 @@ def _emit(stream: str, message: str, *, level: str | None = None, name: str | No
 
 
 class _Tee:
-    """A text stream that writes through and records complete lines in an execution."""
+    """A text stream that writes through and records complete lines in an execution.
+
+    Unfinished lines are kept per call (not per thread), so a checkpoint's
+    ``write("50%")`` never glues onto the flow body's next line; what is left
+    unfinished when a run ends is stored by ``flush``.
+    """
 
     def __init__(self, wrapped: TextIO, stream: str) -> None:
         self._wrapped = wrapped
         self._stream = stream
-        self._buffers = threading.local()
 
     def write(self, text: str) -> int:
         written = self._wrapped.write(text)
-        if current_execution.get() is not None and text:
-            pending: str = getattr(self._buffers, "text", "") + text
-            *lines, rest = pending.split("\n")
-            self._buffers.text = rest
+        if text and current_execution.get() is not None and enabled():
+            frame = current_checkpoint.get()
+            key = (_exec_id(), None if frame is None else frame.call_id, self._stream)
+            with _partial_lock:
+                pending = _partial.pop(key, "") + text
+                *lines, rest = pending.split("\n")
+                if rest:
+                    _partial[key] = rest
             for line in lines:
                 if line and not _is_logging_echo(line):
                     _emit(self._stream, line)
@@ -131,6 +140,43 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapped, name)
+
+
+def _exec_id() -> str | None:
+    ctx = current_execution.get()
+    return None if ctx is None else ctx.exec_id
+
+
+_partial: dict[tuple[str | None, str | None, str], str] = {}
+_partial_lock = threading.Lock()
+
+
+def end_call(ctx: ExecutionContext, call_id: str) -> None:
+    """A checkpoint call ended: store its unfinished lines now, in order."""
+    if _partial:
+        _finish_partial_lines(ctx, call_id=call_id)
+
+
+def _finish_partial_lines(ctx: ExecutionContext, *, call_id: str | None = None) -> None:
+    """Store unfinished lines of ``ctx``'s execution (of one call, or all at run end)."""
+    exec_id = ctx.exec_id
+    with _partial_lock:
+        keys = [
+            key for key in _partial if key[0] == exec_id and (call_id is None or key[1] == call_id)
+        ]
+        leftovers = [(key, _partial.pop(key)) for key in keys]
+    for (_, line_call_id, stream), text in leftovers:
+        _writer.put(
+            ctx.backend.store,
+            LogRecord(
+                exec_id=exec_id,
+                ts=time.time(),
+                stream=stream,
+                message=text,
+                call_id=line_call_id,
+                checkpoint=ctx.call_name(line_call_id) if line_call_id else None,
+            ),
+        )
 
 
 def _is_logging_echo(line: str) -> bool:
@@ -152,12 +198,17 @@ class _CaptureHandler(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
         except Exception:  # a broken log call must not break the flow
             return
+        if not enabled():
+            return
         _emit("logging", message, level=record.levelname, name=record.name)
-        _local.last_record = message.split("\n")[-1]
         if _no_other_handler(record):
             last_resort = logging.lastResort
             if last_resort is not None and record.levelno >= last_resort.level:
+                _local.last_record = message.split("\n")[-1]
                 last_resort.handle(record)
+        elif _printed_by_a_stream_handler(record):
+            # A handler will print it to our tee: record it once, as the record.
+            _local.last_record = message.split("\n")[-1]
 
 
 def _no_other_handler(record: logging.LogRecord) -> bool:
@@ -170,6 +221,19 @@ def _no_other_handler(record: logging.LogRecord) -> bool:
             break
         current = current.parent
     return True
+
+
+def _printed_by_a_stream_handler(record: logging.LogRecord) -> bool:
+    current: logging.Logger | None = logging.getLogger(record.name)
+    while current is not None:
+        for handler in current.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(stream, _Tee) and record.levelno >= handler.level:
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    return False
 
 
 _handler = _CaptureHandler(level=logging.NOTSET)
@@ -197,6 +261,8 @@ def install() -> None:
             root.handlers.insert(0, _handler)
 
 
-def flush() -> None:
-    """Make every line captured so far durable (called when a run ends)."""
+def flush(ctx: ExecutionContext | None = None) -> None:
+    """Make every line captured so far durable; with ``ctx``, also its unfinished lines."""
+    if ctx is not None:
+        _finish_partial_lines(ctx)
     _writer.flush()

@@ -177,6 +177,10 @@ def render_execution(execution: Execution, console: Console) -> None:
     grid.add_row("Settings", escape(_settings_line(execution.config)))
     if execution.original_exec_id:
         grid.add_row("Replay of", execution.original_exec_id)
+    if execution.metadata:
+        grid.add_row(
+            "Metadata", escape(json.dumps(execution.metadata, default=str, sort_keys=True))
+        )
     if execution.is_orphaned:
         grid.add_row(
             "",
@@ -186,6 +190,17 @@ def render_execution(execution: Execution, console: Console) -> None:
     parts: list[Any] = [grid, Text("")]
     if execution.checkpoints:
         parts.append(timeline_table(execution))
+        with_metadata = [c for c in execution.checkpoints if c.metadata]
+        if with_metadata:
+            meta = Table(title="Checkpoint metadata", title_justify="left")
+            meta.add_column("Call")
+            meta.add_column("Metadata")
+            for call in with_metadata:
+                meta.add_row(
+                    escape(call.call_id),
+                    escape(json.dumps(call.metadata, default=str, sort_keys=True)),
+                )
+            parts.extend([Text(""), meta])
     else:
         parts.append(Text("No checkpoint calls recorded."))
     failure = execution.failure

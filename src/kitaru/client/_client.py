@@ -288,7 +288,10 @@ class ArtifactsAPI:
     def get(self, artifact_id: str) -> ArtifactRef:
         record = self._backend.store.get_artifact(artifact_id)
         if record is None:
-            raise KitaruStateError(f"No artifact with id {artifact_id!r}.")
+            raise KitaruStateError(
+                f"No artifact with id {artifact_id!r}. List an execution's artifacts with "
+                "`kitaru artifacts list EXEC_ID`."
+            )
         return ArtifactRef.from_record(record, self._backend)
 
 
