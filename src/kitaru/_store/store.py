@@ -51,6 +51,11 @@ class Store:
         self.engine = create_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._is_sqlite = self.dialect == "sqlite"
+        # SQLite has one writer at a time. Threads of this process queue on a lock
+        # instead of on SQLite's busy handler, which sleeps in growing steps.
+        self._local_writer: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self._is_sqlite else contextlib.nullcontext()
+        )
         insert = sqlite.insert if self._is_sqlite else postgresql.insert
         call_insert = insert(t.checkpoint_calls)
         self._upsert_call = call_insert.on_conflict_do_update(
@@ -101,7 +106,7 @@ class Store:
     def write(self) -> Iterator[sa.Connection]:
         """One write transaction; SQLite takes the write lock up front."""
         try:
-            with self.engine.connect() as conn:
+            with self._local_writer, self.engine.connect() as conn:
                 if self._is_sqlite:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 try:
@@ -520,7 +525,7 @@ class Store:
         fast = self._sqlite_fast
         assert fast is not None
         try:
-            with self.engine.connect() as conn:
+            with self._local_writer, self.engine.connect() as conn:
                 driver = conn.connection.driver_connection
                 assert driver is not None
                 cursor = driver.cursor()
