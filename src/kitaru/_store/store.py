@@ -694,12 +694,7 @@ class Store:
     # -- waits ----------------------------------------------------------------------
 
     def waits(self, exec_id: str) -> list[WaitRecord]:
-        w = t.waits
-        with self.read() as conn:
-            rows = conn.execute(
-                sa.select(w).where(w.c.exec_id == exec_id).order_by(w.c.created_at)
-            ).all()
-        return [_wait_from_row(row._mapping) for row in rows]
+        return self.waits_of([exec_id]).get(exec_id, [])
 
     def waits_of(self, exec_ids: Sequence[str]) -> dict[str, list[WaitRecord]]:
         w = t.waits
