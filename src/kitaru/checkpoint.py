@@ -7,7 +7,6 @@ output it already recorded for that call.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import inspect
@@ -102,6 +101,8 @@ class Checkpoint(Generic[P, R]):
         after: list[CheckpointFuture],
     ) -> Any:
         """An ``async def`` checkpoint: a coroutine in an async flow, a value in a sync one."""
+        import asyncio  # only async checkpoints pay for importing asyncio
+
         try:
             asyncio.get_running_loop()
             in_loop = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -98,6 +97,8 @@ class FlowHandle:
 
     async def wait_async(self, timeout: float | None = None) -> Any:
         """``wait()`` for async callers: awaits without blocking the event loop."""
+        import asyncio
+
         return await asyncio.to_thread(self.wait, timeout)
 
     def get(self) -> Any:

@@ -9,7 +9,6 @@ failure record. Waiters in this process are woken through ``live``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import threading
@@ -220,6 +219,8 @@ def _run_body(
     try:
         try:
             if inspect.iscoroutinefunction(func):
+                import asyncio
+
                 value = asyncio.run(func(*args, **kwargs))
             else:
                 value = func(*args, **kwargs)

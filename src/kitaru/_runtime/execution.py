@@ -7,7 +7,6 @@ running; the first call without one goes live, and so does everything after.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
@@ -25,7 +24,6 @@ from kitaru._blobs import SerializationError, fingerprint
 from kitaru._runtime import logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
-from kitaru._runtime.isolated import run_isolated
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
@@ -462,7 +460,7 @@ class ExecutionContext:
                 token = current_checkpoint.set(frame)
                 try:
                     if spec.runtime == "isolated":
-                        value = run_isolated(self, spec, args, kwargs, frame)
+                        value = _run_isolated(self, spec, args, kwargs, frame)
                     else:
                         value = spec.func(*args, **kwargs)
                 except Exception as exc:
@@ -476,6 +474,8 @@ class ExecutionContext:
     async def finish_call_async(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
+        import asyncio
+
         value, cache_key = self._shortcut(spec, args, kwargs, call_id)
         if value is not NOT_RECORDED:
             return value
@@ -487,7 +487,7 @@ class ExecutionContext:
                 try:
                     if spec.runtime == "isolated":
                         value = await asyncio.to_thread(
-                            run_isolated, self, spec, args, kwargs, frame
+                            _run_isolated, self, spec, args, kwargs, frame
                         )
                     else:
                         value = await spec.func(*args, **kwargs)
@@ -634,6 +634,19 @@ class ExecutionContext:
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
+
+
+def _run_isolated(
+    ctx: ExecutionContext,
+    spec: CheckpointSpec,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    frame: CheckpointFrame,
+) -> Any:
+    # Imported on first use: subprocess and friends stay out of `import kitaru`.
+    from kitaru._runtime.isolated import run_isolated
+
+    return run_isolated(ctx, spec, args, kwargs, frame)
 
 
 #: begin_call's answer when the call has no recorded output and must run.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
@@ -63,6 +62,8 @@ class CheckpointFuture:
         return error
 
     def __await__(self) -> Generator[Any, None, Any]:
+        import asyncio
+
         try:
             value = yield from asyncio.wrap_future(self._future).__await__()
         except asyncio.CancelledError:
