@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kitaru._blobs import SerializationError
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru.errors import KitaruContextError, KitaruStateError, KitaruUsageError
 
@@ -38,18 +37,7 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
     if frame is None:
         ctx.save_in_body(name, value, type=type, tags=tag_list)
         return
-    try:
-        artifact = ctx.backend.make_artifact(
-            value,
-            exec_id=ctx.exec_id,
-            call_id=frame.call_id,
-            name=name,
-            kind="saved",
-            type=type,
-            tags=tag_list,
-        )
-    except SerializationError as exc:
-        raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
+    artifact = ctx.saved_artifact(name, value, call_id=frame.call_id, type=type, tags=tag_list)
     frame.saves[:] = [a for a in frame.saves if a.name != name]  # last save of a name wins
     frame.saves.append(artifact)
 

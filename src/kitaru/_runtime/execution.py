@@ -244,18 +244,7 @@ class ExecutionContext:
             self._consumed.add(call_id)
             return
         self._go_live(call_id)
-        try:
-            artifact = self.backend.make_artifact(
-                value,
-                exec_id=self.exec_id,
-                call_id=call_id,
-                name=name,
-                kind="saved",
-                type=type,
-                tags=tags,
-            )
-        except SerializationError as exc:
-            raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
+        artifact = self.saved_artifact(name, value, call_id=call_id, type=type, tags=tags)
         now = time.time()
         self._record(
             self._call_record(
@@ -270,6 +259,23 @@ class ExecutionContext:
             artifact=artifact,
             annotate=False,
         )
+
+    def saved_artifact(
+        self, name: str, value: Any, *, call_id: str, type: str, tags: list[str]
+    ) -> ArtifactRecord:
+        """Serialize a ``kitaru.save`` value (written later, with its call)."""
+        try:
+            return self.backend.make_artifact(
+                value,
+                exec_id=self.exec_id,
+                call_id=call_id,
+                name=name,
+                kind="saved",
+                type=type,
+                tags=tags,
+            )
+        except SerializationError as exc:
+            raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
 
     def call_name(self, call_id: str) -> str | None:
         """The checkpoint name of a call this run made."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -17,16 +16,15 @@ from rich.text import Text
 from kitaru._store import ExecutionStatus
 from kitaru.cli._output import (
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     Output,
     OutputFormat,
     OutputOption,
     UsageProblem,
     command,
+    exit_interrupted,
     fmt_duration,
     fmt_time,
     styled_status,
-    write_json,
 )
 
 if TYPE_CHECKING:
@@ -311,14 +309,7 @@ def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoRetur
         f"Interrupted; execution {exec_id} stopped in this process. Resume it with "
         f"`kitaru executions resume {exec_id}` once its lease expires, or run `kitaru worker`."
     )
-    if out.json and not printed:
-        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
-    else:
-        sys.stderr.write(f"Error: {message}\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The run lives in a non-daemon thread; a normal exit would wait for it to finish.
-    os._exit(EXIT_INTERRUPTED)
+    exit_interrupted(out, message, json_error=not printed)
 
 
 def _wait_for_run(client: KitaruClient, exec_id: str) -> Execution:

@@ -206,6 +206,21 @@ def command(name: str, fmt: OutputFormat) -> Iterator[Output]:
 _PASSWORD_RE = re.compile(r"(?P<head>://[^/:@]*:)(?P<password>[^@/]*)(?P<tail>@)")
 
 
+def exit_interrupted(out: Output, message: str, *, json_error: bool = True) -> NoReturn:
+    """Ctrl-C while this process runs executions: report it and leave them as a crash would.
+
+    Runs live in non-daemon threads, so a normal exit would wait for them; the
+    executions' leases expire and ``resume`` or a worker picks them up.
+    """
+    if out.json and json_error:
+        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
+    else:
+        sys.stderr.write(f"Error: {message}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def redact_url(url: str) -> str:
     """Hide the password of a URL (``postgresql://user:***@host/db``)."""
     return _PASSWORD_RE.sub(lambda m: f"{m['head']}***{m['tail']}", url)

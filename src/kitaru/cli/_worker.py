@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,13 +15,12 @@ import typer
 from rich.console import Console
 
 from kitaru.cli._output import (
-    EXIT_INTERRUPTED,
     Output,
     OutputFormat,
     OutputOption,
     command,
+    exit_interrupted,
     redact_url,
-    write_json,
 )
 
 
@@ -84,14 +82,7 @@ def _abandon(out: Output) -> None:
         "Worker interrupted; executions it was running stopped here. Another worker (or "
         "`kitaru executions resume ID`) picks them up once their leases expire."
     )
-    if out.json:
-        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
-    else:
-        sys.stderr.write(f"Error: {message}\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Resumed executions run in non-daemon threads; a normal exit would wait for them.
-    os._exit(EXIT_INTERRUPTED)
+    exit_interrupted(out, message)
 
 
 def worker(
