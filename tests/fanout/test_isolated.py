@@ -119,15 +119,17 @@ def test_a_crash_fails_only_that_call(any_store: str) -> None:
             try:
                 future.result()
             except Exception as exc:
-                seen.append(str(exc).splitlines()[0])
+                seen.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         seen.append(f"healthy {healthy.result()['x']}")
         return seen
 
     handle = survivor.run()
     assert handle.wait(timeout=60) == [
-        "The isolated process of checkpoint 'crashes' was killed by signal SIGSEGV.",
-        "The isolated process of checkpoint 'crashes' was killed by signal SIGKILL "
-        "(out of memory?).",
+        "IsolatedCheckpointError: The isolated process of checkpoint 'crashes' was killed "
+        "by signal SIGSEGV.",
+        "IsolatedCheckpointError: The isolated process of checkpoint 'crashes' was killed "
+        "by signal SIGKILL (out of memory?).",
+        # An exception raised in the child keeps its type, as it would inline.
         "ValueError: raised in the child",
         "healthy 9",
     ]

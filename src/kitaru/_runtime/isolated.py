@@ -105,17 +105,43 @@ def run_isolated(
     if child.returncode != 0 or report is None:
         raise IsolatedCheckpointError(_describe_exit(spec.name, child.returncode, err, report))
     if not report.get("ok"):
-        raise IsolatedCheckpointError(
+        where = IsolatedCheckpointError(
             f"{report.get('exception_type')}: {report.get('message')}\n"
             f"(raised in the isolated process of checkpoint {spec.name!r})\n"
             f"{report.get('traceback', '')}"
         )
+        original = _unpickle_exception(report.get("exception_pickle"))
+        if original is not None:
+            # The same exception type as inline, so `except ValueError:` works alike.
+            raise original from where
+        raise where
     frame.metadata.update(report.get("metadata") or {})
     for saved in report.get("saves") or []:
         frame.saves.append(_artifact_from_json(saved))
     output = report["output"]
     data = backend.blobs.get(output["uri"], output["sha256"])
     return deserialize(Serialized(output["serializer"], output["type_path"], data))
+
+
+def _unpickle_exception(encoded: str | None) -> BaseException | None:
+    if not encoded:
+        return None
+    import pickle
+
+    try:
+        error = pickle.loads(base64.b64decode(encoded))
+    except Exception:  # a class this process cannot import: keep the wrapper
+        return None
+    return error if isinstance(error, Exception) else None
+
+
+def _pickle_exception(exc: BaseException) -> str | None:
+    import cloudpickle
+
+    try:
+        return base64.b64encode(cloudpickle.dumps(exc)).decode()
+    except Exception:
+        return None
 
 
 def _replay_output(out: str, err: str) -> None:
@@ -212,6 +238,7 @@ def child_main(argv: list[str]) -> int:
             "exception_type": type(exc).__qualname__,
             "message": str(exc),
             "traceback": traceback.format_exc(),
+            "exception_pickle": _pickle_exception(exc),
         }
     sys.stdout.flush()
     sys.stderr.flush()
