@@ -119,7 +119,8 @@ class Checkpoint(Generic[P, R]):
                 await dependency
             resolved_args = tuple([await resolve_async(a) for a in args])
             resolved_kwargs = {k: await resolve_async(v) for k, v in kwargs.items()}
-            return await ctx.finish_call_async(self, resolved_args, resolved_kwargs, call_id)
+            with ctx.checkpoint_span(self, call_id):
+                return await ctx.finish_call_async(self, resolved_args, resolved_kwargs, call_id)
 
         if not in_loop:
             return asyncio.run(run())  # a sync flow body calling an async checkpoint

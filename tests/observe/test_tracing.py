@@ -126,6 +126,33 @@ def test_execution_and_checkpoint_spans_with_attributes_and_parents(
     assert think_span.end_time <= root.end_time
 
 
+@checkpoint
+async def fetch_async(x: int) -> int:
+    return x + 1
+
+
+@flow(cache=False)
+async def traced_async(x: int) -> list[int]:
+    import asyncio
+
+    return list(await asyncio.gather(fetch_async(x), fetch_async(x + 1)))
+
+
+def test_async_checkpoint_calls_have_spans_under_the_execution(
+    exporter: InMemorySpanExporter,
+) -> None:
+    handle = traced_async.run(1)
+    assert handle.wait(timeout=30) == [2, 3]
+    spans = spans_of(exporter, handle.exec_id)
+    (root,) = only(spans, "kitaru.execution traced_async")
+    calls = only(spans, "kitaru.checkpoint fetch_async")
+    assert sorted(attrs(s)["kitaru.call_id"] for s in calls) == ["fetch_async", "fetch_async:2"]
+    for span in calls:
+        assert span.parent is not None
+        assert span.parent.span_id == root.context.span_id
+        assert attrs(span)["kitaru.status"] == "completed"
+
+
 def test_a_cache_hit_is_a_cached_span(exporter: InMemorySpanExporter) -> None:
     traced.run(10).wait(timeout=30)
     again = traced.run(10)

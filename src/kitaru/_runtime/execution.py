@@ -236,14 +236,8 @@ class ExecutionContext:
         """A flow-scope ``kitaru.save``: recorded like a checkpoint call, so a resumed
         body that reaches it again does not save twice."""
         call_id = self.assign_call_id(f"save:{name}", None)
-        recorded = self._recorded.get(call_id)
-        # After going live, only concurrent calls' outputs are reused: they may have
-        # completed after a call that was still in flight when the runner died.
-        reusable = not self._live or (recorded is not None and recorded.concurrent)
-        if recorded is not None and recorded.status.has_output and reusable:
-            self._consumed.add(call_id)
-            return
-        self._go_live(call_id)
+        if self._reuse_or_go_live(_SAVE_SPEC, call_id) is not None:
+            return  # saved by an earlier run of this body
         artifact = self.saved_artifact(name, value, call_id=call_id, type=type, tags=tags)
         now = time.time()
         self._record(
@@ -298,20 +292,11 @@ class ExecutionContext:
     def call_checkpoint(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
-        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
+        with self.checkpoint_span(spec, call_id):
             found = self.begin_call(spec, call_id)
             if found is not NOT_RECORDED:
                 return found
             return self.finish_call(spec, args, kwargs, call_id)
-
-    async def call_checkpoint_async(
-        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
-    ) -> Any:
-        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
-            found = self.begin_call(spec, call_id)
-            if found is not NOT_RECORDED:
-                return found
-            return await self.finish_call_async(spec, args, kwargs, call_id)
 
     # -- concurrent calls -------------------------------------------------------------
 
@@ -356,7 +341,7 @@ class ExecutionContext:
         for dependency in after:
             dependency.raw.result()  # a failed dependency fails this call too
         args, resolved_kwargs = resolve_arguments(args, kwargs)
-        with tracing.span(f"kitaru.checkpoint {spec.name}", self._span_attributes(spec, call_id)):
+        with self.checkpoint_span(spec, call_id):
             return self.finish_call(spec, args, resolved_kwargs, call_id)
 
     def _name_failure(self, name: str) -> None:
@@ -380,17 +365,30 @@ class ExecutionContext:
                 self._pool.shutdown(wait=True)
                 self._pool = None
 
-    def _span_attributes(self, spec: CheckpointSpec, call_id: str) -> dict[str, Any]:
-        return {
+    def checkpoint_span(
+        self, spec: CheckpointSpec, call_id: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """The tracing span of one checkpoint call (a no-op without the otel extra)."""
+        attributes = {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,
             "kitaru.checkpoint": spec.name,
             "kitaru.call_id": call_id,
             "kitaru.run": self.run,
         }
+        return tracing.span(f"kitaru.checkpoint {spec.name}", attributes)
 
     def begin_call(self, spec: CheckpointSpec, call_id: str) -> Any:
         """The recorded output for ``call_id``, or NOT_RECORDED once the call is live."""
+        recorded = self._reuse_or_go_live(spec, call_id)
+        if recorded is None:
+            return NOT_RECORDED
+        assert recorded.artifact is not None
+        tracing.annotate(status="memoized", recorded_status=recorded.status.value)
+        return self.backend.load_value(recorded.artifact)
+
+    def _reuse_or_go_live(self, spec: CheckpointSpec, call_id: str) -> CallRecord | None:
+        """The recorded call whose output this call reuses; None once the call is live."""
         self.check_cancelled()
         recorded = self._recorded.get(call_id)
         if recorded is not None and recorded.name != spec.name:
@@ -403,11 +401,9 @@ class ExecutionContext:
         reusable = not self._live or (recorded is not None and recorded.concurrent)
         if recorded is not None and recorded.status.has_output and reusable:
             self._consumed.add(call_id)
-            assert recorded.artifact is not None
-            tracing.annotate(status="memoized", recorded_status=recorded.status.value)
-            return self.backend.load_value(recorded.artifact)
+            return recorded
         self._go_live(call_id)
-        return NOT_RECORDED
+        return None
 
     def _shortcut(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
