@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -589,11 +589,7 @@ class Store:
         )
         with self.read() as conn:
             rows = conn.execute(query).all()
-        grouped: dict[str, list[CallRecord]] = {}
-        for row in rows:
-            call = _call_from_joined_row(row._mapping)
-            grouped.setdefault(call.exec_id, []).append(call)
-        return grouped
+        return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])
@@ -604,11 +600,9 @@ class Store:
             rows = conn.execute(
                 sa.select(a).where(a.c.exec_id.in_(list(exec_ids))).order_by(a.c.id)
             ).all()
-        grouped: dict[str, list[AttemptRecord]] = {}
-        for row in rows:
-            attempt = AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS})
-            grouped.setdefault(attempt.exec_id, []).append(attempt)
-        return grouped
+        return _by_exec(
+            [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
+        )
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
@@ -702,11 +696,7 @@ class Store:
             rows = conn.execute(
                 sa.select(w).where(w.c.exec_id.in_(list(exec_ids))).order_by(w.c.created_at)
             ).all()
-        grouped: dict[str, list[WaitRecord]] = {}
-        for row in rows:
-            wait = _wait_from_row(row._mapping)
-            grouped.setdefault(wait.exec_id, []).append(wait)
-        return grouped
+        return _by_exec([_wait_from_row(row._mapping) for row in rows])
 
     def pending_waits(self, exec_id: str | None = None) -> list[WaitRecord]:
         """Pending waits of one execution, or of every waiting execution."""
@@ -980,6 +970,17 @@ def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> d
         for col in table.columns
         if col.name not in skip
     }
+
+
+_R = TypeVar("_R", CallRecord, AttemptRecord, WaitRecord)
+
+
+def _by_exec(records: list[_R]) -> dict[str, list[_R]]:
+    """Records grouped by execution id, each group in the order given."""
+    grouped: dict[str, list[_R]] = {}
+    for record in records:
+        grouped.setdefault(record.exec_id, []).append(record)
+    return grouped
 
 
 # -- row <-> record ----------------------------------------------------------------
