@@ -109,15 +109,16 @@ def run_execution(
                 if restarted is None:
                     return  # cancelled or taken over while backing off
                 record = restarted
+            # A brand-new execution has no calls or waits yet: skip the reads.
+            nothing_recorded = fresh and not flow_attempt
             ctx = ExecutionContext(
                 backend,
                 record,
                 run=record.run_count,
-                # A brand-new execution has no calls yet: skip the read.
-                recorded=[] if fresh and not flow_attempt else store.calls(record.id),
+                recorded=[] if nothing_recorded else store.calls(record.id),
                 cache_enabled=False if record.replay_plan else cache_enabled,
                 overrides=_replay_overrides(backend, record),
-                waits=[] if fresh and not flow_attempt else store.waits(record.id),
+                waits=[] if nothing_recorded else store.waits(record.id),
                 cancel_event=live.cancel,
             )
             attributes = {
