@@ -7,7 +7,6 @@ store exactly as it was.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 import uuid
@@ -432,10 +431,24 @@ def give_input(
         )
     wake(exec_id, chosen.wait_id)
     if resume_if_released:
-        record = backend.store.require_execution(exec_id)
-        released = record.lease_expires_at is None or record.lease_expires_at < time.time()
-        if record.status is ExecutionStatus.WAITING and released:
-            # Another process (a worker, another input) may take it first: fine.
-            with contextlib.suppress(KitaruStateError):
-                resume(backend, exec_id)
+        resume_released(backend, exec_id)
     return chosen
+
+
+def resume_released(backend: Backend, exec_id: str) -> bool:
+    """Resume a waiting execution in this process if no runner holds it.
+
+    True when this process took it; False when a runner (here or elsewhere)
+    still holds it, when it is not waiting, or when another process (a worker,
+    another input) resumed it first.
+    """
+    record = backend.store.get_execution(exec_id)
+    if record is None or record.status is not ExecutionStatus.WAITING:
+        return False
+    if record.lease_expires_at is not None and record.lease_expires_at >= time.time():
+        return False
+    try:
+        resume(backend, exec_id)
+    except KitaruStateError:
+        return False
+    return True

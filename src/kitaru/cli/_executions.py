@@ -806,10 +806,11 @@ def _input_one(
     abort: bool,
     no_resume: bool,
 ) -> None:
+    from kitaru._backend import get_backend
+    from kitaru._runtime import control
     from kitaru.client._prompt import (
         give_text_answer,
         recorded_answer,
-        resume_if_released,
         schema_summary,
     )
 
@@ -834,7 +835,7 @@ def _input_one(
             lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=False),
             value,
         )
-    ran_here = not no_resume and resume_if_released(exec_id)
+    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
     final = _run_here(out, client, exec_id) if ran_here else client.executions.get(exec_id)
     if target is None:  # the client accepted it, so it was the only pending wait
         target = pending[0] if pending else None

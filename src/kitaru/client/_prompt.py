@@ -19,7 +19,7 @@ from kitaru._backend import get_backend
 from kitaru._runtime import control, waits
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
-from kitaru.errors import KitaruError, KitaruStateError, KitaruWaitValidationError
+from kitaru.errors import KitaruError, KitaruWaitValidationError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -141,28 +141,6 @@ def schema_summary(schema: dict[str, Any] | None, *, max_fields: int = 6) -> str
 
 
 # --- this process's runners -----------------------------------------------------------
-
-
-def resume_if_released(exec_id: str, *, backend: Backend | None = None) -> bool:
-    """After input: resume ``exec_id`` in this process if no runner holds it.
-
-    What ``executions.input(..., resume=True)`` does, but says whether this
-    process took the execution: False when a runner (here or elsewhere) still
-    holds it, when it is not waiting, or when another process resumed it first.
-    """
-    import time
-
-    backend = get_backend() if backend is None else backend
-    record = backend.store.get_execution(exec_id)
-    if record is None or record.status is not ExecutionStatus.WAITING:
-        return False
-    if record.lease_expires_at is not None and record.lease_expires_at >= time.time():
-        return False
-    try:
-        control.resume(backend, exec_id)
-    except KitaruStateError:
-        return False
-    return True
 
 
 def let_go_here(exec_ids: set[str] | list[str], *, timeout: float = 10.0) -> None:
@@ -328,7 +306,7 @@ def prompt_waits(
                     wait.exec_id, wait.wait_id, wait.name, "failed", message=str(exc)
                 )
             if resume and outcome.outcome in ("answered", "aborted"):
-                ran_here = resume_if_released(wait.exec_id, backend=backend)
+                ran_here = control.resume_released(backend, wait.exec_id)
                 outcome = dataclasses.replace(outcome, ran_here=ran_here)
             result.outcomes.append(outcome)
             break
