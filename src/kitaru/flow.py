@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
-from kitaru._blobs import SerializationError
-from kitaru._runtime.leases import RUNNER_ID, lease_seconds
+from kitaru._runtime import control
 from kitaru._runtime.loader import flow_reference
-from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
 from kitaru.errors import KitaruUsageError
 from kitaru.handle import FlowHandle
@@ -100,36 +98,19 @@ class Flow(Generic[P, R]):
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         backend = get_backend()
         exec_id = str(uuid.uuid4())
-        try:
-            inputs = backend.make_artifact(
-                (tuple(args), dict(kwargs)),
-                exec_id=exec_id,
-                call_id=None,
-                name="inputs",
-                kind="flow_inputs",
-            )
-        except SerializationError as exc:
-            raise KitaruUsageError(
-                f"The inputs of flow {self.name!r} cannot be stored: {exc}"
-            ) from None
-        now = time.time()
-        record = ExecutionRecord(
-            id=exec_id,
+        inputs = control.inputs_artifact(
+            backend, exec_id, args, kwargs, what=f"The inputs of flow {self.name!r}"
+        )
+        record = control.new_running_record(
+            exec_id,
             flow_name=self.name,
             flow_ref=flow_reference(self.func),
-            status=ExecutionStatus.RUNNING,
             stack=settings.stack,
             config={**settings.to_record(), "max_concurrency": concurrency},
-            created_at=now,
-            inputs_artifact_id=inputs.id,
-            started_at=now,
-            run_count=1,
-            lease_owner=RUNNER_ID,
-            lease_expires_at=now + lease_seconds(),
+            inputs=inputs,
+            now=time.time(),
         )
         backend.store.create_execution(record, inputs)
-        from kitaru._runtime import control
-
         control.start(backend, record, self, tuple(args), kwargs, fresh=True)
         return FlowHandle(exec_id, backend=backend)
 

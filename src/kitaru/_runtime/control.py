@@ -71,6 +71,58 @@ def _inputs(backend: Backend, record: ExecutionRecord) -> tuple[tuple[Any, ...],
     return tuple(args), dict(kwargs)
 
 
+def inputs_artifact(
+    backend: Backend,
+    exec_id: str,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    what: str,
+) -> ArtifactRecord:
+    """A new execution's inputs, stored so any process can run its body again."""
+    try:
+        return backend.make_artifact(
+            (tuple(args), dict(kwargs)),
+            exec_id=exec_id,
+            call_id=None,
+            name="inputs",
+            kind="flow_inputs",
+        )
+    except SerializationError as exc:
+        raise KitaruUsageError(f"{what} cannot be stored: {exc}") from None
+
+
+def new_running_record(
+    exec_id: str,
+    *,
+    flow_name: str,
+    flow_ref: dict[str, Any],
+    stack: str,
+    config: dict[str, Any],
+    inputs: ArtifactRecord,
+    now: float,
+    original_exec_id: str | None = None,
+    replay_plan: dict[str, Any] | None = None,
+) -> ExecutionRecord:
+    """The record of an execution created running, owned by this process (first run)."""
+    return ExecutionRecord(
+        id=exec_id,
+        flow_name=flow_name,
+        flow_ref=flow_ref,
+        status=ExecutionStatus.RUNNING,
+        stack=stack,
+        config=config,
+        created_at=now,
+        inputs_artifact_id=inputs.id,
+        original_exec_id=original_exec_id,
+        replay_plan=replay_plan,
+        started_at=now,
+        run_count=1,
+        lease_owner=RUNNER_ID,
+        lease_expires_at=now + lease_seconds(),
+    )
+
+
 def resume(backend: Backend, exec_id: str) -> LiveExecution:
     """Continue an execution whose runner died, in this process."""
     record = backend.store.require_execution(exec_id)
@@ -282,33 +334,23 @@ def replay(
                 ended_at=now,
             )
         )
-    try:
-        inputs = backend.make_artifact(
-            (args, kwargs), exec_id=exec_id, call_id=None, name="inputs", kind="flow_inputs"
-        )
-    except SerializationError as exc:
-        raise KitaruUsageError(f"The replay's flow inputs cannot be stored: {exc}") from None
+    inputs = inputs_artifact(backend, exec_id, args, kwargs, what="The replay's flow inputs")
     config = dict(source.config)
     config["sources"] = {**config.get("sources", {}), "replay": source_id}
-    record = ExecutionRecord(
-        id=exec_id,
+    record = new_running_record(
+        exec_id,
         flow_name=source.flow_name,
         flow_ref=source.flow_ref,
-        status=ExecutionStatus.RUNNING,
         stack=source.stack,
         config=config,
-        created_at=now,
-        inputs_artifact_id=inputs.id,
+        inputs=inputs,
+        now=now,
         original_exec_id=source_id,
         replay_plan={
             "source": source_id,
             "at": start_call.call_id,
             "live_overrides": live_overrides,
         },
-        started_at=now,
-        run_count=1,
-        lease_owner=RUNNER_ID,
-        lease_expires_at=now + lease_seconds(),
     )
     store.create_execution(record, inputs, calls=reused, artifacts=new_artifacts)
     return record, start(backend, record, flow, args, kwargs)
