@@ -33,8 +33,9 @@ class HarnessError(RuntimeError):
     """The crash was not staged as planned (not a finding about Kitaru)."""
 
 
-def _ends(ledger: Counter[str]) -> set[int]:
-    return {int(line.split()[0]) for line in ledger if line.endswith(" end")}
+def _recorded_completions(exec_id: str) -> int:
+    execution = KitaruClient().executions.get(exec_id)
+    return sum(1 for c in execution.checkpoints if c.status.value == "completed")
 
 
 def _kill_mid_fan_out(
@@ -63,7 +64,9 @@ def _kill_mid_fan_out(
             raise HarnessError(f"the flow script printed {line!r} instead of its execution id")
         exec_id = line.split()[1]
         deadline = time.monotonic() + 30
-        while len(_ends(read_ledger(ledger))) < kill_after_ends:
+        # Wait for recorded completions, not for ledger "end" lines: a call's
+        # function returns before its output commits, so ends can run ahead.
+        while _recorded_completions(exec_id) < kill_after_ends:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise HarnessError(f"the fan-out did not reach {kill_after_ends} ends")
             time.sleep(0.005)
