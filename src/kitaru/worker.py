@@ -13,15 +13,23 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
 from kitaru._runtime.loader import FlowCodeNotFoundError
-from kitaru._store import ExecutionStatus
+from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.client import Execution, KitaruClient
 from kitaru.errors import KitaruError, KitaruStateError
 
+if TYPE_CHECKING:
+    from kitaru._store import Store
+
 logger = logging.getLogger("kitaru.worker")
+
+#: Orphans read from the store at a time.
+_PAGE = 100
 
 
 def run_worker(
@@ -37,7 +45,7 @@ def run_worker(
     resumed = 0
     skipped: set[str] = set()
     while not stop.is_set():
-        for record in backend.store.orphaned():
+        for record in _orphans(backend.store):
             if record.id in skipped:
                 continue
             try:
@@ -57,6 +65,17 @@ def run_worker(
             break
         stop.wait(poll_interval)
     return resumed
+
+
+def _orphans(store: Store) -> Iterator[ExecutionRecord]:
+    """Every orphan there is now, read a page at a time (a page is not a limit)."""
+    after: tuple[float, str] | None = None
+    while True:
+        page = store.orphaned(limit=_PAGE, after=after)
+        yield from page
+        if len(page) < _PAGE:
+            return
+        after = (page[-1].created_at, page[-1].id)
 
 
 def _wait_until_settled(client: KitaruClient, exec_id: str) -> Execution:

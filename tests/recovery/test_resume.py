@@ -584,7 +584,15 @@ def test_one_worker_resumes_flows_of_two_scripts_with_the_same_flow_name(
         assert FlowHandle(exec_id).get() == f"{tag}!"
 
 
-def test_a_stalled_runner_cannot_overwrite_the_new_owners_calls(tmp_path: Path) -> None:
+def test_a_stalled_runner_cannot_overwrite_the_new_owners_calls(
+    any_store: str, tmp_path: Path
+) -> None:
+    """SIGSTOP a runner past its lease, let another process finish the execution, SIGCONT.
+
+    The woken runner's next write is refused by the fence (on PostgreSQL that used to
+    pass silently, and the runner went on to re-run checkpoints the new owner had
+    already committed).
+    """
     log = tmp_path / "steps.log"
     gate = tmp_path / "gate"
     child = start(["-c", RUN_FLOW, "gated", str(log), str(gate)], cwd=REPO_ROOT, env=child_env())

@@ -210,7 +210,8 @@ class Store:
         if fence is not None:
             update = update.where(ex.fence == fence, ex.status == ExecutionStatus.RUNNING.value)
         with self.write() as conn:
-            changed = conn.execute(
+            changed = _changed(
+                conn,
                 update.values(
                     status=ExecutionStatus.RUNNING.value,
                     started_at=sa.func.coalesce(ex.started_at, now),
@@ -218,8 +219,8 @@ class Store:
                     run_count=ex.run_count + 1,
                     lease_owner=owner,
                     lease_expires_at=now + lease_seconds,
-                )
-            ).rowcount
+                ),
+            )
             row = conn.execute(sa.select(t.executions).where(ex.id == exec_id)).first()
         if row is None:
             raise KitaruStateError(f"Execution {exec_id!r} disappeared from the store.")
@@ -257,7 +258,7 @@ class Store:
             lease_expires_at=None,
         )
         with self.write() as conn:
-            changed = conn.execute(update).rowcount
+            changed = _changed(conn, update)
             if changed and result is not None:
                 conn.execute(self._insert_artifact, _artifact_row(result))
         return bool(changed)
@@ -301,7 +302,7 @@ class Store:
             fence=ex.fence + 1,
         )
         with self.write() as conn:
-            if not conn.execute(update).rowcount:
+            if not _changed(conn, update):
                 return None
             row = conn.execute(sa.select(t.executions).where(ex.id == exec_id)).first()
         return None if row is None else _execution_from_row(row._mapping)
@@ -335,12 +336,19 @@ class Store:
             )
         return statuses
 
-    def orphaned(self, *, now: float | None = None, limit: int = 20) -> list[ExecutionRecord]:
-        """Executions that need a runner and have none.
+    def orphaned(
+        self,
+        *,
+        now: float | None = None,
+        limit: int | None = 100,
+        after: tuple[float, str] | None = None,
+    ) -> list[ExecutionRecord]:
+        """Executions that need a runner and have none, oldest first.
 
         Running ones whose runner stopped renewing its lease, and waiting ones
         with no live runner whose waits have all been resolved (the process that
-        gave the input died before resuming them).
+        gave the input died before resuming them). ``after`` is the
+        ``(created_at, id)`` of the last one of the previous page.
         """
         now = time.time() if now is None else now
         ex, w = t.executions.c, t.waits.c
@@ -367,9 +375,17 @@ class Store:
                     sa.and_(ex.status == ExecutionStatus.WAITING.value, resolved, ~still_pending),
                 ),
             )
-            .order_by(ex.created_at)
+            .order_by(ex.created_at, ex.id)
             .limit(limit)
         )
+        if after is not None:
+            created_at, exec_id = after
+            query = query.where(
+                sa.or_(
+                    ex.created_at > created_at,
+                    sa.and_(ex.created_at == created_at, ex.id > exec_id),
+                )
+            )
         with self.read() as conn:
             rows = conn.execute(query).all()
         return [_execution_from_row(row._mapping) for row in rows]
@@ -453,7 +469,7 @@ class Store:
         if only_if_status is not None:
             update = update.where(ex.status.in_([s.value for s in only_if_status]))
         with self.write() as conn:
-            return bool(conn.execute(update.values(status=status.value)).rowcount)
+            return _changed(conn, update.values(status=status.value))
 
     # -- checkpoint calls -----------------------------------------------------------
 
@@ -487,7 +503,9 @@ class Store:
             ]
             try:
                 with self._autocommit_engine.connect() as conn:
-                    written = conn.execute(statement, params).rowcount
+                    # RETURNING, not rowcount: through SQLAlchemy a CTE statement
+                    # reports rowcount -1, which would read as "written".
+                    written = conn.execute(statement, params).first() is not None
             except sa.exc.OperationalError as exc:
                 raise KitaruBackendError(f"The Kitaru store failed to write: {exc.orig}") from exc
             if not written:
@@ -770,31 +788,33 @@ class Store:
         """Resolve a pending wait; False if it was not pending any more."""
         w = t.waits
         with self.write() as conn:
-            changed = conn.execute(
+            changed = _changed(
+                conn,
                 w.update()
                 .where(
                     w.c.exec_id == exec_id,
                     w.c.wait_id == wait_id,
                     w.c.status == WaitStatus.PENDING.value,
                 )
-                .values(status=status.value, value=value, answered_at=time.time())
-            ).rowcount
-        return bool(changed)
+                .values(status=status.value, value=value, answered_at=time.time()),
+            )
+        return changed
 
     def continue_after_wait(self, exec_id: str, *, fence: int) -> bool:
         """The runner got its answer: waiting -> running, under the fence."""
         ex = t.executions.c
         with self.write() as conn:
-            changed = conn.execute(
+            changed = _changed(
+                conn,
                 t.executions.update()
                 .where(
                     ex.id == exec_id,
                     ex.fence == fence,
                     ex.status == ExecutionStatus.WAITING.value,
                 )
-                .values(status=ExecutionStatus.RUNNING.value)
-            ).rowcount
-        return bool(changed)
+                .values(status=ExecutionStatus.RUNNING.value),
+            )
+        return changed
 
     def release_waiting(self, exec_id: str, wait_id: str, *, fence: int) -> bool:
         """Let go of a waiting execution (no lease held) unless its wait was answered.
@@ -814,7 +834,8 @@ class Store:
             .exists()
         )
         with self.write() as conn:
-            changed = conn.execute(
+            changed = _changed(
+                conn,
                 t.executions.update()
                 .where(
                     ex.id == exec_id,
@@ -822,9 +843,9 @@ class Store:
                     ex.status == ExecutionStatus.WAITING.value,
                     ~answered,
                 )
-                .values(lease_owner=None, lease_expires_at=None)
-            ).rowcount
-        return bool(changed)
+                .values(lease_owner=None, lease_expires_at=None),
+            )
+        return changed
 
     # -- artifacts ------------------------------------------------------------------
 
@@ -859,6 +880,18 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(query).all()
         return [_artifact_from_row(row._mapping) for row in rows]
+
+
+def _changed(conn: sa.Connection, update: sa.Update) -> bool:
+    """Run a conditional update; True only if a row positively came back.
+
+    Every store confirms its guarded writes with RETURNING rather than a rowcount,
+    which some statement shapes report as -1 ("unknown") on some drivers.
+    """
+    table = update.table
+    assert isinstance(table, sa.Table)
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(update.returning(key)).first() is not None
 
 
 _RUNNING = ExecutionStatus.RUNNING.value
@@ -927,7 +960,7 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa
 
     When ``fenced``, every insert selects its values only if the execution is
     still running under the given fence, so a stale runner's write is a no-op
-    (rowcount 0) instead of clobbering the new owner's records.
+    (no row returned) instead of clobbering the new owner's records.
     """
     ex = t.executions.c
     guard = (
@@ -961,7 +994,8 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa
     if with_attempt:
         attempt = insert_from(t.checkpoint_attempts, "t_", skip=("id",))
         statement = statement.add_cte(attempt.cte("kitaru_new_attempt"))
-    return statement
+    # The call row comes back only if the guard let the writes through.
+    return statement.returning(t.checkpoint_calls.c.call_id)
 
 
 def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:

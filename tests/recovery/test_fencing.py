@@ -1,0 +1,159 @@
+"""The fence stops a runner that lost its execution, with real processes, on every store.
+
+The child runner gets a long lease, so its lease keeper does not poll during the
+test: the only thing that can stop it is the fence on its next write. That is
+the case the fence exists for (a runner paused by a VM freeze or a GC pause
+wakes up after another process took its execution over, before its keeper
+notices), and it used to pass silently on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import kitaru.worker
+from kitaru import FlowHandle, KitaruClient
+from kitaru._backend import get_backend
+from kitaru._store import ExecutionStatus
+from kitaru._store import schema as t
+from kitaru._store.records import CallStatus
+from tests.recovery._rc_support import (
+    REPO_ROOT,
+    RUN_FLOW,
+    child_env,
+    counts,
+    read_log,
+    start,
+    wait_for,
+)
+
+#: Long enough that the child's lease keeper never renews or polls during a test.
+LONG_LEASE = "600"
+
+
+def _expire_lease(exec_id: str) -> None:
+    """Let the lease of a paused runner run out (as if the pause had lasted that long)."""
+    store = get_backend().store
+    with store.write() as conn:
+        conn.execute(
+            t.executions.update()
+            .where(t.executions.c.id == exec_id)
+            .values(lease_expires_at=time.time() - 1)
+        )
+
+
+def test_a_paused_runner_taken_over_stops_at_its_next_write(any_store: str, tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    gate = tmp_path / "gate"
+    child = start(
+        ["-c", RUN_FLOW, "gated", str(log), str(gate)],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_LEASE_SECONDS=LONG_LEASE),
+    )
+    try:
+        wait_for(lambda: "first start" in read_log(log), what="the child's first checkpoint")
+        os.kill(child.pid, signal.SIGSTOP)
+        exec_id = KitaruClient().executions.latest(flow="gated").exec_id
+        _expire_lease(exec_id)
+        gate.touch()
+        resumed = KitaruClient().executions.resume(exec_id, wait=True)
+        assert resumed.status is ExecutionStatus.COMPLETED
+        os.kill(child.pid, signal.SIGCONT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+    # The woken runner finished its checkpoint function, was refused at the write,
+    # and stopped: it did not run "second" again.
+    assert counts(log) == {"first start": 2, "first end": 2, "second": 1}, (out, err)
+    # Its handle reports the execution as it is: completed by the new owner.
+    assert out.split()[1:] == ["RESULT", "2"], (out, err)
+    assert "Traceback" not in err
+    after = KitaruClient().executions.get(exec_id)
+    assert after.status is ExecutionStatus.COMPLETED
+    assert after.checkpoints == resumed.checkpoints
+    assert [len(c.attempts) for c in after.checkpoints] == [1, 1]
+
+
+def test_cancel_from_another_process_stops_a_runner_at_its_next_write(
+    any_store: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    gate = tmp_path / "gate"
+    child = start(
+        ["-c", RUN_FLOW, "gated", str(log), str(gate)],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_LEASE_SECONDS=LONG_LEASE),
+    )
+    try:
+        wait_for(lambda: "first start" in read_log(log), what="the child's first checkpoint")
+        exec_id = KitaruClient().executions.latest(flow="gated").exec_id
+        assert KitaruClient().executions.cancel(exec_id).status is ExecutionStatus.CANCELLED
+        gate.touch()
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+    assert out.split()[1:] == ["ERROR", "cancelled"], (out, err)
+    assert counts(log) == {"first start": 1, "first end": 1}  # "second" never ran
+    final = KitaruClient().executions.get(exec_id)
+    assert final.status is ExecutionStatus.CANCELLED
+    assert [c for c in final.checkpoints if c.status is CallStatus.COMPLETED] == []
+    with get_backend().store.read() as conn:
+        calls = conn.execute(
+            sa.select(sa.func.count()).where(t.checkpoint_calls.c.exec_id == exec_id)
+        ).scalar_one()
+    assert calls == 0
+
+
+MANY_GATED = """
+import sys
+from tests.recovery._rc_flows import gated
+
+log, gate, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for _ in range(n):
+    print(gated.run(log, gate).exec_id, flush=True)
+sys.stdin.readline()  # hold on until killed
+"""
+
+
+def test_one_worker_pass_resumes_every_orphan_not_a_page(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of orphans used to be the limit of a ``--once`` pass (20 then)."""
+
+    log = tmp_path / "steps.log"
+    gate = tmp_path / "gate"
+    n = 25
+    child = start(["-c", MANY_GATED, str(log), str(gate), str(n)], cwd=REPO_ROOT, env=child_env())
+    try:
+        assert child.stdout is not None
+        exec_ids = [child.stdout.readline().strip() for _ in range(n)]
+        wait_for(lambda: counts(log)["first start"] == n, what="every execution's first checkpoint")
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+
+    def all_orphaned() -> bool:
+        return len(get_backend().store.orphaned(limit=None)) == n
+
+    wait_for(all_orphaned, timeout=30, what="the killed runner's leases to expire")
+    gate.touch()
+    # Pages of 7, so that one pass must read four of them.
+    monkeypatch.setattr(kitaru.worker, "_PAGE", 7)
+    assert kitaru.worker.run_worker(once=True) == n
+    client = KitaruClient()
+    for exec_id in exec_ids:
+        assert client.executions.wait(exec_id, timeout=60).status is ExecutionStatus.COMPLETED
+        assert FlowHandle(exec_id).get() == 2
+    assert get_backend().store.orphaned(limit=None) == []

@@ -1,0 +1,185 @@
+"""Every fenced write must positively confirm that it wrote, on every store.
+
+A runner that lost its execution (cancelled, or taken over after its lease ran
+out) must learn it at its next write: the write raises ``StaleOwnerError`` or
+returns False, and the store is left exactly as the new owner made it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kitaru._store import Store
+from kitaru._store.records import (
+    CallRecord,
+    ExecutionRecord,
+    ExecutionStatus,
+    StaleOwnerError,
+    WaitRecord,
+    WaitStatus,
+)
+
+from ._support import Records
+
+RESUMABLE = [ExecutionStatus.FAILED, ExecutionStatus.WAITING, ExecutionStatus.RUNNING]
+
+
+@pytest.fixture
+def taken_over(store: Store, records: Records) -> ExecutionRecord:
+    """A running execution whose first runner (fence 1) lost it to a second (fence 2)."""
+    execution = records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1)
+    store.create_execution(execution)
+    claimed = store.claim(
+        execution.id,
+        owner="runner-b",
+        lease_seconds=30,
+        from_status=RESUMABLE,
+        expected_fence=1,
+        require_expired_lease=False,
+    )
+    assert claimed is not None
+    assert claimed.fence == 2
+    return claimed
+
+
+@pytest.fixture
+def cancelled(store: Store, records: Records) -> ExecutionRecord:
+    """An execution cancelled from elsewhere while its runner (fence 1) still ran."""
+    execution = records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1)
+    store.create_execution(execution)
+    assert store.finish_execution(
+        execution.id,
+        status=ExecutionStatus.CANCELLED,
+        only_if_status=[ExecutionStatus.RUNNING],
+    )
+    return store.require_execution(execution.id)
+
+
+def _call(records: Records, execution: ExecutionRecord, call_id: str = "step") -> CallRecord:
+    return records.call(execution.id, call_id)
+
+
+@pytest.mark.parametrize("with_artifact", [False, True])
+@pytest.mark.parametrize("with_attempt", [False, True])
+def test_a_stale_checkpoint_write_raises_and_writes_nothing(
+    store: Store,
+    records: Records,
+    taken_over: ExecutionRecord,
+    with_artifact: bool,
+    with_attempt: bool,
+) -> None:
+    artifact = records.artifact(taken_over.id, "step") if with_artifact else None
+    call = records.call(taken_over.id, "step", artifact=artifact)
+    attempt = records.attempt(taken_over.id, "step") if with_attempt else None
+
+    with pytest.raises(StaleOwnerError, match="no longer running under this runner"):
+        store.record_call(call, artifact=artifact, attempt=attempt, fence=1)
+
+    assert store.calls(taken_over.id) == []
+    assert store.attempts(taken_over.id) == []
+    if artifact is not None:
+        assert store.get_artifact(artifact.id) is None
+    assert store.require_execution(taken_over.id) == taken_over
+
+    # The owner's own write goes through.
+    store.record_call(call, artifact=artifact, attempt=attempt, fence=2)
+    assert [c.call_id for c in store.calls(taken_over.id)] == ["step"]
+
+
+def test_a_stale_checkpoint_write_with_saved_artifacts_raises(
+    store: Store, records: Records, taken_over: ExecutionRecord
+) -> None:
+    saved = records.artifact(taken_over.id, "step", name="report", kind="artifact")
+    output = records.artifact(taken_over.id, "step")
+    call = records.call(taken_over.id, "step", artifact=output)
+
+    with pytest.raises(StaleOwnerError):
+        store.record_call(call, artifact=output, extra_artifacts=[saved], fence=1)
+
+    assert store.calls(taken_over.id) == []
+    assert store.get_artifact(saved.id) is None
+    assert store.get_artifact(output.id) is None
+
+
+def test_a_checkpoint_write_after_cancel_raises(
+    store: Store, records: Records, cancelled: ExecutionRecord
+) -> None:
+    artifact = records.artifact(cancelled.id, "step")
+    call = records.call(cancelled.id, "step", artifact=artifact)
+
+    with pytest.raises(StaleOwnerError):
+        store.record_call(
+            call, artifact=artifact, attempt=records.attempt(cancelled.id, "step"), fence=1
+        )
+
+    assert store.calls(cancelled.id) == []
+    assert store.require_execution(cancelled.id).status is ExecutionStatus.CANCELLED
+
+
+def test_a_stale_attempt_or_running_mark_raises(
+    store: Store, records: Records, taken_over: ExecutionRecord
+) -> None:
+    with pytest.raises(StaleOwnerError):
+        store.record_attempt(records.attempt(taken_over.id, "step"), fence=1)
+    with pytest.raises(StaleOwnerError):
+        store.mark_running(_call(records, taken_over), fence=1)
+    assert store.attempts(taken_over.id) == []
+    assert store.calls(taken_over.id) == []
+
+
+def test_a_stale_flow_retry_start_is_refused(
+    store: Store, taken_over: ExecutionRecord, cancelled: ExecutionRecord
+) -> None:
+    for execution in (taken_over, cancelled):
+        assert store.start_run(execution.id, owner="runner-a", lease_seconds=30, fence=1) is None
+    assert store.require_execution(taken_over.id) == taken_over
+    assert store.require_execution(cancelled.id) == cancelled
+
+
+def test_a_stale_finish_is_refused(
+    store: Store, records: Records, taken_over: ExecutionRecord, cancelled: ExecutionRecord
+) -> None:
+    for execution in (taken_over, cancelled):
+        result = records.artifact(execution.id, name="result", kind="flow_result")
+        assert not store.finish_execution(
+            execution.id,
+            status=ExecutionStatus.COMPLETED,
+            result=result,
+            only_if_status=[ExecutionStatus.RUNNING],
+            fence=1,
+        )
+        assert store.get_artifact(result.id) is None
+    assert store.require_execution(taken_over.id) == taken_over
+    assert store.require_execution(cancelled.id) == cancelled
+
+
+def test_stale_wait_writes_are_refused(
+    store: Store, records: Records, taken_over: ExecutionRecord
+) -> None:
+    wait = WaitRecord(
+        exec_id=taken_over.id,
+        wait_id="approve",
+        name="approve",
+        status=WaitStatus.PENDING,
+        created_at=records.now(),
+    )
+    with pytest.raises(StaleOwnerError):
+        store.open_wait(wait, fence=1)
+    assert store.waits(taken_over.id) == []
+
+    store.open_wait(wait, fence=2)
+    assert not store.release_waiting(taken_over.id, "approve", fence=1)
+    assert not store.continue_after_wait(taken_over.id, fence=1)
+    current = store.require_execution(taken_over.id)
+    assert current.status is ExecutionStatus.WAITING
+    assert current.lease_owner == "runner-b"
+
+    assert store.continue_after_wait(taken_over.id, fence=2)
+    assert store.require_execution(taken_over.id).status is ExecutionStatus.RUNNING
+
+
+def test_stale_metadata_write_is_refused(store: Store, taken_over: ExecutionRecord) -> None:
+    with pytest.raises(StaleOwnerError):
+        store.merge_execution_metadata(taken_over.id, {"k": 1}, fence=1)
+    assert store.require_execution(taken_over.id).metadata in (None, {})
+    assert store.merge_execution_metadata(taken_over.id, {"k": 1}, fence=2) == {"k": 1}
