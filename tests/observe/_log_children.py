@@ -29,6 +29,10 @@ def inner_step() -> int:
 def talks() -> int:
     print("inside body print")
     user.warning("inside body record")
+    try:
+        raise ValueError("inside boom")
+    except ValueError:
+        user.exception("inside failure")  # printed with its traceback, stored once
     return inner_step()
 
 

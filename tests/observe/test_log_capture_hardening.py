@@ -26,13 +26,18 @@ def _stored(exec_id: str) -> list[tuple[str | None, str, str | None, str]]:
     return [(e.call_id, e.stream, e.level, e.message) for e in entries]
 
 
-def _talks_lines() -> list[tuple[str | None, str, str | None, str]]:
-    return [
+def _assert_talks_stored_once(exec_id: str, err: str) -> None:
+    stored = _stored(exec_id)
+    assert [(c, s, lv, m.split("\n")[0]) for c, s, lv, m in stored] == [
         (None, "stdout", None, "inside body print"),
         (None, "logging", "WARNING", "inside body record"),
+        (None, "logging", "ERROR", "inside failure"),
         ("inner_step", "stdout", None, "inside checkpoint print"),
         ("inner_step", "logging", "WARNING", "inside checkpoint record"),
     ]
+    assert "ValueError: inside boom" in stored[2][3]  # the traceback is kept with the record
+    # ... and printed once, not stored again as stderr lines.
+    assert err.count("ValueError: inside boom") == 1
 
 
 # --- records outside a flow reach exactly the handlers they would without Kitaru ------------
@@ -45,7 +50,7 @@ def test_configured_logging_outside_a_flow_after_one_ran(state_dir: Path) -> Non
     assert out.count("inside checkpoint print") == 1
     assert err.count("CFG|app.user|inside body record\n") == 1
     assert err.count("CFG|app.user|inside checkpoint record\n") == 1
-    assert _stored(talks) == _talks_lines()
+    _assert_talks_stored_once(talks, err)
     # Outside: through the root handler the user configured, once each.
     assert err.count("outside user warning configured") == 1
     assert "CFG|app.user|outside user warning configured\n" in err
@@ -66,7 +71,7 @@ def test_unconfigured_logging_outside_a_flow_uses_the_last_resort(state_dir: Pat
     assert out.count("inside body print") == 1
     assert err.count("inside body record") == 1
     assert err.count("inside checkpoint record") == 1
-    assert _stored(talks) == _talks_lines()
+    _assert_talks_stored_once(talks, err)
     # Python's last resort prints warnings (message only) and nothing below them.
     assert err.count("outside user warning bare") == 1
     assert "\noutside user warning bare\n" in err
@@ -77,7 +82,7 @@ def test_unconfigured_logging_outside_a_flow_uses_the_last_resort(state_dir: Pat
 
 def test_logging_configured_after_a_flow_ran_takes_effect(state_dir: Path) -> None:
     _, err, (talks,) = _child(state_dir, "configured_after_a_flow")
-    assert _stored(talks) == _talks_lines()
+    _assert_talks_stored_once(talks, err)
     assert err.count("outside user warning late") == 1
     assert "LATE|app.user|outside user warning late\n" in err
     assert err.count("outside kitaru warning late") == 1
