@@ -5,14 +5,21 @@ checkpoint call is running, so concurrent calls never mix their lines:
 
 - ``sys.stdout`` / ``sys.stderr`` are wrapped by a tee that still writes to
   the terminal and records complete lines written in an execution's context;
-- a handler at the front of the root logger records ``logging`` records with
-  their level. A record that a stream handler then prints is recorded once
-  (as the record), not again as a stderr line. If no other handler would show
-  the record, the handler prints it the way Python's last-resort handler does,
-  so adding capture does not silence warnings.
+- ``logging.Logger.callHandlers`` is wrapped to record, in an execution's
+  context, each ``logging`` record that reaches the root logger, with its
+  level, before the record's handlers run as usual. Whatever those handlers
+  print to the tee meanwhile is the record's echo and is not recorded again.
+
+Capture adds no handler anywhere: a handler on the root logger would change
+what logging does outside flows too (no ``logging.lastResort`` for a root
+without handlers of its own, ``basicConfig()`` doing nothing). Outside an
+execution the wrapper only calls the original, so records reach exactly the
+handlers they would reach without Kitaru.
 
 Lines go to the store in batches from one background thread, never on the
 checkpoint's hot path; ``flush(exec_id)`` makes them durable when a run ends.
+A line the store cannot take is dropped alone, and the first failure to store
+lines is reported once, through a logger whose records are never captured.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ if TYPE_CHECKING:
 _FLUSH_SECONDS = 0.2
 _BATCH = 500
 
-logger = logging.getLogger("kitaru")
+#: Reports lines that could not be stored; its records are never captured (a
+#: report captured into the store that is failing would only fail again).
+report_logger = logging.getLogger("kitaru.logcapture")
 
 
 class _Writer:
@@ -76,12 +85,41 @@ class _Writer:
                 by_store.setdefault(id(store), (store, []))[1].append(record)
             for store, records in by_store.values():
                 try:
-                    store.insert_logs(records)
-                except Exception:  # logs are best effort; never take a run down
-                    logger.debug("Could not store %d captured log lines", len(records))
+                    unstored = store.insert_logs(records)
+                except Exception as exc:  # logs are best effort; never take a run down
+                    _report_unstored(records, exc)
+                else:
+                    if unstored:
+                        _report_unstored([r for r, _ in unstored], unstored[0][1])
             with self._cond:
                 self._written += len(batch)
                 self._cond.notify_all()
+
+
+_reported = threading.Event()
+
+
+def _report_unstored(records: list[LogRecord], error: BaseException) -> None:
+    """Say once per process that captured lines were lost (they did reach the terminal)."""
+    exec_ids = ", ".join(sorted({r.exec_id for r in records}))
+    count = len(records)
+    lines = "line" if count == 1 else "lines"
+    if _reported.is_set():
+        report_logger.debug("Could not store %d captured log %s of %s", count, lines, exec_ids)
+        return
+    _reported.set()
+    reason = (str(error).split("\n", 1)[0] or type(error).__name__)[:300]
+    report_logger.warning(
+        "Kitaru could not store %d captured log %s of execution %s (%s: %s). They "
+        "reached the terminal, but `kitaru executions logs` will not show them; check "
+        "that the store is reachable and writable. Further failures to store captured "
+        "logs in this process are not reported.",
+        count,
+        lines,
+        exec_ids,
+        type(error).__name__,
+        reason,
+    )
 
 
 _writer = _Writer()
@@ -122,6 +160,8 @@ class _Tee:
 
     def write(self, text: str) -> int:
         written = self._wrapped.write(text)
+        if getattr(_local, "echoing", False):
+            return written  # a handler printing the record just captured
         if text and current_execution.get() is not None and enabled():
             frame = current_checkpoint.get()
             key = (_exec_id(), None if frame is None else frame.call_id, self._stream)
@@ -131,7 +171,7 @@ class _Tee:
                 if rest:
                     _partial[key] = rest
             for line in lines:
-                if line and not _is_logging_echo(line):
+                if line:
                     _emit(self._stream, line)
         return written
 
@@ -179,64 +219,45 @@ def _finish_partial_lines(ctx: ExecutionContext, *, call_id: str | None = None) 
         )
 
 
-def _is_logging_echo(line: str) -> bool:
-    """True once for the printed form of the logging record just captured in this thread."""
-    message = getattr(_local, "last_record", None)
-    if message and line.endswith(message):
-        _local.last_record = None
-        return True
-    return False
+def _capture_then_call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+    """``Logger.callHandlers``, recording ``record`` first when an execution is running."""
+    if (
+        current_execution.get() is None
+        or record.name == report_logger.name
+        or not _reaches_root(self)
+        or not enabled()
+    ):
+        _call_handlers(self, record)
+        return
+    try:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+    except Exception:  # a broken log call: the handlers report it as they always do
+        _call_handlers(self, record)
+        return
+    _emit("logging", message, level=record.levelname, name=record.name)
+    echoing = getattr(_local, "echoing", False)
+    _local.echoing = True
+    try:
+        _call_handlers(self, record)
+    finally:
+        _local.echoing = echoing
 
 
-class _CaptureHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        if current_execution.get() is None:
-            return
-        try:
-            message = record.getMessage()
-            if record.exc_info and record.exc_info[0] is not None:
-                message += "\n" + logging.Formatter().formatException(record.exc_info)
-        except Exception:  # a broken log call must not break the flow
-            return
-        if not enabled():
-            return
-        _emit("logging", message, level=record.levelname, name=record.name)
-        if _no_other_handler(record):
-            last_resort = logging.lastResort
-            if last_resort is not None and record.levelno >= last_resort.level:
-                _local.last_record = message.split("\n")[-1]
-                last_resort.handle(record)
-        elif _printed_by_a_stream_handler(record):
-            # A handler will print it to our tee: record it once, as the record.
-            _local.last_record = message.split("\n")[-1]
-
-
-def _no_other_handler(record: logging.LogRecord) -> bool:
-    """Would Python have used its last-resort handler for this record without us?"""
-    current: logging.Logger | None = logging.getLogger(record.name)
-    while current is not None:
-        if any(not isinstance(h, _CaptureHandler) for h in current.handlers):
-            return False
+def _reaches_root(logger: logging.Logger) -> bool:
+    """Would a record handled by ``logger`` propagate up to the root logger's handlers?"""
+    current: logging.Logger | None = logger
+    while current is not None and current.parent is not None:
         if not current.propagate:
-            break
+            return False
         current = current.parent
     return True
 
 
-def _printed_by_a_stream_handler(record: logging.LogRecord) -> bool:
-    current: logging.Logger | None = logging.getLogger(record.name)
-    while current is not None:
-        for handler in current.handlers:
-            stream = getattr(handler, "stream", None)
-            if isinstance(stream, _Tee) and record.levelno >= handler.level:
-                return True
-        if not current.propagate:
-            break
-        current = current.parent
-    return False
-
-
-_handler = _CaptureHandler(level=logging.NOTSET)
+#: What ``Logger.callHandlers`` was before ``install()`` wrapped it (once per process).
+_call_handlers = logging.Logger.callHandlers
+_patched = False
 _install_lock = threading.Lock()
 
 
@@ -254,11 +275,11 @@ def install() -> None:
             sys.stdout = _Tee(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Tee) and sys.stderr is not None:
             sys.stderr = _Tee(sys.stderr, "stderr")
-        root = logging.getLogger()
-        if not root.handlers or root.handlers[0] is not _handler:
-            if _handler in root.handlers:
-                root.removeHandler(_handler)
-            root.handlers.insert(0, _handler)
+        global _call_handlers, _patched
+        if not _patched:
+            _call_handlers = logging.Logger.callHandlers
+            logging.Logger.callHandlers = _capture_then_call_handlers  # type: ignore[method-assign]
+            _patched = True
 
 
 def flush(ctx: ExecutionContext | None = None) -> None:

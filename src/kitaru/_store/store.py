@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kitaru._store import _logs
 from kitaru._store import schema as t
 from kitaru._store.engine import create_engine, normalize_url
 from kitaru._store.records import (
@@ -663,24 +664,9 @@ class Store:
 
     # -- captured logs --------------------------------------------------------------
 
-    def insert_logs(self, records: Sequence[LogRecord]) -> None:
-        if not records:
-            return
-        rows = [
-            {
-                "exec_id": r.exec_id,
-                "call_id": r.call_id,
-                "checkpoint": r.checkpoint,
-                "ts": r.ts,
-                "stream": r.stream,
-                "level": r.level,
-                "logger": r.logger,
-                "message": r.message,
-            }
-            for r in records
-        ]
-        with self.write() as conn:
-            conn.execute(t.logs.insert(), rows)
+    def insert_logs(self, records: Sequence[LogRecord]) -> list[tuple[LogRecord, Exception]]:
+        """Store captured lines (bad text escaped); returns those that could not be stored."""
+        return _logs.insert_logs(self.write, records)
 
     def logs(
         self,

@@ -1,0 +1,96 @@
+"""Storing captured log lines so that one bad line never costs the others.
+
+Captured text is whatever user code printed or logged: it may hold lone
+surrogates (``"\\udc80"``, from ``surrogateescape``-decoded bytes), which no
+UTF-8 database driver can encode, or NUL characters, which PostgreSQL refuses
+in text. Such characters are stored escaped (``\\udc80``, ``\\x00``), on every
+store alike, so the line stays visible. Free-text names (logger, level) are cut
+to their column's width, which PostgreSQL enforces.
+
+If a batch still fails because of its data, each record is retried on its own
+and only the ones that cannot be stored are dropped (and returned, for the
+caller to report). A failure of the store itself (unreachable, locked, schema
+missing) is raised: retrying record by record would only fail again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from kitaru._store import schema as t
+from kitaru._store.records import LogRecord
+
+#: Width of each length-limited text column of the logs table.
+_WIDTHS: dict[str, int] = {
+    c.name: c.type.length
+    for c in t.logs.columns
+    if isinstance(c.type, sa.String) and c.type.length is not None
+}
+_TEXT_FIELDS = ("exec_id", "call_id", "checkpoint", "stream", "level", "logger", "message")
+
+Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+
+
+def storable_text(text: str) -> str:
+    """``text`` with lone surrogates and NUL characters escaped; unchanged otherwise."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def log_row(record: LogRecord) -> dict[str, Any]:
+    """The row for ``record``, with every text field storable on SQLite and PostgreSQL."""
+    row: dict[str, Any] = {"ts": record.ts}
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            value = storable_text(value)
+            width = _WIDTHS.get(name)
+            if width is not None and len(value) > width:
+                value = value[:width]
+        row[name] = value
+    return row
+
+
+def _caused_by_the_data(exc: BaseException) -> bool:
+    """Did this insert fail because of what it tried to store (not the store itself)?"""
+    if isinstance(exc, (ValueError, TypeError, sa.exc.DataError, sa.exc.IntegrityError)):
+        return True
+    # Parameter-binding errors raised before the database saw the statement.
+    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+
+
+def insert_logs(write: Write, records: Sequence[LogRecord]) -> list[tuple[LogRecord, Exception]]:
+    """Insert ``records``; returns the ones that could not be stored, with why.
+
+    Raises when the store itself fails (nothing more of this batch could be stored).
+    """
+    if not records:
+        return []
+    rows = [log_row(r) for r in records]
+    try:
+        with write() as conn:
+            conn.execute(t.logs.insert(), rows)
+        return []
+    except Exception as exc:
+        if not _caused_by_the_data(exc):
+            raise
+    # One record's data spoiled the batch: store the others one by one.
+    unstored: list[tuple[LogRecord, Exception]] = []
+    for record, row in zip(records, rows, strict=True):
+        try:
+            with write() as conn:
+                conn.execute(t.logs.insert(), [row])
+        except Exception as exc:
+            if not _caused_by_the_data(exc):
+                raise
+            unstored.append((record, exc))
+    return unstored
