@@ -13,6 +13,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import BlobStore, Serialized, deserialize, serialize
+from kitaru._blobs.inputs import INPUTS
+from kitaru._blobs.inputs import unpack as unpack_inputs
 from kitaru._store import ArtifactRecord
 from kitaru.errors import KitaruBackendError
 
@@ -55,7 +57,28 @@ class Backend:
         Raises ``SerializationError`` when the value cannot be serialized; nothing
         is written in that case.
         """
-        serialized = serialize(value)
+        return self.store_serialized(
+            serialize(value),
+            exec_id=exec_id,
+            call_id=call_id,
+            name=name,
+            kind=kind,
+            type=type,
+            tags=tags,
+        )
+
+    def store_serialized(
+        self,
+        serialized: Serialized,
+        *,
+        exec_id: str | None,
+        call_id: str | None,
+        name: str,
+        kind: str,
+        type: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ArtifactRecord:
+        """An artifact record for already serialized bytes (blobs written now)."""
         data = serialized.data
         if len(data) <= INLINE_LIMIT:
             sha = hashlib.sha256(data).hexdigest()
@@ -96,6 +119,8 @@ class Backend:
             raise KitaruBackendError(
                 f"Artifact {artifact.id} ({artifact.name!r}) has neither inline data nor a URI."
             )
+        if artifact.serializer == INPUTS:
+            return unpack_inputs(data)
         return deserialize(Serialized(artifact.serializer, artifact.type_path, data))
 
     def load_artifact(self, artifact_id: str) -> Any:

@@ -99,7 +99,12 @@ class Flow(Generic[P, R]):
         backend = get_backend()
         exec_id = str(uuid.uuid4())
         inputs = control.inputs_artifact(
-            backend, exec_id, args, kwargs, what=f"The inputs of flow {self.name!r}"
+            backend,
+            exec_id,
+            args,
+            kwargs,
+            what=f"The inputs of flow {self.name!r}",
+            signature=self._signature,
         )
         record = control.new_running_record(
             exec_id,

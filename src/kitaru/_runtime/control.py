@@ -8,12 +8,15 @@ store exactly as it was.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import SerializationError
+from kitaru._blobs.inputs import PackedInputs, pack
+from kitaru._limits import check_flow_inputs, check_wait_input
 from kitaru._runtime.driver import LiveExecution, get_live, register_live, run_execution
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds
 from kitaru._runtime.loader import load_flow
@@ -71,6 +74,34 @@ def _inputs(backend: Backend, record: ExecutionRecord) -> tuple[tuple[Any, ...],
     return tuple(args), dict(kwargs)
 
 
+def pack_inputs(
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    what: str,
+    signature: inspect.Signature | None = None,
+    check_size: bool = True,
+) -> PackedInputs:
+    """A new execution's inputs, serialized and checked against the size limit.
+
+    Nothing is written yet: a refused input leaves no trace in the store.
+    """
+    try:
+        packed = pack(tuple(args), dict(kwargs), arg_names=_positional_names(signature))
+    except SerializationError as exc:
+        raise KitaruUsageError(f"{what} cannot be stored: {exc}") from None
+    if check_size:
+        check_flow_inputs(packed.size, packed.sizes(), what=what)
+    return packed
+
+
+def store_inputs(backend: Backend, exec_id: str, packed: PackedInputs) -> ArtifactRecord:
+    """Write packed inputs (a blob when large) so any process can run the body again."""
+    return backend.store_serialized(
+        packed.serialized(), exec_id=exec_id, call_id=None, name="inputs", kind="flow_inputs"
+    )
+
+
 def inputs_artifact(
     backend: Backend,
     exec_id: str,
@@ -78,18 +109,18 @@ def inputs_artifact(
     kwargs: Mapping[str, Any],
     *,
     what: str,
+    signature: inspect.Signature | None = None,
 ) -> ArtifactRecord:
-    """A new execution's inputs, stored so any process can run its body again."""
-    try:
-        return backend.make_artifact(
-            (tuple(args), dict(kwargs)),
-            exec_id=exec_id,
-            call_id=None,
-            name="inputs",
-            kind="flow_inputs",
-        )
-    except SerializationError as exc:
-        raise KitaruUsageError(f"{what} cannot be stored: {exc}") from None
+    """A new execution's inputs, checked and stored (see :func:`pack_inputs`)."""
+    packed = pack_inputs(args, kwargs, what=what, signature=signature)
+    return store_inputs(backend, exec_id, packed)
+
+
+def _positional_names(signature: inspect.Signature | None) -> tuple[str, ...]:
+    if signature is None:
+        return ()
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in signature.parameters.values() if p.kind in positional)
 
 
 def new_running_record(
@@ -288,6 +319,15 @@ def replay(
     overrides = _override_targets(calls, checkpoint_overrides or {}, source_id)
     flow = load_flow(source.flow_ref, exec_id=source_id)
     args, kwargs = _new_inputs(flow, *_inputs(backend, source), flow_overrides or {})
+    # Checked before any override is written: refused inputs leave nothing behind. The
+    # source's own inputs were accepted when it started; only new values are checked.
+    packed = pack_inputs(
+        args,
+        kwargs,
+        what=f"The flow inputs of the replay of execution {source_id}",
+        signature=inspect.signature(flow.func),
+        check_size=bool(flow_overrides),
+    )
 
     exec_id = str(uuid.uuid4())
     now = time.time()
@@ -334,7 +374,7 @@ def replay(
                 ended_at=now,
             )
         )
-    inputs = inputs_artifact(backend, exec_id, args, kwargs, what="The replay's flow inputs")
+    inputs = store_inputs(backend, exec_id, packed)
     config = dict(source.config)
     config["sources"] = {**config.get("sources", {}), "replay": source_id}
     record = new_running_record(
@@ -364,8 +404,6 @@ def _new_inputs(
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if not overrides:
         return args, kwargs
-    import inspect
-
     signature = inspect.signature(flow.func)
     bound = signature.bind_partial(*args, **kwargs)
     unknown = [name for name in overrides if name not in signature.parameters]
@@ -466,6 +504,8 @@ def give_input(
             f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "
             f"(schema=None); give no value (got {value!r})."
         )
+    if not abort:
+        check_wait_input(stored_value, wait_id=chosen.wait_id, exec_id=exec_id)
     status = WaitStatus.ABORTED if abort else WaitStatus.ANSWERED
     if not backend.store.answer_wait(exec_id, chosen.wait_id, status=status, value=stored_value):
         raise KitaruStateError(
