@@ -7,9 +7,11 @@ from kitaru._blobs.serializers import (
     fingerprint,
     serialize,
 )
-from kitaru._blobs.store import BlobStore
+from kitaru._blobs.store import BlobIntegrityError, BlobLocationError, BlobStore
 
 __all__ = [
+    "BlobIntegrityError",
+    "BlobLocationError",
     "BlobStore",
     "SerializationError",
     "Serialized",
