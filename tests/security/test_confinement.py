@@ -142,12 +142,14 @@ def test_reads_outside_the_root_are_refused(
     with pytest.raises(KitaruBackendError) as caught:
         ref.load()
     assert isinstance(caught.value, BlobLocationError)
-    assert uri in str(caught.value) and str(_root()) in str(caught.value)
+    assert uri in str(caught.value)
+    assert str(_root()) in str(caught.value)
 
     code, out, err = _cli("artifacts", "show", artifact_id, "--value")
     assert code == 1
     assert SECRET.decode() not in out + err
-    assert "Refusing to read" in err and uri in err
+    assert "Refusing to read" in err
+    assert uri in err
 
     code, out, err = _cli("artifacts", "show", artifact_id, "--value", "-o", "json")
     assert code == 1
@@ -167,7 +169,8 @@ def test_delete_never_removes_a_file_outside_the_root(
 
     code, _out, err = _cli("executions", "delete", exec_id, "--yes")
     assert code == 1
-    assert "Refusing to delete" in err and uri in err
+    assert "Refusing to delete" in err
+    assert uri in err
     assert secret.read_bytes() == SECRET
     # Refused before anything changed: the execution is still there.
     assert KitaruClient().executions.get(exec_id).exec_id == exec_id
@@ -189,7 +192,8 @@ def test_delete_of_a_clean_execution_still_removes_its_blobs(any_store: str) -> 
     handle = big_flow.run()
     assert handle.wait(timeout=60) == 70_000
     (ref,) = KitaruClient().artifacts.list(handle.exec_id, kind="output")
-    assert ref.uri is not None and Path(ref.uri).exists()
+    assert ref.uri is not None
+    assert Path(ref.uri).exists()
     code, _out, err = _cli("executions", "delete", handle.exec_id, "--yes")
     assert code == 0, err
     assert not Path(ref.uri).exists()
