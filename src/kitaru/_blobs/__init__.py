@@ -1,6 +1,8 @@
 """Bytes for Kitaru: serializers for checkpoint values and the content-addressed blob store."""
 
 from kitaru._blobs.serializers import (
+    PickleLoadNotAllowedError,
+    PickleNotAllowedError,
     SerializationError,
     Serialized,
     deserialize,
@@ -13,6 +15,8 @@ __all__ = [
     "BlobIntegrityError",
     "BlobLocationError",
     "BlobStore",
+    "PickleLoadNotAllowedError",
+    "PickleNotAllowedError",
     "SerializationError",
     "Serialized",
     "deserialize",
