@@ -71,9 +71,7 @@ def _modes(home: Path, umask: int, extra_env: dict[str, str]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask022", "umask000"])
-def test_store_blobs_and_dirs_are_private(
-    store_url: str, tmp_path: Path, umask: int
-) -> None:
+def test_store_blobs_and_dirs_are_private(store_url: str, tmp_path: Path, umask: int) -> None:
     # A home whose parents do not exist yet: Kitaru creates the whole chain.
     home = tmp_path / "new" / "kitaru-home"
     env = {} if store_url.startswith("sqlite") else {"KITARU_STORE_URL": store_url}
