@@ -253,3 +253,21 @@ def test_cli_value_is_refused_when_pickle_is_off(
     code, out, err = _cli("artifacts", "show", artifact_id, "--value")
     assert code == 0, err
     assert marker.exists()
+
+
+@checkpoint(runtime="isolated")
+def isolated_set() -> set[int]:
+    return {3}
+
+
+@flow
+def isolated_set_flow() -> int:
+    return len(isolated_set())
+
+
+def test_configure_reaches_isolated_checkpoints(any_store: str) -> None:
+    """The child stores under the parent's rule: a clear write error, not a load refusal."""
+    kitaru.configure(allow_pickle=False)
+    handle = isolated_set_flow.run()
+    with pytest.raises(KitaruUserCodeError, match="only cloudpickle can serialize it"):
+        handle.wait(timeout=120)
