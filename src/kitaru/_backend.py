@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from kitaru._blobs import BlobStore, Serialized, deserialize, serialize
+from kitaru._blobs import BlobIntegrityError, BlobStore, Serialized, deserialize, serialize
 from kitaru._blobs.inputs import INPUTS
 from kitaru._blobs.inputs import unpack as unpack_inputs
 from kitaru._store import ArtifactRecord
@@ -109,7 +109,7 @@ class Backend:
         if artifact.inline_data is not None:
             data = artifact.inline_data
             if hashlib.sha256(data).hexdigest() != artifact.sha256:
-                raise KitaruBackendError(
+                raise BlobIntegrityError(
                     f"Artifact {artifact.id} ({artifact.name!r}) is corrupted: its stored bytes "
                     "do not match their recorded hash. Re-run the checkpoint that produced it."
                 )

@@ -27,6 +27,37 @@ CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
 GLOBAL_CONFIG_FILENAME = "config.json"
 LOCK_FILENAME = "config.lock"
 
+#: Kitaru's state (store, artifacts, config) is private to its user, whatever the umask.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_dir(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` and its missing parents as 0700 directories; True if it was created.
+
+    Directories that already exist keep their mode: they may be shared on purpose. The
+    explicit chmod makes a new directory 0700 whatever the umask.
+    """
+    try:
+        os.mkdir(path, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return False
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if parent == os.path.abspath(path):
+            raise
+        make_private_dir(parent)
+        try:
+            os.mkdir(path, PRIVATE_DIR_MODE)
+        except FileExistsError:  # created by a concurrent process meanwhile
+            if not os.path.isdir(path):
+                raise
+            return False
+    os.chmod(path, PRIVATE_DIR_MODE)
+    return True
+
 
 def config_dir() -> Path:
     """Return the Kitaru state directory, creating it if it does not exist yet."""
@@ -39,7 +70,7 @@ def config_dir() -> Path:
 
         path = Path(platformdirs.user_config_dir("kitaru"))
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path)
     except OSError as exc:
         raise KitaruBackendError(
             f"Cannot create the Kitaru config directory {path}: {exc}. "
@@ -237,12 +268,15 @@ def corrupt_config_error(reason: str) -> KitaruBackendError:
 
 __all__ = [
     "CONFIG_PATH_ENV",
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
     "config_dir",
     "corrupt_config_error",
     "default_artifacts_root",
     "default_store_url",
     "global_config_file",
     "global_config_lock",
+    "make_private_dir",
     "read_global_config",
     "update_global_config",
     "write_global_config",

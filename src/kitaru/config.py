@@ -364,6 +364,7 @@ class KitaruConfig:
     project: str | None = None
     store_url: str | None = None
     artifacts_root: str | None = None
+    allow_pickle: bool | None = None
 
 
 _config_lock = threading.Lock()
@@ -380,12 +381,15 @@ def configure(
     project: str | _Unset | None = _UNSET,
     store_url: str | _Unset | None = _UNSET,
     artifacts_root: str | os.PathLike[str] | _Unset | None = _UNSET,
+    allow_pickle: bool | _Unset | None = _UNSET,
 ) -> KitaruConfig:
     """Set process-wide defaults; returns the resulting configuration.
 
     Only the arguments passed change; passing None clears a setting. All
     arguments are validated before anything changes. Whether ``stack`` exists is
     checked when a flow uses it, so a stack may be configured before it is created.
+    ``allow_pickle=False`` stops values from being stored or loaded with cloudpickle
+    (see ``kitaru._blobs.pickle_policy``).
     """
     where = "in kitaru.configure()"
     changes: dict[str, Any] = {}
@@ -409,6 +413,10 @@ def configure(
         root = _validate_nonempty_str("artifacts_root", artifacts_root, where=where)
         # Relative to the cwd at configure() time, not wherever a worker runs later.
         changes["artifacts_root"] = None if root is None else _absolute_if_local(root, None)
+    if allow_pickle is not _UNSET:
+        from kitaru._blobs.pickle_policy import validate_allow_pickle
+
+        changes["allow_pickle"] = validate_allow_pickle(allow_pickle, where=where)
 
     global _config
     with _config_lock:

@@ -212,10 +212,10 @@ def test_uri_is_usable_from_another_process(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from kitaru._blobs import BlobStore\n"
-        "sys.stdout.write(BlobStore('/somewhere/else').get(sys.argv[1], sys.argv[2]).decode())\n"
+        "sys.stdout.write(BlobStore(sys.argv[3]).get(sys.argv[1], sys.argv[2]).decode())\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, uri, sha],
+        [sys.executable, "-c", code, uri, sha, str(tmp_path)],
         cwd="/",
         capture_output=True,
         text=True,
@@ -245,8 +245,10 @@ def test_memory_put_get(memory_root: str) -> None:
     uri, sha = store.put(b"in memory")
     assert uri == f"{memory_root}/{sha[:2]}/{sha[2:]}"
     assert store.get(uri, sha) == b"in memory"
-    # A fresh store (or a store with another root) reads it by URI alone.
-    assert BlobStore("memory://elsewhere").get(uri, sha) == b"in memory"
+    # A fresh store with the same root reads it by URI; one with another root refuses it.
+    assert BlobStore(memory_root).get(uri, sha) == b"in memory"
+    with pytest.raises(KitaruBackendError, match="Refusing to read"):
+        BlobStore("memory://elsewhere").get(uri, sha)
     assert fsspec.open(uri, "rb").open().read() == b"in memory"
 
 
@@ -284,7 +286,7 @@ def test_unknown_protocol_is_a_backend_error() -> None:
     with pytest.raises(KitaruBackendError, match="nosuchproto://bucket/prefix/"):
         store.put(b"x")
     with pytest.raises(KitaruBackendError, match="could not be read"):
-        store.get("nosuchproto://bucket/prefix/ab/cd", "00")
+        store.get("nosuchproto://bucket/prefix/ab/" + "c" * 62, "00")
 
 
 def test_local_put_fsyncs_file_and_directories(

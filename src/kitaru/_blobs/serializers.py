@@ -2,8 +2,10 @@
 
 Every stored value records which serializer wrote it (and, for model classes, where the
 class lives), so that it can be read back by any later process. Plain data is stored as
-JSON, which stays readable across Python versions and without Kitaru; pickle is only the
-last resort.
+JSON, which stays readable across Python versions and without Kitaru; cloudpickle is only
+the last resort, for values none of the others can hold, and it can be turned off
+(``allow_pickle``, see :mod:`kitaru._blobs.pickle_policy`): loading a pickled value runs
+code, so with it off such values are neither written nor loaded.
 
 pydantic and cloudpickle are imported lazily: this module is on the hot path of every
 checkpoint and on the import path of ``kitaru``.
@@ -22,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kitaru.errors import KitaruBackendError, KitaruUsageError
+from kitaru.errors import KitaruBackendError, KitaruError, KitaruUsageError
 
 JSON = "json"
 BYTES = "bytes"
@@ -45,6 +47,11 @@ _NON_FINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
 _WHAT_TO_RETURN = (
     "Return plain data (dict, list, str, numbers), a Pydantic model, a dataclass or bytes."
 )
+_SUPPORTED_KINDS = (
+    "JSON-able data (dict with str keys, list, str, int, float, bool, None), Pydantic "
+    "models and dataclasses defined at module level whose fields round-trip through JSON, "
+    "tuples of these, and bytes/bytearray"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,14 @@ class Serialized:
 
 class SerializationError(KitaruUsageError):
     """A value cannot be serialized by any of Kitaru's serializers."""
+
+
+class PickleNotAllowedError(SerializationError):
+    """A value needs cloudpickle to be stored, and ``allow_pickle`` is off."""
+
+
+class PickleLoadNotAllowedError(KitaruUsageError):
+    """A stored value was pickled, and ``allow_pickle`` is off: loading it would run code."""
 
 
 _NULL = Serialized(JSON, None, b"null")
@@ -294,6 +309,15 @@ def _serialize_tuple(value: tuple[object, ...]) -> Serialized:
 
 
 def _serialize_pickle(value: object) -> Serialized:
+    from kitaru._blobs.pickle_policy import HOW_TO_ALLOW, pickle_setting
+
+    allowed, source = pickle_setting()
+    if not allowed:
+        raise PickleNotAllowedError(
+            f"Cannot store a value of type {_type_name(type(value))!r}: only cloudpickle can "
+            f"serialize it, and pickle is turned off ({source}). Kitaru stores without pickle: "
+            f"{_SUPPORTED_KINDS}. Return one of those, or allow pickle with {HOW_TO_ALLOW}."
+        )
     import cloudpickle
 
     try:
@@ -303,7 +327,9 @@ def _serialize_pickle(value: object) -> Serialized:
             f"Cannot serialize a value of type {_type_name(type(value))!r}: "
             f"{type(exc).__name__}: {exc}. {_WHAT_TO_RETURN}"
         ) from exc
-    return Serialized(PICKLE, None, data)
+    # The type path is only shown (e.g. by the CLI) so a value is described without
+    # unpickling it; loading ignores it.
+    return Serialized(PICKLE, _type_path(type(value)), data)
 
 
 # ---------------------------------------------------------------------------- deserialize
@@ -345,8 +371,9 @@ def deserialize(s: Serialized) -> Any:
         if serializer == TUPLE:
             return _deserialize_tuple(s.data)
         if serializer == PICKLE:
+            _check_pickle_load(s)
             return pickle.loads(s.data)
-    except KitaruBackendError:
+    except KitaruError:
         raise
     except Exception as exc:
         raise KitaruBackendError(
@@ -359,6 +386,20 @@ def deserialize(s: Serialized) -> Any:
         f"Cannot load a stored value: unknown serializer {serializer!r}. It was probably "
         "written by a newer version of Kitaru; upgrade Kitaru in this environment."
     )
+
+
+def _check_pickle_load(s: Serialized) -> None:
+    from kitaru._blobs.pickle_policy import HOW_TO_ALLOW, pickle_setting
+
+    allowed, source = pickle_setting()
+    if not allowed:
+        what = f" of type {s.type_path!r}" if s.type_path else ""
+        raise PickleLoadNotAllowedError(
+            f"Refusing to load a stored value{what}: it was stored with cloudpickle, and "
+            f"loading it would run code chosen by whoever wrote it; pickle is turned off "
+            f"({source}). If you trust the store it came from, allow pickle with "
+            f"{HOW_TO_ALLOW}."
+        )
 
 
 def _deserialize_tuple(data: bytes) -> tuple[Any, ...]:
@@ -466,6 +507,8 @@ def _pickle_digest(value: object) -> str | None:
 
 
 __all__ = [
+    "PickleLoadNotAllowedError",
+    "PickleNotAllowedError",
     "SerializationError",
     "Serialized",
     "deserialize",

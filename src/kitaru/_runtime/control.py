@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from kitaru._blobs import SerializationError
+from kitaru._blobs import BlobLocationError, SerializationError
 from kitaru._blobs.inputs import PackedInputs, pack
 from kitaru._limits import check_flow_inputs, check_wait_input
 from kitaru._runtime.driver import LiveExecution, get_live, register_live, run_execution
@@ -247,8 +247,19 @@ def delete(backend: Backend, exec_id: str) -> None:
             f"Execution {exec_id} is {record.status.value}; cancel it first "
             f"(`kitaru executions cancel {exec_id}`), then delete it."
         )
+    # A record pointing outside the artifact root (moved root, or tampered with) stops the
+    # delete before anything changes: Kitaru never removes files outside its root.
+    for artifact in backend.store.list_artifacts(exec_id=exec_id):
+        if artifact.uri is not None:
+            backend.blobs.check_uri(artifact.uri, "delete")
+    refused: list[BlobLocationError] = []
     for uri in backend.store.delete_execution(exec_id):
-        backend.blobs.delete(uri)
+        try:
+            backend.blobs.delete(uri)
+        except BlobLocationError as exc:  # a reused artifact of an older execution
+            refused.append(exc)
+    if refused:
+        raise refused[0]
 
 
 # -- replay ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import hashlib
 import inspect
+import logging
 import os
 import textwrap
 import threading
@@ -20,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitaru._blobs import SerializationError, fingerprint
+from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
 from kitaru._runtime import logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
@@ -39,6 +40,8 @@ from kitaru.errors import (
     KitaruDivergenceError,
     KitaruUsageError,
 )
+
+logger = logging.getLogger("kitaru")
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -431,7 +434,13 @@ class ExecutionContext:
         if cache_key is not None:
             hit = self._cache_lookup(cache_key)
             if hit is not None and hit.artifact is not None:
-                value = self.backend.load_value(hit.artifact)
+                try:
+                    value = self.backend.load_value(hit.artifact)
+                except BlobIntegrityError as exc:
+                    # The cached output is lost (missing or damaged bytes): run the
+                    # checkpoint instead; its new output repairs the blob.
+                    logger.warning("Ignoring a cache hit for %r: %s", spec.name, exc)
+                    return NOT_RECORDED, cache_key
                 now = time.time()
                 self._record(
                     self._call_record(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import Serialized, deserialize, serialize
+from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
 from kitaru._store import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ def run_isolated(
         env = dict(os.environ)
         env["KITARU_STORE_URL"] = backend.store.url
         env["KITARU_ARTIFACTS_ROOT"] = backend.artifacts_root
+        # configure(allow_pickle=...) is process-local: the child must store its output
+        # under the same rule the parent will load it with.
+        env[ENV_ALLOW_PICKLE] = "1" if pickle_setting()[0] else "0"
         # The child must import what the parent could (the flow's modules, scripts' dirs).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         command = [

@@ -5,6 +5,10 @@ committed checkpoint survives a power loss; ``KITARU_SQLITE_SYNCHRONOUS=normal``
 is the opt-in relaxed mode (survives a process crash, may lose the last
 commits on power loss). Writers take the lock up front (``BEGIN IMMEDIATE``)
 so concurrent writers queue on ``busy_timeout`` instead of failing halfway.
+
+A new SQLite store file is created 0600 before SQLite opens it: SQLite gives the
+``-wal`` and ``-shm`` files it creates the database file's mode, so all three stay
+private to the user whatever the umask.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kitaru._paths import PRIVATE_FILE_MODE, make_private_dir
 from kitaru._store.schema import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 
@@ -68,7 +73,7 @@ def create_engine(url: str) -> sa.Engine:
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(path)
     synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
     if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
         raise KitaruUsageError(
@@ -93,6 +98,27 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.close()
 
     return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` (and its directories) as an empty 0600 file unless it exists.
+
+    An existing file keeps its mode: it may be shared on purpose.
+    """
+    try:
+        make_private_dir(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise KitaruBackendError(
+            f"Cannot create the SQLite store file {path}: {exc}. Check that its directory "
+            "is writable, or point KITARU_STORE_URL elsewhere."
+        ) from exc
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken owner bits away
+    finally:
+        os.close(fd)
 
 
 def _enable_wal(cursor: Any) -> None:
@@ -165,7 +191,8 @@ def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
         return
-    with open(f"{path}.migrate.lock", "a+b") as lock_file:
+    fd = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    with open(fd, "a+b") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             with engine.begin() as conn:

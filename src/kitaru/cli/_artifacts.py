@@ -1,4 +1,9 @@
-"""``kitaru artifacts ...``: list an execution's artifacts and show one (with its value)."""
+"""``kitaru artifacts ...``: list an execution's artifacts and show one (with its value).
+
+Nothing here loads a value unless ``show --value`` asks for it: loading a value stored
+with cloudpickle runs code, so listing and describing use the record only (serializer,
+class path, size, SHA-256).
+"""
 
 from __future__ import annotations
 
@@ -132,10 +137,15 @@ def _type_name(value: Any) -> str:
 
 def _load(ref: ArtifactRef) -> Any:
     """The artifact's value; a failure names the artifact and says where to load it."""
+    from kitaru._blobs import PickleLoadNotAllowedError
     from kitaru.errors import KitaruBackendError
 
     try:
         return ref.load()
+    except PickleLoadNotAllowedError as exc:
+        raise PickleLoadNotAllowedError(
+            f"Cannot show the value of artifact {ref.artifact_id} ({ref.name!r}): {exc}"
+        ) from None
     except Exception as exc:  # e.g. a pickled class that is not importable here
         detail = str(exc) if isinstance(exc, KitaruError) else f"{type(exc).__name__}: {exc}"
         raise KitaruBackendError(
@@ -170,7 +180,9 @@ def _render_ref(ref: ArtifactRef, console: Console) -> None:
         ("Execution", ref.exec_id or "-"),
         ("Call", ref.call_id or "-"),
         ("Serializer", ref.serializer),
+        ("Class", ref.type_path or "-"),
         ("Size", _size(ref.size)),
+        ("SHA-256", ref.sha256),
         ("Tags", ", ".join(ref.tags) or "-"),
         ("Stored", ref.uri or "inline"),
         ("Created", fmt_time(ref.created_at)),
@@ -250,13 +262,18 @@ def show(
             "--value",
             help=(
                 "Also load and print the value (as JSON when it is plain data, else its "
-                "repr). Values pickled from your own classes need them importable here."
+                "repr). Loading a value stored with cloudpickle (serializer 'pickle') runs "
+                "code: use it only on stores you trust (KITARU_ALLOW_PICKLE=0 refuses). "
+                "Values of your own classes need them importable here."
             ),
         ),
     ] = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Show one artifact: its name, kind, type, producing call, size and tags."""
+    """Show one artifact: its name, kind, type, producing call, size, hash and tags.
+
+    The value is loaded only with --value.
+    """
     with command("artifacts show", output) as out:
         ref = _client().artifacts.get(artifact_id)
         data: dict[str, Any] = ref.to_dict()

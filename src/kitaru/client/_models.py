@@ -47,6 +47,10 @@ class ArtifactRef:
     created_at: datetime | None
     tags: list[str]
     uri: str | None
+    #: SHA-256 of the stored bytes, and the class they hold (None for plain JSON/bytes);
+    #: both describe a value without loading (for a pickled one: running) it.
+    sha256: str
+    type_path: str | None
     _backend: Backend = field(repr=False, compare=False)
 
     @classmethod
@@ -63,6 +67,8 @@ class ArtifactRef:
             created_at=_dt(record.created_at),
             tags=list(record.tags),
             uri=record.uri,
+            sha256=record.sha256,
+            type_path=record.type_path,
             _backend=backend,
         )
 
@@ -83,6 +89,8 @@ class ArtifactRef:
             "created_at": _iso(self.created_at),
             "tags": self.tags,
             "uri": self.uri,
+            "sha256": self.sha256,
+            "type_path": self.type_path,
         }
 
 
