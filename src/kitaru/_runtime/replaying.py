@@ -262,7 +262,9 @@ def _item_type(envelope: dict[str, Any]) -> Any:
 
 
 def _describe(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or repr(tp).replace("typing.", "")
+    if typing.get_origin(tp) is not None:  # tuple[Plan, int], Plan | None, ...
+        return re.sub(r"\b[\w.]+\.(\w+)", r"\1", repr(tp))
+    return getattr(tp, "__name__", None) or repr(tp)
 
 
 def convert(value: Any, tp: Any, *, what: str) -> Any:
