@@ -552,12 +552,12 @@ def _call_plans(
         found = match(calls, target)
         if not found:
             raise KitaruStateError(
-                f"Override {key!r} names no checkpoint call of execution {exec_id}. "
+                f"Override of {target!r} names no checkpoint call of execution {exec_id}. "
                 f"Available checkpoints: {_available(calls)}."
             )
         if len(found) > 1:
             raise KitaruStateError(
-                f"Override {key!r} matches {len(found)} calls "
+                f"Override of {target!r} matches {len(found)} calls "
                 f"({', '.join(c.call_id for c in found)}); name one call id."
             )
         matched[f"checkpoint:{target}"] = [found[0].call_id]
