@@ -5,6 +5,8 @@ Decorate the orchestration function with ``@flow`` and its units of work with
 failed or paused execution continues where it stopped.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from kitaru._runtime.context import current_execution_id, is_replay
 from kitaru._stacks import (
     StackInfo,
@@ -44,6 +46,28 @@ from kitaru.handle import FlowHandle
 from kitaru.logging import log
 from kitaru.wait import wait
 
+if TYPE_CHECKING:
+    from kitaru.replay import ReplayRuntimeContext, ReplaySubmission, get_replay_runtime_context
+
+#: Names loaded on first use (kept out of ``import kitaru``'s cost).
+_LAZY = {
+    "ReplayRuntimeContext": "kitaru.replay",
+    "ReplaySubmission": "kitaru.replay",
+    "get_replay_runtime_context": "kitaru.replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kitaru' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "ExecutionStatus",
     "FailureOrigin",
@@ -67,6 +91,8 @@ __all__ = [
     "KitaruUserCodeError",
     "KitaruWaitAbortedError",
     "KitaruWaitValidationError",
+    "ReplayRuntimeContext",
+    "ReplaySubmission",
     "StackInfo",
     "__version__",
     "checkpoint",
@@ -76,6 +102,7 @@ __all__ = [
     "current_stack",
     "delete_stack",
     "flow",
+    "get_replay_runtime_context",
     "is_replay",
     "list_stacks",
     "load",

@@ -6,9 +6,9 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
@@ -16,6 +16,9 @@ from kitaru._runtime.loader import flow_reference
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
 from kitaru.errors import KitaruUsageError
 from kitaru.handle import FlowHandle
+
+if TYPE_CHECKING:
+    from kitaru.replay import ReplaySubmission
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,33 +124,60 @@ class Flow(Generic[P, R]):
 
     def replay(
         self,
-        exec_id: str,
+        execution: Any,
         *,
         at: str | None = None,
-        from_: str | None = None,
-        checkpoint_overrides: Mapping[str, Any] | None = None,
         flow_overrides: Mapping[str, Any] | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        invocation_overrides: Mapping[str, Any] | None = None,
+        skip: Sequence[str] | None = None,
+        tag: str | None = None,
+        wait: bool | None = None,
+        on_error: Literal["collect", "fail"] | None = None,
+        stack: str | None = None,
+        image: Any = None,
+        cache: bool | None = None,
+        retries: int | None = None,
+        from_: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         **flow_inputs: Any,
-    ) -> FlowHandle:
-        """Start a new execution from checkpoint ``at`` of ``exec_id`` (see KitaruClient)."""
-        from kitaru.client import KitaruClient
+    ) -> ReplaySubmission:
+        """Replay executions of this flow from checkpoint ``at`` (see KitaruClient).
 
-        source = KitaruClient().executions.get(exec_id)
-        if source.flow_name != self.name:
-            raise KitaruUsageError(
-                f"Execution {exec_id} belongs to flow {source.flow_name!r}, not {self.name!r}."
-            )
-        execution = KitaruClient().executions.replay(
-            exec_id,
+        ``stack``, ``image``, ``cache`` and ``retries`` replace the source's frozen
+        settings for the replays; ``cache=True`` lets their live part use the
+        cross-run cache (by default a replay runs it again).
+        """
+        from kitaru.client import KitaruClient
+        from kitaru.client._replay import FLOW_REPLAY_KEYWORDS, submit_replay
+
+        where = f"{self.name}.replay(...)"
+        if stack is not None and (not isinstance(stack, str) or not stack):
+            raise KitaruUsageError(f"stack= in {where} must be a stack name, got {stack!r}.")
+        settings = {
+            "stack": stack,
+            "image": ImageSettings.coerce(image) if image is not None else None,
+            "cache": validate_cache(cache, where=where),
+            "retries": validate_retries(retries, where=where),
+        }
+        return submit_replay(
+            KitaruClient().executions,
+            execution,
             at=at,
-            from_=from_,
-            checkpoint_overrides=checkpoint_overrides,
             flow_overrides=flow_overrides,
+            checkpoint_overrides=checkpoint_overrides,
+            invocation_overrides=invocation_overrides,
+            skip=skip,
+            tag=tag,
+            wait=wait,
+            on_error=on_error,
+            from_=from_,
             overrides=overrides,
-            **flow_inputs,
+            flow_inputs=flow_inputs,
+            settings=settings,
+            expect_flow=self.name,
+            keywords=FLOW_REPLAY_KEYWORDS,
         )
-        return FlowHandle(execution.exec_id)
 
 
 def _validate_concurrency(value: Any, where: str) -> int | None:

@@ -252,9 +252,10 @@ def writer(topic: str) -> str:
 def test_a_replay_shows_reused_calls(exporter: InMemorySpanExporter) -> None:
     source = writer.run("otel")
     source.wait(timeout=30)
-    replayed = KitaruClient().executions.replay(
-        source.exec_id, at="draft", checkpoint_overrides={"draft": "edited"}, wait=True
+    submission = KitaruClient().executions.replay(
+        source.exec_id, at="draft", checkpoint_overrides={"draft": {"output": "edited"}}
     )
+    replayed = KitaruClient().executions.get(submission.results[0].replay_exec_id)
     assert replayed.status.value == "completed"
     spans = spans_of(exporter, replayed.exec_id)
     by_name = {

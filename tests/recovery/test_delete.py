@@ -130,7 +130,8 @@ def test_delete_keeps_outputs_a_replay_reused(any_store: str) -> None:
     source = produce.run(3)
     source.wait(timeout=20)
     client = KitaruClient()
-    replay = client.executions.replay(source.exec_id, at="large", wait=True)
+    submission = client.executions.replay(source.exec_id, at="large", wait=True)
+    replay = client.executions.get(submission.results[0].replay_exec_id)
     reused = replay.checkpoints[0]
     assert reused.status is CallStatus.REUSED
     client.executions.delete(source.exec_id)

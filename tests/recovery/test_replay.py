@@ -21,6 +21,7 @@ from kitaru import (
     flow,
 )
 from kitaru.client import CallStatus, Execution
+from kitaru.replay import ReplaySubmission
 
 runs: Counter[str] = Counter()
 replaying: list[bool] = []
@@ -80,6 +81,12 @@ def _source() -> str:
     return handle.exec_id
 
 
+def _replayed(submission: ReplaySubmission) -> Execution:
+    """The one replay execution of a submission (replay returns a ReplaySubmission)."""
+    (row,) = submission.results
+    return KitaruClient().executions.get(row.replay_exec_id)
+
+
 def _calls(execution: Execution) -> list[tuple[str, CallStatus]]:
     return [(c.call_id, c.status) for c in execution.checkpoints]
 
@@ -98,7 +105,7 @@ def test_replay_reuses_before_at_and_runs_at_and_after_live(any_store: str) -> N
     source = client.executions.get(source_id)
     before = _snapshot(source_id)
 
-    replay = client.executions.replay(source_id, at="draft", wait=True)
+    replay = _replayed(client.executions.replay(source_id, at="draft", wait=True))
     assert replay.exec_id != source_id
     assert replay.original_exec_id == source_id
     assert replay.flow_name == "writer"
@@ -129,7 +136,7 @@ def test_replay_at_a_call_id_of_a_repeated_checkpoint(any_store: str) -> None:
     assert handle.wait(timeout=20) == 600
     runs.clear()
     client = KitaruClient()
-    replay = client.executions.replay(handle.exec_id, at="step:2", wait=True)
+    replay = _replayed(client.executions.replay(handle.exec_id, at="step:2", wait=True))
     assert replay.status is ExecutionStatus.COMPLETED
     assert FlowHandle(replay.exec_id).get() == 600
     assert runs == {"step2": 1, "step3": 1}
@@ -140,8 +147,10 @@ def test_replay_at_a_call_id_of_a_repeated_checkpoint(any_store: str) -> None:
     ]
     # An override by call id touches only that call.
     runs.clear()
-    edited = client.executions.replay(
-        handle.exec_id, at="step:3", checkpoint_overrides={"step:2": 5}, wait=True
+    edited = _replayed(
+        client.executions.replay(
+            handle.exec_id, at="step:3", invocation_overrides={"step:2": {"output": 5}}
+        )
     )
     assert FlowHandle(edited.exec_id).get() == 100 + 5 + 300
     assert runs == {"step3": 1}
@@ -162,11 +171,14 @@ def test_a_checkpoint_name_called_under_several_ids_is_ambiguous(any_store: str)
     assert "ambiguous" in message
     assert "first" in message
     assert "second" in message
-    with pytest.raises(KitaruUsageError, match="first, second"):
-        client.executions.replay(handle.exec_id, at="second", checkpoint_overrides={"step": 0})
+    # 0.21: an invocation override names exactly one call.
+    with pytest.raises(KitaruStateError, match="first, second"):
+        client.executions.replay(
+            handle.exec_id, at="second", invocation_overrides={"step": {"output": 0}}
+        )
     assert [e.exec_id for e in client.executions.list()] == [handle.exec_id]
 
-    replay = client.executions.replay(handle.exec_id, at="second", wait=True)
+    replay = _replayed(client.executions.replay(handle.exec_id, at="second", wait=True))
     assert FlowHandle(replay.exec_id).get() == 300
     assert runs == {"step2": 1}
     assert _calls(replay) == [("first", CallStatus.REUSED), ("second", CallStatus.COMPLETED)]
@@ -174,7 +186,7 @@ def test_a_checkpoint_name_called_under_several_ids_is_ambiguous(any_store: str)
 
 def test_replay_at_the_first_checkpoint_reuses_nothing(any_store: str) -> None:
     source_id = _source()
-    replay = KitaruClient().executions.replay(source_id, at="research", wait=True)
+    replay = _replayed(KitaruClient().executions.replay(source_id, at="research", wait=True))
     assert runs == {"research": 1, "draft": 1, "review": 1}
     assert [c.status for c in replay.checkpoints] == [CallStatus.COMPLETED] * 3
 
@@ -182,8 +194,10 @@ def test_replay_at_the_first_checkpoint_reuses_nothing(any_store: str) -> None:
 def test_override_before_at_replaces_the_recorded_output(any_store: str) -> None:
     source_id = _source()
     before = _snapshot(source_id)
-    replay = KitaruClient().executions.replay(
-        source_id, at="draft", checkpoint_overrides={"research": "edited notes"}, wait=True
+    replay = _replayed(
+        KitaruClient().executions.replay(
+            source_id, at="draft", checkpoint_overrides={"research": {"output": "edited notes"}}
+        )
     )
     assert FlowHandle(replay.exec_id).get() == "DRAFT(EDITED NOTES)"
     assert runs == {"draft": 1, "review": 1}
@@ -194,12 +208,20 @@ def test_override_before_at_replaces_the_recorded_output(any_store: str) -> None
     assert _snapshot(source_id) == before
 
 
-@pytest.mark.parametrize("key", ["review", "checkpoint.review"])
-def test_override_after_at_is_returned_instead_of_running(any_store: str, key: str) -> None:
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        {"checkpoint_overrides": {"review": {"output": "FINAL WORD"}}},
+        {"invocation_overrides": {"review": {"output": "FINAL WORD"}}},
+        {"overrides": {"checkpoint.review": "FINAL WORD"}},  # the <=0.18 spelling
+    ],
+    ids=["checkpoint", "invocation", "legacy"],
+)
+def test_override_after_at_is_returned_instead_of_running(
+    any_store: str, spelling: dict[str, Any]
+) -> None:
     source_id = _source()
-    replay = KitaruClient().executions.replay(
-        source_id, at="draft", checkpoint_overrides={key: "FINAL WORD"}, wait=True
-    )
+    replay = _replayed(KitaruClient().executions.replay(source_id, at="draft", **spelling))
     assert FlowHandle(replay.exec_id).get() == "FINAL WORD"
     assert runs == {"draft": 1}
     assert _calls(replay) == [
@@ -213,8 +235,10 @@ def test_override_after_at_is_returned_instead_of_running(any_store: str, key: s
 
 def test_override_of_the_at_checkpoint_itself(any_store: str) -> None:
     source_id = _source()
-    replay = KitaruClient().executions.replay(
-        source_id, at="draft", checkpoint_overrides={"draft": "my own draft"}, wait=True
+    replay = _replayed(
+        KitaruClient().executions.replay(
+            source_id, at="draft", checkpoint_overrides={"draft": {"output": "my own draft"}}
+        )
     )
     assert FlowHandle(replay.exec_id).get() == "MY OWN DRAFT"
     assert runs == {"review": 1}
@@ -222,12 +246,14 @@ def test_override_of_the_at_checkpoint_itself(any_store: str) -> None:
 
 def test_old_spelling_from_overrides_and_flow_inputs_as_keywords(any_store: str) -> None:
     source_id = _source()
-    replay = KitaruClient().executions.replay(
-        source_id,
-        from_="review",
-        overrides={"checkpoint.research": "ignored: research is before the live part"},
-        tone="quiet",
-        wait=True,
+    replay = _replayed(
+        KitaruClient().executions.replay(
+            source_id,
+            from_="review",
+            overrides={"checkpoint.research": "ignored: research is before the live part"},
+            tone="quiet",
+            wait=True,
+        )
     )
     # draft is reused from the source; review runs live with the new flow input.
     assert FlowHandle(replay.exec_id).get() == "draft(notes on kitaru)"
@@ -242,8 +268,10 @@ def test_old_spelling_from_overrides_and_flow_inputs_as_keywords(any_store: str)
 
 def test_flow_overrides_change_the_inputs_of_the_live_part(any_store: str) -> None:
     source_id = _source()
-    replay = KitaruClient().executions.replay(
-        source_id, at="research", flow_overrides={"topic": "durability"}, wait=True
+    replay = _replayed(
+        KitaruClient().executions.replay(
+            source_id, at="research", flow_overrides={"topic": "durability"}, wait=True
+        )
     )
     assert FlowHandle(replay.exec_id).get() == "DRAFT(NOTES ON DURABILITY)"
     assert runs == {"research": 1, "draft": 1, "review": 1}
@@ -251,13 +279,16 @@ def test_flow_overrides_change_the_inputs_of_the_live_part(any_store: str) -> No
 
 def test_flow_replay_method(any_store: str) -> None:
     source_id = _source()
-    handle = writer.replay(
-        source_id, at="review", checkpoint_overrides={"draft": "short"}, tone="loud"
+    # 0.21: my_flow.replay returns a ReplaySubmission (waited for: one id).
+    submission = writer.replay(
+        source_id, at="review", checkpoint_overrides={"draft": {"output": "short"}}, tone="loud"
     )
-    assert isinstance(handle, FlowHandle)
-    assert handle.wait(timeout=20) == "SHORT"
+    assert isinstance(submission, ReplaySubmission)
+    (row,) = submission.results
+    assert row.status == "completed"
+    assert FlowHandle(row.replay_exec_id).get() == "SHORT"
     assert runs == {"review": 1}
-    replay = KitaruClient().executions.get(handle.exec_id)
+    replay = KitaruClient().executions.get(row.replay_exec_id)
     assert replay.original_exec_id == source_id
 
     with pytest.raises(KitaruUsageError, match="writer"):
@@ -270,18 +301,18 @@ def test_flow_replay_method(any_store: str) -> None:
         ({"at": "nope"}, KitaruStateError, "nope"),
         ({"at": "draft:2"}, KitaruStateError, "draft:2"),
         ({"from_": "missing"}, KitaruStateError, "missing"),
-        ({"at": "draft", "checkpoint_overrides": {"nope": 1}}, KitaruUsageError, "nope"),
         (
-            {"at": "draft", "checkpoint_overrides": {"checkpoint.nope": 1}},
-            KitaruUsageError,
-            "checkpoint.nope",
+            {"at": "draft", "checkpoint_overrides": {"nope": {"output": 1}}},
+            KitaruStateError,
+            "nope",
         ),
+        ({"at": "draft", "checkpoint_overrides": {"research": 1}}, KitaruUsageError, "mapping"),
         ({"at": "draft", "overrides": {"research": "x"}}, KitaruUsageError, "research"),
-        ({"at": "draft", "overrides": {"checkpoint.nope": 1}}, KitaruUsageError, "nope"),
+        ({"at": "draft", "overrides": {"checkpoint.nope": 1}}, KitaruStateError, "nope"),
         ({"at": "draft", "flow_overrides": {"colour": "red"}}, KitaruUsageError, "colour"),
         ({"at": "draft", "colour": "red"}, KitaruUsageError, "colour"),
         (
-            {"at": "draft", "checkpoint_overrides": {"research": threading.Lock()}},
+            {"at": "draft", "checkpoint_overrides": {"research": {"output": threading.Lock()}}},
             KitaruUsageError,
             "research",
         ),
@@ -293,7 +324,7 @@ def test_flow_replay_method(any_store: str) -> None:
         "unknown-call-id",
         "unknown-from",
         "unknown-override",
-        "unknown-prefixed-override",
+        "override-not-an-entry",
         "unprefixed-old-override",
         "unknown-old-override",
         "unknown-flow-input",
@@ -358,7 +389,8 @@ def test_replay_onto_changed_code_that_skips_a_reused_call_diverges(any_store: s
     def evolving() -> str:
         return c(b())
 
-    replay = KitaruClient().executions.replay(handle.exec_id, at="c")
+    (row,) = KitaruClient().executions.replay(handle.exec_id, at="c", wait=False).results
+    replay = KitaruClient().executions.get(row.replay_exec_id)
     with pytest.raises(KitaruDivergenceError) as info:
         FlowHandle(replay.exec_id).wait(timeout=20)
     message = str(info.value)
@@ -399,7 +431,8 @@ def test_replay_onto_code_that_calls_another_checkpoint_under_a_reused_id(
     def renamed() -> int:
         return last(other(id="one"))
 
-    replay = KitaruClient().executions.replay(handle.exec_id, at="last")
+    (row,) = KitaruClient().executions.replay(handle.exec_id, at="last", wait=False).results
+    replay = KitaruClient().executions.get(row.replay_exec_id)
     with pytest.raises(KitaruDivergenceError) as info:
         FlowHandle(replay.exec_id).wait(timeout=20)
     assert "'first'" in str(info.value)

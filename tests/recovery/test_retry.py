@@ -234,7 +234,11 @@ def test_retry_of_a_failed_replay_keeps_its_reused_outputs(any_store: str) -> No
     runs.clear()
     client = KitaruClient()
     broken["transform"] = True
-    replay = client.executions.replay(source.exec_id, at="transform", wait=True)
+    submission = client.executions.replay(
+        source.exec_id, at="transform", wait=True, on_error="collect"
+    )
+    assert submission.results[0].status == "failed"
+    replay = client.executions.get(submission.results[0].replay_exec_id)
     assert replay.status is ExecutionStatus.FAILED
     assert runs == {"transform": 1}
 

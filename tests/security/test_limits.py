@@ -207,7 +207,7 @@ def test_replay_flow_override_over_the_limit_is_refused_and_nothing_is_stored(
             at="measure",
             flow_overrides={"data": os.urandom(100_000)},
             # Large enough to be written as a blob, were it written before the check.
-            checkpoint_overrides={"measure": "x" * 200_000},
+            checkpoint_overrides={"measure": {"output": "x" * 200_000}},
         )
     message = str(info.value)
     assert f"The flow inputs of the replay of execution {source.exec_id} are too large" in message
@@ -218,9 +218,10 @@ def test_replay_flow_override_over_the_limit_is_refused_and_nothing_is_stored(
     assert blob_files() == files_before
 
     monkeypatch.setenv(FLOW_ENV, "1MiB")
-    replay = client.executions.replay(
+    submission = client.executions.replay(
         source.exec_id, at="measure", flow_overrides={"data": bytes(100_000)}, wait=True
     )
+    replay = client.executions.get(submission.results[0].replay_exec_id)
     assert replay.status is ExecutionStatus.COMPLETED
 
 
@@ -233,8 +234,8 @@ def test_replay_without_flow_overrides_keeps_inputs_accepted_under_a_higher_limi
     monkeypatch.setenv(FLOW_ENV, "64KiB")
     # Same inputs as recorded: nothing new to check. New values are checked.
     client = KitaruClient()
-    replay = client.executions.replay(source.exec_id, at="measure", wait=True)
-    assert replay.status is ExecutionStatus.COMPLETED
+    submission = client.executions.replay(source.exec_id, at="measure", wait=True)
+    assert submission.results[0].status == "completed"
     with pytest.raises(KitaruUsageError, match="too large"):
         client.executions.replay(source.exec_id, at="measure", flow_overrides={"label": "y"})
 

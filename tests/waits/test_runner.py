@@ -234,7 +234,8 @@ def test_replay_that_reaches_a_wait_waits(any_store: str, client: KitaruClient) 
 
     # Replaying from the checkpoint after the wait runs the body again: it reaches the
     # wait, which this new execution has no answer for, so it waits like a normal run.
-    replay = client.executions.replay(source.exec_id, at="step:2")
+    submission = client.executions.replay(source.exec_id, at="step:2", wait=False)
+    replay = client.executions.get(submission.results[0].replay_exec_id)
     execution = wait_until_released(client, replay.exec_id)
     assert execution.original_exec_id == source.exec_id
     assert execution.pending_wait is not None

@@ -1,4 +1,4 @@
-"""Starting, resuming, retrying, replaying, cancelling and deleting executions.
+"""Starting, resuming, retrying, cancelling and deleting executions.
 
 Every operation validates first and changes stored state last, so a refused
 request (unknown id, wrong status, bad override, missing code) leaves the
@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,6 @@ from kitaru._runtime.waits import to_json, type_adapter, wake
 from kitaru._stacks.local import launch_local
 from kitaru._store import (
     ArtifactRecord,
-    CallRecord,
-    CallStatus,
     ExecutionRecord,
     ExecutionStatus,
     WaitRecord,
@@ -262,175 +259,7 @@ def delete(backend: Backend, exec_id: str) -> None:
         raise refused[0]
 
 
-# -- replay ----------------------------------------------------------------------------
-
-
-def _select(calls: list[CallRecord], at: str, exec_id: str) -> CallRecord:
-    by_id = next((c for c in calls if c.call_id == at), None)
-    if by_id is not None:
-        return by_id
-    named = [c for c in calls if c.name == at]
-    if len(named) == 1:
-        return named[0]
-    known = ", ".join(f"{c.call_id} ({c.name})" for c in calls) or "(no checkpoint calls)"
-    if named:
-        raise KitaruStateError(
-            f"Replay selector {at!r} is ambiguous in execution {exec_id}: checkpoint {at!r} "
-            f"was called {len(named)} times ({', '.join(c.call_id for c in named)}). "
-            "Pass one of those call ids instead."
-        )
-    raise KitaruStateError(
-        f"Replay selector {at!r} matches no checkpoint call of execution {exec_id}. Calls: {known}."
-    )
-
-
-def _override_targets(
-    calls: list[CallRecord], overrides: Mapping[str, Any], exec_id: str
-) -> dict[str, Any]:
-    """Map override keys (call id, checkpoint name, or ``checkpoint.<name>``) to call ids."""
-    resolved: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if not isinstance(key, str) or not key:
-            raise KitaruUsageError(f"Override key {key!r} must be a checkpoint name or call id.")
-        target = key.removeprefix("checkpoint.")
-        by_id = [c for c in calls if c.call_id == target]
-        matches = by_id or [c for c in calls if c.name == target]
-        if not matches:
-            known = ", ".join(sorted({c.call_id for c in calls} | {c.name for c in calls}))
-            raise KitaruUsageError(
-                f"Override key {key!r} names no checkpoint call of execution {exec_id}. "
-                f"Use a call id or checkpoint name: {known or '(none)'}."
-            )
-        if len(matches) > 1:
-            raise KitaruUsageError(
-                f"Override key {key!r} matches {len(matches)} calls "
-                f"({', '.join(c.call_id for c in matches)}); use one call id."
-            )
-        resolved[matches[0].call_id] = value
-    return resolved
-
-
-def replay(
-    backend: Backend,
-    source_id: str,
-    *,
-    at: str,
-    checkpoint_overrides: Mapping[str, Any] | None = None,
-    flow_overrides: Mapping[str, Any] | None = None,
-) -> tuple[ExecutionRecord, LiveExecution]:
-    """A new execution that reuses the source's outputs before ``at`` and runs the rest."""
-    if not isinstance(at, str) or not at:
-        raise KitaruUsageError(
-            "replay needs at= (a checkpoint name or call id to start running live from)."
-        )
-    store = backend.store
-    source = store.require_execution(source_id)
-    calls = store.calls(source_id)
-    start_call = _select(calls, at, source_id)
-    overrides = _override_targets(calls, checkpoint_overrides or {}, source_id)
-    flow = load_flow(source.flow_ref, exec_id=source_id)
-    args, kwargs = _new_inputs(flow, *_inputs(backend, source), flow_overrides or {})
-    # Checked before any override is written: refused inputs leave nothing behind. The
-    # source's own inputs were accepted when it started; only new values are checked.
-    packed = pack_inputs(
-        args,
-        kwargs,
-        what=f"The flow inputs of the replay of execution {source_id}",
-        signature=inspect.signature(flow.func),
-        check_size=bool(flow_overrides),
-    )
-
-    exec_id = str(uuid.uuid4())
-    now = time.time()
-
-    def artifact_for(call_id: str, name: str, value: Any) -> ArtifactRecord:
-        try:
-            return backend.make_artifact(
-                value, exec_id=exec_id, call_id=call_id, name=name, kind="output"
-            )
-        except SerializationError as exc:
-            raise KitaruUsageError(f"Override for {call_id!r} cannot be stored: {exc}") from None
-
-    reused: list[CallRecord] = []
-    new_artifacts: list[ArtifactRecord] = []
-    live_overrides: dict[str, str] = {}
-    for call in calls:
-        artifact_id: str | None
-        metadata: dict[str, Any]
-        before = call.seq < start_call.seq
-        if call.call_id in overrides:
-            artifact = artifact_for(call.call_id, call.name, overrides[call.call_id])
-            new_artifacts.append(artifact)
-            if not before:
-                live_overrides[call.call_id] = artifact.id
-                continue
-            artifact_id, metadata = artifact.id, {"overridden": True}
-        elif before and call.status.has_output:
-            artifact_id, metadata = call.artifact_id, {}
-        else:
-            continue
-        reused.append(
-            CallRecord(
-                exec_id=exec_id,
-                call_id=call.call_id,
-                seq=call.seq,
-                name=call.name,
-                runtime=call.runtime,
-                status=CallStatus.REUSED,
-                type=call.type,
-                artifact_id=artifact_id,
-                source_exec_id=source_id,
-                metadata=metadata,
-                started_at=now,
-                ended_at=now,
-            )
-        )
-    inputs = store_inputs(backend, exec_id, packed)
-    config = dict(source.config)
-    config["sources"] = {**config.get("sources", {}), "replay": source_id}
-    record = new_running_record(
-        exec_id,
-        flow_name=source.flow_name,
-        flow_ref=source.flow_ref,
-        stack=source.stack,
-        config=config,
-        inputs=inputs,
-        now=now,
-        original_exec_id=source_id,
-        replay_plan={
-            "source": source_id,
-            "at": start_call.call_id,
-            "live_overrides": live_overrides,
-        },
-    )
-    store.create_execution(record, inputs, calls=reused, artifacts=new_artifacts)
-    return record, start(backend, record, flow, args, kwargs)
-
-
-def _new_inputs(
-    flow: Flow[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    overrides: Mapping[str, Any],
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if not overrides:
-        return args, kwargs
-    signature = inspect.signature(flow.func)
-    bound = signature.bind_partial(*args, **kwargs)
-    unknown = [name for name in overrides if name not in signature.parameters]
-    if unknown:
-        raise KitaruUsageError(
-            f"Flow {flow.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
-            f"its signature is {signature}."
-        )
-    bound.arguments.update(overrides)
-    try:
-        rebound = signature.bind(**bound.arguments)
-    except TypeError as exc:
-        raise KitaruUsageError(
-            f"Invalid flow inputs for the replay of {flow.name!r}: {exc}"
-        ) from None
-    return tuple(rebound.args), dict(rebound.kwargs)
+# Replays are planned and started by kitaru._runtime.replaying.
 
 
 # -- input to waits --------------------------------------------------------------------

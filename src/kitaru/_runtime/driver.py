@@ -28,7 +28,7 @@ from kitaru._runtime.execution import (
 )
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds, leases
 from kitaru._runtime.waits import WaitSuspended
-from kitaru._store import ArtifactRecord, ExecutionRecord, ExecutionStatus
+from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.errors import FailureOrigin, KitaruDivergenceError, KitaruError
 
 if TYPE_CHECKING:
@@ -111,13 +111,19 @@ def run_execution(
                 record = restarted
             # A brand-new execution has no calls or waits yet: skip the reads.
             nothing_recorded = fresh and not flow_attempt
+            replay = None
+            if record.replay_plan:
+                from kitaru._runtime.replaying import load_directives
+
+                replay = load_directives(backend, record)
             ctx = ExecutionContext(
                 backend,
                 record,
                 run=record.run_count,
                 recorded=[] if nothing_recorded else store.calls(record.id),
-                cache_enabled=False if record.replay_plan else cache_enabled,
-                overrides=_replay_overrides(backend, record),
+                # A replay runs its live part again unless cache=True was asked for.
+                cache_enabled=cache_enabled if replay is None else bool(replay.cache),
+                replay=replay,
                 waits=[] if nothing_recorded else store.waits(record.id),
                 cancel_event=live.cancel,
             )
@@ -181,17 +187,6 @@ def run_execution(
 
 
 _RUNNING = (ExecutionStatus.RUNNING,)
-
-
-def _replay_overrides(backend: Backend, record: ExecutionRecord) -> dict[str, ArtifactRecord]:
-    """Override values a replay supplies for calls at or after its start point."""
-    plan = record.replay_plan or {}
-    overrides: dict[str, ArtifactRecord] = {}
-    for call_id, artifact_id in plan.get("live_overrides", {}).items():
-        artifact = backend.store.get_artifact(artifact_id)
-        if artifact is not None:
-            overrides[call_id] = artifact
-    return overrides
 
 
 @dataclass

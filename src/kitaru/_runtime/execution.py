@@ -45,6 +45,7 @@ logger = logging.getLogger("kitaru")
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
+    from kitaru._runtime.replaying import ReplayDirectives
 
 _MAX_BACKOFF_SECONDS = 30.0
 #: Pool size for ``.submit()`` calls of one execution (``max_concurrency`` overrides).
@@ -136,7 +137,7 @@ class ExecutionContext:
         recorded: list[CallRecord],
         cache_enabled: bool | None,
         cancel_event: threading.Event,
-        overrides: dict[str, ArtifactRecord] | None = None,
+        replay: ReplayDirectives | None = None,
         waits: list[WaitRecord] | None = None,
     ) -> None:
         self.backend = backend
@@ -146,8 +147,9 @@ class ExecutionContext:
         self.cancel_event = cancel_event
         #: Explicit execution-level cache setting (None = not set at execution level).
         self.cache_enabled = cache_enabled
-        #: Replay overrides for calls that run live: returned instead of running.
-        self._overrides = overrides or {}
+        #: What a replay changes (outputs, inputs, code of single calls); None otherwise.
+        self.replay = replay
+        self._replay_context: Any = None
         self._waits = {w.wait_id: w for w in waits or ()}
         self._wait_count = 0
         self._wait_ids: set[str] = set()
@@ -405,6 +407,8 @@ class ExecutionContext:
         if recorded is not None and recorded.status.has_output and reusable:
             self._consumed.add(call_id)
             return recorded
+        if self.replay is not None and call_id in self.replay.rerun and not self._live:
+            return None  # a replay reruns it; the reused calls after it stay reused
         self._go_live(call_id)
         return None
 
@@ -413,23 +417,24 @@ class ExecutionContext:
     ) -> tuple[Any, str | None]:
         """A replay override or a cross-run cache hit: (value, None); else (NOT_RECORDED, key)."""
         self.check_cancelled()
-        override = self._overrides.get(call_id)
+        override = None if self.replay is None else self.replay.outputs.get(call_id)
         if override is not None:
+            artifact, metadata = override
             now = time.time()
             self._record(
                 self._call_record(
                     spec,
                     call_id,
                     CallStatus.REUSED,
-                    artifact_id=override.id,
+                    artifact_id=artifact.id,
                     source_exec_id=self.record.original_exec_id,
                     attempts=0,
                     started_at=now,
                     ended_at=now,
-                    metadata={"overridden": True},
+                    metadata=dict(metadata),
                 )
             )
-            return self.backend.load_value(override), None
+            return self.backend.load_value(artifact), None
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
             hit = self._cache_lookup(cache_key)
@@ -461,6 +466,7 @@ class ExecutionContext:
     def finish_call(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
+        args, kwargs, func = self._replayed_call(spec, args, kwargs, call_id)
         value, cache_key = self._shortcut(spec, args, kwargs, call_id)
         if value is not NOT_RECORDED:
             return value
@@ -470,10 +476,10 @@ class ExecutionContext:
                 frame = live.next_attempt()
                 token = current_checkpoint.set(frame)
                 try:
-                    if spec.runtime == "isolated":
+                    if spec.runtime == "isolated" and func is spec.func:
                         value = _run_isolated(self, spec, args, kwargs, frame)
                     else:
-                        value = spec.func(*args, **kwargs)
+                        value = func(*args, **kwargs)
                 except Exception as exc:
                     delay = live.failed(exc)  # raises when no retry is left
                     self.cancel_event.wait(delay)
@@ -487,6 +493,7 @@ class ExecutionContext:
     ) -> Any:
         import asyncio
 
+        args, kwargs, func = self._replayed_call(spec, args, kwargs, call_id)
         value, cache_key = self._shortcut(spec, args, kwargs, call_id)
         if value is not NOT_RECORDED:
             return value
@@ -496,12 +503,14 @@ class ExecutionContext:
                 frame = live.next_attempt()
                 token = current_checkpoint.set(frame)
                 try:
-                    if spec.runtime == "isolated":
+                    if spec.runtime == "isolated" and func is spec.func:
                         value = await asyncio.to_thread(
                             _run_isolated, self, spec, args, kwargs, frame
                         )
                     else:
-                        value = await spec.func(*args, **kwargs)
+                        value = func(*args, **kwargs)
+                        if inspect.isawaitable(value):
+                            value = await value
                 except asyncio.CancelledError as exc:
                     live.abandoned(exc)  # e.g. a timeout or a failed gather cancelled it
                     raise
@@ -512,6 +521,32 @@ class ExecutionContext:
                 finally:
                     current_checkpoint.reset(token)
                 return live.succeeded(value)
+
+    def _replayed_call(
+        self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
+    ) -> tuple[tuple[Any, ...], Mapping[str, Any], Callable[..., Any]]:
+        """A replay's new arguments and replacement code for this call, if it has any."""
+        replay = self.replay
+        if replay is None:
+            return args, kwargs, spec.func
+        from kitaru._runtime import replaying
+
+        artifact = replay.inputs.get(call_id)
+        if artifact is not None:
+            args, kwargs = replaying.new_arguments(self.backend, spec.func, artifact, args, kwargs)
+        code = replay.code.get(call_id)
+        func = spec.func
+        if code is not None:
+            func = replaying.import_code(code, where=f"The code override of call {call_id!r}")
+        return args, kwargs, func
+
+    def replay_runtime_context(self) -> Any:
+        """The ``kitaru.replay.ReplayRuntimeContext`` of this replayed execution."""
+        if self._replay_context is None and self.replay is not None:
+            from kitaru._runtime import replaying
+
+            self._replay_context = replaying.runtime_context(self.backend, self.replay)
+        return self._replay_context
 
     def _call_record(
         self,

@@ -287,3 +287,13 @@ def flush(ctx: ExecutionContext | None = None) -> None:
     if ctx is not None:
         _finish_partial_lines(ctx)
     _writer.flush()
+
+
+def stdout_into(stream: TextIO) -> TextIO:
+    """A stand-in for ``sys.stdout`` that writes to ``stream`` (e.g. stderr).
+
+    Lines written to it in an execution are still captured as the execution's
+    stdout: a CLI in JSON mode keeps its stdout for the JSON document alone.
+    """
+    raw = stream._wrapped if isinstance(stream, _Tee) else stream
+    return _Tee(raw, "stdout")  # type: ignore[return-value]

@@ -157,7 +157,8 @@ def _root(
 
 
 def _register() -> None:
-    import kitaru.cli._logs  # noqa: F401  (adds `executions logs`)
+    import kitaru.cli._logs
+    import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
     from kitaru.cli._artifacts import app as artifacts_app
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._init import register as register_init

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
@@ -18,6 +18,9 @@ from kitaru.errors import (
     KitaruTimeoutError,
     KitaruUsageError,
 )
+
+if TYPE_CHECKING:
+    from kitaru.replay import ReplaySubmission
 
 _POLL_MAX = 0.5
 #: Page size for ``list(page=N)`` when neither ``size`` nor ``limit`` is given.
@@ -135,42 +138,48 @@ class ExecutionsAPI:
 
     def replay(
         self,
-        execution: str | Execution,
+        execution: str | Sequence[str] | Execution,
         *,
         at: str | None = None,
-        from_: str | None = None,
-        checkpoint_overrides: Mapping[str, Any] | None = None,
         flow_overrides: Mapping[str, Any] | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        invocation_overrides: Mapping[str, Any] | None = None,
+        skip: Sequence[str] | None = None,
+        tag: str | None = None,
+        wait: bool | None = None,
+        on_error: Literal["collect", "fail"] | None = None,
+        from_: str | None = None,
         overrides: Mapping[str, Any] | None = None,
-        wait: bool = False,
         **flow_inputs: Any,
-    ) -> Execution:
-        """A new execution from ``at`` on, reusing the source's earlier outputs.
+    ) -> ReplaySubmission:
+        """Replay executions from checkpoint ``at``: each becomes a new execution.
 
-        Also accepts the older spelling ``from_=`` with
-        ``overrides={"checkpoint.<name>": value}`` and flow inputs as keywords.
+        Calls before ``at`` reuse the source's recorded outputs; ``at`` and later
+        calls run live. ``checkpoint_overrides`` ({name: entry}, every call of that
+        checkpoint) and ``invocation_overrides`` ({call id: entry}, one call, wins)
+        take entries with ``output``, ``input``, ``code`` or ``model``; ``skip``
+        names calls after ``at`` that reuse their recorded output. ``wait``
+        defaults to True for one id, ``on_error`` to "fail" for one id ("collect"
+        for several). Also accepts the older ``from_=``, ``overrides={"checkpoint.<name>":
+        value}`` and flow inputs as keywords.
         """
-        exec_id = execution.exec_id if isinstance(execution, Execution) else execution
-        if at is not None and from_ is not None and at != from_:
-            raise KitaruUsageError("Pass either at= or from_=, not both.")
-        selector = at if at is not None else from_
-        merged_checkpoints = dict(checkpoint_overrides or {})
-        for key, value in (overrides or {}).items():
-            if not isinstance(key, str) or not key.startswith("checkpoint."):
-                raise KitaruUsageError(
-                    f"Override key {key!r} is not supported: use 'checkpoint.<name>' "
-                    "(or checkpoint_overrides={name: value})."
-                )
-            merged_checkpoints[key] = value
-        merged_inputs = {**dict(flow_overrides or {}), **flow_inputs}
-        record, _ = control.replay(
-            self._backend,
-            exec_id,
-            at=selector,  # type: ignore[arg-type]
-            checkpoint_overrides=merged_checkpoints,
-            flow_overrides=merged_inputs,
+        from kitaru.client._replay import submit_replay
+
+        return submit_replay(
+            self,
+            execution,
+            at=at,
+            flow_overrides=flow_overrides,
+            checkpoint_overrides=checkpoint_overrides,
+            invocation_overrides=invocation_overrides,
+            skip=skip,
+            tag=tag,
+            wait=wait,
+            on_error=on_error,
+            from_=from_,
+            overrides=overrides,
+            flow_inputs=flow_inputs,
         )
-        return self.wait(record.id) if wait else self.get(record.id)
 
     def input(
         self,

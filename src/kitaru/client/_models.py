@@ -22,6 +22,7 @@ from kitaru.errors import FailureOrigin
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
+    from kitaru.replay import ReplaySubmission
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -325,6 +326,12 @@ class Execution:
         if self.started_at is None or self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds()
+
+    def replay(self, *, at: str, **options: Any) -> ReplaySubmission:
+        """A new execution from ``at`` on (see ``KitaruClient().executions.replay``)."""
+        from kitaru.client._client import KitaruClient
+
+        return KitaruClient().executions.replay(self.exec_id, at=at, **options)
 
     @classmethod
     def from_records(
