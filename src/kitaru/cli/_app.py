@@ -16,6 +16,7 @@ from kitaru.cli._output import (
     EXIT_INTERRUPTED,
     OutputFormat,
     debug_enabled,
+    escape_undecodable_output,
     print_error,
 )
 from kitaru.errors import KitaruError
@@ -64,6 +65,7 @@ class KitaruGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        escape_undecodable_output()
         code: int
         try:
             result = super().main(
