@@ -95,6 +95,47 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+_STORE_URL_SETTINGS = (
+    "KITARU_STORE_URL, kitaru.configure(store_url=...) or store_url in [tool.kitaru] of "
+    "pyproject.toml"
+)
+
+
+def missing_directory_error(path: Path) -> KitaruBackendError:
+    """The directory of a SQLite store file does not exist (usually a typo in the URL)."""
+    return KitaruBackendError(
+        f"Cannot open the SQLite store {path}: its directory {path.parent} does not exist. "
+        f"Kitaru creates only its default store (in the config directory); check the store "
+        f"URL you set ({_STORE_URL_SETTINGS}) for a typo, or create the directory first "
+        f"(mkdir -p {path.parent})."
+    )
+
+
+# SQLite's primary result codes for "this file is not (or no longer) a valid database".
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def damaged_store_error(url: sa.URL, exc: BaseException) -> KitaruBackendError | None:
+    """A clear error if ``exc`` says the SQLite store file is damaged, else None."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return None
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _DAMAGED_CODES:
+        return None
+    path = sqlite_path(url)
+    if path is None:
+        return KitaruBackendError(f"The Kitaru SQLite store is damaged ({orig}).")
+    recovered = path.with_name(f"{path.stem}-recovered{path.suffix or '.db'}")
+    return KitaruBackendError(
+        f"The Kitaru store file {path} is damaged: SQLite cannot read it ({orig}). "
+        f"Restore it from a backup, or salvage what SQLite can still read into a new file: "
+        f'sqlite3 {path} ".recover" | sqlite3 {recovered} ; then check the new file and '
+        f"move it in place of the damaged one (keep the damaged file until you have checked). "
+        f"To start over with an empty store, move the damaged file away."
+    )
+
+
 def _enable_wal(cursor: Any) -> None:
     """``PRAGMA journal_mode=WAL``, retried while the database is locked.
 
@@ -141,7 +182,12 @@ def migrate(engine: sa.Engine) -> None:
             return
         with _migration_lock(engine) as conn:
             _run_alembic_upgrade(conn)
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
+        damaged = damaged_store_error(engine.url, exc)
+        if damaged is not None:
+            raise damaged from exc
+        if not isinstance(exc, sa.exc.OperationalError):
+            raise
         raise KitaruBackendError(
             f"Cannot open the Kitaru store at {engine.url.render_as_string(hide_password=True)}: "
             f"{exc.orig}. Check that the database is reachable (KITARU_STORE_URL)."
