@@ -11,6 +11,7 @@ from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
+from kitaru._text import storable_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
@@ -73,6 +74,8 @@ class ExecutionsAPI:
         if page is not None and per_page is None:
             per_page = DEFAULT_PAGE_SIZE
         offset = (page - 1) * (per_page or 0) if page else 0
+        if flow is not None and not storable_text(flow):
+            return []  # no flow can have that name (undecodable bytes from argv)
         records = self._backend.store.list_executions(
             flow=flow, status=_statuses(status), limit=per_page, offset=offset
         )
@@ -224,6 +227,8 @@ class ExecutionsAPI:
         """
         del source
         self._backend.store.require_execution(exec_id)
+        if checkpoint is not None and not storable_text(checkpoint):
+            return []
         records = self._backend.store.logs(
             exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit
         )
@@ -259,6 +264,8 @@ class ArtifactsAPI:
         saved artifacts by their ``kitaru.save(type=...)``.
         """
         self._backend.store.require_execution(exec_id)
+        if not all(storable_text(v) for v in (name, kind, producing_call) if v is not None):
+            return []  # no stored artifact can match undecodable text
         # Outputs reused from other executions (cache, replay) belong to this one too.
         records = {
             r.id: r
