@@ -67,8 +67,11 @@ def create_engine(url: str) -> sa.Engine:
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None and not path.parent.is_dir():
+        # Never create directories for a store: a typo in a store URL would otherwise
+        # silently start a new, empty store. The default store's directory (the config
+        # directory) is created by kitaru._paths.config_dir() before it gets here.
+        raise missing_directory_error(path)
     synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
     if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
         raise KitaruUsageError(
@@ -101,13 +104,37 @@ _STORE_URL_SETTINGS = (
 )
 
 
-def missing_directory_error(path: Path) -> KitaruBackendError:
+def missing_directory_error(path: Path, source: str | None = None) -> KitaruBackendError:
     """The directory of a SQLite store file does not exist (usually a typo in the URL)."""
+    where = source or _STORE_URL_SETTINGS
     return KitaruBackendError(
         f"Cannot open the SQLite store {path}: its directory {path.parent} does not exist. "
         f"Kitaru creates only its default store (in the config directory); check the store "
-        f"URL you set ({_STORE_URL_SETTINGS}) for a typo, or create the directory first "
+        f"URL you set ({where}) for a typo, or create the directory first "
         f"(mkdir -p {path.parent})."
+    )
+
+
+def require_existing_store(url: str, source: str) -> None:
+    """For reading: a SQLite store named by a URL the user set (``source``) must exist.
+
+    Reading an empty store that was just created would only hide a typo in the
+    path ("No executions"); the first flow run creates a new store file instead.
+    """
+    try:
+        parsed = sa.make_url(normalize_url(url))
+    except sa.exc.ArgumentError:
+        return  # create_engine reports a malformed URL
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = sqlite_path(parsed)
+    if path is None or path.exists():
+        return
+    if not path.parent.is_dir():
+        raise missing_directory_error(path, source)
+    raise KitaruBackendError(
+        f"The SQLite store {path} (set by {source}) does not exist. Check the path for a "
+        f"typo; a new store file is created by the first flow run, not by reading commands."
     )
 
 

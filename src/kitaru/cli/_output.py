@@ -128,6 +128,35 @@ def escape_undecodable_output() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show Kitaru's configuration warnings as one ``Warning: ...`` line on stderr."""
+    import warnings
+
+    from kitaru._pyproject import KitaruConfigWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", KitaruConfigWarning)
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if not issubclass(category, KitaruConfigWarning):
+                shown(message, category, filename, lineno, file, line)
+                return
+            sys.stderr.write(f"Warning: {_one_line(str(message))}\n")
+            sys.stderr.flush()
+
+        warnings.showwarning = show
+        yield
+
+
 def error_document(command: str, error_type: str, message: str) -> dict[str, Any]:
     return {"command": command, "error": {"type": error_type, "message": _one_line(message)}}
 
@@ -311,5 +340,6 @@ __all__ = [
     "print_error",
     "redact_url",
     "styled_status",
+    "warnings_as_lines",
     "write_json",
 ]

@@ -13,6 +13,7 @@ from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
 from kitaru._text import storable_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
+from kitaru.config import resolve_store_location
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -325,6 +326,11 @@ class KitaruClient:
             )
         del auth_token
         self.project = project
+        url, source = resolve_store_location()
+        if source is not None:  # a store the user named must exist: never read a new empty one
+            from kitaru._store.engine import require_existing_store
+
+            require_existing_store(url, source)
         self._backend = get_backend()
         self.executions = ExecutionsAPI(self._backend)
         self.artifacts = ArtifactsAPI(self._backend)
