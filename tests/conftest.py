@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kitaru._backend import forget_backends
+from kitaru._backend import forget_backends, get_backend
 from kitaru.config import reset_configuration
 
 POSTGRES_URL_ENV = "KITARU_TEST_POSTGRES_URL"
@@ -84,6 +84,7 @@ def postgres_url() -> Iterator[str]:
 def store_url(request: pytest.FixtureRequest, kitaru_home: Path) -> str:
     """Each test using this runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
+        kitaru_home.mkdir(parents=True, exist_ok=True)  # Kitaru creates no directory for it
         return f"sqlite:///{kitaru_home / 'store.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
@@ -91,7 +92,10 @@ def store_url(request: pytest.FixtureRequest, kitaru_home: Path) -> str:
 
 @pytest.fixture
 def any_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point Kitaru itself (flows, client) at the parametrized store."""
+    """Point Kitaru itself (flows, client) at the parametrized store (existing, empty)."""
     monkeypatch.setenv("KITARU_STORE_URL", store_url)
     forget_backends()
+    # A store URL the user sets must name an existing store for the client to read
+    # it (a flow run creates a new one); open it once, as a first run would.
+    get_backend()
     return store_url

@@ -22,6 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+from kitaru._pyproject import clear_cache as clear_pyproject_cache
+from kitaru._pyproject import find_pyproject, pyproject_table
 from kitaru.errors import KitaruUsageError
 
 
@@ -440,7 +442,7 @@ def reset_configuration() -> None:
     global _config
     with _config_lock:
         _config = KitaruConfig()
-    _pyproject_cache.clear()
+    clear_pyproject_cache()
 
 
 # =============================================================================
@@ -509,54 +511,6 @@ def _env_image() -> ImageSettings | None:
     return ImageSettings.coerce(raw, where=where)
 
 
-def find_pyproject(start: Path | None = None) -> Path | None:
-    """The nearest ``pyproject.toml`` from ``start`` (default: the cwd) upward."""
-    try:
-        here = (start or Path.cwd()).absolute()
-    except OSError:  # the cwd was deleted
-        return None
-    for directory in (here, *here.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-# path -> (raw bytes, [tool.kitaru] table). Keyed on content, not mtime: a
-# rewrite within the filesystem's timestamp granularity must not be missed.
-_pyproject_cache: dict[Path, tuple[bytes, dict[str, Any]]] = {}
-
-
-def _pyproject_table() -> tuple[Path, dict[str, Any]] | None:
-    path = find_pyproject()
-    if path is None:
-        return None
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    cached = _pyproject_cache.get(path)
-    if cached is not None and cached[0] == raw:
-        return path, cached[1]
-    import tomllib
-
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise KitaruUsageError(
-            f"Cannot read Kitaru settings from {path}: it is not valid TOML ({exc}). "
-            f"Fix the file, or run from a directory outside that project."
-        ) from None
-    tool = document.get("tool", {})
-    table = tool.get("kitaru", {}) if isinstance(tool, dict) else {}
-    if not isinstance(table, dict):
-        raise KitaruUsageError(
-            f"[tool.kitaru] in {path} must be a table, got {type(table).__name__}."
-        )
-    _pyproject_cache[path] = (raw, table)
-    return path, table
-
-
 def _pyproject_where(path: Path, key: str) -> str:
     return f"in [tool.kitaru] key {key!r} of {path}"
 
@@ -615,7 +569,8 @@ def _env_layers() -> list[_Layer]:
 
 
 def _pyproject_layer() -> _Layer | None:
-    found = _pyproject_table()
+    # Strict: a run must not go ahead without settings its project file may set.
+    found = pyproject_table(strict=True)
     if found is None:
         return None
     path, table = found
@@ -812,7 +767,8 @@ def _absolute_if_local(value: str, base: Path | None) -> str:
 
 
 def _pyproject_str(key: str) -> tuple[str, Path] | None:
-    found = _pyproject_table()
+    # Lenient: a broken project file must not lock anyone out of reading their store.
+    found = pyproject_table(strict=False)
     if found is None:
         return None
     path, table = found
@@ -822,17 +778,22 @@ def _pyproject_str(key: str) -> tuple[str, Path] | None:
 
 def resolve_store_url() -> str:
     """configure(store_url) -> KITARU_STORE_URL -> [tool.kitaru] store_url -> default."""
+    return resolve_store_location()[0]
+
+
+def resolve_store_location() -> tuple[str, str | None]:
+    """The store URL and what set it (None for the default store in the config directory)."""
     if _config.store_url is not None:
-        return _config.store_url
+        return _config.store_url, "kitaru.configure(store_url=...)"
     env = _env(ENV_STORE_URL)
     if env is not None:
-        return env
+        return env, ENV_STORE_URL
     found = _pyproject_str("store_url")
     if found is not None:
-        return found[0]
+        return found[0], f"store_url in [tool.kitaru] of {found[1]}"
     from kitaru._paths import default_store_url
 
-    return default_store_url()
+    return default_store_url(), None
 
 
 def resolve_artifacts_root() -> str:
@@ -864,7 +825,7 @@ def resolve_llm_estimated_costs() -> str:
         value = validate_llm_estimated_costs(env, where=f"from {ENV_LLM_ESTIMATED_COSTS}")
         assert value is not None
         return value
-    found = _pyproject_table()
+    found = pyproject_table(strict=False)
     if found is not None:
         path, table = found
         value = validate_llm_estimated_costs(
@@ -892,6 +853,7 @@ __all__ = [
     "resolve_image",
     "resolve_llm_estimated_costs",
     "resolve_settings",
+    "resolve_store_location",
     "resolve_store_url",
     "validate_cache",
     "validate_llm_estimated_costs",

@@ -36,6 +36,12 @@ class CliResult:
         data: dict[str, Any] = json.loads(self.stdout)
         return data
 
+    def error_json(self) -> dict[str, Any]:
+        """The JSON error document: on stderr, with nothing on stdout."""
+        assert self.stdout == "", self.stdout
+        data: dict[str, Any] = json.loads(self.stderr)
+        return data
+
 
 Invoke = Callable[..., CliResult]
 

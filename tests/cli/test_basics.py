@@ -72,14 +72,13 @@ def test_unknown_command_is_a_usage_error(cli: Invoke) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_usage_error_in_json_mode_is_json_on_stdout(cli: Invoke) -> None:
+def test_usage_error_in_json_mode_is_json_on_stderr(cli: Invoke) -> None:
     result = cli("executions", "list", "--status", "bogus", "-o", "json")
     assert result.exit_code == 2
-    document = result.json()
+    document = result.error_json()
     assert document["command"] == "executions list"
     assert document["error"]["type"] == "UsageError"
     assert "bogus" in document["error"]["message"]
-    assert result.stderr == ""
 
 
 def test_bad_output_format_is_rejected(cli: Invoke) -> None:
@@ -102,12 +101,11 @@ def test_kitaru_error_is_one_line_and_exit_1_without_traceback(kitaru_proc: Invo
 def test_kitaru_error_in_json_mode(cli: Invoke) -> None:
     result = cli("executions", "get", "no-such-id", "--output", "json")
     assert result.exit_code == 1
-    document = result.json()
+    document = result.error_json()
     assert set(document) == {"command", "error"}
     assert document["command"] == "executions get"
     assert document["error"]["type"] == "KitaruStateError"
     assert "no-such-id" in document["error"]["message"]
-    assert result.stderr == ""
 
 
 # --- init ------------------------------------------------------------------------------

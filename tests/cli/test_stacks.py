@@ -91,7 +91,7 @@ def test_unknown_stack_is_one_line_listing_known_stacks(cli: Invoke, kitaru_proc
 def test_stack_errors_in_json(cli: Invoke) -> None:
     result = cli("stack", "use", "ghost", "-o", "json")
     assert result.exit_code == 1
-    document = result.json()
+    document = result.error_json()
     assert document["command"] == "stack use"
     assert document["error"]["type"] == "KitaruUsageError"
     assert "ghost" in document["error"]["message"]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kitaru._paths import config_dir
+from kitaru._pyproject import KitaruConfigWarning
 from kitaru._stacks import (
     LOCAL_STACK_ID,
     create_stack,
@@ -561,9 +562,10 @@ def test_pyproject_tool_kitaru_must_be_a_table() -> None:
         resolve_settings()
 
 
-def test_pyproject_unknown_keys_are_ignored() -> None:
+def test_pyproject_unknown_keys_are_ignored_with_a_warning() -> None:
     _write_pyproject(Path.cwd(), "[tool.kitaru]\nlog_store = 'x'\nretries = 1\n")
-    assert resolve_settings().retries == 1
+    with pytest.warns(KitaruConfigWarning, match="Unknown key 'log_store'"):
+        assert resolve_settings().retries == 1
 
 
 def test_pyproject_rewrite_is_picked_up() -> None:

@@ -75,6 +75,7 @@ def _compare(conn: sa.Connection, target: sa.MetaData) -> list[object]:
 
 @pytest.fixture
 def sqlite_url(kitaru_home: Path) -> str:
+    (kitaru_home / "sqlite-only").mkdir(parents=True)
     return f"sqlite:///{kitaru_home / 'sqlite-only' / 'store.db'}"
 
 

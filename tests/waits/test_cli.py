@@ -35,6 +35,12 @@ class Result:
         data: dict[str, Any] = json.loads(self.stdout)
         return data
 
+    def error_json(self) -> dict[str, Any]:
+        """The JSON error document: on stderr, with nothing on stdout."""
+        assert self.stdout == "", self.stdout
+        data: dict[str, Any] = json.loads(self.stderr)
+        return data
+
 
 def kitaru(*args: str, input: str | None = None) -> Result:
     result = CliRunner().invoke(app, list(args), input=input, env={"COLUMNS": "250"})
@@ -103,7 +109,7 @@ def test_waits_of_one_execution_and_errors(client: KitaruClient) -> None:
     unknown = kitaru("executions", "waits", "nope")
     assert unknown.exit_code == 1
     assert "nope" in one_error_line(unknown.stderr)
-    document = kitaru("executions", "waits", "nope", "-o", "json").json()
+    document = kitaru("executions", "waits", "nope", "-o", "json").error_json()
     assert document["error"]["type"] == "KitaruStateError"
 
 
@@ -209,7 +215,7 @@ def test_invalid_value_is_one_error_line_and_nothing_changes(client: KitaruClien
     assert "steps" in line
     assert "valid integer" in line
 
-    document = kitaru("executions", "input", exec_id, "--value", "[1]", "-o", "json").json()
+    document = kitaru("executions", "input", exec_id, "--value", "[1]", "-o", "json").error_json()
     assert document["command"] == "executions input"
     assert document["error"]["type"] == "KitaruWaitValidationError"
     assert "\n" not in document["error"]["message"]
@@ -262,7 +268,7 @@ def test_input_errors(client: KitaruClient) -> None:
     handle.wait(timeout=30)
     finished = kitaru("executions", "input", handle.exec_id, "--value", "1", "-o", "json")
     assert finished.exit_code == 1
-    error = finished.json()["error"]
+    error = finished.error_json()["error"]
     assert error["type"] == "KitaruStateError"
     assert "no pending wait" in error["message"]
 

@@ -35,6 +35,7 @@ def validate_allow_pickle(value: object, *, where: str) -> bool | None:
 def pickle_setting() -> tuple[bool, str]:
     """Whether pickle is allowed here, and where that was decided (for error messages)."""
     from kitaru import config
+    from kitaru._pyproject import pyproject_table
 
     configured = config.current_configuration().allow_pickle
     if configured is not None:
@@ -49,7 +50,8 @@ def pickle_setting() -> tuple[bool, str]:
             f"{ENV_ALLOW_PICKLE} must be one of true/false, 1/0, yes/no, on/off, got {raw!r}. "
             "Fix or unset the environment variable."
         )
-    found = config._pyproject_table()
+    # strict: a broken file must not silently drop an `allow_pickle = false` in it.
+    found = pyproject_table(strict=True)
     if found is not None:
         path, table = found
         value = validate_allow_pickle(table.get(KEY), where=config._pyproject_where(path, KEY))

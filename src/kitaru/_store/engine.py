@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kitaru._paths import PRIVATE_FILE_MODE, make_private_dir
+from kitaru._paths import PRIVATE_FILE_MODE
 from kitaru._store.schema import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 
@@ -72,6 +72,11 @@ def create_engine(url: str) -> sa.Engine:
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        # Never create directories for a store: a typo in a store URL would otherwise
+        # silently start a new, empty store. The default store's directory (the config
+        # directory) is created by kitaru._paths.config_dir() before it gets here.
+        raise missing_directory_error(path)
     if path is not None:
         _create_private_file(path)
     synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
@@ -101,12 +106,11 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create ``path`` (and its directories) as an empty 0600 file unless it exists.
+    """Create ``path`` as an empty 0600 file unless it exists (its directory does).
 
     An existing file keeps its mode: it may be shared on purpose.
     """
     try:
-        make_private_dir(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
         return
@@ -119,6 +123,71 @@ def _create_private_file(path: Path) -> None:
         os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken owner bits away
     finally:
         os.close(fd)
+
+
+_STORE_URL_SETTINGS = (
+    "KITARU_STORE_URL, kitaru.configure(store_url=...) or store_url in [tool.kitaru] of "
+    "pyproject.toml"
+)
+
+
+def missing_directory_error(path: Path, source: str | None = None) -> KitaruBackendError:
+    """The directory of a SQLite store file does not exist (usually a typo in the URL)."""
+    where = source or _STORE_URL_SETTINGS
+    return KitaruBackendError(
+        f"Cannot open the SQLite store {path}: its directory {path.parent} does not exist. "
+        f"Kitaru creates only its default store (in the config directory); check the store "
+        f"URL you set ({where}) for a typo, or create the directory first "
+        f"(mkdir -p {path.parent})."
+    )
+
+
+def require_existing_store(url: str, source: str) -> None:
+    """For reading: a SQLite store named by a URL the user set (``source``) must exist.
+
+    Reading an empty store that was just created would only hide a typo in the
+    path ("No executions"); the first flow run creates a new store file instead.
+    """
+    try:
+        parsed = sa.make_url(normalize_url(url))
+    except sa.exc.ArgumentError:
+        return  # create_engine reports a malformed URL
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = sqlite_path(parsed)
+    if path is None or path.exists():
+        return
+    if not path.parent.is_dir():
+        raise missing_directory_error(path, source)
+    raise KitaruBackendError(
+        f"The SQLite store {path} (set by {source}) does not exist. Check the path for a "
+        f"typo; a new store file is created by the first flow run, not by reading commands."
+    )
+
+
+# SQLite's primary result codes for "this file is not (or no longer) a valid database".
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def damaged_store_error(url: sa.URL, exc: BaseException) -> KitaruBackendError | None:
+    """A clear error if ``exc`` says the SQLite store file is damaged, else None."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return None
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _DAMAGED_CODES:
+        return None
+    path = sqlite_path(url)
+    if path is None:
+        return KitaruBackendError(f"The Kitaru SQLite store is damaged ({orig}).")
+    recovered = path.with_name(f"{path.stem}-recovered{path.suffix or '.db'}")
+    return KitaruBackendError(
+        f"The Kitaru store file {path} is damaged: SQLite cannot read it ({orig}). "
+        f"Restore it from a backup, or salvage what SQLite can still read into a new file: "
+        f'sqlite3 {path} ".recover" | sqlite3 {recovered} ; then check the new file and '
+        f"move it in place of the damaged one (keep the damaged file until you have checked). "
+        f"To start over with an empty store, move the damaged file away."
+    )
 
 
 def _enable_wal(cursor: Any) -> None:
@@ -167,7 +236,12 @@ def migrate(engine: sa.Engine) -> None:
             return
         with _migration_lock(engine) as conn:
             _run_alembic_upgrade(conn)
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
+        damaged = damaged_store_error(engine.url, exc)
+        if damaged is not None:
+            raise damaged from exc
+        if not isinstance(exc, sa.exc.OperationalError):
+            raise
         raise KitaruBackendError(
             f"Cannot open the Kitaru store at {engine.url.render_as_string(hide_password=True)}: "
             f"{exc.orig}. Check that the database is reachable (KITARU_STORE_URL)."

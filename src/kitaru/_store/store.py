@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from kitaru._store import _logs
 from kitaru._store import schema as t
-from kitaru._store.engine import create_engine, normalize_url
+from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
@@ -35,6 +35,7 @@ from kitaru._store.records import (
     WaitRecord,
     WaitStatus,
 )
+from kitaru._text import storable_text
 from kitaru.errors import KitaruBackendError, KitaruStateError
 
 _EXEC_COLUMNS = [c.name for c in t.executions.columns]
@@ -116,16 +117,22 @@ class Store:
                     conn.rollback()
                     raise
                 conn.commit()
-        except sa.exc.OperationalError as exc:
-            raise KitaruBackendError(f"The Kitaru store failed to write: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            error = _store_error(self.engine.url, exc, "write")
+            if error is None:
+                raise
+            raise error from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
         try:
             with self.engine.connect() as conn:
                 yield conn
-        except sa.exc.OperationalError as exc:
-            raise KitaruBackendError(f"The Kitaru store failed to read: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            error = _store_error(self.engine.url, exc, "read")
+            if error is None:
+                raise
+            raise error from exc
 
     # -- executions -----------------------------------------------------------------
 
@@ -147,6 +154,8 @@ class Store:
                 conn.execute(self._upsert_call, _call_row(call))
 
     def get_execution(self, exec_id: str) -> ExecutionRecord | None:
+        if not storable_text(exec_id):
+            return None  # e.g. undecodable bytes from argv: no stored id can equal it
         with self.read() as conn:
             row = conn.execute(sa.select(t.executions).where(t.executions.c.id == exec_id)).first()
         return None if row is None else _execution_from_row(row._mapping)
@@ -161,6 +170,8 @@ class Store:
         return record
 
     def get_status(self, exec_id: str) -> ExecutionStatus | None:
+        if not storable_text(exec_id):
+            return None
         with self.read() as conn:
             value = conn.execute(
                 sa.select(t.executions.c.status).where(t.executions.c.id == exec_id)
@@ -567,7 +578,8 @@ class Store:
                     raise
                 cursor.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
+            damaged = damaged_store_error(self.engine.url, exc)
+            raise damaged or KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
 
     def mark_running(self, call: CallRecord, *, fence: int) -> None:
         """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
@@ -836,6 +848,8 @@ class Store:
     # -- artifacts ------------------------------------------------------------------
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
+        if not storable_text(artifact_id):
+            return None
         with self.read() as conn:
             row = conn.execute(
                 sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)
@@ -1077,6 +1091,16 @@ def _artifact_from_row(row: Mapping[Any, Any]) -> ArtifactRecord:
 
 def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _ATTEMPT_COLUMNS}
+
+
+def _store_error(url: sa.URL, exc: sa.exc.DBAPIError, action: str) -> KitaruBackendError | None:
+    """A damaged file or an unreachable database as a KitaruBackendError; else None."""
+    damaged = damaged_store_error(url, exc)
+    if damaged is not None:
+        return damaged
+    if isinstance(exc, sa.exc.OperationalError):
+        return KitaruBackendError(f"The Kitaru store failed to {action}: {exc.orig}")
+    return None
 
 
 # -- one store per URL per process -------------------------------------------------

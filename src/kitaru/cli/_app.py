@@ -16,7 +16,9 @@ from kitaru.cli._output import (
     EXIT_INTERRUPTED,
     OutputFormat,
     debug_enabled,
+    escape_undecodable_output,
     print_error,
+    warnings_as_lines,
 )
 from kitaru.errors import KitaruError
 
@@ -64,6 +66,16 @@ class KitaruGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        escape_undecodable_output()
+        with warnings_as_lines():
+            code = self._run(argv, prog_name, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self, argv: list[str], prog_name: str | None, complete_var: str | None, **extra: Any
+    ) -> int:
         code: int
         try:
             result = super().main(
@@ -116,8 +128,6 @@ class KitaruGroup(TyperGroup):
                 f"Kitaru; re-run with KITARU_DEBUG=1 to see the traceback and please report it.",
             )
             code = EXIT_ERROR
-        if standalone_mode:
-            sys.exit(code)
         return code
 
 

@@ -8,12 +8,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from kitaru._store import ExecutionStatus
+from kitaru.cli._executions_show import (
+    DEFAULT_CALLS,
+    CallsOption,
+    exec_status,
+    executions_table,
+    parse_calls,
+    render_execution,
+)
 from kitaru.cli._output import (
     EXIT_ERROR,
     Output,
@@ -24,12 +31,11 @@ from kitaru.cli._output import (
     exit_interrupted,
     fmt_duration,
     fmt_time,
-    styled_status,
 )
 
 if TYPE_CHECKING:
     from kitaru.client import KitaruClient
-    from kitaru.client._models import CheckpointCall, Execution, PendingWait
+    from kitaru.client._models import Execution, PendingWait
     from kitaru.client._prompt import PromptOutcome
 
 app = typer.Typer(
@@ -61,159 +67,8 @@ def _client() -> KitaruClient:
     return KitaruClient()
 
 
-# --- rendering ------------------------------------------------------------------------
-
-
 def _now() -> datetime:
     return datetime.now(tz=UTC)
-
-
-def _exec_status(execution: Execution) -> str:
-    if execution.is_orphaned:
-        return styled_status(execution.status.value, suffix=" (orphaned)")
-    return styled_status(execution.status.value)
-
-
-def _exec_duration(execution: Execution) -> str:
-    if execution.duration is not None:
-        return fmt_duration(execution.duration)
-    if execution.started_at is not None and not execution.status.is_finished:
-        elapsed = (_now() - execution.started_at).total_seconds()
-        return f"{fmt_duration(max(elapsed, 0.0))}…"
-    return "-"
-
-
-def _call_status(call: CheckpointCall) -> str:
-    status = call.status.value
-    details: list[str] = []
-    if call.metadata.get("overridden"):
-        details.append("overridden")
-    if call.source_exec_id:
-        details.append(f"from {call.source_exec_id[:8]}")
-    suffix = f" ({', '.join(details)})" if details else ""
-    return styled_status(status, suffix=suffix)
-
-
-def _attempts(call: CheckpointCall) -> str:
-    if not call.attempts:
-        return "0" if call.status.value in ("cached", "reused") else "-"
-    runs = len({a.run for a in call.attempts})
-    failed = sum(1 for a in call.attempts if a.status == "failed")
-    text = str(len(call.attempts))
-    extras = []
-    if failed:
-        extras.append(f"{failed} failed")
-    if runs > 1:
-        extras.append(f"{runs} runs")
-    return f"{text} ({', '.join(extras)})" if extras else text
-
-
-def executions_table(executions: list[Execution]) -> Table:
-    table = Table()
-    table.add_column("Id", no_wrap=True)
-    table.add_column("Flow")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Started", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Checkpoints", justify="right")
-    for execution in executions:
-        table.add_row(
-            execution.exec_id,
-            escape(execution.flow_name),
-            _exec_status(execution),
-            fmt_time(execution.started_at),
-            _exec_duration(execution),
-            str(len(execution.checkpoints)),
-        )
-    return table
-
-
-def timeline_table(execution: Execution) -> Table:
-    table = Table(title="Checkpoint timeline", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("Call id", no_wrap=True)
-    table.add_column("Checkpoint")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Attempts")
-    table.add_column("Type")
-    for index, call in enumerate(execution.checkpoints, start=1):
-        table.add_row(
-            str(index),
-            escape(call.call_id),
-            escape(call.name),
-            _call_status(call),
-            fmt_duration(call.duration),
-            _attempts(call),
-            escape(call.type or "-"),
-        )
-    return table
-
-
-def _settings_line(config: dict[str, Any]) -> str:
-    parts = []
-    for key in ("cache", "retries"):
-        if key in config:
-            parts.append(f"{key}={config[key]}")
-    if config.get("image"):
-        parts.append("image=" + json.dumps(config["image"], sort_keys=True))
-    return ", ".join(parts) or "-"
-
-
-def render_execution(execution: Execution, console: Console) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("Execution", execution.exec_id)
-    grid.add_row("Flow", escape(execution.flow_name))
-    grid.add_row("Status", _exec_status(execution))
-    grid.add_row("Stack", escape(execution.stack))
-    grid.add_row("Started", fmt_time(execution.started_at))
-    grid.add_row("Ended", fmt_time(execution.ended_at))
-    grid.add_row("Duration", _exec_duration(execution))
-    grid.add_row("Runs", str(execution.run_count))
-    grid.add_row("Settings", escape(_settings_line(execution.config)))
-    if execution.original_exec_id:
-        grid.add_row("Replay of", execution.original_exec_id)
-    if execution.metadata:
-        grid.add_row(
-            "Metadata", escape(json.dumps(execution.metadata, default=str, sort_keys=True))
-        )
-    if execution.is_orphaned:
-        grid.add_row(
-            "",
-            "[yellow]Its runner stopped renewing its lease: resume it with "
-            f"`kitaru executions resume {execution.exec_id}` or run `kitaru worker`.[/yellow]",
-        )
-    parts: list[Any] = [grid, Text("")]
-    if execution.checkpoints:
-        parts.append(timeline_table(execution))
-        with_metadata = [c for c in execution.checkpoints if c.metadata]
-        if with_metadata:
-            meta = Table(title="Checkpoint metadata", title_justify="left")
-            meta.add_column("Call")
-            meta.add_column("Metadata")
-            for call in with_metadata:
-                meta.add_row(
-                    escape(call.call_id),
-                    escape(json.dumps(call.metadata, default=str, sort_keys=True)),
-                )
-            parts.extend([Text(""), meta])
-    else:
-        parts.append(Text("No checkpoint calls recorded."))
-    failure = execution.failure
-    if failure is not None:
-        failure_grid = Table.grid(padding=(0, 2))
-        failure_grid.add_column(style="bold red")
-        failure_grid.add_column()
-        failure_grid.add_row("Failure", escape(failure.origin.value))
-        if failure.checkpoint:
-            failure_grid.add_row("Checkpoint", escape(failure.checkpoint))
-        if failure.exception_type:
-            failure_grid.add_row("Type", escape(failure.exception_type))
-        failure_grid.add_row("Message", escape(failure.message or "-"))
-        parts.extend([Text(""), failure_grid])
-    console.print(Group(*parts))
 
 
 # --- commands -------------------------------------------------------------------------
@@ -279,18 +134,25 @@ def list_executions(
 
 
 @app.command("get")
-def get(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def get(
+    exec_id: ExecIdArg,
+    calls: CallsOption = str(DEFAULT_CALLS),
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
     """Show one execution: its details, failure and checkpoint timeline.
 
-    The timeline lists every checkpoint call in order with its status (completed,
+    The timeline lists checkpoint calls in order with their status (completed,
     failed, running, cached from another execution, reused by a replay), duration,
-    attempts and type. A waiting execution also lists the waits it is paused at.
+    attempts and type, after the counts by status. A long timeline shows its first
+    and last calls (--calls N, or --calls all for every one); -o json has them all.
+    A waiting execution also lists the waits it is paused at.
     """
     with command("executions get", output) as out:
+        shown = parse_calls(calls)
         execution = _client().executions.get(exec_id)
 
         def render(console: Console) -> None:
-            render_execution(execution, console)
+            render_execution(execution, console, calls=shown)
             if execution.pending_waits:
                 console.print()
                 console.print(
@@ -791,7 +653,7 @@ def _input_one(
         else:
             shown = "" if value is None else f" with {json.dumps(answer, default=str)}"
             console.print(escape(f"Answered {which} of execution {exec_id}{shown}."))
-        console.print(f"Status: {_exec_status(final)}")
+        console.print(f"Status: {exec_status(final)}")
 
     out.item(data, render)
     _state_note(out, final, ran_here=ran_here, no_resume=no_resume)
@@ -854,7 +716,7 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
                 escape(o.wait_id),
                 escape(o.outcome + (f": {o.message}" if o.message else "")),
                 escape(shown),
-                _exec_status(finals[o.exec_id]),
+                exec_status(finals[o.exec_id]),
             )
         console.print(table)
 

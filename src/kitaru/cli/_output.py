@@ -5,11 +5,15 @@ prints through it. In JSON mode stdout carries exactly one JSON document:
 
 * one item: ``{"command": "stack show", "item": {...}}``
 * a list: ``{"command": "executions list", "items": [...], "count": N, ...}``
-* an error: ``{"command": ..., "error": {"type": ..., "message": ...}}``
 
-In table mode results go to stdout and errors to stderr as a single
-``Error: <message>`` line. Kitaru errors exit with 1, bad command-line input
-with 2; no traceback is ever shown (set ``KITARU_DEBUG=1`` to see one).
+An error goes to stderr, so stdout stays empty: in JSON mode as one document
+``{"command": ..., "error": {"type": ..., "message": ...}}``, in table mode as a
+single ``Error: <message>`` line. Kitaru errors exit with 1, bad command-line
+input with 2; no traceback is ever shown (set ``KITARU_DEBUG=1`` to see one).
+
+Text that is not valid Unicode (lone surrogates, from bytes that do not decode)
+is printed escaped (``\udcff``): streams use ``backslashreplace`` and JSON
+documents carry the escape as text, so they stay valid UTF-8 JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -97,22 +101,72 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, default=_json_default, ensure_ascii=False)
+    text = json.dumps(document, indent=2, default=_json_default, ensure_ascii=False)
+    # Lone surrogates can only sit inside JSON strings here; write each as the text
+    # "\udcff" (an escaped backslash + "udcff"), which any UTF-8 JSON reader accepts.
+    if _SURROGATE_RE.search(text):
+        text = _SURROGATE_RE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)
+    return text
 
 
-def write_json(document: Mapping[str, Any]) -> None:
-    sys.stdout.write(dumps(document) + "\n")
-    sys.stdout.flush()
+def write_json(document: Mapping[str, Any], *, stderr: bool = False) -> None:
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(dumps(document) + "\n")
+    stream.flush()
+
+
+def escape_undecodable_output() -> None:
+    """Print lone surrogates (undecodable bytes, e.g. from argv) escaped instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with suppress(ValueError, OSError):  # a closed or unusual stream
+                reconfigure(errors="backslashreplace")
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show Kitaru's configuration warnings as one ``Warning: ...`` line on stderr."""
+    import warnings
+
+    from kitaru._pyproject import KitaruConfigWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", KitaruConfigWarning)
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if not issubclass(category, KitaruConfigWarning):
+                shown(message, category, filename, lineno, file, line)
+                return
+            sys.stderr.write(f"Warning: {_one_line(str(message))}\n")
+            sys.stderr.flush()
+
+        warnings.showwarning = show
+        yield
+
+
+def error_document(command: str, error_type: str, message: str) -> dict[str, Any]:
+    return {"command": command, "error": {"type": error_type, "message": _one_line(message)}}
 
 
 def print_error(command: str, fmt: OutputFormat, error_type: str, message: str) -> None:
-    """The one place that prints an error: one line on stderr, or JSON on stdout."""
-    message = _one_line(message)
+    """The one place that prints an error, on stderr: one line, or one JSON document."""
     if fmt is OutputFormat.JSON:
-        write_json({"command": command, "error": {"type": error_type, "message": message}})
+        write_json(error_document(command, error_type, message), stderr=True)
     else:
-        sys.stderr.write(f"Error: {message}\n")
+        sys.stderr.write(f"Error: {_one_line(message)}\n")
         sys.stderr.flush()
 
 
@@ -213,7 +267,7 @@ def exit_interrupted(out: Output, message: str, *, json_error: bool = True) -> N
     executions' leases expire and ``resume`` or a worker picks them up.
     """
     if out.json and json_error:
-        write_json({"command": out.command, "error": {"type": "Interrupted", "message": message}})
+        write_json(error_document(out.command, "Interrupted", message), stderr=True)
     else:
         sys.stderr.write(f"Error: {message}\n")
     sys.stdout.flush()
@@ -279,11 +333,13 @@ __all__ = [
     "command",
     "debug_enabled",
     "dumps",
+    "escape_undecodable_output",
     "fmt_duration",
     "fmt_time",
     "make_console",
     "print_error",
     "redact_url",
     "styled_status",
+    "warnings_as_lines",
     "write_json",
 ]

@@ -122,7 +122,7 @@ def _writing_to(stream: TextIO) -> Iterator[None]:
 
 
 def _render(submission: ReplaySubmission, client: KitaruClient, console: Console) -> None:
-    from kitaru.cli._executions import render_execution
+    from kitaru.cli._executions_show import render_execution
 
     if submission.wait and len(submission.results) == 1 and not submission.failures:
         render_execution(client.executions.get(submission.results[0].replay_exec_id), console)

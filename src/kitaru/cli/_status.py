@@ -30,11 +30,12 @@ def collect_status() -> dict[str, Any]:
     """Everything ``kitaru status`` shows, as plain JSON-able data."""
     from kitaru._paths import config_dir, global_config_file
     from kitaru._stacks import current_stack
+    from kitaru._store.engine import require_existing_store
     from kitaru.config import (
         find_pyproject,
         resolve_artifacts_root,
         resolve_settings,
-        resolve_store_url,
+        resolve_store_location,
     )
 
     stack = current_stack()
@@ -56,11 +57,19 @@ def collect_status() -> dict[str, Any]:
             key: {"value": values[key], "source": resolved.sources.get(key, "default")}
             for key in _SETTING_KEYS
         }
+    store_url, store_source = resolve_store_location()
+    store_problem: str | None = None
+    if store_source is not None:
+        try:
+            require_existing_store(store_url, store_source)
+        except KitaruError as exc:
+            store_problem = str(exc)
     pyproject = find_pyproject()
     project = _project_root()
     return {
         "version": __version__,
-        "store_url": redact_url(resolve_store_url()),
+        "store_url": redact_url(store_url),
+        "store_problem": store_problem,
         "artifacts_root": resolve_artifacts_root(),
         "config_dir": str(config_dir()),
         "config_file": str(global_config_file()),
@@ -89,6 +98,8 @@ def _render(data: dict[str, Any], console: Console) -> None:
     ]
     for label, value in rows:
         info.add_row(label, escape(str(value)))
+    if data["store_problem"]:
+        info.add_row("", f"[red]{escape(data['store_problem'])}[/red]")
     console.print(info)
     console.print()
     if data["settings"] is None:

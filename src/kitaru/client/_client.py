@@ -11,7 +11,9 @@ from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
+from kitaru._text import storable_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
+from kitaru.config import resolve_store_location
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -76,6 +78,8 @@ class ExecutionsAPI:
         if page is not None and per_page is None:
             per_page = DEFAULT_PAGE_SIZE
         offset = (page - 1) * (per_page or 0) if page else 0
+        if flow is not None and not storable_text(flow):
+            return []  # no flow can have that name (undecodable bytes from argv)
         records = self._backend.store.list_executions(
             flow=flow, status=_statuses(status), limit=per_page, offset=offset
         )
@@ -233,6 +237,8 @@ class ExecutionsAPI:
         """
         del source
         self._backend.store.require_execution(exec_id)
+        if checkpoint is not None and not storable_text(checkpoint):
+            return []
         records = self._backend.store.logs(
             exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit
         )
@@ -268,6 +274,8 @@ class ArtifactsAPI:
         saved artifacts by their ``kitaru.save(type=...)``.
         """
         self._backend.store.require_execution(exec_id)
+        if not all(storable_text(v) for v in (name, kind, producing_call) if v is not None):
+            return []  # no stored artifact can match undecodable text
         # Outputs reused from other executions (cache, replay) belong to this one too.
         records = {
             r.id: r
@@ -327,6 +335,11 @@ class KitaruClient:
             )
         del auth_token
         self.project = project
+        url, source = resolve_store_location()
+        if source is not None:  # a store the user named must exist: never read a new empty one
+            from kitaru._store.engine import require_existing_store
+
+            require_existing_store(url, source)
         self._backend = get_backend()
         self.executions = ExecutionsAPI(self._backend)
         self.artifacts = ArtifactsAPI(self._backend)

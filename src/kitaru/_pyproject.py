@@ -1,0 +1,135 @@
+"""``[tool.kitaru]`` in the nearest ``pyproject.toml``: finding, parsing, checking it.
+
+A broken file must not lock users out of their data, nor pass silently:
+
+* Invalid TOML (or a ``[tool.kitaru]`` that is not a table) is an error for what
+  decides how a flow runs (``strict=True``: settings resolution), and a warning for
+  everything else (reading commands, ``kitaru status``): the file is then ignored.
+* A key Kitaru does not know (usually a typo) is a warning naming the closest
+  valid key.
+
+Each warning is given once per process for one content of the file, as a
+:class:`KitaruConfigWarning` (the CLI prints it as one ``Warning:`` line on stderr).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from kitaru.errors import KitaruUsageError
+
+#: Every key Kitaru reads from [tool.kitaru].
+KNOWN_KEYS: Final = (
+    "stack",
+    "cache",
+    "retries",
+    "image",
+    "store_url",
+    "artifacts_root",
+    "llm_estimated_costs",
+    "allow_pickle",
+)
+
+
+class KitaruConfigWarning(UserWarning):
+    """A configuration file is broken or has keys Kitaru does not know; it was ignored."""
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` from ``start`` (default: the cwd) upward."""
+    try:
+        here = (start or Path.cwd()).absolute()
+    except OSError:  # the cwd was deleted
+        return None
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class _Parsed:
+    raw: bytes
+    table: dict[str, Any] | None  # None: the file cannot be used
+    problem: str | None = None  # why not, for the error or the warning
+    warned: bool = False
+
+
+# path -> last parse. Keyed on content, not mtime: a rewrite within the
+# filesystem's timestamp granularity must not be missed.
+_cache: dict[Path, _Parsed] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget parsed files (and which warnings were given); for tests."""
+    with _lock:
+        _cache.clear()
+
+
+def pyproject_table(*, strict: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest pyproject's ``[tool.kitaru]`` table (empty if absent), or None.
+
+    A file that cannot be used raises ``KitaruUsageError`` when ``strict``;
+    otherwise it warns (once) and reads as no file at all.
+    """
+    path = find_pyproject()
+    if path is None:
+        return None
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    with _lock:
+        parsed = _cache.get(path)
+        if parsed is None or parsed.raw != raw:
+            parsed = _parse(path, raw)
+            _cache[path] = parsed
+        if parsed.table is not None:
+            return path, parsed.table
+        if strict:
+            raise KitaruUsageError(
+                f"Cannot read Kitaru settings from {path}: {parsed.problem}. Fix the file, "
+                "or run from a directory outside that project."
+            )
+        if not parsed.warned:
+            parsed.warned = True
+            _warn(
+                f"Ignoring {path}: {parsed.problem}. Its [tool.kitaru] settings are not "
+                "applied until the file is fixed; running a flow fails until then."
+            )
+        return None
+
+
+def _parse(path: Path, raw: bytes) -> _Parsed:
+    import difflib  # only when a file is (re)parsed
+    import tomllib
+
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return _Parsed(raw, None, f"it is not valid TOML ({exc})")
+    tool = document.get("tool", {})
+    table = tool.get("kitaru", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        return _Parsed(raw, None, f"[tool.kitaru] must be a table, got {type(table).__name__}")
+    for key in sorted(set(table) - set(KNOWN_KEYS)):
+        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        _warn(
+            f"Unknown key {key!r} in [tool.kitaru] of {path}; it is ignored.{hint} "
+            f"Valid keys: {', '.join(KNOWN_KEYS)}."
+        )
+    return _Parsed(raw, table)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, KitaruConfigWarning, stacklevel=2)
+
+
+__all__ = ["KNOWN_KEYS", "KitaruConfigWarning", "clear_cache", "find_pyproject", "pyproject_table"]
