@@ -154,8 +154,8 @@ def test_reads_outside_the_root_are_refused(
     code, out, err = _cli("artifacts", "show", artifact_id, "--value", "-o", "json")
     assert code == 1
     assert SECRET.decode() not in out + err
-    envelope = json.loads(out)  # stdout holds only JSON
-    assert "Refusing to read" in json.dumps(envelope)
+    assert out == ""  # a JSON error goes to stderr, stdout stays empty
+    assert "Refusing to read" in json.loads(err)["error"]["message"]
 
 
 @pytest.mark.parametrize("plant", PLANTS, ids=lambda f: f.__name__.strip("_"))

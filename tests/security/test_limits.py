@@ -311,7 +311,8 @@ def test_cli_input_over_the_limit_is_one_error_line_and_json_error(
 
     as_json = _cli("executions", "input", handle.exec_id, "--value", value, "-o", "json")
     assert as_json.exit_code == 1
-    document = json.loads(as_json.stdout)  # stdout holds only the JSON document
+    assert as_json.stdout == ""  # a JSON error goes to stderr, stdout stays empty
+    document = json.loads(as_json.stderr)
     assert document["command"] == "executions input"
     assert document["error"]["type"] == "KitaruWaitValidationError"
     assert WAIT_ENV in document["error"]["message"]

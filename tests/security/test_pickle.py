@@ -245,7 +245,8 @@ def test_cli_value_is_refused_when_pickle_is_off(
     assert not marker.exists()
     code, out, err = _cli("artifacts", "show", artifact_id, "--value", "-o", "json")
     assert code == 1
-    assert "would run code" in json.dumps(json.loads(out))
+    assert out == ""  # a JSON error goes to stderr, stdout stays empty
+    assert "would run code" in json.loads(err)["error"]["message"]
     assert not marker.exists()
 
     # Asked for, and allowed: the value is loaded (the control for the checks above).
