@@ -5,7 +5,9 @@ Decorate the orchestration function with ``@flow`` and its units of work with
 failed or paused execution continues where it stopped.
 """
 
+from kitaru import events
 from kitaru._runtime.context import current_execution_id, is_replay
+from kitaru._runtime.events import progress
 from kitaru._stacks import (
     StackInfo,
     create_stack,
@@ -18,7 +20,7 @@ from kitaru._store import ExecutionStatus
 from kitaru._version import __version__
 from kitaru.artifacts import load, save
 from kitaru.checkpoint import checkpoint
-from kitaru.client import KitaruClient
+from kitaru.client import ExecutionEvent, KitaruClient
 from kitaru.config import ImageSettings, KitaruConfig, configure
 from kitaru.errors import (
     FailureOrigin,
@@ -45,6 +47,7 @@ from kitaru.logging import log
 from kitaru.wait import wait
 
 __all__ = [
+    "ExecutionEvent",
     "ExecutionStatus",
     "FailureOrigin",
     "FlowHandle",
@@ -75,11 +78,13 @@ __all__ = [
     "current_execution_id",
     "current_stack",
     "delete_stack",
+    "events",
     "flow",
     "is_replay",
     "list_stacks",
     "load",
     "log",
+    "progress",
     "save",
     "use_stack",
     "wait",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import Serialized, deserialize, serialize
+from kitaru._runtime import events
 from kitaru._store import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def run_isolated(
         env["KITARU_ARTIFACTS_ROOT"] = backend.artifacts_root
         # The child must import what the parent could (the flow's modules, scripts' dirs).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(events.child_env(frame))  # the child's events continue this attempt's
         command = [
             sys.executable,
             "-m",
@@ -102,6 +104,8 @@ def run_isolated(
             raise
         _replay_output(out, err)
         report = _read_report(report_path)
+    if report is not None:
+        events.child_reported(frame, report.get("event_next_index"))
     if child.returncode != 0 or report is None:
         raise IsolatedCheckpointError(_describe_exit(spec.name, child.returncode, err, report))
     if not report.get("ok"):
@@ -240,6 +244,7 @@ def child_main(argv: list[str]) -> int:
             "traceback": traceback.format_exc(),
             "exception_pickle": _pickle_exception(exc),
         }
+    report["event_next_index"] = events.child_finished(frame)
     sys.stdout.flush()
     sys.stderr.flush()
     Path(report_path).write_text(json.dumps(report))
