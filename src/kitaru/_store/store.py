@@ -693,7 +693,7 @@ class Store:
     # -- events (see _events.py) ------------------------------------------------------
 
     def insert_events(self, events: Sequence[_events.EventRow]) -> None:
-        _events.insert_events(self.write, events)
+        _events.insert_events(self.write, events, postgres=not self._is_sqlite)
 
     def events(self, exec_id: str, **filters: Any) -> list[_events.EventRecord]:
         return _events.read_events(self.read, exec_id, **filters)
