@@ -9,10 +9,14 @@ generous timeouts, never on the runner's speed.
 from __future__ import annotations
 
 import math
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -524,6 +528,47 @@ def test_an_isolated_checkpoint_publishes_from_its_own_process(any_store: str) -
     ]
     assert len({e.correlation_id for e in events}) == 1
     assert {e.checkpoint_id for e in events} == {"isolated_step"}
+
+
+def test_an_execution_running_in_another_process_is_followed_live(
+    any_store: str, tmp_path: Path
+) -> None:
+    gate, id_file = tmp_path / "gate", tmp_path / "exec_id"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.compat._event_child", str(gate), str(id_file)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not id_file.exists() or not id_file.read_text():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the child never started its execution"
+            time.sleep(0.02)
+        reader = _Reader(KitaruClient().executions.events(id_file.read_text()))
+        first, second = reader.next(), reader.next()
+        assert first is not None
+        assert second is not None
+        assert [first.kind, second.payload.get("message")] == [
+            STARTED,
+            "waiting for the gate file",
+        ]
+        assert not reader.done.is_set()  # the checkpoint is still blocked in the child
+        gate.write_text("open")
+        assert [e.kind for e in reader.rest()] == [PROGRESS, RETURNED]
+        out, err = child.communicate(timeout=TIMEOUT)
+        assert child.returncode == 0, err
+        assert out.strip().endswith("done")
+    finally:
+        gate.write_text("open")
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 def test_concurrent_writers_never_share_or_skip_positions(store_url: str) -> None:
