@@ -246,7 +246,8 @@ class ExecutionsAPI:
         Filters: event ``kinds``, ``checkpoint`` (a name or call id),
         ``correlation_ids``; ``since`` is the ``cursor`` of an event already seen.
         ``reconnect`` retries reads the store failed (a few times, with pauses).
-        ``follow=False`` stops at the last stored event instead of waiting for more.
+        ``follow=False`` stops at the last stored event instead of waiting for more
+        (a waiting execution is otherwise followed until it is resumed and finishes).
         Arguments are checked, and the execution looked up, before iterating.
         """
         return iterate_events(
