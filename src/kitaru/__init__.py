@@ -7,7 +7,9 @@ failed or paused execution continues where it stopped.
 
 from typing import TYPE_CHECKING, Any
 
+from kitaru import events
 from kitaru._runtime.context import current_execution_id, is_replay
+from kitaru._runtime.events import progress
 from kitaru._stacks import (
     StackInfo,
     create_stack,
@@ -20,7 +22,7 @@ from kitaru._store import ExecutionStatus
 from kitaru._version import __version__
 from kitaru.artifacts import load, save
 from kitaru.checkpoint import checkpoint
-from kitaru.client import KitaruClient
+from kitaru.client import ExecutionEvent, KitaruClient
 from kitaru.config import ImageSettings, KitaruConfig, configure
 from kitaru.errors import (
     FailureOrigin,
@@ -69,6 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ExecutionEvent",
     "ExecutionStatus",
     "FailureOrigin",
     "FlowHandle",
@@ -101,12 +104,14 @@ __all__ = [
     "current_execution_id",
     "current_stack",
     "delete_stack",
+    "events",
     "flow",
     "get_replay_runtime_context",
     "is_replay",
     "list_stacks",
     "load",
     "log",
+    "progress",
     "save",
     "use_stack",
     "wait",

@@ -23,13 +23,13 @@ def test_list_shows_local_as_active(cli: Invoke) -> None:
 
 
 def test_create_use_current_show_delete(cli: Invoke) -> None:
-    created = cli("stack", "create", "prod", "-o", "json")
+    created = cli("stack", "create", "prod", "--no-activate", "-o", "json")
     assert created.exit_code == 0, created.stderr
     item = created.json()["item"]
     assert item["name"] == "prod"
     assert item["is_active"] is False
 
-    assert "Created stack dev" in cli("stack", "create", "dev").stdout
+    assert "Created stack dev" in cli("stack", "create", "dev", "--no-activate").stdout
 
     listed = cli("stack", "list", "-o", "json").json()
     assert [s["name"] for s in listed["items"]] == ["local", "dev", "prod"]

@@ -137,7 +137,7 @@ def test_each_level_beats_all_levels_below(
     if key == "stack":
         for name in VALUES["stack"].values():
             if name != "local":
-                create_stack(name)
+                create_stack(name, activate=False)
     workdir = Path.cwd()
     run: dict[str, Any] = {}
     decorator: dict[str, Any] = {}
@@ -249,7 +249,7 @@ def test_resolution_never_changes_the_persisted_active_stack(
 
 
 def test_run_stack_is_bound_only_to_that_submission() -> None:
-    create_stack("other")
+    create_stack("other", activate=False)
     assert resolve_settings(run={"stack": "other"}).stack == "other"
     assert resolve_settings(run={}).stack == "local"
 

@@ -72,7 +72,7 @@ def test_local_stack_cannot_be_deleted() -> None:
 
 
 def test_create_stack() -> None:
-    info = create_stack("prod", config={"workers": 4})
+    info = create_stack("prod", activate=False, config={"workers": 4})
     assert info.name == "prod"
     assert info.kind == "local"
     assert info.is_active is False
@@ -169,10 +169,10 @@ def test_bad_references(bad: object) -> None:
 
 
 def test_delete_stack() -> None:
-    create_stack("old")
+    create_stack("old", activate=False)
     delete_stack("old")
     assert [s.name for s in list_stacks()] == ["local"]
-    create_stack("old")  # the name is free again
+    create_stack("old", activate=False)  # the name is free again
     info = get_stack("old")
     delete_stack(info.id)
     assert find_stack("old") is None

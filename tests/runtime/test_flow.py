@@ -210,7 +210,7 @@ def test_unknown_stack_lists_known_ones_and_records_nothing() -> None:
 
 
 def test_stack_for_one_run_is_bound_only_to_that_submission() -> None:
-    kitaru.create_stack("other")
+    kitaru.create_stack("other", activate=False)
     assert kitaru.current_stack().name == "local"
     handle = my_agent.run(url="u", stack="other")
     handle.wait()

@@ -30,6 +30,7 @@ KITARU_TABLES = {
     "kitaru_artifacts",
     "kitaru_waits",
     "kitaru_logs",
+    "kitaru_events",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kitaru._runtime.events import Lane
     from kitaru._runtime.execution import ExecutionContext
     from kitaru._store import ArtifactRecord
 
@@ -30,6 +31,8 @@ class CheckpointFrame:
     attempt: int
     metadata: dict[str, Any] = field(default_factory=dict)
     saves: list[ArtifactRecord] = field(default_factory=list)
+    #: Events of this attempt (``kitaru.progress``, ``kitaru.events``): see _runtime/events.
+    events: Lane | None = None
 
 
 current_execution: ContextVar[ExecutionContext | None] = ContextVar(

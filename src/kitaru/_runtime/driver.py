@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import SerializationError
-from kitaru._runtime import logcapture, tracing
+from kitaru._runtime import events, logcapture, tracing
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import (
     CancelledError,
@@ -138,6 +138,7 @@ def run_execution(
                 tracing.annotate(status=outcome.status)
             # Captured lines are durable before the outcome is (readers see them all).
             logcapture.flush(ctx)
+            events.flush()  # likewise the events: a watcher stops once it sees the end
             if outcome.ok:
                 _complete(backend, record, outcome.value, live)
                 return
@@ -183,6 +184,7 @@ def run_execution(
     finally:
         leases.release(record.id)
         logcapture.flush()  # captured lines are durable before waiters wake
+        events.flush()
         _release_live(live)
 
 

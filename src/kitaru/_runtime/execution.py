@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
-from kitaru._runtime import logcapture, tracing
+from kitaru._runtime import events, logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.progress import in_flight
@@ -750,10 +750,12 @@ class _LiveCall:
         self.frame = CheckpointFrame(
             self.ctx.exec_id, self.call_id, self.spec.name, self.attempt, self.metadata
         )
+        events.started(self.frame, self.ctx.backend.store, self.spec.type)
         return self.frame
 
     def failed(self, exc: Exception) -> float:
         ctx, spec = self.ctx, self.spec
+        events.failed(self.frame, exc)
         ended = time.time()
         attempt = AttemptRecord(
             exec_id=ctx.exec_id,
@@ -793,6 +795,7 @@ class _LiveCall:
     def abandoned(self, exc: BaseException) -> None:
         """The call was cancelled mid-attempt (asyncio): record it as failed, don't raise."""
         ctx, spec = self.ctx, self.spec
+        events.failed(self.frame, exc)
         with contextlib.suppress(CancelledError):
             ctx._record(
                 ctx._call_record(
@@ -812,6 +815,7 @@ class _LiveCall:
 
     def succeeded(self, value: Any) -> Any:
         ctx, spec = self.ctx, self.spec
+        events.returned(self.frame)
         ended = time.time()
         try:
             artifact = ctx.backend.make_artifact(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import Serialized, deserialize, serialize
 from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
+from kitaru._runtime import events
 from kitaru._store import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def run_isolated(
         env[ENV_ALLOW_PICKLE] = "1" if pickle_setting()[0] else "0"
         # The child must import what the parent could (the flow's modules, scripts' dirs).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(events.child_env(frame))  # the child's events continue this attempt's
         command = [
             sys.executable,
             "-m",
@@ -106,6 +108,8 @@ def run_isolated(
             raise
         _replay_output(out, err)
         report = _read_report(report_path)
+    if report is not None:
+        events.child_reported(frame, report.get("event_next_index"))
     if child.returncode != 0 or report is None:
         raise IsolatedCheckpointError(_describe_exit(spec.name, child.returncode, err, report))
     if not report.get("ok"):
@@ -244,6 +248,7 @@ def child_main(argv: list[str]) -> int:
             "traceback": traceback.format_exc(),
             "exception_pickle": _pickle_exception(exc),
         }
+    report["event_next_index"] = events.child_finished(frame)
     sys.stdout.flush()
     sys.stderr.flush()
     Path(report_path).write_text(json.dumps(report))

@@ -204,11 +204,16 @@ def use_stack(name_or_id: str) -> StackInfo:
 def create_stack(
     name: str,
     *,
+    activate: bool = True,
+    labels: Mapping[str, str] | None = None,
     kind: str = "local",
-    activate: bool = False,
     config: Mapping[str, Any] | None = None,
 ) -> StackInfo:
-    """Create a named stack; with ``activate=True`` it also becomes the active one."""
+    """Create a named stack and make it the active one (as Kitaru 0.21 does).
+
+    ``activate=False`` leaves the active stack as it is. ``labels`` are free
+    string key/value tags kept with the stack.
+    """
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _NAME_MAX_LEN:
         raise KitaruUsageError(
             f"Invalid stack name {name!r}: use 1-{_NAME_MAX_LEN} letters, digits, '-' or '_'."
@@ -223,6 +228,7 @@ def create_stack(
             f"create_stack(activate=...) must be True or False, got {activate!r}."
         )
     stack_config = _checked_config(name, config)
+    stack_labels = _checked_labels(name, labels)
 
     import uuid
     from datetime import UTC, datetime
@@ -244,6 +250,8 @@ def create_stack(
             "config": stack_config,
             "created_at": datetime.now(UTC).isoformat(),
         }
+        if stack_labels:
+            record["labels"] = stack_labels
         stored[name] = record
         data["stacks"] = stored
         if activate:
@@ -252,12 +260,20 @@ def create_stack(
     return _info(record, active)
 
 
-def delete_stack(name_or_id: str, *, force: bool = False) -> None:
+def delete_stack(name_or_id: str, *, recursive: bool = False, force: bool = False) -> None:
     """Delete a stack. ``local`` cannot be deleted; the active stack only with ``force``.
 
-    Force-deleting the active stack makes ``local`` active again.
+    Force-deleting the active stack makes ``local`` active again. ``recursive``
+    is accepted for Kitaru 0.21 code, where it also deleted the stack's ZenML
+    components; Kitaru stacks own no separate components, so there is nothing more
+    to delete.
     """
     ref = _check_ref(name_or_id, "delete_stack()")
+    for option, value in (("recursive", recursive), ("force", force)):
+        if not isinstance(value, bool):
+            raise KitaruUsageError(
+                f"delete_stack({option}=...) must be True or False, got {value!r}."
+            )
     with update_global_config() as data:
         record = _find_record(data, ref)
         if record is None:
@@ -278,6 +294,19 @@ def delete_stack(name_or_id: str, *, force: bool = False) -> None:
         del _stored_stacks(data)[name]
         if is_active or data.get("active_stack") == name:
             data.pop("active_stack", None)
+
+
+def _checked_labels(name: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise KitaruUsageError(
+            f"create_stack(labels=...) for stack {name!r} must map strings to strings, "
+            f"got {labels!r}."
+        )
+    return dict(labels)
 
 
 def _checked_config(name: str, config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = sa.MetaData()
 
@@ -155,4 +155,24 @@ logs = sa.Table(
     sa.Column("logger", sa.String(255), nullable=True),
     sa.Column("message", sa.Text, nullable=False),
     sa.Index("ix_kitaru_logs_exec", "exec_id", "id"),
+)
+
+events = sa.Table(
+    "kitaru_events",
+    metadata,
+    sa.Column("exec_id", sa.String(36), primary_key=True),
+    # Position in the execution's event stream (1, 2, ...): the reading cursor.
+    # Writers take max + 1 in the inserting transaction, so a visible position
+    # implies every earlier one is visible too (see _store/_events.py).
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(255), nullable=False),
+    # The checkpoint call that published it (call id and checkpoint name).
+    sa.Column("call_id", sa.String(512), nullable=True),
+    sa.Column("checkpoint", sa.String(255), nullable=True),
+    sa.Column("correlation_id", sa.String(255), nullable=True),
+    # Order inside one correlation group (one checkpoint attempt).
+    sa.Column("idx", sa.Integer, nullable=True),
+    # The JSON document, as text: serialized once, where it was published.
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
 )

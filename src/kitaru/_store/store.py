@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kitaru._store import _logs
+from kitaru._store import _events, _logs
 from kitaru._store import schema as t
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
@@ -435,6 +435,7 @@ class Store:
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
             conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
             conn.execute(t.logs.delete().where(t.logs.c.exec_id == exec_id))
+            _events.delete_events(conn, exec_id)
             conn.execute(c.delete().where(c.c.exec_id == exec_id))
             conn.execute(ex.delete().where(ex.c.id == exec_id))
             candidates = list(owned | reused)
@@ -700,6 +701,14 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(query).all()
         return [LogRecord(**{c.name: row._mapping[c.name] for c in t.logs.columns}) for row in rows]
+
+    # -- events (see _events.py) ------------------------------------------------------
+
+    def insert_events(self, events: Sequence[_events.EventRow]) -> None:
+        _events.insert_events(self.write, events, postgres=not self._is_sqlite)
+
+    def events(self, exec_id: str, **filters: Any) -> list[_events.EventRecord]:
+        return _events.read_events(self.read, exec_id, **filters)
 
     # -- waits ----------------------------------------------------------------------
 

@@ -130,20 +130,42 @@ def create(
         ),
     ],
     activate: Annotated[
-        bool, typer.Option("--activate", help="Also make the new stack the active one.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--activate/--no-activate",
+            help="Make the new stack the active one (the default); --no-activate keeps "
+            "the current active stack.",
+        ),
+    ] = True,
+    stack_type: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            "-t",
+            metavar="TYPE",
+            help="Kind of stack. Available: local (executions run on threads of the "
+            "calling process).",
+        ),
+    ] = "local",
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Create a named stack (kind: local)."""
+    """Create a named stack and make it the active one (unless --no-activate)."""
     with command("stack create", output) as out:
-        from kitaru._stacks import create_stack
+        from kitaru._stacks import create_stack, current_stack
 
-        data = _info_dict(create_stack(name, activate=activate))
+        previous = current_stack().name
+        info = create_stack(name, activate=activate, kind=stack_type.strip().lower())
+        data = {
+            **_info_dict(info),
+            "previous_active_stack": previous,
+            "components_created": [],
+            "stack_type": info.kind,
+        }
 
         def render(console: Console) -> None:
             console.print(f"Created stack [bold]{escape(data['name'])}[/bold] ({data['id']}).")
             if data["is_active"]:
-                console.print("It is now the active stack.")
+                console.print(f"It is now the active stack (was [bold]{escape(previous)}[/bold]).")
 
         out.item(data, render)
 
@@ -157,6 +179,14 @@ def delete(
             "--force", help="Delete even the active stack ('local' becomes active again)."
         ),
     ] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive",
+            help="Also delete the stack's components (accepted for Kitaru 0.21 scripts: "
+            "Kitaru stacks have no separate components).",
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Delete a stack. The built-in 'local' stack cannot be deleted."""
@@ -164,9 +194,17 @@ def delete(
         from kitaru._stacks import current_stack, delete_stack, get_stack
 
         info = get_stack(name)
-        delete_stack(name, force=force)
+        delete_stack(name, recursive=recursive, force=force)
         active = current_stack()
-        data = {**_info_dict(info), "deleted": True, "active_stack": active.name}
+        data = {
+            **_info_dict(info),
+            "deleted": True,
+            "active_stack": active.name,
+            "deleted_stack": info.name,
+            "components_deleted": [],
+            "new_active_stack": active.name,
+            "recursive": recursive,
+        }
 
         def render(console: Console) -> None:
             console.print(f"Deleted stack [bold]{escape(info.name)}[/bold].")

@@ -2,6 +2,7 @@
 
 from kitaru._store import CallStatus, ExecutionStatus
 from kitaru.client._client import ArtifactsAPI, ExecutionsAPI, KitaruClient
+from kitaru.client._events import ExecutionEvent
 from kitaru.client._models import (
     ArtifactRef,
     CheckpointAttempt,
@@ -19,6 +20,7 @@ __all__ = [
     "CheckpointAttempt",
     "CheckpointCall",
     "Execution",
+    "ExecutionEvent",
     "ExecutionStatus",
     "ExecutionsAPI",
     "FailureInfo",

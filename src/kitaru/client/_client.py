@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._backend import Backend, get_backend
@@ -12,6 +12,7 @@ from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionStatus
 from kitaru._text import storable_text
+from kitaru.client._events import ExecutionEvent, iterate_events
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.config import resolve_store_location
 from kitaru.errors import (
@@ -243,6 +244,37 @@ class ExecutionsAPI:
             exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit
         )
         return [LogEntry.from_record(r) for r in records]
+
+    def events(
+        self,
+        exec_id: str,
+        *,
+        kinds: builtins.list[str] | None = None,
+        checkpoint: str | None = None,
+        correlation_ids: builtins.list[str] | None = None,
+        since: str | None = None,
+        reconnect: bool = True,
+        follow: bool = True,
+    ) -> Iterator[ExecutionEvent]:
+        """The execution's events, oldest first; follows it live until it finishes.
+
+        Filters: event ``kinds``, ``checkpoint`` (a name or call id),
+        ``correlation_ids``; ``since`` is the ``cursor`` of an event already seen.
+        ``reconnect`` retries reads the store failed (a few times, with pauses).
+        ``follow=False`` stops at the last stored event instead of waiting for more
+        (a waiting execution is otherwise followed until it is resumed and finishes).
+        Arguments are checked, and the execution looked up, before iterating.
+        """
+        return iterate_events(
+            self._backend,
+            exec_id,
+            kinds=kinds,
+            checkpoint=checkpoint,
+            correlation_ids=correlation_ids,
+            since=since,
+            reconnect=reconnect,
+            follow=follow,
+        )
 
     def cancel(self, exec_id: str) -> Execution:
         """Cancel a running or waiting execution; its runner stops at the next checkpoint."""

@@ -1,0 +1,168 @@
+"""Storing and reading execution events (``kitaru.events``, ``kitaru.progress``).
+
+Each execution has its own stream of events numbered 1, 2, ... (``seq``); the
+number is the cursor a reader resumes from. A batch takes ``max(seq) + 1``
+onwards in the same transaction that inserts it, and ``(exec_id, seq)`` is the
+primary key, so two writers racing for the same numbers cannot both commit:
+on PostgreSQL the second insert waits for the first and then fails with a
+unique violation, and is retried with fresh numbers; SQLite has one writer at
+a time anyway. Hence a position is only ever visible once every earlier
+position is, and a reader following ``seq > cursor`` never skips an event that
+commits late (which an autoincrement id shared by concurrent writers would).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from kitaru._store import schema as t
+from kitaru._store._logs import storable_text
+
+Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+Read = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+
+#: Attempts at a batch whose positions another writer took meanwhile.
+_CONFLICT_RETRIES = 20
+
+_WIDTHS: dict[str, int] = {
+    c.name: c.type.length
+    for c in t.events.columns
+    if isinstance(c.type, sa.String) and c.type.length is not None
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event to store (``payload`` is its JSON document, already serialized)."""
+
+    exec_id: str
+    kind: str
+    payload: str
+    ts: float
+    call_id: str | None = None
+    checkpoint: str | None = None
+    correlation_id: str | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A stored event; ``seq`` is its position in the execution's stream."""
+
+    exec_id: str
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    ts: float
+    call_id: str | None
+    checkpoint: str | None
+    correlation_id: str | None
+    index: int | None
+
+
+def _row(event: EventRow, seq: int) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "exec_id": event.exec_id,
+        "seq": seq,
+        "idx": event.index,
+        "ts": event.ts,
+        "payload": storable_text(event.payload),
+    }
+    for name in ("kind", "call_id", "checkpoint", "correlation_id"):
+        value = getattr(event, name)
+        if isinstance(value, str):
+            value = storable_text(value)[: _WIDTHS[name]]
+        row[name] = value
+    return row
+
+
+def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = False) -> None:
+    """Append ``events`` to their executions' streams, in order; raises if the store fails.
+
+    On PostgreSQL, writers of one execution queue on a transaction-level advisory
+    lock first, so they seldom race for positions at all (the retry stays as a net).
+    """
+    by_exec: dict[str, list[EventRow]] = {}
+    for event in events:
+        by_exec.setdefault(event.exec_id, []).append(event)
+    ev = t.events.c
+    for exec_id, batch in by_exec.items():
+        last = sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                with write() as conn:
+                    if postgres:
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
+                    base = conn.execute(last).scalar() or 0
+                    rows = [_row(event, base + i) for i, event in enumerate(batch, 1)]
+                    conn.execute(t.events.insert(), rows)
+                break
+            except sa.exc.IntegrityError:
+                # Another process (an isolated checkpoint's, say) took these
+                # positions first: number the batch again after its events.
+                if attempt == _CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # break lockstep
+
+
+def _lock_key(exec_id: str) -> int:
+    """A stable signed 64-bit key per execution (the same in every process)."""
+    digest = hashlib.blake2b(f"kitaru.events:{exec_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def read_events(
+    read: Read,
+    exec_id: str,
+    *,
+    after: int = 0,
+    kinds: Sequence[str] | None = None,
+    checkpoint: str | None = None,
+    correlation_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[EventRecord]:
+    """Events after position ``after``, oldest first; ``checkpoint`` is a name or call id."""
+    ev = t.events.c
+    query = sa.select(t.events).where(ev.exec_id == exec_id, ev.seq > after).order_by(ev.seq)
+    if kinds is not None:
+        query = query.where(ev.kind.in_(list(kinds)))
+    if checkpoint is not None:
+        query = query.where(sa.or_(ev.checkpoint == checkpoint, ev.call_id == checkpoint))
+    if correlation_ids is not None:
+        query = query.where(ev.correlation_id.in_(list(correlation_ids)))
+    if limit is not None:
+        query = query.limit(limit)
+    with read() as conn:
+        rows = conn.execute(query).all()
+    return [_record(row._mapping) for row in rows]
+
+
+def _record(row: Any) -> EventRecord:
+    try:
+        payload = json.loads(row["payload"])
+    except ValueError:
+        payload = {"raw": row["payload"]}
+    return EventRecord(
+        exec_id=row["exec_id"],
+        seq=row["seq"],
+        kind=row["kind"],
+        payload=payload if isinstance(payload, dict) else {"value": payload},
+        ts=row["ts"],
+        call_id=row["call_id"],
+        checkpoint=row["checkpoint"],
+        correlation_id=row["correlation_id"],
+        index=row["idx"],
+    )
+
+
+def delete_events(conn: sa.Connection, exec_id: str) -> None:
+    conn.execute(t.events.delete().where(t.events.c.exec_id == exec_id))
