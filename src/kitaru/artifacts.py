@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kitaru._runtime.context import current_checkpoint, current_execution
-from kitaru.errors import KitaruContextError, KitaruStateError, KitaruUsageError
+from kitaru.errors import KitaruContextError, KitaruRuntimeError, KitaruUsageError
 
 ARTIFACT_TYPES = ("prompt", "response", "context", "input", "output", "blob")
 
@@ -43,10 +44,21 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
 
 
 def load(exec_id: str, name: str) -> Any:
-    """A checkpoint's output (by checkpoint name or call id) or a saved artifact (by name)."""
+    """A checkpoint's output (by checkpoint name or call id) or a saved artifact (by name).
+
+    ``exec_id`` not a UUID → ``KitaruUsageError``; no match, or several →
+    ``KitaruRuntimeError`` (Kitaru 0.21's types).
+    """
     from kitaru._backend import get_backend
     from kitaru._runtime.execution import SAVE_CALL_TYPE
 
+    try:
+        uuid.UUID(str(exec_id))
+    except ValueError:
+        raise KitaruUsageError(
+            f"kitaru.load({exec_id!r}, {name!r}): the execution id must be a UUID, as "
+            "shown by `kitaru executions list`."
+        ) from None
     backend = get_backend()
     store = backend.store
     store.require_execution(exec_id)
@@ -64,12 +76,12 @@ def load(exec_id: str, name: str) -> Any:
         f"output of checkpoint call {call.call_id!r}" for call in outputs
     ]
     if not matches:
-        raise KitaruStateError(
+        raise KitaruRuntimeError(
             f"Execution {exec_id} has no checkpoint output or saved artifact named {name!r}. "
             "See `kitaru artifacts list " + exec_id + "`."
         )
     if len(matches) > 1:
-        raise KitaruStateError(
+        raise KitaruRuntimeError(
             f"{name!r} is ambiguous in execution {exec_id}; it matches: "
             + "; ".join(matches)
             + ". Load a checkpoint output by its call id (e.g. 'name:2')."

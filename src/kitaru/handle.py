@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -10,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from kitaru._runtime.driver import get_live
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.errors import (
-    FailureOrigin,
-    KitaruDivergenceError,
     KitaruExecutionError,
     KitaruStateError,
     KitaruTimeoutError,
-    KitaruUserCodeError,
+    KitaruUsageError,
+    execution_error_from_failure,
+    execution_not_found,
+    format_recovery_hint,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ class FlowHandle:
         """The execution's status, read from the store on every access."""
         status = self._backend.store.get_status(self._exec_id)
         if status is None:
-            raise KitaruStateError(f"Execution {self._exec_id} is not in the store.")
+            raise execution_not_found(self._exec_id, "it is not in the store.")
         return status
 
     def wait(self, timeout: float | None = None) -> Any:
@@ -60,9 +62,12 @@ class FlowHandle:
         A ``waiting`` execution keeps being waited for (input resumes it). In a
         terminal (stdin is a TTY, not CI) the pending wait is offered for an
         answer right there. ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``;
-        the execution itself is not touched and keeps running.
+        the execution itself is not touched and keeps running. A ``timeout``
+        that is not a positive, finite number of seconds → ``KitaruUsageError``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        _validate_timeout(timeout)
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         delay = _POLL_START
         prompted: set[str] = set()
         while True:
@@ -81,8 +86,13 @@ class FlowHandle:
             record = self._backend.store.require_execution(self._exec_id)
             if record.status.is_finished:
                 return self._finished_value(record)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timeout(timeout)
+            if timeout is not None and time.monotonic() >= started + timeout:
+                raise KitaruTimeoutError(
+                    exec_id=self._exec_id,
+                    timeout_seconds=timeout,
+                    elapsed_seconds=time.monotonic() - started,
+                    last_status=record.status,
+                )
             if record.status is ExecutionStatus.WAITING and _interactive():
                 from kitaru.client._prompt import prompt_pending_waits
 
@@ -111,19 +121,28 @@ class FlowHandle:
             )
         return self._finished_value(record)
 
-    def _timeout(self, timeout: float | None) -> KitaruTimeoutError:
-        return KitaruTimeoutError(
-            f"Execution {self._exec_id} did not finish within {timeout} s; it keeps running. "
-            "Call .wait() again, or check it with `kitaru executions get "
-            f"{self._exec_id}`."
-        )
-
     def _finished_value(self, record: ExecutionRecord) -> Any:
         if record.status is ExecutionStatus.COMPLETED:
             if record.result_artifact_id is None:
                 return None
             return self._backend.load_artifact(record.result_artifact_id)
         raise execution_error(record)
+
+
+def _validate_timeout(timeout: object) -> None:
+    """``wait(timeout=...)`` takes None or a positive, finite number of seconds."""
+    if timeout is None:
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise KitaruUsageError(
+            f"wait(timeout=...) takes a positive, finite number of seconds or None, got "
+            f"{timeout!r}."
+        )
 
 
 def _interactive() -> bool:
@@ -133,38 +152,18 @@ def _interactive() -> bool:
 def execution_error(record: ExecutionRecord) -> KitaruExecutionError:
     """The typed error for a failed or cancelled execution record."""
     failure = record.failure or {}
-    origin = FailureOrigin(failure.get("origin", FailureOrigin.UNKNOWN.value))
-    checkpoint = failure.get("checkpoint")
-    exc_type = failure.get("exception_type")
-    exc_message = failure.get("message")
     if record.status is ExecutionStatus.CANCELLED:
-        return KitaruExecutionError(
-            f"Execution {record.id} of flow {record.flow_name!r} was cancelled.",
-            exec_id=record.id,
-            status=record.status.value,
-            failure_origin=origin,
-        )
-    where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
-    message = (
-        f"Execution {record.id} of flow {record.flow_name!r} failed{where}: "
-        f"{exc_type}: {exc_message}\n"
-        f"Fix the cause, then continue from where it stopped with "
-        f"`kitaru executions retry {record.id}`."
-    )
-    cls: type[KitaruExecutionError]
-    if origin is FailureOrigin.USER_CODE:
-        cls = KitaruUserCodeError
-    elif origin is FailureOrigin.DIVERGENCE:
-        cls = KitaruDivergenceError
+        message = f"Execution {record.id} of flow {record.flow_name!r} was cancelled."
     else:
-        cls = KitaruExecutionError
-    return cls(
-        message,
-        exec_id=record.id,
-        status=record.status.value,
-        failure_origin=origin,
-        checkpoint=checkpoint,
-        exception_type=exc_type,
-        exception_message=exc_message,
-        traceback=failure.get("traceback"),
+        checkpoint = failure.get("checkpoint")
+        where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
+        message = (
+            f"Execution {record.id} of flow {record.flow_name!r} failed{where}: "
+            f"{failure.get('exception_type')}: {failure.get('message')}"
+        )
+    hint = format_recovery_hint(record.id, status=record.status)
+    if hint is not None:
+        message = f"{message}\n{hint}"
+    return execution_error_from_failure(
+        message, exec_id=record.id, status=record.status, failure=failure
     )

@@ -104,7 +104,7 @@ def test_kitaru_error_in_json_mode(cli: Invoke) -> None:
     document = result.error_json()
     assert set(document) == {"command", "error"}
     assert document["command"] == "executions get"
-    assert document["error"]["type"] == "KitaruStateError"
+    assert document["error"]["type"] == "KitaruBackendError"
     assert "no-such-id" in document["error"]["message"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kitaru import KitaruClient, KitaruStateError, checkpoint, flow
+from kitaru import KitaruBackendError, KitaruClient, checkpoint, flow
 from kitaru.client import CallStatus
 
 BIG = "x" * 100_000  # stored as a blob file, not inline
@@ -104,9 +104,9 @@ def test_cached_outputs_belong_to_the_execution_that_reused_them(any_store: str)
     ]
 
 
-def test_unknown_ids_are_state_errors(any_store: str) -> None:
+def test_unknown_ids_are_backend_errors(any_store: str) -> None:
     client = KitaruClient()
-    with pytest.raises(KitaruStateError, match="no-such-artifact"):
+    with pytest.raises(KitaruBackendError, match="Failed to load artifact 'no-such-artifact'"):
         client.artifacts.get("no-such-artifact")
-    with pytest.raises(KitaruStateError, match="no-such-execution"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         client.artifacts.list("no-such-execution")

@@ -12,8 +12,8 @@ import pytest
 from kitaru import (
     ExecutionStatus,
     FailureOrigin,
+    KitaruBackendError,
     KitaruClient,
-    KitaruStateError,
     KitaruUsageError,
     KitaruUserCodeError,
     checkpoint,
@@ -184,9 +184,9 @@ def test_get_numbers_repeated_calls_by_name(any_store: str) -> None:
     ]
 
 
-def test_get_unknown_id_is_a_state_error_naming_it(any_store: str) -> None:
+def test_get_unknown_id_is_a_backend_error_naming_it(any_store: str) -> None:
     missing = "00000000-0000-0000-0000-000000000000"
-    with pytest.raises(KitaruStateError, match=missing):
+    with pytest.raises(KitaruBackendError, match=f"Failed to load execution '{missing}'"):
         KitaruClient().executions.get(missing)
 
 
@@ -224,7 +224,6 @@ def test_list_is_newest_first_and_filters(any_store: str) -> None:
     ]
     assert _ids(executions.list(status="running")) == []
     assert _ids(executions.list(limit=2)) == [ids["a3"], ids["o1"]]
-    assert _ids(executions.list(limit=0)) == []
     # Every item is a full Execution, as from get().
     listed = executions.list(flow="failing_flow")[0]
     assert listed == executions.get(ids["f1"])
@@ -248,9 +247,19 @@ def test_list_paginates(any_store: str) -> None:
         {"status": ["completed", "finished"]},
         {"page": 0, "size": 2},
         {"limit": -1},
+        {"limit": 0},
         {"size": -3},
+        {"size": 0},
     ],
-    ids=["bad-status", "bad-status-in-list", "page-0", "negative-limit", "negative-size"],
+    ids=[
+        "bad-status",
+        "bad-status-in-list",
+        "page-0",
+        "negative-limit",
+        "limit-0",
+        "negative-size",
+        "size-0",
+    ],
 )
 def test_list_rejects_bad_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(KitaruUsageError) as info:
@@ -268,12 +277,12 @@ def test_latest_returns_the_newest_per_flow(any_store: str) -> None:
     assert executions.latest(flow="answer_flow").exec_id == ids["a3"]
     assert executions.latest(flow="failing_flow").exec_id == ids["f1"]
     assert executions.latest(flow="other_flow").status is ExecutionStatus.COMPLETED
-    with pytest.raises(KitaruStateError, match="nope"):
+    with pytest.raises(LookupError, match="nope"):
         executions.latest(flow="nope")
 
 
-def test_latest_on_an_empty_store_is_a_state_error() -> None:
-    with pytest.raises(KitaruStateError, match="No executions"):
+def test_latest_on_an_empty_store_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match="No executions"):
         KitaruClient().executions.latest()
 
 

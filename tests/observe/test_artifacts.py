@@ -10,9 +10,10 @@ import pytest
 
 import kitaru
 from kitaru import (
+    KitaruBackendError,
     KitaruClient,
     KitaruContextError,
-    KitaruStateError,
+    KitaruRuntimeError,
     KitaruUsageError,
     KitaruUserCodeError,
     checkpoint,
@@ -152,7 +153,7 @@ def test_a_checkpoint_that_fails_stores_none_of_its_saves(any_store: str) -> Non
     with pytest.raises(KitaruUserCodeError):
         handle.wait(timeout=30)
     assert _saved(handle.exec_id) == []
-    with pytest.raises(KitaruStateError):
+    with pytest.raises(KitaruRuntimeError):
         kitaru.load(handle.exec_id, "doomed")
 
 
@@ -275,19 +276,22 @@ def test_load_by_checkpoint_name_call_id_saved_name_and_from_another_execution(
     assert other.wait(timeout=30) == [{"x": 3}, [3]]
 
 
-def test_load_without_a_match_is_a_state_error(any_store: str) -> None:
+def test_load_without_a_match_is_a_runtime_error(any_store: str) -> None:
     source = load_source.run(4)
     source.wait(timeout=30)
-    with pytest.raises(KitaruStateError, match=r"no checkpoint output or saved artifact named"):
+    with pytest.raises(KitaruRuntimeError, match=r"no checkpoint output or saved artifact named"):
         kitaru.load(source.exec_id, "missing")
-    with pytest.raises(KitaruStateError):
+    with pytest.raises(KitaruUsageError, match="must be a UUID"):
         kitaru.load("no-such-execution", "produce")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(KitaruBackendError, match=f"Failed to load execution '{unknown}'"):
+        kitaru.load(unknown, "produce")
 
 
 def test_an_ambiguous_load_lists_the_matches(any_store: str) -> None:
     source = load_source.run(5)
     source.wait(timeout=30)
-    with pytest.raises(KitaruStateError, match="ambiguous") as info:
+    with pytest.raises(KitaruRuntimeError, match="ambiguous") as info:
         kitaru.load(source.exec_id, "repeat")
     message = str(info.value)
     assert "'repeat'" in message
@@ -313,14 +317,14 @@ def test_a_name_that_is_both_output_and_saved_or_saved_twice_is_ambiguous(
 ) -> None:
     handle = clash_flow.run()
     handle.wait(timeout=30)
-    with pytest.raises(KitaruStateError) as info:
+    with pytest.raises(KitaruRuntimeError) as info:
         kitaru.load(handle.exec_id, "clash")
     message = str(info.value)
     saved_id = _saved(handle.exec_id, "clash")[0].artifact_id
     assert saved_id in message
     assert "checkpoint call 'clash'" in message
 
-    with pytest.raises(KitaruStateError) as info:
+    with pytest.raises(KitaruRuntimeError) as info:
         kitaru.load(handle.exec_id, "twice")
     ids = [r.artifact_id for r in _saved(handle.exec_id, "twice")]
     assert len(ids) == 2  # two body saves of one name: save:twice and save:twice:2
@@ -362,5 +366,5 @@ def test_artifacts_list_filters_by_name_kind_type_and_call(any_store: str) -> No
     ref = client.artifacts.get(everything[1].artifact_id)
     assert ref == everything[1]
     assert ref.load() == [6]
-    with pytest.raises(KitaruStateError, match=re.escape("'nope'")):
+    with pytest.raises(KitaruBackendError, match=re.escape("'nope'")):
         client.artifacts.get("nope")

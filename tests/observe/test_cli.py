@@ -116,7 +116,7 @@ def test_logs_errors_are_one_line(cli: Invoke) -> None:
     assert_one_error_line(missing.stderr, "no-such-id")
     as_json = cli("executions", "logs", "no-such-id", "-o", "json").error_json()
     assert as_json["command"] == "executions logs"
-    assert as_json["error"]["type"] == "KitaruStateError"
+    assert as_json["error"]["type"] == "KitaruBackendError"
 
     exec_id = _run_talking(5)
     unknown = cli("executions", "logs", exec_id, "--checkpoint", "tlak")
@@ -294,7 +294,7 @@ def test_artifacts_list_table_json_and_filters(cli: Invoke) -> None:
     assert_one_error_line(bad_type.stderr, "--type", "prompt")
     missing = cli("artifacts", "list", "no-such-id", "-o", "json")
     assert missing.exit_code == 1
-    assert missing.error_json()["error"]["type"] == "KitaruStateError"
+    assert missing.error_json()["error"]["type"] == "KitaruBackendError"
 
 
 def test_artifacts_show_with_and_without_value(cli: Invoke) -> None:

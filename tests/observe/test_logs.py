@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kitaru import KitaruClient, KitaruStateError, checkpoint, flow
+from kitaru import KitaruBackendError, KitaruClient, checkpoint, flow
 from kitaru.client import LogEntry
 from tests.observe.conftest import RUN_OBS_FLOW, child_env, run_child
 
@@ -254,7 +254,7 @@ def test_logs_by_checkpoint_call_id_limit_and_after_id(any_store: str) -> None:
     assert [e.message for e in after] == [e.message for e in everything[6:]]
     assert _logs(exec_id, checkpoint="nope") == []
     assert _logs(exec_id, source=None) == everything  # accepted for compatibility
-    with pytest.raises(KitaruStateError):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         _logs("no-such-execution")
 
 

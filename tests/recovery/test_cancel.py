@@ -12,6 +12,7 @@ import pytest
 from kitaru import (
     ExecutionStatus,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruExecutionError,
     KitaruStateError,
@@ -162,7 +163,7 @@ def test_cancel_of_a_finished_execution_is_a_state_error(any_store: str, outcome
 
 
 def test_cancel_of_an_unknown_id_names_it(any_store: str) -> None:
-    with pytest.raises(KitaruStateError, match="no-such-run"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-run'"):
         KitaruClient().executions.cancel("no-such-run")
 
 

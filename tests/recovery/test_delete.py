@@ -10,6 +10,7 @@ import pytest
 from kitaru import (
     ExecutionStatus,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruExecutionError,
     KitaruStateError,
@@ -54,14 +55,14 @@ def _blob_paths(exec_id: str) -> set[Path]:
 def _gone(exec_id: str, artifact_ids: set[str], *, kept: frozenset[str] = frozenset()) -> None:
     store = get_backend().store
     client = KitaruClient()
-    with pytest.raises(KitaruStateError, match=exec_id):
+    with pytest.raises(KitaruBackendError, match=exec_id):
         client.executions.get(exec_id)
     assert store.calls(exec_id) == []
     assert store.attempts(exec_id) == []
     assert {a.id for a in store.list_artifacts(exec_id=exec_id)} == kept
     for artifact_id in artifact_ids:
         assert store.get_artifact(artifact_id) is None
-        with pytest.raises(KitaruStateError):
+        with pytest.raises(KitaruBackendError):
             client.artifacts.get(artifact_id)
     assert exec_id not in [e.exec_id for e in client.executions.list()]
 
@@ -80,7 +81,7 @@ def test_delete_removes_the_execution_its_calls_artifacts_and_blob_files(
     assert KitaruClient().executions.delete(handle.exec_id) is None
     _gone(handle.exec_id, artifact_ids)
     assert not any(path.exists() for path in blobs)
-    with pytest.raises(KitaruStateError, match=handle.exec_id):
+    with pytest.raises(KitaruBackendError, match=handle.exec_id):
         KitaruClient().executions.delete(handle.exec_id)
 
 
@@ -198,7 +199,7 @@ def test_delete_of_a_running_execution_is_refused(any_store: str) -> None:
 
 
 def test_delete_of_an_unknown_id_names_it(any_store: str) -> None:
-    with pytest.raises(KitaruStateError, match="no-such-execution"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         KitaruClient().executions.delete("no-such-execution")
 
 
@@ -229,7 +230,7 @@ def test_delete_right_after_cancel_leaves_no_rows_behind(any_store: str) -> None
         client.executions.delete(handle.exec_id)
     finally:
         release.set()
-    with pytest.raises((KitaruStateError, KitaruExecutionError)):
+    with pytest.raises((KitaruBackendError, KitaruExecutionError)):
         handle.wait(timeout=20)
     assert not finished.is_set()
     store = get_backend().store

@@ -13,6 +13,7 @@ from kitaru import (
     ExecutionStatus,
     FailureOrigin,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruDivergenceError,
     KitaruStateError,
@@ -355,7 +356,7 @@ def test_unknown_selector_lists_the_calls_and_unknown_source_is_named(any_store:
         client.executions.replay(source_id, at="nope")
     for call_id in ("research", "draft", "review"):
         assert call_id in str(info.value)
-    with pytest.raises(KitaruStateError, match="no-such-source"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-source'"):
         client.executions.replay("no-such-source", at="draft")
 
 

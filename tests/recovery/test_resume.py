@@ -14,6 +14,7 @@ import pytest
 from kitaru import (
     ExecutionStatus,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruExecutionError,
     KitaruStateError,
@@ -136,7 +137,7 @@ def test_resume_of_a_finished_execution_is_refused_with_a_hint(
 
 
 def test_resume_of_an_unknown_id_names_it(any_store: str) -> None:
-    with pytest.raises(KitaruStateError, match="not-an-execution"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'not-an-execution'"):
         KitaruClient().executions.resume("not-an-execution")
 
 

@@ -12,6 +12,7 @@ from kitaru import (
     ExecutionStatus,
     FailureOrigin,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruDivergenceError,
     KitaruExecutionError,
@@ -223,7 +224,7 @@ def test_retry_refuses_anything_but_failed_and_changes_nothing(any_store: str, s
 
 
 def test_retry_of_an_unknown_id_names_it(any_store: str) -> None:
-    with pytest.raises(KitaruStateError, match="no-such-id"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-id'"):
         KitaruClient().executions.retry("no-such-id")
 
 

@@ -448,10 +448,10 @@ def test_wait_timeout_leaves_the_execution_running() -> None:
     assert handle.get() == "open"
 
 
-def test_handle_for_unknown_execution_is_a_state_error() -> None:
-    with pytest.raises(KitaruStateError, match="nope"):
+def test_handle_for_unknown_execution_is_a_backend_error() -> None:
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'nope'"):
         FlowHandle("nope").status  # noqa: B018
-    with pytest.raises(KitaruStateError, match="nope"):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'nope'"):
         FlowHandle("nope").wait()
 
 

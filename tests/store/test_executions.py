@@ -97,9 +97,9 @@ def test_unknown_execution(store: Store) -> None:
     unknown = new_id()
     assert store.get_execution(unknown) is None
     assert store.get_status(unknown) is None
-    with pytest.raises(KitaruStateError) as info:
+    with pytest.raises(KitaruBackendError) as info:
         store.require_execution(unknown)
-    assert unknown in str(info.value)
+    assert f"Failed to load execution '{unknown}'" in str(info.value)
 
 
 def test_require_execution_and_get_status(store: Store, records: Records) -> None:

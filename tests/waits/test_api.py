@@ -11,6 +11,7 @@ import pytest
 
 import kitaru
 from kitaru import (
+    KitaruBackendError,
     KitaruContextError,
     KitaruStateError,
     KitaruUserCodeError,
@@ -175,7 +176,7 @@ def test_waiting_execution_shows_its_pending_wait(any_store: str, client: Kitaru
     listed = {e.exec_id: e for e in client.executions.list()}
     assert listed[handle.exec_id].status is kitaru.ExecutionStatus.WAITING
 
-    with pytest.raises(KitaruStateError):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         client.executions.pending_waits("no-such-execution")
 
 
@@ -244,7 +245,7 @@ def test_invalid_input_is_refused_with_details_and_nothing_is_stored(
 def test_input_without_a_pending_wait_is_a_state_error(
     any_store: str, client: KitaruClient, tmp_path: Path
 ) -> None:
-    with pytest.raises(KitaruStateError):
+    with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         client.executions.input("no-such-execution", value=True)
 
     handle = _flows.gate.run(30)

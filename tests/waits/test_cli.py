@@ -110,7 +110,7 @@ def test_waits_of_one_execution_and_errors(client: KitaruClient) -> None:
     assert unknown.exit_code == 1
     assert "nope" in one_error_line(unknown.stderr)
     document = kitaru("executions", "waits", "nope", "-o", "json").error_json()
-    assert document["error"]["type"] == "KitaruStateError"
+    assert document["error"]["type"] == "KitaruBackendError"
 
 
 def test_schema_summaries() -> None:

@@ -36,7 +36,7 @@ from kitaru._store.records import (
     WaitStatus,
 )
 from kitaru._text import storable_text
-from kitaru.errors import KitaruBackendError, KitaruStateError
+from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_found
 
 _EXEC_COLUMNS = [c.name for c in t.executions.columns]
 _CALL_COLUMNS = [c.name for c in t.checkpoint_calls.columns]
@@ -163,9 +163,10 @@ class Store:
     def require_execution(self, exec_id: str) -> ExecutionRecord:
         record = self.get_execution(exec_id)
         if record is None:
-            raise KitaruStateError(
-                f"No execution with id {exec_id!r} in the store {self!r}. "
-                "List executions with `kitaru executions list`."
+            raise execution_not_found(
+                exec_id,
+                f"no execution with this id in the store {self!r}. "
+                "List executions with `kitaru executions list`.",
             )
         return record
 

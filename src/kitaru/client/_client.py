@@ -16,8 +16,9 @@ from kitaru.client._events import ExecutionEvent, iterate_events
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.config import resolve_store_location
 from kitaru.errors import (
+    KitaruBackendError,
     KitaruFeatureNotAvailableError,
-    KitaruStateError,
+    KitaruNotFoundError,
     KitaruTimeoutError,
     KitaruUsageError,
 )
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
 _POLL_MAX = 0.5
 #: Page size for ``list(page=N)`` when neither ``size`` nor ``limit`` is given.
 DEFAULT_PAGE_SIZE = 20
+
+
+def _at_least_one(**values: int | None) -> None:
+    """``limit``/``page``/``size`` are counts of 1 or more (as in Kitaru 0.21)."""
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise KitaruUsageError(f"{name} must be an integer of 1 or more, got {value!r}.")
 
 
 def _statuses(status: Any) -> list[str] | None:
@@ -49,7 +59,7 @@ class ExecutionsAPI:
         self._backend = backend
 
     def get(self, exec_id: str) -> Execution:
-        """The execution with its checkpoints; ``KitaruStateError`` if the id is unknown."""
+        """The execution with its checkpoints; ``KitaruBackendError`` if the id is unknown."""
         store = self._backend.store
         record = store.require_execution(exec_id)
         return Execution.from_records(
@@ -70,11 +80,7 @@ class ExecutionsAPI:
         size: int | None = None,
     ) -> list[Execution]:
         """Executions, newest first. ``page`` (1-based) with ``size`` paginates."""
-        if page is not None and page < 1:
-            raise KitaruUsageError(f"page must be 1 or more, got {page}.")
-        for name, value in (("limit", limit), ("size", size)):
-            if value is not None and value < 0:
-                raise KitaruUsageError(f"{name} must be 0 or more, got {value}.")
+        _at_least_one(limit=limit, page=page, size=size)
         per_page = size if size is not None else limit
         if page is not None and per_page is None:
             per_page = DEFAULT_PAGE_SIZE
@@ -106,22 +112,25 @@ class ExecutionsAPI:
         found = self.list(flow=flow, status=status, limit=1)
         if not found:
             what = f" of flow {flow!r}" if flow else ""
-            raise KitaruStateError(f"No executions{what} found.")
+            raise KitaruNotFoundError(f"No executions{what} found.")
         return found[0]
 
     def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
         """Block until the execution is finished; return its final state."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         delay = 0.01
         while True:
             execution = self.get(exec_id)
             if execution.status.is_finished:
                 return execution
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if timeout is not None and remaining is not None and remaining <= 0:
                 raise KitaruTimeoutError(
-                    f"Execution {exec_id} did not finish within {timeout} s; it is "
-                    f"{execution.status.value}."
+                    exec_id=exec_id,
+                    timeout_seconds=timeout,
+                    elapsed_seconds=time.monotonic() - started,
+                    last_status=execution.status,
                 )
             live = get_live(exec_id)
             pause = delay if remaining is None else min(delay, remaining)
@@ -237,6 +246,7 @@ class ExecutionsAPI:
         only lines newer than a previously seen entry (for following).
         """
         del source
+        _at_least_one(limit=limit)
         self._backend.store.require_execution(exec_id)
         if checkpoint is not None and not storable_text(checkpoint):
             return []
@@ -305,6 +315,7 @@ class ArtifactsAPI:
         ``kind`` is output | saved | flow_inputs | flow_result; ``type`` filters
         saved artifacts by their ``kitaru.save(type=...)``.
         """
+        _at_least_one(limit=limit)
         self._backend.store.require_execution(exec_id)
         if not all(storable_text(v) for v in (name, kind, producing_call) if v is not None):
             return []  # no stored artifact can match undecodable text
@@ -337,8 +348,9 @@ class ArtifactsAPI:
     def get(self, artifact_id: str) -> ArtifactRef:
         record = self._backend.store.get_artifact(artifact_id)
         if record is None:
-            raise KitaruStateError(
-                f"No artifact with id {artifact_id!r}. List an execution's artifacts with "
+            raise KitaruBackendError(
+                f"Failed to load artifact '{artifact_id}': no artifact with this id. "
+                "List an execution's artifacts with "
                 "`kitaru artifacts list EXEC_ID`."
             )
         return ArtifactRef.from_record(record, self._backend)
@@ -347,9 +359,9 @@ class ArtifactsAPI:
 class KitaruClient:
     """Entry point for reading and controlling executions.
 
-    ``server_url``/``auth_token`` are accepted for compatibility; Kitaru talks to
-    its store directly (``KITARU_STORE_URL``), so passing a server raises
-    ``KitaruFeatureNotAvailableError``.
+    ``server_url``/``auth_token``/``project`` are accepted for compatibility;
+    Kitaru talks to its store directly (``KITARU_STORE_URL``), so passing any
+    of them raises ``KitaruFeatureNotAvailableError`` (as in Kitaru 0.21).
     """
 
     def __init__(
@@ -359,14 +371,21 @@ class KitaruClient:
         auth_token: str | None = None,
         project: str | None = None,
     ) -> None:
-        if server_url is not None:
-            raise KitaruFeatureNotAvailableError(
-                "Kitaru has no server to connect to: it reads the store directly. Point "
-                "KITARU_STORE_URL (or kitaru.configure(store_url=...)) at a shared "
-                "PostgreSQL database instead."
+        given = [
+            name
+            for name, value in (
+                ("server_url", server_url),
+                ("auth_token", auth_token),
+                ("project", project),
             )
-        del auth_token
-        self.project = project
+            if value is not None
+        ]
+        if given:
+            raise KitaruFeatureNotAvailableError(
+                f"KitaruClient({', '.join(f'{n}=...' for n in given)}) is not supported: "
+                "Kitaru reads its store directly. Point KITARU_STORE_URL (or "
+                "kitaru.configure(store_url=...)) at a shared PostgreSQL database instead."
+            )
         url, source = resolve_store_location()
         if source is not None:  # a store the user named must exist: never read a new empty one
             from kitaru._store.engine import require_existing_store
