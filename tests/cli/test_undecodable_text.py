@@ -20,7 +20,7 @@ import pytest
 
 import kitaru
 from kitaru import KitaruClient, checkpoint, flow
-from kitaru.errors import KitaruStateError
+from kitaru.errors import KitaruBackendError
 
 BAD_ARG = b"\xff\xfe"
 BAD_TEXT = os.fsdecode(BAD_ARG)  # what Python makes of those bytes: "\udcff\udcfe"
@@ -91,17 +91,17 @@ def test_an_undecodable_id_on_the_command_line_is_an_unknown_id(
     any_store: str, args: list[str]
 ) -> None:
     text = kitaru_bytes(*args, BAD_ARG)
-    _assert_one_error_line(text, f"No execution with id '{SHOWN}'")
+    _assert_one_error_line(text, f"Failed to load execution '{SHOWN}'")
     document = kitaru_bytes(*args, BAD_ARG, "-o", "json").error_json()
-    assert document["error"]["type"] == "KitaruStateError"
+    assert document["error"]["type"] == "KitaruBackendError"
     assert SHOWN in document["error"]["message"]
 
 
 def test_an_undecodable_artifact_id_is_an_unknown_artifact(any_store: str) -> None:
     text = kitaru_bytes("artifacts", "show", BAD_ARG)
-    _assert_one_error_line(text, f"No artifact with id '{SHOWN}'")
+    _assert_one_error_line(text, f"Failed to load artifact '{SHOWN}'")
     document = kitaru_bytes("artifacts", "show", BAD_ARG, "-o", "json").error_json()
-    assert document["error"]["type"] == "KitaruStateError"
+    assert document["error"]["type"] == "KitaruBackendError"
 
 
 def test_undecodable_filters_match_nothing(any_store: str) -> None:
@@ -127,7 +127,7 @@ def test_the_client_treats_undecodable_ids_as_unknown(any_store: str) -> None:
         lambda: client.artifacts.list(BAD_TEXT),
         lambda: client.artifacts.get(BAD_TEXT),
     ):
-        with pytest.raises(KitaruStateError):
+        with pytest.raises(KitaruBackendError):
             call()
     assert client.executions.list(flow=BAD_TEXT) == []
 
