@@ -84,7 +84,7 @@ def _exec_duration(execution: Execution) -> str:
 
 
 def _call_status(call: CheckpointCall) -> str:
-    status = call.status.value
+    status = call.call_status.value
     details: list[str] = []
     if call.metadata.get("overridden"):
         details.append("overridden")
@@ -96,9 +96,9 @@ def _call_status(call: CheckpointCall) -> str:
 
 def _attempts(call: CheckpointCall) -> str:
     if not call.attempts:
-        return "0" if call.status.value in ("cached", "reused") else "-"
+        return "0" if call.call_status.value in ("cached", "reused") else "-"
     runs = len({a.run for a in call.attempts})
-    failed = sum(1 for a in call.attempts if a.status == "failed")
+    failed = sum(1 for a in call.attempts if a.status is ExecutionStatus.FAILED)
     text = str(len(call.attempts))
     extras = []
     if failed:
@@ -119,7 +119,7 @@ def executions_table(executions: list[Execution]) -> Table:
     for execution in executions:
         table.add_row(
             execution.exec_id,
-            escape(execution.flow_name),
+            escape(execution.flow_name or "-"),
             _exec_status(execution),
             fmt_time(execution.started_at),
             _exec_duration(execution),
@@ -145,7 +145,7 @@ def timeline_table(execution: Execution) -> Table:
             _call_status(call),
             fmt_duration(call.duration),
             _attempts(call),
-            escape(call.type or "-"),
+            escape(call.checkpoint_type or "-"),
         )
     return table
 
@@ -165,9 +165,9 @@ def render_execution(execution: Execution, console: Console) -> None:
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("Execution", execution.exec_id)
-    grid.add_row("Flow", escape(execution.flow_name))
+    grid.add_row("Flow", escape(execution.flow_name or "-"))
     grid.add_row("Status", _exec_status(execution))
-    grid.add_row("Stack", escape(execution.stack))
+    grid.add_row("Stack", escape(execution.stack_name or "-"))
     grid.add_row("Started", fmt_time(execution.started_at))
     grid.add_row("Ended", fmt_time(execution.ended_at))
     grid.add_row("Duration", _exec_duration(execution))
@@ -270,7 +270,7 @@ def list_executions(
             console.print(footer, style="dim")
 
         out.items(
-            [e.to_dict() for e in executions],
+            [e.summary_dict() for e in executions],
             render,
             page=page,
             limit=limit,
@@ -478,7 +478,7 @@ def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> Non
 
         def render(console: Console) -> None:
             console.print(
-                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name)})."
+                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or "-")})."
             )
 
         out.item(execution.to_dict(), render)
@@ -530,7 +530,7 @@ def delete(
         out.item(
             data,
             lambda console: console.print(
-                f"Deleted execution {exec_id} ({escape(execution.flow_name)})."
+                f"Deleted execution {exec_id} ({escape(execution.flow_name or "-")})."
             ),
         )
 
@@ -547,10 +547,10 @@ def _answer_hint(exec_id: str | None) -> str:
 
 
 def _since(wait: PendingWait) -> str:
-    if wait.since is None:
+    if wait.entered_waiting_at is None:
         return "-"
-    age = max((_now() - wait.since).total_seconds(), 0.0)
-    return f"{fmt_time(wait.since)} ({fmt_duration(age)} ago)"
+    age = max((_now() - wait.entered_waiting_at).total_seconds(), 0.0)
+    return f"{fmt_time(wait.entered_waiting_at)} ({fmt_duration(age)} ago)"
 
 
 def _wait_dict(wait: PendingWait) -> dict[str, Any]:
