@@ -10,6 +10,7 @@ import pytest
 from kitaru import (
     ExecutionStatus,
     FlowHandle,
+    KitaruBackendError,
     KitaruClient,
     KitaruExecutionError,
     KitaruStateError,
@@ -61,7 +62,7 @@ def _gone(exec_id: str, artifact_ids: set[str], *, kept: frozenset[str] = frozen
     assert {a.id for a in store.list_artifacts(exec_id=exec_id)} == kept
     for artifact_id in artifact_ids:
         assert store.get_artifact(artifact_id) is None
-        with pytest.raises(KitaruStateError):
+        with pytest.raises(KitaruBackendError):
             client.artifacts.get(artifact_id)
     assert exec_id not in [e.exec_id for e in client.executions.list()]
 
@@ -110,7 +111,7 @@ def test_delete_keeps_outputs_another_execution_reused_from_the_cache(any_store:
     second.wait(timeout=20)
     client = KitaruClient()
     reused = client.executions.get(second.exec_id)
-    assert [c.status for c in reused.checkpoints] == [CallStatus.CACHED, CallStatus.CACHED]
+    assert [c.call_status for c in reused.checkpoints] == [CallStatus.CACHED, CallStatus.CACHED]
     shared = {a.artifact_id for c in reused.checkpoints for a in c.artifacts}
     own = _artifact_ids(first.exec_id) - shared
     assert len(own) == 2  # inputs and result of the first execution
@@ -132,7 +133,7 @@ def test_delete_keeps_outputs_a_replay_reused(any_store: str) -> None:
     client = KitaruClient()
     replay = client.executions.replay(source.exec_id, at="large", wait=True)
     reused = replay.checkpoints[0]
-    assert reused.status is CallStatus.REUSED
+    assert reused.call_status is CallStatus.REUSED
     client.executions.delete(source.exec_id)
     assert client.executions.get(replay.exec_id).checkpoints[0].artifacts[0].load() == 4
 
