@@ -478,7 +478,7 @@ def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> Non
 
         def render(console: Console) -> None:
             console.print(
-                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or "-")})."
+                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or '-')})."
             )
 
         out.item(execution.to_dict(), render)
@@ -530,7 +530,7 @@ def delete(
         out.item(
             data,
             lambda console: console.print(
-                f"Deleted execution {exec_id} ({escape(execution.flow_name or "-")})."
+                f"Deleted execution {exec_id} ({escape(execution.flow_name or '-')})."
             ),
         )
 
@@ -815,6 +815,7 @@ def _input_one(
     )
 
     client = _client()
+    exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
     before = client.executions.get(exec_id)
     pending = client.executions.pending_waits(exec_id)
     target = _target_wait(pending, wait)
@@ -874,6 +875,8 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
     from kitaru.errors import KitaruStateError
 
     client = _client()
+    if exec_id is not None:
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
     if exec_id is not None and not client.executions.pending_waits(exec_id):
         status = client.executions.get(exec_id).status
         raise KitaruStateError(f"Execution {exec_id} has no pending wait (it is {status.value}).")

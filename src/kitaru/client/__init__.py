@@ -8,8 +8,11 @@ from kitaru.client._models import (
     CheckpointCall,
     Execution,
     FailureInfo,
+    FrozenExecutionSpec,
     LogEntry,
     PendingWait,
+    ResolvedConnectionConfig,
+    ResolvedExecutionConfig,
 )
 
 __all__ = [
@@ -22,7 +25,10 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionsAPI",
     "FailureInfo",
+    "FrozenExecutionSpec",
     "KitaruClient",
     "LogEntry",
     "PendingWait",
+    "ResolvedConnectionConfig",
+    "ResolvedExecutionConfig",
 ]

@@ -651,7 +651,7 @@ class Execution:
     ended_at: datetime | None
     stack_name: str | None
     metadata: dict[str, Any]
-    #: Why it is in its status (a failure's message), else None.
+    #: Why it failed or was cancelled (the failure's message), else None.
     status_reason: str | None
     failure: FailureInfo | None
     #: The wait it is paused at (the first, if several), else None.
@@ -806,7 +806,8 @@ class Execution:
             stack_name=record.stack,
             metadata=dict(record.metadata),
             status_reason=failure.message
-            if failure is not None and record.status is ExecutionStatus.FAILED
+            if failure is not None
+            and record.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
             else None,
             failure=failure,
             pending_wait=pending[0] if pending else None,
