@@ -306,6 +306,12 @@ def test_cli_get_takes_the_eight_characters_a_table_shows(any_store: str) -> Non
     assert handle.exec_id in proc.stdout
     assert "Traceback" not in proc.stderr
 
+    logs = runner.invoke(app, ["executions", "logs", handle.exec_id[:8], "-o", "json"])
+    assert logs.exit_code == 0, logs.output
+    document = json.loads(logs.stdout)
+    assert document["exec_id"] == handle.exec_id
+    assert [i["message"] for i in document["items"]] == ["shouting cli"]
+
 
 def test_cli_reports_an_ambiguous_prefix(any_store: str) -> None:
     _insert("abcd1111-0000-4000-8000-000000000001")

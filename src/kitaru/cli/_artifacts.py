@@ -222,7 +222,9 @@ def list_artifacts(
     `kitaru artifacts show ARTIFACT_ID --value`.
     """
     with command("artifacts list", output) as out:
-        refs = _client().artifacts.list(
+        client = _client()
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
+        refs = client.artifacts.list(
             exec_id,
             name=name,
             role=None if kind is None else kind.value,

@@ -235,6 +235,7 @@ def logs(
     """
     with command(COMMAND, output) as out:
         client = _client()
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
         if follow:
             emit = _write_json_lines if out.json else _write_lines
             final, shown = _follow(
