@@ -32,6 +32,7 @@ from kitaru._backend import get_backend
 from kitaru._store import ExecutionRecord
 from kitaru.cli import app
 from kitaru.client import Execution
+from tests.compat._client_support import replay_id
 
 
 @kitaru.checkpoint
@@ -215,7 +216,9 @@ def test_every_id_taking_method_accepts_a_unique_prefix(any_store: str) -> None:
     saved = client.artifacts.list(short, name="said")[0]
     assert client.artifacts.get(saved.artifact_id[:8]) == saved
     assert client.executions.pending_waits(short) == []
-    replay = client.executions.replay(short, at="shout", wait=True)
+    replay = client.executions.wait(
+        replay_id(client.executions.replay(short, at="shout", wait=False)), timeout=60
+    )
     assert replay.original_exec_id == exec_id
 
     failing = grumpy.run(3)

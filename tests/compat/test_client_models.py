@@ -33,6 +33,7 @@ from kitaru.client import (
     PendingWait,
 )
 from kitaru.config import KitaruConfig
+from tests.compat._client_support import replay_id
 
 T = TypeVar("T")
 
@@ -379,8 +380,7 @@ def test_models_after_a_real_flow(any_store: str) -> None:
     assert cached.checkpoints[1].artifacts[0].producing_call == "ask"
 
     # -- a replay from "finish": earlier calls reused ------------------------------------------
-    replayed = execution.replay(at="finish")
-    replay = _approve_and_finish(client, replayed.exec_id)
+    replay = _approve_and_finish(client, replay_id(execution.replay(at="finish", wait=False)))
     assert replay.original_exec_id == handle.exec_id
     assert replay.status is ExecutionStatus.COMPLETED
     reused = replay.checkpoints[:2]
