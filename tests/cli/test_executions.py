@@ -12,17 +12,30 @@ from kitaru.client import KitaruClient
 from kitaru.errors import KitaruExecutionError, KitaruUserCodeError
 from tests.cli.conftest import Flows, Invoke
 
-EXECUTION_KEYS = {
+#: Kitaru 0.21's ``executions list`` item keys (ours add a few more).
+SUMMARY_KEYS = {
     "exec_id",
+    "flow_id",
     "flow_name",
     "status",
     "started_at",
     "ended_at",
-    "duration",
-    "checkpoints",
+    "stack_name",
+    "status_reason",
+    "pending_wait",
     "failure",
+    "metadata",
+    "checkpoint_count",
+    "artifact_count",
+    "llm_usage_summary",
+}
+#: ``executions get`` adds these.
+EXECUTION_KEYS = SUMMARY_KEYS | {
+    "frozen_execution_spec",
     "original_exec_id",
-    "is_orphaned",
+    "llm_usage_records",
+    "checkpoints",
+    "artifacts",
 }
 
 
@@ -84,7 +97,9 @@ def test_list_table_and_json(cli: Invoke, flows: Flows) -> None:
     assert set(document) >= {"command", "items", "count"}
     assert document["count"] == 2
     assert [item["exec_id"] for item in document["items"]] == [failed, ok]
-    assert set(document["items"][0]) >= EXECUTION_KEYS
+    assert set(document["items"][0]) >= SUMMARY_KEYS
+    assert "checkpoints" not in document["items"][0]  # a summary, as in 0.21
+    assert document["items"][0]["checkpoint_count"] == 2
     assert document["items"][0]["status"] == "failed"
 
 
@@ -152,8 +167,10 @@ def test_get_failed_execution_shows_timeline_and_failure(cli: Invoke, flows: Flo
     assert set(document) == {"command", "item"}
     assert document["command"] == "executions get"
     item = document["item"]
+    assert set(item) >= EXECUTION_KEYS
     assert item["exec_id"] == exec_id
     assert item["status"] == "failed"
+    assert item["status_reason"] == item["failure"]["message"]
     assert [c["call_id"] for c in item["checkpoints"]] == ["fetch", "think"]
     assert item["failure"]["origin"] == "user_code"
     assert item["failure"]["exception_type"] == "ValueError"
@@ -163,7 +180,8 @@ def test_get_shows_cached_checkpoints(cli: Invoke, flows: Flows) -> None:
     run_ok(flows, x=4)
     second = run_ok(flows, x=4)  # same inputs: the cross-run cache answers
     item = cli("executions", "get", second, "-o", "json").json()["item"]
-    assert [c["status"] for c in item["checkpoints"]] == ["cached"]
+    assert [c["status"] for c in item["checkpoints"]] == ["completed"]
+    assert [c["call_status"] for c in item["checkpoints"]] == ["cached"]
     line = next(
         line for line in cli("executions", "get", second).stdout.splitlines() if "steady" in line
     )

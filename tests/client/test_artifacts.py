@@ -30,11 +30,11 @@ def test_list_returns_inputs_outputs_and_result(any_store: str) -> None:
     assert handle.wait(timeout=30) == {"double": 42, "head": "21:x"}
     artifacts = KitaruClient().artifacts.list(handle.exec_id)
 
-    by_kind: dict[str, list[str]] = {}
+    by_role: dict[str, list[str]] = {}
     for ref in artifacts:
-        by_kind.setdefault(ref.kind, []).append(ref.name)
+        by_role.setdefault(ref.role, []).append(ref.name)
         assert ref.exec_id == handle.exec_id
-    assert by_kind == {
+    assert by_role == {
         "flow_inputs": ["inputs"],
         "output": ["double", "big_text"],
         "flow_result": ["result"],
@@ -44,7 +44,7 @@ def test_list_returns_inputs_outputs_and_result(any_store: str) -> None:
     assert values["double"] == 42
     assert values["big_text"] == "21:" + BIG
     assert values["result"] == {"double": 42, "head": "21:x"}
-    outputs = {ref.name: ref for ref in artifacts if ref.kind == "output"}
+    outputs = {ref.name: ref for ref in artifacts if ref.role == "output"}
     assert outputs["double"].call_id == "double"
     assert outputs["double"].uri is None  # small: inline in the row
     assert outputs["big_text"].uri is not None
@@ -52,7 +52,7 @@ def test_list_returns_inputs_outputs_and_result(any_store: str) -> None:
 
     # Filters.
     client = KitaruClient()
-    assert [r.name for r in client.artifacts.list(handle.exec_id, kind="output")] == [
+    assert [r.name for r in client.artifacts.list(handle.exec_id, role="output")] == [
         "double",
         "big_text",
     ]
@@ -80,15 +80,15 @@ def test_cached_outputs_belong_to_the_execution_that_reused_them(any_store: str)
 
     client = KitaruClient()
     execution = client.executions.get(second.exec_id)
-    assert [(c.call_id, c.status) for c in execution.checkpoints] == [
+    assert [(c.call_id, c.call_status) for c in execution.checkpoints] == [
         ("double", CallStatus.CACHED),
         ("big_text", CallStatus.CACHED),
     ]
     assert {c.source_exec_id for c in execution.checkpoints} == {first.exec_id}
     first_outputs = {
-        r.name: r.artifact_id for r in client.artifacts.list(first.exec_id, kind="output")
+        r.name: r.artifact_id for r in client.artifacts.list(first.exec_id, role="output")
     }
-    second_outputs = client.artifacts.list(second.exec_id, kind="output")
+    second_outputs = client.artifacts.list(second.exec_id, role="output")
     # The cached calls point at the first execution's stored outputs, not copies.
     assert {r.name: r.artifact_id for r in second_outputs} == first_outputs
     assert {r.name: r.load() for r in second_outputs} == {
@@ -96,8 +96,8 @@ def test_cached_outputs_belong_to_the_execution_that_reused_them(any_store: str)
         "big_text": "5:" + BIG,
     }
     # Its own inputs and result are listed too.
-    kinds = sorted(r.kind for r in client.artifacts.list(second.exec_id))
-    assert kinds == ["flow_inputs", "flow_result", "output", "output"]
+    roles = sorted(r.role for r in client.artifacts.list(second.exec_id))
+    assert roles == ["flow_inputs", "flow_result", "output", "output"]
     assert [a.load() for c in execution.checkpoints for a in c.artifacts] == [
         10,
         "5:" + BIG,

@@ -270,7 +270,7 @@ def test_logs_and_metadata_of_gathered_calls_land_on_their_own_call(any_store: s
 
     handle = noisy.run()
     assert handle.wait(timeout=30) == list(range(5))
-    entries = KitaruClient().executions.logs(handle.exec_id)
+    entries = KitaruClient().executions.logs(handle.exec_id, source=None)
     pattern = re.compile(r"(?:hello|bye|warning) from (\d)")
     matched = 0
     for entry in entries:
@@ -278,7 +278,7 @@ def test_logs_and_metadata_of_gathered_calls_land_on_their_own_call(any_store: s
         if found is not None:
             matched += 1
             expected = call_id("chatty", int(found.group(1)))
-            assert (entry.call_id, entry.checkpoint) == (expected, "chatty"), entry
+            assert (entry.call_id, entry.checkpoint_name) == (expected, "chatty"), entry
     assert matched == 15
     assert [e.call_id for e in entries if e.message == "body line"] == [None]
     for i in range(5):

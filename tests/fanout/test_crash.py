@@ -107,7 +107,7 @@ def _resume_and_verify(
     assert run.stdout.strip() == f"{exec_id} completed", run.stdout + run.stderr
     assert execution.status.value == "completed"
     assert execution.run_count == 2
-    assert client.artifacts.list(exec_id, kind="flow_result")[0].load() == [i * i for i in range(N)]
+    assert client.artifacts.list(exec_id, role="flow_result")[0].load() == [i * i for i in range(N)]
 
     # Every call id recorded exactly once, completed, with one completed attempt and output.
     ids = [c.call_id for c in execution.checkpoints]
@@ -121,7 +121,7 @@ def _resume_and_verify(
         assert call.output.load() == i * i
         if call.call_id in completed:
             assert call.output.artifact_id == completed[call.call_id]
-    outputs = Counter(a.call_id for a in client.artifacts.list(exec_id) if a.kind == "output")
+    outputs = Counter(a.call_id for a in client.artifacts.list(exec_id) if a.role == "output")
     assert outputs == Counter(call_id("work", i) for i in range(N))
 
     # The ledger: completed calls never ran again; every other call ran exactly once more.

@@ -60,7 +60,7 @@ def test_isolated_calls_run_in_their_own_processes(any_store: str) -> None:
         assert call.output is not None
         assert call.output.load()["pid"] == pids[i]
     lines = {
-        e.message: (e.call_id, e.checkpoint)
+        e.message: (e.call_id, e.checkpoint_name)
         for e in KitaruClient().executions.logs(handle.exec_id)
         if e.message.startswith("child output")
     }

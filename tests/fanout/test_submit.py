@@ -626,7 +626,7 @@ def test_logs_and_metadata_of_concurrent_calls_land_on_their_own_call(any_store:
 
     handle = noisy.run()
     assert handle.wait(timeout=30) == list(range(6))
-    entries = KitaruClient().executions.logs(handle.exec_id)
+    entries = KitaruClient().executions.logs(handle.exec_id, source=None)
     pattern = re.compile(r"(?:hello|bye|warning) from (\d)")
     matched = 0
     for entry in entries:
@@ -635,10 +635,10 @@ def test_logs_and_metadata_of_concurrent_calls_land_on_their_own_call(any_store:
             continue
         matched += 1
         i = int(found.group(1))
-        assert (entry.call_id, entry.checkpoint) == (call_id("chatty", i), "chatty"), entry
+        assert (entry.call_id, entry.checkpoint_name) == (call_id("chatty", i), "chatty"), entry
     assert matched == 18
     body_lines = [e for e in entries if e.message == "body line"]
-    assert [(e.call_id, e.checkpoint) for e in body_lines] == [(None, None)]
+    assert [(e.call_id, e.checkpoint_name) for e in body_lines] == [(None, None)]
     for i in range(6):
         metadata = calls(handle.exec_id)[call_id("chatty", i)].metadata
         assert metadata["item"] == i

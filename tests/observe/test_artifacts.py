@@ -26,7 +26,7 @@ from tests.observe.conftest import RUN_OBS_FLOW, child_env, run_child, wait_for
 
 
 def _saved(exec_id: str, name: str | None = None) -> list[ArtifactRef]:
-    return KitaruClient().artifacts.list(exec_id, kind="saved", name=name)
+    return KitaruClient().artifacts.list(exec_id, role="saved", name=name)
 
 
 # --- types, tags, arguments --------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_artifacts_list_filters_by_name_kind_type_and_call(any_store: str) -> No
     handle.wait(timeout=30)
     client = KitaruClient()
     everything = client.artifacts.list(handle.exec_id)
-    assert [(r.kind, r.name) for r in everything] == [
+    assert [(r.role, r.name) for r in everything] == [
         ("flow_inputs", "inputs"),
         ("saved", "scratch"),
         ("output", "produce"),
@@ -351,16 +351,27 @@ def test_artifacts_list_filters_by_name_kind_type_and_call(any_store: str) -> No
     assert [r.name for r in client.artifacts.list(handle.exec_id, type="context")] == ["scratch"]
     assert [r.name for r in client.artifacts.list(handle.exec_id, type="input")] == ["body-note"]
     assert client.artifacts.list(handle.exec_id, type="prompt") == []
-    assert [r.name for r in client.artifacts.list(handle.exec_id, kind="saved")] == [
+    assert [r.name for r in client.artifacts.list(handle.exec_id, role="saved")] == [
         "scratch",
         "body-note",
+    ]
+    # 0.21's kind is a saved artifact's type; save_type tells saved from returned values.
+    assert [r.name for r in client.artifacts.list(handle.exec_id, kind="context")] == ["scratch"]
+    assert [(r.name, r.save_type) for r in everything] == [
+        ("inputs", "external"),
+        ("scratch", "manual"),
+        ("produce", "step_output"),
+        ("repeat", "step_output"),
+        ("repeat", "step_output"),
+        ("body-note", "manual"),
+        ("result", "step_output"),
     ]
     assert [r.call_id for r in client.artifacts.list(handle.exec_id, name="repeat")] == [
         "repeat",
         "repeat:2",
     ]
     assert [
-        (r.kind, r.name) for r in client.artifacts.list(handle.exec_id, producing_call="produce")
+        (r.role, r.name) for r in client.artifacts.list(handle.exec_id, producing_call="produce")
     ] == [("saved", "scratch"), ("output", "produce")]
     assert len(client.artifacts.list(handle.exec_id, limit=2)) == 2
     ref = client.artifacts.get(everything[1].artifact_id)

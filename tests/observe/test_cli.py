@@ -86,15 +86,21 @@ def test_logs_json_checkpoint_and_limit(cli: Invoke) -> None:
     assert document["exec_id"] == exec_id
     first = document["items"][0]
     assert set(first) == {
+        # Kitaru 0.21's LogEntry fields ...
+        "message",
+        "level",
+        "timestamp",
+        "source",
+        "checkpoint_name",
+        "module",
+        "filename",
+        "lineno",
+        # ... and ours.
         "id",
         "exec_id",
         "call_id",
-        "checkpoint",
-        "timestamp",
         "stream",
-        "level",
         "logger",
-        "message",
     }
     assert (first["call_id"], first["stream"], first["message"]) == (None, "stdout", "body line")
 
@@ -268,7 +274,7 @@ def test_artifacts_list_table_json_and_filters(cli: Invoke) -> None:
     document = cli("artifacts", "list", exec_id, "-o", "json").json()
     assert document["command"] == "artifacts list"
     assert document["count"] == 6
-    assert [i["kind"] for i in document["items"]] == [
+    assert [i["role"] for i in document["items"]] == [
         "flow_inputs",
         "saved",
         "output",
@@ -284,7 +290,7 @@ def test_artifacts_list_table_json_and_filters(cli: Invoke) -> None:
     outputs = cli("artifacts", "list", exec_id, "--kind", "output", "-o", "json").json()
     assert [i["call_id"] for i in outputs["items"]] == ["talk", "talk:2"]
     named = cli("artifacts", "list", exec_id, "--name", "result", "-o", "json").json()
-    assert [i["kind"] for i in named["items"]] == ["flow_result"]
+    assert [i["role"] for i in named["items"]] == ["flow_result"]
     none = cli("artifacts", "list", exec_id, "--type", "prompt")
     assert none.exit_code == 0
     assert "No artifacts match" in none.stdout

@@ -22,7 +22,7 @@ def _child(state: Path, scenario: str) -> tuple[str, str, list[str]]:
 
 
 def _stored(exec_id: str) -> list[tuple[str | None, str, str | None, str]]:
-    entries = KitaruClient().executions.logs(exec_id)
+    entries = KitaruClient().executions.logs(exec_id, source=None)
     return [(e.call_id, e.stream, e.level, e.message) for e in entries]
 
 

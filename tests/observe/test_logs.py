@@ -18,6 +18,8 @@ log = logging.getLogger("tests.observe.user")
 
 
 def _logs(exec_id: str, **kwargs: object) -> list[LogEntry]:
+    """Every captured line (flow body and checkpoints) unless ``source`` says otherwise."""
+    kwargs.setdefault("source", None)
     return KitaruClient().executions.logs(exec_id, **kwargs)  # type: ignore[arg-type]
 
 
@@ -84,14 +86,17 @@ def test_print_stderr_and_logging_records_are_stored_per_call(
     assert "ValueError: inner problem" in exc_entry.message  # the traceback is kept
     assert by_message["warning 7"].logger == "tests.observe.user"
     assert by_message["body warning"].call_id is None
-    assert by_message["body warning"].checkpoint is None
+    assert by_message["body warning"].checkpoint_name is None
+    assert by_message["body warning"].source == "runner"
+    assert by_message["warning 7"].source == "step"
     assert entries[-1].message == "body after"
     assert entries[-1].call_id is None
     assert all(e.exec_id == handle.exec_id for e in entries)
-    assert all(e.checkpoint == ("speaks" if e.call_id else None) for e in entries)
-    stamps = [e.timestamp for e in entries]
-    assert all(s is not None for s in stamps)
+    assert all(e.checkpoint_name == ("speaks" if e.call_id else None) for e in entries)
+    stamps = [e.logged_at for e in entries]
+    assert all(s is not None and s.tzinfo is not None for s in stamps)
     assert stamps == sorted(stamps)  # type: ignore[type-var]
+    assert [e.timestamp for e in entries] == [s.isoformat() for s in stamps]  # type: ignore[union-attr]
     assert [e.id for e in entries] == sorted({e.id for e in entries})
 
 
@@ -175,7 +180,7 @@ def test_concurrent_checkpoints_of_several_executions_each_get_their_own_lines(
                 assert entry.message == f"{tag} body"
             else:
                 assert entry.message.startswith(f"{tag}/{entry.call_id} "), entry
-                assert entry.checkpoint == "worker_step"
+                assert entry.checkpoint_name == "worker_step"
         for k in range(4):
             mine = [e.message for e in entries if e.call_id == f"c{k}"]
             expected = [
@@ -253,7 +258,17 @@ def test_logs_by_checkpoint_call_id_limit_and_after_id(any_store: str) -> None:
     after = _logs(exec_id, after_id=everything[5].id)
     assert [e.message for e in after] == [e.message for e in everything[6:]]
     assert _logs(exec_id, checkpoint="nope") == []
-    assert _logs(exec_id, source=None) == everything  # accepted for compatibility
+    # 0.21's sources: "step" (the default) is checkpoint lines, "runner" the flow body's.
+    client = KitaruClient()
+    assert client.executions.logs(exec_id) == [e for e in everything if e.call_id is not None]
+    assert client.executions.logs(exec_id, source="step") == everything[1:-1]
+    assert [e.message for e in client.executions.logs(exec_id, source="runner")] == [
+        "start",
+        "end",
+    ]
+    assert [e.message for e in client.executions.logs(exec_id, source="step", limit=1)] == [
+        "numbered 1.0"
+    ]
     with pytest.raises(KitaruBackendError, match="Failed to load execution 'no-such-execution'"):
         _logs("no-such-execution")
 

@@ -392,13 +392,13 @@ def verify(
 
     # The artifact index: one output per call, one input, one result; no duplicates.
     artifacts = client.artifacts.list(exec_id)
-    per_kind = Counter(a.kind for a in artifacts)
-    per_output = Counter(a.call_id for a in artifacts if a.kind == "output")
+    per_kind = Counter(a.role for a in artifacts)
+    per_output = Counter(a.call_id for a in artifacts if a.role == "output")
     if per_output != Counter(CALL_IDS):
         problems.append(f"output artifacts per call {dict(per_output)}, expected one per call")
     if per_kind != Counter({"output": len(CALL_IDS), "flow_inputs": 1, "flow_result": 1}):
         problems.append(f"artifacts by kind {dict(per_kind)}")
-    results = [a for a in artifacts if a.kind == "flow_result"]
+    results = [a for a in artifacts if a.role == "flow_result"]
     if len(results) == 1:
         result = results[0].load()
         if result != expected_result(n):

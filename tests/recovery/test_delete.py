@@ -111,7 +111,7 @@ def test_delete_keeps_outputs_another_execution_reused_from_the_cache(any_store:
     second.wait(timeout=20)
     client = KitaruClient()
     reused = client.executions.get(second.exec_id)
-    assert [c.status for c in reused.checkpoints] == [CallStatus.CACHED, CallStatus.CACHED]
+    assert [c.call_status for c in reused.checkpoints] == [CallStatus.CACHED, CallStatus.CACHED]
     shared = {a.artifact_id for c in reused.checkpoints for a in c.artifacts}
     own = _artifact_ids(first.exec_id) - shared
     assert len(own) == 2  # inputs and result of the first execution
@@ -134,7 +134,7 @@ def test_delete_keeps_outputs_a_replay_reused(any_store: str) -> None:
     submission = client.executions.replay(source.exec_id, at="large", wait=True)
     replay = client.executions.get(submission.results[0].replay_exec_id)
     reused = replay.checkpoints[0]
-    assert reused.status is CallStatus.REUSED
+    assert reused.call_status is CallStatus.REUSED
     client.executions.delete(source.exec_id)
     assert client.executions.get(replay.exec_id).checkpoints[0].artifacts[0].load() == 4
 

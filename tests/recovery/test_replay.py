@@ -89,7 +89,7 @@ def _replayed(submission: ReplaySubmission) -> Execution:
 
 
 def _calls(execution: Execution) -> list[tuple[str, CallStatus]]:
-    return [(c.call_id, c.status) for c in execution.checkpoints]
+    return [(c.call_id, c.call_status) for c in execution.checkpoints]
 
 
 def _snapshot(exec_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -189,7 +189,7 @@ def test_replay_at_the_first_checkpoint_reuses_nothing(any_store: str) -> None:
     source_id = _source()
     replay = _replayed(KitaruClient().executions.replay(source_id, at="research", wait=True))
     assert runs == {"research": 1, "draft": 1, "review": 1}
-    assert [c.status for c in replay.checkpoints] == [CallStatus.COMPLETED] * 3
+    assert [c.call_status for c in replay.checkpoints] == [CallStatus.COMPLETED] * 3
 
 
 def test_override_before_at_replaces_the_recorded_output(any_store: str) -> None:
@@ -203,7 +203,7 @@ def test_override_before_at_replaces_the_recorded_output(any_store: str) -> None
     assert FlowHandle(replay.exec_id).get() == "DRAFT(EDITED NOTES)"
     assert runs == {"draft": 1, "review": 1}
     overridden = replay.checkpoints[0]
-    assert overridden.status is CallStatus.REUSED
+    assert overridden.call_status is CallStatus.REUSED
     assert overridden.metadata.get("overridden") is True
     assert overridden.artifacts[0].load() == "edited notes"
     assert _snapshot(source_id) == before
@@ -262,7 +262,7 @@ def test_old_spelling_from_overrides_and_flow_inputs_as_keywords(any_store: str)
     assert replay.checkpoints[0].artifacts[0].load() == (
         "ignored: research is before the live part"
     )
-    inputs = [a for a in KitaruClient().artifacts.list(replay.exec_id) if a.kind == "flow_inputs"]
+    inputs = [a for a in KitaruClient().artifacts.list(replay.exec_id) if a.role == "flow_inputs"]
     # The inputs are stored re-bound to the flow's signature.
     assert inputs[0].load() == (("kitaru", "quiet"), {})
 

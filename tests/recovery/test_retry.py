@@ -92,7 +92,7 @@ def test_retry_reuses_completed_checkpoints_and_reruns_the_rest(any_store: str) 
     assert final.ended_at is not None
     assert failed.ended_at is not None
     assert final.ended_at >= failed.ended_at
-    assert [(c.call_id, c.status) for c in final.checkpoints] == [
+    assert [(c.call_id, c.call_status) for c in final.checkpoints] == [
         ("load", CallStatus.COMPLETED),
         ("transform", CallStatus.COMPLETED),
         ("total", CallStatus.COMPLETED),
@@ -250,7 +250,7 @@ def test_retry_of_a_failed_replay_keeps_its_reused_outputs(any_store: str) -> No
     assert final.original_exec_id == source.exec_id
     assert FlowHandle(replay.exec_id).get() == 10
     assert runs == {"transform": 2, "total": 1}  # load still reused from the source
-    assert [(c.call_id, c.status) for c in final.checkpoints] == [
+    assert [(c.call_id, c.call_status) for c in final.checkpoints] == [
         ("load", CallStatus.REUSED),
         ("transform", CallStatus.COMPLETED),
         ("total", CallStatus.COMPLETED),

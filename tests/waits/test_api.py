@@ -158,8 +158,8 @@ def test_waiting_execution_shows_its_pending_wait(any_store: str, client: Kitaru
     assert wait.schema == Plan.model_json_schema()
     assert wait.metadata == {"kind": "model", "nested": {"n": 1}}
     assert wait.timeout == 30
-    assert wait.since is not None
-    assert started.timestamp() - 1 <= wait.since.timestamp() <= time.time() + 1
+    assert wait.entered_waiting_at is not None
+    assert started.timestamp() - 1 <= wait.entered_waiting_at.timestamp() <= time.time() + 1
     assert execution.pending_waits == [wait]
     assert client.executions.pending_waits(handle.exec_id) == [wait]
     assert execution.to_dict()["pending_waits"] == [wait.to_dict()]

@@ -89,7 +89,7 @@ def test_waits_lists_pending_waits_as_table_and_json(client: KitaruClient) -> No
     assert item["schema"] == _flows.Plan.model_json_schema()
     assert item["expects"] == "Plan {title: str, steps?: int}"
     assert item["metadata"] == {"kind": "model", "nested": {"n": 1}}
-    assert item["since"]
+    assert item["entered_waiting_at"]
     assert item["timeout"] == 0
     assert by_exec[gate]["schema"] is None
 

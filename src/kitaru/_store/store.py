@@ -689,10 +689,18 @@ class Store:
         checkpoint: str | None = None,
         after_id: int | None = None,
         limit: int | None = None,
+        source: str | None = None,
     ) -> list[LogRecord]:
-        """Captured lines in the order they were written; ``checkpoint`` matches name or call id."""
+        """Captured lines in the order they were written; ``checkpoint`` matches name or call id.
+
+        ``source``: "step" for lines of checkpoint calls, "runner" for the flow body's.
+        """
         lg = t.logs.c
         query = sa.select(t.logs).where(lg.exec_id == exec_id).order_by(lg.id)
+        if source is not None:
+            query = query.where(
+                lg.call_id.is_(None) if source == "runner" else lg.call_id.isnot(None)
+            )
         if checkpoint is not None:
             query = query.where(sa.or_(lg.checkpoint == checkpoint, lg.call_id == checkpoint))
         if after_id is not None:

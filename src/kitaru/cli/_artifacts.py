@@ -80,7 +80,7 @@ def artifacts_table(refs: list[ArtifactRef]) -> Table:
         table.add_row(
             ref.artifact_id,
             escape(ref.name),
-            escape(ref.kind),
+            escape(ref.role),
             escape(ref.type or "-"),
             escape(ref.call_id or "-"),
             _size(ref.size),
@@ -175,7 +175,7 @@ def _render_ref(ref: ArtifactRef, console: Console) -> None:
     rows = [
         ("Artifact", ref.artifact_id),
         ("Name", ref.name),
-        ("Kind", ref.kind),
+        ("Kind", ref.role),
         ("Type", ref.type or "-"),
         ("Execution", ref.exec_id or "-"),
         ("Call", ref.call_id or "-"),
@@ -234,10 +234,12 @@ def list_artifacts(
     `kitaru artifacts show ARTIFACT_ID --value`.
     """
     with command("artifacts list", output) as out:
-        refs = _client().artifacts.list(
+        client = _client()
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
+        refs = client.artifacts.list(
             exec_id,
             name=name,
-            kind=None if kind is None else kind.value,
+            role=None if kind is None else kind.value,
             type=None if type_ is None else type_.value,
         )
 

@@ -125,7 +125,7 @@ def list_executions(
             console.print(footer, style="dim")
 
         out.items(
-            [e.to_dict() for e in executions],
+            [e.summary_dict() for e in executions],
             render,
             page=page,
             limit=limit,
@@ -270,7 +270,7 @@ def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> Non
 
         def render(console: Console) -> None:
             console.print(
-                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name)})."
+                f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or '-')})."
             )
 
         out.item(execution.to_dict(), render)
@@ -322,7 +322,7 @@ def delete(
         out.item(
             data,
             lambda console: console.print(
-                f"Deleted execution {exec_id} ({escape(execution.flow_name)})."
+                f"Deleted execution {exec_id} ({escape(execution.flow_name or '-')})."
             ),
         )
 
@@ -339,10 +339,10 @@ def _answer_hint(exec_id: str | None) -> str:
 
 
 def _since(wait: PendingWait) -> str:
-    if wait.since is None:
+    if wait.entered_waiting_at is None:
         return "-"
-    age = max((_now() - wait.since).total_seconds(), 0.0)
-    return f"{fmt_time(wait.since)} ({fmt_duration(age)} ago)"
+    age = max((_now() - wait.entered_waiting_at).total_seconds(), 0.0)
+    return f"{fmt_time(wait.entered_waiting_at)} ({fmt_duration(age)} ago)"
 
 
 def _wait_dict(wait: PendingWait) -> dict[str, Any]:
@@ -607,6 +607,7 @@ def _input_one(
     )
 
     client = _client()
+    exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
     before = client.executions.get(exec_id)
     pending = client.executions.pending_waits(exec_id)
     target = _target_wait(pending, wait)
@@ -666,6 +667,8 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
     from kitaru.errors import KitaruStateError
 
     client = _client()
+    if exec_id is not None:
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
     if exec_id is not None and not client.executions.pending_waits(exec_id):
         status = client.executions.get(exec_id).status
         raise KitaruStateError(f"Execution {exec_id} has no pending wait (it is {status.value}).")

@@ -22,6 +22,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from kitaru._store import ExecutionStatus
 from kitaru.cli._output import UsageProblem, fmt_duration, fmt_time, styled_status
 
 if TYPE_CHECKING:
@@ -86,14 +87,14 @@ def _call_status_suffix(call: CheckpointCall) -> str:
 
 
 def _call_status(call: CheckpointCall) -> str:
-    return styled_status(call.status.value, suffix=_call_status_suffix(call))
+    return styled_status(call.call_status.value, suffix=_call_status_suffix(call))
 
 
 def _attempts(call: CheckpointCall) -> str:
     if not call.attempts:
-        return "0" if call.status.value in ("cached", "reused") else "-"
+        return "0" if call.call_status.value in ("cached", "reused") else "-"
     runs = len({a.run for a in call.attempts})
-    failed = sum(1 for a in call.attempts if a.status == "failed")
+    failed = sum(1 for a in call.attempts if a.status is ExecutionStatus.FAILED)
     text = str(len(call.attempts))
     extras = []
     if failed:
@@ -114,7 +115,7 @@ def executions_table(executions: list[Execution]) -> Table:
     for execution in executions:
         table.add_row(
             escape(execution.exec_id),
-            escape(execution.flow_name),
+            escape(execution.flow_name or "-"),
             exec_status(execution),
             fmt_time(execution.started_at),
             _exec_duration(execution),
@@ -125,7 +126,7 @@ def executions_table(executions: list[Execution]) -> Table:
 
 def call_counts(calls: Sequence[CheckpointCall]) -> str:
     """``10,000 calls: 9,990 completed, 10 failed`` (statuses in a fixed order)."""
-    counts = Counter(call.status.value for call in calls)
+    counts = Counter(call.call_status.value for call in calls)
     order = ("completed", "cached", "reused", "running", "failed")
     parts = [
         f"{counts[status]:,} {styled_status(status)}"
@@ -168,7 +169,7 @@ def timeline_table(execution: Execution, *, calls: int | None = DEFAULT_CALLS) -
             _call_status(call),
             fmt_duration(call.duration),
             _attempts(call),
-            escape(call.type or "-"),
+            escape(call.checkpoint_type or "-"),
         )
 
     for index in head:
@@ -200,10 +201,10 @@ class PlainTimeline:
                 str(index),
                 call.call_id,
                 call.name,
-                call.status.value + _call_status_suffix(call),
+                call.call_status.value + _call_status_suffix(call),
                 fmt_duration(call.duration),
                 _attempts(call),
-                call.type or "-",
+                call.checkpoint_type or "-",
             )
             for index, call in enumerate(self.execution.checkpoints, start=1)
         ]
@@ -258,9 +259,9 @@ def render_execution(
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("Execution", escape(execution.exec_id))
-    grid.add_row("Flow", escape(execution.flow_name))
+    grid.add_row("Flow", escape(execution.flow_name or "-"))
     grid.add_row("Status", exec_status(execution))
-    grid.add_row("Stack", escape(execution.stack))
+    grid.add_row("Stack", escape(execution.stack_name or "-"))
     grid.add_row("Started", fmt_time(execution.started_at))
     grid.add_row("Ended", fmt_time(execution.ended_at))
     grid.add_row("Duration", _exec_duration(execution))

@@ -57,7 +57,7 @@ def _timestamp(value: datetime | None) -> str:
 
 def where(entry: LogEntry) -> str:
     """The call a line belongs to (its call id), or ``(flow)`` for the flow body."""
-    return entry.call_id or entry.checkpoint or _BODY
+    return entry.call_id or entry.checkpoint_name or _BODY
 
 
 def kind(entry: LogEntry) -> str:
@@ -75,7 +75,7 @@ def format_line(entry: LogEntry) -> str:
     message = entry.message
     if entry.stream == "logging" and entry.logger and entry.logger != "root":
         message = f"{entry.logger}: {message}"
-    head = f"{_timestamp(entry.timestamp)}  {where(entry):<12}  {kind(entry):<7}  "
+    head = f"{_timestamp(entry.logged_at)}  {where(entry):<12}  {kind(entry):<7}  "
     first, *rest = message.split("\n")
     return "\n".join([head + first, *("    " + line for line in rest)])
 
@@ -125,7 +125,9 @@ def _read(
     entries: list[LogEntry] = []
     while limit is None or len(entries) < limit:
         want = PAGE if limit is None else min(PAGE, limit - len(entries))
-        page = client.executions.logs(exec_id, checkpoint=checkpoint, after_id=after_id, limit=want)
+        page = client.executions.logs(
+            exec_id, checkpoint=checkpoint, source=None, after_id=after_id, limit=want
+        )
         entries.extend(page)
         if len(page) < want:
             break
@@ -233,6 +235,7 @@ def logs(
     """
     with command(COMMAND, output) as out:
         client = _client()
+        exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
         if follow:
             emit = _write_json_lines if out.json else _write_lines
             final, shown = _follow(

@@ -9,8 +9,11 @@ from kitaru.client._models import (
     CheckpointCall,
     Execution,
     FailureInfo,
+    FrozenExecutionSpec,
     LogEntry,
     PendingWait,
+    ResolvedConnectionConfig,
+    ResolvedExecutionConfig,
 )
 
 __all__ = [
@@ -24,7 +27,10 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionsAPI",
     "FailureInfo",
+    "FrozenExecutionSpec",
     "KitaruClient",
     "LogEntry",
     "PendingWait",
+    "ResolvedConnectionConfig",
+    "ResolvedExecutionConfig",
 ]

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
 from kitaru._runtime.driver import get_live
-from kitaru._store import ExecutionStatus
+from kitaru._runtime.execution import SAVE_CALL_TYPE
+from kitaru._store import ArtifactRecord, CallRecord, ExecutionRecord, ExecutionStatus
+from kitaru._store._lookup import saved_artifacts_of
 from kitaru._text import storable_text
 from kitaru.client._events import ExecutionEvent, iterate_events
+from kitaru.client._ids import resolve_id
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.config import resolve_store_location
 from kitaru.errors import (
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
     from kitaru.replay import ReplaySubmission
 
 _POLL_MAX = 0.5
-#: Page size for ``list(page=N)`` when neither ``size`` nor ``limit`` is given.
-DEFAULT_PAGE_SIZE = 20
+#: ``executions.logs(source=...)``: lines of checkpoint calls, or of the flow body.
+LOG_SOURCES = ("step", "runner")
 
 
 def _at_least_one(**values: int | None) -> None:
@@ -38,6 +41,24 @@ def _at_least_one(**values: int | None) -> None:
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise KitaruUsageError(f"{name} must be an integer of 1 or more, got {value!r}.")
+
+
+def _page(limit: int | None, page: int | None, size: int | None) -> tuple[int | None, int]:
+    """(row limit, offset) for ``list``: ``limit`` alone, or ``page`` with ``size``."""
+    _at_least_one(limit=limit, page=page, size=size)
+    if limit is not None and (page is not None or size is not None):
+        raise KitaruUsageError(
+            "Pass either limit= or page=/size= to executions.list(), not both "
+            "(limit=N takes the newest N; page=P, size=S takes page P of S)."
+        )
+    if page is not None and size is None:
+        raise KitaruUsageError(
+            f"page={page} needs size= (the page length), e.g. executions.list(page={page}, "
+            "size=20)."
+        )
+    if size is not None:
+        return size, ((page or 1) - 1) * size
+    return limit, 0
 
 
 def _statuses(status: Any) -> list[str] | None:
@@ -55,19 +76,35 @@ def _statuses(status: Any) -> list[str] | None:
 
 
 class ExecutionsAPI:
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+    def __init__(self, client: KitaruClient) -> None:
+        self._client = client
+        self._backend: Backend = client._backend
+
+    def resolve_id(self, exec_id: str) -> str:
+        """The full id of the execution ``exec_id`` names (an id or a unique 4+ prefix).
+
+        An ambiguous prefix raises ``KitaruUsageError`` naming the candidates; text
+        that matches nothing comes back as it is (the lookup then reports it).
+        """
+        return resolve_id(self._backend.store, "executions", exec_id)
+
+    def _record(self, exec_id: str) -> ExecutionRecord:
+        return self._backend.store.require_execution(self.resolve_id(exec_id))
 
     def get(self, exec_id: str) -> Execution:
-        """The execution with its checkpoints; ``KitaruBackendError`` if the id is unknown."""
+        """The execution with its checkpoints and artifacts (``exec_id`` may be a prefix).
+
+        ``KitaruBackendError`` if no execution has that id.
+        """
         store = self._backend.store
-        record = store.require_execution(exec_id)
+        record = self._record(exec_id)
         return Execution.from_records(
             record,
-            store.calls(exec_id),
-            store.attempts(exec_id),
-            self._backend,
-            store.waits(exec_id) if record.status is ExecutionStatus.WAITING else None,
+            store.calls(record.id),
+            store.attempts(record.id),
+            self._client,
+            store.waits(record.id) if record.status is ExecutionStatus.WAITING else None,
+            saved_artifacts_of(store, [record.id]).get(record.id, []),
         )
 
     def list(
@@ -79,16 +116,17 @@ class ExecutionsAPI:
         page: int | None = None,
         size: int | None = None,
     ) -> list[Execution]:
-        """Executions, newest first. ``page`` (1-based) with ``size`` paginates."""
-        _at_least_one(limit=limit, page=page, size=size)
-        per_page = size if size is not None else limit
-        if page is not None and per_page is None:
-            per_page = DEFAULT_PAGE_SIZE
-        offset = (page - 1) * (per_page or 0) if page else 0
+        """Executions, newest first.
+
+        ``limit=N``: the newest N. ``page=P, size=S`` (1-based): the P-th page of S;
+        ``size`` alone is page 1. Each value is 1 or more. ``status`` is an
+        ``ExecutionStatus`` or its name (any case), or several of them.
+        """
+        row_limit, offset = _page(limit, page, size)
         if flow is not None and not storable_text(flow):
             return []  # no flow can have that name (undecodable bytes from argv)
         records = self._backend.store.list_executions(
-            flow=flow, status=_statuses(status), limit=per_page, offset=offset
+            flow=flow, status=_statuses(status), limit=row_limit, offset=offset
         )
         # A few queries for the whole page, not a few per execution.
         ids = [record.id for record in records]
@@ -97,26 +135,32 @@ class ExecutionsAPI:
         attempts = store.attempts_of(ids) if ids else {}
         waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
         waits = store.waits_of(waiting) if waiting else {}
+        saved = saved_artifacts_of(store, ids)
         return [
             Execution.from_records(
                 record,
                 calls.get(record.id, []),
                 attempts.get(record.id, []),
-                self._backend,
+                self._client,
                 waits.get(record.id),
+                saved.get(record.id, []),
             )
             for record in records
         ]
 
     def latest(self, *, flow: str | None = None, status: Any = None) -> Execution:
+        """The newest execution (of ``flow``, with ``status``); ``LookupError`` if none."""
         found = self.list(flow=flow, status=status, limit=1)
         if not found:
             what = f" of flow {flow!r}" if flow else ""
+            if status is not None:
+                what += f" with status {', '.join(_statuses(status) or [])}"
             raise KitaruNotFoundError(f"No executions{what} found.")
         return found[0]
 
     def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
         """Block until the execution is finished; return its final state."""
+        exec_id = self._record(exec_id).id
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         delay = 0.01
@@ -142,11 +186,13 @@ class ExecutionsAPI:
 
     def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
         """Continue an execution whose runner died (lease expired), in this process."""
+        exec_id = self.resolve_id(exec_id)
         control.resume(self._backend, exec_id)
         return self.wait(exec_id) if wait else self.get(exec_id)
 
     def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
         """Re-run a failed execution (same id); completed checkpoints are reused."""
+        exec_id = self.resolve_id(exec_id)
         control.retry(self._backend, exec_id)
         return self.wait(exec_id) if wait else self.get(exec_id)
 
@@ -211,6 +257,7 @@ class ExecutionsAPI:
         let go is resumed in this process unless ``resume=False`` (then a
         ``kitaru worker`` or ``executions.resume`` picks it up).
         """
+        exec_id = self.resolve_id(exec_id)
         control.give_input(
             self._backend, exec_id, wait=wait, value=value, resume_if_released=resume
         )
@@ -220,13 +267,14 @@ class ExecutionsAPI:
         self, exec_id: str, *, wait: str | None = None, resume: bool = True
     ) -> Execution:
         """Resolve a pending wait as aborted: ``kitaru.wait()`` raises KitaruWaitAbortedError."""
+        exec_id = self.resolve_id(exec_id)
         control.give_input(self._backend, exec_id, wait=wait, abort=True, resume_if_released=resume)
         return self.get(exec_id)
 
     def pending_waits(self, exec_id: str | None = None) -> builtins.list[PendingWait]:
         """Pending waits of one execution (or of every waiting execution)."""
         if exec_id is not None:
-            self._backend.store.require_execution(exec_id)
+            exec_id = self._record(exec_id).id
         return [PendingWait.from_record(w) for w in self._backend.store.pending_waits(exec_id)]
 
     def logs(
@@ -238,20 +286,33 @@ class ExecutionsAPI:
         limit: int | None = None,
         after_id: int | None = None,
     ) -> builtins.list[LogEntry]:
-        """Captured output of the flow body and its checkpoints, oldest first.
+        """Captured output, oldest first.
 
-        ``checkpoint`` is a checkpoint name or call id. ``source`` is accepted
-        for compatibility: Kitaru captures user code only, so every source
-        ("step", "runner", None) returns the same lines. ``after_id`` returns
+        ``source="step"`` (the default): lines of checkpoint calls; ``"runner"``:
+        lines of the flow body itself; ``None``: both. ``checkpoint`` (a checkpoint
+        name or call id) narrows step lines to one checkpoint. ``after_id`` returns
         only lines newer than a previously seen entry (for following).
         """
-        del source
         _at_least_one(limit=limit)
-        self._backend.store.require_execution(exec_id)
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+            raise KitaruUsageError(
+                f"checkpoint= must be a checkpoint name or call id, got {checkpoint!r}."
+            )
+        if source is not None and source not in LOG_SOURCES:
+            raise KitaruUsageError(
+                f"source= must be 'step' (checkpoint lines), 'runner' (flow body lines) or "
+                f"None (both), got {source!r}."
+            )
+        if checkpoint is not None and source == "runner":
+            raise KitaruUsageError(
+                "checkpoint= selects lines of a checkpoint, which are source='step'; "
+                "drop checkpoint= to read the flow body's (runner) lines."
+            )
+        exec_id = self._record(exec_id).id
         if checkpoint is not None and not storable_text(checkpoint):
-            return []
+            return []  # no checkpoint can have that name (undecodable text)
         records = self._backend.store.logs(
-            exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit
+            exec_id, checkpoint=checkpoint, after_id=after_id, limit=limit, source=source
         )
         return [LogEntry.from_record(r) for r in records]
 
@@ -288,17 +349,20 @@ class ExecutionsAPI:
 
     def cancel(self, exec_id: str) -> Execution:
         """Cancel a running or waiting execution; its runner stops at the next checkpoint."""
+        exec_id = self.resolve_id(exec_id)
         control.cancel(self._backend, exec_id)
         return self.get(exec_id)
 
     def delete(self, exec_id: str) -> None:
         """Remove a finished execution and the artifacts nothing else uses."""
+        exec_id = self.resolve_id(exec_id)
         control.delete(self._backend, exec_id)
 
 
 class ArtifactsAPI:
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+    def __init__(self, client: KitaruClient) -> None:
+        self._client = client
+        self._backend: Backend = client._backend
 
     def list(
         self,
@@ -306,54 +370,77 @@ class ArtifactsAPI:
         *,
         name: str | None = None,
         kind: str | None = None,
-        type: str | None = None,
         producing_call: str | None = None,
         limit: int | None = None,
+        type: str | None = None,
+        role: str | None = None,
     ) -> list[ArtifactRef]:
-        """Artifacts of an execution: inputs, checkpoint outputs, saved artifacts, result.
+        """Artifacts of an execution, oldest first: inputs, outputs, saved values, result.
 
-        ``kind`` is output | saved | flow_inputs | flow_result; ``type`` filters
-        saved artifacts by their ``kitaru.save(type=...)``.
+        Filters: ``name``; ``kind`` (a saved artifact's ``kitaru.save(type=...)``,
+        "response"/"output" for llm_call/tool_call outputs); ``producing_call``
+        (the producing checkpoint's name or call id); ``type`` (the save type);
+        ``role`` (output | saved | flow_inputs | flow_result).
         """
         _at_least_one(limit=limit)
-        self._backend.store.require_execution(exec_id)
+        store = self._backend.store
+        exec_id = resolve_id(store, "executions", exec_id)
+        store.require_execution(exec_id)
         if not all(storable_text(v) for v in (name, kind, producing_call) if v is not None):
             return []  # no stored artifact can match undecodable text
+        calls = store.calls(exec_id)
+        records = {r.id: r for r in store.list_artifacts(exec_id=exec_id, name=name)}
         # Outputs reused from other executions (cache, replay) belong to this one too.
-        records = {
-            r.id: r
-            for r in self._backend.store.list_artifacts(
-                exec_id=exec_id, name=name, kind=kind, call_id=producing_call
-            )
-        }
-        for call in self._backend.store.calls(exec_id):
+        for call in calls:
             artifact = call.artifact
-            if artifact is None or artifact.id in records:
-                continue
-            if name is not None and artifact.name != name:
-                continue
-            if kind is not None and artifact.kind != kind:
-                continue
-            if producing_call is not None and call.call_id != producing_call:
-                continue
-            records[artifact.id] = artifact
+            if artifact is not None and (name is None or artifact.name == name):
+                records.setdefault(artifact.id, artifact)
+        producers = _Producers(calls)
+        refs = [producers.ref(record, self._client) for record in records.values()]
         refs = [
-            ArtifactRef.from_record(r, self._backend)
-            for r in records.values()
-            if type is None or r.type == type
+            ref
+            for ref in refs
+            if (kind is None or ref.kind == kind)
+            and (producing_call is None or producing_call in (ref.producing_call, ref.call_id))
+            and (type is None or ref.type == type)
+            and (role is None or ref.role == role)
         ]
         refs.sort(key=lambda ref: (ref.created_at is None, ref.created_at))
         return refs[:limit] if limit is not None else refs
 
     def get(self, artifact_id: str) -> ArtifactRef:
-        record = self._backend.store.get_artifact(artifact_id)
+        """One artifact by id (or a unique 4+ character prefix of it)."""
+        store = self._backend.store
+        record = store.get_artifact(resolve_id(store, "artifacts", artifact_id))
         if record is None:
             raise KitaruBackendError(
                 f"Failed to load artifact '{artifact_id}': no artifact with this id. "
-                "List an execution's artifacts with "
-                "`kitaru artifacts list EXEC_ID`."
+                "List an execution's artifacts with `kitaru artifacts list EXEC_ID`."
             )
-        return ArtifactRef.from_record(record, self._backend)
+        calls = []
+        if record.exec_id is not None and record.call_id is not None:
+            calls = store.calls(record.exec_id)
+        return _Producers(calls).ref(record, self._client)
+
+
+class _Producers:
+    """Finds the checkpoint call that produced (returned or saved) an artifact."""
+
+    def __init__(self, calls: Sequence[CallRecord]) -> None:
+        self._by_artifact = {c.artifact_id: c for c in calls if c.artifact_id}
+        self._by_call_id = {c.call_id: c for c in calls}
+
+    def ref(self, record: ArtifactRecord, client: KitaruClient) -> ArtifactRef:
+        # An output may come from another execution (cache): match it by artifact
+        # first; a saved artifact names the call that saved it.
+        call = self._by_artifact.get(record.id)
+        if call is None and record.kind == "saved":
+            call = self._by_call_id.get(record.call_id or "")
+        if call is None or call.type == SAVE_CALL_TYPE:
+            return ArtifactRef.from_record(record, client)
+        return ArtifactRef.from_record(
+            record, client, producing_call=call.name, call_type=call.type
+        )
 
 
 class KitaruClient:
@@ -392,5 +479,5 @@ class KitaruClient:
 
             require_existing_store(url, source)
         self._backend = get_backend()
-        self.executions = ExecutionsAPI(self._backend)
-        self.artifacts = ArtifactsAPI(self._backend)
+        self.executions = ExecutionsAPI(self)
+        self.artifacts = ArtifactsAPI(self)

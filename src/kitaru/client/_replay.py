@@ -181,19 +181,21 @@ def submit_replay(
     )
 
     backend = api._backend
-    started: builtins.list[tuple[str, str]] = []
+    started: builtins.list[tuple[str, str, str]] = []
     failures: builtins.list[ReplayFailureRow] = []
     skipped: builtins.list[ReplaySkippedRow] = []
     matched: dict[str, builtins.list[str]] = {}
     for ref in refs:
+        exec_id = ref
         try:
-            prepared = replaying.prepare(backend, ref, request)
+            exec_id = api.resolve_id(ref)  # a full id or a unique prefix
+            prepared = replaying.prepare(backend, exec_id, request)
             replaying.submit(backend, prepared)
         except Exception as exc:
             if on_error == "fail":
                 raise
-            known = backend.store.get_execution(ref) is not None
-            row_id = ref if known else None
+            known = backend.store.get_execution(exec_id) is not None
+            row_id = exec_id if known else None
             reason = str(exc) or type(exc).__name__
             if isinstance(exc, UnknownSelectorError):
                 skipped.append(ReplaySkippedRow(ref, row_id, reason))
@@ -203,13 +205,13 @@ def submit_replay(
         for key, call_ids in prepared.matched.items():
             merged = matched.setdefault(key, [])
             merged.extend(c for c in call_ids if c not in merged)
-        started.append((ref, prepared.record.id))
+        started.append((ref, exec_id, prepared.record.id))
 
     results: builtins.list[ReplayResultRow] = []
-    for ref, replay_id in started:
+    for ref, exec_id, replay_id in started:
         if not wait:
             results.append(
-                ReplayResultRow(ref, ref, replay_id, "submitted", handle=FlowHandle(replay_id))
+                ReplayResultRow(ref, exec_id, replay_id, "submitted", handle=FlowHandle(replay_id))
             )
             continue
         final = api.wait(replay_id)
@@ -218,7 +220,7 @@ def submit_replay(
         status: ReplayRowStatus = (
             "completed" if final.status is ExecutionStatus.COMPLETED else "failed"
         )
-        results.append(ReplayResultRow(ref, ref, replay_id, status))
+        results.append(ReplayResultRow(ref, exec_id, replay_id, status))
 
     plan_checkpoints: dict[str, Any] = dict(checkpoints)
     for key, value in legacy.items():

@@ -1,0 +1,56 @@
+"""Short ids: any unique prefix (4+ characters) of an execution or artifact id.
+
+Tables print the first 8 characters of an id; every client method that takes
+an id accepts such a prefix. Resolution is one indexed query; an ambiguous
+prefix is refused with the candidates named.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kitaru._store._lookup import IdTable, ids_with_prefix
+from kitaru.errors import KitaruUsageError
+
+if TYPE_CHECKING:
+    from kitaru._store.store import Store
+
+#: Shorter text is only ever an exact id.
+MIN_PREFIX = 4
+#: Ids are UUID strings: text this long is a whole id, no prefix query needed.
+FULL_ID_LENGTH = 36
+#: How many candidates an ambiguity error names.
+_SHOWN = 5
+
+_WHAT = {"executions": "execution", "artifacts": "artifact"}
+
+
+def resolve_id(store: Store, table: IdTable, ref: str) -> str:
+    """The full id that ``ref`` (an id or a unique prefix of one) names.
+
+    Text that matches no id comes back unchanged, so that the caller's lookup
+    reports it as unknown the usual way. An ambiguous prefix raises
+    ``KitaruUsageError`` listing the ids it matches.
+    """
+    if len(ref) < MIN_PREFIX or len(ref) >= FULL_ID_LENGTH or not _storable(ref):
+        return ref
+    found = ids_with_prefix(store, table, ref, limit=_SHOWN + 1)
+    if ref in found or not found:
+        return ref
+    if len(found) == 1:
+        return found[0]
+    what = _WHAT[table]
+    listed = ", ".join(found[:_SHOWN]) + (", …" if len(found) > _SHOWN else "")
+    raise KitaruUsageError(
+        f"The {what} id prefix {ref!r} is ambiguous: it matches {listed}. "
+        f"Give more characters of the {what} id."
+    )
+
+
+def _storable(text: str) -> bool:
+    """Whether a database can hold ``text`` (undecodable argv bytes cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
