@@ -103,7 +103,7 @@ def big_flow(n: int) -> str:
 
 
 def _output(exec_id: str) -> Any:
-    (ref,) = KitaruClient().artifacts.list(exec_id, kind="output")
+    (ref,) = KitaruClient().artifacts.list(exec_id, role="output")
     return ref
 
 

@@ -156,7 +156,7 @@ def test_stored_values_with_lone_surrogates_print_escaped(any_store: str) -> Non
     assert listing.exit_code == 0, listing
     assert json.loads(listing.stdout)["items"][0]["metadata"] == {"flow \\udc84": "value \\udc85"}
 
-    output = next(a for a in KitaruClient().artifacts.list(exec_id) if a.kind == "output")
+    output = next(a for a in KitaruClient().artifacts.list(exec_id) if a.role == "output")
     shown = kitaru_bytes("artifacts", "show", output.artifact_id, "--value")
     assert shown.exit_code == 0, shown
     assert "\\udc81" in shown.stdout
@@ -165,7 +165,7 @@ def test_stored_values_with_lone_surrogates_print_escaped(any_store: str) -> Non
     assert value.exit_code == 0, value
     assert json.loads(value.stdout)["item"]["value"] == {"key \\udc81": "input \\udc80"}
 
-    inputs = next(a for a in KitaruClient().artifacts.list(exec_id) if a.kind == "flow_inputs")
+    inputs = next(a for a in KitaruClient().artifacts.list(exec_id) if a.role == "flow_inputs")
     shown_inputs = kitaru_bytes("artifacts", "show", inputs.artifact_id, "--value", "-o", "json")
     assert shown_inputs.exit_code == 0, shown_inputs
     args, _kwargs = json.loads(shown_inputs.stdout)["item"]["value"]

@@ -191,7 +191,7 @@ def test_delete_of_a_clean_execution_still_removes_its_blobs(any_store: str) -> 
 
     handle = big_flow.run()
     assert handle.wait(timeout=60) == 70_000
-    (ref,) = KitaruClient().artifacts.list(handle.exec_id, kind="output")
+    (ref,) = KitaruClient().artifacts.list(handle.exec_id, role="output")
     assert ref.uri is not None
     assert Path(ref.uri).exists()
     code, _out, err = _cli("executions", "delete", handle.exec_id, "--yes")

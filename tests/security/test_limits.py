@@ -181,7 +181,7 @@ def test_flow_inputs_round_trip_through_the_store(any_store: str) -> None:
         "pair": ["tuple", [7, "seven"]],
     }
     assert client.executions.get(handle.exec_id).run_count == 2
-    [inputs] = client.artifacts.list(handle.exec_id, kind="flow_inputs")
+    [inputs] = client.artifacts.list(handle.exec_id, role="flow_inputs")
     args, kwargs = inputs.load()
     assert args == (data, Note(text="n", score=3))
     assert kwargs == {
@@ -359,7 +359,7 @@ _MEMORY_CHILD = textwrap.dedent(
         assert handle.wait(timeout=300) == size
         print(json.dumps({"exec_id": handle.exec_id, "before": before, "peak": peak()}))
     else:
-        [inputs] = client.artifacts.list(sys.argv[3], kind="flow_inputs")
+        [inputs] = client.artifacts.list(sys.argv[3], role="flow_inputs")
         before = peak()
         (data,), kwargs = inputs.load()
         assert len(data) == size and kwargs == {}

@@ -129,7 +129,7 @@ def test_a_checkpoint_returning_a_pickled_value_fails_clearly(
         handle.wait(timeout=60)
     (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
     assert call.status.value == "failed"
-    assert KitaruClient().artifacts.list(handle.exec_id, kind="output") == []
+    assert KitaruClient().artifacts.list(handle.exec_id, role="output") == []
 
 
 # ------------------------------------------------------------------ loading
@@ -180,7 +180,7 @@ def _pickled_output(tmp_path: Path) -> tuple[str, str, Path]:
     marker = tmp_path / "unpickled"
     handle = touch_flow.run(str(marker))
     assert handle.wait(timeout=60) == "done"
-    (ref,) = KitaruClient().artifacts.list(handle.exec_id, kind="output")
+    (ref,) = KitaruClient().artifacts.list(handle.exec_id, role="output")
     assert ref.serializer == "pickle"
     assert not marker.exists()
     return handle.exec_id, ref.artifact_id, marker
