@@ -118,6 +118,15 @@ class KitaruDivergenceError(KitaruExecutionError):
     """The flow body no longer makes the checkpoint calls that were recorded."""
 
 
+class KitaruBackendExecutionError(KitaruExecutionError, KitaruBackendError):
+    """The execution stopped because the store or the artifact store failed under it.
+
+    Both an execution error (``exec_id``, ``status``, ``failure_origin`` =
+    ``backend``) and a backend error; the execution can be resumed once the
+    cause (a full disk, an unreachable database) is fixed.
+    """
+
+
 __all__ = [
     "FailureOrigin",
     "KitaruAmbiguousFlowResultError",

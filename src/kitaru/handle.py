@@ -7,10 +7,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from kitaru._runtime.driver import get_live
+from kitaru._runtime.driver import get_live, runner_failure
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.errors import (
     FailureOrigin,
+    KitaruBackendError,
+    KitaruBackendExecutionError,
     KitaruDivergenceError,
     KitaruExecutionError,
     KitaruStateError,
@@ -61,7 +63,22 @@ class FlowHandle:
         terminal (stdin is a TTY, not CI) the pending wait is offered for an
         answer right there. ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``;
         the execution itself is not touched and keeps running.
+
+        If the runner itself fails (the store or the disk under it), this raises
+        ``KitaruBackendExecutionError`` (a ``KitaruBackendError``). Ctrl-C stops an
+        execution running in this process (cancelled, resumable at once) and
+        raises a ``KeyboardInterrupt`` that, uncaught, exits with 130 and one line.
         """
+        try:
+            return self._wait(timeout)
+        except KeyboardInterrupt as exc:
+            from kitaru._runtime.interrupt import ExecutionInterrupted, interrupted
+
+            if isinstance(exc, ExecutionInterrupted):
+                raise
+            raise interrupted(self._backend, self._exec_id) from None
+
+    def _wait(self, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _POLL_START
         prompted: set[str] = set()
@@ -78,9 +95,12 @@ class FlowHandle:
                     )
                 if live.done.wait(remaining) and live.has_result:
                     return live.result
-            record = self._backend.store.require_execution(self._exec_id)
+            record = self._read()
             if record.status.is_finished:
                 return self._finished_value(record)
+            runner_error = self._runner_error(record)
+            if runner_error is not None:
+                raise runner_error
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._timeout(timeout)
             if record.status is ExecutionStatus.WAITING and _interactive():
@@ -103,13 +123,46 @@ class FlowHandle:
 
     def get(self) -> Any:
         """The result if the execution finished; ``KitaruStateError`` while it runs."""
-        record = self._backend.store.require_execution(self._exec_id)
+        record = self._read()
+        runner_error = None if record.status.is_finished else self._runner_error(record)
+        if runner_error is not None:
+            raise runner_error
         if not record.status.is_finished:
             raise KitaruStateError(
                 f"Execution {self._exec_id} is still {record.status.value}; "
                 "use .wait() to block until it finishes."
             )
         return self._finished_value(record)
+
+    def _read(self) -> ExecutionRecord:
+        try:
+            return self._backend.store.require_execution(self._exec_id)
+        except KitaruBackendError:
+            error = self._runner_error(None)
+            if error is not None:
+                raise error from None  # the store fails; the runner's failure says why
+            raise
+
+    def _runner_error(self, record: ExecutionRecord | None) -> KitaruExecutionError | None:
+        """This process's runner of the execution failed without a finished record."""
+        failed = runner_failure(self._exec_id)
+        if failed is None or failed.failure is None:
+            return None
+        if record is not None and record.fence != failed.fence:
+            return None  # another process took it over since: wait for that run
+        note = (
+            ""
+            if failed.failure_recorded
+            else "\n(The store could not record this failure: it still lists the execution "
+            "as running.)"
+        )
+        return failure_error(
+            self._exec_id,
+            failed.flow_name or "?",
+            ExecutionStatus.FAILED,
+            failed.failure,
+            note=note,
+        )
 
     def _timeout(self, timeout: float | None) -> KitaruTimeoutError:
         return KitaruTimeoutError(
@@ -132,36 +185,62 @@ def _interactive() -> bool:
 
 def execution_error(record: ExecutionRecord) -> KitaruExecutionError:
     """The typed error for a failed or cancelled execution record."""
-    failure = record.failure or {}
+    return failure_error(record.id, record.flow_name, record.status, record.failure or {})
+
+
+def failure_error(
+    exec_id: str,
+    flow_name: str,
+    status: ExecutionStatus,
+    failure: dict[str, Any],
+    *,
+    note: str = "",
+) -> KitaruExecutionError:
+    """The typed error for an execution that ended (or stopped) with ``failure``."""
     origin = FailureOrigin(failure.get("origin", FailureOrigin.UNKNOWN.value))
     checkpoint = failure.get("checkpoint")
     exc_type = failure.get("exception_type")
     exc_message = failure.get("message")
-    if record.status is ExecutionStatus.CANCELLED:
+    if status is ExecutionStatus.CANCELLED:
+        if failure.get("reason") == "interrupted":
+            text = (
+                f"Execution {exec_id} of flow {flow_name!r} was cancelled: {exc_message}. "
+                f"Continue it with `kitaru executions resume {exec_id}`."
+            )
+        else:
+            text = f"Execution {exec_id} of flow {flow_name!r} was cancelled."
         return KitaruExecutionError(
-            f"Execution {record.id} of flow {record.flow_name!r} was cancelled.",
-            exec_id=record.id,
-            status=record.status.value,
-            failure_origin=origin,
+            text, exec_id=exec_id, status=status.value, failure_origin=origin
         )
-    where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
-    message = (
-        f"Execution {record.id} of flow {record.flow_name!r} failed{where}: "
-        f"{exc_type}: {exc_message}\n"
-        f"Fix the cause, then continue from where it stopped with "
-        f"`kitaru executions retry {record.id}`."
-    )
     cls: type[KitaruExecutionError]
-    if origin is FailureOrigin.USER_CODE:
-        cls = KitaruUserCodeError
-    elif origin is FailureOrigin.DIVERGENCE:
-        cls = KitaruDivergenceError
+    if origin is FailureOrigin.BACKEND:
+        # The runner's store or disk failed, not the flow: nothing completed is lost.
+        cls = KitaruBackendExecutionError
+        message = (
+            f"Execution {exec_id} of flow {flow_name!r} stopped because Kitaru's store or "
+            f"artifact store failed: {exc_message}{note}\n"
+            "Completed checkpoints are kept. Fix the cause (e.g. free disk space, make the "
+            "store reachable), then continue from where it stopped with "
+            f"`kitaru executions resume {exec_id}` (or `kitaru executions retry {exec_id}`)."
+        )
     else:
-        cls = KitaruExecutionError
+        where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
+        message = (
+            f"Execution {exec_id} of flow {flow_name!r} failed{where}: "
+            f"{exc_type}: {exc_message}{note}\n"
+            f"Fix the cause, then continue from where it stopped with "
+            f"`kitaru executions retry {exec_id}`."
+        )
+        if origin is FailureOrigin.USER_CODE:
+            cls = KitaruUserCodeError
+        elif origin is FailureOrigin.DIVERGENCE:
+            cls = KitaruDivergenceError
+        else:
+            cls = KitaruExecutionError
     return cls(
         message,
-        exec_id=record.id,
-        status=record.status.value,
+        exec_id=exec_id,
+        status=status.value,
         failure_origin=origin,
         checkpoint=checkpoint,
         exception_type=exc_type,
