@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kitaru._runtime.driver import get_live, runner_failure
+from kitaru._runtime.interrupt import ExecutionInterrupted, interrupted
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.errors import (
     FailureOrigin,
@@ -71,11 +72,9 @@ class FlowHandle:
         """
         try:
             return self._wait(timeout)
-        except KeyboardInterrupt as exc:
-            from kitaru._runtime.interrupt import ExecutionInterrupted, interrupted
-
-            if isinstance(exc, ExecutionInterrupted):
-                raise
+        except ExecutionInterrupted:
+            raise
+        except KeyboardInterrupt:
             raise interrupted(self._backend, self._exec_id) from None
 
     def _wait(self, timeout: float | None) -> Any:

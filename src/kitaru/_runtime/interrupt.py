@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 from types import FrameType, TracebackType
@@ -94,6 +93,8 @@ def _exit_now(message: str) -> None:
 
 def _exit_on_next_interrupt(exec_id: str) -> None:
     """Make a second Ctrl-C exit at once (only over Python's own SIGINT handler)."""
+    import signal  # here: `import kitaru` does not pay for it
+
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
