@@ -143,25 +143,7 @@ class FlowHandle:
             raise
 
     def _runner_error(self, record: ExecutionRecord | None) -> KitaruExecutionError | None:
-        """This process's runner of the execution failed without a finished record."""
-        failed = runner_failure(self._exec_id)
-        if failed is None or failed.failure is None:
-            return None
-        if record is not None and record.fence != failed.fence:
-            return None  # another process took it over since: wait for that run
-        note = (
-            ""
-            if failed.failure_recorded
-            else "\n(The store could not record this failure: it still lists the execution "
-            "as running.)"
-        )
-        return failure_error(
-            self._exec_id,
-            failed.flow_name or "?",
-            ExecutionStatus.FAILED,
-            failed.failure,
-            note=note,
-        )
+        return runner_failure_error(self._exec_id, record)
 
     def _timeout(self, timeout: float | None) -> KitaruTimeoutError:
         return KitaruTimeoutError(
@@ -176,6 +158,30 @@ class FlowHandle:
                 return None
             return self._backend.load_artifact(record.result_artifact_id)
         raise execution_error(record)
+
+
+def runner_failure_error(
+    exec_id: str, record: ExecutionRecord | None
+) -> KitaruExecutionError | None:
+    """The error of this process's last runner of ``exec_id`` if it failed itself.
+
+    For waiters whose ``record`` (None: unreadable) is not finished: the runner's
+    failure may not be in the store (it could not write it), and nothing else
+    would ever end their wait.
+    """
+    failed = runner_failure(exec_id)
+    if failed is None or failed.failure is None:
+        return None
+    if record is not None and record.fence != failed.fence:
+        return None  # another process took it over since: wait for that run
+    note = (
+        ""
+        if failed.failure_recorded
+        else "\n(The store could not record this failure: it still lists the execution as running.)"
+    )
+    return failure_error(
+        exec_id, failed.flow_name or "?", ExecutionStatus.FAILED, failed.failure, note=note
+    )
 
 
 def _interactive() -> bool:

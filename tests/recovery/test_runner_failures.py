@@ -83,11 +83,21 @@ def test_a_full_disk_fails_the_execution_promptly_and_resume_completes_it(
     # Neither the checkpoint's retries nor the flow's re-ran user code on a full disk.
     assert counts(log) == {"prepare": 1, "produce": 1}
 
+    # Resumed while the disk is still full, it fails again (taking it over, or running
+    # it, whichever the full disk refuses first); it does not hang.
+    client = KitaruClient()
+    with pytest.raises(KitaruBackendError) as again:
+        client.executions.resume(handle.exec_id, wait=True)
+    assert handle.exec_id in str(again.value)
+    assert "full" in str(again.value) or "No space left on device" in str(again.value)
+    produced = counts(log)["produce"]
+    assert produced in (1, 2)
+
     filler.unlink()
-    resumed = KitaruClient().executions.resume(handle.exec_id, wait=True)
+    resumed = client.executions.resume(handle.exec_id, wait=True)
     assert resumed.status is ExecutionStatus.COMPLETED
     assert handle.wait(timeout=60) == _rf_flows.BIG + 1
-    assert counts(log) == {"prepare": 1, "produce": 2}
+    assert counts(log) == {"prepare": 1, "produce": produced + 1}
 
 
 def test_a_full_artifact_store_is_recorded_as_a_backend_failure_and_resumed_by_the_cli(

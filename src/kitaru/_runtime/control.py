@@ -28,7 +28,12 @@ from kitaru._store import (
     WaitRecord,
     WaitStatus,
 )
-from kitaru.errors import KitaruStateError, KitaruUsageError, KitaruWaitValidationError
+from kitaru.errors import (
+    KitaruBackendError,
+    KitaruStateError,
+    KitaruUsageError,
+    KitaruWaitValidationError,
+)
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -233,14 +238,20 @@ def _claim_and_start(
     # Load the code and inputs before claiming: if they are missing, nothing changes.
     flow = load_flow(record.flow_ref, exec_id=record.id)
     args, kwargs = _inputs(backend, record)
-    claimed = backend.store.claim(
-        record.id,
-        owner=RUNNER_ID,
-        lease_seconds=lease_seconds(),
-        from_status=from_status,
-        expected_fence=record.fence,
-        require_expired_lease=require_expired_lease,
-    )
+    try:
+        claimed = backend.store.claim(
+            record.id,
+            owner=RUNNER_ID,
+            lease_seconds=lease_seconds(),
+            from_status=from_status,
+            expected_fence=record.fence,
+            require_expired_lease=require_expired_lease,
+        )
+    except KitaruBackendError as exc:
+        raise KitaruBackendError(
+            f"Could not take over execution {record.id} to run it here: {exc}. Nothing "
+            "changed; try again once the store accepts writes (e.g. after freeing disk space)."
+        ) from exc
     if claimed is None:
         raise KitaruStateError(
             f"Execution {record.id} was taken by another process just now; it is running there."

@@ -201,10 +201,7 @@ def run_execution(
             failure = backend_failure(exc, checkpoint=None)
         else:
             failure = _failure(exc, FailureOrigin.RUNTIME, None)
-            failure["message"] = (
-                f"Kitaru's runner failed: {exception_type_name(exc)}: {exc} (a Kitaru bug; "
-                "please report it)"
-            )
+            failure["message"] = f"Kitaru's runner stopped: {exception_type_name(exc)}: {exc}"
         _record_runner_failure(backend, record, failure, live)
     finally:
         leases.release(record.id)
@@ -225,8 +222,7 @@ def _record_runner_failure(
     When the store cannot take the record (e.g. the disk is full), the execution
     stays ``running`` there: say so on stderr, since nothing else will.
     """
-    live.failure = failure
-    live.flow_name = record.flow_name
+    live.failure, live.fence, live.flow_name = failure, record.fence, record.flow_name
     try:
         live.failure_recorded = backend.store.finish_execution(
             record.id,
@@ -239,10 +235,10 @@ def _record_runner_failure(
         logger.debug("Could not record the failure of execution %s", record.id, exc_info=True)
         stream = sys.__stderr__ or sys.stderr
         if stream is not None:
+            what = failure["message"].rstrip(".")
             stream.write(
-                f"Kitaru: execution {record.id} stopped: {failure['message'].rstrip('.')}. "
-                f"Recording that "
-                f"failed too ({describe(exc)}). Once fixed, continue it with "
+                f"Kitaru: execution {record.id} stopped: {what}. Recording that failed too "
+                f"({describe(exc)}). Once fixed, continue it with "
                 f"`kitaru executions resume {record.id}`.\n"
             )
             stream.flush()

@@ -151,8 +151,10 @@ class LeaseKeeper:
             self._wake.clear()
             try:
                 self.renew_once()
-            except Exception:  # a failed renewal is retried next period
-                logger.warning("Kitaru could not renew execution leases", exc_info=True)
+            except Exception as exc:  # a failed renewal is retried next period
+                # One line (a full disk would repeat it): the traceback only at debug.
+                logger.warning("Kitaru could not renew execution leases: %s", exc)
+                logger.debug("Lease renewal failure", exc_info=True)
 
     def renew_once(self) -> None:
         with self._lock:

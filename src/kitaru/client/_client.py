@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
-from kitaru._runtime.driver import get_live
+from kitaru._runtime.driver import get_live, runner_failure
 from kitaru._store import ExecutionStatus
 from kitaru._text import storable_text
 from kitaru.client._events import ExecutionEvent, iterate_events
@@ -117,6 +117,13 @@ class ExecutionsAPI:
             execution = self.get(exec_id)
             if execution.status.is_finished:
                 return execution
+            if runner_failure(exec_id) is not None:
+                # This process's runner failed and could not record it: end the wait.
+                from kitaru.handle import runner_failure_error
+
+                error = runner_failure_error(exec_id, self._backend.store.get_execution(exec_id))
+                if error is not None:
+                    raise error
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise KitaruTimeoutError(
