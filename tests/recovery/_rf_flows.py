@@ -104,5 +104,17 @@ def main(argv: list[str]) -> None:
     print(f"RESULT {handle.wait()}", flush=True)
 
 
+def main_fill(argv: list[str]) -> None:
+    """A user's script that runs ``fills_the_disk`` and reports the error it gets."""
+    from kitaru import KitaruBackendError
+
+    handle = fills_the_disk.run(*argv)
+    print(handle.exec_id, flush=True)
+    try:
+        print(f"RESULT {handle.wait(timeout=120)}", flush=True)
+    except KitaruBackendError as exc:
+        print(f"BACKEND {type(exc).__name__}", flush=True)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

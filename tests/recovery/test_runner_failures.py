@@ -100,6 +100,37 @@ def test_a_full_disk_fails_the_execution_promptly_and_resume_completes_it(
     assert counts(log) == {"prepare": 1, "produce": produced + 1}
 
 
+def test_a_script_on_a_full_disk_gets_the_error_and_no_traceback(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """Nothing Kitaru runs in the background prints a traceback when the disk is full."""
+    log, filler, marker = tmp_path / "steps.log", small_disk / "filler", tmp_path / "filled"
+    script = "import sys; from tests.recovery._rf_flows import main_fill; main_fill(sys.argv[1:])"
+    done = run(
+        ["-c", script, str(log), str(filler), str(marker)],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_CONFIG_PATH=str(small_disk / "home")),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    exec_id, outcome = done.stdout.splitlines()
+    assert outcome == "BACKEND KitaruBackendExecutionError"
+    assert "Traceback" not in done.stderr
+    # At most the one line that says the store could not record the failure either.
+    assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
+    assert counts(log) == {"prepare": 1, "produce": 1}
+
+    filler.unlink()
+    resumed = run(
+        ["-m", "kitaru.cli", "executions", "resume", exec_id],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_CONFIG_PATH=str(small_disk / "home")),
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert counts(log) == {"prepare": 1, "produce": 2}
+
+
 def test_a_full_artifact_store_is_recorded_as_a_backend_failure_and_resumed_by_the_cli(
     any_store: str, small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
