@@ -116,5 +116,18 @@ def main_fill(argv: list[str]) -> None:
         print(f"BACKEND {type(exc).__name__}", flush=True)
 
 
+def main_wait_for(argv: list[str]) -> None:
+    """A script that waits for an execution another process runs; says when it waits."""
+    from kitaru import FlowHandle
+
+    def announce() -> None:
+        while not _main_thread_waits():
+            time.sleep(0.01)
+        print("WAITING", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    print(f"RESULT {FlowHandle(argv[0]).wait()}", flush=True)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

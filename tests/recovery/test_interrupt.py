@@ -94,3 +94,50 @@ def test_ctrl_c_in_wait_cancels_the_execution_and_exits_130_without_a_traceback(
     assert resumed.status is ExecutionStatus.COMPLETED
     assert client.executions.get(exec_id).checkpoints[-1].artifacts[0].load() == 2
     assert counts(log) == {"prepare": 1, "slow": 2, "slow hanging": 1}
+
+
+def test_ctrl_c_while_waiting_for_another_processs_execution_leaves_it_running(
+    any_store: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    runner = start(
+        ["-c", SCRIPT, str(log)],
+        cwd=REPO_ROOT,
+        env=child_env(RF_HANG="1", KITARU_LEASE_SECONDS=LONG_LEASE),
+    )
+    waiter: subprocess.Popen[str] | None = None
+    try:
+        wait_for(lambda: "slow hanging" in read_log(log) or runner.poll() is not None, timeout=60)
+        assert runner.poll() is None, runner.communicate()
+        assert runner.stdout is not None
+        exec_id = runner.stdout.readline().strip()
+        waiter = start(
+            [
+                "-c",
+                "import sys; from tests.recovery._rf_flows import main_wait_for; "
+                "main_wait_for(sys.argv[1:])",
+                exec_id,
+            ],
+            cwd=REPO_ROOT,
+            env=child_env(),
+        )
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "WAITING"
+        waiter.send_signal(signal.SIGINT)
+        out, err = waiter.communicate(timeout=60)
+
+        assert waiter.returncode == 130, err
+        assert "RESULT" not in out
+        assert "Traceback" not in err
+        assert err.strip().splitlines() == [
+            f"Interrupted: stopped waiting for execution {exec_id} (it is running). "
+            f"Stop it with `kitaru executions cancel {exec_id}`."
+        ]
+        # Not this process's to stop: it still runs in the other one.
+        assert runner.poll() is None
+        assert get_backend().store.get_status(exec_id) is ExecutionStatus.RUNNING
+    finally:
+        for proc in (runner, waiter):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()

@@ -50,10 +50,15 @@ def interrupted(backend: Backend, exec_id: str) -> ExecutionInterrupted:
     resume_hint = f"resume with `kitaru executions resume {exec_id}`"
     live = get_live(exec_id)
     if live is None or live.done.is_set():
-        message = (
-            f"Interrupted: stopped waiting for execution {exec_id}; it keeps running "
-            f"(stop it with `kitaru executions cancel {exec_id}`)."
-        )
+        # Not running in this process: leave it alone, only stop waiting for it.
+        try:
+            status = backend.store.get_status(exec_id)
+        except KitaruError:
+            status = None
+        state = f" (it is {status.value})" if status is not None else ""
+        message = f"Interrupted: stopped waiting for execution {exec_id}{state}."
+        if status is not None and not status.is_finished:
+            message += f" Stop it with `kitaru executions cancel {exec_id}`."
         return ExecutionInterrupted(message, exec_id=exec_id)
     try:
         stopped = control.interrupt(backend, live)
