@@ -381,6 +381,15 @@ def execution_not_found(exec_id: str, detail: str) -> KitaruBackendError:
     return KitaruBackendError(f"Failed to load execution '{exec_id}': {detail}")
 
 
+class KitaruBackendExecutionError(KitaruExecutionError, KitaruBackendError):
+    """The execution stopped because the store or the artifact store failed under it.
+
+    Both an execution error (``exec_id``, ``status``, ``failure_origin`` =
+    ``backend``) and a backend error; the execution can be resumed once the
+    cause (a full disk, an unreachable database) is fixed.
+    """
+
+
 __all__ = [
     "FailureOrigin",
     "KitaruAmbiguousFlowResultError",

@@ -8,9 +8,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from kitaru._runtime.driver import get_live
+from kitaru._runtime.driver import get_live, runner_failure
+from kitaru._runtime.interrupt import ExecutionInterrupted, interrupted
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.errors import (
+    FailureOrigin,
+    KitaruBackendError,
+    KitaruBackendExecutionError,
     KitaruExecutionError,
     KitaruStateError,
     KitaruTimeoutError,
@@ -64,8 +68,21 @@ class FlowHandle:
         answer right there. ``timeout`` (seconds) elapsed → ``KitaruTimeoutError``;
         the execution itself is not touched and keeps running. A ``timeout``
         that is not a positive, finite number of seconds → ``KitaruUsageError``.
+
+        If the runner itself fails (the store or the disk under it), this raises
+        ``KitaruBackendExecutionError`` (a ``KitaruBackendError``). Ctrl-C stops an
+        execution running in this process (cancelled, resumable at once) and
+        raises a ``KeyboardInterrupt`` that, uncaught, exits with 130 and one line.
         """
         _validate_timeout(timeout)
+        try:
+            return self._wait(timeout)
+        except ExecutionInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise interrupted(self._backend, self._exec_id) from None
+
+    def _wait(self, timeout: float | None) -> Any:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         delay = _POLL_START
@@ -83,10 +100,13 @@ class FlowHandle:
                     )
                 if live.done.wait(remaining) and live.has_result:
                     return live.result
-            record = self._backend.store.require_execution(self._exec_id)
+            record = self._read()
             if record.status.is_finished:
                 return self._finished_value(record)
-            if timeout is not None and time.monotonic() >= started + timeout:
+            runner_error = self._runner_error(record)
+            if runner_error is not None:
+                raise runner_error
+            if timeout is not None and deadline is not None and time.monotonic() >= deadline:
                 raise KitaruTimeoutError(
                     exec_id=self._exec_id,
                     timeout_seconds=timeout,
@@ -113,13 +133,28 @@ class FlowHandle:
 
     def get(self) -> Any:
         """The result if the execution finished; ``KitaruStateError`` while it runs."""
-        record = self._backend.store.require_execution(self._exec_id)
+        record = self._read()
+        runner_error = None if record.status.is_finished else self._runner_error(record)
+        if runner_error is not None:
+            raise runner_error
         if not record.status.is_finished:
             raise KitaruStateError(
                 f"Execution {self._exec_id} is still {record.status.value}; "
                 "use .wait() to block until it finishes."
             )
         return self._finished_value(record)
+
+    def _read(self) -> ExecutionRecord:
+        try:
+            return self._backend.store.require_execution(self._exec_id)
+        except KitaruBackendError:
+            error = self._runner_error(None)
+            if error is not None:
+                raise error from None  # the store fails; the runner's failure says why
+            raise
+
+    def _runner_error(self, record: ExecutionRecord | None) -> KitaruExecutionError | None:
+        return runner_failure_error(self._exec_id, record)
 
     def _finished_value(self, record: ExecutionRecord) -> Any:
         if record.status is ExecutionStatus.COMPLETED:
@@ -145,25 +180,92 @@ def _validate_timeout(timeout: object) -> None:
         )
 
 
+def runner_failure_error(
+    exec_id: str, record: ExecutionRecord | None
+) -> KitaruExecutionError | None:
+    """The error of this process's last runner of ``exec_id`` if it failed itself.
+
+    For waiters whose ``record`` (None: unreadable) is not finished: the runner's
+    failure may not be in the store (it could not write it), and nothing else
+    would ever end their wait.
+    """
+    failed = runner_failure(exec_id)
+    if failed is None or failed.failure is None:
+        return None
+    if record is not None and record.fence != failed.fence:
+        return None  # another process took it over since: wait for that run
+    note = (
+        ""
+        if failed.failure_recorded
+        else "\n(The store could not record this failure: it still lists the execution as running.)"
+    )
+    return failure_error(
+        exec_id, failed.flow_name or "?", ExecutionStatus.FAILED, failed.failure, note=note
+    )
+
+
 def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty() and not os.environ.get("CI")
 
 
 def execution_error(record: ExecutionRecord) -> KitaruExecutionError:
     """The typed error for a failed or cancelled execution record."""
-    failure = record.failure or {}
-    if record.status is ExecutionStatus.CANCELLED:
-        message = f"Execution {record.id} of flow {record.flow_name!r} was cancelled."
+    return failure_error(record.id, record.flow_name, record.status, record.failure or {})
+
+
+def failure_error(
+    exec_id: str,
+    flow_name: str,
+    status: ExecutionStatus,
+    failure: dict[str, Any],
+    *,
+    note: str = "",
+) -> KitaruExecutionError:
+    """The typed error for an execution that ended (or stopped) with ``failure``."""
+    origin = FailureOrigin(failure.get("origin", FailureOrigin.UNKNOWN.value))
+    checkpoint = failure.get("checkpoint")
+    exc_type = failure.get("exception_type")
+    exc_message = failure.get("message")
+    if status is ExecutionStatus.CANCELLED:
+        if failure.get("reason") == "interrupted":
+            text = (
+                f"Execution {exec_id} of flow {flow_name!r} was cancelled: {exc_message}. "
+                f"Continue it with `kitaru executions resume {exec_id}`."
+            )
+        else:
+            text = f"Execution {exec_id} of flow {flow_name!r} was cancelled."
+        return KitaruExecutionError(
+            text, exec_id=exec_id, status=status.value, failure_origin=origin
+        )
+    if origin is FailureOrigin.BACKEND:
+        # The runner's store or disk failed, not the flow: nothing completed is lost.
+        message = (
+            f"Execution {exec_id} of flow {flow_name!r} stopped because Kitaru's store or "
+            f"artifact store failed: {exc_message}{note}\n"
+            "Completed checkpoints are kept. Fix the cause (e.g. free disk space, make the "
+            f"store reachable); `kitaru executions resume {exec_id}` also continues it."
+        )
     else:
-        checkpoint = failure.get("checkpoint")
         where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
         message = (
-            f"Execution {record.id} of flow {record.flow_name!r} failed{where}: "
-            f"{failure.get('exception_type')}: {failure.get('message')}"
+            f"Execution {exec_id} of flow {flow_name!r} failed{where}: "
+            f"{exc_type}: {exc_message}{note}"
         )
-    hint = format_recovery_hint(record.id, status=record.status)
+    hint = format_recovery_hint(exec_id, status=status)
     if hint is not None:
-        message = f"{message}\n{hint}"
-    return execution_error_from_failure(
-        message, exec_id=record.id, status=record.status, failure=failure
+        message = f"{message}\n{hint}"  # 0.21: the message ends with the retry command
+    error = execution_error_from_failure(
+        message, exec_id=exec_id, status=status, origin=origin, failure=failure
+    )
+    if origin is not FailureOrigin.BACKEND:
+        return error
+    return KitaruBackendExecutionError(
+        message,
+        exec_id=exec_id,
+        status=status,
+        failure_origin=origin,
+        checkpoint=error.checkpoint,
+        exception_type=error.exception_type,
+        exception_message=error.exception_message,
+        traceback=error.traceback,
     )

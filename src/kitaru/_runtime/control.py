@@ -17,7 +17,7 @@ from kitaru._blobs import BlobLocationError, SerializationError
 from kitaru._blobs.inputs import PackedInputs, pack
 from kitaru._limits import check_flow_inputs, check_wait_input
 from kitaru._runtime.driver import LiveExecution, get_live, register_live, run_execution
-from kitaru._runtime.leases import RUNNER_ID, lease_seconds
+from kitaru._runtime.leases import RUNNER_ID, lease_seconds, runner_gone
 from kitaru._runtime.loader import load_flow
 from kitaru._runtime.waits import to_json, type_adapter, wake
 from kitaru._stacks.local import launch_local
@@ -28,7 +28,12 @@ from kitaru._store import (
     WaitRecord,
     WaitStatus,
 )
-from kitaru.errors import KitaruStateError, KitaruUsageError, KitaruWaitValidationError
+from kitaru.errors import (
+    KitaruBackendError,
+    KitaruStateError,
+    KitaruUsageError,
+    KitaruWaitValidationError,
+)
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -48,6 +53,7 @@ def start(
 ) -> LiveExecution:
     """Run a claimed execution's body on the local stack (a thread of this process)."""
     live = register_live(record.id)
+    live.fence, live.flow_name = record.fence, record.flow_name
     launch_local(
         record.id,
         functools.partial(
@@ -152,11 +158,27 @@ def new_running_record(
 
 
 def resume(backend: Backend, exec_id: str) -> LiveExecution:
-    """Continue an execution whose runner died, in this process."""
+    """Continue an execution whose runner died, in this process.
+
+    Also continues one its runner stopped: failed because the store or the disk
+    failed under it, or cancelled by Ctrl-C (their failure is ``resumable``). A
+    runner's lease is waited out only when its process may still be running:
+    one of this machine that is gone (or this process, no longer running it)
+    is taken over at once.
+    """
     record = backend.store.require_execution(exec_id)
     now = time.time()
+    if _resumable_stop(record):
+        return _claim_and_start(
+            backend, record, from_status=(record.status,), require_expired_lease=False
+        )
+    lease_held = record.lease_expires_at is not None and record.lease_expires_at > now
+    if lease_held and record.status in _ACTIVE and _runner_gone(record):
+        # The fence still guards the claim: of several resumers, one wins.
+        return _claim_and_start(backend, record, from_status=_ACTIVE, require_expired_lease=False)
     if record.status is ExecutionStatus.RUNNING:
-        if record.lease_expires_at is not None and record.lease_expires_at > now:
+        if lease_held:
+            assert record.lease_expires_at is not None
             raise KitaruStateError(
                 f"Execution {exec_id} is running under {record.lease_owner} (its lease is "
                 f"valid for another {record.lease_expires_at - now:.0f} s); there is nothing "
@@ -173,6 +195,24 @@ def resume(backend: Backend, exec_id: str) -> LiveExecution:
             f"runner died, or waiting ones, can be resumed: {hint}."
         )
     return _claim_and_start(backend, record, from_status=_ACTIVE, require_expired_lease=True)
+
+
+def _resumable_stop(record: ExecutionRecord) -> bool:
+    """Failed or cancelled in a way that ``resume`` may continue (see driver, interrupt)."""
+    finished = record.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+    return finished and bool((record.failure or {}).get("resumable"))
+
+
+def _runner_gone(record: ExecutionRecord) -> bool:
+    """The process holding the lease is certainly not running the execution any more."""
+    owner = record.lease_owner
+    if owner is None:
+        return True
+    if owner == RUNNER_ID:
+        # Ours, but not running here: its runner thread ended without a record.
+        live = get_live(record.id)
+        return live is None or live.done.is_set()
+    return runner_gone(owner)
 
 
 def retry(backend: Backend, exec_id: str) -> LiveExecution:
@@ -198,14 +238,20 @@ def _claim_and_start(
     # Load the code and inputs before claiming: if they are missing, nothing changes.
     flow = load_flow(record.flow_ref, exec_id=record.id)
     args, kwargs = _inputs(backend, record)
-    claimed = backend.store.claim(
-        record.id,
-        owner=RUNNER_ID,
-        lease_seconds=lease_seconds(),
-        from_status=from_status,
-        expected_fence=record.fence,
-        require_expired_lease=require_expired_lease,
-    )
+    try:
+        claimed = backend.store.claim(
+            record.id,
+            owner=RUNNER_ID,
+            lease_seconds=lease_seconds(),
+            from_status=from_status,
+            expected_fence=record.fence,
+            require_expired_lease=require_expired_lease,
+        )
+    except KitaruBackendError as exc:
+        raise KitaruBackendError(
+            f"Could not take over execution {record.id} to run it here: {exc}. Nothing "
+            "changed; try again once the store accepts writes (e.g. after freeing disk space)."
+        ) from exc
     if claimed is None:
         raise KitaruStateError(
             f"Execution {record.id} was taken by another process just now; it is running there."
@@ -233,6 +279,39 @@ def cancel(backend: Backend, exec_id: str) -> None:
         live.cancel.set()
         for wait in backend.store.waits(exec_id):
             wake(exec_id, wait.wait_id)  # a runner blocked in kitaru.wait() stops now
+
+
+def interrupt(backend: Backend, live: LiveExecution) -> bool:
+    """Stop an execution running in this process because its user pressed Ctrl-C.
+
+    Recorded ``cancelled`` with a resumable failure (see ``resume``) and no lease,
+    so it can be resumed at once; fenced, so it never touches a run another
+    process took over. The runner stops at its next boundary, and a checkpoint
+    still running never records its output (the runner's writes need a running
+    execution). False when the execution had ended or moved on already.
+    """
+    changed = backend.store.finish_execution(
+        live.exec_id,
+        status=ExecutionStatus.CANCELLED,
+        failure=dict(INTERRUPTED_FAILURE),
+        only_if_status=_ACTIVE,
+        fence=live.fence,
+    )
+    live.cancel.set()
+    if changed:
+        for wait in backend.store.waits(live.exec_id):
+            wake(live.exec_id, wait.wait_id)
+    return changed
+
+
+#: The failure record of an execution stopped by Ctrl-C in the process running it.
+INTERRUPTED_FAILURE: dict[str, Any] = {
+    "origin": "runtime",
+    "reason": "interrupted",
+    "message": "interrupted by the user (Ctrl-C)",
+    "retryable": False,
+    "resumable": True,
+}
 
 
 def delete(backend: Backend, exec_id: str) -> None:

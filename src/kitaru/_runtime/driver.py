@@ -5,12 +5,18 @@ the stack provides. It retries the whole body per the frozen ``retries``
 setting (each re-run reuses the checkpoints that completed) and always leaves
 the execution in a recorded state: completed with a result, or failed with a
 failure record. Waiters in this process are woken through ``live``.
+
+When the runner itself fails (the store or the disk under it), the execution is
+failed with origin ``backend``, resumable once the cause is fixed; if the store
+cannot even take that record, the failure is kept on ``live`` (and reported on
+stderr) so that ``FlowHandle.wait()`` raises it instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -26,10 +32,11 @@ from kitaru._runtime.execution import (
     exception_type_name,
     retry_backoff,
 )
+from kitaru._runtime.failures import backend_failure, describe, is_backend_error, runner_error
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds, leases
 from kitaru._runtime.waits import WaitSuspended
 from kitaru._store import ExecutionRecord, ExecutionStatus
-from kitaru.errors import FailureOrigin, KitaruDivergenceError, KitaruError
+from kitaru.errors import FailureOrigin, KitaruDivergenceError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -46,14 +53,24 @@ class LiveExecution:
     cancel: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     has_result: bool = False
+    #: The fence this process runs the execution under (set by whoever starts it).
+    fence: int | None = None
+    flow_name: str | None = None
+    #: The runner itself failed (store, disk, our bug): the failure record it wrote,
+    #: or tried to write when ``failure_recorded`` is False.
+    failure: dict[str, Any] | None = None
+    failure_recorded: bool = False
 
 
 _live: dict[str, LiveExecution] = {}
 _live_lock = threading.Lock()
+#: Runs of this process whose runner failed, until the execution runs here again.
+_runner_failures: dict[str, LiveExecution] = {}
 
 
 def register_live(exec_id: str) -> LiveExecution:
     with _live_lock:
+        _runner_failures.pop(exec_id, None)
         live = _live.get(exec_id)
         if live is None or live.done.is_set():
             live = LiveExecution(exec_id)
@@ -64,6 +81,12 @@ def register_live(exec_id: str) -> LiveExecution:
 def get_live(exec_id: str) -> LiveExecution | None:
     with _live_lock:
         return _live.get(exec_id)
+
+
+def runner_failure(exec_id: str) -> LiveExecution | None:
+    """The last run of ``exec_id`` in this process, if its runner itself failed."""
+    with _live_lock:
+        return _runner_failures.get(exec_id)
 
 
 def _release_live(live: LiveExecution) -> None:
@@ -160,6 +183,9 @@ def run_execution(
                 # A cancel during the backoff ends the wait (and the execution) at once.
                 live.cancel.wait(retry_backoff(flow_attempt + 1))
                 continue
+            if outcome.failure is not None and outcome.failure["origin"] == _BACKEND:
+                _record_runner_failure(backend, record, outcome.failure, live)
+                return
             store.finish_execution(
                 record.id,
                 status=ExecutionStatus.FAILED,
@@ -168,19 +194,15 @@ def run_execution(
                 fence=record.fence,
             )
             return
-    except BaseException as exc:  # the store itself failed: record what we can
-        logger.exception("Kitaru could not drive execution %s", record.id)
-        origin = FailureOrigin.BACKEND if isinstance(exc, KitaruError) else FailureOrigin.RUNTIME
-        try:
-            store.finish_execution(
-                record.id,
-                status=ExecutionStatus.FAILED,
-                failure=_failure(exc, origin, None),
-                only_if_status=_RUNNING,
-                fence=record.fence,
-            )
-        except Exception:
-            logger.exception("Kitaru could not record the failure of execution %s", record.id)
+    except BaseException as exc:  # the runner itself failed: record what we can
+        # One line, no traceback (users see the error from wait()); details at debug.
+        logger.debug("Kitaru's runner for execution %s failed", record.id, exc_info=True)
+        if is_backend_error(exc):
+            failure = backend_failure(exc, checkpoint=None)
+        else:
+            failure = _failure(exc, FailureOrigin.RUNTIME, None)
+            failure["message"] = f"Kitaru's runner stopped: {exception_type_name(exc)}: {exc}"
+        _record_runner_failure(backend, record, failure, live)
     finally:
         leases.release(record.id)
         logcapture.flush()  # captured lines are durable before waiters wake
@@ -189,6 +211,42 @@ def run_execution(
 
 
 _RUNNING = (ExecutionStatus.RUNNING,)
+_BACKEND = FailureOrigin.BACKEND.value
+
+
+def _record_runner_failure(
+    backend: Backend, record: ExecutionRecord, failure: dict[str, Any], live: LiveExecution
+) -> None:
+    """Record that the runner itself failed; keep it on ``live`` for waiters either way.
+
+    When the store cannot take the record (e.g. the disk is full), the execution
+    stays ``running`` there: say so on stderr, since nothing else will.
+    """
+    live.failure, live.fence, live.flow_name = failure, record.fence, record.flow_name
+    try:
+        live.failure_recorded = backend.store.finish_execution(
+            record.id,
+            status=ExecutionStatus.FAILED,
+            failure=failure,
+            only_if_status=_RUNNING,
+            fence=record.fence,
+        )
+    except Exception as exc:
+        logger.debug("Could not record the failure of execution %s", record.id, exc_info=True)
+        stream = sys.__stderr__ or sys.stderr
+        if stream is not None:
+            what = failure["message"].rstrip(".")
+            stream.write(
+                f"Kitaru: execution {record.id} stopped: {what}. Recording that failed too "
+                f"({describe(exc)}). Once fixed, continue it with "
+                f"`kitaru executions resume {record.id}`.\n"
+            )
+            stream.flush()
+    else:
+        if not live.failure_recorded:
+            return  # cancelled or taken over meanwhile: the store has the truth
+    with _live_lock:
+        _runner_failures[record.id] = live
 
 
 @dataclass
@@ -237,6 +295,10 @@ def _run_body(
         failure["retryable"] = False
         return _Outcome(ok=False, failure=failure)
     except Exception as exc:
+        if ctx.backend_failure is not None:
+            # The store or the disk failed under the runtime: whatever the body made of
+            # that (re-raised, wrapped, swallowed and failed later), it is not user code.
+            return _Outcome(ok=False, failure=backend_failure(ctx.backend_failure, checkpoint=None))
         return _Outcome(
             ok=False, failure=_failure(exc, FailureOrigin.USER_CODE, ctx.failed_checkpoint)
         )
@@ -264,6 +326,11 @@ def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveE
             fence=record.fence,
         )
         return
+    except Exception as exc:
+        if is_backend_error(exc):
+            what = f"store the result of flow {record.flow_name!r}"
+            raise runner_error(record.id, what, exc) from exc
+        raise
     if backend.store.finish_execution(
         record.id,
         status=ExecutionStatus.COMPLETED,

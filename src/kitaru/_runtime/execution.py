@@ -19,11 +19,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
 from kitaru._runtime import events, logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
+from kitaru._runtime.failures import RunnerBackendError, is_backend_error, runner_error
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
@@ -169,6 +170,10 @@ class ExecutionContext:
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
         self.failed_checkpoint: str | None = None
+        #: The first store/disk failure of the runtime's own writes and reads in
+        #: this run: once set, the run's failure is the backend's, whatever the
+        #: body did with the exception (see _runtime.failures).
+        self.backend_failure: RunnerBackendError | None = None
         self.max_concurrency = int(record.config.get("max_concurrency") or DEFAULT_CONCURRENCY)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures: list[CheckpointFuture] = []
@@ -229,6 +234,35 @@ class ExecutionContext:
             self._wait_ids.add(wait_id)
             return wait_id
 
+    # -- the runtime's own store and disk failures ---------------------------------
+
+    def backend_failed(self, exc: Exception, what: str) -> NoReturn:
+        """Re-raise ``exc``; a store or disk error as the runner's (``RunnerBackendError``).
+
+        Call it from an ``except`` around the runtime's own store or blob work
+        (``what`` says what it was doing), never around user code.
+        """
+        if isinstance(exc, RunnerBackendError):
+            error = exc
+        elif is_backend_error(exc):
+            error = runner_error(self.exec_id, what, exc)
+        else:
+            raise exc
+        with self._lock:
+            if self.backend_failure is None:
+                self.backend_failure = error
+        if error is exc:
+            raise error
+        raise error from exc
+
+    @contextlib.contextmanager
+    def backend_op(self, what: str) -> Iterator[None]:
+        """``backend_failed`` as a block (for paths off the checkpoint hot path)."""
+        try:
+            yield
+        except Exception as exc:
+            self.backend_failed(exc, what)
+
     def log_execution_metadata(self, fields: Mapping[str, Any]) -> None:
         try:
             self.backend.store.merge_execution_metadata(
@@ -236,6 +270,8 @@ class ExecutionContext:
             )
         except StaleOwnerError as exc:
             raise CancelledError(str(exc)) from None
+        except Exception as exc:
+            self.backend_failed(exc, "record kitaru.log() metadata")
 
     def save_in_body(self, name: str, value: Any, *, type: str, tags: list[str]) -> None:
         """A flow-scope ``kitaru.save``: recorded like a checkpoint call, so a resumed
@@ -275,6 +311,8 @@ class ExecutionContext:
             )
         except SerializationError as exc:
             raise KitaruUsageError(f"kitaru.save({name!r}) cannot store the value: {exc}") from None
+        except Exception as exc:
+            self.backend_failed(exc, f"store the value of kitaru.save({name!r})")
 
     def call_name(self, call_id: str) -> str | None:
         """The checkpoint name of a call this run made."""
@@ -390,7 +428,10 @@ class ExecutionContext:
             return NOT_RECORDED
         assert recorded.artifact is not None
         tracing.annotate(status="memoized", recorded_status=recorded.status.value)
-        return self.backend.load_value(recorded.artifact)
+        try:
+            return self.backend.load_value(recorded.artifact)
+        except Exception as exc:
+            self.backend_failed(exc, f"load the recorded output of call {call_id!r}")
 
     def _reuse_or_go_live(self, spec: CheckpointSpec, call_id: str) -> CallRecord | None:
         """The recorded call whose output this call reuses; None once the call is live."""
@@ -434,10 +475,12 @@ class ExecutionContext:
                     metadata=dict(metadata),
                 )
             )
-            return self.backend.load_value(artifact), None
+            with self.backend_op(f"load the replay override of call {call_id!r}"):
+                return self.backend.load_value(artifact), None
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
-            hit = self._cache_lookup(cache_key)
+            with self.backend_op(f"look up the cache for call {call_id!r}"):
+                hit = self._cache_lookup(cache_key)
             if hit is not None and hit.artifact is not None:
                 try:
                     value = self.backend.load_value(hit.artifact)
@@ -446,6 +489,8 @@ class ExecutionContext:
                     # checkpoint instead; its new output repairs the blob.
                     logger.warning("Ignoring a cache hit for %r: %s", spec.name, exc)
                     return NOT_RECORDED, cache_key
+                except Exception as exc:
+                    self.backend_failed(exc, f"load the cached output for call {call_id!r}")
                 now = time.time()
                 self._record(
                     self._call_record(
@@ -481,6 +526,10 @@ class ExecutionContext:
                     else:
                         value = func(*args, **kwargs)
                 except Exception as exc:
+                    if self.backend_failure is not None:
+                        # The store failed under the call (e.g. kitaru.save() in it):
+                        # not the user's failure, so it takes none of their retries.
+                        raise
                     delay = live.failed(exc)  # raises when no retry is left
                     self.cancel_event.wait(delay)
                     continue
@@ -515,6 +564,8 @@ class ExecutionContext:
                     live.abandoned(exc)  # e.g. a timeout or a failed gather cancelled it
                     raise
                 except Exception as exc:
+                    if self.backend_failure is not None:
+                        raise  # the store's failure, not the user's (see finish_call)
                     delay = live.failed(exc)
                     await asyncio.sleep(delay)
                     continue
@@ -616,12 +667,16 @@ class ExecutionContext:
             )
         except StaleOwnerError as exc:
             raise CancelledError(str(exc)) from None
+        except Exception as exc:
+            self.backend_failed(exc, f"record checkpoint call {call.call_id!r} ({call.name})")
 
     def _record_attempt(self, attempt: AttemptRecord) -> None:
         try:
             self.backend.store.record_attempt(attempt, fence=self.record.fence)
         except StaleOwnerError as exc:
             raise CancelledError(str(exc)) from None
+        except Exception as exc:
+            self.backend_failed(exc, f"record an attempt of checkpoint call {attempt.call_id!r}")
 
     # -- cache ----------------------------------------------------------------------
 
@@ -796,7 +851,9 @@ class _LiveCall:
         """The call was cancelled mid-attempt (asyncio): record it as failed, don't raise."""
         ctx, spec = self.ctx, self.spec
         events.failed(self.frame, exc)
-        with contextlib.suppress(CancelledError):
+        # Best effort: the cancellation is what propagates (a store failure here is
+        # still remembered on the context by _record).
+        with contextlib.suppress(CancelledError, RunnerBackendError):
             ctx._record(
                 ctx._call_record(
                     spec,
@@ -840,6 +897,10 @@ class _LiveCall:
                 )
             )
             raise SerializationError(message) from exc
+        except Exception as exc:
+            ctx.backend_failed(
+                exc, f"store the output of checkpoint {spec.name!r} (call {self.call_id!r})"
+            )
         ctx._record(
             ctx._call_record(
                 spec,

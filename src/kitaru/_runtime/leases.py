@@ -5,13 +5,20 @@ here, a third of a lease period at a time. The same round trip reports each
 execution's status, which is how a runner learns that another process
 cancelled its execution (or took it over after a stall) and stops at the next
 checkpoint boundary.
+
+The lease owner also names the runner's process precisely enough (pid, its
+start time, and the kernel + pid namespace those mean something in) for a
+process on the same machine to tell that the runner is gone: ``runner_gone``
+lets a resume take over at once instead of waiting out the lease.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -24,8 +31,86 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kitaru")
 
-#: This process, as the owner recorded on executions it runs (pid alone can be reused).
-RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+#: The store's lease_owner column holds at most this many characters.
+_OWNER_MAX = 64
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), None when it does not exist.
+
+    A zombie (killed, not yet reaped) counts as gone. Linux only: elsewhere None.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after it.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]  # field 22 of stat(5)
+
+
+def _machine_key() -> str:
+    """Where a pid means this process: the kernel boot and the pid namespace.
+
+    Two containers on one host may share a hostname but never a pid namespace;
+    a rebooted machine reuses pids but has a new boot id.
+    """
+    parts = [socket.gethostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass  # not Linux: the hostname is all there is
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
+_MACHINE = _machine_key()
+
+
+def _runner_id() -> str:
+    pid = os.getpid()
+    tail = f"{pid}:{uuid.uuid4().hex[:8]}:{_MACHINE}:{_proc_start(pid) or '-'}"
+    host = socket.gethostname().replace(":", "-")[: _OWNER_MAX - len(tail) - 1]
+    return f"{host}:{tail}"
+
+
+#: This process, as the owner recorded on executions it runs:
+#: ``host:pid:nonce:machine:start`` (pid alone can be reused).
+RUNNER_ID = _runner_id()
+
+
+def runner_gone(owner: str) -> bool:
+    """True when ``owner`` (a lease owner) is a process of this machine that no longer runs.
+
+    False when it may still run: it is alive, it is this process, it belongs to
+    another machine or pid namespace, or its id is not one this version writes.
+    """
+    if owner == RUNNER_ID or sys.platform == "win32":
+        return False
+    parts = owner.rsplit(":", 4)
+    if len(parts) != 5 or parts[3] != _MACHINE:
+        return False
+    _host, pid_text, _nonce, _machine, start = parts
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    if start != "-":
+        # The same pid with another start time is a new process that reused it.
+        return _proc_start(pid) != start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # e.g. EPERM: it exists, as another user's process
+    return False
 
 
 def lease_seconds() -> float:
@@ -66,8 +151,10 @@ class LeaseKeeper:
             self._wake.clear()
             try:
                 self.renew_once()
-            except Exception:  # a failed renewal is retried next period
-                logger.warning("Kitaru could not renew execution leases", exc_info=True)
+            except Exception as exc:  # a failed renewal is retried next period
+                # One line (a full disk would repeat it): the traceback only at debug.
+                logger.warning("Kitaru could not renew execution leases: %s", exc)
+                logger.debug("Lease renewal failure", exc_info=True)
 
     def renew_once(self) -> None:
         with self._lock:

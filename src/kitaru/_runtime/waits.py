@@ -131,8 +131,11 @@ def wait_in_body(
             from kitaru._runtime.execution import CancelledError
 
             raise CancelledError(str(exc)) from None
+        except Exception as exc:
+            ctx.backend_failed(exc, f"record wait {wait_id!r}")
         if recorded.status is WaitStatus.PENDING:
-            recorded = _block(ctx, wait_id, timeout)
+            with ctx.backend_op(f"wait for the answer to wait {wait_id!r}"):
+                recorded = _block(ctx, wait_id, timeout)
     return _outcome(ctx, recorded, adapter)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._backend import Backend, get_backend
 from kitaru._runtime import control
-from kitaru._runtime.driver import get_live
+from kitaru._runtime.driver import get_live, runner_failure
 from kitaru._runtime.execution import SAVE_CALL_TYPE
 from kitaru._store import ArtifactRecord, CallRecord, ExecutionRecord, ExecutionStatus
 from kitaru._store._lookup import saved_artifacts_of
@@ -168,6 +168,13 @@ class ExecutionsAPI:
             execution = self.get(exec_id)
             if execution.status.is_finished:
                 return execution
+            if runner_failure(exec_id) is not None:
+                # This process's runner failed and could not record it: end the wait.
+                from kitaru.handle import runner_failure_error
+
+                error = runner_failure_error(exec_id, self._backend.store.get_execution(exec_id))
+                if error is not None:
+                    raise error
             remaining = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and remaining is not None and remaining <= 0:
                 raise KitaruTimeoutError(

@@ -1,0 +1,101 @@
+"""A runner of this machine that died does not make ``resume`` wait out its lease.
+
+The lease owner names the runner's process (pid, its start time, the kernel boot
+and pid namespace); a resume on the same machine takes over as soon as that
+process is gone, and still refuses while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kitaru import ExecutionStatus, KitaruClient, KitaruStateError
+from kitaru._backend import get_backend
+from kitaru._runtime.leases import runner_gone
+from tests.recovery._rc_support import (
+    REPO_ROOT,
+    RUN_FLOW,
+    child_env,
+    counts,
+    read_log,
+    start,
+    wait_for,
+)
+
+LONG_LEASE = "600"
+
+
+def test_resume_takes_over_at_once_from_a_sigkilled_runner(any_store: str, tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    child = start(
+        ["-c", RUN_FLOW, "pipeline", str(log), "4"],
+        cwd=REPO_ROOT,
+        env=child_env(RC_HANG_IN="transform", KITARU_LEASE_SECONDS=LONG_LEASE),
+    )
+    try:
+        wait_for(
+            lambda: "transform hanging" in read_log(log) or child.poll() is not None,
+            what="the runner to hang in transform",
+        )
+        assert child.poll() is None, child.communicate()
+        assert child.stdout is not None
+        exec_id = child.stdout.readline().split()[0]
+        client = KitaruClient()
+        # While the runner lives, its lease holds.
+        with pytest.raises(KitaruStateError, match="lease"):
+            client.executions.resume(exec_id)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    lease_end = get_backend().store.require_execution(exec_id).lease_expires_at
+    assert lease_end is not None
+    assert lease_end > time.time() + 300  # still valid for minutes
+
+    resumed = client.executions.resume(exec_id, wait=True)
+
+    assert resumed.status is ExecutionStatus.COMPLETED
+    assert resumed.run_count == 2
+    assert client.executions.get(exec_id).checkpoints[-1].artifacts[0].load() == "result=50"
+    assert counts(log) == {"fetch": 1, "transform": 2, "transform hanging": 1, "finish": 1}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_runner_gone_tells_a_dead_or_reused_pid_from_a_live_runner() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from kitaru._runtime.leases import RUNNER_ID; "
+            "print(RUNNER_ID, flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        owner = child.stdout.readline().strip()
+        host, pid, nonce, machine, started = owner.rsplit(":", 4)
+        assert int(pid) == child.pid
+        assert not runner_gone(owner)
+        # Same pid, another start time: the pid was reused by a new process.
+        assert runner_gone(f"{host}:{pid}:{nonce}:{machine}:{int(started) + 1}")
+        # Another machine (or pid namespace): nothing can be told from here.
+        assert not runner_gone(f"{host}:{pid}:{nonce}:00000000:{int(started) + 1}")
+        # Not an owner this version writes.
+        assert not runner_gone("host-1:pid-42:thread-7")
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert runner_gone(owner)
