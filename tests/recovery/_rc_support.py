@@ -124,3 +124,34 @@ def crash_in_child(
     exec_id = out.split()[0]
     wait_lease_expired(exec_id)
     return exec_id
+
+
+def pause_runner(pid: int, store_url: str, *, timeout: float = 20) -> None:
+    """SIGSTOP a runner process at a moment it holds no SQLite write lock.
+
+    A process stopped inside a SQLite write transaction blocks every writer of
+    that file until it continues: SQLite has no server that could end it (on
+    PostgreSQL the server ends such a session, which the tests rely on). Tests
+    that pause a runner to have it taken over pause it between transactions.
+    """
+    if not store_url.startswith("sqlite"):
+        os.kill(pid, signal.SIGSTOP)
+        return
+    import sqlite3
+
+    path = store_url.split("sqlite:///", 1)[1].split("?", 1)[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            os.kill(pid, signal.SIGCONT)  # mid-transaction: let it finish, try again
+            time.sleep(0.01)
+        finally:
+            probe.close()

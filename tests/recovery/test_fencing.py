@@ -28,6 +28,7 @@ from tests.recovery._rc_support import (
     RUN_FLOW,
     child_env,
     counts,
+    pause_runner,
     read_log,
     start,
     wait_for,
@@ -58,7 +59,7 @@ def test_a_paused_runner_taken_over_stops_at_its_next_write(any_store: str, tmp_
     )
     try:
         wait_for(lambda: "first start" in read_log(log), what="the child's first checkpoint")
-        os.kill(child.pid, signal.SIGSTOP)
+        pause_runner(child.pid, any_store)  # the runner stalls (VM freeze, GC pause, ...)
         exec_id = KitaruClient().executions.latest(flow="gated").exec_id
         _expire_lease(exec_id)
         gate.touch()

@@ -32,6 +32,7 @@ from tests.recovery._rc_support import (
     child_env,
     counts,
     crash_in_child,
+    pause_runner,
     read_log,
     run,
     start,
@@ -599,7 +600,7 @@ def test_a_stalled_runner_cannot_overwrite_the_new_owners_calls(
     child = start(["-c", RUN_FLOW, "gated", str(log), str(gate)], cwd=REPO_ROOT, env=child_env())
     try:
         wait_for(lambda: "first start" in read_log(log), what="the child's first checkpoint")
-        os.kill(child.pid, signal.SIGSTOP)  # the runner stalls (VM freeze, GC pause, ...)
+        pause_runner(child.pid, any_store)  # the runner stalls (VM freeze, GC pause, ...)
         exec_id = KitaruClient().executions.latest(flow="gated").exec_id
         wait_lease_expired(exec_id)
         gate.touch()

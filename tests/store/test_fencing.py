@@ -183,3 +183,37 @@ def test_stale_metadata_write_is_refused(store: Store, taken_over: ExecutionReco
         store.merge_execution_metadata(taken_over.id, {"k": 1}, fence=1)
     assert store.require_execution(taken_over.id).metadata in (None, {})
     assert store.merge_execution_metadata(taken_over.id, {"k": 1}, fence=2) == {"k": 1}
+
+
+def test_a_stopped_writers_open_transaction_does_not_block_others_forever(
+    postgres_url: str, records: Records
+) -> None:
+    """A process stopped inside a transaction (SIGSTOP, a VM freeze) holds its locks.
+
+    On PostgreSQL the server ends such a session after a while (every Kitaru
+    connection sets ``idle_in_transaction_session_timeout``), so the runner that
+    took the execution over can write its events instead of hanging on the lock.
+    """
+    import sqlalchemy as sa
+
+    from kitaru._store import _events
+
+    stalled, taking_over = Store(postgres_url), Store(postgres_url)
+    try:
+        execution = records.execution()
+        taking_over.create_execution(execution)
+        held = stalled.engine.connect()
+        held.begin()
+        # What a writer holds mid-batch; then it stops, leaving the transaction open.
+        held.execute(sa.select(sa.func.pg_advisory_xact_lock(_events._lock_key(execution.id))))
+
+        event = _events.EventRow(exec_id=execution.id, kind="k", payload="{}", ts=1.0)
+        taking_over.insert_events([event])  # waits for the server to end the stalled session
+
+        assert [e.kind for e in taking_over.events(execution.id)] == ["k"]
+        with pytest.raises(sa.exc.DBAPIError, match="idle-in-transaction timeout"):
+            held.execute(sa.select(1))  # the stalled session was ended
+        held.invalidate()
+    finally:
+        stalled.dispose()
+        taking_over.dispose()

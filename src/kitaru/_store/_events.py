@@ -26,12 +26,15 @@ import sqlalchemy as sa
 
 from kitaru._store import schema as t
 from kitaru._store._logs import storable_text
+from kitaru.errors import KitaruBackendError
 
 Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
 Read = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
 
 #: Attempts at a batch whose positions another writer took meanwhile.
 _CONFLICT_RETRIES = 20
+#: One slice of waiting for another writer's lock on PostgreSQL (20 slices in all).
+_LOCK_WAIT_MS = 1_000
 
 _WIDTHS: dict[str, int] = {
     c.name: c.type.length
@@ -101,6 +104,10 @@ def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = 
             try:
                 with write() as conn:
                     if postgres:
+                        # Bounded: a writer stopped inside its transaction (SIGSTOP)
+                        # holds the lock until the server ends its session (see
+                        # engine._STUCK_TRANSACTION_MS); wait in slices meanwhile.
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
                         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
                     base = conn.execute(last).scalar() or 0
                     rows = [_row(event, base + i) for i, event in enumerate(batch, 1)]
@@ -112,6 +119,15 @@ def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = 
                 if attempt == _CONFLICT_RETRIES - 1:
                     raise
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # break lockstep
+            except KitaruBackendError as exc:
+                if not _lock_timed_out(exc) or attempt == _CONFLICT_RETRIES - 1:
+                    raise
+
+
+def _lock_timed_out(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    orig = getattr(cause, "orig", None)
+    return getattr(orig, "sqlstate", None) == "55P03"  # lock_not_available
 
 
 def _lock_key(exec_id: str) -> int:

@@ -218,7 +218,23 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         ) from exc
     # No pre-ping: it would add a round trip to every checkpoint. Connections are
     # recycled hourly; a dropped connection fails one operation, not the next.
-    return sa.create_engine(url, pool_size=8, max_overflow=64, pool_recycle=3600)
+    engine = sa.create_engine(url, pool_size=8, max_overflow=64, pool_recycle=3600)
+
+    @sa.event.listens_for(engine, "connect")
+    def _bound_stuck_transactions(dbapi_connection: Any, _record: Any) -> None:
+        # Kitaru's transactions are a few statements long. One left open by a process
+        # that stopped mid-way (SIGSTOP, a VM freeze) would hold its locks for as long
+        # as it is stopped, and block the runner that took its execution over; the
+        # server ends such a session instead. Once per pooled connection, not per query.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {_STUCK_TRANSACTION_MS}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+#: How long a PostgreSQL transaction of ours may sit idle before the server ends it.
+_STUCK_TRANSACTION_MS = 10_000
 
 
 def current_revision(engine: sa.Engine) -> str | None:
