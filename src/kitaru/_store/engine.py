@@ -213,8 +213,9 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         import psycopg  # noqa: F401
     except ImportError as exc:
         raise KitaruBackendError(
-            "The store URL points at PostgreSQL but the driver is not installed: "
-            "pip install 'kitaru[postgres]'."
+            "The store URL points at PostgreSQL but its driver (psycopg 3) is not installed: "
+            "install Kitaru with its postgres extra from its repository or wheel "
+            "(pip install '/path/to/kitaru[postgres]'), or pip install 'psycopg[binary]'."
         ) from exc
     # No pre-ping: it would add a round trip to every checkpoint. Connections are
     # recycled hourly; a dropped connection fails one operation, not the next.
