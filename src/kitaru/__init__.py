@@ -50,6 +50,25 @@ from kitaru.logging import log
 from kitaru.wait import wait
 
 if TYPE_CHECKING:
+    from kitaru.analysis import (
+        CheckpointDiff,
+        CohortDiff,
+        CohortQuery,
+        CohortResult,
+        ExecutionDiff,
+        ExecutionStatistics,
+        ExecutionStatisticsDimension,
+        ExecutionStatisticsGroup,
+        ExecutionStatisticsGrouping,
+        ExecutionStatisticsMetric,
+        ExecutionStatisticsMetricAggregation,
+        ExecutionStatisticsMetricSource,
+        ExecutionStatisticsTimeGranularity,
+        cohort,
+        diff,
+        diff_cohort,
+        diff_matrix,
+    )
     from kitaru.replay import ReplayRuntimeContext, ReplaySubmission, get_replay_runtime_context
 
 #: Names loaded on first use (kept out of ``import kitaru``'s cost).
@@ -57,6 +76,23 @@ _LAZY = {
     "ReplayRuntimeContext": "kitaru.replay",
     "ReplaySubmission": "kitaru.replay",
     "get_replay_runtime_context": "kitaru.replay",
+    "CheckpointDiff": "kitaru.analysis",
+    "CohortDiff": "kitaru.analysis",
+    "CohortQuery": "kitaru.analysis",
+    "CohortResult": "kitaru.analysis",
+    "ExecutionDiff": "kitaru.analysis",
+    "ExecutionStatistics": "kitaru.analysis",
+    "ExecutionStatisticsDimension": "kitaru.analysis",
+    "ExecutionStatisticsGroup": "kitaru.analysis",
+    "ExecutionStatisticsGrouping": "kitaru.analysis",
+    "ExecutionStatisticsMetric": "kitaru.analysis",
+    "ExecutionStatisticsMetricAggregation": "kitaru.analysis",
+    "ExecutionStatisticsMetricSource": "kitaru.analysis",
+    "ExecutionStatisticsTimeGranularity": "kitaru.analysis",
+    "cohort": "kitaru.analysis",
+    "diff": "kitaru.analysis",
+    "diff_cohort": "kitaru.analysis",
+    "diff_matrix": "kitaru.analysis",
 }
 
 
@@ -72,7 +108,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CheckpointDiff",
+    "CohortDiff",
+    "CohortQuery",
+    "CohortResult",
+    "ExecutionDiff",
     "ExecutionEvent",
+    "ExecutionStatistics",
+    "ExecutionStatisticsDimension",
+    "ExecutionStatisticsGroup",
+    "ExecutionStatisticsGrouping",
+    "ExecutionStatisticsMetric",
+    "ExecutionStatisticsMetricAggregation",
+    "ExecutionStatisticsMetricSource",
+    "ExecutionStatisticsTimeGranularity",
     "ExecutionStatus",
     "FailureOrigin",
     "FlowHandle",
@@ -101,11 +150,15 @@ __all__ = [
     "StackInfo",
     "__version__",
     "checkpoint",
+    "cohort",
     "configure",
     "create_stack",
     "current_execution_id",
     "current_stack",
     "delete_stack",
+    "diff",
+    "diff_cohort",
+    "diff_matrix",
     "events",
     "flow",
     "get_replay_runtime_context",

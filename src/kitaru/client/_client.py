@@ -27,6 +27,7 @@ from kitaru.errors import (
 )
 
 if TYPE_CHECKING:
+    from kitaru.analysis import CohortQuery, ExecutionStatistics
     from kitaru.replay import ReplaySubmission
 
 _POLL_MAX = 0.5
@@ -246,6 +247,68 @@ class ExecutionsAPI:
             from_=from_,
             overrides=overrides,
             flow_inputs=flow_inputs,
+        )
+
+    def statistics(
+        self,
+        *,
+        group_by: Sequence[Any] = (),
+        metrics: Sequence[Any] = (),
+        flow: str | None = None,
+        status: Any = None,
+        stack: str | None = None,
+        tags: Sequence[str] | None = None,
+        max_groups: int = 1000,
+    ) -> ExecutionStatistics:
+        """Executions grouped by ``group_by`` with aggregated ``metrics`` (see kitaru.analysis).
+
+        ``group_by``: ``status|flow|stack|tag|time:<hour|day|week|month>|metadata:<key>``;
+        ``metrics``: ``<name>:<duration|step_count|cached_step_count|output_artifact_count>:<agg>``
+        or ``<name>:metadata:<key>:<agg>`` (agg ``avg|sum|min|max``). ``tags``: executions
+        carrying all of them. Groups come largest first, at most ``max_groups`` (1..10000).
+        """
+        from kitaru.analysis._statistics import compute_statistics
+
+        return compute_statistics(
+            self._backend.store,
+            group_by=group_by,
+            metrics=metrics,
+            flow=flow,
+            status=_statuses(status),
+            stack=stack,
+            tags=tags,
+            max_groups=max_groups,
+        )
+
+    def cohort(
+        self,
+        *,
+        flow: str,
+        at: str,
+        deployment: str | None = None,
+        deployment_version: str | None = None,
+        order_by: str = "-started_at",
+        limit: int = 50,
+        originals_only: bool = True,
+        status: str | Sequence[str] | None = "completed",
+        since: Any = None,
+        until: Any = None,
+    ) -> CohortQuery:
+        """Executions of ``flow`` replayable from ``at``; ``.resolve()`` reads them."""
+        from kitaru.analysis import cohort
+
+        return cohort(
+            flow=flow,
+            at=at,
+            deployment=deployment,
+            deployment_version=deployment_version,
+            order_by=order_by,
+            limit=limit,
+            originals_only=originals_only,
+            status=status,
+            since=since,
+            until=until,
+            client=self._client,
         )
 
     def input(

@@ -1,0 +1,45 @@
+"""Analysis of stored executions (Kitaru 0.21): diffs of replays, cohorts, statistics.
+
+Loaded on first use (``kitaru.diff``, ``kitaru.cohort``, ``client.executions.statistics``),
+so that ``import kitaru`` stays cheap.
+"""
+
+from kitaru.analysis._cohort import CohortQuery, CohortResult, cohort
+from kitaru.analysis._diff import (
+    CheckpointDiff,
+    CohortDiff,
+    ExecutionDiff,
+    diff,
+    diff_cohort,
+    diff_matrix,
+)
+from kitaru.analysis._statistics import (
+    ExecutionStatistics,
+    ExecutionStatisticsDimension,
+    ExecutionStatisticsGroup,
+    ExecutionStatisticsGrouping,
+    ExecutionStatisticsMetric,
+    ExecutionStatisticsMetricAggregation,
+    ExecutionStatisticsMetricSource,
+    ExecutionStatisticsTimeGranularity,
+)
+
+__all__ = [
+    "CheckpointDiff",
+    "CohortDiff",
+    "CohortQuery",
+    "CohortResult",
+    "ExecutionDiff",
+    "ExecutionStatistics",
+    "ExecutionStatisticsDimension",
+    "ExecutionStatisticsGroup",
+    "ExecutionStatisticsGrouping",
+    "ExecutionStatisticsMetric",
+    "ExecutionStatisticsMetricAggregation",
+    "ExecutionStatisticsMetricSource",
+    "ExecutionStatisticsTimeGranularity",
+    "cohort",
+    "diff",
+    "diff_cohort",
+    "diff_matrix",
+]
