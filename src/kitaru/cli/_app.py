@@ -169,6 +169,7 @@ def _root(
 def _register() -> None:
     import kitaru.cli._logs
     import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
+    from kitaru.cli._analysis import register as register_analysis
     from kitaru.cli._artifacts import app as artifacts_app
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._init import register as register_init
@@ -182,6 +183,7 @@ def _register() -> None:
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(stacks_app, name="stack")
     register_worker(app)
+    register_analysis(executions_app)
 
 
 _register()
