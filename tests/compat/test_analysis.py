@@ -433,3 +433,12 @@ def test_names_are_exported_lazily() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_undecodable_names_match_nothing(any_store: str) -> None:
+    _run(1)
+    client = KitaruClient()
+    assert client.executions.statistics(flow="pipe\udcffline").groups == []
+    assert client.executions.statistics(stack="loc\udcffal").groups == []
+    assert kitaru.cohort(flow="pipe\udcffline", at="fetch").resolve().exec_ids == []
+    assert kitaru.cohort(flow="pipeline", at="fe\udcfftch").resolve().exec_ids == []

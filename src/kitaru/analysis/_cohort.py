@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 import sqlalchemy as sa
 
 from kitaru._store import schema as t
+from kitaru._text import storable_text
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
 if TYPE_CHECKING:
@@ -171,26 +172,26 @@ class CohortQuery:
             .order_by(ex.created_at.desc(), ex.id.desc())
             .limit(max_scan + 1)  # one more tells whether the scan was cut short
         )
-        with store.read() as conn:
-            rows = conn.execute(scan).all()
-            partial = len(rows) > max_scan
-            rows = rows[:max_scan]
+        rows: list[Any] = []
+        with_at: set[str] = set()
+        partial = False
+        # Undecodable text (from argv) names no stored flow or call: nothing to read.
+        if storable_text(self.flow) and storable_text(self.at):
             c = t.checkpoint_calls.c
-            with_at = (
-                {
-                    row[0]
-                    for row in conn.execute(
+            with store.read() as conn:
+                rows = list(conn.execute(scan).all())
+                partial = len(rows) > max_scan
+                rows = rows[:max_scan]
+                if rows:
+                    at_calls = (
                         sa.select(c.exec_id)
                         .where(
                             c.exec_id.in_([row.id for row in rows]),
                             sa.or_(c.call_id == self.at, c.name == self.at),
                         )
                         .distinct()
-                    ).all()
-                }
-                if rows
-                else set()
-            )
+                    )
+                    with_at = {row[0] for row in conn.execute(at_calls).all()}
         statuses = self._statuses()
         since, until = _timestamp("since", self.since), _timestamp("until", self.until)
         matched = []

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from kitaru._store import schema as t
+from kitaru._text import storable_text
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
@@ -350,6 +351,9 @@ def compute_statistics(
     if isinstance(tags, str):
         tags = [tags]
     wanted_tags = [str(tag) for tag in tags or ()]
+    if not all(storable_text(v) for v in (flow, stack)):
+        # Undecodable text (from argv) names no stored flow or stack: nothing matches.
+        return ExecutionStatistics(groups=[], truncated=False, group_count=0)
 
     ex = t.executions.c
     where: list[Any] = []
