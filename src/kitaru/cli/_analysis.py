@@ -229,8 +229,13 @@ def cohort(
     at: Annotated[
         str, typer.Option("--at", help="Only executions with this checkpoint (name or call id).")
     ],
-    deployment: Annotated[str | None, typer.Option("--deployment")] = None,
-    deployment_version: Annotated[str | None, typer.Option("--deployment-version")] = None,
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", help="Kitaru 0.21 option; not supported yet.")
+    ] = None,
+    deployment_version: Annotated[
+        str | None,
+        typer.Option("--deployment-version", help="Kitaru 0.21 option; not supported yet."),
+    ] = None,
     order_by: Annotated[
         str,
         typer.Option(
