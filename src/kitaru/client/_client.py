@@ -12,7 +12,6 @@ from kitaru._runtime import control
 from kitaru._runtime.driver import get_live, runner_failure
 from kitaru._runtime.execution import SAVE_CALL_TYPE
 from kitaru._store import ArtifactRecord, CallRecord, ExecutionRecord, ExecutionStatus
-from kitaru._store._lookup import saved_artifacts_of
 from kitaru._text import storable_text
 from kitaru.client._events import ExecutionEvent, iterate_events
 from kitaru.client._ids import resolve_id
@@ -76,6 +75,13 @@ def _statuses(status: Any) -> list[str] | None:
     return out
 
 
+def _saved_artifacts_of(store: Any, ids: Sequence[str]) -> dict[str, Any]:
+    # Imported here: it needs SQLAlchemy, which `import kitaru` does not load.
+    from kitaru._store._lookup import saved_artifacts_of
+
+    return saved_artifacts_of(store, ids)
+
+
 class ExecutionsAPI:
     def __init__(self, client: KitaruClient) -> None:
         self._client = client
@@ -105,7 +111,7 @@ class ExecutionsAPI:
             store.attempts(record.id),
             self._client,
             store.waits(record.id) if record.status is ExecutionStatus.WAITING else None,
-            saved_artifacts_of(store, [record.id]).get(record.id, []),
+            _saved_artifacts_of(store, [record.id]).get(record.id, []),
         )
 
     def list(
@@ -136,7 +142,7 @@ class ExecutionsAPI:
         attempts = store.attempts_of(ids) if ids else {}
         waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
         waits = store.waits_of(waiting) if waiting else {}
-        saved = saved_artifacts_of(store, ids)
+        saved = _saved_artifacts_of(store, ids)
         return [
             Execution.from_records(
                 record,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kitaru._store._lookup import IdTable, ids_with_prefix
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
+    from kitaru._store._lookup import IdTable
     from kitaru._store.store import Store
 
 #: Shorter text is only ever an exact id.
@@ -34,6 +34,8 @@ def resolve_id(store: Store, table: IdTable, ref: str) -> str:
     """
     if len(ref) < MIN_PREFIX or len(ref) >= FULL_ID_LENGTH or not _storable(ref):
         return ref
+    from kitaru._store._lookup import ids_with_prefix  # SQLAlchemy: not at `import kitaru`
+
     found = ids_with_prefix(store, table, ref, limit=_SHOWN + 1)
     if ref in found or not found:
         return ref
