@@ -77,8 +77,8 @@ class ReplayResultRow:
 
 
 @dataclass(frozen=True)
-class ReplayFailureRow:
-    """A source execution whose replay could not be submitted (``on_error="collect"``)."""
+class _UnsubmittedRow:
+    """A source execution that got no replay, and why."""
 
     original_exec_ref: str
     original_exec_id: str | None
@@ -93,19 +93,13 @@ class ReplayFailureRow:
 
 
 @dataclass(frozen=True)
-class ReplaySkippedRow:
+class ReplayFailureRow(_UnsubmittedRow):
+    """A source execution whose replay could not be submitted (``on_error="collect"``)."""
+
+
+@dataclass(frozen=True)
+class ReplaySkippedRow(_UnsubmittedRow):
     """A source execution with no checkpoint call matching ``at`` (``on_error="collect"``)."""
-
-    original_exec_ref: str
-    original_exec_id: str | None
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "original_exec_ref": self.original_exec_ref,
-            "original_exec_id": self.original_exec_id,
-            "reason": self.reason,
-        }
 
 
 @dataclass(frozen=True)
