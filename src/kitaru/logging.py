@@ -33,7 +33,7 @@ def log(**fields: Any) -> None:
             ) from None
     frame = current_checkpoint.get()
     if frame is not None:
-        from kitaru._store.store import merge_metadata
+        from kitaru._store._rows import merge_metadata
 
         merged = merge_metadata(frame.metadata, fields)
         frame.metadata.clear()

@@ -63,7 +63,7 @@ def ids_with_prefix(store: Store, table: IdTable, prefix: str, *, limit: int) ->
 
 def saved_artifacts_of(store: Store, exec_ids: Sequence[str]) -> dict[str, list[ArtifactRecord]]:
     """The ``kitaru.save`` artifacts of several executions in one query, oldest first."""
-    from kitaru._store.store import _artifact_from_row
+    from kitaru._store._rows import _artifact_from_row
 
     if not exec_ids:
         return {}

@@ -14,14 +14,30 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
+from kitaru._store._rows import (
+    _ATTEMPT_COLUMNS,
+    _CALL_COLUMNS,
+    _RUNNING,
+    _artifact_from_row,
+    _artifact_row,
+    _attempt_row,
+    _by_exec,
+    _call_from_joined_row,
+    _call_row,
+    _changed,
+    _execution_from_row,
+    _execution_row,
+    merge_metadata,
+)
+from kitaru._store._statements import _CACHE_LOOKUP, _pg_record_call, _SQLiteStatements
+from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
     ArtifactRecord,
@@ -32,20 +48,13 @@ from kitaru._store.records import (
     ExecutionStatus,
     LogRecord,
     StaleOwnerError,
-    WaitRecord,
     WaitStatus,
 )
 from kitaru._text import storable_text
 from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_found
 
-_EXEC_COLUMNS = [c.name for c in t.executions.columns]
-_CALL_COLUMNS = [c.name for c in t.checkpoint_calls.columns]
-_ART_COLUMNS = [c.name for c in t.artifacts.columns]
-_CALL_KEY = ("exec_id", "call_id")
-_ATTEMPT_COLUMNS = [c.name for c in t.checkpoint_attempts.columns if c.name != "id"]
 
-
-class Store:
+class Store(WaitsMixin):
     """Executions, checkpoint calls, attempts and the artifact index."""
 
     def __init__(self, url: str) -> None:
@@ -719,150 +728,6 @@ class Store:
     def events(self, exec_id: str, **filters: Any) -> list[_events.EventRecord]:
         return _events.read_events(self.read, exec_id, **filters)
 
-    # -- waits ----------------------------------------------------------------------
-
-    def waits(self, exec_id: str) -> list[WaitRecord]:
-        return self.waits_of([exec_id]).get(exec_id, [])
-
-    def waits_of(self, exec_ids: Sequence[str]) -> dict[str, list[WaitRecord]]:
-        w = t.waits
-        with self.read() as conn:
-            rows = conn.execute(
-                sa.select(w).where(w.c.exec_id.in_(list(exec_ids))).order_by(w.c.created_at)
-            ).all()
-        return _by_exec([_wait_from_row(row._mapping) for row in rows])
-
-    def pending_waits(self, exec_id: str | None = None) -> list[WaitRecord]:
-        """Pending waits of one execution, or of every waiting execution."""
-        w, ex = t.waits, t.executions
-        query = (
-            sa.select(w)
-            .select_from(w.join(ex, w.c.exec_id == ex.c.id))
-            .where(
-                w.c.status == WaitStatus.PENDING.value,
-                ex.c.status == ExecutionStatus.WAITING.value,
-            )
-            .order_by(w.c.created_at)
-        )
-        if exec_id is not None:
-            query = query.where(w.c.exec_id == exec_id)
-        with self.read() as conn:
-            rows = conn.execute(query).all()
-        return [_wait_from_row(row._mapping) for row in rows]
-
-    def open_wait(self, wait: WaitRecord, *, fence: int) -> WaitRecord:
-        """Record a pending wait (once) and mark the execution waiting, under the fence.
-
-        Returns the stored wait, which may already be answered (input arrived
-        between a previous run and this one).
-        """
-        w, ex = t.waits, t.executions
-        insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(w)
-        with self.write() as conn:
-            row = conn.execute(self._owner_query, {"exec_id": wait.exec_id}).first()
-            if row is None or row[0] != fence or row[1] not in _ACTIVE_VALUES:
-                raise self._stale(wait.exec_id, fence)
-            conn.execute(
-                insert.on_conflict_do_nothing(index_elements=["exec_id", "wait_id"]),
-                _wait_row(wait),
-            )
-            stored = conn.execute(
-                sa.select(w).where(w.c.exec_id == wait.exec_id, w.c.wait_id == wait.wait_id)
-            ).first()
-            assert stored is not None
-            record = _wait_from_row(stored._mapping)
-            if record.status is WaitStatus.PENDING:
-                # A body waits at one place at a time: a pending wait this run did not
-                # reach (another branch) can no longer be answered usefully.
-                conn.execute(
-                    w.update()
-                    .where(
-                        w.c.exec_id == wait.exec_id,
-                        w.c.wait_id != wait.wait_id,
-                        w.c.status == WaitStatus.PENDING.value,
-                    )
-                    .values(status=WaitStatus.SUPERSEDED.value)
-                )
-                conn.execute(
-                    ex.update()
-                    .where(ex.c.id == wait.exec_id)
-                    .values(status=ExecutionStatus.WAITING.value)
-                )
-        return record
-
-    def get_wait(self, exec_id: str, wait_id: str) -> WaitRecord | None:
-        w = t.waits
-        with self.read() as conn:
-            row = conn.execute(
-                sa.select(w).where(w.c.exec_id == exec_id, w.c.wait_id == wait_id)
-            ).first()
-        return None if row is None else _wait_from_row(row._mapping)
-
-    def answer_wait(
-        self, exec_id: str, wait_id: str, *, status: WaitStatus, value: Any = None
-    ) -> bool:
-        """Resolve a pending wait; False if it was not pending any more."""
-        w = t.waits
-        with self.write() as conn:
-            changed = _changed(
-                conn,
-                w.update()
-                .where(
-                    w.c.exec_id == exec_id,
-                    w.c.wait_id == wait_id,
-                    w.c.status == WaitStatus.PENDING.value,
-                )
-                .values(status=status.value, value=value, answered_at=time.time()),
-            )
-        return changed
-
-    def continue_after_wait(self, exec_id: str, *, fence: int) -> bool:
-        """The runner got its answer: waiting -> running, under the fence."""
-        ex = t.executions.c
-        with self.write() as conn:
-            changed = _changed(
-                conn,
-                t.executions.update()
-                .where(
-                    ex.id == exec_id,
-                    ex.fence == fence,
-                    ex.status == ExecutionStatus.WAITING.value,
-                )
-                .values(status=ExecutionStatus.RUNNING.value),
-            )
-        return changed
-
-    def release_waiting(self, exec_id: str, wait_id: str, *, fence: int) -> bool:
-        """Let go of a waiting execution (no lease held) unless its wait was answered.
-
-        Conditional in one statement, so that input arriving at the same moment
-        is never lost: either the runner sees the answer, or the input giver sees
-        a released execution and resumes it.
-        """
-        ex, w = t.executions.c, t.waits.c
-        answered = (
-            sa.select(sa.literal(1))
-            .where(
-                w.exec_id == exec_id,
-                w.wait_id == wait_id,
-                w.status != WaitStatus.PENDING.value,
-            )
-            .exists()
-        )
-        with self.write() as conn:
-            changed = _changed(
-                conn,
-                t.executions.update()
-                .where(
-                    ex.id == exec_id,
-                    ex.fence == fence,
-                    ex.status == ExecutionStatus.WAITING.value,
-                    ~answered,
-                )
-                .values(lease_owner=None, lease_expires_at=None),
-            )
-        return changed
-
     # -- artifacts ------------------------------------------------------------------
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
@@ -898,217 +763,6 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(query).all()
         return [_artifact_from_row(row._mapping) for row in rows]
-
-
-def _changed(conn: sa.Connection, update: sa.Update) -> bool:
-    """Run a conditional update; True only if a row positively came back.
-
-    Every store confirms its guarded writes with RETURNING rather than a rowcount,
-    which some statement shapes report as -1 ("unknown") on some drivers.
-    """
-    table = update.table
-    assert isinstance(table, sa.Table)
-    key = next(iter(table.primary_key.columns))
-    return conn.execute(update.returning(key)).first() is not None
-
-
-_RUNNING = ExecutionStatus.RUNNING.value
-_ACTIVE_VALUES = (ExecutionStatus.RUNNING.value, ExecutionStatus.WAITING.value)
-
-_CACHE_LOOKUP = (
-    sa.select(
-        t.checkpoint_calls,
-        *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
-    )
-    .select_from(
-        t.checkpoint_calls.join(t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id)
-    )
-    .where(
-        t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
-        t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
-        t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
-    )
-    .order_by(t.checkpoint_calls.c.ended_at.desc())
-    .limit(1)
-)
-
-
-class _DriverStatement:
-    """A Core statement compiled once for SQLite, executed with a plain tuple."""
-
-    def __init__(self, statement: sa.Insert | sa.Select[Any], dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.names: list[str] = list(compiled.positiontup or ())
-        # Literal values the statement itself binds (a status, LIMIT 1, ...).
-        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        table = getattr(statement, "table", None)
-        json_columns = {
-            col.name for col in getattr(table, "columns", ()) if isinstance(col.type, sa.JSON)
-        }
-        self._json = [name in json_columns for name in self.names]
-
-    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        if self._defaults:
-            row = {**self._defaults, **row}
-        return tuple(
-            (None if row[name] is None else json.dumps(row[name])) if is_json else row[name]
-            for name, is_json in zip(self.names, self._json, strict=True)
-        )
-
-
-class _SQLiteStatements:
-    def __init__(self, store: Store) -> None:
-        dialect = store.engine.dialect
-        self.artifact = _DriverStatement(store._insert_artifact, dialect)
-        self.call = _DriverStatement(store._upsert_call, dialect)
-        # Without the autoincrement id, which SQLite assigns.
-        self.attempt = _DriverStatement(
-            t.checkpoint_attempts.insert().values(
-                {name: sa.bindparam(name) for name in _ATTEMPT_COLUMNS}
-            ),
-            dialect,
-        )
-        self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
-        self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
-
-
-def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:
-    """One statement that writes a call, and optionally its artifact and attempt.
-
-    When ``fenced``, every insert selects its values only if the execution is
-    still running under the given fence, so a stale runner's write is a no-op
-    (no row returned) instead of clobbering the new owner's records.
-    """
-    ex = t.executions.c
-    guard = (
-        sa.exists().where(
-            ex.id == sa.bindparam("g_exec_id"),
-            ex.fence == sa.bindparam("g_fence", type_=sa.Integer),
-            ex.status == ExecutionStatus.RUNNING.value,
-        )
-        if fenced
-        else sa.true()
-    )
-
-    def insert_from(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> Any:
-        values = _bound_values(table, prefix, skip)
-        return postgresql.insert(table).from_select(
-            list(values), sa.select(*values.values()).where(guard)
-        )
-
-    call = insert_from(t.checkpoint_calls, "c_")
-    statement: sa.Insert = call.on_conflict_do_update(
-        index_elements=["exec_id", "call_id"],
-        set_={
-            name: call.excluded[name]
-            for name in _CALL_COLUMNS
-            if name not in ("exec_id", "call_id")
-        },
-    )
-    if with_artifact:
-        artifact = insert_from(t.artifacts, "a_").on_conflict_do_nothing(index_elements=["id"])
-        statement = statement.add_cte(artifact.cte("kitaru_new_artifact"))
-    if with_attempt:
-        attempt = insert_from(t.checkpoint_attempts, "t_", skip=("id",))
-        statement = statement.add_cte(attempt.cte("kitaru_new_attempt"))
-    # The call row comes back only if the guard let the writes through.
-    return statement.returning(t.checkpoint_calls.c.call_id)
-
-
-def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        col.name: sa.bindparam(f"{prefix}{col.name}", type_=col.type)
-        for col in table.columns
-        if col.name not in skip
-    }
-
-
-_R = TypeVar("_R", CallRecord, AttemptRecord, WaitRecord)
-
-
-def _by_exec(records: list[_R]) -> dict[str, list[_R]]:
-    """Records grouped by execution id, each group in the order given."""
-    grouped: dict[str, list[_R]] = {}
-    for record in records:
-        grouped.setdefault(record.exec_id, []).append(record)
-    return grouped
-
-
-# -- row <-> record ----------------------------------------------------------------
-
-
-def _execution_row(record: ExecutionRecord) -> dict[str, Any]:
-    row = asdict(record)
-    row["status"] = record.status.value
-    return row
-
-
-def _execution_from_row(row: Mapping[Any, Any]) -> ExecutionRecord:
-    values = {name: row[name] for name in _EXEC_COLUMNS}
-    values["status"] = ExecutionStatus(values["status"])
-    return ExecutionRecord(**values)
-
-
-def _call_row(record: CallRecord) -> dict[str, Any]:
-    return {
-        "exec_id": record.exec_id,
-        "call_id": record.call_id,
-        "seq": record.seq,
-        "name": record.name,
-        "type": record.type,
-        "runtime": record.runtime,
-        "status": record.status.value,
-        "artifact_id": record.artifact_id,
-        "cache_key": record.cache_key,
-        "source_exec_id": record.source_exec_id,
-        "attempts": record.attempts,
-        "metadata": record.metadata,
-        "error": record.error,
-        "started_at": record.started_at,
-        "ended_at": record.ended_at,
-        "concurrent": record.concurrent,
-    }
-
-
-def _call_from_joined_row(row: Mapping[Any, Any]) -> CallRecord:
-    values = {name: row[name] for name in _CALL_COLUMNS}
-    values["status"] = CallStatus(values["status"])
-    values["concurrent"] = bool(values["concurrent"])
-    artifact = None
-    if row.get("artifact__id") is not None:
-        artifact = _artifact_from_row({name: row[f"artifact__{name}"] for name in _ART_COLUMNS})
-    return CallRecord(**values, artifact=artifact)
-
-
-def _artifact_row(record: ArtifactRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "exec_id": record.exec_id,
-        "call_id": record.call_id,
-        "name": record.name,
-        "kind": record.kind,
-        "type": record.type,
-        "serializer": record.serializer,
-        "type_path": record.type_path,
-        "size": record.size,
-        "sha256": record.sha256,
-        "inline_data": record.inline_data,
-        "uri": record.uri,
-        "tags": record.tags,
-        "created_at": record.created_at,
-    }
-
-
-def _artifact_from_row(row: Mapping[Any, Any]) -> ArtifactRecord:
-    values = {name: row[name] for name in _ART_COLUMNS}
-    if values["inline_data"] is not None:
-        values["inline_data"] = bytes(values["inline_data"])
-    return ArtifactRecord(**values)
-
-
-def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _ATTEMPT_COLUMNS}
 
 
 def _store_error(url: sa.URL, exc: sa.exc.DBAPIError, action: str) -> KitaruBackendError | None:
@@ -1147,40 +801,3 @@ def forget_stores() -> None:
         for store in _stores.values():
             store.dispose()
         _stores.clear()
-
-
-def _wait_row(record: WaitRecord) -> dict[str, Any]:
-    return {
-        "exec_id": record.exec_id,
-        "wait_id": record.wait_id,
-        "name": record.name,
-        "question": record.question,
-        "json_schema": record.json_schema,
-        "schema_pickle": record.schema_pickle,
-        "metadata": record.metadata,
-        "timeout": record.timeout,
-        "status": record.status.value,
-        "value": record.value,
-        "created_at": record.created_at,
-        "answered_at": record.answered_at,
-    }
-
-
-def _wait_from_row(row: Mapping[Any, Any]) -> WaitRecord:
-    values = {col.name: row[col.name] for col in t.waits.columns}
-    values["status"] = WaitStatus(values["status"])
-    if values["schema_pickle"] is not None:
-        values["schema_pickle"] = bytes(values["schema_pickle"])
-    return WaitRecord(**values)
-
-
-def merge_metadata(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """``kitaru.log`` semantics: dict values merge key by key, others are replaced."""
-    merged = dict(current)
-    for key, value in new.items():
-        old = merged.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
-            merged[key] = {**old, **value}
-        else:
-            merged[key] = value
-    return merged

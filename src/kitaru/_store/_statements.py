@@ -1,0 +1,126 @@
+"""Statements built once: the SQLite hot path's compiled SQL and PostgreSQL's one-statement
+checkpoint write (see ``Store.record_call``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from kitaru._store import schema as t
+from kitaru._store._rows import _ATTEMPT_COLUMNS, _CALL_COLUMNS
+from kitaru._store.records import CallStatus, ExecutionStatus
+
+if TYPE_CHECKING:
+    from kitaru._store.store import Store
+
+_CACHE_LOOKUP = (
+    sa.select(
+        t.checkpoint_calls,
+        *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
+    )
+    .select_from(
+        t.checkpoint_calls.join(t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id)
+    )
+    .where(
+        t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
+        t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
+        t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
+    )
+    .order_by(t.checkpoint_calls.c.ended_at.desc())
+    .limit(1)
+)
+
+
+class _DriverStatement:
+    """A Core statement compiled once for SQLite, executed with a plain tuple."""
+
+    def __init__(self, statement: sa.Insert | sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names: list[str] = list(compiled.positiontup or ())
+        # Literal values the statement itself binds (a status, LIMIT 1, ...).
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        table = getattr(statement, "table", None)
+        json_columns = {
+            col.name for col in getattr(table, "columns", ()) if isinstance(col.type, sa.JSON)
+        }
+        self._json = [name in json_columns for name in self.names]
+
+    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self._defaults:
+            row = {**self._defaults, **row}
+        return tuple(
+            (None if row[name] is None else json.dumps(row[name])) if is_json else row[name]
+            for name, is_json in zip(self.names, self._json, strict=True)
+        )
+
+
+class _SQLiteStatements:
+    def __init__(self, store: Store) -> None:
+        dialect = store.engine.dialect
+        self.artifact = _DriverStatement(store._insert_artifact, dialect)
+        self.call = _DriverStatement(store._upsert_call, dialect)
+        # Without the autoincrement id, which SQLite assigns.
+        self.attempt = _DriverStatement(
+            t.checkpoint_attempts.insert().values(
+                {name: sa.bindparam(name) for name in _ATTEMPT_COLUMNS}
+            ),
+            dialect,
+        )
+        self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
+        self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
+
+
+def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:
+    """One statement that writes a call, and optionally its artifact and attempt.
+
+    When ``fenced``, every insert selects its values only if the execution is
+    still running under the given fence, so a stale runner's write is a no-op
+    (no row returned) instead of clobbering the new owner's records.
+    """
+    ex = t.executions.c
+    guard = (
+        sa.exists().where(
+            ex.id == sa.bindparam("g_exec_id"),
+            ex.fence == sa.bindparam("g_fence", type_=sa.Integer),
+            ex.status == ExecutionStatus.RUNNING.value,
+        )
+        if fenced
+        else sa.true()
+    )
+
+    def insert_from(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> Any:
+        values = _bound_values(table, prefix, skip)
+        return postgresql.insert(table).from_select(
+            list(values), sa.select(*values.values()).where(guard)
+        )
+
+    call = insert_from(t.checkpoint_calls, "c_")
+    statement: sa.Insert = call.on_conflict_do_update(
+        index_elements=["exec_id", "call_id"],
+        set_={
+            name: call.excluded[name]
+            for name in _CALL_COLUMNS
+            if name not in ("exec_id", "call_id")
+        },
+    )
+    if with_artifact:
+        artifact = insert_from(t.artifacts, "a_").on_conflict_do_nothing(index_elements=["id"])
+        statement = statement.add_cte(artifact.cte("kitaru_new_artifact"))
+    if with_attempt:
+        attempt = insert_from(t.checkpoint_attempts, "t_", skip=("id",))
+        statement = statement.add_cte(attempt.cte("kitaru_new_attempt"))
+    # The call row comes back only if the guard let the writes through.
+    return statement.returning(t.checkpoint_calls.c.call_id)
+
+
+def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        col.name: sa.bindparam(f"{prefix}{col.name}", type_=col.type)
+        for col in table.columns
+        if col.name not in skip
+    }
