@@ -90,7 +90,7 @@ LOAD = textwrap.dedent(
         "note": describe(note),
         "again": describe(again),
         "warnings": sorted({type(w.message).__name__ for w in caught}),
-        "main": sys.modules["__main__"].__file__ if hasattr(sys.modules["__main__"], "__file__") else None,
+        "main": getattr(sys.modules["__main__"], "__file__", None),
     }))
     """
 )
@@ -138,7 +138,7 @@ def _show(artifact_id: str, cwd: Path, *extra: str) -> subprocess.CompletedProce
 
 
 def test_script_classes_load_from_the_recorded_script(any_store: str, tmp_path: Path) -> None:
-    script, elsewhere, exec_id = _setup(tmp_path)
+    _script, elsewhere, exec_id = _setup(tmp_path)
     plan_id = _artifact_id(exec_id, "make_plan")
 
     shown = _show(plan_id, elsewhere, "-o", "json")
@@ -162,9 +162,7 @@ def test_script_classes_load_from_the_recorded_script(any_store: str, tmp_path: 
     assert result["main"] is None  # the caller's own __main__ was left alone
 
 
-def test_without_the_script_values_come_back_as_stored_json(
-    any_store: str, tmp_path: Path
-) -> None:
+def test_without_the_script_values_come_back_as_stored_json(any_store: str, tmp_path: Path) -> None:
     script, elsewhere, exec_id = _setup(tmp_path)
     script.unlink()
     plan_id = _artifact_id(exec_id, "make_plan")
