@@ -104,8 +104,13 @@ class Backend:
             created_at=time.time(),
         )
 
-    def load_value(self, artifact: ArtifactRecord) -> Any:
-        """The stored value; a missing or corrupted artifact raises KitaruBackendError."""
+    def load_value(self, artifact: ArtifactRecord, *, from_script: bool = False) -> Any:
+        """The stored value; a missing or corrupted artifact raises KitaruBackendError.
+
+        ``from_script`` (user-facing loads): a class defined in the flow's script is taken
+        from the script the execution recorded, else the value is returned as plain data
+        with a warning (see kitaru._runtime.script_classes).
+        """
         if artifact.inline_data is not None:
             data = artifact.inline_data
             if hashlib.sha256(data).hexdigest() != artifact.sha256:
@@ -119,15 +124,23 @@ class Backend:
             raise KitaruBackendError(
                 f"Artifact {artifact.id} ({artifact.name!r}) has neither inline data nor a URI."
             )
+        if from_script:
+            from kitaru._runtime.script_classes import from_flow_script
+
+            with from_flow_script(self, artifact.exec_id):
+                return self._decode(artifact, data)
+        return self._decode(artifact, data)
+
+    def _decode(self, artifact: ArtifactRecord, data: bytes) -> Any:
         if artifact.serializer == INPUTS:
             return unpack_inputs(data)
         return deserialize(Serialized(artifact.serializer, artifact.type_path, data))
 
-    def load_artifact(self, artifact_id: str) -> Any:
+    def load_artifact(self, artifact_id: str, *, from_script: bool = False) -> Any:
         record = self.store.get_artifact(artifact_id)
         if record is None:
             raise KitaruBackendError(f"Artifact {artifact_id} is not in the store {self.store!r}.")
-        return self.load_value(record)
+        return self.load_value(record, from_script=from_script)
 
 
 _backends: dict[tuple[str, str], Backend] = {}

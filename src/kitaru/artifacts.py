@@ -87,7 +87,7 @@ def load(exec_id: str, name: str) -> Any:
             + ". Load a checkpoint output by its call id (e.g. 'name:2')."
         )
     if saved:
-        return backend.load_value(saved[0])
+        return backend.load_value(saved[0], from_script=True)
     artifact = outputs[0].artifact
     assert artifact is not None
-    return backend.load_value(artifact)
+    return backend.load_value(artifact, from_script=True)

@@ -390,6 +390,14 @@ class KitaruBackendExecutionError(KitaruExecutionError, KitaruBackendError):
     """
 
 
+class KitaruWarning(UserWarning):
+    """Base of Kitaru's warnings (outside 0.21's error tree: nothing raises these)."""
+
+
+class KitaruPlainDataWarning(KitaruWarning):
+    """A stored value was returned as plain JSON data: its class cannot be loaded here."""
+
+
 __all__ = [
     "FailureOrigin",
     "KitaruAmbiguousFlowResultError",
@@ -402,6 +410,7 @@ __all__ = [
     "KitaruFeatureNotAvailableError",
     "KitaruLogRetrievalError",
     "KitaruNotFoundError",
+    "KitaruPlainDataWarning",
     "KitaruRuntimeError",
     "KitaruStackIntegrationDependencyError",
     "KitaruStackNotRemoteExecutableStateError",
@@ -412,6 +421,7 @@ __all__ = [
     "KitaruUserCodeError",
     "KitaruWaitAbortedError",
     "KitaruWaitValidationError",
+    "KitaruWarning",
     "StackNotRemoteExecutable",
     "build_recovery_command",
     "classify_failure_origin",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 from kitaru._backend import get_backend
 from kitaru._runtime import control
 from kitaru._runtime.loader import flow_reference
+from kitaru._runtime.signature import FlowSignature
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
 from kitaru.errors import KitaruUsageError
 from kitaru.handle import FlowHandle
@@ -56,7 +57,9 @@ class Flow(Generic[P, R]):
             "retries": validate_retries(retries, where=where),
         }
         self._max_concurrency = _validate_concurrency(max_concurrency, where)
-        self._signature = inspect.signature(func)
+        #: Binds and type-checks ``.run`` arguments; its validators are built on first use.
+        self.inputs = FlowSignature(func, f"flow {self.name!r}")
+        self._signature = self.inputs.signature
         functools.update_wrapper(self, func)
         self.source_file = _source_file(func)
         _registry.setdefault((func.__module__, func.__qualname__), []).append(self)
@@ -92,12 +95,7 @@ class Flow(Generic[P, R]):
             "retries": validate_retries(retries, where=where),
         }
         concurrency = _validate_concurrency(max_concurrency, where) or self._max_concurrency
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise KitaruUsageError(
-                f"Invalid arguments for flow {self.name!r}{self._signature}: {exc}."
-            ) from None
+        args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         backend = get_backend()
         exec_id = str(uuid.uuid4())

@@ -160,7 +160,7 @@ class FlowHandle:
         if record.status is ExecutionStatus.COMPLETED:
             if record.result_artifact_id is None:
                 return None
-            return self._backend.load_artifact(record.result_artifact_id)
+            return self._backend.load_artifact(record.result_artifact_id, from_script=True)
         raise execution_error(record)
 
 

@@ -21,10 +21,18 @@ import importlib
 import json
 import pickle
 import sys
+import warnings
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kitaru.errors import KitaruBackendError, KitaruError, KitaruUsageError
+from kitaru.errors import (
+    KitaruBackendError,
+    KitaruError,
+    KitaruPlainDataWarning,
+    KitaruUsageError,
+)
 
 JSON = "json"
 BYTES = "bytes"
@@ -121,8 +129,24 @@ def _importable_path(tp: type) -> str | None:
     return path
 
 
-def _resolve(s: Serialized) -> type:
-    """Import the class named by ``s.type_path``; failure is a backend error."""
+#: Modules that name a class defined in a script run as ``python script.py`` (the
+#: second one when the script was loaded by a worker, see kitaru._runtime.loader).
+SCRIPT_MODULES = ("__main__", "__mp_main__")
+
+#: Set around a user-facing load (kitaru.load, ArtifactRef.load): finds a script's class
+#: by qualified name (None: it cannot be found here). While set, a value whose script
+#: class cannot be found comes back as its plain JSON data, with a warning.
+script_classes: ContextVar[Callable[[str], type | None] | None] = ContextVar(
+    "kitaru_script_classes", default=None
+)
+
+
+def _resolve(s: Serialized) -> type | None:
+    """Import the class named by ``s.type_path``; failure is a backend error.
+
+    None only while :data:`script_classes` is set and the class, defined in a script,
+    cannot be found: the caller then returns the stored data as it is.
+    """
     type_path = s.type_path
     if not type_path or ":" not in type_path:
         raise KitaruBackendError(
@@ -130,16 +154,31 @@ def _resolve(s: Serialized) -> type:
             f"(type_path={type_path!r}); the stored record is damaged."
         )
     module_name, _, qualname = type_path.partition(":")
+    find = script_classes.get() if module_name in SCRIPT_MODULES else None
+    if find is not None:
+        # The flow's recorded script first: this process's __main__ may be another script.
+        found = find(qualname)
+        if found is not None:
+            return found
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except Exception as exc:
+        if find is not None:
+            return None
+        hint = (
+            " It was defined in a script run as __main__: load it with kitaru.load() or "
+            "KitaruClient().artifacts.get(ID).load(), which read the flow's recorded script "
+            "(or give the stored data as plain JSON when that script is gone)."
+            if module_name in SCRIPT_MODULES
+            else ""
+        )
         raise KitaruBackendError(
             f"Cannot load a value written by serializer {s.serializer!r}: class "
             f"{type_path!r} cannot be imported ({type(exc).__name__}: {exc}). Make sure the "
             "module that defines it is importable in this process (installed or on "
-            "PYTHONPATH) and that the class was not renamed or moved."
+            f"PYTHONPATH) and that the class was not renamed or moved.{hint}"
         ) from exc
     if not isinstance(obj, type):
         raise KitaruBackendError(
@@ -147,6 +186,23 @@ def _resolve(s: Serialized) -> type:
             f"no longer a class (it is a {_type_name(type(obj))})."
         )
     return obj
+
+
+def _plain(s: Serialized) -> Any:
+    """The stored JSON of a value whose script class cannot be found here, with a warning."""
+    data = json.loads(s.data)
+    module_name, _, qualname = (s.type_path or "").partition(":")
+    warnings.warn(
+        KitaruPlainDataWarning(
+            f"A stored {qualname} (a {s.serializer} class defined in the script run as "
+            f"{module_name}) is returned as plain data ({type(data).__name__}): the flow's "
+            "script cannot be loaded in this process (it is gone, or it failed to load). "
+            "Restore the script at its recorded path, or move the class into an importable "
+            "module, to get the object back."
+        ),
+        stacklevel=4,
+    )
+    return data
 
 
 def _same(a: object, b: object) -> bool:
@@ -352,6 +408,8 @@ def deserialize(s: Serialized) -> Any:
             return bytes(s.data)
         if serializer == PYDANTIC:
             cls = _resolve(s)
+            if cls is None:
+                return _plain(s)
             base = _pydantic_base()
             if base is None or not issubclass(cls, base):
                 raise KitaruBackendError(
@@ -361,6 +419,8 @@ def deserialize(s: Serialized) -> Any:
             return cls.model_validate_json(s.data)  # type: ignore[attr-defined]
         if serializer == DATACLASS:
             cls = _resolve(s)
+            if cls is None:
+                return _plain(s)
             adapter = _adapter(cls) if dataclasses.is_dataclass(cls) else None
             if adapter is None:
                 raise KitaruBackendError(

@@ -142,9 +142,17 @@ def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
             f"the script {path or '(unknown file)'}, which no longer exists. Restore the "
             "script at that path to resume the execution."
         )
+    module = _run_script(path)
+    # Classes and functions defined in the script name "__main__" as their module.
+    sys.modules["__mp_main__"] = module
+    sys.modules["__main__"] = module
+    return module
+
+
+def _run_script(path: str) -> Any:
+    """The script at ``path`` as a module, its ``__main__`` block not run (once per path)."""
     existing = _scripts.get(path)
     if existing is not None:
-        sys.modules["__main__"] = existing
         return existing
     script_dir = str(Path(path).parent)
     if script_dir not in sys.path:
@@ -153,8 +161,15 @@ def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
     module = type(sys)("__mp_main__")
     module.__dict__.update(namespace)
     module.__file__ = path
-    # Classes and functions defined in the script name "__main__" as their module.
-    sys.modules["__mp_main__"] = module
-    sys.modules["__main__"] = module
     _scripts[path] = module
     return module
+
+
+def script_module(path: str) -> Any:
+    """The flow script at ``path`` loaded for its classes, leaving this process's
+    ``__main__`` alone (it is the caller's own program)."""
+    with _load_lock:
+        module = _run_script(path)
+        # Pydantic resolves a model's annotations through its module, "__mp_main__".
+        sys.modules.setdefault("__mp_main__", module)
+        return module

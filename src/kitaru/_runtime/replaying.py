@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import SerializationError, Serialized, serialize
 from kitaru._blobs.inputs import pack
+from kitaru._runtime.signature import describe_type as _describe
+from kitaru._runtime.signature import did_you_mean as _did_you_mean
 from kitaru._store import (
     ArtifactRecord,
     CallRecord,
@@ -114,13 +116,6 @@ def check_entry(entry: Any, where: str) -> dict[str, Any]:
     if "model" in entry and (not isinstance(model, str) or not model.strip()):
         raise KitaruUsageError(f"{where}: 'model' must be a model name, got {model!r}.")
     return dict(entry)
-
-
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 # -- selectors --------------------------------------------------------------------------
@@ -259,12 +254,6 @@ def _item_type(envelope: dict[str, Any]) -> Any:
         return base64.b64decode(envelope["data"])
 
     return _stored_type(envelope["serializer"], envelope.get("type_path"), data)
-
-
-def _describe(tp: Any) -> str:
-    if typing.get_origin(tp) is not None:  # tuple[Plan, int], Plan | None, ...
-        return re.sub(r"\b[\w.]+\.(\w+)", r"\1", repr(tp))
-    return getattr(tp, "__name__", None) or repr(tp)
 
 
 def convert(value: Any, tp: Any, *, what: str) -> Any:
@@ -691,20 +680,7 @@ def _flow_overrides(
                 f"{_did_you_mean(name, valid)}"
             )
     changes = {**dict(request.flow_overrides), **dict(request.legacy_inputs)}
-    unknown = [name for name in changes if name not in params]
-    if unknown and not accepts_any:
-        raise KitaruUsageError(
-            f"flow_overrides names {', '.join(map(repr, unknown))}, which flow {flow.name!r} "
-            f"has no parameter for; its signature is {signature}."
-            f"{_did_you_mean(str(unknown[0]), params)}"
-        )
-    hints = _hints(flow.func)
-    return {
-        name: convert(
-            value, hints.get(name), what=f"flow_overrides[{name!r}] of flow {flow.name!r}"
-        )
-        for name, value in changes.items()
-    }
+    return flow.inputs.overrides(changes, where="flow_overrides")
 
 
 def _rebind(

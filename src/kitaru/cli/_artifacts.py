@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import warnings
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -130,18 +131,24 @@ def jsonable(value: Any) -> tuple[Any, bool]:
 
 def _type_name(value: Any) -> str:
     cls = type(value)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    # A class of the flow's script loaded here (see kitaru._runtime.loader) is its __main__'s.
+    module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def _load(ref: ArtifactRef) -> Any:
-    """The artifact's value; a failure names the artifact and says where to load it."""
+def _load(ref: ArtifactRef) -> tuple[Any, str | None]:
+    """The artifact's value, and the stored class name when it is shown as its stored JSON
+    (a class of a script that cannot be loaded here); a failure names the artifact."""
     from kitaru._blobs import PickleLoadNotAllowedError
-    from kitaru.errors import KitaruBackendError
+    from kitaru.errors import KitaruBackendError, KitaruPlainDataWarning
 
     try:
-        return ref.load()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KitaruPlainDataWarning)
+            loaded = ref.load()
+        plain = any(issubclass(w.category, KitaruPlainDataWarning) for w in caught)
+        stored = (ref.type_path or "").replace(":", ".") if plain else None
+        return loaded, stored
     except PickleLoadNotAllowedError as exc:
         raise PickleLoadNotAllowedError(
             f"Cannot show the value of artifact {ref.artifact_id} ({ref.name!r}): {exc}"
@@ -156,7 +163,7 @@ def _load(ref: ArtifactRef) -> Any:
         ) from exc
 
 
-def _render_value(value: Any, console: Console) -> None:
+def _render_value(value: Any, console: Console, stored_type: str | None = None) -> None:
     converted, exact = jsonable(value)
     if exact:
         text = json.dumps(converted, indent=2, ensure_ascii=False)
@@ -164,7 +171,12 @@ def _render_value(value: Any, console: Console) -> None:
         text = str(converted)  # its UTF-8 text, else base64
     else:
         text = repr(value)
-    console.print(Text("Value", style="bold") + Text(f" ({_type_name(value)})"))
+    kind = (
+        f"{stored_type}, shown as stored JSON: the script defining it cannot be loaded here"
+        if stored_type
+        else _type_name(value)
+    )
+    console.print(Text("Value", style="bold") + Text(f" ({kind})"))
     console.print(Text(text), soft_wrap=True)
 
 
@@ -280,18 +292,21 @@ def show(
         ref = _client().artifacts.get(artifact_id)
         data: dict[str, Any] = ref.to_dict()
         loaded: Any = None
+        stored_type: str | None = None
         if value:
-            loaded = _load(ref)
+            loaded, stored_type = _load(ref)
             converted, exact = jsonable(loaded)
             data["value"] = converted
-            data["value_type"] = _type_name(loaded)
+            data["value_type"] = stored_type or _type_name(loaded)
             data["value_exact"] = exact
+            if stored_type:
+                data["value_stored_json"] = True
 
         def render(console: Console) -> None:
             _render_ref(ref, console)
             if value:
                 console.print()
-                _render_value(loaded, console)
+                _render_value(loaded, console, stored_type)
 
         out.item(data, render)
 

@@ -177,7 +177,7 @@ class ArtifactRef:
     def load(self) -> Any:
         """The stored value (``KitaruBackendError`` if it is missing or corrupted)."""
         client = _require_client(self._client)
-        return client._backend.load_artifact(self.artifact_id)
+        return client._backend.load_artifact(self.artifact_id, from_script=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
