@@ -16,7 +16,9 @@ def crash(flows: Flows) -> str:
     """Run ``crashy`` in a process that SIGKILLs itself inside a checkpoint; its exec id."""
     proc = flows.run_in_subprocess("crashy", 1)
     assert proc.returncode == -9, proc.stderr
-    exec_id = proc.stdout.split()[0]
+    # The runner thread may kill the process before its main thread prints the id.
+    printed = proc.stdout.split()
+    exec_id = printed[0] if printed else KitaruClient().executions.latest(flow="crashy").exec_id
     deadline = time.monotonic() + 10
     while not KitaruClient().executions.get(exec_id).is_orphaned:
         assert time.monotonic() < deadline, "the lease never expired"
