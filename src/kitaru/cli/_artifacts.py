@@ -225,7 +225,7 @@ def list_artifacts(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List an execution's artifacts, oldest first.
 
@@ -270,7 +270,7 @@ def show(
             ),
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show one artifact: its name, kind, type, producing call, size, hash and tags.
 

@@ -95,7 +95,7 @@ def list_executions(
         int, typer.Option("--limit", "-n", min=1, help="How many executions per page.")
     ] = 20,
     page: Annotated[int, typer.Option("--page", min=1, help="Which page (1 = newest).")] = 1,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List executions, newest first, a page at a time.
 
@@ -137,7 +137,7 @@ def list_executions(
 def get(
     exec_id: ExecIdArg,
     calls: CallsOption = str(DEFAULT_CALLS),
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show one execution: its details, failure and checkpoint timeline.
 
@@ -234,7 +234,7 @@ def _finish_run(
 
 @app.command("resume")
 def resume(
-    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TEXT
 ) -> None:
     """Continue an execution whose process died (its lease expired), in this process.
 
@@ -249,7 +249,7 @@ def resume(
 
 @app.command("retry")
 def retry(
-    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TEXT
 ) -> None:
     """Run a failed execution again under the same id.
 
@@ -263,7 +263,7 @@ def retry(
 
 
 @app.command("cancel")
-def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Cancel a running or waiting execution; its runner stops at the next checkpoint."""
     with command("executions cancel", output) as out:
         execution = _client().executions.cancel(exec_id)
@@ -289,7 +289,7 @@ def delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed in scripts).")
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete an execution's record and the artifacts nothing else uses.
 
@@ -398,7 +398,7 @@ def list_waits(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List pending waits: what each waiting execution asks for, and since when.
 
@@ -555,7 +555,7 @@ def input_(
             ),
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Answer (or abort) a pending wait of a waiting execution.
 

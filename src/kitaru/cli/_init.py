@@ -50,7 +50,7 @@ def init_project(directory: Path) -> tuple[Path, list[str]]:
     return marker, created
 
 
-def init(output: OutputOption = OutputFormat.TABLE) -> None:
+def init(output: OutputOption = OutputFormat.TEXT) -> None:
     """Mark the current directory as a Kitaru project (creates .kitaru/).
 
     Kitaru records the project root with each execution so that resumes, retries and

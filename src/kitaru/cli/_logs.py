@@ -224,7 +224,7 @@ def logs(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show what an execution printed and logged, oldest first.
 

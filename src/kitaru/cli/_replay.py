@@ -270,7 +270,7 @@ def replay(
             help="Change a flow input (a parameter of the flow) to this JSON value; repeatable.",
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Replay executions from a checkpoint, each as a new execution.
 

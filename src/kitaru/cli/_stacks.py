@@ -65,7 +65,7 @@ def _render_one(data: dict[str, Any], console: Console, *, title: str | None = N
 
 
 @app.command("list")
-def list_stacks(output: OutputOption = OutputFormat.TABLE) -> None:
+def list_stacks(output: OutputOption = OutputFormat.TEXT) -> None:
     """List all stacks; the active one is marked with *."""
     with command("stack list", output) as out:
         from kitaru._stacks import list_stacks as _list
@@ -79,7 +79,7 @@ def list_stacks(output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("current")
-def current(output: OutputOption = OutputFormat.TABLE) -> None:
+def current(output: OutputOption = OutputFormat.TEXT) -> None:
     """Show the active stack (the default for new runs)."""
     with command("stack current", output) as out:
         from kitaru._stacks import current_stack
@@ -94,7 +94,7 @@ def current(output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("show")
-def show(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def show(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Show one stack: its id, kind, configuration and whether it is active."""
     with command("stack show", output) as out:
         from kitaru._stacks import get_stack, get_stack_record
@@ -105,7 +105,7 @@ def show(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("use")
-def use(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def use(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Make a stack the active one: every later run uses it unless told otherwise."""
     with command("stack use", output) as out:
         from kitaru._stacks import use_stack
@@ -147,7 +147,7 @@ def create(
             "calling process).",
         ),
     ] = "local",
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create a named stack and make it the active one (unless --no-activate)."""
     with command("stack create", output) as out:
@@ -187,7 +187,7 @@ def delete(
             "Kitaru stacks have no separate components).",
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a stack. The built-in 'local' stack cannot be deleted."""
     with command("stack delete", output) as out:
