@@ -19,7 +19,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kitaru.cli._output import OutputFormat, OutputOption, command, fmt_time
+from kitaru.cli._output import (
+    OutputFormat,
+    OutputOption,
+    PageOption,
+    SizeOption,
+    command,
+    fmt_time,
+    page_of,
+)
 from kitaru.errors import KitaruError
 
 if TYPE_CHECKING:
@@ -225,9 +233,11 @@ def list_artifacts(
             show_default=False,
         ),
     ] = None,
+    page: PageOption = None,
+    size: SizeOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """List an execution's artifacts, oldest first.
+    """List an execution's artifacts, oldest first, a page at a time.
 
     Checkpoint outputs (also ones reused from the cache or a replay), values
     stored with kitaru.save(), the flow's inputs and its result. Show one with
@@ -242,6 +252,7 @@ def list_artifacts(
             role=None if kind is None else kind.value,
             type=None if type_ is None else type_.value,
         )
+        refs = page_of(refs, page, size)
 
         def render(console: Console) -> None:
             if not refs:
@@ -250,7 +261,7 @@ def list_artifacts(
                 return
             console.print(artifacts_table(refs))
 
-        out.items([r.to_dict() for r in refs], render, exec_id=exec_id)
+        out.items([r.to_dict() for r in refs], render)
 
 
 @app.command("show")

@@ -22,15 +22,19 @@ from kitaru.cli._executions_show import (
     render_execution,
 )
 from kitaru.cli._output import (
+    DEFAULT_PAGE_SIZE,
     EXIT_ERROR,
     Output,
     OutputFormat,
     OutputOption,
+    PageOption,
+    SizeOption,
     UsageProblem,
     command,
     exit_interrupted,
     fmt_duration,
     fmt_time,
+    page_of,
 )
 
 if TYPE_CHECKING:
@@ -92,9 +96,17 @@ def list_executions(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="How many executions per page.")
-    ] = 20,
-    page: Annotated[int, typer.Option("--page", min=1, help="Which page (1 = newest).")] = 1,
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            help="Only the N newest executions (instead of --page/--size).",
+            show_default=False,
+        ),
+    ] = None,
+    page: PageOption = None,
+    size: SizeOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List executions, newest first, a page at a time.
@@ -103,12 +115,20 @@ def list_executions(
     with `kitaru executions resume ID` or let `kitaru worker` do it.
     """
     with command("executions list", output) as out:
+        if limit is not None and (page is not None or size is not None):
+            raise UsageProblem(
+                "--limit takes the N newest executions; do not combine it with --page/--size."
+            )
+        if limit is not None:
+            page, size = 1, limit
+        page = page or 1
+        size = size or DEFAULT_PAGE_SIZE
         client = _client()
         statuses = list(status) if status else None
-        executions = client.executions.list(flow=flow, status=statuses, page=page, size=limit)
+        executions = client.executions.list(flow=flow, status=statuses, page=page, size=size)
         # One more row after this page tells whether there is a next one.
-        has_more = bool(
-            client.executions.list(flow=flow, status=statuses, page=page * limit + 1, size=1)
+        has_more = limit is None and bool(
+            client.executions.list(flow=flow, status=statuses, page=page * size + 1, size=1)
         )
 
         def render(console: Console) -> None:
@@ -124,13 +144,7 @@ def list_executions(
                 footer += f" More: --page {page + 1}."
             console.print(footer, style="dim")
 
-        out.items(
-            [e.summary_dict() for e in executions],
-            render,
-            page=page,
-            limit=limit,
-            has_more=has_more,
-        )
+        out.items([e.summary_dict() for e in executions], render)
 
 
 @app.command("get")
@@ -398,6 +412,8 @@ def list_waits(
             show_default=False,
         ),
     ] = None,
+    page: PageOption = None,
+    size: SizeOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List pending waits: what each waiting execution asks for, and since when.
@@ -407,7 +423,7 @@ def list_waits(
     """
     with command("executions waits", output) as out:
         client = _client()
-        pending = client.executions.pending_waits(exec_id)
+        pending = page_of(client.executions.pending_waits(exec_id), page, size)
         status = client.executions.get(exec_id).status if exec_id and not pending else None
 
         def render(console: Console) -> None:

@@ -81,8 +81,29 @@ OutputOption = Annotated[
 ]
 
 
+DEFAULT_PAGE_SIZE = 20
+
+PageOption = Annotated[
+    int | None,
+    typer.Option("--page", min=1, help="Which page, from 1 (default 1).", show_default=False),
+]
+SizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--size", min=1, help=f"Items per page (default {DEFAULT_PAGE_SIZE}).", show_default=False
+    ),
+]
+
+
+def page_of(items: Sequence[Any], page: int | None, size: int | None) -> list[Any]:
+    """One 1-based page of ``items``; a page past the end is empty."""
+    page = page or 1
+    size = size or DEFAULT_PAGE_SIZE
+    return list(items[(page - 1) * size : page * size])
+
+
 def command_name(path: str) -> str:
-    """The dotted name of a command path: ``executions diff-matrix`` -> ``executions.diff_matrix``."""
+    """A command path, dotted: ``executions diff-matrix`` -> ``executions.diff_matrix``."""
     return ".".join(part.replace("-", "_") for part in path.replace(".", " ").split()) or "kitaru"
 
 
@@ -397,17 +418,20 @@ __all__ = [
     "Output",
     "OutputFormat",
     "OutputOption",
+    "PageOption",
+    "SizeOption",
     "UsageProblem",
     "command",
     "command_name",
     "debug_enabled",
     "document_stdout",
-    "flow_prints_to_stderr",
     "dumps",
     "escape_undecodable_output",
+    "flow_prints_to_stderr",
     "fmt_duration",
     "fmt_time",
     "make_console",
+    "page_of",
     "parse_format",
     "print_error",
     "redact_url",

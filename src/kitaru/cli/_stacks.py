@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kitaru.cli._output import OutputFormat, OutputOption, command
+from kitaru.cli._output import (
+    OutputFormat,
+    OutputOption,
+    PageOption,
+    SizeOption,
+    command,
+    page_of,
+)
 
 app = typer.Typer(
     help=(
@@ -27,7 +34,10 @@ NameArg = Annotated[
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
-    return dataclasses.asdict(info)
+    data = dataclasses.asdict(info)
+    # 0.21's key: a managed stack is one Kitaru provisioned itself (ours are all the user's).
+    data.setdefault("is_managed", False)
+    return data
 
 
 def _stacks_table(stacks: list[dict[str, Any]]) -> Table:
@@ -65,12 +75,14 @@ def _render_one(data: dict[str, Any], console: Console, *, title: str | None = N
 
 
 @app.command("list")
-def list_stacks(output: OutputOption = OutputFormat.TEXT) -> None:
-    """List all stacks; the active one is marked with *."""
+def list_stacks(
+    page: PageOption = None, size: SizeOption = None, output: OutputOption = OutputFormat.TEXT
+) -> None:
+    """List stacks, a page at a time; the active one is marked with *."""
     with command("stack list", output) as out:
         from kitaru._stacks import list_stacks as _list
 
-        stacks = [_info_dict(s) for s in _list()]
+        stacks = [_info_dict(s) for s in page_of(_list(), page, size)]
 
         def render(console: Console) -> None:
             console.print(_stacks_table(stacks))
