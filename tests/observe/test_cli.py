@@ -81,7 +81,7 @@ def test_logs_table_shows_time_call_stream_and_message(cli: Invoke) -> None:
 def test_logs_json_checkpoint_and_limit(cli: Invoke) -> None:
     exec_id = _run_talking(3)
     document = cli("executions", "logs", exec_id, "-o", "json").json()
-    assert document["command"] == "executions logs"
+    assert document["command"] == "executions.logs"
     assert document["count"] == 5 == len(document["items"])
     assert document["exec_id"] == exec_id
     first = document["items"][0]
@@ -121,7 +121,7 @@ def test_logs_errors_are_one_line(cli: Invoke) -> None:
     assert missing.exit_code == 1
     assert_one_error_line(missing.stderr, "no-such-id")
     as_json = cli("executions", "logs", "no-such-id", "-o", "json").error_json()
-    assert as_json["command"] == "executions logs"
+    assert as_json["command"] == "executions.logs"
     assert as_json["error"]["type"] == "KitaruBackendError"
 
     exec_id = _run_talking(5)
@@ -130,7 +130,7 @@ def test_logs_errors_are_one_line(cli: Invoke) -> None:
     assert_one_error_line(unknown.stderr, "'tlak'", "talk, talk:2")
 
     bad_limit = cli("executions", "logs", exec_id, "--limit", "0")
-    assert bad_limit.exit_code == 2
+    assert bad_limit.exit_code == 1
     assert_one_error_line(bad_limit.stderr, "--limit")
 
 
@@ -162,7 +162,7 @@ def test_follow_on_a_finished_execution_prints_everything_and_exits(cli: Invoke)
         "body line",
         "talk says 7",
     ]
-    assert all(json.loads(line)["command"] == "executions logs" for line in json_lines)
+    assert all(json.loads(line)["command"] == "executions.logs" for line in json_lines)
 
 
 class _Reader:
@@ -272,7 +272,7 @@ def test_artifacts_list_table_json_and_filters(cli: Invoke) -> None:
     assert any("talk-note" in r and "response" in r and "cli" in r and "talk:2" in r for r in rows)
 
     document = cli("artifacts", "list", exec_id, "-o", "json").json()
-    assert document["command"] == "artifacts list"
+    assert document["command"] == "artifacts.list"
     assert document["count"] == 6
     assert [i["role"] for i in document["items"]] == [
         "flow_inputs",
@@ -296,7 +296,7 @@ def test_artifacts_list_table_json_and_filters(cli: Invoke) -> None:
     assert "No artifacts match" in none.stdout
 
     bad_type = cli("artifacts", "list", exec_id, "--type", "picture")
-    assert bad_type.exit_code == 2
+    assert bad_type.exit_code == 1
     assert_one_error_line(bad_type.stderr, "--type", "prompt")
     missing = cli("artifacts", "list", "no-such-id", "-o", "json")
     assert missing.exit_code == 1

@@ -61,7 +61,7 @@ def released_run(kind: str) -> str:
 def test_waits_lists_pending_waits_as_table_and_json(client: KitaruClient) -> None:
     assert kitaru("executions", "waits").stdout.strip() == "No executions are waiting for input."
     empty = kitaru("executions", "waits", "-o", "json").json()
-    assert empty == {"command": "executions waits", "items": [], "count": 0}
+    assert empty == {"command": "executions.waits", "items": [], "count": 0}
 
     model = released_run("model")
     gate = _flows.gate.run(0).exec_id
@@ -80,7 +80,7 @@ def test_waits_lists_pending_waits_as_table_and_json(client: KitaruClient) -> No
     assert "kitaru executions input" in table.stdout
 
     document = kitaru("executions", "waits", "-o", "json").json()
-    assert document["command"] == "executions waits"
+    assert document["command"] == "executions.waits"
     assert document["count"] == 2
     by_exec = {item["exec_id"]: item for item in document["items"]}
     item = by_exec[model]
@@ -177,7 +177,7 @@ def test_input_value_is_json_with_a_text_fallback(
     result = kitaru("executions", "input", exec_id, "--value", given, "-o", "json")
     assert result.exit_code == 0, result.stdout
     document = result.json()
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     item = document["item"]
     assert item["exec_id"] == exec_id
     assert item["wait_id"] == f"ask-{kind}"
@@ -216,7 +216,7 @@ def test_invalid_value_is_one_error_line_and_nothing_changes(client: KitaruClien
     assert "valid integer" in line
 
     document = kitaru("executions", "input", exec_id, "--value", "[1]", "-o", "json").error_json()
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     assert document["error"]["type"] == "KitaruWaitValidationError"
     assert "\n" not in document["error"]["message"]
 
@@ -233,7 +233,7 @@ def test_invalid_value_is_one_error_line_and_nothing_changes(client: KitaruClien
 def test_missing_value_for_a_typed_wait_is_a_usage_error() -> None:
     exec_id = released_run("bool")
     result = kitaru("executions", "input", exec_id)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "expects bool; pass it with --value" in one_error_line(result.stderr)
 
 
@@ -285,7 +285,7 @@ def test_input_errors(client: KitaruClient) -> None:
 )
 def test_bad_option_combinations_exit_2(args: list[str]) -> None:
     result = kitaru(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     one_error_line(result.stderr)
 
 
@@ -407,7 +407,7 @@ def test_interactive_for_all_waiting_executions_json(client: KitaruClient) -> No
     answers = "7\n!abort\n\n"
     result = kitaru("executions", "input", "-i", "-o", "json", input=answers)
     document = result.json()
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     outcomes = {(i["exec_id"], i["outcome"], json.dumps(i["value"])) for i in document["items"]}
     assert outcomes == {
         (first, "answered", "7"),

@@ -176,7 +176,9 @@ def _register() -> None:
     import kitaru.cli._logs
     import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
     from kitaru.cli._artifacts import app as artifacts_app
+    from kitaru.cli._clean import app as clean_app
     from kitaru.cli._executions import app as executions_app
+    from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
     from kitaru.cli._stacks import app as stacks_app
     from kitaru.cli._status import register as register_status
@@ -184,10 +186,12 @@ def _register() -> None:
 
     register_init(app)
     register_status(app)
+    register_info(app)
     app.add_typer(executions_app, name="executions")
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(stacks_app, name="stack")
     register_worker(app)
+    app.add_typer(clean_app, name="clean")
 
 
 _register()
