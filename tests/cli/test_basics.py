@@ -149,7 +149,8 @@ def test_init_path_argument_and_json_item(cli: Invoke, tmp_path: Path) -> None:
     a_file.write_text("x")
     not_dir = cli("init", str(a_file))
     assert not_dir.exit_code == 1
-    assert not_dir.stderr.startswith("Error: ") and "not a directory" in not_dir.stderr
+    assert not_dir.stderr.startswith("Error: ")
+    assert "not a directory" in not_dir.stderr
     zen = tmp_path / "zen"
     (zen / ".zen").mkdir(parents=True)
     refused = cli("init", str(zen))
