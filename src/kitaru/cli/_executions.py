@@ -248,7 +248,18 @@ def _finish_run(
 
 @app.command("resume")
 def resume(
-    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TEXT
+    exec_id: Annotated[
+        str | None,
+        typer.Argument(metavar="EXEC_ID", help="Execution id.", show_default=False),
+    ] = None,
+    exec_id_option: Annotated[
+        str | None,
+        typer.Option(
+            "--exec-id", metavar="EXEC_ID", help="Execution id (as an option).", show_default=False
+        ),
+    ] = None,
+    no_wait: NoWaitOption = False,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Continue an execution whose process died (its lease expired), in this process.
 
@@ -256,8 +267,16 @@ def resume(
     without a recorded result. Exits 1 if the execution does not complete.
     """
     with command("executions resume", output) as out:
+        if exec_id is not None and exec_id_option is not None and exec_id != exec_id_option:
+            raise UsageProblem(
+                f"Two different executions given ({exec_id} and --exec-id {exec_id_option}); "
+                "pass one."
+            )
+        target = exec_id or exec_id_option
+        if target is None:
+            raise UsageProblem("Missing EXEC_ID: pass the execution to resume (or --exec-id ID).")
         client = _client()
-        started = client.executions.resume(exec_id, wait=False)
+        started = client.executions.resume(target, wait=False)
         _finish_run(out, client, started, wait=not no_wait, verb="Resuming")
 
 
