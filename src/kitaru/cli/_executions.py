@@ -17,9 +17,11 @@ from kitaru.cli._executions_show import (
     DEFAULT_CALLS,
     CallsOption,
     exec_status,
+    execution_item,
     executions_table,
     parse_calls,
     render_execution,
+    summary_item,
 )
 from kitaru.cli._output import (
     DEFAULT_PAGE_SIZE,
@@ -144,7 +146,7 @@ def list_executions(
                 footer += f" More: --page {page + 1}."
             console.print(footer, style="dim")
 
-        out.items([e.summary_dict() for e in executions], render)
+        out.items([summary_item(e) for e in executions], render)
 
 
 @app.command("get")
@@ -176,7 +178,7 @@ def get(
                 )
                 console.print(_answer_hint(execution.exec_id), style="dim", soft_wrap=True)
 
-        out.item(execution.to_dict(), render)
+        out.item(execution_item(execution), render)
 
 
 def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoReturn:
@@ -212,7 +214,7 @@ def _finish_run(
     """
     exec_id = started.exec_id
     if not wait:
-        out.item(started.to_dict(), lambda console: render_execution(started, console))
+        out.item(execution_item(started), lambda console: render_execution(started, console))
         out.note(f"{verb} execution {exec_id} in this process; exiting when it finishes.")
         try:
             if _wait_for_run(client, exec_id).status is ExecutionStatus.WAITING:
@@ -227,7 +229,7 @@ def _finish_run(
         final = _wait_for_run(client, exec_id)
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
-    out.item(final.to_dict(), lambda console: render_execution(final, console))
+    out.item(execution_item(final), lambda console: render_execution(final, console))
     if final.status is ExecutionStatus.WAITING:
         # Don't hold this process until the wait's timeout: release it now; input
         # resumes the execution wherever it is given.
@@ -306,7 +308,7 @@ def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TEXT) -> None
                 f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or '-')})."
             )
 
-        out.item(execution.to_dict(), render)
+        out.item(execution_item(execution), render)
 
 
 def _stdin_is_tty() -> bool:
@@ -635,11 +637,9 @@ def _input_one(
 ) -> None:
     from kitaru._backend import get_backend
     from kitaru._runtime import control
-    from kitaru.client._prompt import (
-        give_text_answer,
-        recorded_answer,
-        schema_summary,
-    )
+    from kitaru.cli._input_support import settle_after_answer, value_candidates
+    from kitaru.client._prompt import recorded_answer, schema_summary
+    from kitaru.errors import KitaruWaitValidationError
 
     client = _client()
     exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
@@ -659,27 +659,38 @@ def _input_one(
     elif value is None:
         client.executions.input(exec_id, wait=wait, value=None, resume=False)
     else:
-        answer, _ = give_text_answer(
-            lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=False),
-            value,
-        )
-    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
-    final = _run_here(out, client, exec_id) if ran_here else client.executions.get(exec_id)
+        candidates = value_candidates(value, target, exec_id)
+        for index, candidate in enumerate(candidates):
+            try:
+                client.executions.input(exec_id, wait=wait, value=candidate, resume=False)
+            except KitaruWaitValidationError:
+                if index == len(candidates) - 1:
+                    raise
+                continue
+            answer = candidate
+            break
     if target is None:  # the client accepted it, so it was the only pending wait
         target = pending[0] if pending else None
+    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
+    final = (
+        _run_here(out, client, exec_id)
+        if ran_here
+        else settle_after_answer(client, exec_id, None if target is None else target.wait_id)
+    )
     if answer is not None and target is not None:
         answer = recorded_answer(exec_id, target.wait_id)  # as validated and stored
     outcome = "aborted" if abort else "answered"
+    # 0.21's item is the execution; what this input did is under "input".
     data = {
-        "exec_id": exec_id,
-        "wait_id": None if target is None else target.wait_id,
-        "name": None if target is None else target.name,
-        "outcome": outcome,
-        "value": answer,
-        "resumed": final.run_count > before.run_count,
-        "ran_here": ran_here,
-        "status": final.status.value,
-        "execution": final.to_dict(),
+        **execution_item(final),
+        "input": {
+            "wait_id": None if target is None else target.wait_id,
+            "name": None if target is None else target.name,
+            "outcome": outcome,
+            "value": answer,
+            "resumed": final.run_count > before.run_count,
+            "ran_here": ran_here,
+        },
     }
 
     def render(console: Console) -> None:

@@ -20,6 +20,7 @@ import typer
 
 from kitaru._store import ExecutionStatus
 from kitaru.cli._executions import app as executions_app
+from kitaru.cli._executions_show import needs_worker
 from kitaru.cli._output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -229,7 +230,7 @@ def _follow(
                 return execution, shown
             time.sleep(min(0.1, interval))
             continue
-        state = "orphaned" if execution.is_orphaned else execution.status.value
+        state = "orphaned" if needs_worker(execution) else execution.status.value
         if state != noted and state in ("waiting", "orphaned"):
             if state == "waiting":
                 out.note(
