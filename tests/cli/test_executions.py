@@ -348,5 +348,5 @@ def test_unknown_execution_id(cli: Invoke, args: list[str]) -> None:
     assert_one_error_line(result.stderr, "missing-exec-id")
 
     as_json = cli("executions", args[0], "missing-exec-id", *args[1:], "-o", "json").error_json()
-    assert as_json["command"] == f"executions {args[0]}"
+    assert as_json["command"] == f"executions.{args[0]}"
     assert as_json["error"]["type"] == "KitaruBackendError"
