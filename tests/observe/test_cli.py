@@ -257,7 +257,7 @@ def test_follow_streams_a_running_flow_until_it_finishes(any_store: str, state_d
             "step warns",
             "body ends with 6",
         ]
-        assert [i["item"]["level"] for i in items][3] == "WARNING"
+        assert [i["item"].get("level") for i in items][3] == "WARNING"
         assert len({i["item"]["id"] for i in items}) == 5  # no line twice
     finally:
         (state_dir / "release").write_text("x")

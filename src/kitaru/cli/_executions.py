@@ -21,6 +21,7 @@ from kitaru.cli._executions_show import (
     executions_table,
     parse_calls,
     render_execution,
+    runner_died_waiting,
     summary_item,
 )
 from kitaru.cli._output import (
@@ -521,6 +522,11 @@ def _state_note(out: Output, final: Execution, *, ran_here: bool, no_resume: boo
             out.note(
                 f"Execution {exec_id} is waiting again, at {final.pending_wait.wait_id!r}. "
                 + _answer_hint(exec_id)
+            )
+        elif runner_died_waiting(final):
+            out.note(
+                f"Execution {exec_id} has its answer, but its runner ({final.lease_owner}) "
+                f"died: continue it with `kitaru executions resume {exec_id}` or `kitaru worker`."
             )
         elif final.lease_owner is not None and not ran_here:
             out.note(

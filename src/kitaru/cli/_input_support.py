@@ -52,7 +52,9 @@ def value_candidates(text: str, target: PendingWait | None, exec_id: str) -> lis
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:
-        if takes_text:
+        if takes_text or target is None:
+            # No target: the client refuses the input for its own reason (no such
+            # pending wait, already answered, several pending), which says more.
             return [text]
         expects = "" if target is None else f" (wait {target.wait_id!r} expects "
         expects += "" if target is None else f"{schema_summary(target.schema)})"
