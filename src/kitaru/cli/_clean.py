@@ -134,6 +134,11 @@ def _clean(out: Output, scope: str, *, yes: bool, dry_run: bool, force: bool) ->
     aborted = False
     deleted: list[str] = []
     if paths and not dry_run:
+        if not yes and not _stdin_is_tty():
+            raise KitaruUsageError(
+                f"Not deleting {len(paths)} path(s) without confirmation: stdin is not a "
+                "terminal. Pass --yes to delete them (or --dry-run to list them)."
+            )
         if not force:
             try:
                 live = _live_executions(paths)
@@ -148,11 +153,6 @@ def _clean(out: Output, scope: str, *, yes: bool, dry_run: bool, force: bool) ->
                     "it would lose them. Let them finish or cancel them, or pass --force."
                 )
         if not yes:
-            if not _stdin_is_tty():
-                raise KitaruUsageError(
-                    f"Not deleting {len(paths)} path(s) without confirmation: stdin is not a "
-                    "terminal. Pass --yes to delete them (or --dry-run to list them)."
-                )
             listing = "\n".join(f"  {p}" for p in paths)
             aborted = not typer.confirm(
                 f"Delete these paths?\n{listing}\n", default=False, err=True
