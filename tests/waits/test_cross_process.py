@@ -41,7 +41,8 @@ def test_two_wait_flow_answered_from_another_process_after_release(
     assert refused.returncode == 1
     line = one_error_line(refused.stderr)
     assert "approval" in line
-    assert "valid boolean" in line
+    assert "is not JSON" in line
+    assert "expects bool" in line
     assert client.executions.get(handle.exec_id).pending_wait is not None
 
     # The approval: the child resumes the execution, runs it to the next wait, lets go.
