@@ -17,7 +17,15 @@ def test_list_shows_local_as_active(cli: Invoke) -> None:
     document = cli("stack", "list", "-o", "json").json()
     assert document == {
         "command": "stack.list",
-        "items": [{"id": LOCAL_ID, "name": "local", "is_active": True, "kind": "local", "is_managed": False}],
+        "items": [
+            {
+                "id": LOCAL_ID,
+                "name": "local",
+                "is_active": True,
+                "kind": "local",
+                "is_managed": False,
+            }
+        ],
         "count": 1,
     }
 
