@@ -57,7 +57,7 @@ def test_no_arguments_prints_help(cli: Invoke) -> None:
 
 def test_unknown_option_is_a_usage_error_with_one_line(cli: Invoke) -> None:
     result = cli("executions", "list", "--bogus")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -67,23 +67,23 @@ def test_unknown_option_is_a_usage_error_with_one_line(cli: Invoke) -> None:
 
 def test_unknown_command_is_a_usage_error(cli: Invoke) -> None:
     result = cli("frobnicate")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.startswith("Error: No such command")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_usage_error_in_json_mode_is_json_on_stderr(cli: Invoke) -> None:
     result = cli("executions", "list", "--status", "bogus", "-o", "json")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     document = result.error_json()
-    assert document["command"] == "executions list"
+    assert document["command"] == "executions.list"
     assert document["error"]["type"] == "UsageError"
     assert "bogus" in document["error"]["message"]
 
 
 def test_bad_output_format_is_rejected(cli: Invoke) -> None:
     result = cli("status", "-o", "yaml")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "yaml" in result.stderr
 
 
@@ -103,7 +103,7 @@ def test_kitaru_error_in_json_mode(cli: Invoke) -> None:
     assert result.exit_code == 1
     document = result.error_json()
     assert set(document) == {"command", "error"}
-    assert document["command"] == "executions get"
+    assert document["command"] == "executions.get"
     assert document["error"]["type"] == "KitaruBackendError"
     assert "no-such-id" in document["error"]["message"]
 
@@ -111,7 +111,7 @@ def test_kitaru_error_in_json_mode(cli: Invoke) -> None:
 # --- init ------------------------------------------------------------------------------
 
 
-def test_init_creates_the_marker_and_is_idempotent(cli: Invoke) -> None:
+def test_init_creates_the_marker_and_refuses_a_second_time(cli: Invoke) -> None:
     first = cli("init")
     assert first.exit_code == 0, first.stderr
     marker = Path.cwd() / ".kitaru"
@@ -121,16 +121,42 @@ def test_init_creates_the_marker_and_is_idempotent(cli: Invoke) -> None:
     assert "Initialized a Kitaru project" in first.stdout
     assert "README.txt" in first.stdout
 
+    # 0.21: an initialized directory is an error, and nothing in it changes.
     second = cli("init", "-o", "json")
-    assert second.exit_code == 0
-    item = second.json()["item"]
-    assert item["already_initialized"] is True
-    assert item["created"] == []
-    assert item["project_root"] == str(Path.cwd())
+    assert second.exit_code == 1
+    assert second.error_json()["error"]["type"] == "KitaruUsageError"
+    assert "already initialized" in second.error_json()["error"]["message"]
     assert (marker / "README.txt").read_text() == readme
 
-    third = cli("init")
-    assert "Already a Kitaru project" in third.stdout
+
+def test_init_path_argument_and_json_item(cli: Invoke, tmp_path: Path) -> None:
+    target = tmp_path / "proj"
+    target.mkdir()
+    result = cli("init", str(target), "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    document = result.json()
+    assert set(document) == {"command", "item"}
+    assert document["command"] == "init"
+    assert document["item"]["path"] == str(target)
+    assert document["item"]["repository_directory"] == ".kitaru"
+    assert (target / ".kitaru").is_dir()
+    assert not (Path.cwd() / ".kitaru").exists()
+
+    missing = cli("init", str(tmp_path / "nope"), "-o", "json")
+    assert missing.exit_code == 1
+    assert "no such directory" in missing.error_json()["error"]["message"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    not_dir = cli("init", str(a_file))
+    assert not_dir.exit_code == 1
+    assert not_dir.stderr.startswith("Error: ")
+    assert "not a directory" in not_dir.stderr
+    zen = tmp_path / "zen"
+    (zen / ".zen").mkdir(parents=True)
+    refused = cli("init", str(zen))
+    assert refused.exit_code == 1
+    assert ".zen" in refused.stderr
+    assert not (zen / ".kitaru").exists()
 
 
 def test_init_refuses_when_marker_is_a_file(cli: Invoke) -> None:

@@ -120,7 +120,7 @@ def test_the_cli_says_the_store_is_damaged_without_a_traceback(
         assert as_json.stdout == ""
         assert "Traceback" not in as_json.stderr
         document = json.loads(as_json.stderr)
-        assert document["command"] == " ".join(args[:2])
+        assert document["command"] == ".".join(args[:2])
         assert document["error"]["type"] == "KitaruBackendError"
         _assert_names_the_damage(document["error"]["message"], path)
     assert path.read_bytes() == before

@@ -70,10 +70,10 @@ def test_list_when_empty(cli: Invoke) -> None:
     assert result.exit_code == 0
     assert "No executions." in result.stdout
     document = cli("executions", "list", "-o", "json").json()
-    assert document["command"] == "executions list"
+    assert document["command"] == "executions.list"
     assert document["items"] == []
     assert document["count"] == 0
-    assert document["has_more"] is False
+    assert set(document) == {"command", "items", "count"}
 
 
 def test_list_table_and_json(cli: Invoke, flows: Flows) -> None:
@@ -124,23 +124,33 @@ def test_list_pages(cli: Invoke, flows: Flows) -> None:
     created = [run_ok(flows, x=i) for i in range(5)]
     newest_first = list(reversed(created))
 
-    page1 = cli("executions", "list", "--limit", "2", "-o", "json").json()
-    page2 = cli("executions", "list", "--limit", "2", "--page", "2", "-o", "json").json()
-    page3 = cli("executions", "list", "--limit", "2", "--page", "3", "-o", "json").json()
-    page4 = cli("executions", "list", "--limit", "2", "--page", "4", "-o", "json").json()
-    assert [p["count"] for p in (page1, page2, page3, page4)] == [2, 2, 1, 0]
-    assert [p["has_more"] for p in (page1, page2, page3, page4)] == [True, True, False, False]
-    assert page2["page"] == 2
-    assert page2["limit"] == 2
-    seen = [item["exec_id"] for p in (page1, page2, page3) for item in p["items"]]
-    assert seen == newest_first
+    def page(*args: str) -> dict[str, object]:
+        result = cli("executions", "list", "-o", "json", *args)
+        assert result.exit_code == 0, result.stderr
+        document = result.json()
+        assert set(document) == {"command", "items", "count"}
+        return document
 
-    table = cli("executions", "list", "-n", "2")
+    pages = [page("--size", "2", "--page", str(n)) for n in (1, 2, 3, 4)]
+    assert [p["count"] for p in pages] == [2, 2, 1, 0]
+    seen = [item["exec_id"] for p in pages for item in p["items"]]  # type: ignore[attr-defined]
+    assert seen == newest_first
+    assert page("--size", "2")["items"] == pages[0]["items"]
+    assert page()["count"] == 5  # default size 20
+    limited = page("--limit", "3")
+    assert [item["exec_id"] for item in limited["items"]] == newest_first[:3]  # type: ignore[attr-defined]
+
+    table = cli("executions", "list", "--size", "2")
     assert "More: --page 2" in table.stdout
     assert newest_first[2] not in table.stdout
 
-    bad = cli("executions", "list", "--page", "0")
-    assert bad.exit_code == 2
+    for bad_args in (("--page", "0"), ("--size", "0"), ("--limit", "0")):
+        bad = cli("executions", "list", "-o", "json", *bad_args)
+        assert bad.exit_code == 1, bad_args
+        assert bad.stdout == ""
+    both = cli("executions", "list", "-o", "json", "--limit", "2", "--page", "1")
+    assert both.exit_code == 1
+    assert "--limit" in both.stderr
 
 
 # --- get ---------------------------------------------------------------------------------
@@ -165,7 +175,7 @@ def test_get_failed_execution_shows_timeline_and_failure(cli: Invoke, flows: Flo
 
     document = cli("executions", "get", exec_id, "-o", "json").json()
     assert set(document) == {"command", "item"}
-    assert document["command"] == "executions get"
+    assert document["command"] == "executions.get"
     item = document["item"]
     assert set(item) >= EXECUTION_KEYS
     assert item["exec_id"] == exec_id
@@ -219,7 +229,7 @@ def test_retry_json_in_a_real_process(kitaru_proc: Invoke, flows: Flows) -> None
     assert result.exit_code == 0, result.stderr + result.stdout
     document = result.json()
     assert set(document) == {"command", "item"}
-    assert document["command"] == "executions retry"
+    assert document["command"] == "executions.retry"
     item = document["item"]
     assert item["exec_id"] == exec_id
     assert item["status"] == "completed"
@@ -274,7 +284,7 @@ def test_cancel_then_delete(cli: Invoke, flows: Flows) -> None:
 
     cancelled = cli("executions", "cancel", exec_id, "-o", "json")
     assert cancelled.exit_code == 0, cancelled.stdout
-    assert cancelled.json()["command"] == "executions cancel"
+    assert cancelled.json()["command"] == "executions.cancel"
     assert cancelled.json()["item"]["status"] == "cancelled"
     (flows.state / "release").write_text("x")
     with pytest.raises(KitaruExecutionError) as caught:
@@ -287,14 +297,14 @@ def test_cancel_then_delete(cli: Invoke, flows: Flows) -> None:
 
     # No terminal on stdin: --yes is required.
     refused = cli("executions", "delete", exec_id)
-    assert refused.exit_code == 2
+    assert refused.exit_code == 1
     assert_one_error_line(refused.stderr, "--yes", "not a terminal")
     assert KitaruClient().executions.get(exec_id).exec_id == exec_id
 
     deleted = cli("executions", "delete", exec_id, "--yes", "-o", "json")
     assert deleted.exit_code == 0
     assert deleted.json() == {
-        "command": "executions delete",
+        "command": "executions.delete",
         "item": {"exec_id": exec_id, "flow_name": "slow", "status": "cancelled", "deleted": True},
     }
     gone = cli("executions", "get", exec_id)
@@ -338,5 +348,5 @@ def test_unknown_execution_id(cli: Invoke, args: list[str]) -> None:
     assert_one_error_line(result.stderr, "missing-exec-id")
 
     as_json = cli("executions", args[0], "missing-exec-id", *args[1:], "-o", "json").error_json()
-    assert as_json["command"] == f"executions {args[0]}"
+    assert as_json["command"] == f"executions.{args[0]}"
     assert as_json["error"]["type"] == "KitaruBackendError"

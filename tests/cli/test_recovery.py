@@ -48,7 +48,7 @@ def test_orphaned_execution_is_marked_and_resumed(
     result = kitaru_proc("executions", "resume", exec_id, "-o", "json")
     assert result.exit_code == 0, result.stderr + result.stdout
     document = result.json()
-    assert document["command"] == "executions resume"
+    assert document["command"] == "executions.resume"
     item = document["item"]
     assert item["status"] == "completed"
     assert item["is_orphaned"] is False
@@ -79,7 +79,7 @@ def test_worker_with_nothing_to_do(cli: Invoke) -> None:
 
 def test_worker_rejects_bad_interval(cli: Invoke) -> None:
     result = cli("worker", "--poll-interval", "0")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.startswith("Error: ")
 
 

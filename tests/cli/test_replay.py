@@ -46,7 +46,7 @@ def test_replay_with_override_text_and_json(cli: Invoke, flows: Flows) -> None:
     document = cli(
         "executions", "replay", source, "--at", "think", "--override", "fetch=5", "-o", "json"
     ).json()
-    assert document["command"] == "executions replay"
+    assert document["command"] == "executions.replay"
     item = document["item"]
     assert list(item) == SUBMISSION_KEYS
     assert item["wait"] is True

@@ -16,8 +16,16 @@ def test_list_shows_local_as_active(cli: Invoke) -> None:
 
     document = cli("stack", "list", "-o", "json").json()
     assert document == {
-        "command": "stack list",
-        "items": [{"id": LOCAL_ID, "name": "local", "is_active": True, "kind": "local"}],
+        "command": "stack.list",
+        "items": [
+            {
+                "id": LOCAL_ID,
+                "name": "local",
+                "is_active": True,
+                "kind": "local",
+                "is_managed": False,
+            }
+        ],
         "count": 1,
     }
 
@@ -40,7 +48,7 @@ def test_create_use_current_show_delete(cli: Invoke) -> None:
     assert "Active stack is now prod" in used.stdout
 
     current = cli("stack", "current", "-o", "json").json()
-    assert current["command"] == "stack current"
+    assert current["command"] == "stack.current"
     assert current["item"]["name"] == "prod"
     assert "Active stack: prod" in cli("stack", "current").stdout
 
@@ -92,7 +100,7 @@ def test_stack_errors_in_json(cli: Invoke) -> None:
     result = cli("stack", "use", "ghost", "-o", "json")
     assert result.exit_code == 1
     document = result.error_json()
-    assert document["command"] == "stack use"
+    assert document["command"] == "stack.use"
     assert document["error"]["type"] == "KitaruUsageError"
     assert "ghost" in document["error"]["message"]
 
@@ -115,5 +123,5 @@ def test_local_cannot_be_deleted(cli: Invoke) -> None:
 
 def test_missing_argument_is_usage_error(cli: Invoke) -> None:
     result = cli("stack", "use")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.startswith("Error: Missing argument")

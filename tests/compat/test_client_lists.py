@@ -312,7 +312,7 @@ def test_cli_get_takes_the_eight_characters_a_table_shows(any_store: str) -> Non
     logs = runner.invoke(app, ["executions", "logs", handle.exec_id[:8], "-o", "json"])
     assert logs.exit_code == 0, logs.output
     document = json.loads(logs.stdout)
-    assert document["exec_id"] == handle.exec_id
+    assert {i["exec_id"] for i in document["items"]} == {handle.exec_id}
     assert [i["message"] for i in document["items"]] == ["shouting cli"]
 
 

@@ -313,7 +313,7 @@ def test_cli_input_over_the_limit_is_one_error_line_and_json_error(
     assert as_json.exit_code == 1
     assert as_json.stdout == ""  # a JSON error goes to stderr, stdout stays empty
     document = json.loads(as_json.stderr)
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     assert document["error"]["type"] == "KitaruWaitValidationError"
     assert WAIT_ENV in document["error"]["message"]
     _assert_still_waiting(handle.exec_id, "ask-dict")

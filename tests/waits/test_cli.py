@@ -61,7 +61,7 @@ def released_run(kind: str) -> str:
 def test_waits_lists_pending_waits_as_table_and_json(client: KitaruClient) -> None:
     assert kitaru("executions", "waits").stdout.strip() == "No executions are waiting for input."
     empty = kitaru("executions", "waits", "-o", "json").json()
-    assert empty == {"command": "executions waits", "items": [], "count": 0}
+    assert empty == {"command": "executions.waits", "items": [], "count": 0}
 
     model = released_run("model")
     gate = _flows.gate.run(0).exec_id
@@ -80,7 +80,7 @@ def test_waits_lists_pending_waits_as_table_and_json(client: KitaruClient) -> No
     assert "kitaru executions input" in table.stdout
 
     document = kitaru("executions", "waits", "-o", "json").json()
-    assert document["command"] == "executions waits"
+    assert document["command"] == "executions.waits"
     assert document["count"] == 2
     by_exec = {item["exec_id"]: item for item in document["items"]}
     item = by_exec[model]
@@ -177,16 +177,15 @@ def test_input_value_is_json_with_a_text_fallback(
     result = kitaru("executions", "input", exec_id, "--value", given, "-o", "json")
     assert result.exit_code == 0, result.stdout
     document = result.json()
-    assert document["command"] == "executions input"
-    item = document["item"]
+    assert document["command"] == "executions.input"
+    item = document["item"]  # 0.21: the execution; what the input did under "input"
     assert item["exec_id"] == exec_id
-    assert item["wait_id"] == f"ask-{kind}"
-    assert item["outcome"] == "answered"
-    assert item["value"] == expected
-    assert item["resumed"] is True
-    assert item["ran_here"] is True
     assert item["status"] == "completed"
-    assert item["execution"]["status"] == "completed"
+    assert item["input"]["wait_id"] == f"ask-{kind}"
+    assert item["input"]["outcome"] == "answered"
+    assert item["input"]["value"] == expected
+    assert item["input"]["resumed"] is True
+    assert item["input"]["ran_here"] is True
     assert client.executions.get(exec_id).status is ExecutionStatus.COMPLETED
     stored = get_backend().store.get_wait(exec_id, f"ask-{kind}")
     assert stored is not None
@@ -216,7 +215,7 @@ def test_invalid_value_is_one_error_line_and_nothing_changes(client: KitaruClien
     assert "valid integer" in line
 
     document = kitaru("executions", "input", exec_id, "--value", "[1]", "-o", "json").error_json()
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     assert document["error"]["type"] == "KitaruWaitValidationError"
     assert "\n" not in document["error"]["message"]
 
@@ -233,7 +232,7 @@ def test_invalid_value_is_one_error_line_and_nothing_changes(client: KitaruClien
 def test_missing_value_for_a_typed_wait_is_a_usage_error() -> None:
     exec_id = released_run("bool")
     result = kitaru("executions", "input", exec_id)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "expects bool; pass it with --value" in one_error_line(result.stderr)
 
 
@@ -283,9 +282,9 @@ def test_input_errors(client: KitaruClient) -> None:
         ["executions", "input", "--interactive", "--wait", "w"],
     ],
 )
-def test_bad_option_combinations_exit_2(args: list[str]) -> None:
+def test_bad_option_combinations_exit_1(args: list[str]) -> None:
     result = kitaru(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     one_error_line(result.stderr)
 
 
@@ -317,8 +316,8 @@ def test_abort_from_the_cli(client: KitaruClient) -> None:
     result = kitaru("executions", "input", caught.exec_id, "--abort", "-o", "json")
     assert result.exit_code == 0, result.stdout
     item = result.json()["item"]
-    assert item["outcome"] == "aborted"
-    assert item["wait_id"] == "go"
+    assert item["input"]["outcome"] == "aborted"
+    assert item["input"]["wait_id"] == "go"
     assert item["status"] == "completed"
     assert caught.wait(timeout=30)["aborted"] is True
 
@@ -342,10 +341,10 @@ def test_no_resume_leaves_it_waiting_for_resume(client: KitaruClient) -> None:
     result = kitaru("executions", "input", exec_id, "--value", "3", "--no-resume", "-o", "json")
     assert result.exit_code == 0
     item = result.json()["item"]
-    assert item["resumed"] is False
-    assert item["ran_here"] is False
+    assert item["input"]["resumed"] is False
+    assert item["input"]["ran_here"] is False
     assert item["status"] == "waiting"
-    assert item["execution"]["pending_waits"] == []
+    assert item["pending_waits"] == []
     assert exec_threads(exec_id) == []
     table = kitaru("executions", "input", released_run("int"), "--value", "4", "--no-resume")
     assert "stays waiting with no runner (--no-resume)" in table.stderr
@@ -363,7 +362,7 @@ def test_resumed_run_stops_at_its_next_wait_and_lets_go(client: KitaruClient) ->
     result = kitaru("executions", "input", handle.exec_id, "--value", "true", "-o", "json")
     assert result.exit_code == 0
     item = result.json()["item"]
-    assert item["ran_here"] is True
+    assert item["input"]["ran_here"] is True
     assert item["status"] == "waiting"
     # The plan wait has a 600 s timeout, yet the runner the command started let go of it.
     execution = wait_until_released(client, handle.exec_id, timeout=10)
@@ -407,7 +406,7 @@ def test_interactive_for_all_waiting_executions_json(client: KitaruClient) -> No
     answers = "7\n!abort\n\n"
     result = kitaru("executions", "input", "-i", "-o", "json", input=answers)
     document = result.json()
-    assert document["command"] == "executions input"
+    assert document["command"] == "executions.input"
     outcomes = {(i["exec_id"], i["outcome"], json.dumps(i["value"])) for i in document["items"]}
     assert outcomes == {
         (first, "answered", "7"),

@@ -41,7 +41,8 @@ def test_two_wait_flow_answered_from_another_process_after_release(
     assert refused.returncode == 1
     line = one_error_line(refused.stderr)
     assert "approval" in line
-    assert "valid boolean" in line
+    assert "is not JSON" in line
+    assert "expects bool" in line
     assert client.executions.get(handle.exec_id).pending_wait is not None
 
     # The approval: the child resumes the execution, runs it to the next wait, lets go.
@@ -49,13 +50,13 @@ def test_two_wait_flow_answered_from_another_process_after_release(
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     item = json.loads(out)["item"]
-    assert item["wait_id"] == "approval"
-    assert item["outcome"] == "answered"
-    assert item["value"] is True
-    assert item["resumed"] is True
-    assert item["ran_here"] is True
+    assert item["input"]["wait_id"] == "approval"
+    assert item["input"]["outcome"] == "answered"
+    assert item["input"]["value"] is True
+    assert item["input"]["resumed"] is True
+    assert item["input"]["ran_here"] is True
     assert item["status"] == "waiting"
-    assert [w["wait_id"] for w in item["execution"]["pending_waits"]] == ["plan"]
+    assert [w["wait_id"] for w in item["pending_waits"]] == ["plan"]
     execution = wait_until_released(client, handle.exec_id)
     assert execution.pending_wait is not None
     assert execution.pending_wait.wait_id == "plan"
@@ -95,8 +96,8 @@ def test_input_from_another_process_wakes_a_live_runner(
     given = kitaru_cli("executions", "input", handle.exec_id, "--value", "true", "-o", "json")
     assert given.returncode == 0, given.stderr
     item = json.loads(given.stdout)["item"]
-    assert item["resumed"] is False
-    assert item["ran_here"] is False
+    assert item["input"]["resumed"] is False
+    assert item["input"]["ran_here"] is False
 
     def at_plan() -> bool:
         pending = client.executions.get(handle.exec_id).pending_wait

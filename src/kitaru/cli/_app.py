@@ -15,6 +15,7 @@ from kitaru.cli._output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     OutputFormat,
+    command_name,
     debug_enabled,
     escape_undecodable_output,
     print_error,
@@ -35,7 +36,7 @@ def _sniff_format(args: Sequence[str]) -> OutputFormat:
             value = token.partition("=")[2]
         elif token.startswith("-o") and not token.startswith("--") and len(token) > 2:
             value = token[2:].lstrip("=")
-    return OutputFormat.JSON if value.strip().lower() == "json" else OutputFormat.TABLE
+    return OutputFormat.JSON if value.strip().lower() == "json" else OutputFormat.TEXT
 
 
 class KitaruGroup(TyperGroup):
@@ -55,7 +56,7 @@ class KitaruGroup(TyperGroup):
                 break
             names.append(token)
             current = commands[token]
-        return " ".join(names) or "kitaru"
+        return command_name(" ".join(names))
 
     def main(  # type: ignore[override]
         self,
@@ -87,23 +88,25 @@ class KitaruGroup(TyperGroup):
             )
             code = result if isinstance(result, int) else 0
         except NoArgsIsHelpError as exc:
-            # The help text was already printed (Rich) or is the message (plain).
+            # A group run without a subcommand (bare `kitaru` too) shows its help: not
+            # an error, so exit 0 as Kitaru 0.21 does.
             message = exc.format_message()
             if message:
                 typer.echo(message)
-            code = exc.exit_code
+            code = 0
         except ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             name = (
-                ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip()
+                command_name(ctx.command_path.removeprefix(ctx.find_root().info_name or ""))
                 if ctx is not None
                 else self._command_name(argv)
             )
             message = exc.format_message()
             if ctx is not None and ctx.command.get_help_option(ctx) is not None:
                 message = f"{message.rstrip('.')}. Try '{ctx.command_path} --help'."
-            print_error(name or "kitaru", _sniff_format(argv), "UsageError", message)
-            code = exc.exit_code
+            print_error(name, _sniff_format(argv), "UsageError", message)
+            # Every failure exits 1, bad command-line input included (Click's is 2).
+            code = EXIT_ERROR if exc.exit_code else 0
         except typer.Abort:
             print_error(self._command_name(argv), _sniff_format(argv), "Aborted", "Aborted.")
             code = EXIT_ERROR
@@ -143,7 +146,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    # Help renders as written: no Rich markup (it swallowed "[tool.kitaru]").
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -158,6 +163,7 @@ def _root(
     version: bool = typer.Option(
         False,
         "--version",
+        "-V",
         callback=_show_version,
         is_eager=True,
         help="Print the Kitaru version and exit.",
@@ -171,7 +177,9 @@ def _register() -> None:
     import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
     from kitaru.cli._analysis import register as register_analysis
     from kitaru.cli._artifacts import app as artifacts_app
+    from kitaru.cli._clean import app as clean_app
     from kitaru.cli._executions import app as executions_app
+    from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
     from kitaru.cli._stacks import app as stacks_app
     from kitaru.cli._status import register as register_status
@@ -179,10 +187,12 @@ def _register() -> None:
 
     register_init(app)
     register_status(app)
+    register_info(app)
     app.add_typer(executions_app, name="executions")
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(stacks_app, name="stack")
     register_worker(app)
+    app.add_typer(clean_app, name="clean")
     register_analysis(executions_app)
 
 

@@ -20,7 +20,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kitaru.cli._output import OutputFormat, OutputOption, command, fmt_time
+from kitaru.cli._output import (
+    OutputFormat,
+    OutputOption,
+    PageOption,
+    SizeOption,
+    command,
+    fmt_time,
+    page_of,
+)
 from kitaru.errors import KitaruError
 
 if TYPE_CHECKING:
@@ -237,9 +245,11 @@ def list_artifacts(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    page: PageOption = None,
+    size: SizeOption = None,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """List an execution's artifacts, oldest first.
+    """List an execution's artifacts, oldest first, a page at a time.
 
     Checkpoint outputs (also ones reused from the cache or a replay), values
     stored with kitaru.save(), the flow's inputs and its result. Show one with
@@ -254,6 +264,7 @@ def list_artifacts(
             role=None if kind is None else kind.value,
             type=None if type_ is None else type_.value,
         )
+        refs = page_of(refs, page, size)
 
         def render(console: Console) -> None:
             if not refs:
@@ -262,7 +273,7 @@ def list_artifacts(
                 return
             console.print(artifacts_table(refs))
 
-        out.items([r.to_dict() for r in refs], render, exec_id=exec_id)
+        out.items([r.to_dict() for r in refs], render)
 
 
 @app.command("show")
@@ -282,7 +293,7 @@ def show(
             ),
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show one artifact: its name, kind, type, producing call, size, hash and tags.
 

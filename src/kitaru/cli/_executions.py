@@ -17,20 +17,27 @@ from kitaru.cli._executions_show import (
     DEFAULT_CALLS,
     CallsOption,
     exec_status,
+    execution_item,
     executions_table,
     parse_calls,
     render_execution,
+    runner_died_waiting,
+    summary_item,
 )
 from kitaru.cli._output import (
+    DEFAULT_PAGE_SIZE,
     EXIT_ERROR,
     Output,
     OutputFormat,
     OutputOption,
+    PageOption,
+    SizeOption,
     UsageProblem,
     command,
     exit_interrupted,
     fmt_duration,
     fmt_time,
+    page_of,
 )
 
 if TYPE_CHECKING:
@@ -92,10 +99,18 @@ def list_executions(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="How many executions per page.")
-    ] = 20,
-    page: Annotated[int, typer.Option("--page", min=1, help="Which page (1 = newest).")] = 1,
-    output: OutputOption = OutputFormat.TABLE,
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            help="Only the N newest executions (instead of --page/--size).",
+            show_default=False,
+        ),
+    ] = None,
+    page: PageOption = None,
+    size: SizeOption = None,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List executions, newest first, a page at a time.
 
@@ -103,12 +118,20 @@ def list_executions(
     with `kitaru executions resume ID` or let `kitaru worker` do it.
     """
     with command("executions list", output) as out:
+        if limit is not None and (page is not None or size is not None):
+            raise UsageProblem(
+                "--limit takes the N newest executions; do not combine it with --page/--size."
+            )
+        if limit is not None:
+            page, size = 1, limit
+        page = page or 1
+        size = size or DEFAULT_PAGE_SIZE
         client = _client()
         statuses = list(status) if status else None
-        executions = client.executions.list(flow=flow, status=statuses, page=page, size=limit)
+        executions = client.executions.list(flow=flow, status=statuses, page=page, size=size)
         # One more row after this page tells whether there is a next one.
-        has_more = bool(
-            client.executions.list(flow=flow, status=statuses, page=page * limit + 1, size=1)
+        has_more = limit is None and bool(
+            client.executions.list(flow=flow, status=statuses, page=page * size + 1, size=1)
         )
 
         def render(console: Console) -> None:
@@ -124,20 +147,14 @@ def list_executions(
                 footer += f" More: --page {page + 1}."
             console.print(footer, style="dim")
 
-        out.items(
-            [e.summary_dict() for e in executions],
-            render,
-            page=page,
-            limit=limit,
-            has_more=has_more,
-        )
+        out.items([summary_item(e) for e in executions], render)
 
 
 @app.command("get")
 def get(
     exec_id: ExecIdArg,
     calls: CallsOption = str(DEFAULT_CALLS),
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show one execution: its details, failure and checkpoint timeline.
 
@@ -162,7 +179,7 @@ def get(
                 )
                 console.print(_answer_hint(execution.exec_id), style="dim", soft_wrap=True)
 
-        out.item(execution.to_dict(), render)
+        out.item(execution_item(execution), render)
 
 
 def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoReturn:
@@ -198,7 +215,7 @@ def _finish_run(
     """
     exec_id = started.exec_id
     if not wait:
-        out.item(started.to_dict(), lambda console: render_execution(started, console))
+        out.item(execution_item(started), lambda console: render_execution(started, console))
         out.note(f"{verb} execution {exec_id} in this process; exiting when it finishes.")
         try:
             if _wait_for_run(client, exec_id).status is ExecutionStatus.WAITING:
@@ -213,7 +230,7 @@ def _finish_run(
         final = _wait_for_run(client, exec_id)
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
-    out.item(final.to_dict(), lambda console: render_execution(final, console))
+    out.item(execution_item(final), lambda console: render_execution(final, console))
     if final.status is ExecutionStatus.WAITING:
         # Don't hold this process until the wait's timeout: release it now; input
         # resumes the execution wherever it is given.
@@ -234,7 +251,18 @@ def _finish_run(
 
 @app.command("resume")
 def resume(
-    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+    exec_id: Annotated[
+        str | None,
+        typer.Argument(metavar="EXEC_ID", help="Execution id.", show_default=False),
+    ] = None,
+    exec_id_option: Annotated[
+        str | None,
+        typer.Option(
+            "--exec-id", metavar="EXEC_ID", help="Execution id (as an option).", show_default=False
+        ),
+    ] = None,
+    no_wait: NoWaitOption = False,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Continue an execution whose process died (its lease expired), in this process.
 
@@ -242,14 +270,22 @@ def resume(
     without a recorded result. Exits 1 if the execution does not complete.
     """
     with command("executions resume", output) as out:
+        if exec_id is not None and exec_id_option is not None and exec_id != exec_id_option:
+            raise UsageProblem(
+                f"Two different executions given ({exec_id} and --exec-id {exec_id_option}); "
+                "pass one."
+            )
+        target = exec_id or exec_id_option
+        if target is None:
+            raise UsageProblem("Missing EXEC_ID: pass the execution to resume (or --exec-id ID).")
         client = _client()
-        started = client.executions.resume(exec_id, wait=False)
+        started = client.executions.resume(target, wait=False)
         _finish_run(out, client, started, wait=not no_wait, verb="Resuming")
 
 
 @app.command("retry")
 def retry(
-    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TABLE
+    exec_id: ExecIdArg, no_wait: NoWaitOption = False, output: OutputOption = OutputFormat.TEXT
 ) -> None:
     """Run a failed execution again under the same id.
 
@@ -263,7 +299,7 @@ def retry(
 
 
 @app.command("cancel")
-def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Cancel a running or waiting execution; its runner stops at the next checkpoint."""
     with command("executions cancel", output) as out:
         execution = _client().executions.cancel(exec_id)
@@ -273,7 +309,7 @@ def cancel(exec_id: ExecIdArg, output: OutputOption = OutputFormat.TABLE) -> Non
                 f"Cancelled execution {execution.exec_id} ({escape(execution.flow_name or '-')})."
             )
 
-        out.item(execution.to_dict(), render)
+        out.item(execution_item(execution), render)
 
 
 def _stdin_is_tty() -> bool:
@@ -289,7 +325,7 @@ def delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed in scripts).")
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete an execution's record and the artifacts nothing else uses.
 
@@ -398,7 +434,9 @@ def list_waits(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    page: PageOption = None,
+    size: SizeOption = None,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List pending waits: what each waiting execution asks for, and since when.
 
@@ -407,7 +445,7 @@ def list_waits(
     """
     with command("executions waits", output) as out:
         client = _client()
-        pending = client.executions.pending_waits(exec_id)
+        pending = page_of(client.executions.pending_waits(exec_id), page, size)
         status = client.executions.get(exec_id).status if exec_id and not pending else None
 
         def render(console: Console) -> None:
@@ -485,6 +523,11 @@ def _state_note(out: Output, final: Execution, *, ran_here: bool, no_resume: boo
                 f"Execution {exec_id} is waiting again, at {final.pending_wait.wait_id!r}. "
                 + _answer_hint(exec_id)
             )
+        elif runner_died_waiting(final):
+            out.note(
+                f"Execution {exec_id} has its answer, but its runner ({final.lease_owner}) "
+                f"died: continue it with `kitaru executions resume {exec_id}` or `kitaru worker`."
+            )
         elif final.lease_owner is not None and not ran_here:
             out.note(
                 f"Execution {exec_id} has its answer; its runner ({final.lease_owner}) picks it "
@@ -555,7 +598,7 @@ def input_(
             ),
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Answer (or abort) a pending wait of a waiting execution.
 
@@ -600,11 +643,9 @@ def _input_one(
 ) -> None:
     from kitaru._backend import get_backend
     from kitaru._runtime import control
-    from kitaru.client._prompt import (
-        give_text_answer,
-        recorded_answer,
-        schema_summary,
-    )
+    from kitaru.cli._input_support import settle_after_answer, value_candidates
+    from kitaru.client._prompt import recorded_answer, schema_summary
+    from kitaru.errors import KitaruWaitValidationError
 
     client = _client()
     exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
@@ -624,27 +665,38 @@ def _input_one(
     elif value is None:
         client.executions.input(exec_id, wait=wait, value=None, resume=False)
     else:
-        answer, _ = give_text_answer(
-            lambda v: client.executions.input(exec_id, wait=wait, value=v, resume=False),
-            value,
-        )
-    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
-    final = _run_here(out, client, exec_id) if ran_here else client.executions.get(exec_id)
+        candidates = value_candidates(value, target, exec_id)
+        for index, candidate in enumerate(candidates):
+            try:
+                client.executions.input(exec_id, wait=wait, value=candidate, resume=False)
+            except KitaruWaitValidationError:
+                if index == len(candidates) - 1:
+                    raise
+                continue
+            answer = candidate
+            break
     if target is None:  # the client accepted it, so it was the only pending wait
         target = pending[0] if pending else None
+    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
+    final = (
+        _run_here(out, client, exec_id)
+        if ran_here
+        else settle_after_answer(client, exec_id, None if target is None else target.wait_id)
+    )
     if answer is not None and target is not None:
         answer = recorded_answer(exec_id, target.wait_id)  # as validated and stored
     outcome = "aborted" if abort else "answered"
+    # 0.21's item is the execution; what this input did is under "input".
     data = {
-        "exec_id": exec_id,
-        "wait_id": None if target is None else target.wait_id,
-        "name": None if target is None else target.name,
-        "outcome": outcome,
-        "value": answer,
-        "resumed": final.run_count > before.run_count,
-        "ran_here": ran_here,
-        "status": final.status.value,
-        "execution": final.to_dict(),
+        **execution_item(final),
+        "input": {
+            "wait_id": None if target is None else target.wait_id,
+            "name": None if target is None else target.name,
+            "outcome": outcome,
+            "value": answer,
+            "resumed": final.run_count > before.run_count,
+            "ran_here": ran_here,
+        },
     }
 
     def render(console: Console) -> None:

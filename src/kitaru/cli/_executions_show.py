@@ -62,8 +62,38 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
+def runner_died_waiting(execution: Execution) -> bool:
+    """Waiting, but the runner that held it stopped renewing its lease (it died).
+
+    A runner that lets go of a wait clears its lease; one that still holds a lease
+    it no longer renews crashed, and nothing will notice an answer until input
+    resumes it here, or ``resume``/a worker does.
+    """
+    return (
+        execution.status is ExecutionStatus.WAITING
+        and execution.lease_owner is not None
+        and execution.lease_expires_at is not None
+        and execution.lease_expires_at < _now()
+    )
+
+
+def needs_worker(execution: Execution) -> bool:
+    """Orphaned: running or waiting, but its runner died (shown as ``(orphaned)``)."""
+    return execution.is_orphaned or runner_died_waiting(execution)
+
+
+def summary_item(execution: Execution) -> dict[str, Any]:
+    """The ``executions list`` JSON item; ``is_orphaned`` also marks a dead waiting runner."""
+    return {**execution.summary_dict(), "is_orphaned": needs_worker(execution)}
+
+
+def execution_item(execution: Execution) -> dict[str, Any]:
+    """The JSON item of one execution (``get``, ``resume``, ``retry``, ``input``, ...)."""
+    return {**execution.to_dict(), "is_orphaned": needs_worker(execution)}
+
+
 def exec_status(execution: Execution) -> str:
-    if execution.is_orphaned:
+    if needs_worker(execution):
         return styled_status(execution.status.value, suffix=" (orphaned)")
     return styled_status(execution.status.value)
 
@@ -280,6 +310,13 @@ def render_execution(
             "",
             "[yellow]Its runner stopped renewing its lease: resume it with "
             f"`kitaru executions resume {execution.exec_id}` or run `kitaru worker`.[/yellow]",
+        )
+    elif runner_died_waiting(execution):
+        grid.add_row(
+            "",
+            "[yellow]Its runner died while waiting: answer with `kitaru executions input "
+            f"{execution.exec_id}` (which resumes it here), or once answered run "
+            f"`kitaru executions resume {execution.exec_id}` or `kitaru worker`.[/yellow]",
         )
     parts: list[Any] = [grid, Text("")]
     if execution.checkpoints:

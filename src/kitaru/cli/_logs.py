@@ -13,20 +13,32 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kitaru._store import ExecutionStatus
 from kitaru.cli._executions import app as executions_app
-from kitaru.cli._output import Output, OutputFormat, OutputOption, command
+from kitaru.cli._executions_show import needs_worker
+from kitaru.cli._output import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Output,
+    OutputFormat,
+    OutputOption,
+    UsageProblem,
+    command,
+    document_stdout,
+)
 
 if TYPE_CHECKING:
     from kitaru.client import KitaruClient
     from kitaru.client._models import Execution, LogEntry
 
-COMMAND = "executions logs"
-#: How often ``--follow`` asks for new lines while the execution runs.
-POLL_SECONDS = 0.25
+COMMAND = "executions.logs"
+#: How often ``--follow`` asks for new lines while the execution runs (``--interval``).
+POLL_SECONDS = 3.0
 #: After the execution finished, how long ``--follow`` keeps reading lines its runner
 #: may still be writing (captured lines reach the store in batches).
 DRAIN_SECONDS = 0.6
@@ -67,34 +79,72 @@ def kind(entry: LogEntry) -> str:
     return entry.stream
 
 
-def format_line(entry: LogEntry) -> str:
+def format_line(entry: LogEntry, verbosity: int = 0) -> str:
     """One captured line for people: time, call, stream/level, message.
 
-    Continuation lines of a multi-line message (a traceback) are indented.
+    ``-v`` adds the source (step or runner), ``-vv`` also where the line was
+    written (module, file:line). Continuation lines of a multi-line message (a
+    traceback) are indented.
     """
     message = entry.message
     if entry.stream == "logging" and entry.logger and entry.logger != "root":
         message = f"{entry.logger}: {message}"
     head = f"{_timestamp(entry.logged_at)}  {where(entry):<12}  {kind(entry):<7}  "
+    if verbosity >= 1:
+        head += f"{entry.source or '-':<6}  "
+    if verbosity >= 2:
+        origin = entry.module or "-"
+        if entry.filename:
+            origin += f" {entry.filename}:{entry.lineno if entry.lineno is not None else '?'}"
+        head += f"{origin}  "
     first, *rest = message.split("\n")
     return "\n".join([head + first, *("    " + line for line in rest)])
 
 
-def _write_lines(entries: list[LogEntry]) -> None:
-    if entries:
-        sys.stdout.write("".join(format_line(e) + "\n" for e in entries))
-        sys.stdout.flush()
+def entry_dict(entry: LogEntry) -> dict[str, object]:
+    """A log entry as JSON, without its null fields (as Kitaru 0.21 prints them)."""
+    return {key: value for key, value in entry.to_dict().items() if value is not None}
+
+
+def _text_writer(verbosity: int) -> Callable[[list[LogEntry]], None]:
+    def write(entries: list[LogEntry]) -> None:
+        if entries:
+            stream = document_stdout()
+            stream.write("".join(format_line(e, verbosity) + "\n" for e in entries))
+            stream.flush()
+
+    return write
+
+
+def _json_line(event: str, item: dict[str, object]) -> str:
+    return json.dumps({"command": COMMAND, "event": event, "item": item}, ensure_ascii=False)
 
 
 def _write_json_lines(entries: list[LogEntry]) -> None:
     if entries:
-        sys.stdout.write(
-            "".join(
-                json.dumps({"command": COMMAND, "item": e.to_dict()}, ensure_ascii=False) + "\n"
-                for e in entries
-            )
-        )
-        sys.stdout.flush()
+        stream = document_stdout()
+        stream.write("".join(_json_line("log", entry_dict(e)) + "\n" for e in entries))
+        stream.flush()
+
+
+def _write_event(event: str, item: dict[str, object]) -> None:
+    stream = document_stdout()
+    stream.write(_json_line(event, item) + "\n")
+    stream.flush()
+
+
+def _write_grouped(entries: list[LogEntry], verbosity: int) -> None:
+    """Lines under one heading per checkpoint call (the flow body's first), in call order."""
+    groups: dict[str, list[LogEntry]] = {}
+    for entry in entries:
+        groups.setdefault(where(entry), []).append(entry)
+    stream = document_stdout()
+    for index, (call, lines) in enumerate(groups.items()):
+        if index:
+            stream.write("\n")
+        stream.write(f"== {call} ({len(lines)} line{'s' if len(lines) != 1 else ''})\n")
+        stream.write("".join("  " + format_line(e, verbosity) + "\n" for e in lines))
+    stream.flush()
 
 
 # --- reading --------------------------------------------------------------------------
@@ -118,6 +168,7 @@ def _read(
     exec_id: str,
     *,
     checkpoint: str | None,
+    source: str | None,
     after_id: int | None,
     limit: int | None,
 ) -> list[LogEntry]:
@@ -126,7 +177,7 @@ def _read(
     while limit is None or len(entries) < limit:
         want = PAGE if limit is None else min(PAGE, limit - len(entries))
         page = client.executions.logs(
-            exec_id, checkpoint=checkpoint, source=None, after_id=after_id, limit=want
+            exec_id, checkpoint=checkpoint, source=source, after_id=after_id, limit=want
         )
         entries.extend(page)
         if len(page) < want:
@@ -141,7 +192,9 @@ def _follow(
     exec_id: str,
     *,
     checkpoint: str | None,
+    source: str | None,
     limit: int | None,
+    interval: float,
     emit: Callable[[list[LogEntry]], None],
 ) -> tuple[Execution, int]:
     """Print lines as they arrive until the execution finishes (or ``limit`` lines)."""
@@ -153,7 +206,14 @@ def _follow(
         # The status first: lines read after it include everything written before it.
         execution = client.executions.get(exec_id)
         remaining = None if limit is None else limit - shown
-        entries = _read(client, exec_id, checkpoint=checkpoint, after_id=last_id, limit=remaining)
+        entries = _read(
+            client,
+            exec_id,
+            checkpoint=checkpoint,
+            source=source,
+            after_id=last_id,
+            limit=remaining,
+        )
         emit(entries)
         if entries:
             last_id = entries[-1].id
@@ -168,9 +228,9 @@ def _follow(
                 finished_at = time.monotonic() - max(age, 0.0)
             if not entries and time.monotonic() - finished_at >= DRAIN_SECONDS:
                 return execution, shown
-            time.sleep(min(0.1, POLL_SECONDS))
+            time.sleep(min(0.1, interval))
             continue
-        state = "orphaned" if execution.is_orphaned else execution.status.value
+        state = "orphaned" if needs_worker(execution) else execution.status.value
         if state != noted and state in ("waiting", "orphaned"):
             if state == "waiting":
                 out.note(
@@ -183,10 +243,17 @@ def _follow(
                     "Ctrl-C to stop."
                 )
         noted = state
-        time.sleep(POLL_SECONDS)
+        time.sleep(interval)
 
 
 # --- the command ----------------------------------------------------------------------
+
+
+class LogSource(StrEnum):
+    """Which lines: a checkpoint's (step) or the flow body's (runner)."""
+
+    STEP = "step"
+    RUNNER = "runner"
 
 
 @executions_app.command("logs")
@@ -202,6 +269,15 @@ def logs(
             show_default=False,
         ),
     ] = None,
+    source: Annotated[
+        LogSource | None,
+        typer.Option(
+            "--source",
+            case_sensitive=False,
+            help="Only checkpoint lines (step) or flow body lines (runner); default both.",
+            show_default=False,
+        ),
+    ] = None,
     follow: Annotated[
         bool,
         typer.Option(
@@ -209,11 +285,20 @@ def logs(
             "-f",
             help=(
                 "Keep printing new lines until the execution finishes (a waiting one is "
-                "followed until it finishes too; Ctrl-C stops). With -o json, one JSON "
-                "document per line ({'command', 'item'}) as lines arrive."
+                "followed until it finishes too; Ctrl-C stops). Exits 0 if it completed, "
+                "else 1. With -o json, one JSON document per line as lines arrive "
+                "(event 'log'), then one with event 'terminal' (or 'interrupted')."
             ),
         ),
     ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            min=0.01,
+            help="With --follow: seconds between polls for new lines.",
+        ),
+    ] = POLL_SECONDS,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -224,7 +309,20 @@ def logs(
             show_default=False,
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    grouped: Annotated[
+        bool,
+        typer.Option("--grouped", help="Group the lines by checkpoint call (text output only)."),
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="-v also shows each line's source, -vv also where it was written.",
+        ),
+    ] = 0,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show what an execution printed and logged, oldest first.
 
@@ -234,20 +332,33 @@ def logs(
     the execution ran.
     """
     with command(COMMAND, output) as out:
+        if grouped and out.json:
+            raise UsageProblem("--grouped is for text output; drop it with -o json.")
+        if grouped and follow:
+            raise UsageProblem("--grouped shows finished lines; drop it with --follow.")
+        if checkpoint is not None and source is LogSource.RUNNER:
+            raise UsageProblem(
+                "--checkpoint selects checkpoint (step) lines; drop it with --source runner."
+            )
+        chosen = None if source is None else source.value
         client = _client()
         exec_id = client.executions.resolve_id(exec_id)  # a short prefix names it too
         if follow:
-            emit = _write_json_lines if out.json else _write_lines
-            final, shown = _follow(
-                out, client, exec_id, checkpoint=checkpoint, limit=limit, emit=emit
+            _follow_command(
+                out,
+                client,
+                exec_id,
+                checkpoint=checkpoint,
+                source=chosen,
+                limit=limit,
+                interval=interval,
+                verbosity=verbose,
             )
-            if shown == 0 and checkpoint is not None and final.status.is_finished:
-                _check_checkpoint(out, final, checkpoint)
-            if limit is None or shown < limit:
-                out.note(f"Execution {exec_id} {final.status.value}.")
             return
         execution = client.executions.get(exec_id)
-        entries = _read(client, exec_id, checkpoint=checkpoint, after_id=None, limit=limit)
+        entries = _read(
+            client, exec_id, checkpoint=checkpoint, source=chosen, after_id=None, limit=limit
+        )
         if not entries and checkpoint is not None and execution.status.is_finished:
             _check_checkpoint(out, execution, checkpoint)
 
@@ -256,9 +367,61 @@ def logs(
                 what = f" of checkpoint {checkpoint!r}" if checkpoint else ""
                 out.note(f"No captured lines{what} in execution {exec_id}.")
                 return
-            _write_lines(entries)
+            if grouped:
+                _write_grouped(entries, verbose)
+            else:
+                _text_writer(verbose)(entries)
 
-        out.items([e.to_dict() for e in entries], render, exec_id=exec_id)
+        out.items([entry_dict(e) for e in entries], render)
 
 
-__all__ = ["format_line", "kind", "logs", "where"]
+def _follow_command(
+    out: Output,
+    client: KitaruClient,
+    exec_id: str,
+    *,
+    checkpoint: str | None,
+    source: str | None,
+    limit: int | None,
+    interval: float,
+    verbosity: int,
+) -> None:
+    """``--follow``: lines as they arrive; exit 0 if the execution completed, else 1."""
+    emit = _write_json_lines if out.json else _text_writer(verbosity)
+    try:
+        final, shown = _follow(
+            out,
+            client,
+            exec_id,
+            checkpoint=checkpoint,
+            source=source,
+            limit=limit,
+            interval=interval,
+            emit=emit,
+        )
+    except KeyboardInterrupt:
+        if out.json:
+            _write_event("interrupted", {"exec_id": exec_id})
+        else:
+            sys.stderr.write(f"Interrupted; stopped following execution {exec_id}.\n")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if shown == 0 and checkpoint is not None and final.status.is_finished:
+        _check_checkpoint(out, final, checkpoint)
+    if limit is not None and shown >= limit:
+        return  # stopped at --limit, as asked
+    if out.json:
+        _write_event(
+            "terminal",
+            {
+                "exec_id": exec_id,
+                "status": final.status.value,
+                "failure": None if final.failure is None else final.failure.to_dict(),
+            },
+        )
+    else:
+        out.note(f"Execution {exec_id} {final.status.value}.")
+    if final.status is not ExecutionStatus.COMPLETED:
+        raise typer.Exit(EXIT_ERROR)
+
+
+__all__ = ["entry_dict", "format_line", "kind", "logs", "where"]

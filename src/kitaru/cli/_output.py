@@ -3,13 +3,18 @@
 Every command builds an :class:`Output` for its name and chosen format and
 prints through it. In JSON mode stdout carries exactly one JSON document:
 
-* one item: ``{"command": "stack show", "item": {...}}``
-* a list: ``{"command": "executions list", "items": [...], "count": N, ...}``
+* one item: ``{"command": "stack.show", "item": {...}}``
+* a list: ``{"command": "executions.list", "items": [...], "count": N}``
+
+``command`` is the command path joined by dots, hyphens as underscores
+(``executions.diff_matrix``), as Kitaru 0.21 prints it. While a JSON-mode
+command runs, whatever flows running in this process print goes to stderr
+(still captured in the execution's logs), so stdout holds the document alone.
 
 An error goes to stderr, so stdout stays empty: in JSON mode as one document
-``{"command": ..., "error": {"type": ..., "message": ...}}``, in table mode as a
-single ``Error: <message>`` line. Kitaru errors exit with 1, bad command-line
-input with 2; no traceback is ever shown (set ``KITARU_DEBUG=1`` to see one).
+``{"command": ..., "error": {"message": ..., "type": ...}}``, in text mode as a
+single ``Error: <message>`` line. Every failure, bad command-line input
+included, exits with 1; no traceback is ever shown (set ``KITARU_DEBUG=1``).
 
 Text that is not valid Unicode (lone surrogates, from bytes that do not decode)
 is printed escaped (``\udcff``): streams use ``backslashreplace`` and JSON
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -35,7 +40,8 @@ from rich.markup import escape
 from kitaru.errors import KitaruError
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+#: Bad command-line input exits 1 as well (Kitaru 0.21's contract; Click's own is 2).
+EXIT_USAGE = 1
 EXIT_INTERRUPTED = 130
 
 DEBUG_ENV = "KITARU_DEBUG"
@@ -44,8 +50,23 @@ DEBUG_ENV = "KITARU_DEBUG"
 class OutputFormat(StrEnum):
     """How a command prints its result."""
 
-    TABLE = "table"
+    TEXT = "text"
     JSON = "json"
+    #: Our name before Kitaru 0.21's ``text``; still accepted on the command line.
+    TABLE = "text"
+
+
+_FORMAT_NAMES = {"text": OutputFormat.TEXT, "table": OutputFormat.TEXT, "json": OutputFormat.JSON}
+
+
+def parse_format(value: str | OutputFormat) -> OutputFormat:
+    """``text`` or ``json`` (any case; ``table`` is an old name of ``text``)."""
+    if isinstance(value, OutputFormat):
+        return value
+    fmt = _FORMAT_NAMES.get(str(value).strip().lower())
+    if fmt is None:
+        raise typer.BadParameter(f"{value!r} is not one of 'text', 'json'.")
+    return fmt
 
 
 OutputOption = Annotated[
@@ -53,14 +74,41 @@ OutputOption = Annotated[
     typer.Option(
         "--output",
         "-o",
-        case_sensitive=False,
-        help="Output format: 'table' for people, 'json' for scripts (only JSON on stdout).",
+        parser=parse_format,
+        metavar="[text|json]",
+        help="Output format: 'text' for people, 'json' for scripts (only JSON on stdout).",
     ),
 ]
 
 
+DEFAULT_PAGE_SIZE = 20
+
+PageOption = Annotated[
+    int | None,
+    typer.Option("--page", min=1, help="Which page, from 1 (default 1).", show_default=False),
+]
+SizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--size", min=1, help=f"Items per page (default {DEFAULT_PAGE_SIZE}).", show_default=False
+    ),
+]
+
+
+def page_of(items: Sequence[Any], page: int | None, size: int | None) -> list[Any]:
+    """One 1-based page of ``items``; a page past the end is empty."""
+    page = page or 1
+    size = size or DEFAULT_PAGE_SIZE
+    return list(items[(page - 1) * size : page * size])
+
+
+def command_name(path: str) -> str:
+    """A command path, dotted: ``executions diff-matrix`` -> ``executions.diff_matrix``."""
+    return ".".join(part.replace("-", "_") for part in path.replace(".", " ").split()) or "kitaru"
+
+
 class UsageProblem(Exception):
-    """Bad command-line input found by a command itself (exit code 2)."""
+    """Bad command-line input found by a command itself (exit code 1)."""
 
 
 def debug_enabled() -> bool:
@@ -113,10 +161,43 @@ def dumps(document: Mapping[str, Any]) -> str:
     return text
 
 
+#: The real stdout while a JSON-mode command sends flows' prints to stderr.
+_document_stdout: TextIO | None = None
+
+
+def document_stdout() -> TextIO:
+    """Where JSON documents go: the real stdout, even while flows print to stderr."""
+    return _document_stdout if _document_stdout is not None else sys.stdout
+
+
 def write_json(document: Mapping[str, Any], *, stderr: bool = False) -> None:
-    stream = sys.stderr if stderr else sys.stdout
+    stream = sys.stderr if stderr else document_stdout()
     stream.write(dumps(document) + "\n")
     stream.flush()
+
+
+@contextmanager
+def flow_prints_to_stderr(active: bool) -> Iterator[None]:
+    """While active, what runs in this process prints to stderr; documents keep stdout.
+
+    A JSON-mode command that runs flows (resume, retry, input, replay, worker)
+    must leave stdout to its JSON: the checkpoints' ``print()`` lines go to
+    stderr instead, and are still captured as the execution's stdout lines.
+    """
+    global _document_stdout
+    if not active or _document_stdout is not None:
+        yield
+        return
+    from kitaru._runtime.logcapture import stdout_into
+
+    saved = sys.stdout
+    _document_stdout = saved
+    sys.stdout = stdout_into(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        _document_stdout = None
 
 
 def escape_undecodable_output() -> None:
@@ -158,7 +239,7 @@ def warnings_as_lines() -> Iterator[None]:
 
 
 def error_document(command: str, error_type: str, message: str) -> dict[str, Any]:
-    return {"command": command, "error": {"type": error_type, "message": _one_line(message)}}
+    return {"command": command, "error": {"message": _one_line(message), "type": error_type}}
 
 
 def print_error(command: str, fmt: OutputFormat, error_type: str, message: str) -> None:
@@ -174,8 +255,8 @@ class Output:
     """Where one command prints its result, in the format the user chose."""
 
     def __init__(self, command: str, fmt: OutputFormat) -> None:
-        self.command = command
-        self.format = fmt
+        self.command = command_name(command)
+        self.format = parse_format(fmt)
         self._console: Console | None = None
         self._err_console: Console | None = None
 
@@ -206,16 +287,19 @@ class Output:
         self,
         data: Sequence[Mapping[str, Any]],
         render: Callable[[Console], None],
-        **extra: Any,
+        **_extra: Any,
     ) -> None:
-        """Print a list; ``extra`` keys (paging) are added to the JSON document."""
+        """Print a list: exactly ``command``, ``items`` and ``count`` in JSON.
+
+        ``_extra`` (paging details callers used to add) is ignored: the envelope
+        has exactly these keys, as in Kitaru 0.21.
+        """
         if self.json:
             document: dict[str, Any] = {
                 "command": self.command,
                 "items": [dict(d) for d in data],
                 "count": len(data),
             }
-            document.update(extra)
             write_json(document)
         else:
             render(self.console)
@@ -237,10 +321,15 @@ class Output:
 
 @contextmanager
 def command(name: str, fmt: OutputFormat) -> Iterator[Output]:
-    """Run a command body: turn every expected failure into one line and an exit code."""
+    """Run a command body: turn every expected failure into one line and an exit code.
+
+    In JSON mode the body runs with :func:`flow_prints_to_stderr`, so flows it
+    runs in this process cannot write into the JSON document's stdout.
+    """
     out = Output(name, fmt)
     try:
-        yield out
+        with flow_prints_to_stderr(out.json):
+            yield out
     except typer.Exit:
         raise
     except KitaruError as exc:
@@ -329,14 +418,21 @@ __all__ = [
     "Output",
     "OutputFormat",
     "OutputOption",
+    "PageOption",
+    "SizeOption",
     "UsageProblem",
     "command",
+    "command_name",
     "debug_enabled",
+    "document_stdout",
     "dumps",
     "escape_undecodable_output",
+    "flow_prints_to_stderr",
     "fmt_duration",
     "fmt_time",
     "make_console",
+    "page_of",
+    "parse_format",
     "print_error",
     "redact_url",
     "styled_status",

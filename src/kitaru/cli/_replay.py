@@ -11,11 +11,8 @@ replayed flows print goes to stderr, so stdout holds the JSON document alone.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -93,32 +90,6 @@ def _skips(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [part.strip() for value in values for part in value.split(",")]
-
-
-@contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[TextIO]:
-    """In JSON mode, send what replayed flows print to stderr; yields the real stdout."""
-    saved = sys.stdout
-    if not active:
-        yield saved
-        return
-    from kitaru._runtime.logcapture import stdout_into
-
-    sys.stdout = stdout_into(sys.stderr)
-    try:
-        yield saved
-    finally:
-        sys.stdout = saved
-
-
-@contextmanager
-def _writing_to(stream: TextIO) -> Iterator[None]:
-    current = sys.stdout
-    sys.stdout = stream
-    try:
-        yield
-    finally:
-        sys.stdout = current
 
 
 def _render(submission: ReplaySubmission, client: KitaruClient, console: Console) -> None:
@@ -270,7 +241,7 @@ def replay(
             help="Change a flow input (a parameter of the flow) to this JSON value; repeatable.",
         ),
     ] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Replay executions from a checkpoint, each as a new execution.
 
@@ -297,23 +268,22 @@ def replay(
         from kitaru.client import KitaruClient
 
         client = KitaruClient()
-        with _stdout_to_stderr(out.json) as stdout:
-            submission = client.executions.replay(
-                ids,
-                at=at,
-                flow_overrides=flows or None,
-                checkpoint_overrides=checkpoints,
-                invocation_overrides=invocations,
-                skip=_skips(skip),
-                tag=tag,
-                wait=wait,
-                on_error=on_error,  # type: ignore[arg-type]
-                overrides=legacy or None,
-            )
-            with _writing_to(stdout):
-                out.item(submission.to_json(), lambda console: _render(submission, client, console))
-            if not submission.wait:
-                out.note("The replays run in this process; exiting when they finish.")
-                _linger(client, submission)
+        # In JSON mode `command()` already sends the replayed flows' prints to stderr.
+        submission = client.executions.replay(
+            ids,
+            at=at,
+            flow_overrides=flows or None,
+            checkpoint_overrides=checkpoints,
+            invocation_overrides=invocations,
+            skip=_skips(skip),
+            tag=tag,
+            wait=wait,
+            on_error=on_error,  # type: ignore[arg-type]
+            overrides=legacy or None,
+        )
+        out.item(submission.to_json(), lambda console: _render(submission, client, console))
+        if not submission.wait:
+            out.note("The replays run in this process; exiting when they finish.")
+            _linger(client, submission)
         if submission.summary.failed:
             raise typer.Exit(EXIT_ERROR)

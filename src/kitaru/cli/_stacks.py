@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kitaru.cli._output import OutputFormat, OutputOption, command
+from kitaru.cli._output import (
+    OutputFormat,
+    OutputOption,
+    PageOption,
+    SizeOption,
+    command,
+    page_of,
+)
 
 app = typer.Typer(
     help=(
@@ -27,7 +34,10 @@ NameArg = Annotated[
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
-    return dataclasses.asdict(info)
+    data = dataclasses.asdict(info)
+    # 0.21's key: a managed stack is one Kitaru provisioned itself (ours are all the user's).
+    data.setdefault("is_managed", False)
+    return data
 
 
 def _stacks_table(stacks: list[dict[str, Any]]) -> Table:
@@ -65,12 +75,14 @@ def _render_one(data: dict[str, Any], console: Console, *, title: str | None = N
 
 
 @app.command("list")
-def list_stacks(output: OutputOption = OutputFormat.TABLE) -> None:
-    """List all stacks; the active one is marked with *."""
+def list_stacks(
+    page: PageOption = None, size: SizeOption = None, output: OutputOption = OutputFormat.TEXT
+) -> None:
+    """List stacks, a page at a time; the active one is marked with *."""
     with command("stack list", output) as out:
         from kitaru._stacks import list_stacks as _list
 
-        stacks = [_info_dict(s) for s in _list()]
+        stacks = [_info_dict(s) for s in page_of(_list(), page, size)]
 
         def render(console: Console) -> None:
             console.print(_stacks_table(stacks))
@@ -79,7 +91,7 @@ def list_stacks(output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("current")
-def current(output: OutputOption = OutputFormat.TABLE) -> None:
+def current(output: OutputOption = OutputFormat.TEXT) -> None:
     """Show the active stack (the default for new runs)."""
     with command("stack current", output) as out:
         from kitaru._stacks import current_stack
@@ -94,7 +106,7 @@ def current(output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("show")
-def show(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def show(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Show one stack: its id, kind, configuration and whether it is active."""
     with command("stack show", output) as out:
         from kitaru._stacks import get_stack, get_stack_record
@@ -105,7 +117,7 @@ def show(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @app.command("use")
-def use(name: NameArg, output: OutputOption = OutputFormat.TABLE) -> None:
+def use(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
     """Make a stack the active one: every later run uses it unless told otherwise."""
     with command("stack use", output) as out:
         from kitaru._stacks import use_stack
@@ -147,7 +159,7 @@ def create(
             "calling process).",
         ),
     ] = "local",
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create a named stack and make it the active one (unless --no-activate)."""
     with command("stack create", output) as out:
@@ -187,7 +199,7 @@ def delete(
             "Kitaru stacks have no separate components).",
         ),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a stack. The built-in 'local' stack cannot be deleted."""
     with command("stack delete", output) as out:

@@ -121,7 +121,7 @@ def _render(data: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def status(output: OutputOption = OutputFormat.TABLE) -> None:
+def status(output: OutputOption = OutputFormat.TEXT) -> None:
     """Show the store, artifact location, active stack and the settings in effect.
 
     For each of stack, cache, retries and image it names the source that set it:

@@ -99,7 +99,7 @@ def worker(
         bool,
         typer.Option("--once", help="Look once, resume what is orphaned, wait for it, and exit."),
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Resume orphaned executions (running, but their process died) in this process.
 
