@@ -57,6 +57,7 @@ def test_create_use_current_show_delete(cli: Invoke) -> None:
     assert shown["is_active"] is True
     assert shown["config"] == {}
     assert shown["created_at"]
+    assert (shown["stack_type"], shown["components"]) == ("local", {})  # 0.21's keys
     assert "prod" in cli("stack", "show", item["id"]).stdout
 
     # The active stack needs --force; then local becomes active again.

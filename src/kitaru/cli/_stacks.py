@@ -112,7 +112,14 @@ def show(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
         from kitaru._stacks import get_stack, get_stack_record
 
         info = get_stack(name)
-        data = {**get_stack_record(name), "is_active": info.is_active}
+        record = get_stack_record(name)
+        data = {
+            **record,
+            "is_active": info.is_active,
+            # 0.21's keys: our stacks are a kind plus settings, with no separate components.
+            "stack_type": record.get("kind"),
+            "components": {},
+        }
         out.item(data, lambda console: _render_one(data, console))
 
 
