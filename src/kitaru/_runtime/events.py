@@ -130,6 +130,7 @@ class _Writer:
         self._queued = 0
         self._written = 0
         self._failures = 0
+        self._flushers = 0  # callers of flush() waiting now: write without delay
         self._thread: threading.Thread | None = None
 
     def put(self, item: _Queued) -> None:
@@ -150,19 +151,30 @@ class _Writer:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target, failures = self._queued, self._failures
-            self._cond.notify_all()
-            while self._written < target and self._thread is not None:
-                remaining = 1.0 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 1.0))
+            self._flushers += 1
+            try:
+                self._cond.notify_all()
+                while self._written < target and self._thread is not None:
+                    remaining = 1.0 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(min(remaining, 1.0))
+            finally:
+                self._flushers -= 1
             return self._failures == failures
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                if not self._pending:
-                    self._cond.wait(_FLUSH_SECONDS)
+                # Gather for a flush interval even when events keep coming: writing as
+                # soon as the last batch is done would mean a commit per checkpoint,
+                # competing with the checkpoints' own commits.
+                deadline = time.monotonic() + _FLUSH_SECONDS
+                while not self._flushers and len(self._pending) < _BATCH:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 batch, self._pending = self._pending, []
             failed = 0
             if batch:
