@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
+from kitaru._runtime.leases import runner_gone, this_machine_owners
 from kitaru._runtime.loader import FlowCodeNotFoundError
 from kitaru._store import ExecutionRecord, ExecutionStatus
 from kitaru.client import Execution, KitaruClient
@@ -68,14 +69,21 @@ def run_worker(
 
 
 def _orphans(store: Store) -> Iterator[ExecutionRecord]:
-    """Every orphan there is now, read a page at a time (a page is not a limit)."""
+    """Every orphan there is now, read a page at a time (a page is not a limit).
+
+    Also running executions whose runner was a process of this machine that is
+    gone: their lease has not run out yet, but nobody will renew it.
+    """
     after: tuple[float, str] | None = None
     while True:
         page = store.orphaned(limit=_PAGE, after=after)
         yield from page
         if len(page) < _PAGE:
-            return
+            break
         after = (page[-1].created_at, page[-1].id)
+    for record in store.leased_running(owner_like=this_machine_owners()):
+        if record.lease_owner is not None and runner_gone(record.lease_owner):
+            yield record
 
 
 def _wait_until_settled(client: KitaruClient, exec_id: str) -> Execution:

@@ -99,3 +99,41 @@ def test_runner_gone_tells_a_dead_or_reused_pid_from_a_live_runner() -> None:
         child.stdin.close()
         child.wait(timeout=30)
     assert runner_gone(owner)
+
+
+def test_a_worker_takes_over_a_dead_runner_of_this_machine_at_once(
+    any_store: str, tmp_path: Path
+) -> None:
+    """``kitaru worker`` used to wait out the dead runner's lease (600 s here)."""
+    from kitaru.worker import run_worker
+
+    log = tmp_path / "steps.log"
+    child = start(
+        ["-c", RUN_FLOW, "pipeline", str(log), "4"],
+        cwd=REPO_ROOT,
+        env=child_env(RC_HANG_IN="transform", KITARU_LEASE_SECONDS=LONG_LEASE),
+    )
+    try:
+        wait_for(
+            lambda: "transform hanging" in read_log(log) or child.poll() is not None,
+            what="the runner to hang in transform",
+        )
+        assert child.poll() is None, child.communicate()
+        assert child.stdout is not None
+        exec_id = child.stdout.readline().split()[0]
+        assert run_worker(once=True) == 0  # its runner is alive: nothing to take over
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    lease_end = get_backend().store.require_execution(exec_id).lease_expires_at
+    assert lease_end is not None
+    assert lease_end > time.time() + 300  # still valid for minutes
+
+    assert run_worker(once=True) == 1
+
+    final = KitaruClient().executions.wait(exec_id, timeout=60)
+    assert final.status is ExecutionStatus.COMPLETED
+    assert counts(log) == {"fetch": 1, "transform": 2, "transform hanging": 1, "finish": 1}

@@ -173,3 +173,8 @@ class LeaseKeeper:
 
 
 leases = LeaseKeeper()
+
+
+def this_machine_owners() -> str:
+    """A SQL LIKE pattern matching the lease owners of this machine's runners."""
+    return f"%:{_MACHINE}:%"

@@ -412,6 +412,27 @@ class Store(WaitsMixin):
             rows = conn.execute(query).all()
         return [_execution_from_row(row._mapping) for row in rows]
 
+    def leased_running(self, *, owner_like: str, now: float | None = None) -> list[ExecutionRecord]:
+        """Running executions whose lease is still valid and whose owner matches ``owner_like``.
+
+        ``owner_like`` is a SQL LIKE pattern (a worker asks for its own machine's
+        runners, to take over those whose process died without waiting out the lease).
+        """
+        now = time.time() if now is None else now
+        ex = t.executions.c
+        query = (
+            sa.select(t.executions)
+            .where(
+                ex.status == ExecutionStatus.RUNNING.value,
+                ex.lease_expires_at >= now,
+                ex.lease_owner.like(owner_like),
+            )
+            .order_by(ex.created_at, ex.id)
+        )
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [_execution_from_row(row._mapping) for row in rows]
+
     def insert_calls(
         self, calls: Sequence[CallRecord], artifacts: Sequence[ArtifactRecord]
     ) -> None:
