@@ -134,6 +134,23 @@ def test_duplicate_explicit_id_is_a_usage_error() -> None:
     assert "'x' is used twice" in (info.value.exception_message or "")
 
 
+@pytest.mark.parametrize(
+    ("bad_id", "named"), [("step-\udc80", "not valid Unicode"), ("x" * 513, "at most 512")]
+)
+def test_an_id_the_store_cannot_hold_is_a_usage_error_at_the_call(
+    any_store: str, bad_id: str, named: str
+) -> None:
+    @flow
+    def odd_id() -> int:
+        return plain(1, id=bad_id)
+
+    with pytest.raises(KitaruUserCodeError) as info:
+        odd_id.run().wait()
+    assert info.value.exception_type == "kitaru.errors.KitaruUsageError"
+    assert named in (info.value.exception_message or "")
+    assert calls_of(info.value.exec_id or "") == []  # refused before anything ran
+
+
 # -- failures and retries --------------------------------------------------------------
 
 

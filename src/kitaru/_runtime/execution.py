@@ -188,6 +188,7 @@ class ExecutionContext:
                     raise KitaruUsageError(
                         f"id= for checkpoint {name!r} must be a non-empty string, got {explicit!r}."
                     )
+                _check_storable_id(name, explicit)
                 call_id = explicit
             else:
                 count = self._counts.get(name, 0) + 1
@@ -926,3 +927,24 @@ class _LiveCall:
             ),
         )
         return value
+
+
+#: Longest call id the store holds (``kitaru_checkpoint_calls.call_id``).
+_MAX_CALL_ID = 512
+
+
+def _check_storable_id(name: str, call_id: str) -> None:
+    """An explicit ``id=`` must be text the store can hold, or the call fails at its write."""
+    try:
+        call_id.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = call_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise KitaruUsageError(
+            f"id= for checkpoint {name!r} is not valid Unicode text ({shown!r}: it holds "
+            "undecodable characters); pass an id made of ordinary text."
+        ) from None
+    if len(call_id) > _MAX_CALL_ID or "\x00" in call_id:
+        raise KitaruUsageError(
+            f"id= for checkpoint {name!r} must be at most {_MAX_CALL_ID} characters without "
+            f"NUL characters, got {len(call_id)} characters."
+        )
