@@ -439,3 +439,49 @@ def test_replay_onto_code_that_calls_another_checkpoint_under_a_reused_id(
     assert "'first'" in str(info.value)
     assert "'other'" in str(info.value)
     assert runs == {}
+
+
+@checkpoint
+def count_topics(n: int) -> int:
+    return n
+
+
+@checkpoint
+def look_up(i: int) -> int:
+    return i * 10
+
+
+@checkpoint
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow
+def fan(n: int) -> int:
+    topics = count_topics(n)
+    return total([look_up(i) for i in range(topics)])
+
+
+def test_an_override_that_changes_the_path_before_at_says_to_replay_earlier(
+    any_store: str,
+) -> None:
+    source = fan.run(3)
+    assert source.wait() == 30
+    client = KitaruClient()
+
+    # One topic instead of three: look_up:2 and look_up:3 are not reached before `at`.
+    with pytest.raises(KitaruDivergenceError) as info:
+        client.executions.replay(
+            source.exec_id, at="total", checkpoint_overrides={"count_topics": {"output": 1}}
+        )
+    message = str(info.value)
+    assert f"This is a replay of {source.exec_id}" in message
+    assert "replay from an earlier checkpoint" in message
+    assert "The flow's code changed" not in message
+
+    # Replaying from the first call whose inputs change works.
+    submission = client.executions.replay(
+        source.exec_id, at="look_up", checkpoint_overrides={"count_topics": {"output": 1}}
+    )
+    replay_id = submission.results[0].replay_exec_id
+    assert FlowHandle(replay_id).get() == 0

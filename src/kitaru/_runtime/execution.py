@@ -726,8 +726,18 @@ class ExecutionContext:
             f"Execution {self.exec_id} diverged from its recorded checkpoint calls: {what}.\n"
             f"  recorded: {', '.join(recorded) or '(none)'}\n"
             f"  now:      {', '.join(now) or '(none)'}\n"
-            "The flow's code changed in a way that moves or removes completed checkpoints. "
-            "Restore the previous order, pin call ids with id=, or start a new execution.",
+            + (
+                # A replay reuses the source's calls before `at`; an override or new input
+                # that changes the path taken before `at` lands here, not changed code.
+                f"This is a replay of {self.record.original_exec_id}: calls before `at` reuse "
+                "the recorded outputs, so the body must make the same calls until then. If an "
+                "override or a new input changes which calls happen, replay from an earlier "
+                "checkpoint (the first call whose inputs change)."
+                if self.record.original_exec_id
+                else "The flow's code changed in a way that moves or removes completed "
+                "checkpoints. Restore the previous order, pin call ids with id=, or start a "
+                "new execution."
+            ),
             exec_id=self.exec_id,
             status="failed",
             failure_origin=FailureOrigin.DIVERGENCE,
