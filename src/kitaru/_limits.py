@@ -5,7 +5,8 @@ execution, so an accidental multi-gigabyte argument should fail at once with
 a clear message rather than exhaust memory or bloat the database. Checkpoint
 outputs are not limited: they are the place for large data (blob store).
 
-Settings (environment variables, read at each check so a test or a long-lived
+Settings (each also ``kitaru.configure(max_..._bytes=...)`` and ``max_..._bytes`` under
+[tool.kitaru]; see ``_limit`` for the precedence; read at each check so a long-lived
 process can change them):
 
 * ``KITARU_MAX_FLOW_INPUT_BYTES``: serialized size of all inputs of one
@@ -23,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from kitaru.errors import KitaruUsageError, KitaruWaitValidationError
 
@@ -39,30 +40,77 @@ _UNITS: Final = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
 _UNLIMITED: Final = frozenset({"unlimited", "none", "off"})
 
 
-def _limit(name: str, default: int) -> int | None:
-    """The limit set by environment variable ``name``; None means unlimited."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if raw.lower() in _UNLIMITED:
+#: The twin settings: ``kitaru.configure(<key>=...)`` and ``<key>`` under [tool.kitaru].
+KEY_MAX_FLOW_INPUT_BYTES: Final = "max_flow_input_bytes"
+KEY_MAX_WAIT_INPUT_BYTES: Final = "max_wait_input_bytes"
+
+
+def parse_size(value: object, *, setting: str, where: str, default: int) -> int | None:
+    """A size setting's value in bytes; None means unlimited. Raises on anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str):
+        raw = value.strip()
+        if raw.lower() in _UNLIMITED:
+            return None
+        match = _SIZE_RE.match(raw)
+        if match:
+            size = int(match.group(1)) * _UNITS[match.group(2).lower()]
+            if size >= 1:
+                return size
+    raise KitaruUsageError(
+        f"{setting} must be a positive size in bytes, optionally with a unit (e.g. "
+        f"{default}, '64MiB', '1GiB'), or 'unlimited'; got {value!r} ({where})."
+    )
+
+
+def validate_size_setting(value: object, *, key: str, where: str) -> int | str | None:
+    """Check a ``configure()``/pyproject value now; it is stored as given (None = not set)."""
+    if value is None:
         return None
-    match = _SIZE_RE.match(raw)
-    value = int(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0
-    if value < 1:
-        raise KitaruUsageError(
-            f"{name} must be a positive size in bytes, optionally with a unit (e.g. "
-            f"{default}, 64MiB, 1GiB), or 'unlimited'; got {raw!r}. Fix or unset the "
-            "environment variable."
+    default = {
+        KEY_MAX_FLOW_INPUT_BYTES: DEFAULT_MAX_FLOW_INPUT_BYTES,
+        KEY_MAX_WAIT_INPUT_BYTES: DEFAULT_MAX_WAIT_INPUT_BYTES,
+    }[key]
+    parse_size(value, setting=key, where=where, default=default)  # raises unless a size
+    return cast("int | str", value)
+
+
+def _limit(key: str, env: str, default: int) -> int | None:
+    """The limit in force; None means unlimited.
+
+    Precedence, highest first: ``kitaru.configure(<key>=...)``, the environment
+    variable ``env``, ``<key>`` under [tool.kitaru] of the nearest pyproject.toml,
+    the default. Read at each check, so a long-lived process can change it.
+    """
+    from kitaru._pyproject import pyproject_table
+    from kitaru.config import current_configuration
+
+    configured = getattr(current_configuration(), key)
+    if configured is not None:
+        return parse_size(
+            configured, setting=key, where=f"kitaru.configure({key}=...)", default=default
         )
-    return value
+    raw = os.environ.get(env, "").strip()
+    if raw:
+        return parse_size(
+            raw, setting=env, where="fix or unset the environment variable", default=default
+        )
+    found = pyproject_table(strict=False)
+    if found is not None:
+        path, table = found
+        if table.get(key) is not None:
+            where = f"`{key}` under [tool.kitaru] in {path}"
+            return parse_size(table[key], setting=key, where=where, default=default)
+    return default
 
 
 def max_flow_input_bytes() -> int | None:
-    return _limit(ENV_MAX_FLOW_INPUT_BYTES, DEFAULT_MAX_FLOW_INPUT_BYTES)
+    return _limit(KEY_MAX_FLOW_INPUT_BYTES, ENV_MAX_FLOW_INPUT_BYTES, DEFAULT_MAX_FLOW_INPUT_BYTES)
 
 
 def max_wait_input_bytes() -> int | None:
-    return _limit(ENV_MAX_WAIT_INPUT_BYTES, DEFAULT_MAX_WAIT_INPUT_BYTES)
+    return _limit(KEY_MAX_WAIT_INPUT_BYTES, ENV_MAX_WAIT_INPUT_BYTES, DEFAULT_MAX_WAIT_INPUT_BYTES)
 
 
 def human_size(size: int) -> str:
@@ -93,7 +141,9 @@ def check_flow_inputs(total: int, sizes: Sequence[tuple[str, int]], *, what: str
         f"{f' (input {named})' if named else ''}, over the limit of {human_size(limit)} "
         f"({limit} bytes). Pass large data by reference (a file path or URL the flow reads, "
         f"or produce it in a checkpoint), or raise the limit with the environment variable "
-        f"{ENV_MAX_FLOW_INPUT_BYTES} (e.g. {ENV_MAX_FLOW_INPUT_BYTES}=256MiB or 'unlimited')."
+        f"{ENV_MAX_FLOW_INPUT_BYTES} (e.g. {ENV_MAX_FLOW_INPUT_BYTES}=256MiB or 'unlimited'), "
+        f"kitaru.configure({KEY_MAX_FLOW_INPUT_BYTES}=...) or `{KEY_MAX_FLOW_INPUT_BYTES}` "
+        "under [tool.kitaru]."
     )
 
 
@@ -113,7 +163,9 @@ def check_wait_input(value: Any, *, wait_id: str, exec_id: str) -> None:
         f"({size} bytes) as JSON, over the limit of {human_size(limit)} ({limit} bytes); "
         "nothing was recorded and the execution is still waiting. Answer with a reference "
         "(a file path or URL) instead of the data, or raise the limit with the environment "
-        f"variable {ENV_MAX_WAIT_INPUT_BYTES} (e.g. {ENV_MAX_WAIT_INPUT_BYTES}=16MiB)."
+        f"variable {ENV_MAX_WAIT_INPUT_BYTES} (e.g. {ENV_MAX_WAIT_INPUT_BYTES}=16MiB), "
+        f"kitaru.configure({KEY_MAX_WAIT_INPUT_BYTES}=...) or `{KEY_MAX_WAIT_INPUT_BYTES}` "
+        "under [tool.kitaru]."
     )
 
 
@@ -130,6 +182,8 @@ __all__ = [
     "DEFAULT_MAX_WAIT_INPUT_BYTES",
     "ENV_MAX_FLOW_INPUT_BYTES",
     "ENV_MAX_WAIT_INPUT_BYTES",
+    "KEY_MAX_FLOW_INPUT_BYTES",
+    "KEY_MAX_WAIT_INPUT_BYTES",
     "check_flow_inputs",
     "check_wait_input",
     "human_size",

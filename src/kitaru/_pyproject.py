@@ -32,6 +32,8 @@ KNOWN_KEYS: Final = (
     "artifacts_root",
     "llm_estimated_costs",
     "allow_pickle",
+    "max_flow_input_bytes",
+    "max_wait_input_bytes",
 )
 
 

@@ -367,6 +367,9 @@ class KitaruConfig:
     store_url: str | None = None
     artifacts_root: str | None = None
     allow_pickle: bool | None = None
+    #: Size limits as given (bytes, or text like "64MiB"/"unlimited"); see kitaru._limits.
+    max_flow_input_bytes: int | str | None = None
+    max_wait_input_bytes: int | str | None = None
 
 
 _config_lock = threading.Lock()
@@ -384,6 +387,8 @@ def configure(
     store_url: str | _Unset | None = _UNSET,
     artifacts_root: str | os.PathLike[str] | _Unset | None = _UNSET,
     allow_pickle: bool | _Unset | None = _UNSET,
+    max_flow_input_bytes: int | str | _Unset | None = _UNSET,
+    max_wait_input_bytes: int | str | _Unset | None = _UNSET,
 ) -> KitaruConfig:
     """Set process-wide defaults; returns the resulting configuration.
 
@@ -391,7 +396,9 @@ def configure(
     arguments are validated before anything changes. Whether ``stack`` exists is
     checked when a flow uses it, so a stack may be configured before it is created.
     ``allow_pickle=False`` stops values from being stored or loaded with cloudpickle
-    (see ``kitaru._blobs.pickle_policy``).
+    (see ``kitaru._blobs.pickle_policy``). ``max_flow_input_bytes`` and
+    ``max_wait_input_bytes`` (bytes, "64MiB" or "unlimited") bound what ``.run()`` and
+    an answer to a wait may hand to Kitaru (see ``kitaru._limits``).
     """
     where = "in kitaru.configure()"
     changes: dict[str, Any] = {}
@@ -419,6 +426,14 @@ def configure(
         from kitaru._blobs.pickle_policy import validate_allow_pickle
 
         changes["allow_pickle"] = validate_allow_pickle(allow_pickle, where=where)
+    for key, size in (
+        ("max_flow_input_bytes", max_flow_input_bytes),
+        ("max_wait_input_bytes", max_wait_input_bytes),
+    ):
+        if size is not _UNSET:
+            from kitaru._limits import validate_size_setting
+
+            changes[key] = validate_size_setting(size, key=key, where=where)
 
     global _config
     with _config_lock:

@@ -124,6 +124,46 @@ def test_a_bad_limit_setting_is_a_usage_error_naming_it(
     assert KitaruClient().executions.list() == []
 
 
+def test_limits_are_also_set_by_configure_and_pyproject_with_that_precedence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[tool.kitaru]\nmax_flow_input_bytes = "2KiB"\nmax_wait_input_bytes = 4096\n'
+    )
+    monkeypatch.chdir(project)
+    assert (max_flow_input_bytes(), max_wait_input_bytes()) == (2048, 4096)  # pyproject
+    monkeypatch.setenv(FLOW_ENV, "3KiB")
+    assert max_flow_input_bytes() == 3072  # the environment wins over pyproject
+    kitaru.configure(max_flow_input_bytes="unlimited", max_wait_input_bytes=1000)
+    assert (max_flow_input_bytes(), max_wait_input_bytes()) == (None, 1000)  # configure wins
+    kitaru.configure(max_flow_input_bytes=None)  # cleared: back to the environment
+    assert max_flow_input_bytes() == 3072
+
+    with pytest.raises(KitaruUsageError, match="max_flow_input_bytes must be a positive size"):
+        kitaru.configure(max_flow_input_bytes=0)
+    assert max_flow_input_bytes() == 3072  # a refused configure() changes nothing
+
+    monkeypatch.delenv(FLOW_ENV)
+    (project / "pyproject.toml").write_text('[tool.kitaru]\nmax_flow_input_bytes = "lots"\n')
+    with pytest.raises(KitaruUsageError, match=r"max_flow_input_bytes.*\[tool.kitaru\]"):
+        max_flow_input_bytes()
+
+
+def test_a_configured_limit_refuses_a_run_and_names_every_way_to_raise_it(
+    any_store: str,
+) -> None:
+    kitaru.configure(max_flow_input_bytes="1KiB")
+    with pytest.raises(KitaruUsageError) as info:
+        ingest.run(os.urandom(2000))
+    message = str(info.value)
+    assert "over the limit of 1 KiB (1024 bytes)" in message
+    assert "kitaru.configure(max_flow_input_bytes=...)" in message
+    assert "[tool.kitaru]" in message
+    assert KitaruClient().executions.list() == []
+
+
 # --- flow inputs ------------------------------------------------------------------------
 
 
