@@ -29,10 +29,15 @@ from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import (
     CancelledError,
     ExecutionContext,
-    exception_type_name,
     retry_backoff,
 )
-from kitaru._runtime.failures import backend_failure, describe, is_backend_error, runner_error
+from kitaru._runtime.failures import (
+    backend_failure,
+    describe,
+    exception_type_name,
+    is_backend_error,
+    runner_error,
+)
 from kitaru._runtime.leases import RUNNER_ID, lease_seconds, leases
 from kitaru._runtime.waits import WaitSuspended
 from kitaru._store import ExecutionRecord, ExecutionStatus

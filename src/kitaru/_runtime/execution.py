@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
 from kitaru._runtime import events, logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
-from kitaru._runtime.failures import RunnerBackendError, is_backend_error, runner_error
+from kitaru._runtime.failures import (
+    RunnerBackendError,
+    exception_type_name,
+    is_backend_error,
+    runner_error,
+)
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
@@ -117,13 +122,6 @@ def code_hash(func: Callable[..., Any]) -> str:
         code = getattr(func, "__code__", None)
         source = repr((code.co_code, code.co_consts)).encode() if code else repr(func).encode()
     return hashlib.sha256(source).hexdigest()
-
-
-def exception_type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
 
 
 class ExecutionContext:

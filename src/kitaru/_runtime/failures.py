@@ -42,13 +42,18 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def exception_type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``module.Class`` for everything else."""
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
 def _type_name(exc: BaseException) -> str:
     if isinstance(exc, KitaruBackendError):
         return "kitaru.errors.KitaruBackendError"  # our subclasses are private
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return exception_type_name(exc)
 
 
 def runner_error(exec_id: str, what: str, exc: BaseException) -> RunnerBackendError:
