@@ -141,6 +141,6 @@ def test_a_store_that_cannot_take_logs_is_reported_once(any_store: str, state_di
     ],
 )
 def test_storable_text(text: str, stored: str) -> None:
-    from kitaru._store._logs import storable_text
+    from kitaru._store._logs import escape_for_store
 
-    assert storable_text(text) == stored
+    assert escape_for_store(text) == stored

@@ -41,6 +41,7 @@ from kitaru._store import (
     StaleOwnerError,
     WaitRecord,
 )
+from kitaru._text import printable_text, storable_text
 from kitaru.errors import (
     FailureOrigin,
     KitaruDivergenceError,
@@ -943,14 +944,12 @@ _MAX_CALL_ID = 512
 
 def _check_storable_id(name: str, call_id: str) -> None:
     """An explicit ``id=`` must be text the store can hold, or the call fails at its write."""
-    try:
-        call_id.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = call_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    if not storable_text(call_id):
         raise KitaruUsageError(
-            f"id= for checkpoint {name!r} is not valid Unicode text ({shown!r}: it holds "
-            "undecodable characters); pass an id made of ordinary text."
-        ) from None
+            f"id= for checkpoint {name!r} is not valid Unicode text "
+            f"({printable_text(call_id)!r}: it holds undecodable characters); pass an id made "
+            "of ordinary text."
+        )
     if len(call_id) > _MAX_CALL_ID or "\x00" in call_id:
         raise KitaruUsageError(
             f"id= for checkpoint {name!r} must be at most {_MAX_CALL_ID} characters without "

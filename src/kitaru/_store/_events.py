@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kitaru._store import schema as t
-from kitaru._store._logs import storable_text
+from kitaru._store._logs import escape_for_store
 from kitaru.errors import KitaruBackendError
 
 Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
@@ -86,7 +86,7 @@ _INSERT_SQL = {
 
 
 def _text(value: str | None, name: str) -> str | None:
-    return None if value is None else storable_text(value)[: _WIDTHS[name]]
+    return None if value is None else escape_for_store(value)[: _WIDTHS[name]]
 
 
 def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
@@ -99,7 +99,7 @@ def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
         _text(event.checkpoint, "checkpoint"),
         _text(event.correlation_id, "correlation_id"),
         event.index,
-        storable_text(event.payload),
+        escape_for_store(event.payload),
         event.ts,
     )
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from kitaru._store import schema as t
 from kitaru._store.records import LogRecord
+from kitaru._text import printable_text
 
 #: Width of each length-limited text column of the logs table.
 _WIDTHS: dict[str, int] = {
@@ -35,15 +36,14 @@ _TEXT_FIELDS = ("exec_id", "call_id", "checkpoint", "stream", "level", "logger",
 Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
 
 
-def storable_text(text: str) -> str:
-    """``text`` with lone surrogates and NUL characters escaped; unchanged otherwise."""
+def escape_for_store(text: str) -> str:
+    """``text`` with lone surrogates and NUL characters escaped; unchanged otherwise.
+
+    Neither store holds lone surrogates, and PostgreSQL refuses NUL in text.
+    """
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return printable_text(text)
 
 
 def log_row(record: LogRecord) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def log_row(record: LogRecord) -> dict[str, Any]:
     for name in _TEXT_FIELDS:
         value = getattr(record, name)
         if isinstance(value, str):
-            value = storable_text(value)
+            value = escape_for_store(value)
             width = _WIDTHS.get(name)
             if width is not None and len(value) > width:
                 value = value[:width]
