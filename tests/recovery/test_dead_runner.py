@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,9 @@ from tests.recovery._rc_support import (
 LONG_LEASE = "600"
 
 
-def test_resume_takes_over_at_once_from_a_sigkilled_runner(any_store: str, tmp_path: Path) -> None:
-    log = tmp_path / "steps.log"
+def _kill_a_runner_hanging_in_transform(log: Path, while_alive: Callable[[str], None]) -> str:
+    """Run ``pipeline`` in a child with a 600 s lease, call ``while_alive(exec_id)`` while
+    it hangs in ``transform``, SIGKILL it; the execution id (its lease still valid)."""
     child = start(
         ["-c", RUN_FLOW, "pipeline", str(log), "4"],
         cwd=REPO_ROOT,
@@ -47,10 +49,7 @@ def test_resume_takes_over_at_once_from_a_sigkilled_runner(any_store: str, tmp_p
         assert child.poll() is None, child.communicate()
         assert child.stdout is not None
         exec_id = child.stdout.readline().split()[0]
-        client = KitaruClient()
-        # While the runner lives, its lease holds.
-        with pytest.raises(KitaruStateError, match="lease"):
-            client.executions.resume(exec_id)
+        while_alive(exec_id)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
     finally:
@@ -60,6 +59,19 @@ def test_resume_takes_over_at_once_from_a_sigkilled_runner(any_store: str, tmp_p
     lease_end = get_backend().store.require_execution(exec_id).lease_expires_at
     assert lease_end is not None
     assert lease_end > time.time() + 300  # still valid for minutes
+    return exec_id
+
+
+def test_resume_takes_over_at_once_from_a_sigkilled_runner(any_store: str, tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    client = KitaruClient()
+
+    def lease_holds(exec_id: str) -> None:
+        # While the runner lives, its lease holds.
+        with pytest.raises(KitaruStateError, match="lease"):
+            client.executions.resume(exec_id)
+
+    exec_id = _kill_a_runner_hanging_in_transform(log, lease_holds)
 
     resumed = client.executions.resume(exec_id, wait=True)
 
@@ -108,29 +120,11 @@ def test_a_worker_takes_over_a_dead_runner_of_this_machine_at_once(
     from kitaru.worker import run_worker
 
     log = tmp_path / "steps.log"
-    child = start(
-        ["-c", RUN_FLOW, "pipeline", str(log), "4"],
-        cwd=REPO_ROOT,
-        env=child_env(RC_HANG_IN="transform", KITARU_LEASE_SECONDS=LONG_LEASE),
-    )
-    try:
-        wait_for(
-            lambda: "transform hanging" in read_log(log) or child.poll() is not None,
-            what="the runner to hang in transform",
-        )
-        assert child.poll() is None, child.communicate()
-        assert child.stdout is not None
-        exec_id = child.stdout.readline().split()[0]
+
+    def nothing_to_take_over(_exec_id: str) -> None:
         assert run_worker(once=True) == 0  # its runner is alive: nothing to take over
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
-    lease_end = get_backend().store.require_execution(exec_id).lease_expires_at
-    assert lease_end is not None
-    assert lease_end > time.time() + 300  # still valid for minutes
+
+    exec_id = _kill_a_runner_hanging_in_transform(log, nothing_to_take_over)
 
     assert run_worker(once=True) == 1
 
