@@ -239,7 +239,16 @@ _STATUS_FIELDS = {
 
 
 def _payload(lane: Lane, kind: str, fields: str | None, correlation_id: str | None) -> str:
-    """The event's JSON document: Kitaru's own block under "kitaru", then the fields."""
+    """The event's JSON document: Kitaru's own block under "kitaru", then the fields.
+
+    A plain started/returned event is stored without one (``""``): every value of
+    its document is in the row's columns, and the reader rebuilds it (see
+    ``kitaru._store._events``). Two such events are written per checkpoint, so
+    this halves the bytes a checkpoint adds to the store.
+    """
+    plain = fields is None and correlation_id is None and lane.checkpoint_type is None
+    if plain and kind in _STATUS_FIELDS:
+        return ""
     meta: dict[str, str] = {
         "source": "kitaru",
         "execution_id": lane.exec_id,

@@ -178,11 +178,23 @@ def read_events(
     return [_record(row._mapping) for row in rows]
 
 
+#: Lifecycle events stored without a payload, and the status their document names.
+_COMPACT_KINDS = {
+    "kitaru.checkpoint.started": "started",
+    "kitaru.checkpoint.returned": "returned",
+}
+
+
 def _record(row: Any) -> EventRecord:
-    try:
-        payload = json.loads(row["payload"])
-    except ValueError:
-        payload = {"raw": row["payload"]}
+    text = row["payload"]
+    status = _COMPACT_KINDS.get(row["kind"]) if text == "" else None
+    if status is not None:
+        payload: Any = {"kitaru": _kitaru_block(row), "status": status}
+    else:
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = {"raw": text}
     return EventRecord(
         exec_id=row["exec_id"],
         seq=row["seq"],
@@ -194,6 +206,17 @@ def _record(row: Any) -> EventRecord:
         correlation_id=row["correlation_id"],
         index=row["idx"],
     )
+
+
+def _kitaru_block(row: Any) -> dict[str, Any]:
+    """Kitaru's own block of a compact lifecycle event, from the row's columns."""
+    return {
+        "source": "kitaru",
+        "execution_id": row["exec_id"],
+        "checkpoint_id": row["call_id"],
+        "checkpoint_name": row["checkpoint"],
+        "correlation_id": row["correlation_id"],
+    }
 
 
 def delete_events(conn: sa.Connection, exec_id: str) -> None:
