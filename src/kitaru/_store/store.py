@@ -658,14 +658,38 @@ class Store(WaitsMixin):
         return self.attempts_of([exec_id]).get(exec_id, [])
 
     def attempts_of(self, exec_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
-        a = t.checkpoint_attempts
+        """Attempts of several executions, grouped by execution, in the order they ended.
+
+        A call completed on its first attempt has no attempt row (see
+        ``checkpoint_calls.run``): that attempt is read from the call row.
+        """
+        a, c = t.checkpoint_attempts, t.checkpoint_calls
+        ids = list(exec_ids)
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(a).where(a.c.exec_id.in_(list(exec_ids))).order_by(a.c.id)
+            rows = conn.execute(sa.select(a).where(a.c.exec_id.in_(ids)).order_by(a.c.id)).all()
+            firsts = conn.execute(
+                sa.select(c.c.exec_id, c.c.call_id, c.c.run, c.c.started_at, c.c.ended_at)
+                .where(c.c.exec_id.in_(ids), c.c.run.is_not(None))
+                .order_by(c.c.ended_at)
             ).all()
-        return _by_exec(
-            [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
-        )
+        records = [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
+        if firsts:
+            stored = {(r.exec_id, r.call_id, r.attempt) for r in records}
+            records.extend(
+                AttemptRecord(
+                    exec_id=exec_id,
+                    call_id=call_id,
+                    attempt=1,
+                    run=run,
+                    status=CallStatus.COMPLETED.value,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                )
+                for exec_id, call_id, run, started_at, ended_at in firsts
+                if (exec_id, call_id, 1) not in stored
+            )
+            records.sort(key=lambda r: r.ended_at or r.started_at)
+        return _by_exec(records)
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
