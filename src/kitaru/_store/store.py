@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -96,6 +97,8 @@ class Store(WaitsMixin):
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
         self._sqlite_fast = _SQLiteStatements(self) if self._is_sqlite else None
+        # (pid, pool connection, cursor) of the SQLite hot path; see _sqlite_cursor.
+        self._sqlite_writer: tuple[int, Any, sqlite3.Cursor] | None = None
         self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
@@ -109,7 +112,28 @@ class Store(WaitsMixin):
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
+        writer, self._sqlite_writer = self._sqlite_writer, None
+        if writer is not None and writer[0] == os.getpid():
+            writer[1].close()  # back to the pool, which dispose() then closes
         self.engine.dispose()
+
+    def _sqlite_cursor(self) -> sqlite3.Cursor:
+        """The checkpoint hot path's cursor; the caller holds ``_local_writer``.
+
+        One connection kept for the process's SQLite writes instead of a pool
+        checkout (and reset) per checkpoint: the writer lock already makes its
+        use exclusive. A forked child opens its own.
+        """
+        writer = self._sqlite_writer
+        if writer is None or writer[0] != os.getpid():
+            proxied = self.engine.raw_connection()
+            driver = proxied.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            writer = self._sqlite_writer = (os.getpid(), proxied, driver.cursor())
+        cursor = writer[2]
+        if cursor.connection.in_transaction:  # left open by a failure: start clean
+            cursor.execute("ROLLBACK")
+        return cursor
 
     # -- transactions ---------------------------------------------------------------
 
@@ -587,10 +611,8 @@ class Store(WaitsMixin):
         fast = self._sqlite_fast
         assert fast is not None
         try:
-            with self._local_writer, self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                cursor = driver.cursor()
+            with self._local_writer:
+                cursor = self._sqlite_cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
                     if fence is not None:
@@ -606,7 +628,8 @@ class Store(WaitsMixin):
                     if attempt is not None:
                         cursor.execute(fast.attempt.sql, fast.attempt.values(_attempt_row(attempt)))
                 except BaseException:
-                    cursor.execute("ROLLBACK")
+                    if cursor.connection.in_transaction:  # SQLite may have ended it already
+                        cursor.execute("ROLLBACK")
                     raise
                 cursor.execute("COMMIT")
         except sqlite3.Error as exc:
