@@ -410,8 +410,10 @@ class ExecutionContext:
 
     def checkpoint_span(
         self, spec: CheckpointSpec, call_id: str
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[Any]:
         """The tracing span of one checkpoint call (a no-op without the otel extra)."""
+        if not tracing.enabled():
+            return contextlib.nullcontext()
         attributes = {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,

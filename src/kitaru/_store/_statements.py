@@ -4,7 +4,7 @@ checkpoint write (see ``Store.record_call``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -50,6 +50,27 @@ class _DriverStatement:
         }
         self._json = [name in json_columns for name in self.names]
 
+    def record_values(self) -> Callable[[Any], tuple[Any, ...]]:
+        """A function from a record (attributes named like the columns) to this
+        statement's parameters: generated once, so a checkpoint builds its rows
+        without an intermediate dict (enum values and JSON columns converted)."""
+        if self._defaults:
+            raise ValueError("record_values() is for statements without bound literals")
+        parts = []
+        for name, is_json in zip(self.names, self._json, strict=True):
+            if not name.isidentifier():
+                raise ValueError(f"column {name!r} is not an attribute name")
+            if is_json:
+                parts.append(f"None if r.{name} is None else dumps(r.{name})")
+            elif name == "status":
+                parts.append(f"getattr(r.{name}, 'value', r.{name})")
+            else:
+                parts.append(f"r.{name}")
+        source = f"lambda r: ({', '.join(parts)},)"
+        # Only column names of Kitaru's own tables go into the source.
+        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": json.dumps})
+        return function
+
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         if self._defaults:
             row = {**self._defaults, **row}
@@ -71,6 +92,10 @@ class _SQLiteStatements:
             ),
             dialect,
         )
+        # Records straight to parameters, for the checkpoint hot path.
+        self.artifact_values = self.artifact.record_values()
+        self.call_values = self.call.record_values()
+        self.attempt_values = self.attempt.record_values()
         self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
         self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
 

@@ -621,12 +621,10 @@ class Store(WaitsMixin):
                             raise self._stale(call.exec_id, fence)
                     for new in (*extra_artifacts, artifact):
                         if new is not None:
-                            cursor.execute(
-                                fast.artifact.sql, fast.artifact.values(_artifact_row(new))
-                            )
-                    cursor.execute(fast.call.sql, fast.call.values(_call_row(call)))
+                            cursor.execute(fast.artifact.sql, fast.artifact_values(new))
+                    cursor.execute(fast.call.sql, fast.call_values(call))
                     if attempt is not None:
-                        cursor.execute(fast.attempt.sql, fast.attempt.values(_attempt_row(attempt)))
+                        cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
                 except BaseException:
                     if cursor.connection.in_transaction:  # SQLite may have ended it already
                         cursor.execute("ROLLBACK")
