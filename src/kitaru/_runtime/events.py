@@ -187,19 +187,32 @@ class _Writer:
 
 def _write_batch(batch: list[_Queued]) -> int:
     """Store a batch, grouped by store; returns how many events were lost."""
-    from kitaru._store._events import EventRow
+    from kitaru._store._events import EventRow, storable
 
     by_store: dict[int, tuple[Store, list[EventRow]]] = {}
+    # A lane's shared columns, escaped once for all of its events in the batch.
+    columns: dict[int, tuple[str | None, str | None, str | None]] = {}
     for lane, kind, fields, ts, index, correlation_id in batch:
+        shared = columns.get(id(lane))
+        if shared is None:
+            shared = columns[id(lane)] = (
+                storable(lane.call_id, "call_id"),
+                storable(lane.checkpoint, "checkpoint"),
+                storable(lane.correlation_id, "correlation_id"),
+            )
         row = EventRow(
             exec_id=lane.exec_id,
-            kind=kind,
+            kind=kind if kind in _OWN_KINDS else storable(kind, "kind") or "",
+            # JSON from json.dumps is ASCII: nothing in it to escape.
             payload=_payload(lane, kind, fields, correlation_id),
             ts=ts,
-            call_id=lane.call_id,
-            checkpoint=lane.checkpoint,
-            correlation_id=correlation_id or lane.correlation_id,
+            call_id=shared[0],
+            checkpoint=shared[1],
+            correlation_id=shared[2]
+            if correlation_id is None
+            else storable(correlation_id, "correlation_id"),
             index=index,
+            prepared=True,
         )
         by_store.setdefault(id(lane.store), (lane.store, []))[1].append(row)
     lost = 0
@@ -236,6 +249,7 @@ _STATUS_FIELDS = {
     STARTED: '"status": "started"',
     RETURNED: '"status": "returned"',
 }
+_OWN_KINDS = frozenset({STARTED, PROGRESS, RETURNED, FAILED})
 
 
 def _payload(lane: Lane, kind: str, fields: str | None, correlation_id: str | None) -> str:

@@ -55,6 +55,8 @@ class EventRow:
     checkpoint: str | None = None
     correlation_id: str | None = None
     index: int | None = None
+    #: Text already escaped and cut to its columns' widths (see ``storable``).
+    prepared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +87,36 @@ _INSERT_SQL = {
 }
 
 
-def _text(value: str | None, name: str) -> str | None:
+def storable(value: str | None, name: str) -> str | None:
+    """``value`` as column ``name`` holds it: escaped for the store, cut to the column's width."""
     return None if value is None else escape_for_store(value)[: _WIDTHS[name]]
 
 
 def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
-    """The values of ``event`` at position ``seq``, in ``_INSERT_SQL``'s order."""
+    """The values of ``event`` at position ``seq``, in ``_INSERT_SQL``'s order.
+
+    Text is escaped here unless the writer did it already (``prepared``: once per
+    checkpoint run for the columns all of its events share).
+    """
+    if event.prepared:
+        return (
+            event.exec_id,
+            seq,
+            event.kind,
+            event.call_id,
+            event.checkpoint,
+            event.correlation_id,
+            event.index,
+            event.payload,
+            event.ts,
+        )
     return (
         event.exec_id,
         seq,
-        _text(event.kind, "kind"),
-        _text(event.call_id, "call_id"),
-        _text(event.checkpoint, "checkpoint"),
-        _text(event.correlation_id, "correlation_id"),
+        storable(event.kind, "kind"),
+        storable(event.call_id, "call_id"),
+        storable(event.checkpoint, "checkpoint"),
+        storable(event.correlation_id, "correlation_id"),
         event.index,
         escape_for_store(event.payload),
         event.ts,

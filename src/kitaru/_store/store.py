@@ -718,14 +718,20 @@ class Store(WaitsMixin):
         if self._sqlite_fast is not None:
             # Hot path (runs before every live checkpoint with the cache on).
             fast = self._sqlite_fast.cache_lookup
-            with self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                cursor = driver.execute(fast.sql, fast.values(params))
-                found = cursor.fetchone()
-                if found is None:
-                    return None
-                labels = [d[0] for d in cursor.description]
+            # On the writer's connection: a point lookup is short next to the
+            # commits it would queue behind anyway, and it saves a pool checkout.
+            try:
+                with self._local_writer:
+                    cursor = self._sqlite_cursor()
+                    found = cursor.execute(fast.sql, fast.values(params)).fetchone()
+                    if found is None:
+                        return None
+                    labels = [d[0] for d in cursor.description]
+            except sqlite3.Error as exc:
+                damaged = damaged_store_error(self.engine.url, exc)
+                raise damaged or KitaruBackendError(
+                    f"The Kitaru store failed to read: {exc}"
+                ) from exc
             row = dict(zip(labels, found, strict=True))
             for name in ("metadata", "error", "artifact__tags"):
                 if row[name] is not None:
