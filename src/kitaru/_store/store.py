@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
@@ -37,7 +36,12 @@ from kitaru._store._rows import (
     _execution_row,
     merge_metadata,
 )
-from kitaru._store._statements import _CACHE_LOOKUP, _pg_record_call, _SQLiteStatements
+from kitaru._store._statements import (
+    _CACHE_LOOKUP,
+    _pg_record_call,
+    _SQLiteStatements,
+    dialect_insert,
+)
 from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
@@ -68,7 +72,7 @@ class Store(WaitsMixin):
         self._local_writer: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._is_sqlite else contextlib.nullcontext()
         )
-        insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        insert = dialect_insert(self._is_sqlite)
         call_insert = insert(t.checkpoint_calls)
         self._upsert_call = call_insert.on_conflict_do_update(
             index_elements=["exec_id", "call_id"],
