@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from kitaru._store import schema as t
 from kitaru._store._rows import _ATTEMPT_COLUMNS, _CALL_COLUMNS
-from kitaru._store.records import CallStatus, ExecutionStatus
+from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 
 if TYPE_CHECKING:
     from kitaru._store.store import Store
@@ -97,6 +97,34 @@ class _SQLiteStatements:
         self.attempt_values = self.attempt.record_values()
         self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
         self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
+        # An execution's calls with their output artifacts, as plain tuples.
+        calls, artifacts = t.checkpoint_calls, t.artifacts
+        self._call_names = [c.name for c in calls.columns]
+        self._artifact_names = [c.name for c in artifacts.columns]
+        self.calls = _DriverStatement(
+            sa.select(*calls.columns, *artifacts.columns)
+            .select_from(calls.outerjoin(artifacts, calls.c.artifact_id == artifacts.c.id))
+            .where(calls.c.exec_id == sa.bindparam("exec_id"))
+            .order_by(calls.c.seq),
+            dialect,
+        )
+
+    def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
+        """A row of ``calls`` as a record (JSON columns decoded; ``{}``/``[]`` without a parser)."""
+        n = len(self._call_names)
+        values = dict(zip(self._call_names, row[:n], strict=True))
+        values["status"] = CallStatus(values["status"])
+        values["concurrent"] = bool(values["concurrent"])
+        values["metadata"] = _json(values["metadata"])
+        values["error"] = _json(values["error"])
+        artifact = None
+        if row[n] is not None:
+            art = dict(zip(self._artifact_names, row[n:], strict=True))
+            art["tags"] = _json(art["tags"])
+            if art["inline_data"] is not None:
+                art["inline_data"] = bytes(art["inline_data"])
+            artifact = ArtifactRecord(**art)
+        return CallRecord(**values, artifact=artifact)
 
 
 def dialect_insert(is_sqlite: bool) -> Any:
@@ -109,6 +137,16 @@ def dialect_insert(is_sqlite: bool) -> Any:
     from sqlalchemy.dialects import postgresql
 
     return postgresql.insert
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
 
 
 def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:

@@ -667,6 +667,9 @@ class Store(WaitsMixin):
 
     def calls_of(self, exec_ids: Sequence[str]) -> dict[str, list[CallRecord]]:
         """Calls of several executions in one query, grouped by execution, in call order."""
+        if self._sqlite_fast is not None and len(exec_ids) == 1:
+            # Resuming a long execution loads every call: straight from the driver.
+            return _by_exec(self._sqlite_calls(exec_ids[0]))
         c = t.checkpoint_calls
         a = t.artifacts
         query = (
@@ -678,6 +681,19 @@ class Store(WaitsMixin):
         with self.read() as conn:
             rows = conn.execute(query).all()
         return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
+
+    def _sqlite_calls(self, exec_id: str) -> list[CallRecord]:
+        fast = self._sqlite_fast
+        assert fast is not None
+        try:
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                rows = driver.execute(fast.calls.sql, (exec_id,)).fetchall()
+        except sqlite3.Error as exc:
+            damaged = damaged_store_error(self.engine.url, exc)
+            raise damaged or KitaruBackendError(f"The Kitaru store failed to read: {exc}") from exc
+        return [fast.call_from_row(row) for row in rows]
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])
