@@ -226,38 +226,71 @@ def median_or_none(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(rounds: dict[str, list[dict[str, Any]]], plan: Plan) -> dict[str, dict[str, Any]]:
+def ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or den is None or den <= 0 else num / den
+
+
+def summarize(
+    systems: Sequence[System], rounds: dict[str, list[dict[str, Any]]], plan: Plan
+) -> dict[str, dict[str, Any]]:
+    """Medians over rounds of each figure, and of each round's ratios.
+
+    A ratio is taken within a round (the system against the raw commit and the Kitaru
+    run of the same round) and then the median over rounds, so a disk or machine that
+    drifts between rounds moves both sides of a ratio together.
+    """
+    by_round = {k: {f["round"]: f for f in figs} for k, figs in rounds.items()}
     out: dict[str, dict[str, Any]] = {}
-    for key, figures in rounds.items():
+    for s in systems:
+        figures = rounds.get(s.key) or []
         if not figures:
             continue
-        if "commit_ms" in figures[0]:
+        if s.raw:
             commits = [f["commit_ms"] for f in figures]
-            out[key] = {
-                "commit_ms": median_or_none(commits),
-                "range_ms": [min(commits), max(commits)],
-            }
+            out[s.key] = {"commit_ms": statistics.median(commits), "range_ms": minmax(commits)}
             continue
-        per_step = {
-            n: median_or_none([f["per_step_ms"][n] for f in figures]) for n in plan.sizes if n > 0
-        }
         top = [f["per_step_ms"][plan.top] for f in figures]
-        out[key] = {
-            "empty_ms": median_or_none([f["empty_ms"] for f in figures]),
-            "per_step_ms": per_step,
-            "range_ms": [min(top), max(top)],
+        raw = by_round.get(BASELINE[s.backend], {})
+        ref = by_round.get(REFERENCE[s.backend], {})
+        to_raw, to_ref, empty_to_ref = [], [], []
+        for f in figures:
+            r = f["round"]
+            if r in raw:
+                to_raw.append(f["per_step_ms"][plan.top] / raw[r]["commit_ms"])
+            if r in ref:
+                to_ref.append(f["per_step_ms"][plan.top] / ref[r]["per_step_ms"][plan.top])
+                empty_to_ref.append(f["empty_ms"] / ref[r]["empty_ms"])
+        out[s.key] = {
+            "empty_ms": statistics.median(f["empty_ms"] for f in figures),
+            "per_step_ms": {
+                n: statistics.median(f["per_step_ms"][n] for f in figures)
+                for n in plan.sizes
+                if n > 0
+            },
+            "range_ms": minmax(top),
+            "step_to_raw": median_or_none(to_raw),
+            "step_to_raw_range": minmax(to_raw),
+            "step_to_kitaru": median_or_none(to_ref),
+            "empty_to_kitaru": median_or_none(empty_to_ref),
+            "rounds": len(figures),
         }
     return out
+
+
+def minmax(values: Sequence[float]) -> list[float] | None:
+    return [min(values), max(values)] if values else None
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def fmt_ratio(num: float | None, den: float | None) -> str:
-    if num is None or den is None or den <= 0:
-        return "—"
-    return f"{num / den:.2f}x"
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def fmt_range(values: list[float] | None, suffix: str = "") -> str:
+    return "—" if not values else f"{values[0]:.2f}-{values[1]:.2f}{suffix}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -282,11 +315,12 @@ def build_table(
         "system",
         "store",
         *(f"ms/step N={n}" for n in plan.sizes if n > 0),
-        f"N={top} min-max",
+        f"ms/step N={top} min-max",
         "empty wf ms",
-        f"step ÷ raw commit (N={top})",
-        f"step ÷ Kitaru (N={top})",
-        "empty ÷ Kitaru",
+        f"step / raw commit (N={top})",
+        "same, min-max",
+        f"step / Kitaru (N={top})",
+        "empty wf / Kitaru",
     ]
     rows = []
     for s in systems:
@@ -294,29 +328,24 @@ def build_table(
         blank = ["—"] * (len(headers) - 2)
         fig = summary.get(s.key)
         if fig is None:
-            cells = [status.get(s.key, "no result"), *blank[1:]]
-            rows.append([s.label, store, *cells])
+            rows.append([s.label, store, status.get(s.key, "no result"), *blank[1:]])
             continue
         if s.raw:
             steps = ["—"] * (len(plan.sizes) - 2) + [fmt(fig["commit_ms"])]
-            spread = f"{fmt(fig['range_ms'][0])}-{fmt(fig['range_ms'][1])}"
-            rows.append([s.label, store, *steps, spread, "—", "1.00x", "—", "—"])
+            spread = fmt_range(fig["range_ms"])
+            rows.append([s.label, store, *steps, spread, "—", "1.00x", "—", "—", "—"])
             continue
-        raw = summary.get(BASELINE[s.backend], {}).get("commit_ms")
-        ref = summary.get(REFERENCE[s.backend])
-        step = fig["per_step_ms"][top]
-        ref_step = ref["per_step_ms"][top] if ref else None
-        ref_empty = ref["empty_ms"] if ref else None
         rows.append(
             [
                 s.label,
                 store,
                 *(fmt(fig["per_step_ms"][n]) for n in plan.sizes if n > 0),
-                f"{fmt(fig['range_ms'][0])}-{fmt(fig['range_ms'][1])}",
+                fmt_range(fig["range_ms"]),
                 fmt(fig["empty_ms"], 2),
-                fmt_ratio(step, raw),
-                fmt_ratio(step, ref_step),
-                fmt_ratio(fig["empty_ms"], ref_empty),
+                fmt_ratio(fig["step_to_raw"]),
+                fmt_range(fig["step_to_raw_range"], "x"),
+                fmt_ratio(fig["step_to_kitaru"]),
+                fmt_ratio(fig["empty_to_kitaru"]),
             ]
         )
     return table(headers, rows)
@@ -423,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     venvs = Path(args.venvs).resolve()
     venvs.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
+    load_before = os.getloadavg()
+    commit = kitaru_commit()
 
     envs = {
         name: ensure_venv(venvs, name, args.python, args.reinstall)
@@ -469,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
-                figures = round_figures(s, result, plan)
+                figures = {"round": r, **round_figures(s, result, plan)}
                 per_round[s.key].append(figures)
                 result.pop("commits", None)
                 raw_results[s.key].append(result)
@@ -491,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, errs in errors.items():
         if not per_round.get(key):
             status[key] = f"failed in every round: {errs[-1].splitlines()[-1][:80]}"
-    summary = summarize(per_round, plan)
+    summary = summarize(systems, per_round, plan)
     versions = {}
     for s in runnable:
         if raw_results[s.key]:
@@ -503,11 +534,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
     meta: dict[str, Any] = {
         "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds()),
+        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "command": "python " + shlex.join(["bench/peers/compare.py", *(argv or sys.argv[1:])]),
         "machine": machine_info(root.parent),
         "plan": {"rounds": plan.rounds, "sizes": plan.sizes, "reps": plan.reps},
         "versions": versions,
-        "kitaru_commit": kitaru_commit(),
+        "kitaru_commit": commit,
         "postgres": next(
             (r[0]["store"] for k, r in raw_results.items() if k == "raw_postgres" and r), None
         ),
@@ -515,6 +548,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_table(systems, summary, status, plan)
     m = meta["machine"]
     print(f"{meta['date_utc']} · {m['cpus']} CPUs ({m['cpu_model']}) · {m['platform']}")
+    load = meta["load_average_1_5_15"]
+    print(
+        f"took {meta['duration_s']} s · load average (1/5/15 min) before "
+        + "/".join(f"{x:.1f}" for x in load["before"])
+        + ", after "
+        + "/".join(f"{x:.1f}" for x in load["after"])
+    )
     print(f"stores in {m['store_mount'] or m['store_dir']} · command: {meta['command']}")
     print(
         "versions: "
