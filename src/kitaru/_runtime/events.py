@@ -168,12 +168,18 @@ class _Writer:
             with self._cond:
                 # Gather for a flush interval even when events keep coming: writing as
                 # soon as the last batch is done would mean a commit per checkpoint,
-                # competing with the checkpoints' own commits.
+                # competing with the checkpoints' own commits. With nothing queued,
+                # sleep until something is (a waiting flush() must not make it spin).
                 deadline = time.monotonic() + _FLUSH_SECONDS
-                while not self._flushers and len(self._pending) < _BATCH:
+                while True:
+                    if self._pending and (self._flushers or len(self._pending) >= _BATCH):
+                        break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        break
+                        if self._pending:
+                            break
+                        deadline = time.monotonic() + _FLUSH_SECONDS
+                        remaining = _FLUSH_SECONDS
                     self._cond.wait(remaining)
                 batch, self._pending = self._pending, []
             failed = 0
