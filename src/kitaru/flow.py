@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
+from kitaru._ids import uuid4
 from kitaru._runtime import control
 from kitaru._runtime.loader import flow_reference
 from kitaru._runtime.signature import FlowSignature
@@ -98,7 +98,7 @@ class Flow(Generic[P, R]):
         args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         backend = get_backend()
-        exec_id = str(uuid.uuid4())
+        exec_id = uuid4()
         inputs = control.inputs_artifact(
             backend,
             exec_id,

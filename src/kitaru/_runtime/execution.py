@@ -796,16 +796,22 @@ class _LiveCall:
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
         """Calls that outlast KITARU_RUNNING_MARK_AFTER show as running (see progress)."""
-        running = self.ctx._call_record(
-            self.spec,
-            self.call_id,
-            CallStatus.RUNNING,
-            attempts=self.previous,
-            started_at=self.first_started,
-            ended_at=None,
-        )
-        store, fence = self.ctx.backend.store, self.ctx.record.fence
-        token = in_flight.begin(lambda: store.mark_running(running, fence=fence))
+        ctx, spec, call_id = self.ctx, self.spec, self.call_id
+        store, fence = ctx.backend.store, ctx.record.fence
+        previous, started = self.previous, self.first_started
+
+        def mark() -> None:  # only for a call that outlasts the threshold
+            running = ctx._call_record(
+                spec,
+                call_id,
+                CallStatus.RUNNING,
+                attempts=previous,
+                started_at=started,
+                ended_at=None,
+            )
+            store.mark_running(running, fence=fence)
+
+        token = in_flight.begin(mark)
         try:
             yield
         finally:

@@ -61,9 +61,7 @@ class _DriverStatement:
                 raise ValueError(f"column {name!r} is not an attribute name")
             if is_json:
                 parts.append(f"None if r.{name} is None else dumps(r.{name})")
-            elif name == "status":
-                parts.append(f"getattr(r.{name}, 'value', r.{name})")
-            else:
+            else:  # a StrEnum status binds as its text
                 parts.append(f"r.{name}")
         source = f"lambda r: ({', '.join(parts)},)"
         # Only column names of Kitaru's own tables go into the source.
