@@ -345,3 +345,31 @@ def test_an_attempt_row_and_a_call_row_run_do_not_double_count(
     row = records.attempt(execution.id, "old", 1, run=1)
     store.record_call(records.call(execution.id, "old", 0, run=1), attempt=row)
     assert store.attempts(execution.id) == [row]
+
+
+def test_a_dropped_postgres_connection_fails_one_write_not_the_next(
+    postgres_url: str, records: Records
+) -> None:
+    store = Store(postgres_url)
+    try:
+        execution = records.execution()
+        store.create_execution(execution)
+        first = records.artifact(execution.id, "first")
+        store.record_call(records.call(execution.id, "first", 0, artifact=first), artifact=first)
+        # The server ends the session the write went out on (a restart, an idle timeout).
+        fast = store._pg_fast
+        assert fast is not None
+        kept = fast._idle.get_nowait()
+        fast._idle.put(kept)
+        pid = kept.pooled.driver_connection.info.backend_pid
+        with store.engine.connect() as conn:
+            ended = conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid}).all()
+        assert len(ended) == 1
+        second = records.call(execution.id, "second", 1)
+        with pytest.raises(KitaruBackendError, match="failed to write"):
+            store.record_call(second, artifact=records.artifact(execution.id, "second"))
+        # The broken connection was dropped, not reused: the retry goes through.
+        store.record_call(second, artifact=records.artifact(execution.id, "second"))
+        assert [c.call_id for c in store.calls(execution.id)] == ["first", "second"]
+    finally:
+        store.dispose()

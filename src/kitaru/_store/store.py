@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
+from kitaru._store._pg_fast import BUSY, PgFastWrites
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
     _CALL_COLUMNS,
@@ -107,15 +108,19 @@ class Store(WaitsMixin):
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
         self._autocommit_engine: sa.Engine | None = None
+        self._pg_fast: PgFastWrites | None = None
         if not self._is_sqlite:
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             for art, att, fenced in itertools.product((False, True), repeat=3):
                 self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
+            self._pg_fast = PgFastWrites(self.engine, self._pg_record_call)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
+        if self._pg_fast is not None:
+            self._pg_fast.close()
         writer, self._sqlite_writer = self._sqlite_writer, None
         if writer is not None and writer[0] == os.getpid():
             writer[1].close()  # back to the pool, which dispose() then closes
@@ -570,9 +575,14 @@ class Store(WaitsMixin):
                 params.update({f"a_{k}": v for k, v in _artifact_row(artifact).items()})
             if attempt is not None:
                 params.update({f"t_{k}": v for k, v in _attempt_row(attempt).items()})
-            statement = self._pg_record_call[
-                (artifact is not None, attempt is not None, fence is not None)
-            ]
+            key = (artifact is not None, attempt is not None, fence is not None)
+            assert self._pg_fast is not None
+            row = self._pg_fast.execute(key, params)
+            if row is not BUSY:
+                if row is None:
+                    raise self._stale(call.exec_id, fence)
+                return
+            statement = self._pg_record_call[key]  # every fast connection is busy
             try:
                 with self._autocommit_engine.connect() as conn:
                     # RETURNING, not rowcount: through SQLAlchemy a CTE statement
