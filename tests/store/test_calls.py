@@ -357,7 +357,7 @@ def test_a_dropped_postgres_connection_fails_one_write_not_the_next(
         first = records.artifact(execution.id, "first")
         store.record_call(records.call(execution.id, "first", 0, artifact=first), artifact=first)
         # The server ends the session the write went out on (a restart, an idle timeout).
-        fast = store._pg_fast
+        fast = store._pg_direct
         assert fast is not None
         kept = fast._idle.get_nowait()
         fast._idle.put(kept)

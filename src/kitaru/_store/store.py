@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
-from kitaru._store._pg_fast import BUSY, PgFastWrites
+from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
     _CALL_COLUMNS,
@@ -108,19 +108,21 @@ class Store(WaitsMixin):
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
         self._autocommit_engine: sa.Engine | None = None
-        self._pg_fast: PgFastWrites | None = None
+        self._pg_direct: PgDirect | None = None
         if not self._is_sqlite:
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             for art, att, fenced in itertools.product((False, True), repeat=3):
                 self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
-            self._pg_fast = PgFastWrites(self.engine, self._pg_record_call)
+            self._pg_direct = PgDirect(
+                self.engine, {**self._pg_record_call, "cache_lookup": _CACHE_LOOKUP}
+            )
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
-        if self._pg_fast is not None:
-            self._pg_fast.close()
+        if self._pg_direct is not None:
+            self._pg_direct.close()
         writer, self._sqlite_writer = self._sqlite_writer, None
         if writer is not None and writer[0] == os.getpid():
             writer[1].close()  # back to the pool, which dispose() then closes
@@ -576,12 +578,13 @@ class Store(WaitsMixin):
             if attempt is not None:
                 params.update({f"t_{k}": v for k, v in _attempt_row(attempt).items()})
             key = (artifact is not None, attempt is not None, fence is not None)
-            assert self._pg_fast is not None
-            row = self._pg_fast.execute(key, params)
-            if row is not BUSY:
-                if row is None:
+            assert self._pg_direct is not None
+            try:
+                if self._pg_direct.fetch(key, params) is None:
                     raise self._stale(call.exec_id, fence)
                 return
+            except AllBusy:
+                pass
             statement = self._pg_record_call[key]  # every fast connection is busy
             try:
                 with self._autocommit_engine.connect() as conn:
@@ -767,6 +770,10 @@ class Store(WaitsMixin):
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
             return _call_from_joined_row(row)
+        if self._pg_direct is not None:
+            with contextlib.suppress(AllBusy):
+                found = self._pg_direct.fetch("cache_lookup", params)
+                return None if found is None else _call_from_joined_row(found)
         engine = self._autocommit_engine or self.engine
         with engine.connect() as conn:
             result = conn.execute(_CACHE_LOOKUP, params).first()

@@ -1,4 +1,4 @@
-"""PostgreSQL's checkpoint write straight on the driver (see ``Store.record_call``).
+"""PostgreSQL's hot statements straight on the driver: the checkpoint write and the cache lookup.
 
 The write is one statement (data-modifying CTEs) on an autocommit connection,
 so a checkpoint costs one round trip. Executing it through SQLAlchemy Core
@@ -31,7 +31,7 @@ _RECYCLE_SECONDS = 300.0
 
 
 class _Compiled:
-    def __init__(self, statement: sa.Insert, dialect: sa.Dialect) -> None:
+    def __init__(self, statement: Any, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         # Literal values the statement binds itself (the guard's status).
@@ -50,10 +50,10 @@ class _Kept:
         self.born = time.monotonic()
 
 
-class PgFastWrites:
+class PgDirect:
     """Compiled statements and the autocommit connections that send them."""
 
-    def __init__(self, engine: sa.Engine, statements: Mapping[Any, sa.Insert]) -> None:
+    def __init__(self, engine: sa.Engine, statements: Mapping[Any, Any]) -> None:
         self._engine = engine
         self._compiled = {key: _Compiled(st, engine.dialect) for key, st in statements.items()}
         self._idle: queue.SimpleQueue[_Kept] = queue.SimpleQueue()
@@ -61,8 +61,12 @@ class PgFastWrites:
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def execute(self, key: Hashable, params: dict[str, Any]) -> tuple[Any, ...] | object | None:
-        """The statement's first row (None if none); ``BUSY`` when no connection is free."""
+    def fetch(self, key: Hashable, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The statement's first row by column name (None if none).
+
+        JSON columns come back decoded (psycopg's own loaders), bytea as bytes.
+        ``AllBusy`` when every kept connection is in use (then use the pool).
+        """
         import psycopg
 
         compiled = self._compiled[key]
@@ -73,10 +77,12 @@ class PgFastWrites:
                 params[name] = json.dumps(value)
         kept = self._take()
         if kept is None:
-            return BUSY
+            raise AllBusy
         try:
-            kept.cursor.execute(compiled.sql, params, prepare=True)
-            row: tuple[Any, ...] | None = kept.cursor.fetchone()
+            cursor = kept.cursor
+            cursor.execute(compiled.sql, params, prepare=True)
+            row = cursor.fetchone()
+            labels = [d.name for d in cursor.description or ()]
         except psycopg.Error as exc:
             self._discard(kept)
             raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
@@ -84,7 +90,7 @@ class PgFastWrites:
             self._discard(kept)  # its state is unknown (interrupted mid-statement)
             raise
         self._idle.put(kept)
-        return row
+        return None if row is None else dict(zip(labels, row, strict=True))
 
     def _take(self) -> _Kept | None:
         if os.getpid() != self._pid:  # a forked child never uses its parent's sockets
@@ -135,8 +141,9 @@ class PgFastWrites:
             kept.pooled.close()  # back to the pool, which the store then disposes
 
 
-#: ``execute``'s answer when every kept connection is in use: write the usual way.
-BUSY = object()
+class AllBusy(Exception):
+    """Every kept connection is in use: run the statement the usual way."""
+
 
 #: Connection queues inherited over fork(): kept alive so they are never closed here.
 _inherited: list[Any] = []
