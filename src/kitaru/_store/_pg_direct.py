@@ -32,6 +32,9 @@ _RECYCLE_SECONDS = 300.0
 
 class _Compiled:
     def __init__(self, statement: Any, dialect: sa.Dialect) -> None:
+        if isinstance(statement, str):  # SQL written for psycopg already
+            self.sql, self.defaults, self.json = statement, {}, []
+            return
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         # Literal values the statement binds itself (the guard's status).

@@ -42,6 +42,7 @@ from kitaru._store._statements import (
     _pg_record_call,
     _SQLiteStatements,
     dialect_insert,
+    pg_take_cached_sql,
 )
 from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
@@ -114,7 +115,12 @@ class Store(WaitsMixin):
             for art, att, fenced in itertools.product((False, True), repeat=3):
                 self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
             self._pg_direct = PgDirect(
-                self.engine, {**self._pg_record_call, "cache_lookup": _CACHE_LOOKUP}
+                self.engine,
+                {
+                    **self._pg_record_call,
+                    "cache_lookup": _CACHE_LOOKUP,
+                    "take_cached": pg_take_cached_sql(self.engine.dialect),
+                },
             )
 
     def __repr__(self) -> str:
@@ -778,6 +784,42 @@ class Store(WaitsMixin):
         with engine.connect() as conn:
             result = conn.execute(_CACHE_LOOKUP, params).first()
         return None if result is None else _call_from_joined_row(result._mapping)
+
+    def take_cached(
+        self, call: CallRecord, cache_key: str, *, fence: int | None = None
+    ) -> CallRecord | None:
+        """The cache hit for ``cache_key`` (as ``cached_output``), with ``call`` recorded
+        as taking it: the hit's artifact, source execution and metadata, status cached.
+
+        None when there is no hit (nothing written). ``StaleOwnerError`` as for
+        ``record_call``. On PostgreSQL both happen in one statement: one round trip.
+        """
+        if self._pg_direct is not None and fence is not None:
+            params = {f"c_{k}": v for k, v in _call_row(call).items()}
+            params.update(
+                cache_key=cache_key,
+                exclude_exec_id=call.exec_id,
+                g_exec_id=call.exec_id,
+                g_fence=fence,
+                c_error=None if call.error is None else json.dumps(call.error),
+            )
+            try:
+                found = self._pg_direct.fetch("take_cached", params)
+            except AllBusy:
+                pass
+            else:
+                if found is None:
+                    return None
+                if not found.pop("kitaru_written"):
+                    raise self._stale(call.exec_id, fence)
+                return _call_from_joined_row(found)
+        hit = self.cached_output(cache_key, exclude_exec_id=call.exec_id)
+        if hit is None:
+            return None
+        call.artifact_id, call.source_exec_id = hit.artifact_id, hit.exec_id
+        call.metadata = dict(hit.metadata)
+        self.record_call(call, fence=fence)
+        return hit
 
     def merge_execution_metadata(
         self, exec_id: str, fields: Mapping[str, Any], *, fence: int | None = None
