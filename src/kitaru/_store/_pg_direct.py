@@ -130,6 +130,18 @@ class PgDirect:
         self._count = 0
         self._pid = os.getpid()
 
+    def idle_connections(self) -> list[Any]:
+        """The psycopg connections kept here and free now (for diagnostics and benchmarks)."""
+        kept: list[_Kept] = []
+        while True:
+            try:
+                kept.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for item in kept:
+            self._idle.put(item)
+        return [item.pooled.driver_connection for item in kept]
+
     def close(self) -> None:
         if os.getpid() != self._pid:
             return
