@@ -206,6 +206,7 @@ def connect(stack: Mapping[str, Any]) -> bool:
     address = str(stack["config"]["address"])
     with _connect_lock:
         if _connected != address or not ray.is_initialized():
+            _check_listening(str(stack["name"]), address)
             if ray.is_initialized():
                 ray.shutdown()
             try:
@@ -228,6 +229,22 @@ def connect(stack: Mapping[str, Any]) -> bool:
         if address not in _local_cluster:
             _local_cluster[address] = _all_nodes_local(ray.nodes())  # type: ignore[no-untyped-call]
         return _local_cluster[address]
+
+
+def _check_listening(name: str, address: str) -> None:
+    """Fail fast on an address nothing listens on (ray.init would retry for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise KitaruStackNotRemoteExecutableUsageError(
+            f"Nothing answers at {address!r}, the address of ray stack {name!r} ({exc}). "
+            "Start the cluster (or check the address: `ray status` on its head node), or "
+            f"recreate the stack: `kitaru stack delete {name}` then `kitaru stack create "
+            f"{name} --type ray --address HOST:PORT`."
+        ) from None
 
 
 def _all_nodes_local(nodes: list[dict[str, Any]]) -> bool:
