@@ -142,7 +142,8 @@ def upload_code(runtime_env: dict[str, Any]) -> dict[str, Any]:
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
     env = dict(runtime_env)
-    scratch_dir = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+    node = ray._private.worker.global_worker.node
+    scratch_dir = None if node is None else node.get_runtime_env_dir_path()
     for upload in (upload_py_modules_if_needed, upload_working_dir_if_needed):
         kwargs: dict[str, Any] = {"scratch_dir": scratch_dir, "logger": logger}
         if "include_gitignore" in inspect.signature(upload).parameters:

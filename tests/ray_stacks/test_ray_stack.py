@@ -22,7 +22,7 @@ from kitaru.errors import (
     KitaruStackNotRemoteExecutableUsageError,
     KitaruUsageError,
 )
-from tests.ray.conftest import FlowsFactory
+from tests.ray_stacks.conftest import FlowsFactory
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -222,6 +222,7 @@ def test_cancel_stops_the_execution_and_its_ray_tasks(
     assert handle.status is ExecutionStatus.CANCELLED
     _until(lambda: not any(_pid_alive(p) for p in pids), "the Ray tasks to be stopped")
     import ray
+
     from kitaru._stacks.ray import NAMESPACE, actor_name
 
     def actor_gone() -> bool:

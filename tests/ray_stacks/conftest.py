@@ -42,9 +42,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def ray_address() -> Iterator[str]:
     """The GCS address of a 2-node Ray cluster running on this machine."""
     try:
-        from ray.cluster_utils import Cluster
-
         import ray
+        from ray.cluster_utils import Cluster
     except ImportError:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but Ray is missing. {RAY_SKIP_REASON}")
