@@ -391,3 +391,56 @@ def test_an_address_nothing_listens_on_fails_at_run(flows: FlowsFactory) -> None
     with pytest.raises(KitaruStackNotRemoteExecutableUsageError, match="Nothing answers"):
         module.agent.run(stack="nowhere")
     assert KitaruClient().executions.list() == []
+
+
+def test_a_wait_lets_the_worker_go_and_input_resumes_on_the_cluster(
+    ray_stack: str, flows: FlowsFactory, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = flows(
+        f"""
+        import os
+        from pathlib import Path
+        import kitaru
+        from kitaru import checkpoint, flow
+
+        MARKS = Path({str(marks)!r})
+
+        @checkpoint
+        def before():
+            with open(MARKS / "before", "a") as f:
+                f.write("ran\\n")
+            return os.getpid()
+
+        @checkpoint
+        def after(first_pid, answer):
+            return {{"first": first_pid, "second": os.getpid(), "answer": answer}}
+
+        @flow
+        def agent():
+            first = before()
+            answer = kitaru.wait(schema=int, name="approve", timeout=1)
+            return after(first, answer)
+        """
+    )
+    handle = module.agent.run(stack=ray_stack)
+    client = KitaruClient()
+    _until(lambda: handle.status is ExecutionStatus.WAITING, "the execution to wait")
+    import ray
+
+    from kitaru._stacks.ray import NAMESPACE, actor_name
+
+    def actor_gone() -> bool:
+        try:
+            ray.get_actor(actor_name(handle.exec_id), namespace=NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    _until(actor_gone, "the worker to be let go after the wait's timeout")
+    client.executions.input(handle.exec_id, value=7)
+    result = handle.wait(timeout=240)
+    assert result["answer"] == 7
+    assert os.getpid() not in (result["first"], result["second"])  # both ran on the cluster
+    assert (marks / "before").read_text().split() == ["ran"]  # not run again on resume
