@@ -118,11 +118,7 @@ class Flow(Generic[P, R]):
             flow_name=self.name,
             flow_ref=ref,
             stack=settings.stack,
-            config={
-                **settings.to_record(),
-                "max_concurrency": concurrency,
-                **(remote.record_config() if remote is not None else {}),
-            },
+            config={**settings.to_record(), "max_concurrency": concurrency},
             inputs=inputs,
             now=time.time(),
         )

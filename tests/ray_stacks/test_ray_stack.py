@@ -444,3 +444,36 @@ def test_a_wait_lets_the_worker_go_and_input_resumes_on_the_cluster(
     assert result["answer"] == 7
     assert os.getpid() not in (result["first"], result["second"])  # both ran on the cluster
     assert (marks / "before").read_text().split() == ["ran"]  # not run again on resume
+
+
+def test_a_replay_of_a_ray_execution_runs_on_the_cluster(
+    ray_stack: str, flows: FlowsFactory
+) -> None:
+    module = flows(
+        """
+        import os
+        from kitaru import checkpoint, flow
+
+        @checkpoint
+        def first():
+            return os.getpid()
+
+        @checkpoint
+        def second(pid):
+            return [pid, os.getpid()]
+
+        @flow
+        def agent():
+            return second(first())
+        """
+    )
+    original = module.agent.run(stack=ray_stack)
+    first_pid, _ = original.wait(timeout=240)
+    submission = module.agent.replay(original.exec_id, at="second", wait=True)
+    (row,) = submission.results
+    replayed = kitaru.FlowHandle(row.replay_exec_id).get()
+    assert replayed[0] == first_pid  # reused from the original run
+    assert replayed[1] not in (first_pid, os.getpid())  # ran again, on the cluster
+    execution = KitaruClient().executions.get(row.replay_exec_id)
+    assert execution.stack_name == ray_stack
+    assert execution.config["ray"]["address"]

@@ -238,7 +238,7 @@ def _claim_and_start(
     # Load the code and inputs before claiming: if they are missing, nothing changes.
     flow = load_flow(record.flow_ref, exec_id=record.id)
     args, kwargs = _inputs(backend, record)
-    remote = _prepare_remote(backend, record)  # a ray stack's execution runs there again
+    remote = prepare_remote(backend, record)  # a ray stack's execution runs there again
     try:
         claimed = backend.store.claim(
             record.id,
@@ -265,8 +265,11 @@ def _claim_and_start(
     return start(backend, claimed, flow, args, kwargs)
 
 
-def _prepare_remote(backend: Backend, record: ExecutionRecord) -> Any:
-    """The prepared launch of an execution whose stack is a ray stack, else None."""
+def prepare_remote(backend: Backend, record: ExecutionRecord) -> Any:
+    """The prepared launch of an execution whose stack is a ray stack, else None.
+
+    Checks and connects only (nothing is written): call it before changing the store.
+    """
     if record.stack == "local":
         return None
     from kitaru._stacks.ray import prepare_again

@@ -81,9 +81,13 @@ class RayLaunch:
         }
 
     def dispatch_record(self, record: ExecutionRecord) -> ExecutionRecord:
-        """The new record as dispatched: nobody runs it until the actor claims it."""
+        """The new record as dispatched: nobody runs it until the actor claims it.
+
+        Its frozen config also records the cluster and the runtime env (redacted).
+        """
         return dataclasses.replace(
             record,
+            config={**record.config, **self.record_config()},
             run_count=0,
             lease_owner=f"ray-dispatch/{uuid.uuid4().hex}",
             lease_expires_at=time.time() + dispatch_seconds(),
