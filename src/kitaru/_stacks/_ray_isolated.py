@@ -90,7 +90,7 @@ def run_isolated_on_ray(
         ENV_ALLOW_PICKLE: "1" if pickle_setting()[0] else "0",
         **events.child_env(frame),
     }
-    task = ray.remote(_isolated_task).options(max_retries=0, **_resources)
+    task = _remote_task().options(max_retries=0, **_resources)
     ref = task.remote([uri, sha, ctx.exec_id, frame.call_id, spec.name], env)
     with _lock:
         _in_flight.add(ref)
@@ -131,6 +131,19 @@ def run_isolated_on_ray(
     output = report["output"]
     data = backend.blobs.get(output["uri"], output["sha256"])
     return deserialize(Serialized(output["serializer"], output["type_path"], data))
+
+
+def _remote_task() -> Any:
+    """The Ray remote function, made once per process (each one is exported to the GCS)."""
+    global _task
+    if _task is None:
+        import ray
+
+        _task = ray.remote(_isolated_task)
+    return _task
+
+
+_task: Any = None
 
 
 def _isolated_task(argv: list[str], env: dict[str, str]) -> tuple[dict[str, Any], str, str]:
