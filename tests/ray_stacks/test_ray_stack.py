@@ -19,6 +19,7 @@ from kitaru._stacks._ray_env import kitaru_package_dir
 from kitaru._store import ExecutionStatus
 from kitaru.errors import (
     KitaruExecutionError,
+    KitaruFeatureNotAvailableError,
     KitaruStackNotRemoteExecutableUsageError,
     KitaruUsageError,
 )
@@ -477,3 +478,19 @@ def test_a_replay_of_a_ray_execution_runs_on_the_cluster(
     execution = KitaruClient().executions.get(row.replay_exec_id)
     assert execution.stack_name == ray_stack
     assert execution.config["ray"]["address"]
+
+
+def test_ray_client_addresses_are_refused_at_run(flows: FlowsFactory) -> None:
+    kitaru.create_stack("client", kind="ray", address="ray://127.0.0.1:10001", activate=False)
+    module = flows(
+        """
+        from kitaru import flow
+
+        @flow
+        def agent():
+            return 1
+        """
+    )
+    with pytest.raises(KitaruFeatureNotAvailableError, match="Ray Client"):
+        module.agent.run(stack="client")
+    assert KitaruClient().executions.list() == []

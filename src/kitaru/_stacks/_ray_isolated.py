@@ -62,8 +62,8 @@ def run_isolated_on_ray(
 ) -> Any:
     """One attempt of ``spec`` as a Ray task; its value, or the attempt's error."""
     import cloudpickle
-
     import ray
+
     from kitaru._blobs import Serialized, deserialize
     from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
     from kitaru._runtime import events

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from kitaru._stacks._ray_env import RuntimeEnv, build_runtime_env
 from kitaru.errors import (
+    KitaruFeatureNotAvailableError,
     KitaruStackIntegrationDependencyError,
     KitaruStackNotRemoteExecutableUsageError,
 )
@@ -209,6 +210,14 @@ def connect(stack: Mapping[str, Any]) -> bool:
             "wheel built from it, with [ray])."
         ) from None
     address = str(stack["config"]["address"])
+    if address.startswith("ray://"):
+        raise KitaruFeatureNotAvailableError(
+            f"Ray stack {stack['name']!r} names a Ray Client address ({address}); running "
+            "through Ray Client is not supported yet (an execution's code cannot be uploaded "
+            "through it). Submit from a node of the cluster instead: a stack with --address "
+            "auto, used by a script run on the head node (e.g. `kubectl exec` into a KubeRay "
+            "head pod) or by a KubeRay RayJob's entrypoint."
+        )
     with _connect_lock:
         if _connected != address or not ray.is_initialized():
             _check_listening(str(stack["name"]), address)
