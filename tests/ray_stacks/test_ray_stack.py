@@ -494,3 +494,100 @@ def test_ray_client_addresses_are_refused_at_run(flows: FlowsFactory) -> None:
     with pytest.raises(KitaruFeatureNotAvailableError, match="Ray Client"):
         module.agent.run(stack="client")
     assert KitaruClient().executions.list() == []
+
+
+@pytest.mark.postgres
+def test_runs_on_a_postgresql_store(
+    ray_stack: str, flows: FlowsFactory, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitaru._backend import forget_backends
+
+    monkeypatch.setenv("KITARU_STORE_URL", postgres_url)
+    forget_backends()
+    module = flows(
+        """
+        import os
+        from kitaru import checkpoint, flow
+
+        @checkpoint
+        def where():
+            return os.environ["KITARU_STORE_URL"].split("?")[0]
+
+        @flow
+        def agent():
+            return where()
+        """
+    )
+    handle = module.agent.run(stack=ray_stack)
+    assert handle.wait(timeout=240) == postgres_url.split("?")[0]
+    assert KitaruClient().executions.get(handle.exec_id).status is ExecutionStatus.COMPLETED
+
+
+def test_kitaru_worker_continues_an_execution_whose_actor_is_gone(
+    ray_stack: str, flows: FlowsFactory, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = flows(
+        f"""
+        import os, time
+        from pathlib import Path
+        from kitaru import checkpoint, flow
+
+        MARKS = Path({str(marks)!r})
+
+        @checkpoint
+        def first():
+            with open(MARKS / "first", "a") as f:
+                f.write("ran\\n")
+            return 1
+
+        @checkpoint
+        def second(x):
+            if not (MARKS / "stopped").exists():
+                (MARKS / "started").write_text("")
+                time.sleep(120)  # the actor is removed here, for good
+            return x + 1
+
+        @flow
+        def agent():
+            return second(first())
+        """
+    )
+    handle = module.agent.run(stack=ray_stack)
+    _until(lambda: (marks / "started").exists(), "the second checkpoint to start")
+    import ray
+
+    from kitaru._stacks.ray import NAMESPACE, actor_name
+    from kitaru.worker import run_worker
+
+    (marks / "stopped").write_text("")
+    # Ray will not restart it: only Kitaru's worker can continue the execution now.
+    ray.kill(ray.get_actor(actor_name(handle.exec_id), namespace=NAMESPACE), no_restart=True)
+    _until(lambda: run_worker(once=True) == 1, "the worker to resume the execution")
+    assert handle.wait(timeout=240) == 2
+    assert (marks / "first").read_text().split() == ["ran"]
+    execution = KitaruClient().executions.get(handle.exec_id)
+    # The first run; the worker's claim and the new actor's take-over count one each.
+    assert execution.run_count == 3
+
+
+def test_a_project_too_large_to_ship_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "big"
+    project.mkdir()
+    with open(project / "data.bin", "wb") as f:
+        f.truncate(101 * 1024 * 1024)  # sparse: no real disk use
+    (project / "big_flows.py").write_text(
+        "from kitaru import flow\n\n@flow\ndef agent():\n    return 1\n"
+    )
+    kitaru.create_stack("far", kind="ray", address="127.0.0.1:9", activate=False)
+    sys.path.insert(0, str(project))
+    try:
+        import big_flows  # type: ignore[import-not-found]
+
+        with pytest.raises(KitaruUsageError, match="too much to ship"):
+            big_flows.agent.run(stack="far")
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop("big_flows", None)
+    assert KitaruClient().executions.list() == []
