@@ -107,7 +107,6 @@ class RayLaunch:
             "env": {**_forwarded_env(), **self.runtime_env.secret_env},
             "code_root": self.runtime_env.code_root,
             "flow_ref": record.flow_ref,
-            "runtime_env": self.runtime_env.ray,
             "num_cpus": config.get("num_cpus", 1),
             "num_gpus": config.get("num_gpus", 0),
         }
@@ -116,7 +115,6 @@ class RayLaunch:
         actor_cls = ray.remote(ExecutionActor)
         try:
             runtime_env = upload_code(self.runtime_env.ray)
-            payload["runtime_env"] = runtime_env
             actor_cls.options(
                 name=actor_name(record.id),
                 namespace=NAMESPACE,
