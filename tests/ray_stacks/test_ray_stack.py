@@ -591,3 +591,41 @@ def test_a_project_too_large_to_ship_is_refused(tmp_path: Path) -> None:
         sys.path.remove(str(project))
         sys.modules.pop("big_flows", None)
     assert KitaruClient().executions.list() == []
+
+
+def test_a_killed_isolated_task_fails_that_attempt_and_the_retry_runs_it(
+    ray_stack: str, flows: FlowsFactory, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = flows(
+        f"""
+        import os, time
+        from pathlib import Path
+        from kitaru import checkpoint, flow
+
+        MARKS = Path({str(marks)!r})
+
+        @checkpoint(runtime="isolated", retries=1)
+        def fragile(x):
+            with open(MARKS / "attempts", "a") as f:
+                f.write(f"{{os.getpid()}}\\n")
+            if not (MARKS / "killed").exists():
+                (MARKS / "pid").write_text(str(os.getpid()))
+                time.sleep(120)
+            return x * 10
+
+        @flow
+        def agent():
+            return fragile(4)
+        """
+    )
+    handle = module.agent.run(stack=ray_stack)
+    _until(lambda: (marks / "pid").exists(), "the isolated task to start")
+    (marks / "killed").write_text("")
+    os.kill(int((marks / "pid").read_text()), signal.SIGKILL)
+    assert handle.wait(timeout=240) == 40
+    assert len((marks / "attempts").read_text().split()) == 2
+    (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
+    assert len(call.attempts) == 2
+    assert "Ray task" in str(call.attempts[0].failure)
