@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 metadata = sa.MetaData()
 
@@ -74,7 +74,17 @@ checkpoint_calls = sa.Table(
     sa.Column("ended_at", sa.Float, nullable=True),
     # Made with .submit() or as an async call: may have finished after later calls.
     sa.Column("concurrent", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Index("ix_kitaru_checkpoint_calls_cache_key", "cache_key"),
+    # The run of the flow body whose first attempt completed the call. Such a
+    # call has no attempt row: its one attempt is read from this row instead
+    # (one insert and two B-tree pages less per checkpoint).
+    sa.Column("run", sa.Integer, nullable=True),
+    # Only calls whose output may be reused are looked up by key.
+    sa.Index(
+        "ix_kitaru_checkpoint_calls_cache_key",
+        "cache_key",
+        sqlite_where=sa.text("cache_key IS NOT NULL"),
+        postgresql_where=sa.text("cache_key IS NOT NULL"),
+    ),
 )
 
 checkpoint_attempts = sa.Table(
