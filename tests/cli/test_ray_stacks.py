@@ -26,6 +26,8 @@ def test_create_show_and_list_a_ray_stack(cli: Invoke) -> None:
         "2",
         "--num-gpus",
         "0.5",
+        "--resources",
+        '{"accelerator_type:A100": 1}',
         "--no-activate",
         "-o",
         "json",
@@ -42,6 +44,7 @@ def test_create_show_and_list_a_ray_stack(cli: Invoke) -> None:
         "runtime_env": {"pip": ["httpx"], "env_vars": {"LOG_LEVEL": "debug"}},
         "num_cpus": 2,
         "num_gpus": 0.5,
+        "resources": {"accelerator_type:A100": 1},
     }
     text = cli("stack", "show", "cluster").stdout
     assert "ray://head.example:10001" in text
@@ -58,6 +61,7 @@ def test_create_show_and_list_a_ray_stack(cli: Invoke) -> None:
         (["--address", "auto", "--runtime-env", "{nope"], "not valid JSON"),
         (["--address", "auto", "--runtime-env", "[1]"], "must be a JSON object"),
         (["--address", "auto", "--num-cpus", "-1"], "num_cpus"),
+        (["--address", "auto", "--resources", '{"CPU": 2}'], "num_cpus/num_gpus"),
         (
             ["--address", "auto", "--runtime-env", '{"env_vars": {"OPENAI_API_KEY": "x"}}'],
             "look like secrets",

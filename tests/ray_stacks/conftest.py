@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -39,8 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """The GCS address of a 2-node Ray cluster running on this machine."""
+def ray_cluster() -> Iterator[Any]:
+    """A 2-node Ray cluster running on this machine (a ``ray.cluster_utils.Cluster``)."""
     try:
         import ray
         from ray.cluster_utils import Cluster
@@ -64,10 +65,16 @@ def ray_address() -> Iterator[str]:
     finally:
         os.environ.update(saved)
     try:
-        yield cluster.address
+        yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()  # kills the processes this cluster started, by pid
+
+
+@pytest.fixture
+def ray_address(ray_cluster: Any) -> str:
+    """The GCS address of the session's cluster."""
+    return str(ray_cluster.address)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -629,3 +630,68 @@ def test_a_killed_isolated_task_fails_that_attempt_and_the_retry_runs_it(
     (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
     assert len(call.attempts) == 2
     assert "Ray task" in str(call.attempts[0].failure)
+
+
+def test_a_lost_node_restarts_the_execution_on_another_one(
+    ray_cluster: Any, flows: FlowsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITARU_LEASE_SECONDS", "3")
+    # The execution may only run on nodes with a 'pinned' resource: first this one...
+    doomed = ray_cluster.add_node(num_cpus=2, resources={"pinned": 1}, node_ip_address="127.0.0.1")
+    spare = None
+    kitaru.create_stack(
+        "pinned",
+        kind="ray",
+        address=ray_cluster.address,
+        resources={"pinned": 1},
+        activate=False,
+    )
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = flows(
+        f"""
+        import time
+        from pathlib import Path
+        import ray
+        from kitaru import checkpoint, flow
+
+        MARKS = Path({str(marks)!r})
+
+        def node():
+            return ray.get_runtime_context().get_node_id()
+
+        @checkpoint
+        def first():
+            with open(MARKS / "first", "a") as f:
+                f.write("ran\\n")
+            return node()
+
+        @checkpoint
+        def second(before):
+            if not (MARKS / "lost").exists():
+                (MARKS / "started").write_text("")
+                time.sleep(120)  # the node goes away here
+            return [before, node()]
+
+        @flow
+        def agent():
+            return second(first())
+        """
+    )
+    try:
+        handle = module.agent.run(stack="pinned")
+        _until(lambda: (marks / "started").exists(), "the second checkpoint to start")
+        # ...then, once it runs there, another node to go on and the first one gone.
+        spare = ray_cluster.add_node(
+            num_cpus=2, resources={"pinned": 1}, node_ip_address="127.0.0.1"
+        )
+        (marks / "lost").write_text("")
+        ray_cluster.remove_node(doomed, allow_graceful=False)
+        doomed = None
+        before, after = handle.wait(timeout=240)
+        assert before != after  # finished on the other node
+        assert (marks / "first").read_text().split() == ["ran"]
+    finally:
+        for node in (doomed, spare):
+            if node is not None:
+                ray_cluster.remove_node(node, allow_graceful=False)

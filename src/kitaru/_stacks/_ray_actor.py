@@ -86,7 +86,11 @@ def run_dispatched(payload: dict[str, Any]) -> None:
     except Exception as exc:
         _fail_to_start(backend.store, record, exc)
         return
-    _ray_isolated.enable(num_cpus=payload.get("num_cpus", 1), num_gpus=payload.get("num_gpus", 0))
+    _ray_isolated.enable(
+        num_cpus=payload.get("num_cpus", 1),
+        num_gpus=payload.get("num_gpus", 0),
+        resources=payload.get("resources") or {},
+    )
     threading.Thread(
         target=_enforce_cancel, args=(live,), name="kitaru-ray-cancel", daemon=True
     ).start()

@@ -1,7 +1,7 @@
 """``runtime="isolated"`` checkpoints of an execution running on a ray stack.
 
 Each attempt runs as its own Ray task (placed anywhere in the cluster, with the
-stack's ``num_cpus``/``num_gpus``), so ``.submit()``/``.map()`` of isolated
+stack's ``num_cpus``/``num_gpus``/``resources``), so ``.submit()``/``.map()`` of isolated
 checkpoints fan out across the nodes. Inputs and outputs go through the
 artifact store, exactly as for the local isolated runtime: the task runs the
 same child code and returns its report; the execution's runner records the
@@ -27,15 +27,17 @@ if TYPE_CHECKING:
     from kitaru._runtime.execution import CheckpointSpec, ExecutionContext
 
 _POLL_SECONDS = 0.05
-_resources: dict[str, float] | None = None
+_resources: dict[str, Any] | None = None
 _in_flight: set[Any] = set()
 _lock = threading.Lock()
 
 
-def enable(*, num_cpus: float, num_gpus: float) -> None:
+def enable(*, num_cpus: float, num_gpus: float, resources: dict[str, float]) -> None:
     """In an execution's Ray actor: run isolated checkpoints as Ray tasks from now on."""
     global _resources
     _resources = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    if resources:
+        _resources["resources"] = dict(resources)
 
 
 def enabled() -> bool:

@@ -109,6 +109,7 @@ class RayLaunch:
             "flow_ref": record.flow_ref,
             "num_cpus": config.get("num_cpus", 1),
             "num_gpus": config.get("num_gpus", 0),
+            "resources": dict(config.get("resources") or {}),
         }
         from kitaru._stacks._ray_actor import ExecutionActor
 
@@ -122,6 +123,7 @@ class RayLaunch:
                 max_restarts=MAX_RESTARTS,
                 num_cpus=payload["num_cpus"],
                 num_gpus=payload["num_gpus"],
+                resources=payload["resources"],
                 runtime_env=runtime_env,
             ).remote(payload)
         except Exception as exc:

@@ -14,7 +14,14 @@ from typing import Any, Final
 from kitaru.errors import KitaruUsageError
 
 #: The option names a ray stack keeps in its ``config``.
-RAY_OPTIONS: Final = ("address", "artifact_store", "runtime_env", "num_cpus", "num_gpus")
+RAY_OPTIONS: Final = (
+    "address",
+    "artifact_store",
+    "runtime_env",
+    "num_cpus",
+    "num_gpus",
+    "resources",
+)
 
 # HOST:PORT (a GCS), or ray://HOST:PORT (Ray Client); IPv6 hosts in brackets.
 _ADDRESS_RE: Final = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
@@ -36,6 +43,7 @@ def ray_stack_config(
     runtime_env: object = None,
     num_cpus: object = None,
     num_gpus: object = None,
+    resources: object = None,
 ) -> dict[str, Any]:
     """The stored config of ray stack ``name``; ``KitaruUsageError`` naming a bad option."""
     config: dict[str, Any] = {"address": _address(name, address)}
@@ -58,7 +66,38 @@ def ray_stack_config(
                 f"each execution and isolated checkpoint asks for), got {value!r}."
             )
         config[option] = value
+    custom = _resources(name, resources)
+    if custom:
+        config["resources"] = custom
     return config
+
+
+def _resources(name: str, value: object) -> dict[str, float]:
+    """Custom Ray resources ({"name": amount}) each execution and isolated call asks for."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise KitaruUsageError(
+                f"resources for ray stack {name!r} is not valid JSON ({exc}); give an object "
+                "such as '{\"accelerator_type:A100\": 1}'."
+            ) from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str)
+        and k
+        and k not in ("CPU", "GPU")
+        and not isinstance(v, bool)
+        and isinstance(v, int | float)
+        and v >= 0
+        for k, v in value.items()
+    ):
+        raise KitaruUsageError(
+            f"resources for ray stack {name!r} must map custom Ray resource names to "
+            f"amounts >= 0 (CPUs and GPUs go in num_cpus/num_gpus), got {value!r}."
+        )
+    return {str(k): v for k, v in value.items()}
 
 
 def _address(name: str, address: object) -> str:

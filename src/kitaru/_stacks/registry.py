@@ -213,13 +213,15 @@ def create_stack(
     runtime_env: Mapping[str, Any] | str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    resources: Mapping[str, float] | str | None = None,
 ) -> StackInfo:
     """Create a named stack and make it the active one (as Kitaru 0.21 does).
 
     ``activate=False`` leaves the active stack as it is. ``labels`` are free
     string key/value tags kept with the stack. A ``ray`` stack needs
     ``address`` (what ``ray.init`` takes) and may set ``artifact_store``,
-    ``runtime_env`` (a mapping or JSON text), ``num_cpus`` and ``num_gpus``.
+    ``runtime_env`` (a mapping or JSON text), ``num_cpus``, ``num_gpus`` and
+    ``resources`` (custom Ray resources, a mapping or JSON text).
     """
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _NAME_MAX_LEN:
         raise KitaruUsageError(
@@ -241,6 +243,7 @@ def create_stack(
         "runtime_env": runtime_env,
         "num_cpus": num_cpus,
         "num_gpus": num_gpus,
+        "resources": resources,
     }
     if kind == "ray":
         from kitaru._stacks.ray_config import ray_stack_config

@@ -214,6 +214,16 @@ def create(
             show_default=False,
         ),
     ] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            metavar="JSON",
+            help="Ray stacks: custom Ray resources each execution and isolated checkpoint "
+            "asks for, e.g. '{\"accelerator_type:A100\": 1}'.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create a named stack and make it the active one (unless --no-activate)."""
@@ -230,6 +240,7 @@ def create(
             runtime_env=runtime_env,
             num_cpus=_whole(num_cpus),
             num_gpus=_whole(num_gpus),
+            resources=resources,
         )
         data = {
             **_info_dict(info),
