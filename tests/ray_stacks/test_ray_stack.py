@@ -26,7 +26,8 @@ from kitaru.errors import (
 )
 from tests.ray_stacks.conftest import FlowsFactory
 
-pytestmark = pytest.mark.timeout(300)
+# One xdist worker runs them all (with --dist loadgroup), so one cluster serves them.
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray"), pytest.mark.timeout(300)]
 
 
 def _until(check: object, what: str, limit: float = 120.0) -> None:

@@ -96,7 +96,6 @@ class RayLaunch:
 
     def launch(self, record: ExecutionRecord) -> None:
         """Start the execution's actor; the record must be stored (and dispatchable)."""
-        import ray
 
         config = self.stack["config"]
         payload = {
@@ -111,9 +110,7 @@ class RayLaunch:
             "num_gpus": config.get("num_gpus", 0),
             "resources": dict(config.get("resources") or {}),
         }
-        from kitaru._stacks._ray_actor import ExecutionActor
-
-        actor_cls = ray.remote(ExecutionActor)
+        actor_cls = _actor_class()
         try:
             runtime_env = upload_code(self.runtime_env.ray)
             actor_cls.options(
@@ -131,6 +128,21 @@ class RayLaunch:
                 f"Could not start execution {record.id} on ray stack {self.stack['name']!r} "
                 f"({type(exc).__name__}: {exc})."
             ) from exc
+
+
+_actor_cls: Any = None
+
+
+def _actor_class() -> Any:
+    """The Ray actor class, made once per process."""
+    global _actor_cls
+    if _actor_cls is None:
+        import ray
+
+        from kitaru._stacks._ray_actor import ExecutionActor
+
+        _actor_cls = ray.remote(ExecutionActor)
+    return _actor_cls
 
 
 def upload_code(runtime_env: dict[str, Any]) -> dict[str, Any]:
