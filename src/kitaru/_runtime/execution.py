@@ -761,6 +761,10 @@ def _run_isolated(
     frame: CheckpointFrame,
 ) -> Any:
     # Imported on first use: subprocess and friends stay out of `import kitaru`.
+    from kitaru._stacks import _ray_isolated
+
+    if _ray_isolated.enabled():  # this process runs the execution on a ray stack
+        return _ray_isolated.run_isolated_on_ray(ctx, spec, args, kwargs, frame)
     from kitaru._runtime.isolated import run_isolated
 
     return run_isolated(ctx, spec, args, kwargs, frame)
