@@ -164,41 +164,49 @@ def run_execution(
             with tracing.span(f"kitaru.execution {record.flow_name}", attributes):
                 outcome = _run_body(ctx, func, args, kwargs)
                 tracing.annotate(status=outcome.status)
-            # Captured lines are durable before the outcome is (readers see them all).
+            # Captured lines are durable before the outcome is (readers see them all);
+            # likewise the events (a watcher stops once it sees the end): the run's
+            # last ones go into the transaction that records the outcome.
             logcapture.flush(ctx)
-            events.flush()  # likewise the events: a watcher stops once it sees the end
-            if outcome.ok:
-                _complete(backend, record, outcome.value, live)
-                return
-            if outcome.suspended:
-                return  # waiting for input with no runner: the record says so already
-            if outcome.cancelled:
-                # cancel() already recorded the end; a runner that lost its lease
-                # to another process must not write anything.
-                return
-            retryable = outcome.failure is not None and outcome.failure.get("retryable", True)
-            if flow_attempt < retries and retryable:
-                logger.warning(
-                    "Execution %s failed (%s); re-running the flow body (retry %d of %d).",
+            last = events.LastEvents(store, events.take_execution(record.id, store))
+            try:
+                if outcome.ok:
+                    _complete(backend, record, outcome.value, live, last)
+                    return
+                if outcome.suspended:
+                    return  # waiting for input with no runner: the record says so already
+                if outcome.cancelled:
+                    # cancel() already recorded the end; a runner that lost its lease
+                    # to another process must not write anything.
+                    return
+                retryable = outcome.failure is not None and outcome.failure.get("retryable", True)
+                if flow_attempt < retries and retryable:
+                    logger.warning(
+                        "Execution %s failed (%s); re-running the flow body (retry %d of %d).",
+                        record.id,
+                        outcome.failure and outcome.failure.get("message"),
+                        flow_attempt + 1,
+                        retries,
+                    )
+                    last.store_rest()  # before the next run's events
+                    # A cancel during the backoff ends the wait (and the execution) at once.
+                    live.cancel.wait(retry_backoff(flow_attempt + 1))
+                    continue
+                if outcome.failure is not None and outcome.failure["origin"] == _BACKEND:
+                    _record_runner_failure(backend, record, outcome.failure, live)
+                    return
+                store.finish_execution(
                     record.id,
-                    outcome.failure and outcome.failure.get("message"),
-                    flow_attempt + 1,
-                    retries,
+                    status=ExecutionStatus.FAILED,
+                    failure=outcome.failure,
+                    only_if_status=_RUNNING,
+                    fence=record.fence,
+                    events=last.for_finish(),
                 )
-                # A cancel during the backoff ends the wait (and the execution) at once.
-                live.cancel.wait(retry_backoff(flow_attempt + 1))
-                continue
-            if outcome.failure is not None and outcome.failure["origin"] == _BACKEND:
-                _record_runner_failure(backend, record, outcome.failure, live)
+                last.stored()
                 return
-            store.finish_execution(
-                record.id,
-                status=ExecutionStatus.FAILED,
-                failure=outcome.failure,
-                only_if_status=_RUNNING,
-                fence=record.fence,
-            )
-            return
+            finally:
+                last.store_rest()
     except BaseException as exc:  # the runner itself failed: record what we can
         # One line, no traceback (users see the error from wait()); details at debug.
         logger.debug("Kitaru's runner for execution %s failed", record.id, exc_info=True)
@@ -313,7 +321,13 @@ def _run_body(
     return _Outcome(ok=True, value=value)
 
 
-def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveExecution) -> None:
+def _complete(
+    backend: Backend,
+    record: ExecutionRecord,
+    value: Any,
+    live: LiveExecution,
+    last: events.LastEvents,
+) -> None:
     try:
         result = backend.make_artifact(
             value, exec_id=record.id, call_id=None, name="result", kind="flow_result"
@@ -329,20 +343,25 @@ def _complete(backend: Backend, record: ExecutionRecord, value: Any, live: LiveE
             failure=failure,
             only_if_status=_RUNNING,
             fence=record.fence,
+            events=last.for_finish(),
         )
+        last.stored()
         return
     except Exception as exc:
         if is_backend_error(exc):
             what = f"store the result of flow {record.flow_name!r}"
             raise runner_error(record.id, what, exc) from exc
         raise
-    if backend.store.finish_execution(
+    finished = backend.store.finish_execution(
         record.id,
         status=ExecutionStatus.COMPLETED,
         result=result,
         only_if_status=_RUNNING,
         fence=record.fence,
-    ):
+        events=last.for_finish(),
+    )
+    last.stored()
+    if finished:
         live.result = value
         live.has_result = True
 

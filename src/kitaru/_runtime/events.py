@@ -36,6 +36,7 @@ from kitaru.errors import KitaruContextError, KitaruUsageError
 if TYPE_CHECKING:
     from kitaru._runtime.context import CheckpointFrame
     from kitaru._store import Store
+    from kitaru._store._events import EventRow
 
 STARTED = "kitaru.checkpoint.started"
 PROGRESS = "kitaru.checkpoint.progress"
@@ -131,6 +132,7 @@ class _Writer:
         self._failures = 0
         self._flushers = 0  # callers of flush() waiting now: write without delay
         self._thread: threading.Thread | None = None
+        self._batch_lock = threading.Lock()
 
     def put(self, item: _Queued) -> None:
         with self._cond:
@@ -180,18 +182,60 @@ class _Writer:
                         deadline = time.monotonic() + _FLUSH_SECONDS
                         remaining = _FLUSH_SECONDS
                     self._cond.wait(remaining)
-                batch, self._pending = self._pending, []
-            failed = 0
-            if batch:
-                failed = _write_batch(batch)
+            # Held from taking a batch until it is stored: see take_execution().
+            with self._batch_lock:
+                with self._cond:
+                    batch, self._pending = self._pending, []
+                failed = 0
+                if batch:
+                    failed = _write_batch(batch)
             with self._cond:
                 self._written += len(batch)
                 self._failures += failed
                 self._cond.notify_all()
 
+    def take_execution(self, exec_id: str, store: Store) -> list[EventRow]:
+        """Remove and return the events queued for one execution, ready to store.
+
+        The runner stores them in the transaction that records the end of the run
+        (a commit less per execution). A batch the writer is storing right now
+        may hold earlier events of the same execution: it is stored first, so
+        the positions stay in the order the events were published.
+        """
+        with self._batch_lock, self._cond:
+            mine = [i for i in self._pending if i[0].exec_id == exec_id and i[0].store is store]
+            if not mine:
+                return []
+            taken = {id(i) for i in mine}
+            self._pending = [i for i in self._pending if id(i) not in taken]
+            # Handed over: flush() need not wait for them.
+            self._written += len(mine)
+            self._cond.notify_all()
+        return _rows(mine).get(id(store), (store, []))[1]
+
 
 def _write_batch(batch: list[_Queued]) -> int:
     """Store a batch, grouped by store; returns how many events were lost."""
+    lost = 0
+    for store, rows in _rows(batch).values():
+        lost += store_rows(store, rows)
+    return lost
+
+
+def store_rows(store: Store, rows: list[EventRow]) -> int:
+    """Store ``rows`` in a transaction of their own; returns how many were lost."""
+    if not rows:
+        return 0
+    try:
+        store.insert_events(rows)
+    except Exception as exc:  # events are best effort; never take a run down
+        _report_lost(rows[0].exec_id, len(rows), exc)
+        return len(rows)
+    return 0
+
+
+def _rows(batch: list[_Queued]) -> dict[int, tuple[Store, list[EventRow]]]:
+    """The stored form of queued events, grouped by store."""
     from kitaru._store._events import EventRow, storable
 
     by_store: dict[int, tuple[Store, list[EventRow]]] = {}
@@ -220,14 +264,7 @@ def _write_batch(batch: list[_Queued]) -> int:
             prepared=True,
         )
         by_store.setdefault(id(lane.store), (lane.store, []))[1].append(row)
-    lost = 0
-    for store, rows in by_store.values():
-        try:
-            store.insert_events(rows)
-        except Exception as exc:  # events are best effort; never take a run down
-            lost += len(rows)
-            _report_lost(rows[0].exec_id, len(rows), exc)
-    return lost
+    return by_store
 
 
 _reported = threading.Event()
@@ -289,6 +326,36 @@ _writer = _Writer()
 def flush(timeout: float | None = None) -> bool:
     """Make every event queued so far durable; False if that timed out or a batch was lost."""
     return _writer.flush(timeout)
+
+
+class LastEvents:
+    """A run's last events, taken off the queue to be stored with the run's outcome.
+
+    ``for_finish()`` hands them to ``Store.finish_execution(events=...)``; after
+    that call succeeds, ``stored()``. Whatever path the run takes instead,
+    ``store_rest()`` stores them on their own (the driver calls it last).
+    """
+
+    def __init__(self, store: Store, rows: list[EventRow]) -> None:
+        self.store = store
+        self.rows = rows
+        self._done = not rows
+
+    def for_finish(self) -> list[EventRow]:
+        return [] if self._done else self.rows
+
+    def stored(self) -> None:
+        self._done = True
+
+    def store_rest(self) -> None:
+        if not self._done:
+            self._done = True
+            store_rows(self.store, self.rows)
+
+
+def take_execution(exec_id: str, store: Store) -> list[EventRow]:
+    """The execution's queued events, removed from the queue (see ``_Writer.take_execution``)."""
+    return _writer.take_execution(exec_id, store)
 
 
 # -- lifecycle hooks (called by the runtime for every live attempt) -----------------------

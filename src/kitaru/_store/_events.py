@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -129,24 +130,11 @@ def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = 
     On PostgreSQL, writers of one execution queue on a transaction-level advisory
     lock first, so they seldom race for positions at all (the retry stays as a net).
     """
-    by_exec: dict[str, list[EventRow]] = {}
-    for event in events:
-        by_exec.setdefault(event.exec_id, []).append(event)
-    ev = t.events.c
-    for exec_id, batch in by_exec.items():
-        last = sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)
+    for exec_id, batch in _by_exec(events).items():
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 with write() as conn:
-                    if postgres:
-                        # Bounded: a writer stopped inside its transaction (SIGSTOP)
-                        # holds the lock until the server ends its session (see
-                        # engine._STUCK_TRANSACTION_MS); wait in slices meanwhile.
-                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
-                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
-                    base = conn.execute(last).scalar() or 0
-                    rows = [_row(event, base + i) for i, event in enumerate(batch, 1)]
-                    conn.exec_driver_sql(_INSERT_SQL["format" if postgres else "qmark"], rows)
+                    _append(conn, exec_id, batch, postgres=postgres)
                 break
             except sa.exc.IntegrityError:
                 # Another process (an isolated checkpoint's, say) took these
@@ -157,6 +145,46 @@ def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = 
             except KitaruBackendError as exc:
                 if not _lock_timed_out(exc) or attempt == _CONFLICT_RETRIES - 1:
                     raise
+
+
+def _by_exec(events: Sequence[EventRow]) -> dict[str, list[EventRow]]:
+    by_exec: dict[str, list[EventRow]] = {}
+    for event in events:
+        by_exec.setdefault(event.exec_id, []).append(event)
+    return by_exec
+
+
+def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgres: bool) -> None:
+    """Append one execution's events after its last position, in ``conn``'s transaction."""
+    ev = t.events.c
+    if postgres:
+        # Bounded: a writer stopped inside its transaction (SIGSTOP) holds the lock
+        # until the server ends its session (see engine._STUCK_TRANSACTION_MS); wait
+        # in slices meanwhile.
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
+    base = conn.execute(sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)).scalar() or 0
+    rows = [_row(event, base + i) for i, event in enumerate(batch, 1)]
+    conn.exec_driver_sql(_INSERT_SQL["format" if postgres else "qmark"], rows)
+
+
+def append_in_transaction(
+    conn: sa.Connection, events: Sequence[EventRow], *, postgres: bool
+) -> None:
+    """Append ``events`` inside the caller's transaction, best effort: events the store
+    refuses are left out (a savepoint undoes them) and reported, the transaction goes on."""
+    for exec_id, batch in _by_exec(events).items():
+        try:
+            with conn.begin_nested():
+                _append(conn, exec_id, batch, postgres=postgres)
+        except sa.exc.SQLAlchemyError as exc:
+            logging.getLogger("kitaru.events").warning(
+                "Kitaru could not store the last %d events of execution %s (%s); watchers "
+                "of `client.executions.events()` will not see them.",
+                len(batch),
+                exec_id,
+                str(exc).split("\n", 1)[0][:300],
+            )
 
 
 def _lock_timed_out(exc: BaseException) -> bool:

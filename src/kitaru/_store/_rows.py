@@ -6,7 +6,6 @@ Kept apart from ``store.py`` (what the store does) so that both stay readable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -65,7 +64,9 @@ def _by_exec(records: list[_R]) -> dict[str, list[_R]]:
 
 
 def _execution_row(record: ExecutionRecord) -> dict[str, Any]:
-    row = asdict(record)
+    # Field by field: asdict() deep-copies the config and metadata, which are only
+    # serialized here (a copy per execution start, for nothing).
+    row = {name: getattr(record, name) for name in _EXEC_COLUMNS}
     row["status"] = record.status.value
     return row
 

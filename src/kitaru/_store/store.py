@@ -299,12 +299,16 @@ class Store(WaitsMixin):
         only_if_status: Iterable[ExecutionStatus] | None = None,
         fence: int | None = None,
         now: float | None = None,
+        events: Sequence[_events.EventRow] = (),
     ) -> bool:
         """Record the end of a run.
 
         With ``only_if_status`` / ``fence`` this is a conditional update: it
         returns False and writes nothing (not even the result) when the
         execution was cancelled or taken over meanwhile.
+
+        ``events`` (the run's last queued events) are stored first in the same
+        transaction, best effort: events the store refuses are left out.
         """
         ex = t.executions.c
         update = t.executions.update().where(ex.id == exec_id)
@@ -321,6 +325,8 @@ class Store(WaitsMixin):
             lease_expires_at=None,
         )
         with self.write() as conn:
+            if events:
+                _events.append_in_transaction(conn, events, postgres=not self._is_sqlite)
             changed = _changed(conn, update)
             if changed and result is not None:
                 conn.execute(self._insert_artifact, _artifact_row(result))
