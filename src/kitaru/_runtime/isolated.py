@@ -38,6 +38,7 @@ from kitaru._store import ArtifactRecord
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from kitaru._backend import Backend
     from kitaru._runtime.context import CheckpointFrame
     from kitaru._runtime.execution import CheckpointSpec, ExecutionContext
 
@@ -112,17 +113,31 @@ def run_isolated(
         events.child_reported(frame, report.get("event_next_index"))
     if child.returncode != 0 or report is None:
         raise IsolatedCheckpointError(_describe_exit(spec.name, child.returncode, err, report))
+    return outcome(backend, spec, frame, report, "the isolated process")
+
+
+def outcome(
+    backend: Backend,
+    spec: CheckpointSpec,
+    frame: CheckpointFrame,
+    report: dict[str, Any],
+    where: str,
+) -> Any:
+    """What an isolated attempt's report says: its value, or its exception raised here.
+
+    ``where`` names what ran it ("the isolated process", "the Ray task").
+    """
     if not report.get("ok"):
-        where = IsolatedCheckpointError(
+        located = IsolatedCheckpointError(
             f"{report.get('exception_type')}: {report.get('message')}\n"
-            f"(raised in the isolated process of checkpoint {spec.name!r})\n"
+            f"(raised in {where} of checkpoint {spec.name!r})\n"
             f"{report.get('traceback', '')}"
         )
         original = _unpickle_exception(report.get("exception_pickle"))
         if original is not None:
             # The same exception type as inline, so `except ValueError:` works alike.
-            raise original from where
-        raise where
+            raise original from located
+        raise located
     frame.metadata.update(report.get("metadata") or {})
     for saved in report.get("saves") or []:
         frame.saves.append(_artifact_from_json(saved))

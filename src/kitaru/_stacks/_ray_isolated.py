@@ -66,15 +66,9 @@ def run_isolated_on_ray(
     import cloudpickle
     import ray
 
-    from kitaru._blobs import Serialized, deserialize
     from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
     from kitaru._runtime import events
-    from kitaru._runtime.isolated import (
-        IsolatedCheckpointError,
-        _artifact_from_json,
-        _replay_output,
-        _unpickle_exception,
-    )
+    from kitaru._runtime.isolated import IsolatedCheckpointError, _replay_output, outcome
 
     assert _resources is not None
     backend = ctx.backend
@@ -117,22 +111,7 @@ def run_isolated_on_ray(
             _in_flight.discard(ref)
     _replay_output(out, err)
     events.child_reported(frame, report.get("event_next_index"))
-    if not report.get("ok"):
-        where = IsolatedCheckpointError(
-            f"{report.get('exception_type')}: {report.get('message')}\n"
-            f"(raised in the Ray task of checkpoint {spec.name!r})\n"
-            f"{report.get('traceback', '')}"
-        )
-        original = _unpickle_exception(report.get("exception_pickle"))
-        if original is not None:
-            raise original from where
-        raise where
-    frame.metadata.update(report.get("metadata") or {})
-    for saved in report.get("saves") or []:
-        frame.saves.append(_artifact_from_json(saved))
-    output = report["output"]
-    data = backend.blobs.get(output["uri"], output["sha256"])
-    return deserialize(Serialized(output["serializer"], output["type_path"], data))
+    return outcome(backend, spec, frame, report, "the Ray task")
 
 
 def _remote_task() -> Any:
