@@ -76,14 +76,7 @@ def _resources(name: str, value: object) -> dict[str, float]:
     """Custom Ray resources ({"name": amount}) each execution and isolated call asks for."""
     if value is None:
         return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise KitaruUsageError(
-                f"resources for ray stack {name!r} is not valid JSON ({exc}); give an object "
-                "such as '{\"accelerator_type:A100\": 1}'."
-            ) from None
+    value = _json_option(name, "resources", value, '{"accelerator_type:A100": 1}')
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str)
         and k
@@ -119,14 +112,7 @@ def _address(name: str, address: object) -> str:
 def _runtime_env(name: str, value: object) -> dict[str, Any]:
     if value is None:
         return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise KitaruUsageError(
-                f"runtime_env for ray stack {name!r} is not valid JSON ({exc}); give a JSON "
-                'object such as \'{"pip": ["httpx"]}\'.'
-            ) from None
+    value = _json_option(name, "runtime_env", value, '{"pip": ["httpx"]}')
     if not isinstance(value, Mapping):
         raise KitaruUsageError(
             f"runtime_env for ray stack {name!r} must be a JSON object (a Ray runtime "
@@ -168,3 +154,16 @@ def redact_runtime_env(env: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["RAY_OPTIONS", "looks_secret", "ray_stack_config", "redact_runtime_env"]
+
+
+def _json_option(name: str, option: str, value: object, example: str) -> object:
+    """An option given as JSON text (CLI) or already as an object (Python)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise KitaruUsageError(
+            f"{option} for ray stack {name!r} is not valid JSON ({exc}); give a JSON object "
+            f"such as '{example}'."
+        ) from None
