@@ -219,7 +219,9 @@ def run_execution(
     finally:
         leases.release(record.id)
         logcapture.flush()  # captured lines are durable before waiters wake
-        events.flush()
+        # Likewise this execution's events (not every execution's: with many
+        # running, a global flush per finished run would be a commit each).
+        events.flush_execution(record.id, store)
         _release_live(live)
 
 

@@ -358,6 +358,11 @@ def take_execution(exec_id: str, store: Store) -> list[EventRow]:
     return _writer.take_execution(exec_id, store)
 
 
+def flush_execution(exec_id: str, store: Store) -> None:
+    """Store the execution's queued events now, after any it published earlier."""
+    LastEvents(store, take_execution(exec_id, store)).store_rest()
+
+
 # -- lifecycle hooks (called by the runtime for every live attempt) -----------------------
 
 

@@ -127,24 +127,28 @@ def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
 def insert_events(write: Write, events: Sequence[EventRow], *, postgres: bool = False) -> None:
     """Append ``events`` to their executions' streams, in order; raises if the store fails.
 
-    On PostgreSQL, writers of one execution queue on a transaction-level advisory
-    lock first, so they seldom race for positions at all (the retry stays as a net).
+    One transaction for the whole batch (one commit, however many executions it
+    spans). On PostgreSQL, writers of one execution queue on a transaction-level
+    advisory lock first, so they seldom race for positions at all (the retry stays
+    as a net); the locks are taken in execution id order, so two writers never wait
+    for each other in a cycle.
     """
-    for exec_id, batch in _by_exec(events).items():
-        for attempt in range(_CONFLICT_RETRIES):
-            try:
-                with write() as conn:
+    by_exec = sorted(_by_exec(events).items())
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            with write() as conn:
+                for exec_id, batch in by_exec:
                     _append(conn, exec_id, batch, postgres=postgres)
-                break
-            except sa.exc.IntegrityError:
-                # Another process (an isolated checkpoint's, say) took these
-                # positions first: number the batch again after its events.
-                if attempt == _CONFLICT_RETRIES - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # break lockstep
-            except KitaruBackendError as exc:
-                if not _lock_timed_out(exc) or attempt == _CONFLICT_RETRIES - 1:
-                    raise
+            break
+        except sa.exc.IntegrityError:
+            # Another process (an isolated checkpoint's, say) took these
+            # positions first: number the batch again after its events.
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # break lockstep
+        except KitaruBackendError as exc:
+            if not _lock_timed_out(exc) or attempt == _CONFLICT_RETRIES - 1:
+                raise
 
 
 def _by_exec(events: Sequence[EventRow]) -> dict[str, list[EventRow]]:
