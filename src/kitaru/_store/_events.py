@@ -182,13 +182,29 @@ def append_in_transaction(
             with conn.begin_nested():
                 _append(conn, exec_id, batch, postgres=postgres)
         except sa.exc.SQLAlchemyError as exc:
-            logging.getLogger("kitaru.events").warning(
-                "Kitaru could not store the last %d events of execution %s (%s); watchers "
-                "of `client.executions.events()` will not see them.",
-                len(batch),
-                exec_id,
-                str(exc).split("\n", 1)[0][:300],
-            )
+            report_unstored(batch, exc)
+
+
+def append_with_cursor(cursor: Any, events: Sequence[EventRow]) -> None:
+    """``_append`` on a SQLite driver cursor inside its open write transaction."""
+    for exec_id, batch in _by_exec(events).items():
+        base = cursor.execute(_LAST_SQL, (exec_id,)).fetchone()[0] or 0
+        cursor.executemany(
+            _INSERT_SQL["qmark"], [_row(event, base + i) for i, event in enumerate(batch, 1)]
+        )
+
+
+_LAST_SQL = f"SELECT max(seq) FROM {t.events.name} WHERE exec_id = ?"
+
+
+def report_unstored(events: Sequence[EventRow], exc: BaseException) -> None:
+    logging.getLogger("kitaru.events").warning(
+        "Kitaru could not store the last %d events of execution %s (%s); watchers "
+        "of `client.executions.events()` will not see them.",
+        len(events),
+        events[0].exec_id if events else "?",
+        str(exc).split("\n", 1)[0][:300],
+    )
 
 
 def _lock_timed_out(exc: BaseException) -> bool:

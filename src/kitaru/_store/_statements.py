@@ -95,6 +95,16 @@ class _SQLiteStatements:
         self.attempt_values = self.attempt.record_values()
         self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
         self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
+        # The end of a run: values in this order, then the id and the guards.
+        self.finish_columns = (
+            "status",
+            "ended_at",
+            "result_artifact_id",
+            "failure",
+            "lease_owner",
+            "lease_expires_at",
+        )
+        self._finish: dict[tuple[int | None, bool], str] = {}
         # An execution's calls with their output artifacts, as plain tuples.
         calls, artifacts = t.checkpoint_calls, t.artifacts
         self._call_names = [c.name for c in calls.columns]
@@ -107,18 +117,33 @@ class _SQLiteStatements:
             dialect,
         )
 
+    def finish_sql(self, statuses: int | None, fenced: bool) -> str:
+        """``UPDATE`` of a run's end, guarded by ``statuses`` placeholders and the fence."""
+        key = (statuses, fenced)
+        sql = self._finish.get(key)
+        if sql is None:
+            sets = ", ".join(f"{name} = ?" for name in self.finish_columns)
+            where = "id = ?"
+            if statuses is not None:
+                where += f" AND status IN ({', '.join('?' * statuses)})" if statuses else " AND 0"
+            if fenced:
+                where += " AND fence = ?"
+            sql = f"UPDATE {t.executions.name} SET {sets} WHERE {where} RETURNING id"
+            self._finish[key] = sql
+        return sql
+
     def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
         """A row of ``calls`` as a record (JSON columns decoded; ``{}``/``[]`` without a parser)."""
         n = len(self._call_names)
         values = dict(zip(self._call_names, row[:n], strict=True))
         values["status"] = CallStatus(values["status"])
         values["concurrent"] = bool(values["concurrent"])
-        values["metadata"] = _json(values["metadata"])
-        values["error"] = _json(values["error"])
+        values["metadata"] = json_value(values["metadata"])
+        values["error"] = json_value(values["error"])
         artifact = None
         if row[n] is not None:
             art = dict(zip(self._artifact_names, row[n:], strict=True))
-            art["tags"] = _json(art["tags"])
+            art["tags"] = json_value(art["tags"])
             if art["inline_data"] is not None:
                 art["inline_data"] = bytes(art["inline_data"])
             artifact = ArtifactRecord(**art)
@@ -137,7 +162,8 @@ def dialect_insert(is_sqlite: bool) -> Any:
     return postgresql.insert
 
 
-def _json(text: str | None) -> Any:
+def json_value(text: str | None) -> Any:
+    """A JSON column's text decoded (``{}``/``[]`` without the parser)."""
     if text is None:
         return None
     if text == "{}":

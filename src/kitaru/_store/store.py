@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,7 +23,6 @@ from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
     _CALL_COLUMNS,
-    _RUNNING,
     _artifact_from_row,
     _artifact_row,
     _attempt_row,
@@ -37,6 +34,7 @@ from kitaru._store._rows import (
     _execution_row,
     merge_metadata,
 )
+from kitaru._store._sqlite_direct import SQLiteDirect
 from kitaru._store._statements import (
     _CACHE_LOOKUP,
     _pg_record_call,
@@ -103,8 +101,11 @@ class Store(WaitsMixin):
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
         self._sqlite_fast = _SQLiteStatements(self) if self._is_sqlite else None
-        # (pid, pool connection, cursor) of the SQLite hot path; see _sqlite_cursor.
-        self._sqlite_writer: tuple[int, Any, sqlite3.Cursor] | None = None
+        self._sqlite = (
+            SQLiteDirect(self.engine, self._sqlite_fast, self._local_writer, self._stale)
+            if self._sqlite_fast is not None
+            else None
+        )
         self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
@@ -129,28 +130,9 @@ class Store(WaitsMixin):
     def dispose(self) -> None:
         if self._pg_direct is not None:
             self._pg_direct.close()
-        writer, self._sqlite_writer = self._sqlite_writer, None
-        if writer is not None and writer[0] == os.getpid():
-            writer[1].close()  # back to the pool, which dispose() then closes
+        if self._sqlite is not None:
+            self._sqlite.close()
         self.engine.dispose()
-
-    def _sqlite_cursor(self) -> sqlite3.Cursor:
-        """The checkpoint hot path's cursor; the caller holds ``_local_writer``.
-
-        One connection kept for the process's SQLite writes instead of a pool
-        checkout (and reset) per checkpoint: the writer lock already makes its
-        use exclusive. A forked child opens its own.
-        """
-        writer = self._sqlite_writer
-        if writer is None or writer[0] != os.getpid():
-            proxied = self.engine.raw_connection()
-            driver = proxied.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            writer = self._sqlite_writer = (os.getpid(), proxied, driver.cursor())
-        cursor = writer[2]
-        if cursor.connection.in_transaction:  # left open by a failure: start clean
-            cursor.execute("ROLLBACK")
-        return cursor
 
     # -- transactions ---------------------------------------------------------------
 
@@ -310,20 +292,32 @@ class Store(WaitsMixin):
         ``events`` (the run's last queued events) are stored first in the same
         transaction, best effort: events the store refuses are left out.
         """
+        values = {
+            "status": status.value,
+            "ended_at": time.time() if now is None else now,
+            "result_artifact_id": None if result is None else result.id,
+            "failure": None if failure is None else dict(failure),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        statuses = None if only_if_status is None else list(only_if_status)
+        if self._sqlite is not None:
+            row = dict(values, failure=None if failure is None else json.dumps(values["failure"]))
+            return self._sqlite.finish(
+                exec_id,
+                row,
+                only_if_status=statuses,
+                fence=fence,
+                result=result,
+                events=events,
+            )
         ex = t.executions.c
         update = t.executions.update().where(ex.id == exec_id)
-        if only_if_status is not None:
-            update = update.where(ex.status.in_([s.value for s in only_if_status]))
+        if statuses is not None:
+            update = update.where(ex.status.in_([s.value for s in statuses]))
         if fence is not None:
             update = update.where(ex.fence == fence)
-        update = update.values(
-            status=status.value,
-            ended_at=time.time() if now is None else now,
-            result_artifact_id=None if result is None else result.id,
-            failure=None if failure is None else dict(failure),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        update = update.values(values)
         with self.write() as conn:
             if events:
                 _events.append_in_transaction(conn, events, postgres=not self._is_sqlite)
@@ -621,47 +615,8 @@ class Store(WaitsMixin):
                 if attempt is not None:
                     conn.execute(self._insert_attempt, _attempt_row(attempt))
             return
-        self._sqlite_record_call(call, artifact, attempt, fence, extra_artifacts)
-
-    def _sqlite_record_call(
-        self,
-        call: CallRecord,
-        artifact: ArtifactRecord | None,
-        attempt: AttemptRecord | None,
-        fence: int | None,
-        extra_artifacts: Sequence[ArtifactRecord] = (),
-    ) -> None:
-        """The checkpoint hot path on SQLite, straight on the driver connection.
-
-        The statements are SQLAlchemy's own, compiled once (see ``_DriverStatement``);
-        skipping the Core execution machinery per statement is what keeps a
-        checkpoint close to the cost of the commit itself.
-        """
-        fast = self._sqlite_fast
-        assert fast is not None
-        try:
-            with self._local_writer:
-                cursor = self._sqlite_cursor()
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    if fence is not None:
-                        row = cursor.execute(fast.owner, (call.exec_id,)).fetchone()
-                        if row is None or row[0] != fence or row[1] != _RUNNING:
-                            raise self._stale(call.exec_id, fence)
-                    for new in (*extra_artifacts, artifact):
-                        if new is not None:
-                            cursor.execute(fast.artifact.sql, fast.artifact_values(new))
-                    cursor.execute(fast.call.sql, fast.call_values(call))
-                    if attempt is not None:
-                        cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
-                except BaseException:
-                    if cursor.connection.in_transaction:  # SQLite may have ended it already
-                        cursor.execute("ROLLBACK")
-                    raise
-                cursor.execute("COMMIT")
-        except sqlite3.Error as exc:
-            damaged = damaged_store_error(self.engine.url, exc)
-            raise damaged or KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
+        assert self._sqlite is not None
+        self._sqlite.record_call(call, artifact, attempt, fence, extra_artifacts)
 
     def mark_running(self, call: CallRecord, *, fence: int) -> None:
         """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
@@ -692,9 +647,9 @@ class Store(WaitsMixin):
 
     def calls_of(self, exec_ids: Sequence[str]) -> dict[str, list[CallRecord]]:
         """Calls of several executions in one query, grouped by execution, in call order."""
-        if self._sqlite_fast is not None and len(exec_ids) == 1:
+        if self._sqlite is not None and len(exec_ids) == 1:
             # Resuming a long execution loads every call: straight from the driver.
-            return _by_exec(self._sqlite_calls(exec_ids[0]))
+            return _by_exec(self._sqlite.calls(exec_ids[0]))
         c = t.checkpoint_calls
         a = t.artifacts
         query = (
@@ -706,19 +661,6 @@ class Store(WaitsMixin):
         with self.read() as conn:
             rows = conn.execute(query).all()
         return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
-
-    def _sqlite_calls(self, exec_id: str) -> list[CallRecord]:
-        fast = self._sqlite_fast
-        assert fast is not None
-        try:
-            with self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                rows = driver.execute(fast.calls.sql, (exec_id,)).fetchall()
-        except sqlite3.Error as exc:
-            damaged = damaged_store_error(self.engine.url, exc)
-            raise damaged or KitaruBackendError(f"The Kitaru store failed to read: {exc}") from exc
-        return [fast.call_from_row(row) for row in rows]
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])
@@ -760,28 +702,8 @@ class Store(WaitsMixin):
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
         params = {"cache_key": cache_key, "exclude_exec_id": exclude_exec_id}
-        if self._sqlite_fast is not None:
-            # Hot path (runs before every live checkpoint with the cache on).
-            fast = self._sqlite_fast.cache_lookup
-            # On the writer's connection: a point lookup is short next to the
-            # commits it would queue behind anyway, and it saves a pool checkout.
-            try:
-                with self._local_writer:
-                    cursor = self._sqlite_cursor()
-                    found = cursor.execute(fast.sql, fast.values(params)).fetchone()
-                    if found is None:
-                        return None
-                    labels = [d[0] for d in cursor.description]
-            except sqlite3.Error as exc:
-                damaged = damaged_store_error(self.engine.url, exc)
-                raise damaged or KitaruBackendError(
-                    f"The Kitaru store failed to read: {exc}"
-                ) from exc
-            row = dict(zip(labels, found, strict=True))
-            for name in ("metadata", "error", "artifact__tags"):
-                if row[name] is not None:
-                    row[name] = json.loads(row[name])
-            return _call_from_joined_row(row)
+        if self._sqlite is not None:  # runs before every live checkpoint with the cache on
+            return self._sqlite.cached_output(params)
         if self._pg_direct is not None:
             with contextlib.suppress(AllBusy):
                 found = self._pg_direct.fetch("cache_lookup", params)

@@ -1,0 +1,189 @@
+"""SQLite's hot statements straight on the driver (the counterpart of ``_pg_direct``).
+
+A checkpoint's write, the cache lookup before it, the end of a run and the load
+of an execution's calls on resume run here on one ``sqlite3`` connection kept
+for the process, with SQL compiled once (``_statements._SQLiteStatements``).
+SQLite has one writer at a time and the store's writer lock already serialises
+this process's writes, so one connection is all they need; skipping SQLAlchemy's
+per-statement machinery (pool checkout, reset, parameter processing) is what
+keeps a checkpoint close to the cost of its commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from kitaru._store import _events
+from kitaru._store._rows import _RUNNING, _call_from_joined_row
+from kitaru._store._statements import _SQLiteStatements, json_value
+from kitaru._store.engine import damaged_store_error
+from kitaru._store.records import (
+    ArtifactRecord,
+    AttemptRecord,
+    CallRecord,
+    ExecutionStatus,
+    StaleOwnerError,
+)
+from kitaru.errors import KitaruBackendError
+
+
+class SQLiteDirect:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        statements: _SQLiteStatements,
+        writer_lock: contextlib.AbstractContextManager[Any],
+        stale: Callable[[str, int | None], StaleOwnerError],
+    ) -> None:
+        self._engine = engine
+        self._fast = statements
+        self._lock = writer_lock
+        self._stale = stale
+        # (pid, pool connection, cursor); see _cursor().
+        self._writer: tuple[int, Any, sqlite3.Cursor] | None = None
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and writer[0] == os.getpid():
+            writer[1].close()  # back to the pool, which the store then disposes
+
+    def _cursor(self) -> sqlite3.Cursor:
+        """The kept connection's cursor; the caller holds the writer lock.
+
+        A forked child opens its own (the parent's is never used across fork).
+        """
+        writer = self._writer
+        if writer is None or writer[0] != os.getpid():
+            proxied = self._engine.raw_connection()
+            driver = proxied.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            writer = self._writer = (os.getpid(), proxied, driver.cursor())
+        cursor = writer[2]
+        if cursor.connection.in_transaction:  # left open by a failure: start clean
+            cursor.execute("ROLLBACK")
+        return cursor
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Cursor]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the writer lock; store errors typed."""
+        try:
+            with self._lock:
+                cursor = self._cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    if cursor.connection.in_transaction:  # SQLite may have ended it already
+                        cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc, action) from exc
+
+    def _error(self, exc: sqlite3.Error, action: str) -> KitaruBackendError:
+        damaged = damaged_store_error(self._engine.url, exc)
+        return damaged or KitaruBackendError(f"The Kitaru store failed to {action}: {exc}")
+
+    def _check_owner(self, cursor: sqlite3.Cursor, exec_id: str, fence: int) -> None:
+        row = cursor.execute(self._fast.owner, (exec_id,)).fetchone()
+        if row is None or row[0] != fence or row[1] != _RUNNING:
+            raise self._stale(exec_id, fence)
+
+    # -- the statements ------------------------------------------------------------------
+
+    def record_call(
+        self,
+        call: CallRecord,
+        artifact: ArtifactRecord | None,
+        attempt: AttemptRecord | None,
+        fence: int | None,
+        extra_artifacts: Sequence[ArtifactRecord] = (),
+    ) -> None:
+        """A checkpoint's call row, output artifact (and saves) and attempt, in one commit."""
+        fast = self._fast
+        with self._transaction("write") as cursor:
+            if fence is not None:
+                self._check_owner(cursor, call.exec_id, fence)
+            for new in (*extra_artifacts, artifact):
+                if new is not None:
+                    cursor.execute(fast.artifact.sql, fast.artifact_values(new))
+            cursor.execute(fast.call.sql, fast.call_values(call))
+            if attempt is not None:
+                cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
+
+    def cached_output(self, params: Mapping[str, Any]) -> CallRecord | None:
+        """The cache lookup, on the writer's connection: a point lookup is short next to
+        the commits it would queue behind anyway, and it saves a pool checkout."""
+        fast = self._fast.cache_lookup
+        try:
+            with self._lock:
+                cursor = self._cursor()
+                found = cursor.execute(fast.sql, fast.values(params)).fetchone()
+                if found is None:
+                    return None
+                labels = [d[0] for d in cursor.description]
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+        row = dict(zip(labels, found, strict=True))
+        for name in ("metadata", "error", "artifact__tags"):
+            if row[name] is not None:
+                row[name] = json_value(row[name])
+        return _call_from_joined_row(row)
+
+    def calls(self, exec_id: str) -> list[CallRecord]:
+        """An execution's calls with their output artifacts (resuming loads them all)."""
+        fast = self._fast
+        try:
+            with self._engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                rows = driver.execute(fast.calls.sql, (exec_id,)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+        return [fast.call_from_row(row) for row in rows]
+
+    def finish(
+        self,
+        exec_id: str,
+        values: Mapping[str, Any],
+        *,
+        only_if_status: Sequence[ExecutionStatus] | None,
+        fence: int | None,
+        result: ArtifactRecord | None,
+        events: Sequence[_events.EventRow],
+    ) -> bool:
+        """The end of a run (see ``Store.finish_execution``) in one commit."""
+        fast = self._fast
+        with self._transaction("write") as cursor:
+            if events:
+                _append_events(cursor, events)
+            sql = fast.finish_sql(
+                len(only_if_status) if only_if_status is not None else None, fence is not None
+            )
+            params = [values[name] for name in fast.finish_columns]
+            params.append(exec_id)
+            if only_if_status is not None:
+                params.extend(s.value for s in only_if_status)
+            if fence is not None:
+                params.append(fence)
+            changed = cursor.execute(sql, params).fetchone() is not None
+            if changed and result is not None:
+                cursor.execute(fast.artifact.sql, fast.artifact_values(result))
+        return changed
+
+
+def _append_events(cursor: sqlite3.Cursor, events: Sequence[_events.EventRow]) -> None:
+    """The run's last events, best effort: a savepoint undoes them if the store refuses."""
+    cursor.execute("SAVEPOINT kitaru_events")
+    try:
+        _events.append_with_cursor(cursor, events)
+    except sqlite3.Error as exc:
+        cursor.execute("ROLLBACK TO kitaru_events")
+        _events.report_unstored(events, exc)
+    cursor.execute("RELEASE kitaru_events")
