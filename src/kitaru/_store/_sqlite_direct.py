@@ -27,6 +27,7 @@ from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
     CallRecord,
+    ExecutionRecord,
     ExecutionStatus,
     StaleOwnerError,
 )
@@ -116,6 +117,21 @@ class SQLiteDirect:
             cursor.execute(fast.call.sql, fast.call_values(call))
             if attempt is not None:
                 cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
+
+    def create_execution(
+        self,
+        execution: ExecutionRecord,
+        artifacts: Sequence[ArtifactRecord],
+        calls: Sequence[CallRecord],
+    ) -> None:
+        """A new execution with its inputs (and a replay's reused calls), in one commit."""
+        fast = self._fast
+        with self._transaction("write") as cursor:
+            for artifact in artifacts:
+                cursor.execute(fast.artifact.sql, fast.artifact_values(artifact))
+            cursor.execute(fast.execution.sql, fast.execution_values(execution))
+            for call in calls:
+                cursor.execute(fast.call.sql, fast.call_values(call))
 
     def cached_output(self, params: Mapping[str, Any]) -> CallRecord | None:
         """The cache lookup, on the writer's connection: a point lookup is short next to

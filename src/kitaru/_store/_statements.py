@@ -89,7 +89,9 @@ class _SQLiteStatements:
             ),
             dialect,
         )
+        self.execution = _DriverStatement(store._insert_execution, dialect)
         # Records straight to parameters, for the checkpoint hot path.
+        self.execution_values = self.execution.record_values()
         self.artifact_values = self.artifact.record_values()
         self.call_values = self.call.record_values()
         self.attempt_values = self.attempt.record_values()

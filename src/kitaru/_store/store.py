@@ -177,6 +177,10 @@ class Store(WaitsMixin):
         artifacts: Sequence[ArtifactRecord] = (),
     ) -> None:
         """Insert an execution with its inputs (and, for a replay, its reused calls)."""
+        if self._sqlite is not None:
+            new = [a for a in (inputs, *artifacts) if a is not None]
+            self._sqlite.create_execution(execution, new, calls)
+            return
         with self.write() as conn:
             for artifact in (inputs, *artifacts):
                 if artifact is not None:
