@@ -1,0 +1,119 @@
+"""Which Kitaru server this process talks to, if any.
+
+Highest first: ``kitaru.connect(url, api_key=...)`` in this process, then
+``KITARU_SERVER_URL`` with ``KITARU_AUTH_TOKEN`` (both or neither), then the
+credentials ``kitaru login`` saved (``credentials.json`` in the config
+directory, 0600). None of them: the store is used directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from kitaru.errors import KitaruUsageError
+
+ENV_SERVER_URL = "KITARU_SERVER_URL"
+ENV_AUTH_TOKEN = "KITARU_AUTH_TOKEN"
+CREDENTIALS_FILENAME = "credentials.json"
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str
+    api_key: str
+    #: connect() | environment | kitaru login
+    source: str
+    verify: bool | str = True
+    timeout: float = 30.0
+
+
+_lock = threading.Lock()
+_connected: Connection | None = None
+
+
+def normalize_url(url: str) -> str:
+    text = (url or "").strip()
+    if not text.startswith(("http://", "https://")):
+        raise KitaruUsageError(
+            f"A Kitaru server URL starts with http:// or https://, got {url!r} "
+            "(e.g. http://127.0.0.1:8383)."
+        )
+    return text.rstrip("/")
+
+
+def set_connection(connection: Connection | None) -> None:
+    global _connected
+    with _lock:
+        _connected = connection
+
+
+def credentials_file() -> Path:
+    from kitaru._paths import config_dir
+
+    return config_dir() / CREDENTIALS_FILENAME
+
+
+def save_credentials(url: str, api_key: str) -> Path:
+    """Write the login (0600, replaced atomically)."""
+    path = credentials_file()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"server_url": url, "api_key": api_key}, f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def forget_credentials() -> bool:
+    path = credentials_file()
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _saved() -> Connection | None:
+    override = os.environ.get("KITARU_CONFIG_PATH", "").strip()
+    if override and not Path(override).expanduser().is_dir():
+        return None  # no config dir yet: nobody logged in (and do not create it here)
+    path = credentials_file()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise KitaruUsageError(
+            f"The saved login in {path} cannot be read ({exc}); run `kitaru logout` and "
+            "`kitaru login` again."
+        ) from None
+    url, key = data.get("server_url"), data.get("api_key")
+    if not isinstance(url, str) or not isinstance(key, str):
+        raise KitaruUsageError(
+            f"The saved login in {path} is incomplete; run `kitaru logout` and `kitaru login` "
+            "again."
+        )
+    return Connection(url, key, "kitaru login")
+
+
+def current_connection() -> Connection | None:
+    """The server to use, or None for the store itself."""
+    if _connected is not None:
+        return _connected
+    url = os.environ.get(ENV_SERVER_URL, "").strip()
+    token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
+    if url or token:
+        if not (url and token):
+            missing = ENV_AUTH_TOKEN if url else ENV_SERVER_URL
+            given = ENV_SERVER_URL if url else ENV_AUTH_TOKEN
+            raise KitaruUsageError(
+                f"{given} is set but {missing} is not: set both to use a Kitaru server "
+                "(the URL and an API key), or neither to use the store directly."
+            )
+        return Connection(normalize_url(url), token, "environment")
+    return _saved()

@@ -1,0 +1,48 @@
+"""Flows the server tests run in the test process (importable as tests.server._flows)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+import kitaru
+from kitaru import checkpoint, flow
+
+
+class Approval(BaseModel):
+    approved: bool
+    reviewer: str
+
+
+@checkpoint(cache=False)
+def add(a: int, b: int) -> int:
+    print(f"adding {a} and {b}")
+    return a + b
+
+
+@checkpoint(cache=False)
+def boom(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@flow(cache=False)
+def adder(x: int) -> int:
+    return add(x, 1)
+
+
+@flow(cache=False)
+def failing(x: int) -> int:
+    add(x, 1)
+    return boom(x)
+
+
+@flow(cache=False)
+def approval(x: int) -> str:
+    first = add(x, 1)
+    answer = kitaru.wait(schema=Approval, name="review", question="Ship it?")
+    return f"{first}:{answer.approved}:{answer.reviewer}"
+
+
+@flow(cache=False)
+def gate(x: int) -> int:
+    kitaru.wait(name="go")
+    return add(x, 2)
