@@ -127,3 +127,34 @@ def server(
         yield Server(url, admin_key, read_key, store_url, process, log)
     finally:
         stop(process)
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        import json
+
+        data: dict[str, Any] = json.loads(self.stdout)
+        return data
+
+
+@pytest.fixture
+def cli() -> Any:
+    """Run ``kitaru ARGS`` in this process."""
+    from typer.testing import CliRunner
+
+    from kitaru.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str) -> CliResult:
+        result = runner.invoke(app, list(args))
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
