@@ -105,6 +105,7 @@ def start(
                 "'kitaru[server]' from this repository (or a wheel built from it)."
             ) from None
         from kitaru._backend import forget_backends, get_backend
+        from kitaru.client._remote_config import use_store_only
         from kitaru.server._accounts import ensure_admin_key
         from kitaru.server._settings import ENV_CORS, ENV_MAX_BODY, ENV_MAX_PAGE
 
@@ -118,6 +119,7 @@ def start(
             os.environ[ENV_MAX_PAGE] = str(max_page_size)
         if cors_origin:
             os.environ[ENV_CORS] = ",".join(cors_origin)
+        use_store_only()
         forget_backends()
         backend = get_backend()  # opens (and migrates) the store before serving
         raw = ensure_admin_key(backend.store)

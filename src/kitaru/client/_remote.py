@@ -104,7 +104,11 @@ def session_for(connection: Connection) -> Session:
 
 def check_login(url: str, api_key: str) -> str:
     """The server's version, if ``api_key`` is accepted there (else the server's error)."""
-    session = Session(Connection(url, api_key, "login"))
+    return check_connection(Connection(url, api_key, "login"))
+
+
+def check_connection(connection: Connection) -> str:
+    session = Session(connection)
     try:
         version: str = session.get("/version")["version"]
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kitaru.errors import KitaruUsageError
@@ -24,7 +24,7 @@ CREDENTIALS_FILENAME = "credentials.json"
 @dataclass(frozen=True)
 class Connection:
     url: str
-    api_key: str
+    api_key: str = field(repr=False)
     #: connect() | environment | kitaru login
     source: str
     verify: bool | str = True
@@ -33,6 +33,14 @@ class Connection:
 
 _lock = threading.Lock()
 _connected: Connection | None = None
+#: Set in the server process: it serves its store and never talks to a server itself
+#: (not even one a saved login or the environment names: that could be itself).
+_store_only = False
+
+
+def use_store_only() -> None:
+    global _store_only
+    _store_only = True
 
 
 def normalize_url(url: str) -> str:
@@ -103,6 +111,8 @@ def _saved() -> Connection | None:
 
 def current_connection() -> Connection | None:
     """The server to use, or None for the store itself."""
+    if _store_only:
+        return None
     if _connected is not None:
         return _connected
     url = os.environ.get(ENV_SERVER_URL, "").strip()
@@ -117,3 +127,51 @@ def current_connection() -> Connection | None:
             )
         return Connection(normalize_url(url), token, "environment")
     return _saved()
+
+
+def connect(
+    server_url: str,
+    *,
+    api_key: str | None = None,
+    refresh: bool = False,
+    project: str | None = None,
+    no_verify_ssl: bool = False,
+    ssl_ca_cert: str | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Talk to the Kitaru server at ``server_url`` from now on, in this process.
+
+    The key is checked at once (a wrong one raises the server's error). ``refresh``
+    is accepted for compatibility; ``project`` is not supported.
+    """
+    del refresh
+    from kitaru.errors import KitaruFeatureNotAvailableError
+
+    if project is not None:
+        raise KitaruFeatureNotAvailableError(
+            "connect(project=...) is not supported: a Kitaru server serves one store."
+        )
+    if not api_key:
+        raise KitaruUsageError(
+            f"connect({server_url!r}) needs api_key=... (create one with "
+            "`kitaru auth api-keys create ACCOUNT NAME`)."
+        )
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise KitaruUsageError(f"connect(timeout=...) must be seconds > 0, got {timeout!r}.")
+    verify: bool | str = ssl_ca_cert if ssl_ca_cert else not no_verify_ssl
+    connection = Connection(
+        normalize_url(server_url),
+        api_key,
+        "kitaru.connect()",
+        verify=verify,
+        timeout=30.0 if timeout is None else float(timeout),
+    )
+    from kitaru.client._remote import check_connection
+
+    check_connection(connection)
+    set_connection(connection)
+
+
+def disconnect() -> None:
+    """Forget ``connect()`` in this process (saved logins and environment still apply)."""
+    set_connection(None)

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from kitaru._version import __version__
+from kitaru.client._remote_config import use_store_only
 from kitaru.server import _artifacts, _errors, _executions
 from kitaru.server._limits import BodySizeLimit
 from kitaru.server._settings import ServerSettings
@@ -20,6 +21,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     # The server never loads a pickled value: whatever a request or the store holds.
     os.environ["KITARU_ALLOW_PICKLE"] = "0"
+    # It reads its store itself, whatever login or KITARU_SERVER_URL this machine has.
+    use_store_only()
     app = FastAPI(
         title="Kitaru server",
         version=__version__,

@@ -78,6 +78,16 @@ def _timestamp(value: datetime | None) -> float | None:
     return value.timestamp()
 
 
+def detail(execution: Execution) -> dict[str, Any]:
+    """``to_dict()`` plus the lease (a remote client needs it for ``is_orphaned``)."""
+    expires = execution.lease_expires_at
+    return {
+        **execution.to_dict(),
+        "lease_owner": execution.lease_owner,
+        "lease_expires_at": None if expires is None else expires.isoformat(),
+    }
+
+
 def _full(exec_id: str) -> str:
     client = _client()
     return client.executions._record(exec_id).id
@@ -94,6 +104,9 @@ def list_executions(
     created_before: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
     limit: Annotated[int, Query(ge=1)] = DEFAULT_PAGE,
     cursor: str | None = None,
+    full: Annotated[
+        bool, Query(description="Whole executions (checkpoints, artifacts), not summaries")
+    ] = False,
 ) -> dict[str, Any]:
     _check_limit(request, limit)
     filters = _listing.Filters(
@@ -112,7 +125,7 @@ def list_executions(
     waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
     waits = store.waits_of(waiting) if waiting else {}
     saved = saved_artifacts_of(store, ids)
-    items = [
+    executions = [
         Execution.from_records(
             r,
             calls.get(r.id, []),
@@ -120,15 +133,16 @@ def list_executions(
             None,
             waits.get(r.id),
             saved.get(r.id, []),
-        ).summary_dict()
+        )
         for r in records
     ]
+    items = [detail(e) if full else e.summary_dict() for e in executions]
     return {"items": items, "count": len(items), "next_cursor": next_cursor}
 
 
 @router.get("/{exec_id}", response_model=ExecutionDetail, summary="One execution, in full")
 def get_execution(exec_id: str, _key: Reader) -> dict[str, Any]:
-    return _client().executions.get(exec_id).to_dict()
+    return detail(_client().executions.get(exec_id))
 
 
 @router.get("/{exec_id}/logs", response_model=LogPage, summary="Captured output, oldest first")
@@ -189,14 +203,14 @@ def pending_waits(exec_id: str, _key: Reader) -> dict[str, Any]:
 def give_input(exec_id: str, body: WaitInput, _key: Writer) -> dict[str, Any]:
     full = _full(exec_id)
     _control.give_input(get_backend(), full, wait=body.wait, value=body.value)
-    return _client().executions.get(full).to_dict()
+    return detail(_client().executions.get(full))
 
 
 @router.post("/{exec_id}/abort-wait", response_model=ExecutionDetail, summary="Abort a wait")
 def abort_wait(exec_id: str, body: WaitAbort, _key: Writer) -> dict[str, Any]:
     full = _full(exec_id)
     _control.give_input(get_backend(), full, wait=body.wait, value=None, abort=True)
-    return _client().executions.get(full).to_dict()
+    return detail(_client().executions.get(full))
 
 
 @router.post(
@@ -207,7 +221,7 @@ def abort_wait(exec_id: str, body: WaitAbort, _key: Writer) -> dict[str, Any]:
 def retry(exec_id: str, _key: Writer) -> dict[str, Any]:
     full = _full(exec_id)
     _control.retry(get_backend(), full)
-    return _client().executions.get(full).to_dict()
+    return detail(_client().executions.get(full))
 
 
 @router.post(
@@ -218,12 +232,12 @@ def retry(exec_id: str, _key: Writer) -> dict[str, Any]:
 def resume(exec_id: str, _key: Writer) -> dict[str, Any]:
     full = _full(exec_id)
     _control.resume(get_backend(), full)
-    return _client().executions.get(full).to_dict()
+    return detail(_client().executions.get(full))
 
 
 @router.post("/{exec_id}/cancel", response_model=ExecutionDetail, summary="Cancel")
 def cancel(exec_id: str, _key: Writer) -> dict[str, Any]:
-    return _client().executions.cancel(exec_id).to_dict()
+    return detail(_client().executions.cancel(exec_id))
 
 
 @router.delete("/{exec_id}", response_model=Deleted, summary="Delete a finished execution")

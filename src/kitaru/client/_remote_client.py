@@ -1,0 +1,285 @@
+"""``KitaruClient`` connected to a Kitaru server: the same methods, over HTTP.
+
+Each method makes the matching REST call and rebuilds the same models from the
+JSON; errors come back as the same ``Kitaru*Error`` classes. What runs flow
+code (``retry``/``resume`` with ``wait=True`` waits for a worker to do it) is
+done by a ``kitaru worker`` on the server's store, never in the server.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from kitaru.client import _remote_models as models
+from kitaru.client._client import LOG_SOURCES, _at_least_one, _page, _statuses
+from kitaru.client._events import ExecutionEvent
+from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
+from kitaru.errors import (
+    KitaruFeatureNotAvailableError,
+    KitaruNotFoundError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+)
+
+if TYPE_CHECKING:
+    from kitaru.client._client import KitaruClient
+    from kitaru.client._remote import Session
+
+#: Rows asked for per request when a call needs more (the server's default cap is 500).
+_BATCH = 200
+_POLL_MAX = 0.5
+
+
+def _not_remote(what: str) -> KitaruFeatureNotAvailableError:
+    return KitaruFeatureNotAvailableError(
+        f"{what} is not available through a Kitaru server yet; run it where the store is "
+        "reachable (`kitaru logout`, or unset KITARU_SERVER_URL/KITARU_AUTH_TOKEN)."
+    )
+
+
+class RemoteBackend:
+    """What models need of a backend when read through a server: loading values."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def load_artifact(self, artifact_id: str, *, from_script: bool = False) -> Any:
+        """Download the bytes and decode them here (where the caller's code runs)."""
+        from kitaru._blobs import Serialized, deserialize
+        from kitaru._blobs.inputs import INPUTS
+        from kitaru._blobs.inputs import unpack as unpack_inputs
+
+        meta = self.session.get(f"/artifacts/{artifact_id}")
+        data = self.session.request("GET", f"/artifacts/{meta['artifact_id']}/data", raw=True)
+        if meta.get("serializer") == INPUTS:
+            return unpack_inputs(data)
+        return deserialize(Serialized(meta["serializer"], meta.get("type_path"), data))
+
+
+class RemoteExecutionsAPI:
+    def __init__(self, client: KitaruClient, session: Session) -> None:
+        self._client = client
+        self._session = session
+
+    def _execution(self, data: dict[str, Any]) -> Execution:
+        return models.execution(data, self._client)
+
+    def resolve_id(self, exec_id: str) -> str:
+        try:
+            found: str = self._session.get(f"/executions/{exec_id}")["exec_id"]
+        except KitaruUsageError:
+            raise
+        except Exception:
+            return exec_id
+        return found
+
+    def get(self, exec_id: str) -> Execution:
+        return self._execution(self._session.get(f"/executions/{exec_id}"))
+
+    def _pages(
+        self, *, flow: str | None, status: Any, wanted: int | None
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"flow": flow, "status": _statuses(status), "full": True}
+        cursor: str | None = None
+        seen = 0
+        while wanted is None or seen < wanted:
+            batch = _BATCH if wanted is None else min(_BATCH, wanted - seen)
+            page = self._session.get("/executions", **params, limit=batch, cursor=cursor)
+            for item in page["items"]:
+                seen += 1
+                yield item
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
+
+    def list(
+        self,
+        *,
+        flow: str | None = None,
+        status: Any = None,
+        limit: int | None = None,
+        page: int | None = None,
+        size: int | None = None,
+    ) -> builtins.list[Execution]:
+        row_limit, offset = _page(limit, page, size)
+        wanted = None if row_limit is None else row_limit + offset
+        items = builtins.list(self._pages(flow=flow, status=status, wanted=wanted))
+        return [self._execution(item) for item in items[offset:]]
+
+    def latest(self, *, flow: str | None = None, status: Any = None) -> Execution:
+        found = self.list(flow=flow, status=status, limit=1)
+        if not found:
+            what = f" of flow {flow!r}" if flow else ""
+            if status is not None:
+                what += f" with status {', '.join(_statuses(status) or [])}"
+            raise KitaruNotFoundError(f"No executions{what} found.")
+        return found[0]
+
+    def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            execution = self.get(exec_id)
+            if execution.status.is_finished:
+                return execution
+            elapsed = time.monotonic() - started
+            if timeout is not None and elapsed >= timeout:
+                raise KitaruTimeoutError(
+                    exec_id=execution.exec_id,
+                    timeout_seconds=timeout,
+                    elapsed_seconds=elapsed,
+                    last_status=execution.status,
+                )
+            pause = delay if timeout is None else min(delay, timeout - elapsed)
+            time.sleep(max(pause, 0.0))
+            delay = min(delay * 2, _POLL_MAX)
+
+    def _control(self, exec_id: str, action: str, wait: bool = False) -> Execution:
+        execution = self._execution(self._session.post(f"/executions/{exec_id}/{action}"))
+        return self.wait(execution.exec_id) if wait else execution
+
+    def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Hand the execution to a worker on the server's store (``wait``: until it ends)."""
+        return self._control(exec_id, "resume", wait)
+
+    def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Hand the failed execution to a worker on the server's store to run again."""
+        return self._control(exec_id, "retry", wait)
+
+    def cancel(self, exec_id: str) -> Execution:
+        return self._control(exec_id, "cancel")
+
+    def delete(self, exec_id: str) -> None:
+        self._session.request("DELETE", f"/executions/{exec_id}")
+
+    def input(
+        self, exec_id: str, *, wait: str | None = None, value: Any = None, resume: bool = True
+    ) -> Execution:
+        """Answer a wait; the server checks ``value`` against the wait's JSON schema.
+
+        The runner (or a worker, if the runner let go) continues the execution;
+        ``resume`` is accepted for compatibility.
+        """
+        del resume
+        from pydantic_core import to_jsonable_python
+
+        body = {"wait": wait, "value": to_jsonable_python(value)}
+        return self._execution(self._session.post(f"/executions/{exec_id}/input", body))
+
+    def abort_wait(
+        self, exec_id: str, *, wait: str | None = None, resume: bool = True
+    ) -> Execution:
+        del resume
+        return self._execution(
+            self._session.post(f"/executions/{exec_id}/abort-wait", {"wait": wait})
+        )
+
+    def pending_waits(self, exec_id: str | None = None) -> builtins.list[PendingWait]:
+        if exec_id is None:
+            waiting = self.list(status="waiting")
+            return [w for e in waiting for w in e.pending_waits]
+        page = self._session.get(f"/executions/{exec_id}/waits")
+        return [models.pending_wait(w) for w in page["items"]]
+
+    def logs(
+        self,
+        exec_id: str,
+        *,
+        checkpoint: str | None = None,
+        source: str | None = "step",
+        limit: int | None = None,
+        after_id: int | None = None,
+    ) -> builtins.list[LogEntry]:
+        _at_least_one(limit=limit)
+        if source is not None and source not in LOG_SOURCES:
+            raise KitaruUsageError(
+                f"source= must be 'step' (checkpoint lines), 'runner' (flow body lines) or "
+                f"None (both), got {source!r}."
+            )
+        if checkpoint is not None and source == "runner":
+            raise KitaruUsageError(
+                "checkpoint= selects lines of a checkpoint, which are source='step'; "
+                "drop checkpoint= to read the flow body's (runner) lines."
+            )
+        out: builtins.list[LogEntry] = []
+        after = after_id
+        while limit is None or len(out) < limit:
+            batch = _BATCH * 10 if limit is None else min(_BATCH * 10, limit - len(out))
+            page = self._session.get(
+                f"/executions/{exec_id}/logs",
+                checkpoint=checkpoint,
+                source=source or "all",
+                limit=batch,
+                after=after,
+            )
+            out.extend(models.log_entry(item) for item in page["items"])
+            if len(page["items"]) < batch:
+                break
+            after = page["next_after"]
+        return out
+
+    def events(self, exec_id: str, **_kwargs: Any) -> Iterator[ExecutionEvent]:
+        raise _not_remote("executions.events()")
+
+    def replay(self, execution: Any, **_kwargs: Any) -> Any:
+        raise _not_remote("executions.replay()")
+
+    def statistics(self, **_kwargs: Any) -> Any:
+        raise _not_remote("executions.statistics()")
+
+    def cohort(self, **_kwargs: Any) -> Any:
+        raise _not_remote("executions.cohort()")
+
+
+class RemoteArtifactsAPI:
+    def __init__(self, client: KitaruClient, session: Session) -> None:
+        self._client = client
+        self._session = session
+
+    def list(
+        self,
+        exec_id: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        producing_call: str | None = None,
+        limit: int | None = None,
+        type: str | None = None,
+        role: str | None = None,
+    ) -> builtins.list[ArtifactRef]:
+        _at_least_one(limit=limit)
+        page = self._session.get(
+            f"/executions/{exec_id}/artifacts",
+            name=name,
+            kind=kind,
+            producing_call=producing_call,
+            role=role,
+            limit=limit,
+        )
+        refs = [models.artifact(item, self._client) for item in page["items"]]
+        return [r for r in refs if type is None or r.type == type]
+
+    def get(self, artifact_id: str) -> ArtifactRef:
+        return models.artifact(self._session.get(f"/artifacts/{artifact_id}"), self._client)
+
+
+def attach_remote(client: KitaruClient, server_url: str | None, auth_token: str | None) -> None:
+    """Make ``client`` talk to the server given, or to the one this process is connected to."""
+    from kitaru.client._remote import session_for
+    from kitaru.client._remote_config import Connection, current_connection, normalize_url
+
+    if server_url is not None and auth_token is not None:
+        connection: Connection | None = Connection(
+            normalize_url(server_url), auth_token, "KitaruClient(server_url=...)"
+        )
+    else:
+        connection = current_connection()
+    assert connection is not None
+    session = session_for(connection)
+    client._backend = RemoteBackend(session)  # type: ignore[assignment]
+    client.executions = RemoteExecutionsAPI(client, session)  # type: ignore[assignment]
+    client.artifacts = RemoteArtifactsAPI(client, session)  # type: ignore[assignment]
+    client.connection = connection
