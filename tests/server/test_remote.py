@@ -242,3 +242,26 @@ def test_login_without_url_starts_a_local_server(
     assert stopped["stopped"] is True
     assert cli("server", "status", "-o", "json").json()["item"]["running"] is False
     cli("logout")
+
+
+def test_replay_through_the_server(server: Server) -> None:
+    source = _flows.adder.run(3)
+    assert source.wait() == 4
+    kitaru.connect(server.url, api_key=server.admin_key)
+    remote = KitaruClient()
+    with pytest.raises(KitaruStateError, match="nope"):
+        remote.executions.replay(source.exec_id, at="nope", wait=False)
+    submission = remote.executions.replay(
+        source.exec_id, at="add", checkpoint_overrides={"add": {"output": 41}}, wait=False
+    )
+    [row] = submission.results
+    assert row.original_exec_id == source.exec_id
+    assert submission.plan.matched_targets
+    replayed = remote.executions.get(row.replay_exec_id)
+    assert replayed.original_exec_id == source.exec_id
+    set_connection(None)
+    from kitaru.handle import FlowHandle
+    from kitaru.worker import run_worker
+
+    assert run_worker(once=True) == 1  # the server ran nothing: a worker does
+    assert FlowHandle(row.replay_exec_id).wait(timeout=30) == 41

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kitaru.client import _remote_models as models
@@ -27,6 +27,7 @@ from kitaru.errors import (
 if TYPE_CHECKING:
     from kitaru.client._client import KitaruClient
     from kitaru.client._remote import Session
+    from kitaru.replay import ReplaySubmission
 
 #: Rows asked for per request when a call needs more (the server's default cap is 500).
 _BATCH = 200
@@ -224,8 +225,118 @@ class RemoteExecutionsAPI:
     def events(self, exec_id: str, **_kwargs: Any) -> Iterator[ExecutionEvent]:
         raise _not_remote("executions.events()")
 
-    def replay(self, execution: Any, **_kwargs: Any) -> Any:
-        raise _not_remote("executions.replay()")
+    def replay(
+        self,
+        execution: Any,
+        *,
+        at: str | None = None,
+        flow_overrides: Mapping[str, Any] | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        invocation_overrides: Mapping[str, Any] | None = None,
+        skip: Sequence[str] | None = None,
+        tag: str | None = None,
+        wait: bool | None = None,
+        on_error: str | None = None,
+        from_: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> ReplaySubmission:
+        """Replay through the server: it plans the replays, a ``kitaru worker`` runs them.
+
+        Same arguments as the local ``replay``; values travel as JSON. ``wait``
+        (default: True for one id) waits here until each replay has finished.
+        """
+        from pydantic_core import to_jsonable_python
+
+        from kitaru.client._replay import exec_refs
+        from kitaru.errors import execution_error_from_failure
+        from kitaru.replay import (
+            ReplayFailureRow,
+            ReplayPlanDocument,
+            ReplayResultRow,
+            ReplaySkippedRow,
+            ReplaySubmission,
+            summarize,
+        )
+
+        refs = exec_refs(execution)
+        if at is not None and from_ is not None and at != from_:
+            raise KitaruUsageError(
+                f"Pass either at= or the older from_=, not both (got at={at!r}, from_={from_!r})."
+            )
+        checkpoints = dict(checkpoint_overrides or {})
+        for key, value in (overrides or {}).items():
+            if not key.startswith("checkpoint.") or key == "checkpoint.":
+                raise KitaruUsageError(
+                    f"Override key {key!r} is not supported: use 'checkpoint.<name>' in "
+                    "overrides=, or checkpoint_overrides={name: {'output': value}}."
+                )
+            checkpoints.setdefault(key.removeprefix("checkpoint."), {"output": value})
+        flows = {**dict(flow_overrides or {}), **flow_inputs}
+        if on_error is None:
+            on_error = "fail" if len(refs) == 1 else "collect"
+        if wait is None:
+            wait = len(refs) == 1
+        body = to_jsonable_python(
+            {
+                "executions": refs,
+                "at": at if at is not None else from_,
+                "flow_overrides": flows or None,
+                "checkpoint_overrides": checkpoints or None,
+                "invocation_overrides": dict(invocation_overrides or {}) or None,
+                "skip": None if skip is None else ([skip] if isinstance(skip, str) else list(skip)),
+                "tag": tag,
+                "on_error": on_error,
+            }
+        )
+        data = self._session.post("/replays", body)
+        results: builtins.list[ReplayResultRow] = []
+        for row in data["results"]:
+            status = row["status"]
+            if wait:
+                final = self.wait(row["replay_exec_id"])
+                if final.status.value != "completed" and on_error == "fail":
+                    failure = final.failure.to_dict() if final.failure else None
+                    raise execution_error_from_failure(
+                        f"Replay {final.exec_id} of execution {row['original_exec_id']} "
+                        f"{final.status.value}: {final.status_reason or 'no reason recorded'}",
+                        exec_id=final.exec_id,
+                        status=final.status,
+                        failure=failure,
+                    )
+                status = "completed" if final.status.value == "completed" else "failed"
+            results.append(
+                ReplayResultRow(
+                    row["original_exec_ref"], row["original_exec_id"], row["replay_exec_id"], status
+                )
+            )
+        failures = [
+            ReplayFailureRow(r["original_exec_ref"], r.get("original_exec_id"), r["reason"])
+            for r in data["failures"]
+        ]
+        skipped = [
+            ReplaySkippedRow(r["original_exec_ref"], r.get("original_exec_id"), r["reason"])
+            for r in data["skipped"]
+        ]
+        plan = data["plan"]
+        return ReplaySubmission(
+            submission_id=data["submission_id"],
+            tag=data.get("tag"),
+            at=data["at"],
+            wait=wait,
+            plan=ReplayPlanDocument(
+                flow_overrides=plan.get("flow_overrides") or {},
+                checkpoint_overrides=plan.get("checkpoint_overrides") or {},
+                invocation_overrides=plan.get("invocation_overrides") or {},
+                skip=plan.get("skip") or [],
+                matched_targets=plan.get("matched_targets") or {},
+            ),
+            results=results,
+            failures=failures,
+            skipped=skipped,
+            summary=summarize(results, failures, skipped),
+            compare_url=data.get("compare_url"),
+        )
 
     def statistics(self, **_kwargs: Any) -> Any:
         raise _not_remote("executions.statistics()")

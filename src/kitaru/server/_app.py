@@ -37,6 +37,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     _errors.install(app)
     app.include_router(_executions.router, prefix=API_PREFIX)
+    app.include_router(_executions.replays, prefix=API_PREFIX)
     app.include_router(_artifacts.router, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(

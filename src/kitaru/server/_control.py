@@ -142,3 +142,13 @@ def _validate(value: Any, schema: dict[str, Any], *, wait_id: str, exec_id: str)
             f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
             f"{shown}. The execution is still waiting; send a corrected value."
         )
+
+
+def hand_off_replay(backend: Backend, prepared: Any) -> None:
+    """Write a prepared replay as an execution no runner holds: a worker runs it."""
+    record = prepared.record
+    record.lease_owner = HANDOFF_OWNER
+    record.lease_expires_at = time.time()
+    backend.store.create_execution(
+        record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
+    )

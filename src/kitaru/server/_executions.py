@@ -23,6 +23,8 @@ from kitaru.server._schemas import (
     ExecutionDetail,
     ExecutionPage,
     LogPage,
+    ReplayRequest,
+    ReplaySubmissionBody,
     WaitAbort,
     WaitInput,
     WaitList,
@@ -245,3 +247,32 @@ def delete(exec_id: str, _key: Writer) -> dict[str, Any]:
     full = _full(exec_id)
     _client().executions.delete(full)
     return {"exec_id": full, "deleted": True}
+
+
+replays = APIRouter(prefix="/replays", tags=["executions"], responses=_ERRORS)
+
+
+@replays.post(
+    "",
+    response_model=ReplaySubmissionBody,
+    summary="Replay executions from a checkpoint (a worker runs the new executions)",
+)
+def replay(body: ReplayRequest, _key: Writer) -> dict[str, Any]:
+    from kitaru.client._replay import submit_replay
+
+    client = _client()
+    submission = submit_replay(
+        client.executions,
+        body.executions,
+        at=body.at,
+        flow_overrides=body.flow_overrides,
+        checkpoint_overrides=body.checkpoint_overrides,
+        invocation_overrides=body.invocation_overrides,
+        skip=body.skip,
+        tag=body.tag,
+        wait=False,
+        on_error=body.on_error,
+        launch=_control.hand_off_replay,
+    )
+    document: dict[str, Any] = submission.to_json()
+    return document

@@ -218,23 +218,41 @@ class WaitAbort(BaseModel):
 
 
 class ReplayRequest(BaseModel):
-    """The arguments of ``KitaruClient().executions.replay`` (one source execution)."""
+    """The arguments of ``KitaruClient().executions.replay`` (values as JSON)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    executions: list[str] = Field(min_length=1, description="Source execution ids.")
     at: str
     flow_overrides: dict[str, Any] | None = None
     checkpoint_overrides: dict[str, Any] | None = None
     invocation_overrides: dict[str, Any] | None = None
     skip: list[str] | None = None
     tag: str | None = None
+    on_error: Literal["collect", "fail"] | None = None
 
 
-class ReplayResult(_Open):
-    exec_id: str = Field(description="The new execution (a worker runs it).")
-    original_exec_id: str
+class ReplayRow(_Open):
+    original_exec_ref: str
+    original_exec_id: str | None = None
+    replay_exec_id: str | None = None
+    status: str | None = None
+    reason: str | None = None
+
+
+class ReplaySubmissionBody(_Open):
+    """A replay submission: its new executions are run by a ``kitaru worker``."""
+
+    submission_id: str
+    tag: str | None = None
     at: str
-    matched_targets: dict[str, list[str]] = {}
+    wait: bool
+    plan: dict[str, Any]
+    results: list[ReplayRow]
+    failures: list[ReplayRow]
+    skipped: list[ReplayRow]
+    summary: dict[str, int]
+    compare_url: str | None = None
 
 
 class Deleted(BaseModel):
