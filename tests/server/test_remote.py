@@ -87,6 +87,17 @@ def test_client_through_server_matches_local(server: Server) -> None:
     assert remote.artifacts.get(output.artifact_id) == local.artifacts.get(output.artifact_id)
     assert output.load() == 4  # bytes downloaded, decoded here
     assert remote.executions.get(done.exec_id).checkpoints[0].output.load() == 4
+    # Events come from the server's SSE stream, as the store has them.
+    assert [e.to_dict() for e in remote.executions.events(done.exec_id)] == [
+        e.to_dict() for e in local.executions.events(done.exec_id)
+    ]
+    started = remote.executions.events(done.exec_id, kinds=["kitaru.checkpoint.started"])
+    assert [e.kind for e in started] == ["kitaru.checkpoint.started"]
+    first = next(iter(local.executions.events(done.exec_id)))
+    later = remote.executions.events(done.exec_id, since=first.cursor, follow=False)
+    assert [e.cursor for e in later] == [
+        e.cursor for e in local.executions.events(done.exec_id, since=first.cursor)
+    ]
 
     # Same error types as a local call.
     with pytest.raises(KitaruBackendError, match="Failed to load execution"):

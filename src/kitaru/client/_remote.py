@@ -7,6 +7,7 @@ local call raises is raised here (any unknown type becomes ``KitaruError``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from kitaru import errors
@@ -85,6 +86,36 @@ class Session:
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {})
+
+    def stream(self, path: str, **params: Any) -> Iterator[tuple[str, str]]:
+        """(event type, data) of each server-sent event of ``path``, until it ends."""
+        import httpx
+
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=clean, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    raise error_from(response.status_code, body)
+                kind, data = "message", list[str]()
+                for line in response.iter_lines():
+                    if not line:
+                        if data:
+                            yield kind, "\n".join(data)
+                        kind, data = "message", []
+                    elif line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+        except httpx.HTTPError as exc:
+            raise KitaruBackendError(
+                f"The event stream from the Kitaru server at {self.connection.url} broke off "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
 
     def close(self) -> None:
         self._http.close()

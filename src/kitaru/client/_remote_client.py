@@ -222,8 +222,79 @@ class RemoteExecutionsAPI:
             after = page["next_after"]
         return out
 
-    def events(self, exec_id: str, **_kwargs: Any) -> Iterator[ExecutionEvent]:
-        raise _not_remote("executions.events()")
+    def events(
+        self,
+        exec_id: str,
+        *,
+        kinds: builtins.list[str] | None = None,
+        checkpoint: str | None = None,
+        correlation_ids: builtins.list[str] | None = None,
+        since: str | None = None,
+        reconnect: bool = True,
+        follow: bool = True,
+    ) -> Iterator[ExecutionEvent]:
+        """The execution's events from the server's SSE stream (filters applied here)."""
+        from kitaru.client._events import _cursor, _strings
+
+        kind_list = _strings(kinds, "kinds")
+        correlation_list = _strings(correlation_ids, "correlation_ids")
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+            raise KitaruUsageError(
+                f"events(checkpoint=...) must be a checkpoint name or call id, got {checkpoint!r}."
+            )
+        cursor = _cursor(since)
+        full = self.get(exec_id).exec_id  # unknown ids fail now, as locally
+        del reconnect
+        return self._follow_events(
+            full, cursor, kind_list, checkpoint, correlation_list, follow=follow
+        )
+
+    def _follow_events(
+        self,
+        exec_id: str,
+        cursor: int,
+        kinds: builtins.list[str] | None,
+        checkpoint: str | None,
+        correlation_ids: builtins.list[str] | None,
+        *,
+        follow: bool,
+    ) -> Iterator[ExecutionEvent]:
+        import json
+        from datetime import datetime
+
+        for kind, data in self._session.stream(
+            f"/executions/{exec_id}/stream",
+            since=f"{cursor}.0",
+            follow=str(follow).lower(),
+            logs="false",
+        ):
+            if kind != "event":
+                continue
+            item = json.loads(data)
+            event = ExecutionEvent(
+                exec_id=item["exec_id"],
+                kind=item["kind"],
+                payload=item["payload"],
+                correlation_id=item.get("correlation_id"),
+                index=item.get("index"),
+                cursor=item.get("cursor"),
+                checkpoint_id=item.get("checkpoint_id"),
+                checkpoint_name=item.get("checkpoint_name"),
+                step_name=item.get("step_name"),
+                timestamp=None
+                if item.get("timestamp") is None
+                else datetime.fromisoformat(item["timestamp"]),
+            )
+            if kinds is not None and event.kind not in kinds:
+                continue
+            if checkpoint is not None and checkpoint not in (
+                event.checkpoint_id,
+                event.checkpoint_name,
+            ):
+                continue
+            if correlation_ids is not None and event.correlation_id not in correlation_ids:
+                continue
+            yield event
 
     def replay(
         self,

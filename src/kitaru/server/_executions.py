@@ -184,12 +184,14 @@ async def stream(
     exec_id: str,
     _key: Reader,
     since: Annotated[str | None, Query(description="Last event id seen (resume)")] = None,
+    follow: Annotated[bool, Query(description="false: stop at the last stored message")] = True,
+    logs: Annotated[bool, Query(description="false: execution events only")] = True,
 ) -> StreamingResponse:
     full = await run_in_threadpool(_full, exec_id)
     await run_in_threadpool(get_backend().store.require_execution, full)
     cursor = _stream.Cursor.parse(request.headers.get("last-event-id") or since)
     return StreamingResponse(
-        _stream.sse(request, full, cursor),
+        _stream.sse(request, full, cursor, follow=follow, logs=logs),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

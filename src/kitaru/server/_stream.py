@@ -55,15 +55,22 @@ def _message(kind: str, data: dict[str, Any], cursor: Cursor) -> bytes:
     return f"id: {cursor}\nevent: {kind}\ndata: {text}\n\n".encode()
 
 
-def _read(exec_id: str, cursor: Cursor) -> tuple[str | None, list[Any], list[Any]]:
+def _read(exec_id: str, cursor: Cursor, with_logs: bool) -> tuple[str | None, list[Any], list[Any]]:
     store = get_backend().store
     status = store.get_status(exec_id)  # before the reads: see kitaru.client._events
     events = store.events(exec_id, after=cursor.event, limit=_PAGE)
-    logs = store.logs(exec_id, after_id=cursor.log or None, limit=_PAGE, source=None)
+    logs = (
+        store.logs(exec_id, after_id=cursor.log or None, limit=_PAGE, source=None)
+        if with_logs
+        else []
+    )
     return (None if status is None else status.value), events, logs
 
 
-async def sse(request: Request, exec_id: str, cursor: Cursor) -> AsyncIterator[bytes]:
+async def sse(
+    request: Request, exec_id: str, cursor: Cursor, *, follow: bool = True, logs: bool = True
+) -> AsyncIterator[bytes]:
+    """``follow=False``: stop after what is stored now; ``logs=False``: events only."""
     last_status: str | None = None
     poll = _POLL_MIN
     idle = 0.0
@@ -71,22 +78,22 @@ async def sse(request: Request, exec_id: str, cursor: Cursor) -> AsyncIterator[b
     while True:
         if await request.is_disconnected():
             return
-        status, events, logs = await run_in_threadpool(_read, exec_id, cursor)
+        status, events, lines = await run_in_threadpool(_read, exec_id, cursor, logs)
         for record in events:
             cursor.event = record.seq
             yield _message("event", ExecutionEvent.from_record(record).to_dict(), cursor)
-        for log in logs:
+        for log in lines:
             cursor.log = log.id
             yield _message("log", LogEntry.from_record(log).to_dict(), cursor)
         if status != last_status:
             last_status = status
             yield _message("status", {"exec_id": exec_id, "status": status}, cursor)
-        if len(events) == _PAGE or len(logs) == _PAGE:
+        if len(events) == _PAGE or len(lines) == _PAGE:
             continue
-        if status is None or status in ("completed", "failed", "cancelled"):
+        if not follow or status is None or status in ("completed", "failed", "cancelled"):
             yield _message("end", {"exec_id": exec_id, "status": status}, cursor)
             return
-        if events or logs:
+        if events or lines:
             poll, idle = _POLL_MIN, 0.0
         else:
             poll = min(poll * 1.5, _POLL_MAX)
