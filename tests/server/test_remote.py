@@ -276,3 +276,24 @@ def test_replay_through_the_server(server: Server) -> None:
 
     assert run_worker(once=True) == 1  # the server ran nothing: a worker does
     assert FlowHandle(row.replay_exec_id).wait(timeout=30) == 41
+
+
+def test_flow_handle_through_the_server(server: Server) -> None:
+    done = _flows.adder.run(10)
+    failed = _flows.failing.run(2)
+    done.wait()
+    with pytest.raises(KitaruError):
+        failed.wait()
+    kitaru.connect(server.url, api_key=server.read_key)
+    from kitaru import FlowHandle
+    from kitaru.errors import KitaruUserCodeError
+
+    handle = FlowHandle(done.exec_id)
+    assert handle.status.value == "completed"
+    assert handle.wait(timeout=10) == 11
+    assert handle.get() == 11
+    with pytest.raises(KitaruUserCodeError, match="boom 2") as info:
+        FlowHandle(failed.exec_id).wait()
+    assert info.value.exec_id == failed.exec_id
+    with pytest.raises(KitaruBackendError):
+        FlowHandle("00000000-0000-0000-0000-000000000000").status  # noqa: B018

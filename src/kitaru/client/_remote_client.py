@@ -25,6 +25,7 @@ from kitaru.errors import (
 )
 
 if TYPE_CHECKING:
+    from kitaru._store import ExecutionRecord, ExecutionStatus
     from kitaru.client._client import KitaruClient
     from kitaru.client._remote import Session
     from kitaru.replay import ReplaySubmission
@@ -41,11 +42,47 @@ def _not_remote(what: str) -> KitaruFeatureNotAvailableError:
     )
 
 
-class RemoteBackend:
-    """What models need of a backend when read through a server: loading values."""
+class RemoteStore:
+    """The part of the store a ``FlowHandle`` reads, answered by the server."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def require_execution(self, exec_id: str) -> ExecutionRecord:
+        from kitaru._store import ExecutionRecord, ExecutionStatus
+
+        data = self.session.get(f"/executions/{exec_id}/result")
+        return ExecutionRecord(
+            id=data["exec_id"],
+            flow_name=data["flow_name"],
+            flow_ref={},
+            status=ExecutionStatus(data["status"]),
+            stack="",
+            config={},
+            created_at=0.0,
+            result_artifact_id=data.get("result_artifact_id"),
+            failure=data.get("failure"),
+        )
+
+    def get_execution(self, exec_id: str) -> ExecutionRecord | None:
+        from kitaru.errors import KitaruBackendError
+
+        try:
+            return self.require_execution(exec_id)
+        except KitaruBackendError:
+            return None
+
+    def get_status(self, exec_id: str) -> ExecutionStatus | None:
+        record = self.get_execution(exec_id)
+        return None if record is None else record.status
+
+
+class RemoteBackend:
+    """What models and handles need of a backend through a server: reads, loading values."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.store = RemoteStore(session)
 
     def load_artifact(self, artifact_id: str, *, from_script: bool = False) -> Any:
         """Download the bytes and decode them here (where the caller's code runs)."""
@@ -465,3 +502,12 @@ def attach_remote(client: KitaruClient, server_url: str | None, auth_token: str 
     client.executions = RemoteExecutionsAPI(client, session)  # type: ignore[assignment]
     client.artifacts = RemoteArtifactsAPI(client, session)  # type: ignore[assignment]
     client.connection = connection
+
+
+def connected_backend() -> RemoteBackend | None:
+    """A server-backed backend when this process is connected to a server, else None."""
+    from kitaru.client._remote import session_for
+    from kitaru.client._remote_config import current_connection
+
+    connection = current_connection()
+    return None if connection is None else RemoteBackend(session_for(connection))

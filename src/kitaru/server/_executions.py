@@ -22,6 +22,7 @@ from kitaru.server._schemas import (
     ErrorResponse,
     ExecutionDetail,
     ExecutionPage,
+    HandleView,
     LogPage,
     ReplayRequest,
     ReplaySubmissionBody,
@@ -90,6 +91,18 @@ def detail(execution: Execution) -> dict[str, Any]:
     }
 
 
+def handle_view(exec_id: str) -> dict[str, Any]:
+    """What a remote ``FlowHandle`` needs: status, result artifact, the failure as stored."""
+    record = get_backend().store.require_execution(_full(exec_id))
+    return {
+        "exec_id": record.id,
+        "flow_name": record.flow_name,
+        "status": record.status.value,
+        "result_artifact_id": record.result_artifact_id,
+        "failure": record.failure,
+    }
+
+
 def _full(exec_id: str) -> str:
     client = _client()
     return client.executions._record(exec_id).id
@@ -145,6 +158,15 @@ def list_executions(
 @router.get("/{exec_id}", response_model=ExecutionDetail, summary="One execution, in full")
 def get_execution(exec_id: str, _key: Reader) -> dict[str, Any]:
     return detail(_client().executions.get(exec_id))
+
+
+@router.get(
+    "/{exec_id}/result",
+    response_model=HandleView,
+    summary="Status, result artifact and failure record (what FlowHandle reads)",
+)
+def get_result(exec_id: str, _key: Reader) -> dict[str, Any]:
+    return handle_view(exec_id)
 
 
 @router.get("/{exec_id}/logs", response_model=LogPage, summary="Captured output, oldest first")

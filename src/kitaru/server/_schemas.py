@@ -140,6 +140,14 @@ class ExecutionPage(BaseModel):
     )
 
 
+class HandleView(BaseModel):
+    exec_id: str
+    flow_name: str
+    status: str
+    result_artifact_id: str | None = None
+    failure: dict[str, Any] | None = None
+
+
 class LogLine(_Open):
     id: int
     message: str
