@@ -202,6 +202,8 @@ def test_cli_login_logout_and_same_json(
     status = cli("status", "-o", "json").json()["item"]
     assert status["connection"] == {"url": server.url, "source": "kitaru login", "problem": None}
     assert server.admin_key not in json.dumps(status)
+    info = cli("info", "-o", "json").json()["item"]["connection"]
+    assert info == {"type": "server", "url": server.url, "source": "kitaru login", "problem": None}
 
     # Every read goes through the server now (the local store is not touched): same JSON.
     assert KitaruClient().connection is not None
