@@ -180,6 +180,10 @@ def test_environment_connection(server: Server, monkeypatch: pytest.MonkeyPatch)
         KitaruClient().executions.list()
     monkeypatch.setenv("KITARU_AUTH_TOKEN", server.read_key)
     assert KitaruClient().executions.list() == []
+    explicit = KitaruClient(server_url=server.url, auth_token=server.read_key)
+    assert explicit.connection is not None
+    assert explicit.connection.source == "KitaruClient(server_url=...)"
+    assert explicit.executions.list() == []
     monkeypatch.delenv("KITARU_SERVER_URL")
     with pytest.raises(KitaruUsageError, match="KITARU_SERVER_URL"):
         KitaruClient()

@@ -147,6 +147,8 @@ def start(
             workers=workers,
             log_level="warning",
             timeout_keep_alive=30,
+            # Open SSE streams never end by themselves: do not wait for them on shutdown.
+            timeout_graceful_shutdown=5,
         )
 
 
