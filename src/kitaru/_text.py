@@ -11,7 +11,7 @@ from __future__ import annotations
 
 def storable_text(value: object) -> bool:
     """False for text no database can hold (lone surrogates), so it matches no stored row."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or value.isascii():  # isascii() is O(1): a flag
         return True
     try:
         value.encode("utf-8")

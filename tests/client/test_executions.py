@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -338,3 +339,42 @@ def test_get_shows_the_checkpoint_in_progress_as_running(
     assert [(c.call_id, c.status, c.call_status) for c in final.checkpoints] == [
         ("slow_call", ExecutionStatus.COMPLETED, CallStatus.COMPLETED)
     ]
+
+
+_RETRY_MARKER: list[Path] = []
+
+
+@checkpoint
+def _first() -> int:
+    return 1
+
+
+@checkpoint
+def _second() -> int:
+    if _RETRY_MARKER and _RETRY_MARKER[0].exists():
+        raise RuntimeError("planned")
+    return 2
+
+
+@flow(retries=0)
+def _two() -> int:
+    return _first() + _second()
+
+
+def test_retry_returns_the_execution_and_its_checkpoints_on_first_use(
+    any_store: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fail"
+    marker.touch()
+    _RETRY_MARKER[:] = [marker]
+    handle = _two.run()
+    with pytest.raises(KitaruUserCodeError):
+        handle.wait()
+    marker.unlink()
+    restarted = KitaruClient().executions.retry(handle.exec_id)
+    assert restarted.exec_id == handle.exec_id
+    assert handle.wait() == 3
+    # Read when first used, so they show the restarted run's work.
+    assert [c.call_id for c in restarted.checkpoints] == ["_first", "_second"]
+    assert {a.name for a in restarted.artifacts} >= {"_first", "_second"}
+    assert restarted.checkpoints == KitaruClient().executions.get(handle.exec_id).checkpoints

@@ -304,3 +304,44 @@ def test_cached_output_newest_completion_wins(store: Store, records: Records) ->
     cache.add(key, ended_at=2_000.0)
 
     assert store.cached_output(key, exclude_exec_id="x") == newest
+
+
+# -- first attempts kept in the call row ---------------------------------------------------
+
+
+def test_a_first_attempt_success_is_read_from_the_call_row(
+    store: Store, records: Records, execution: ExecutionRecord
+) -> None:
+    retried = records.attempt(execution.id, "flaky", 1, status="failed", run=1)
+    store.record_attempt(retried)
+    store.record_call(
+        records.call(execution.id, "flaky", 0, attempts=2),
+        attempt=records.attempt(execution.id, "flaky", 2, run=1),
+    )
+    quick = records.call(execution.id, "quick", 1, run=3)
+    store.record_call(quick)  # no attempt row: the call row holds its only attempt
+
+    with store.read() as conn:
+        rows = conn.execute(sa.text("SELECT call_id FROM kitaru_checkpoint_attempts")).all()
+    assert sorted(r[0] for r in rows) == ["flaky", "flaky"]
+    by_call: dict[str, list[int]] = {}
+    for attempt in store.attempts(execution.id):
+        by_call.setdefault(attempt.call_id, []).append(attempt.attempt)
+    assert by_call == {"flaky": [1, 2], "quick": [1]}
+    (first,) = [a for a in store.attempts(execution.id) if a.call_id == "quick"]
+    assert (first.run, first.status, first.started_at, first.ended_at) == (
+        3,
+        "completed",
+        quick.started_at,
+        quick.ended_at,
+    )
+    assert store.calls(execution.id)[1].run == 3
+
+
+def test_an_attempt_row_and_a_call_row_run_do_not_double_count(
+    store: Store, records: Records, execution: ExecutionRecord
+) -> None:
+    # A store written before the call row held first attempts has both.
+    row = records.attempt(execution.id, "old", 1, run=1)
+    store.record_call(records.call(execution.id, "old", 0, run=1), attempt=row)
+    assert store.attempts(execution.id) == [row]

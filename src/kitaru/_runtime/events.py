@@ -168,12 +168,18 @@ class _Writer:
             with self._cond:
                 # Gather for a flush interval even when events keep coming: writing as
                 # soon as the last batch is done would mean a commit per checkpoint,
-                # competing with the checkpoints' own commits.
+                # competing with the checkpoints' own commits. With nothing queued,
+                # sleep until something is (a waiting flush() must not make it spin).
                 deadline = time.monotonic() + _FLUSH_SECONDS
-                while not self._flushers and len(self._pending) < _BATCH:
+                while True:
+                    if self._pending and (self._flushers or len(self._pending) >= _BATCH):
+                        break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        break
+                        if self._pending:
+                            break
+                        deadline = time.monotonic() + _FLUSH_SECONDS
+                        remaining = _FLUSH_SECONDS
                     self._cond.wait(remaining)
                 batch, self._pending = self._pending, []
             failed = 0
@@ -187,19 +193,32 @@ class _Writer:
 
 def _write_batch(batch: list[_Queued]) -> int:
     """Store a batch, grouped by store; returns how many events were lost."""
-    from kitaru._store._events import EventRow
+    from kitaru._store._events import EventRow, storable
 
     by_store: dict[int, tuple[Store, list[EventRow]]] = {}
+    # A lane's shared columns, escaped once for all of its events in the batch.
+    columns: dict[int, tuple[str | None, str | None, str | None]] = {}
     for lane, kind, fields, ts, index, correlation_id in batch:
+        shared = columns.get(id(lane))
+        if shared is None:
+            shared = columns[id(lane)] = (
+                storable(lane.call_id, "call_id"),
+                storable(lane.checkpoint, "checkpoint"),
+                storable(lane.correlation_id, "correlation_id"),
+            )
         row = EventRow(
             exec_id=lane.exec_id,
-            kind=kind,
+            kind=kind if kind in _OWN_KINDS else storable(kind, "kind") or "",
+            # JSON from json.dumps is ASCII: nothing in it to escape.
             payload=_payload(lane, kind, fields, correlation_id),
             ts=ts,
-            call_id=lane.call_id,
-            checkpoint=lane.checkpoint,
-            correlation_id=correlation_id or lane.correlation_id,
+            call_id=shared[0],
+            checkpoint=shared[1],
+            correlation_id=shared[2]
+            if correlation_id is None
+            else storable(correlation_id, "correlation_id"),
             index=index,
+            prepared=True,
         )
         by_store.setdefault(id(lane.store), (lane.store, []))[1].append(row)
     lost = 0
@@ -236,10 +255,20 @@ _STATUS_FIELDS = {
     STARTED: '"status": "started"',
     RETURNED: '"status": "returned"',
 }
+_OWN_KINDS = frozenset({STARTED, PROGRESS, RETURNED, FAILED})
 
 
 def _payload(lane: Lane, kind: str, fields: str | None, correlation_id: str | None) -> str:
-    """The event's JSON document: Kitaru's own block under "kitaru", then the fields."""
+    """The event's JSON document: Kitaru's own block under "kitaru", then the fields.
+
+    A plain started/returned event is stored without one (``""``): every value of
+    its document is in the row's columns, and the reader rebuilds it (see
+    ``kitaru._store._events``). Two such events are written per checkpoint, so
+    this halves the bytes a checkpoint adds to the store.
+    """
+    plain = fields is None and correlation_id is None and lane.checkpoint_type is None
+    if plain and kind in _STATUS_FIELDS:
+        return ""
     meta: dict[str, str] = {
         "source": "kitaru",
         "execution_id": lane.exec_id,

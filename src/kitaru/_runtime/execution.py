@@ -410,8 +410,10 @@ class ExecutionContext:
 
     def checkpoint_span(
         self, spec: CheckpointSpec, call_id: str
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[Any]:
         """The tracing span of one checkpoint call (a no-op without the otel extra)."""
+        if not tracing.enabled():
+            return contextlib.nullcontext()
         attributes = {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,
@@ -613,6 +615,7 @@ class ExecutionContext:
         ended_at: float | None,
         error: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        run: int | None = None,
     ) -> CallRecord:
         existing = self._recorded.get(call_id)
         if existing is not None:
@@ -640,6 +643,7 @@ class ExecutionContext:
             started_at=started_at,
             ended_at=ended_at,
             concurrent=call_id in self._concurrent_ids,
+            run=run,
         )
         # Keep the seq stable if this call is written again (e.g. failed, then completed).
         self._recorded.setdefault(call_id, record)
@@ -911,6 +915,10 @@ class _LiveCall:
             ctx.backend_failed(
                 exc, f"store the output of checkpoint {spec.name!r} (call {self.call_id!r})"
             )
+        number = self.previous + self.attempt
+        # A first attempt that completes is kept in the call row itself (``run``);
+        # attempt rows are for calls that failed or were retried.
+        first = number == 1
         ctx._record(
             ctx._call_record(
                 spec,
@@ -918,17 +926,20 @@ class _LiveCall:
                 CallStatus.COMPLETED,
                 artifact_id=artifact.id,
                 cache_key=self.cache_key,
-                attempts=self.previous + self.attempt,
+                attempts=number,
                 started_at=self.first_started,
                 ended_at=ended,
                 metadata=self.metadata,
+                run=ctx.run if first else None,
             ),
             artifact=artifact,
             saves=[] if self.frame is None else self.frame.saves,
-            attempt=AttemptRecord(
+            attempt=None
+            if first
+            else AttemptRecord(
                 exec_id=ctx.exec_id,
                 call_id=self.call_id,
-                attempt=self.previous + self.attempt,
+                attempt=number,
                 run=ctx.run,
                 status=CallStatus.COMPLETED.value,
                 started_at=self.started,

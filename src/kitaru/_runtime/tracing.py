@@ -9,12 +9,13 @@ first span, not with ``import kitaru``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
 from typing import Any
 
 _trace: Any = None
 _tracer: Any = None
 _loaded = False
+_provider_from_env = False
 
 
 def _load() -> Any:
@@ -27,24 +28,42 @@ def _load() -> Any:
             return None
         from kitaru._version import __version__
 
+        global _provider_from_env
+        _provider_from_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         _trace = trace
         _tracer = trace.get_tracer("kitaru", __version__)
     return _tracer
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
-    tracer = _load()
-    if tracer is None:
-        yield
-        return
-    with tracer.start_as_current_span(name, attributes=attributes):
-        yield
+_provider_set = False
+
+
+def enabled() -> bool:
+    """Is there a tracer provider to send spans to? (The application may set one late.)"""
+    global _provider_set
+    if _provider_set:
+        return True  # OpenTelemetry sets the global provider once, for good
+    if _load() is None:
+        return False
+    # The API's own global, read directly: get_tracer_provider() looks up an
+    # environment variable on every call, a few microseconds per checkpoint.
+    if getattr(_trace, "_TRACER_PROVIDER", True) is None and not _provider_from_env:
+        return False
+    # Until the application sets a provider the API hands out a proxy whose spans
+    # record nothing: skip making them.
+    _provider_set = not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
+    return _provider_set
+
+
+def span(name: str, attributes: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    if not enabled():
+        return contextlib.nullcontext()
+    return _tracer.start_as_current_span(name, attributes=attributes)  # type: ignore[no-any-return]
 
 
 def annotate(**attributes: Any) -> None:
     """Set attributes on the current span (``kitaru.<key>``), if tracing is on."""
-    if _trace is None:
+    if not _provider_set:
         return
     current = _trace.get_current_span()
     if current.is_recording():

@@ -55,6 +55,8 @@ class EventRow:
     checkpoint: str | None = None
     correlation_id: str | None = None
     index: int | None = None
+    #: Text already escaped and cut to its columns' widths (see ``storable``).
+    prepared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +87,36 @@ _INSERT_SQL = {
 }
 
 
-def _text(value: str | None, name: str) -> str | None:
+def storable(value: str | None, name: str) -> str | None:
+    """``value`` as column ``name`` holds it: escaped for the store, cut to the column's width."""
     return None if value is None else escape_for_store(value)[: _WIDTHS[name]]
 
 
 def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
-    """The values of ``event`` at position ``seq``, in ``_INSERT_SQL``'s order."""
+    """The values of ``event`` at position ``seq``, in ``_INSERT_SQL``'s order.
+
+    Text is escaped here unless the writer did it already (``prepared``: once per
+    checkpoint run for the columns all of its events share).
+    """
+    if event.prepared:
+        return (
+            event.exec_id,
+            seq,
+            event.kind,
+            event.call_id,
+            event.checkpoint,
+            event.correlation_id,
+            event.index,
+            event.payload,
+            event.ts,
+        )
     return (
         event.exec_id,
         seq,
-        _text(event.kind, "kind"),
-        _text(event.call_id, "call_id"),
-        _text(event.checkpoint, "checkpoint"),
-        _text(event.correlation_id, "correlation_id"),
+        storable(event.kind, "kind"),
+        storable(event.call_id, "call_id"),
+        storable(event.checkpoint, "checkpoint"),
+        storable(event.correlation_id, "correlation_id"),
         event.index,
         escape_for_store(event.payload),
         event.ts,
@@ -178,11 +197,23 @@ def read_events(
     return [_record(row._mapping) for row in rows]
 
 
+#: Lifecycle events stored without a payload, and the status their document names.
+_COMPACT_KINDS = {
+    "kitaru.checkpoint.started": "started",
+    "kitaru.checkpoint.returned": "returned",
+}
+
+
 def _record(row: Any) -> EventRecord:
-    try:
-        payload = json.loads(row["payload"])
-    except ValueError:
-        payload = {"raw": row["payload"]}
+    text = row["payload"]
+    status = _COMPACT_KINDS.get(row["kind"]) if text == "" else None
+    if status is not None:
+        payload: Any = {"kitaru": _kitaru_block(row), "status": status}
+    else:
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = {"raw": text}
     return EventRecord(
         exec_id=row["exec_id"],
         seq=row["seq"],
@@ -194,6 +225,17 @@ def _record(row: Any) -> EventRecord:
         correlation_id=row["correlation_id"],
         index=row["idx"],
     )
+
+
+def _kitaru_block(row: Any) -> dict[str, Any]:
+    """Kitaru's own block of a compact lifecycle event, from the row's columns."""
+    return {
+        "source": "kitaru",
+        "execution_id": row["exec_id"],
+        "checkpoint_id": row["call_id"],
+        "checkpoint_name": row["checkpoint"],
+        "correlation_id": row["correlation_id"],
+    }
 
 
 def delete_events(conn: sa.Connection, exec_id: str) -> None:

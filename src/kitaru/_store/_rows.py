@@ -94,6 +94,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
         "started_at": record.started_at,
         "ended_at": record.ended_at,
         "concurrent": record.concurrent,
+        "run": record.run,
     }
 
 

@@ -4,15 +4,14 @@ checkpoint write (see ``Store.record_call``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from kitaru._store import schema as t
 from kitaru._store._rows import _ATTEMPT_COLUMNS, _CALL_COLUMNS
-from kitaru._store.records import CallStatus, ExecutionStatus
+from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 
 if TYPE_CHECKING:
     from kitaru._store.store import Store
@@ -50,6 +49,27 @@ class _DriverStatement:
         }
         self._json = [name in json_columns for name in self.names]
 
+    def record_values(self) -> Callable[[Any], tuple[Any, ...]]:
+        """A function from a record (attributes named like the columns) to this
+        statement's parameters: generated once, so a checkpoint builds its rows
+        without an intermediate dict (enum values and JSON columns converted)."""
+        if self._defaults:
+            raise ValueError("record_values() is for statements without bound literals")
+        parts = []
+        for name, is_json in zip(self.names, self._json, strict=True):
+            if not name.isidentifier():
+                raise ValueError(f"column {name!r} is not an attribute name")
+            if is_json:
+                parts.append(f"None if r.{name} is None else dumps(r.{name})")
+            elif name == "status":
+                parts.append(f"getattr(r.{name}, 'value', r.{name})")
+            else:
+                parts.append(f"r.{name}")
+        source = f"lambda r: ({', '.join(parts)},)"
+        # Only column names of Kitaru's own tables go into the source.
+        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": json.dumps})
+        return function
+
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         if self._defaults:
             row = {**self._defaults, **row}
@@ -71,8 +91,62 @@ class _SQLiteStatements:
             ),
             dialect,
         )
+        # Records straight to parameters, for the checkpoint hot path.
+        self.artifact_values = self.artifact.record_values()
+        self.call_values = self.call.record_values()
+        self.attempt_values = self.attempt.record_values()
         self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
         self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
+        # An execution's calls with their output artifacts, as plain tuples.
+        calls, artifacts = t.checkpoint_calls, t.artifacts
+        self._call_names = [c.name for c in calls.columns]
+        self._artifact_names = [c.name for c in artifacts.columns]
+        self.calls = _DriverStatement(
+            sa.select(*calls.columns, *artifacts.columns)
+            .select_from(calls.outerjoin(artifacts, calls.c.artifact_id == artifacts.c.id))
+            .where(calls.c.exec_id == sa.bindparam("exec_id"))
+            .order_by(calls.c.seq),
+            dialect,
+        )
+
+    def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
+        """A row of ``calls`` as a record (JSON columns decoded; ``{}``/``[]`` without a parser)."""
+        n = len(self._call_names)
+        values = dict(zip(self._call_names, row[:n], strict=True))
+        values["status"] = CallStatus(values["status"])
+        values["concurrent"] = bool(values["concurrent"])
+        values["metadata"] = _json(values["metadata"])
+        values["error"] = _json(values["error"])
+        artifact = None
+        if row[n] is not None:
+            art = dict(zip(self._artifact_names, row[n:], strict=True))
+            art["tags"] = _json(art["tags"])
+            if art["inline_data"] is not None:
+                art["inline_data"] = bytes(art["inline_data"])
+            artifact = ArtifactRecord(**art)
+        return CallRecord(**values, artifact=artifact)
+
+
+def dialect_insert(is_sqlite: bool) -> Any:
+    """The dialect's ``insert`` (with ON CONFLICT); only the store's own dialect is imported
+    (PostgreSQL's dialect modules cost a SQLite process ~40 ms of start-up)."""
+    if is_sqlite:
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
 
 
 def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa.Insert:
@@ -95,7 +169,7 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa
 
     def insert_from(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> Any:
         values = _bound_values(table, prefix, skip)
-        return postgresql.insert(table).from_select(
+        return dialect_insert(False)(table).from_select(
             list(values), sa.select(*values.values()).where(guard)
         )
 

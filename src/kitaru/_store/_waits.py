@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kitaru._store import schema as t
 from kitaru._store._rows import _ACTIVE_VALUES, _by_exec, _changed, _wait_from_row, _wait_row
+from kitaru._store._statements import dialect_insert
 from kitaru._store.records import ExecutionStatus, StaleOwnerError, WaitRecord, WaitStatus
 
 
@@ -69,7 +69,7 @@ class WaitsMixin:
         between a previous run and this one).
         """
         w, ex = t.waits, t.executions
-        insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(w)
+        insert = dialect_insert(self._is_sqlite)(w)
         with self.write() as conn:
             row = conn.execute(self._owner_query, {"exec_id": wait.exec_id}).first()
             if row is None or row[0] != fence or row[1] not in _ACTIVE_VALUES:

@@ -1,4 +1,4 @@
-"""Tables of the server's service accounts and API keys (migration 0007).
+"""Tables of the server's service accounts and API keys (migration 0008).
 
 Kept apart from ``schema.py``: the server's auth data has nothing to do with
 the execution tables. Only a SHA-256 hash of each API key is stored.

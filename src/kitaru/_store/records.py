@@ -109,6 +109,9 @@ class CallRecord:
     started_at: float | None = None
     ended_at: float | None = None
     concurrent: bool = False
+    #: Set when the call completed on its first attempt: that attempt's run (the
+    #: attempt itself is not stored as a row; see ``Store.attempts_of``).
+    run: int | None = None
     #: The output artifact, joined in when calls are loaded.
     artifact: ArtifactRecord | None = None
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 metadata = sa.MetaData()
 
@@ -74,7 +74,17 @@ checkpoint_calls = sa.Table(
     sa.Column("ended_at", sa.Float, nullable=True),
     # Made with .submit() or as an async call: may have finished after later calls.
     sa.Column("concurrent", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Index("ix_kitaru_checkpoint_calls_cache_key", "cache_key"),
+    # The run of the flow body whose first attempt completed the call. Such a
+    # call has no attempt row: its one attempt is read from this row instead
+    # (one insert and two B-tree pages less per checkpoint).
+    sa.Column("run", sa.Integer, nullable=True),
+    # Only calls whose output may be reused are looked up by key.
+    sa.Index(
+        "ix_kitaru_checkpoint_calls_cache_key",
+        "cache_key",
+        sqlite_where=sa.text("cache_key IS NOT NULL"),
+        postgresql_where=sa.text("cache_key IS NOT NULL"),
+    ),
 )
 
 checkpoint_attempts = sa.Table(
@@ -177,5 +187,5 @@ events = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
 )
 
-# The server's auth tables (migration 0007) live in their own module.
+# The server's auth tables (migration 0008) live in their own module.
 from kitaru._store import auth_schema as _auth_schema  # noqa: E402, F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
@@ -36,7 +36,12 @@ from kitaru._store._rows import (
     _execution_row,
     merge_metadata,
 )
-from kitaru._store._statements import _CACHE_LOOKUP, _pg_record_call, _SQLiteStatements
+from kitaru._store._statements import (
+    _CACHE_LOOKUP,
+    _pg_record_call,
+    _SQLiteStatements,
+    dialect_insert,
+)
 from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
@@ -67,7 +72,7 @@ class Store(WaitsMixin):
         self._local_writer: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._is_sqlite else contextlib.nullcontext()
         )
-        insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        insert = dialect_insert(self._is_sqlite)
         call_insert = insert(t.checkpoint_calls)
         self._upsert_call = call_insert.on_conflict_do_update(
             index_elements=["exec_id", "call_id"],
@@ -96,6 +101,8 @@ class Store(WaitsMixin):
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
         self._sqlite_fast = _SQLiteStatements(self) if self._is_sqlite else None
+        # (pid, pool connection, cursor) of the SQLite hot path; see _sqlite_cursor.
+        self._sqlite_writer: tuple[int, Any, sqlite3.Cursor] | None = None
         self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
@@ -109,7 +116,28 @@ class Store(WaitsMixin):
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
+        writer, self._sqlite_writer = self._sqlite_writer, None
+        if writer is not None and writer[0] == os.getpid():
+            writer[1].close()  # back to the pool, which dispose() then closes
         self.engine.dispose()
+
+    def _sqlite_cursor(self) -> sqlite3.Cursor:
+        """The checkpoint hot path's cursor; the caller holds ``_local_writer``.
+
+        One connection kept for the process's SQLite writes instead of a pool
+        checkout (and reset) per checkpoint: the writer lock already makes its
+        use exclusive. A forked child opens its own.
+        """
+        writer = self._sqlite_writer
+        if writer is None or writer[0] != os.getpid():
+            proxied = self.engine.raw_connection()
+            driver = proxied.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            writer = self._sqlite_writer = (os.getpid(), proxied, driver.cursor())
+        cursor = writer[2]
+        if cursor.connection.in_transaction:  # left open by a failure: start clean
+            cursor.execute("ROLLBACK")
+        return cursor
 
     # -- transactions ---------------------------------------------------------------
 
@@ -587,10 +615,8 @@ class Store(WaitsMixin):
         fast = self._sqlite_fast
         assert fast is not None
         try:
-            with self._local_writer, self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                cursor = driver.cursor()
+            with self._local_writer:
+                cursor = self._sqlite_cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
                     if fence is not None:
@@ -599,14 +625,13 @@ class Store(WaitsMixin):
                             raise self._stale(call.exec_id, fence)
                     for new in (*extra_artifacts, artifact):
                         if new is not None:
-                            cursor.execute(
-                                fast.artifact.sql, fast.artifact.values(_artifact_row(new))
-                            )
-                    cursor.execute(fast.call.sql, fast.call.values(_call_row(call)))
+                            cursor.execute(fast.artifact.sql, fast.artifact_values(new))
+                    cursor.execute(fast.call.sql, fast.call_values(call))
                     if attempt is not None:
-                        cursor.execute(fast.attempt.sql, fast.attempt.values(_attempt_row(attempt)))
+                        cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
                 except BaseException:
-                    cursor.execute("ROLLBACK")
+                    if cursor.connection.in_transaction:  # SQLite may have ended it already
+                        cursor.execute("ROLLBACK")
                     raise
                 cursor.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -642,6 +667,9 @@ class Store(WaitsMixin):
 
     def calls_of(self, exec_ids: Sequence[str]) -> dict[str, list[CallRecord]]:
         """Calls of several executions in one query, grouped by execution, in call order."""
+        if self._sqlite_fast is not None and len(exec_ids) == 1:
+            # Resuming a long execution loads every call: straight from the driver.
+            return _by_exec(self._sqlite_calls(exec_ids[0]))
         c = t.checkpoint_calls
         a = t.artifacts
         query = (
@@ -654,18 +682,55 @@ class Store(WaitsMixin):
             rows = conn.execute(query).all()
         return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
 
+    def _sqlite_calls(self, exec_id: str) -> list[CallRecord]:
+        fast = self._sqlite_fast
+        assert fast is not None
+        try:
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                rows = driver.execute(fast.calls.sql, (exec_id,)).fetchall()
+        except sqlite3.Error as exc:
+            damaged = damaged_store_error(self.engine.url, exc)
+            raise damaged or KitaruBackendError(f"The Kitaru store failed to read: {exc}") from exc
+        return [fast.call_from_row(row) for row in rows]
+
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])
 
     def attempts_of(self, exec_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
-        a = t.checkpoint_attempts
+        """Attempts of several executions, grouped by execution, in the order they ended.
+
+        A call completed on its first attempt has no attempt row (see
+        ``checkpoint_calls.run``): that attempt is read from the call row.
+        """
+        a, c = t.checkpoint_attempts, t.checkpoint_calls
+        ids = list(exec_ids)
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(a).where(a.c.exec_id.in_(list(exec_ids))).order_by(a.c.id)
+            rows = conn.execute(sa.select(a).where(a.c.exec_id.in_(ids)).order_by(a.c.id)).all()
+            firsts = conn.execute(
+                sa.select(c.c.exec_id, c.c.call_id, c.c.run, c.c.started_at, c.c.ended_at)
+                .where(c.c.exec_id.in_(ids), c.c.run.is_not(None))
+                .order_by(c.c.ended_at)
             ).all()
-        return _by_exec(
-            [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
-        )
+        records = [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
+        if firsts:
+            stored = {(r.exec_id, r.call_id, r.attempt) for r in records}
+            records.extend(
+                AttemptRecord(
+                    exec_id=exec_id,
+                    call_id=call_id,
+                    attempt=1,
+                    run=run,
+                    status=CallStatus.COMPLETED.value,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                )
+                for exec_id, call_id, run, started_at, ended_at in firsts
+                if (exec_id, call_id, 1) not in stored
+            )
+            records.sort(key=lambda r: r.ended_at or r.started_at)
+        return _by_exec(records)
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
@@ -673,14 +738,20 @@ class Store(WaitsMixin):
         if self._sqlite_fast is not None:
             # Hot path (runs before every live checkpoint with the cache on).
             fast = self._sqlite_fast.cache_lookup
-            with self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                cursor = driver.execute(fast.sql, fast.values(params))
-                found = cursor.fetchone()
-                if found is None:
-                    return None
-                labels = [d[0] for d in cursor.description]
+            # On the writer's connection: a point lookup is short next to the
+            # commits it would queue behind anyway, and it saves a pool checkout.
+            try:
+                with self._local_writer:
+                    cursor = self._sqlite_cursor()
+                    found = cursor.execute(fast.sql, fast.values(params)).fetchone()
+                    if found is None:
+                        return None
+                    labels = [d[0] for d in cursor.description]
+            except sqlite3.Error as exc:
+                damaged = damaged_store_error(self.engine.url, exc)
+                raise damaged or KitaruBackendError(
+                    f"The Kitaru store failed to read: {exc}"
+                ) from exc
             row = dict(zip(labels, found, strict=True))
             for name in ("metadata", "error", "artifact__tags"):
                 if row[name] is not None:

@@ -203,13 +203,38 @@ class ExecutionsAPI:
         """Continue an execution whose runner died (lease expired), in this process."""
         exec_id = self.resolve_id(exec_id)
         control.resume(self._backend, exec_id)
-        return self.wait(exec_id) if wait else self.get(exec_id)
+        return self.wait(exec_id) if wait else self._restarted(exec_id)
 
     def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
         """Re-run a failed execution (same id); completed checkpoints are reused."""
         exec_id = self.resolve_id(exec_id)
         control.retry(self._backend, exec_id)
-        return self.wait(exec_id) if wait else self.get(exec_id)
+        return self.wait(exec_id) if wait else self._restarted(exec_id)
+
+    def _restarted(self, exec_id: str) -> Execution:
+        """The execution just restarted: its checkpoints are read when first used.
+
+        Restarting a long execution must not pay for reading all of its calls
+        (while its runner is replaying them) only to return a snapshot.
+        """
+        store = self._backend.store
+        record = store.require_execution(exec_id)
+
+        def parts() -> Any:
+            return (
+                store.calls(exec_id),
+                store.attempts(exec_id),
+                _saved_artifacts_of(store, [exec_id]).get(exec_id, []),
+            )
+
+        return Execution.from_records(
+            record,
+            [],
+            [],
+            self._client,
+            store.waits(exec_id) if record.status is ExecutionStatus.WAITING else None,
+            parts=parts,
+        )
 
     def replay(
         self,

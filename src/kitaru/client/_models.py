@@ -10,7 +10,7 @@ meaning wins and ours moved to another name (a call's finer status is
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,12 +27,16 @@ from kitaru._store import (
     WaitRecord,
     WaitStatus,
 )
+from kitaru.client._deferred import Deferred
 from kitaru.config import ImageSettings, KitaruConfig
 from kitaru.errors import FailureOrigin
 
 if TYPE_CHECKING:
     from kitaru.client._client import KitaruClient
     from kitaru.replay import ReplaySubmission
+
+#: What an execution's checkpoints are built from: calls, attempts, saved artifacts.
+_Parts = tuple[list[CallRecord], list[AttemptRecord], list[ArtifactRecord]]
 
 #: ``ArtifactRef.save_type`` of a value stored with ``kitaru.save``.
 SAVE_TYPE_MANUAL = "manual"
@@ -777,28 +781,26 @@ class Execution:
         client: KitaruClient | None,
         waits: builtins.list[WaitRecord] | None = None,
         saved: builtins.list[ArtifactRecord] | None = None,
+        *,
+        parts: Callable[[], _Parts] | None = None,
     ) -> Execution:
-        """``saved``: the execution's ``kitaru.save`` artifacts (listed on their calls)."""
-        by_call: dict[str, builtins.list[CheckpointAttempt]] = {}
-        for attempt in attempts:
-            by_call.setdefault(attempt.call_id, []).append(CheckpointAttempt.from_record(attempt))
-        saved_by_call: dict[str | None, builtins.list[ArtifactRecord]] = {}
-        for artifact in saved or ():
-            saved_by_call.setdefault(artifact.call_id, []).append(artifact)
-        checkpoints: builtins.list[CheckpointCall] = []
-        artifacts: dict[str, ArtifactRef] = {}
-        for call in calls:
-            if call.type == SAVE_CALL_TYPE:
-                # A flow-scope save: its artifact belongs to the execution, no checkpoint.
-                for artifact in saved_by_call.get(call.call_id, ()):
-                    artifacts.setdefault(artifact.id, ArtifactRef.from_record(artifact, client))
-                continue
-            checkpoint = CheckpointCall.from_record(
-                call, by_call.get(call.call_id, []), saved_by_call.get(call.call_id, ()), client
-            )
-            checkpoints.append(checkpoint)
-            for ref in checkpoint.artifacts:
-                artifacts.setdefault(ref.artifact_id, ref)
+        """``saved``: the execution's ``kitaru.save`` artifacts (listed on their calls).
+
+        With ``parts`` (a function returning calls, attempts and saved artifacts)
+        the checkpoints and artifacts are read only when first used (``Deferred``).
+        """
+        if parts is None:
+            checkpoints, artifacts = _checkpoints_and_artifacts(calls, attempts, saved, client)
+        else:
+            built: builtins.list[Any] = []
+
+            def read() -> Any:
+                if not built:
+                    built.extend(_checkpoints_and_artifacts(*parts(), client))
+                return built
+
+            checkpoints = Deferred(lambda: read()[0])
+            artifacts = Deferred(lambda: read()[1])
         failure = FailureInfo.from_dict(record.failure) if record.failure else None
         pending = [
             PendingWait.from_record(w)
@@ -823,7 +825,7 @@ class Execution:
             frozen_execution_spec=FrozenExecutionSpec.from_config(dict(record.config)),
             original_exec_id=record.original_exec_id,
             checkpoints=checkpoints,
-            artifacts=list(artifacts.values()),
+            artifacts=artifacts,
             created_at=_dt(record.created_at),
             config=dict(record.config),
             run_count=record.run_count,
@@ -878,3 +880,33 @@ def _flow_id(flow_ref: dict[str, Any]) -> str | None:
     """Where the flow's code lives (``module:qualname``): the same for all its executions."""
     module, qualname = flow_ref.get("module"), flow_ref.get("qualname")
     return f"{module}:{qualname}" if module and qualname else None
+
+
+def _checkpoints_and_artifacts(
+    calls: builtins.list[CallRecord],
+    attempts: builtins.list[AttemptRecord],
+    saved: builtins.list[ArtifactRecord] | None,
+    client: KitaruClient | None,
+) -> tuple[builtins.list[CheckpointCall], builtins.list[ArtifactRef]]:
+    """An execution's checkpoint models, and every artifact of its calls (once)."""
+    by_call: dict[str, builtins.list[CheckpointAttempt]] = {}
+    for attempt in attempts:
+        by_call.setdefault(attempt.call_id, []).append(CheckpointAttempt.from_record(attempt))
+    saved_by_call: dict[str | None, builtins.list[ArtifactRecord]] = {}
+    for artifact in saved or ():
+        saved_by_call.setdefault(artifact.call_id, []).append(artifact)
+    checkpoints: builtins.list[CheckpointCall] = []
+    artifacts: dict[str, ArtifactRef] = {}
+    for call in calls:
+        if call.type == SAVE_CALL_TYPE:
+            # A flow-scope save: its artifact belongs to the execution, no checkpoint.
+            for artifact in saved_by_call.get(call.call_id, ()):
+                artifacts.setdefault(artifact.id, ArtifactRef.from_record(artifact, client))
+            continue
+        checkpoint = CheckpointCall.from_record(
+            call, by_call.get(call.call_id, []), saved_by_call.get(call.call_id, ()), client
+        )
+        checkpoints.append(checkpoint)
+        for ref in checkpoint.artifacts:
+            artifacts.setdefault(ref.artifact_id, ref)
+    return checkpoints, list(artifacts.values())

@@ -1,0 +1,131 @@
+"""Stores written by an older Kitaru open with this one: every migration upgrades them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+import kitaru
+from kitaru._store import Store, engine
+from kitaru._store.schema import SCHEMA_REVISION
+
+
+def _alembic(conn: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(engine.__file__).parent / "migrations"))
+    config.attributes["connection"] = conn
+    return config
+
+
+def _at_revision(url: str, revision: str) -> None:
+    """A store whose schema stops at ``revision`` (as an older Kitaru left it)."""
+    eng = engine.create_engine(url)
+    try:
+        with eng.begin() as conn:
+            command.upgrade(_alembic(conn), revision)
+    finally:
+        eng.dispose()
+
+
+def test_a_0006_store_keeps_its_attempts_and_cache_after_the_upgrade(store_url: str) -> None:
+    _at_revision(store_url, "0006")
+    eng = sa.create_engine(store_url)
+    now = time.time()
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO kitaru_executions (id, flow_name, flow_ref, status, stack, config, "
+                "metadata, created_at, run_count, fence) VALUES ('e1', 'f', '{}', 'completed', "
+                "'local', '{}', '{}', :now, 1, 1)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO kitaru_checkpoint_calls (exec_id, call_id, seq, name, runtime, "
+                "status, cache_key, attempts, metadata, started_at, ended_at, concurrent) "
+                "VALUES ('e1', 'step', 0, 'step', 'inline', 'completed', 'k1', 1, '{}', "
+                ":now, :now, false)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO kitaru_checkpoint_attempts (exec_id, call_id, attempt, run, status, "
+                "started_at, ended_at) VALUES ('e1', 'step', 1, 1, 'completed', :now, :now)"
+            ),
+            {"now": now},
+        )
+    eng.dispose()
+
+    store = Store(store_url)  # opening migrates
+    try:
+        assert engine.current_revision(store.engine) == SCHEMA_REVISION
+        (attempt,) = store.attempts("e1")
+        assert (attempt.call_id, attempt.attempt, attempt.run) == ("step", 1, 1)
+        assert store.calls("e1")[0].run is None
+        with store.read() as conn:
+            plan = " ".join(
+                str(r)
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT * FROM kitaru_checkpoint_calls "
+                    "WHERE cache_key = 'k1'"
+                    if store.dialect == "sqlite"
+                    else "EXPLAIN SELECT * FROM kitaru_checkpoint_calls WHERE cache_key = 'k1'"
+                )
+            )
+        # The partial index still serves the cache lookup.
+        if store.dialect == "sqlite":
+            assert "ix_kitaru_checkpoint_calls_cache_key" in plan
+    finally:
+        store.dispose()
+
+
+def test_downgrading_0007_turns_first_attempts_back_into_rows(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITARU_STORE_URL", store_url)
+    monkeypatch.setenv("KITARU_ARTIFACTS_ROOT", str(tmp_path / "artifacts"))
+    from kitaru._backend import forget_backends
+
+    forget_backends()
+
+    @kitaru.checkpoint
+    def step() -> int:
+        return 1
+
+    @kitaru.flow(cache=False)
+    def one() -> int:
+        return step()
+
+    handle = one.run()
+    assert handle.wait() == 1
+    exec_id = handle.exec_id
+    before = Store(store_url)
+    try:
+        expected = [(a.call_id, a.attempt, a.run) for a in before.attempts(exec_id)]
+        with before.read() as conn:
+            rows = conn.exec_driver_sql("SELECT count(*) FROM kitaru_checkpoint_attempts").scalar()
+    finally:
+        before.dispose()
+    assert expected == [("step", 1, 1)]
+    assert rows == 0
+    forget_backends()
+
+    eng = engine.create_engine(store_url)
+    try:
+        with eng.begin() as conn:
+            command.downgrade(_alembic(conn), "0006")
+        with eng.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT call_id, attempt, run FROM kitaru_checkpoint_attempts "
+                f"WHERE exec_id = '{exec_id}'"
+            ).all()
+    finally:
+        eng.dispose()
+    assert [tuple(r) for r in stored] == expected
