@@ -86,7 +86,9 @@ def test_client_through_server_matches_local(server: Server) -> None:
     output = next(r for r in refs if r.role == "output")
     assert remote.artifacts.get(output.artifact_id) == local.artifacts.get(output.artifact_id)
     assert output.load() == 4  # bytes downloaded, decoded here
-    assert remote.executions.get(done.exec_id).checkpoints[0].output.load() == 4
+    remote_output = remote.executions.get(done.exec_id).checkpoints[0].output
+    assert remote_output is not None
+    assert remote_output.load() == 4
     # Events come from the server's SSE stream, as the store has them.
     assert [e.to_dict() for e in remote.executions.events(done.exec_id)] == [
         e.to_dict() for e in local.executions.events(done.exec_id)
