@@ -232,3 +232,29 @@ def test_stream_sends_events_and_logs_then_ends(server: Server) -> None:
             if line.startswith("event: ")
         ]
     assert again == ["status", "end"]
+
+
+def test_stream_follows_a_live_execution(server: Server) -> None:
+    gated = _flows.gate.run(5)
+    _wait_status(gated.exec_id, "waiting")
+    seen: list[tuple[str, str]] = []
+    with server.admin.stream("GET", f"/executions/{gated.exec_id}/stream") as response:
+        kind = ""
+        answered = False
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                seen.append((kind, data.get("status") or data.get("kind") or data["message"]))
+                if kind == "status" and data["status"] == "waiting" and not answered:
+                    # Answer while the stream is open: it carries on to the end.
+                    reply = server.admin.post(
+                        f"/executions/{gated.exec_id}/input", json={"wait": "go"}
+                    )
+                    assert reply.status_code == 200, reply.text
+                    answered = True
+    assert gated.wait(timeout=30) == 7
+    assert ("status", "waiting") in seen
+    assert ("log", "adding 5 and 2") in seen
+    assert seen[-1] == ("end", "completed")
