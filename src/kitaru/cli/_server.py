@@ -61,7 +61,13 @@ def _alive(pid: int) -> bool:
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
-    import httpx
+    try:
+        import httpx
+    except ImportError:
+        raise KitaruUsageError(
+            "The Kitaru server needs the 'server' extra: pip install -e '.[server]' from "
+            "this repository (or a wheel built from it)."
+        ) from None
 
     try:
         return httpx.get(f"{url}/api/v1/health", timeout=timeout).status_code == 200

@@ -49,7 +49,16 @@ class Session:
     """HTTP calls to one server, shared by a client's threads (httpx pools connections)."""
 
     def __init__(self, connection: Connection) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            from kitaru.errors import KitaruUsageError
+
+            raise KitaruUsageError(
+                f"Talking to the Kitaru server at {connection.url} needs httpx: install "
+                "Kitaru with the 'server' extra from this repository (pip install -e "
+                "'.[server]'), or `kitaru logout` to use the store directly."
+            ) from None
 
         self.connection = connection
         self._http = httpx.Client(
