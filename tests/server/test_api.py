@@ -117,6 +117,14 @@ def test_errors_are_typed_json(server: Server) -> None:
     assert unknown_field.status_code == 422
     assert _error(unknown_field)["type"] == "KitaruUsageError"
     assert api.get("/no-such-route").status_code == 404
+    # Text no store can hold (NUL: PostgreSQL refuses it) is a client error, never a 500.
+    for path in ("/executions/ab%00cd", "/executions/ab%00cd/logs", "/artifacts/%00"):
+        refused = api.get(path)
+        assert refused.status_code in (400, 404), (path, refused.text)
+        assert _error(refused)["type"] in ("KitaruUsageError", "KitaruBackendError")
+    assert api.get("/executions", params={"flow": "a\x00b"}).json()["count"] == 0
+    replay = api.post("/replays", json={"executions": ["ab\u0000cd"], "at": "add"})
+    assert replay.status_code in (400, 404), replay.text
 
 
 def test_limits(server: Server) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kitaru import errors
@@ -94,6 +95,15 @@ def install(app: FastAPI) -> None:
         error_type = "KitaruNotFoundError" if exc.status_code == 404 else "KitaruUsageError"
         return error_response(exc.status_code, error_type, str(exc.detail))
 
+    async def unstorable(_request: Request, exc: Exception) -> JSONResponse:
+        # e.g. a NUL character in an id or name: PostgreSQL refuses such text.
+        return error_response(
+            400,
+            "KitaruUsageError",
+            "The request holds text the store cannot compare (a NUL character or invalid "
+            "Unicode in an id or name); no stored item can match it.",
+        )
+
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         logger.exception("Unexpected error while serving a request")
         return error_response(
@@ -107,6 +117,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LookupError, kitaru_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(sa_exc.DataError, unstorable)
     app.add_exception_handler(Exception, unexpected)
 
 

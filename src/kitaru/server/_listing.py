@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from kitaru._store import ExecutionRecord
 from kitaru._store import schema as t
 from kitaru._store._rows import _execution_from_row
+from kitaru._text import storable_text
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ def page(
     store: Store, filters: Filters, *, limit: int, cursor: str | None
 ) -> tuple[list[ExecutionRecord], str | None]:
     """Up to ``limit`` executions, newest first, after ``cursor``; and the next cursor."""
+    texts = [filters.flow, filters.stack]
+    if any(v is not None and ("\x00" in v or not storable_text(v)) for v in texts):
+        return [], None  # no stored name can hold that text (PostgreSQL refuses NUL)
     ex = t.executions.c
     query = sa.select(t.executions).order_by(ex.created_at.desc(), ex.id.desc())
     if filters.statuses:
