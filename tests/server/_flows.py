@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 from pydantic import BaseModel
 
 import kitaru
@@ -46,3 +50,16 @@ def approval(x: int) -> str:
 def gate(x: int) -> int:
     kitaru.wait(name="go")
     return add(x, 2)
+
+
+@checkpoint(cache=False)
+def slow(x: int, marker: str) -> int:
+    Path(marker).write_text("started")
+    if os.environ.get("KITARU_TEST_SLOW") == "1":
+        time.sleep(120)  # killed here
+    return x * 10
+
+
+@flow(cache=False)
+def crashy(x: int, marker: str) -> int:
+    return add(slow(x, marker), 1)

@@ -162,3 +162,31 @@ def cli() -> Any:
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return invoke
+
+
+def http_store(store_url: str, tmp_path: Path) -> Iterator[Any]:
+    """The HTTP-backed store of a server process over ``store_url`` (for the contract tests)."""
+    from kitaru._store import Store
+    from kitaru.client._remote_store import HttpStore
+
+    direct = Store(store_url)  # creates and migrates the store
+    create_account(direct, "contract")
+    _key, raw = create_key(direct, "contract", "runner", "write")
+    direct.dispose()
+    home = tmp_path / "server-home"
+    home.mkdir(exist_ok=True)
+    url, process = start_server(home, store_url, tmp_path / "server.log")
+    previous = os.environ.get("KITARU_AUTH_TOKEN")
+    os.environ["KITARU_AUTH_TOKEN"] = raw
+    try:
+        store = HttpStore(f"kitaru+{url}")
+    finally:
+        if previous is None:
+            os.environ.pop("KITARU_AUTH_TOKEN", None)
+        else:
+            os.environ["KITARU_AUTH_TOKEN"] = previous
+    try:
+        yield store
+    finally:
+        store.dispose()
+        stop(process)

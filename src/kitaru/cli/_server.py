@@ -117,6 +117,11 @@ def start(
 
         if store_url is not None:
             os.environ["KITARU_STORE_URL"] = store_url
+        if os.environ.get("KITARU_STORE_URL", "").startswith("kitaru+"):
+            raise KitaruUsageError(
+                "A Kitaru server serves a database store (SQLite or PostgreSQL), not another "
+                "server: pass --store-url with the database URL."
+            )
         if artifacts_root is not None:
             os.environ["KITARU_ARTIFACTS_ROOT"] = artifacts_root
         if max_body_bytes is not None:

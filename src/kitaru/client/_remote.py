@@ -25,7 +25,7 @@ class KitaruPermissionError(KitaruError):
     """The API key may not do this (403: a read-only key on a control route)."""
 
 
-_EXTRA = {
+_EXTRA: dict[str, type[BaseException]] = {
     "KitaruAuthenticationError": KitaruAuthenticationError,
     "KitaruPermissionError": KitaruPermissionError,
     "LookupError": LookupError,
@@ -33,6 +33,10 @@ _EXTRA = {
 
 
 def error_from(status: int, body: Any) -> BaseException:
+    if not _EXTRA.get("StaleOwnerError"):
+        from kitaru._store import StaleOwnerError
+
+        _EXTRA["StaleOwnerError"] = StaleOwnerError
     info = body.get("error") if isinstance(body, dict) else None
     if not isinstance(info, dict):
         return KitaruBackendError(f"The Kitaru server answered HTTP {status} without details.")

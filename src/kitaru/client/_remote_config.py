@@ -117,6 +117,19 @@ def current_connection() -> Connection | None:
         return _connected
     url = os.environ.get(ENV_SERVER_URL, "").strip()
     token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
+    store_url = os.environ.get("KITARU_STORE_URL", "").strip()
+    if store_url.startswith(("kitaru+http://", "kitaru+https://")) and not url:
+        # Recording through a server (KITARU_STORE_URL=kitaru+http://...): read through it too.
+        server = normalize_url(store_url.removeprefix("kitaru+"))
+        if token:
+            return Connection(server, token, "KITARU_STORE_URL")
+        saved = _saved()
+        if saved is not None and saved.url == server:
+            return saved
+        raise KitaruUsageError(
+            f"KITARU_STORE_URL names the Kitaru server {server}: set {ENV_AUTH_TOKEN} to an "
+            f"API key, or `kitaru login {server} --api-key KEY`."
+        )
     if url or token:
         if not (url and token):
             missing = ENV_AUTH_TOKEN if url else ENV_SERVER_URL
