@@ -50,6 +50,7 @@ class Server:
     store_url: str
     process: subprocess.Popen[bytes]
     log: Path
+    runner_key: str = ""
 
     @property
     def api(self) -> str:
@@ -125,10 +126,11 @@ def server(
     create_account(store, "ci")
     _admin, admin_key = create_key(store, "ci", "admin", "write")
     _reader, read_key = create_key(store, "ci", "reader", "read")
+    _runner, runner_key = create_key(store, "ci", "runner", "runner")
     log = tmp_path / "server.log"
     url, process = start_server(kitaru_home, store_url, log)
     try:
-        yield Server(url, admin_key, read_key, store_url, process, log)
+        yield Server(url, admin_key, read_key, store_url, process, log, runner_key)
     finally:
         stop(process)
 
@@ -171,7 +173,7 @@ def http_store(store_url: str, tmp_path: Path) -> Iterator[Any]:
 
     direct = Store(store_url)  # creates and migrates the store
     create_account(direct, "contract")
-    _key, raw = create_key(direct, "contract", "runner", "write")
+    _key, raw = create_key(direct, "contract", "runner", "runner")
     direct.dispose()
     home = tmp_path / "server-home"
     home.mkdir(exist_ok=True)

@@ -97,7 +97,7 @@ def test_keys_are_stored_as_hashes(server: Server) -> None:
     store = get_backend().store
     with store.read() as conn:
         hashes = [r.key_hash for r in conn.execute(sa.select(auth_schema.api_keys))]
-    assert len(hashes) == 2
+    assert len(hashes) == 3
     assert server.admin_key not in hashes
     assert all(len(h) == 64 for h in hashes)
     assert all(server.admin_key not in str(k.to_dict()) for k in list_keys(store))
@@ -122,6 +122,9 @@ def test_auth_cli(cli: Any, kitaru_home: Path) -> None:
     assert text.exit_code == 0
     assert "shown only now" in text.stdout
     assert cli("auth", "api-keys", "delete", "bot", "ro").exit_code == 0
+    runner = cli("auth", "api-keys", "create", "bot", "run", "--runner", "-o", "json")
+    assert runner.json()["item"]["access"] == "runner"
+    assert cli("auth", "api-keys", "create", "bot", "x", "--runner", "--read-only").exit_code == 1
     missing = cli("auth", "api-keys", "delete", "bot", "ro", "-o", "json")
     assert missing.exit_code == 1
     assert missing.stdout == ""

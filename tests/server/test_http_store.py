@@ -36,7 +36,7 @@ def _env(server: Server, key: str, home: Path) -> dict[str, str]:
 def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", RUN.format(flow="adder", arg=4)],
-        env=_env(server, server.admin_key, tmp_path / "runner-home"),
+        env=_env(server, server.runner_key, tmp_path / "runner-home"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,7 +64,7 @@ def test_a_runner_killed_mid_checkpoint_is_resumed_by_a_worker_of_the_server(
     server: Server, tmp_path: Path
 ) -> None:
     marker = tmp_path / "started"
-    env = _env(server, server.admin_key, tmp_path / "runner-home")
+    env = _env(server, server.runner_key, tmp_path / "runner-home")
     runner = subprocess.Popen(
         [sys.executable, "-c", CRASH.format(marker=str(marker))],
         env={**env, "KITARU_TEST_SLOW": "1", "KITARU_LEASE_SECONDS": "2"},
@@ -105,3 +105,18 @@ def test_a_runner_killed_mid_checkpoint_is_resumed_by_a_worker_of_the_server(
     from kitaru import FlowHandle
 
     assert FlowHandle(exec_id).get() == 31
+
+
+def test_only_runner_keys_may_record(server: Server) -> None:
+    body = {"positional": ["00000000-0000-0000-0000-000000000000"], "keywords": {}}
+    for key in (server.read_key, server.admin_key):
+        refused = server.client(key).post("/store/get_execution", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "KitaruPermissionError"
+    runner = server.client(server.runner_key)
+    assert runner.post("/store/get_execution", json=body).json() == {"result": None}
+    unknown = runner.post("/store/read", json=body)
+    assert unknown.status_code == 404
+    # Only the listed record types decode: anything else is refused, never built.
+    forged = {"positional": [{"$k": "record", "t": "Popen", "v": {}}], "keywords": {}}
+    assert runner.post("/store/get_execution", json=forged).status_code in (400, 422)

@@ -80,7 +80,7 @@ def decode(value: Any) -> Any:
     if tag is None:
         return {k: decode(v) for k, v in value.items()}
     if tag == "enum":
-        return _ENUMS[value["t"]](value["v"])
+        return _ENUMS[_known(_ENUMS, value["t"])](value["v"])
     if tag == "bytes":
         return base64.b64decode(value["v"])
     if tag == "tuple":
@@ -88,13 +88,19 @@ def decode(value: Any) -> Any:
     if tag == "map":
         return {decode(k): decode(v) for k, v in value["v"]}
     if tag == "record":
-        cls = _RECORDS[value["t"]]
+        cls = _RECORDS[_known(_RECORDS, value["t"])]
         return cls(**{k: decode(v) for k, v in value["v"].items()})
     if tag == "error":
         from kitaru.errors import KitaruBackendError
 
         return KitaruBackendError(f"{value['t']}: {value['v']}")
     raise KitaruUsageError(f"Unknown value tag {tag!r} in a store request.")
+
+
+def _known(table: dict[str, type[Any]], name: Any) -> str:
+    if not isinstance(name, str) or name not in table:
+        raise KitaruUsageError(f"{name!r} is not a type the store exchanges over HTTP.")
+    return name
 
 
 #: The store methods callable over HTTP: the store contract (no SQL, no engine).

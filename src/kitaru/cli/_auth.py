@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kitaru.cli._output import OutputFormat, OutputOption, command, fmt_time
+from kitaru.errors import KitaruUsageError
 
 app = typer.Typer(help="Service accounts and API keys of the Kitaru server.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Service accounts (owners of API keys).", no_args_is_help=True)
@@ -104,13 +105,22 @@ def create_key(
         bool,
         typer.Option("--read-only/--read-write", help="Read-only keys get 403 on control routes."),
     ] = False,
+    runner: Annotated[
+        bool,
+        typer.Option(
+            "--runner", help="Also record executions (for runners and workers on other machines)."
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create an API key for a service account; prints the raw key once."""
     with command("auth api-keys create", output) as out:
         from kitaru.server._accounts import create_key as create
 
-        key, raw = create(_store(), account, name, "read" if read_only else "write")
+        if read_only and runner:
+            raise KitaruUsageError("A key is either --read-only or --runner, not both.")
+        access = "runner" if runner else "read" if read_only else "write"
+        key, raw = create(_store(), account, name, access)
         out.item({**key.to_dict(), "key": raw}, lambda c: _show_raw(c, "Created", key, raw))
 
 

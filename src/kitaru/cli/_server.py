@@ -275,7 +275,7 @@ def _local_key() -> str:
     while name in taken:
         counter += 1
         name = f"{base}-{counter}"
-    _key, raw = create_key(store, ADMIN_ACCOUNT, name, "write")
+    _key, raw = create_key(store, ADMIN_ACCOUNT, name, "runner")
     return raw
 
 

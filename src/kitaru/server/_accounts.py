@@ -23,8 +23,10 @@ from kitaru.errors import KitaruStateError, KitaruUsageError
 if TYPE_CHECKING:
     from kitaru._store import Store
 
-Access = Literal["read", "write"]
-ACCESS_LEVELS: tuple[str, ...] = ("read", "write")
+Access = Literal["read", "write", "runner"]
+#: read: read-only; write: also control (retry, input, cancel, ...); runner: also the
+#: store contract (``/api/v1/store``: record executions, as runners and workers do).
+ACCESS_LEVELS: tuple[str, ...] = ("read", "write", "runner")
 KEY_PREFIX = "kt_"
 #: The account `kitaru server start` creates with the first key when there is none.
 ADMIN_ACCOUNT = "admin"
@@ -87,7 +89,8 @@ def _check_name(value: str, what: str) -> str:
 def _check_access(access: str) -> str:
     if access not in ACCESS_LEVELS:
         raise KitaruUsageError(
-            f"Access must be 'read' (read-only) or 'write' (read-write), got {access!r}."
+            f"Access must be 'read' (read-only), 'write' (read-write) or 'runner' (also "
+            f"records executions), got {access!r}."
         )
     return access
 
@@ -275,5 +278,5 @@ def ensure_admin_key(store: Store) -> str | None:
     while name in taken:
         counter += 1
         name = f"admin-{counter}"
-    _key, raw = create_key(store, ADMIN_ACCOUNT, name, "write")
+    _key, raw = create_key(store, ADMIN_ACCOUNT, name, "runner")
     return raw

@@ -40,7 +40,7 @@ def require_read(request: Request) -> ApiKey:
 
 
 def require_write(key: Annotated[ApiKey, Depends(require_read)]) -> ApiKey:
-    if key.access != "write":
+    if key.access not in ("write", "runner"):
         raise ApiError(
             403,
             "KitaruPermissionError",
@@ -50,5 +50,17 @@ def require_write(key: Annotated[ApiKey, Depends(require_read)]) -> ApiKey:
     return key
 
 
+def require_runner(key: Annotated[ApiKey, Depends(require_read)]) -> ApiKey:
+    if key.access != "runner":
+        raise ApiError(
+            403,
+            "KitaruPermissionError",
+            f"API key {key.name!r} of service account {key.account!r} may not record "
+            "executions: runners and workers need a key created with --runner.",
+        )
+    return key
+
+
 Reader = Annotated[ApiKey, Depends(require_read)]
+Runner = Annotated[ApiKey, Depends(require_runner)]
 Writer = Annotated[ApiKey, Depends(require_write)]

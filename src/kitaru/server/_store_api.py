@@ -4,7 +4,7 @@ A process whose store URL is ``kitaru+http://HOST:PORT`` records its executions
 through the server: each store call is one request (one per checkpoint on the
 hot path). Arguments and results use the tagged JSON of ``kitaru._store._wire``;
 nothing is unpickled (a wait's pickled schema is stored as bytes, untouched).
-Needs a read-write key.
+Needs a runner key (``kitaru auth api-keys create ACCOUNT NAME --runner``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 
 from kitaru._backend import get_backend
 from kitaru._store import StaleOwnerError, _wire
-from kitaru.server._auth import Writer
+from kitaru.server._auth import Runner
 from kitaru.server._errors import ApiError
 from kitaru.server._schemas import ErrorResponse
 
@@ -38,13 +38,18 @@ class StoreResult(BaseModel):
 
 
 @router.post("/{method}", response_model=StoreResult, summary="Call a store contract method")
-def call(method: str, body: StoreCall, _key: Writer) -> dict[str, Any]:
+def call(method: str, body: StoreCall, _key: Runner) -> dict[str, Any]:
     if method not in _wire.METHODS:
         raise ApiError(
             404, "KitaruUsageError", f"{method!r} is not a store method callable over HTTP."
         )
-    args = _wire.decode(body.positional)
-    kwargs = _wire.decode(body.keywords)
+    try:
+        args = _wire.decode(body.positional)
+        kwargs = _wire.decode(body.keywords)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApiError(
+            400, "KitaruUsageError", f"Malformed arguments for store.{method}: {exc!r}"
+        ) from None
     store = get_backend().store
     try:
         result = getattr(store, method)(*args, **kwargs)
