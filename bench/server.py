@@ -12,7 +12,9 @@ small executions, then measures for ``--seconds`` each:
 
 - ``get``: ``GET /api/v1/executions/{id}`` from one keep-alive client (req/s, p50/p99);
 - ``list``: ``GET /api/v1/executions?limit=50`` from one client (p50/p99);
-- ``get`` from ``--clients`` concurrent keep-alive clients (total req/s, p50/p99).
+- ``get`` from ``--clients`` concurrent keep-alive clients (total req/s, p50/p99);
+- the cost of a no-op checkpoint in a flow of ``--checkpoints`` of them, on the store
+  directly and through the server (``KITARU_STORE_URL=kitaru+http://...``).
 
 Reporting only: nothing here asserts on time; errors are counted and printed.
 """
@@ -76,11 +78,40 @@ def report(label: str, samples: list[float], seconds: float, errors: int) -> Non
     )
 
 
+def checkpoint_costs(flows: Any, url: str, key: str, n: int, kind: str) -> None:
+    """One flow of ``n`` no-op checkpoints on the store directly, then through the server."""
+    from kitaru._backend import forget_backends
+
+    def per_checkpoint() -> float:
+        flows.many.run(5).wait()  # warm up (imports, connections)
+        start = time.perf_counter()
+        assert flows.many.run(n).wait() == n
+        return (time.perf_counter() - start) / n
+
+    direct = per_checkpoint()
+    store_url = os.environ["KITARU_STORE_URL"]
+    os.environ["KITARU_STORE_URL"] = f"kitaru+{url}"
+    os.environ["KITARU_AUTH_TOKEN"] = key
+    forget_backends()
+    try:
+        remote = per_checkpoint()
+    finally:
+        os.environ["KITARU_STORE_URL"] = store_url
+        del os.environ["KITARU_AUTH_TOKEN"]
+        forget_backends()
+    print(
+        f"{'no-op checkpoint, ' + kind + ' store directly':<38} {direct * 1000:8.2f} ms\n"
+        f"{'no-op checkpoint, through the server':<38} {remote * 1000:8.2f} ms "
+        f"({remote / direct:.1f}x; kitaru+http, one request per checkpoint)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--executions", type=int, default=200)
+    parser.add_argument("--checkpoints", type=int, default=300)
     parser.add_argument("--postgres-url", default=os.environ.get("KITARU_TEST_POSTGRES_URL"))
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -110,7 +141,9 @@ def main() -> int:
     (tmp / "bench_server_flows.py").write_text(
         "from kitaru import checkpoint, flow\n\n"
         "@checkpoint(cache=False)\ndef step(x: int) -> int:\n    return x + 1\n\n"
-        "@flow(cache=False)\ndef small(x: int) -> int:\n    return step(step(x))\n"
+        "@flow(cache=False)\ndef small(x: int) -> int:\n    return step(step(x))\n\n"
+        "@flow(cache=False)\ndef many(n: int) -> int:\n"
+        "    total = 0\n    for i in range(n):\n        total = step(total)\n    return total\n"
     )
     process = None
     try:
@@ -123,6 +156,7 @@ def main() -> int:
         store = get_backend().store
         create_account(store, "bench")
         _key, raw = create_key(store, "bench", "bench", "read")
+        _key, runner_raw = create_key(store, "bench", "runner", "runner")
         ids = [bench_server_flows.small.run(i) for i in range(args.executions)]
         for handle in ids:
             handle.wait()
@@ -190,6 +224,7 @@ def main() -> int:
             args.seconds,
             sum(r[1] for r in results),
         )
+        checkpoint_costs(bench_server_flows, url, runner_raw, args.checkpoints, kind)
         return 0
     finally:
         if process is not None:
