@@ -380,6 +380,16 @@ def store_engine() -> Any | None:
         return None
 
 
+def get_store_of(engine: Any) -> Any | None:
+    try:
+        from kitaru._backend import get_backend
+
+        store = get_backend().store
+    except Exception:
+        return None
+    return store if store.engine is engine else None
+
+
 @contextlib.contextmanager
 def count_db_activity(engine: Any) -> Iterator[dict[str, int]]:
     """Count statements, transaction begins/commits and pool checkouts on ``engine``."""
@@ -498,6 +508,11 @@ def db_activity_per_checkpoint(
         try:
             tracer = PgWireTrace(engine, trace_dir)
             flow.run(2, counter.take(2) if variant.fresh_inputs else 0).wait()
+            # The store's direct connections (checkpoint writes, cache lookups) were
+            # checked out before the tracer existed: trace them too.
+            direct = getattr(get_store_of(engine), "_pg_direct", None)
+            for conn in direct.idle_connections() if direct is not None else ():
+                tracer._on_checkout(conn)
             tracer.restart()
         except Exception as exc:
             progress(f"libpq trace unavailable ({type(exc).__name__}: {exc})")

@@ -8,11 +8,16 @@ test gets a fresh schema there, dropped afterwards.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Nothing the tests do, collection included, may touch the user's own Kitaru
+# config and default store: until a test's own fixture sets one, use a scratch dir.
+os.environ["KITARU_CONFIG_PATH"] = tempfile.mkdtemp(prefix="kitaru-tests-config-")
 
 from kitaru._backend import forget_backends, get_backend
 from kitaru.config import reset_configuration

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import BlobIntegrityError, BlobStore, Serialized, deserialize, serialize
 from kitaru._blobs.inputs import INPUTS
 from kitaru._blobs.inputs import unpack as unpack_inputs
+from kitaru._ids import uuid4
 from kitaru._store import ArtifactRecord
 from kitaru.errors import KitaruBackendError
 
@@ -94,7 +94,7 @@ class Backend:
             uri, sha = self.blobs.put(data)
             inline = None
         return ArtifactRecord(
-            id=str(uuid.uuid4()),
+            id=uuid4(),
             exec_id=exec_id,
             call_id=call_id,
             name=name,

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -613,6 +613,9 @@ class ResolvedSettings:
     image: dict[str, Any] | None
     sources: dict[str, str]
     stack_id: str | None = None
+    #: The merged image settings with their real values (never recorded: ``image``
+    #: is the record's copy, secret-looking values redacted). None after from_record.
+    image_settings: ImageSettings | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_explicit(self) -> bool:
@@ -730,6 +733,7 @@ def resolve_settings(
         image=image,
         sources={key: sources[key] for key in _RESOLVED_KEYS},
         stack_id=stack_id,
+        image_settings=merged,
     )
 
 

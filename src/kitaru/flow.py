@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
+from kitaru._ids import uuid4
 from kitaru._runtime import control
 from kitaru._runtime.loader import flow_reference
 from kitaru._runtime.signature import FlowSignature
@@ -19,6 +19,10 @@ from kitaru.errors import KitaruUsageError
 from kitaru.handle import FlowHandle
 
 if TYPE_CHECKING:
+    from kitaru._backend import Backend
+    from kitaru._stacks.ray import RayLaunch
+    from kitaru._store import ExecutionRecord
+    from kitaru.config import ResolvedSettings
     from kitaru.replay import ReplaySubmission
 
 P = ParamSpec("P")
@@ -98,7 +102,9 @@ class Flow(Generic[P, R]):
         args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         backend = get_backend()
-        exec_id = str(uuid.uuid4())
+        ref = flow_reference(self.func)
+        remote = _prepare_remote(settings, backend, ref)
+        exec_id = uuid4()
         inputs = control.inputs_artifact(
             backend,
             exec_id,
@@ -110,14 +116,19 @@ class Flow(Generic[P, R]):
         record = control.new_running_record(
             exec_id,
             flow_name=self.name,
-            flow_ref=flow_reference(self.func),
+            flow_ref=ref,
             stack=settings.stack,
             config={**settings.to_record(), "max_concurrency": concurrency},
             inputs=inputs,
             now=time.time(),
         )
-        backend.store.create_execution(record, inputs)
-        control.start(backend, record, self, tuple(args), kwargs, fresh=True)
+        if remote is not None:
+            record = remote.dispatch_record(record)
+            backend.store.create_execution(record, inputs)
+            _launch_remote(remote, backend, record)
+        else:
+            backend.store.create_execution(record, inputs)
+            control.start(backend, record, self, tuple(args), kwargs, fresh=True)
         return FlowHandle(exec_id, backend=backend)
 
     def replay(
@@ -176,6 +187,37 @@ class Flow(Generic[P, R]):
             expect_flow=self.name,
             keywords=FLOW_REPLAY_KEYWORDS,
         )
+
+
+def _prepare_remote(
+    settings: ResolvedSettings, backend: Backend, ref: dict[str, Any]
+) -> RayLaunch | None:
+    """For a run on a ray stack: checks, connection and runtime env, before any write."""
+    if settings.stack == "local":
+        return None
+    from kitaru._stacks.ray import image_for_dispatch, prepare, stack_record_for
+
+    stack = stack_record_for(settings.stack)
+    if stack is None:
+        return None
+    image = image_for_dispatch(settings.image_settings, settings.image)
+    return prepare(stack, backend=backend, image=image, flow_ref=ref)
+
+
+def _launch_remote(remote: RayLaunch, backend: Backend, record: ExecutionRecord) -> None:
+    """Start the recorded execution on its cluster; if that fails, record why and raise."""
+    try:
+        remote.launch(record)
+    except Exception as exc:
+        from kitaru._store import ExecutionStatus
+
+        backend.store.finish_execution(
+            record.id,
+            status=ExecutionStatus.FAILED,
+            failure={"origin": "runtime", "checkpoint": None, "message": str(exc)},
+            only_if_status=(ExecutionStatus.RUNNING,),
+        )
+        raise
 
 
 def _validate_concurrency(value: Any, where: str) -> int | None:

@@ -706,7 +706,11 @@ def test_a_diverged_execution_raises_a_divergence_error(any_store: str) -> None:
 
 
 def _operations_on(exec_id: str) -> dict[str, Callable[[], Any]]:
-    executions = KitaruClient().executions
+    class _Executions:  # the client is made when an operation runs (not at collection)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(KitaruClient().executions, name)
+
+    executions = _Executions()
     return {
         "get": lambda: executions.get(exec_id),
         "retry": lambda: executions.retry(exec_id),

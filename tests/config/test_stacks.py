@@ -120,7 +120,7 @@ def test_duplicate_names(name: str) -> None:
 
 def test_other_kinds_are_not_available() -> None:
     with pytest.raises(
-        KitaruFeatureNotAvailableError, match=r"'kubernetes'.*Available kinds: local"
+        KitaruFeatureNotAvailableError, match=r"'kubernetes'.*Available kinds: local, ray"
     ):
         create_stack("k8s", kind="kubernetes")
     assert [s.name for s in list_stacks()] == ["local"]

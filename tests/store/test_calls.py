@@ -8,7 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from kitaru._store import Store
-from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionRecord
+from kitaru._store.records import (
+    ArtifactRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+    StaleOwnerError,
+)
 from kitaru.errors import KitaruBackendError
 
 from ._support import Records
@@ -346,3 +353,81 @@ def test_an_attempt_row_and_a_call_row_run_do_not_double_count(
     row = records.attempt(execution.id, "old", 1, run=1)
     store.record_call(records.call(execution.id, "old", 0, run=1), attempt=row)
     assert store.attempts(execution.id) == [row]
+
+
+def test_a_dropped_postgres_connection_fails_one_write_not_the_next(
+    postgres_url: str, records: Records
+) -> None:
+    store = Store(postgres_url)
+    try:
+        execution = records.execution()
+        store.create_execution(execution)
+        first = records.artifact(execution.id, "first")
+        store.record_call(records.call(execution.id, "first", 0, artifact=first), artifact=first)
+        # The server ends the session the write went out on (a restart, an idle timeout).
+        fast = store._pg_direct
+        assert fast is not None
+        kept = fast._idle.get_nowait()
+        fast._idle.put(kept)
+        pid = kept.pooled.driver_connection.info.backend_pid
+        with store.engine.connect() as conn:
+            ended = conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid}).all()
+        assert len(ended) == 1
+        second = records.call(execution.id, "second", 1)
+        with pytest.raises(KitaruBackendError, match="failed to write"):
+            store.record_call(second, artifact=records.artifact(execution.id, "second"))
+        # The broken connection was dropped, not reused: the retry goes through.
+        store.record_call(second, artifact=records.artifact(execution.id, "second"))
+        assert [c.call_id for c in store.calls(execution.id)] == ["first", "second"]
+    finally:
+        store.dispose()
+
+
+# -- take_cached: find a hit and record the call that takes it --------------------------------
+
+
+def _taker(store: Store, records: Records, *, fence: int = 1) -> CallRecord:
+    execution = records.execution(status=ExecutionStatus.RUNNING, fence=fence, run_count=1)
+    store.create_execution(execution)
+    return records.call(
+        execution.id, "step", 3, status=CallStatus.CACHED, attempts=0, cache_key=None
+    )
+
+
+def test_take_cached_records_the_hit_on_the_taking_call(store: Store, records: Records) -> None:
+    cache = _Cache(store, records)
+    key = _key("step@v1", "a")
+    source = cache.add(key)
+    taking = _taker(store, records)
+
+    hit = store.take_cached(taking, key, fence=1)
+
+    assert hit == source
+    assert hit is not None
+    assert hit.artifact is not None
+    assert hit.artifact.inline_data == f"out-{source.exec_id}".encode()
+    (recorded,) = store.calls(taking.exec_id)
+    assert (recorded.status, recorded.artifact_id, recorded.source_exec_id, recorded.seq) == (
+        CallStatus.CACHED,
+        source.artifact_id,
+        source.exec_id,
+        3,
+    )
+    assert recorded.metadata == source.metadata
+    assert recorded.artifact == source.artifact
+
+
+def test_take_cached_without_a_hit_writes_nothing(store: Store, records: Records) -> None:
+    _Cache(store, records).add(_key("step@v1", "a"))
+    taking = _taker(store, records)
+    assert store.take_cached(taking, _key("step@v1", "b"), fence=1) is None
+    assert store.calls(taking.exec_id) == []
+
+
+def test_take_cached_by_a_stale_runner_writes_nothing(store: Store, records: Records) -> None:
+    key = _key("step@v1", "a")
+    _Cache(store, records).add(key)
+    taking = _taker(store, records, fence=2)
+    with pytest.raises(StaleOwnerError):
+        store.take_cached(taking, key, fence=1)
+    assert store.calls(taking.exec_id) == []

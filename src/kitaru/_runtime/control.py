@@ -238,6 +238,7 @@ def _claim_and_start(
     # Load the code and inputs before claiming: if they are missing, nothing changes.
     flow = load_flow(record.flow_ref, exec_id=record.id)
     args, kwargs = _inputs(backend, record)
+    remote = prepare_remote(backend, record)  # a ray stack's execution runs there again
     try:
         claimed = backend.store.claim(
             record.id,
@@ -256,7 +257,24 @@ def _claim_and_start(
         raise KitaruStateError(
             f"Execution {record.id} was taken by another process just now; it is running there."
         )
+    if remote is not None:
+        from kitaru._stacks.ray import hand_over
+
+        hand_over(remote, claimed)
+        return LiveExecution(claimed.id, fence=claimed.fence, flow_name=claimed.flow_name)
     return start(backend, claimed, flow, args, kwargs)
+
+
+def prepare_remote(backend: Backend, record: ExecutionRecord) -> Any:
+    """The prepared launch of an execution whose stack is a ray stack, else None.
+
+    Checks and connects only (nothing is written): call it before changing the store.
+    """
+    if record.stack == "local":
+        return None
+    from kitaru._stacks.ray import prepare_again
+
+    return prepare_again(backend, record)
 
 
 def cancel(backend: Backend, exec_id: str) -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from kitaru._ids import random_hex
 from kitaru._runtime.context import current_checkpoint
 from kitaru.errors import KitaruContextError, KitaruUsageError
 
@@ -86,9 +87,7 @@ class Lane:
         self.call_id = call_id
         self.checkpoint = checkpoint
         self.checkpoint_type = checkpoint_type
-        self.correlation_id = (
-            correlation_id or f"kitaru.checkpoint:{checkpoint}:{os.urandom(16).hex()}"
-        )
+        self.correlation_id = correlation_id or f"kitaru.checkpoint:{checkpoint}:{random_hex(16)}"
         self._next = next_index
         self._lock = threading.Lock()
 

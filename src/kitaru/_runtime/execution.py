@@ -481,33 +481,37 @@ class ExecutionContext:
                 return self.backend.load_value(artifact), None
         cache_key = self._cache_key(spec, args, kwargs)
         if cache_key is not None:
-            with self.backend_op(f"look up the cache for call {call_id!r}"):
-                hit = self._cache_lookup(cache_key)
+            now = time.time()
+            taking = self._call_record(
+                spec,
+                call_id,
+                CallStatus.CACHED,
+                attempts=0,
+                started_at=now,
+                ended_at=now,
+                keep=False,
+            )
+            # Found and recorded as cached at once (one round trip on PostgreSQL).
+            try:
+                hit = self.backend.store.take_cached(taking, cache_key, fence=self.record.fence)
+            except StaleOwnerError as exc:
+                raise CancelledError(str(exc)) from None
+            except Exception as exc:
+                self.backend_failed(exc, f"look up the cache for call {call_id!r}")
+            if hit is not None:
+                self._recorded.setdefault(call_id, taking)
             if hit is not None and hit.artifact is not None:
+                tracing.annotate(status=CallStatus.CACHED.value, attempt=0)
                 try:
-                    value = self.backend.load_value(hit.artifact)
+                    return self.backend.load_value(hit.artifact), None
                 except BlobIntegrityError as exc:
                     # The cached output is lost (missing or damaged bytes): run the
-                    # checkpoint instead; its new output repairs the blob.
+                    # checkpoint instead; its new output replaces the cached record
+                    # and repairs the blob.
                     logger.warning("Ignoring a cache hit for %r: %s", spec.name, exc)
                     return NOT_RECORDED, cache_key
                 except Exception as exc:
                     self.backend_failed(exc, f"load the cached output for call {call_id!r}")
-                now = time.time()
-                self._record(
-                    self._call_record(
-                        spec,
-                        call_id,
-                        CallStatus.CACHED,
-                        artifact_id=hit.artifact_id,
-                        source_exec_id=hit.exec_id,
-                        attempts=0,
-                        started_at=now,
-                        ended_at=now,
-                        metadata=dict(hit.metadata),
-                    )
-                )
-                return value, None
         return NOT_RECORDED, cache_key
 
     def finish_call(
@@ -616,6 +620,7 @@ class ExecutionContext:
         error: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         run: int | None = None,
+        keep: bool = True,
     ) -> CallRecord:
         existing = self._recorded.get(call_id)
         if existing is not None:
@@ -646,7 +651,8 @@ class ExecutionContext:
             run=run,
         )
         # Keep the seq stable if this call is written again (e.g. failed, then completed).
-        self._recorded.setdefault(call_id, record)
+        if keep:
+            self._recorded.setdefault(call_id, record)
         return record
 
     def _record(
@@ -696,10 +702,6 @@ class ExecutionContext:
         if inputs is None:
             return None
         return spec.cache_prefix() + inputs
-
-    def _cache_lookup(self, key: str) -> CallRecord | None:
-        # An indexed point lookup: its cost does not grow with the store's history.
-        return self.backend.store.cached_output(key, exclude_exec_id=self.exec_id)
 
     # -- divergence and cancellation -------------------------------------------------------
 
@@ -759,6 +761,10 @@ def _run_isolated(
     frame: CheckpointFrame,
 ) -> Any:
     # Imported on first use: subprocess and friends stay out of `import kitaru`.
+    from kitaru._stacks import _ray_isolated
+
+    if _ray_isolated.enabled():  # this process runs the execution on a ray stack
+        return _ray_isolated.run_isolated_on_ray(ctx, spec, args, kwargs, frame)
     from kitaru._runtime.isolated import run_isolated
 
     return run_isolated(ctx, spec, args, kwargs, frame)
@@ -796,16 +802,22 @@ class _LiveCall:
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
         """Calls that outlast KITARU_RUNNING_MARK_AFTER show as running (see progress)."""
-        running = self.ctx._call_record(
-            self.spec,
-            self.call_id,
-            CallStatus.RUNNING,
-            attempts=self.previous,
-            started_at=self.first_started,
-            ended_at=None,
-        )
-        store, fence = self.ctx.backend.store, self.ctx.record.fence
-        token = in_flight.begin(lambda: store.mark_running(running, fence=fence))
+        ctx, spec, call_id = self.ctx, self.spec, self.call_id
+        store, fence = ctx.backend.store, ctx.record.fence
+        previous, started = self.previous, self.first_started
+
+        def mark() -> None:  # only for a call that outlasts the threshold
+            running = ctx._call_record(
+                spec,
+                call_id,
+                CallStatus.RUNNING,
+                attempts=previous,
+                started_at=started,
+                ended_at=None,
+            )
+            store.mark_running(running, fence=fence)
+
+        token = in_flight.begin(mark)
         try:
             yield
         finally:

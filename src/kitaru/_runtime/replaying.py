@@ -498,13 +498,20 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
 
 
 def submit(backend: Backend, prepared: Prepared) -> LiveExecution:
-    """Write a prepared replay (one transaction) and start it in this process."""
-    from kitaru._runtime.control import start
+    """Write a prepared replay (one transaction) and start it (here, or on its ray stack)."""
+    from kitaru._runtime.control import prepare_remote, start
 
+    remote = prepare_remote(backend, prepared.record)
+    record = prepared.record if remote is None else remote.dispatch_record(prepared.record)
     backend.store.create_execution(
-        prepared.record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
+        record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
     )
-    return start(backend, prepared.record, prepared.flow, prepared.args, prepared.kwargs)
+    if remote is not None:
+        from kitaru._runtime.driver import LiveExecution
+
+        remote.launch(record)
+        return LiveExecution(record.id, fence=record.fence, flow_name=record.flow_name)
+    return start(backend, record, prepared.flow, prepared.args, prepared.kwargs)
 
 
 def _call_plans(

@@ -52,6 +52,11 @@ def _adapter(tp: Any) -> Any:
         return None
 
 
+#: Builtin types a value of exactly that type passes unchanged (no Pydantic needed).
+_PLAIN = frozenset({int, float, str, bool, bytes})
+_PLAIN_NAMES = {t.__name__: t for t in _PLAIN}
+
+
 class FlowSignature:
     """Binds and validates the arguments of one flow (``what`` names it in errors)."""
 
@@ -69,6 +74,7 @@ class FlowSignature:
             p.annotation is not inspect.Parameter.empty for p in self.params.values()
         )
         self._adapters: dict[str, Any] | None = None
+        self._plain: dict[str, Any] | None = None
 
     # -- validators, built on first use ------------------------------------------------
 
@@ -77,6 +83,17 @@ class FlowSignature:
             return typing.get_type_hints(self.func)
         except Exception:  # unresolvable string annotations: nothing to validate against
             return {}
+
+    def _plain_hint(self, name: str) -> Any:
+        if self._plain is None:
+            self._plain = {}
+            for param in self.params.values():
+                hint = param.annotation
+                if isinstance(hint, str):  # postponed annotations: the common spellings
+                    hint = _PLAIN_NAMES.get(hint)
+                if hint in _PLAIN:
+                    self._plain[param.name] = hint
+        return self._plain.get(name)
 
     def adapters(self) -> dict[str, Any]:
         if self._adapters is None:
@@ -93,6 +110,10 @@ class FlowSignature:
 
     def convert(self, name: str, value: Any, *, where: str | None = None) -> Any:
         """``value`` for parameter ``name`` validated into its annotated type."""
+        if self.annotated and type(value) in _PLAIN and self._plain_hint(name) is type(value):
+            # Already exactly the annotated builtin type: Pydantic would return it as
+            # is, so it need not be imported (tens of ms at a script's start).
+            return value
         entry = self.adapters().get(name)
         if entry is None:
             return value
@@ -140,7 +161,7 @@ class FlowSignature:
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` validated and coerced to the annotated types, same shape."""
         self.bind(args, kwargs)
-        if not self.annotated or not self.adapters():
+        if not self.annotated:
             return tuple(args), dict(kwargs)
         # Converted where the caller put them, so the recorded inputs keep their shape.
         positional = [

@@ -25,7 +25,7 @@ LOCAL_STACK_NAME = "local"
 # uuid5(NAMESPACE_URL, "https://kitaru.ai/stacks/local"): stable across machines
 # and releases so records that name the local stack by id stay valid.
 LOCAL_STACK_ID = "66f58154-ec79-5c2c-b1cb-7adcb407c661"
-STACK_KINDS: tuple[str, ...] = ("local",)
+STACK_KINDS: tuple[str, ...] = ("local", "ray")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _NAME_MAX_LEN = 128
@@ -208,11 +208,20 @@ def create_stack(
     labels: Mapping[str, str] | None = None,
     kind: str = "local",
     config: Mapping[str, Any] | None = None,
+    address: str | None = None,
+    artifact_store: str | None = None,
+    runtime_env: Mapping[str, Any] | str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: Mapping[str, float] | str | None = None,
 ) -> StackInfo:
     """Create a named stack and make it the active one (as Kitaru 0.21 does).
 
     ``activate=False`` leaves the active stack as it is. ``labels`` are free
-    string key/value tags kept with the stack.
+    string key/value tags kept with the stack. A ``ray`` stack needs
+    ``address`` (what ``ray.init`` takes) and may set ``artifact_store``,
+    ``runtime_env`` (a mapping or JSON text), ``num_cpus``, ``num_gpus`` and
+    ``resources`` (custom Ray resources, a mapping or JSON text).
     """
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _NAME_MAX_LEN:
         raise KitaruUsageError(
@@ -228,6 +237,25 @@ def create_stack(
             f"create_stack(activate=...) must be True or False, got {activate!r}."
         )
     stack_config = _checked_config(name, config)
+    options = {
+        "address": address,
+        "artifact_store": artifact_store,
+        "runtime_env": runtime_env,
+        "num_cpus": num_cpus,
+        "num_gpus": num_gpus,
+        "resources": resources,
+    }
+    if kind == "ray":
+        from kitaru._stacks.ray_config import ray_stack_config
+
+        stack_config.update(ray_stack_config(name, **options))
+    else:
+        given = [option for option, value in options.items() if value is not None]
+        if given:
+            raise KitaruUsageError(
+                f"{', '.join(given)} only apply to ray stacks; stack {name!r} is {kind!r}. "
+                f"Use kind='ray' (`--type ray`) to run on a Ray cluster."
+            )
     stack_labels = _checked_labels(name, labels)
 
     import uuid

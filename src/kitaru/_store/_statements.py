@@ -61,9 +61,7 @@ class _DriverStatement:
                 raise ValueError(f"column {name!r} is not an attribute name")
             if is_json:
                 parts.append(f"None if r.{name} is None else dumps(r.{name})")
-            elif name == "status":
-                parts.append(f"getattr(r.{name}, 'value', r.{name})")
-            else:
+            else:  # a StrEnum status binds as its text
                 parts.append(f"r.{name}")
         source = f"lambda r: ({', '.join(parts)},)"
         # Only column names of Kitaru's own tables go into the source.
@@ -198,3 +196,45 @@ def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> d
         for col in table.columns
         if col.name not in skip
     }
+
+
+def pg_take_cached_sql(dialect: sa.Dialect) -> str:
+    """One PostgreSQL statement for a cache hit: find it and record the call that takes it.
+
+    Parameters: ``cache_key``, ``exclude_exec_id``, the new call's ``c_*`` columns
+    (``artifact_id``, ``source_exec_id`` and ``metadata`` come from the hit) and the
+    fence guard's ``g_exec_id``/``g_fence``. The row returned is the hit's call
+    and artifact (``artifact__*``) plus ``kitaru_written`` (0: fenced out); no row:
+    no hit.
+    """
+    calls, artifacts, ex = t.checkpoint_calls.name, t.artifacts.name, t.executions.name
+    call_columns = [c.name for c in t.checkpoint_calls.columns]
+    from_hit = {
+        "artifact_id": "hit.artifact_id",
+        "source_exec_id": "hit.exec_id",
+        "metadata": "hit.metadata",
+    }
+    # Typed parameters: a NULL in a SELECT list is text to PostgreSQL otherwise.
+    values = ", ".join(
+        from_hit.get(c.name) or f"%(c_{c.name})s::{dialect.type_compiler_instance.process(c.type)}"
+        for c in t.checkpoint_calls.columns
+    )
+    updates = ", ".join(
+        f"{name} = excluded.{name}" for name in call_columns if name not in ("exec_id", "call_id")
+    )
+    hit_columns = ", ".join(
+        [f"c.{name}" for name in call_columns]
+        + [f"a.{c.name} AS artifact__{c.name}" for c in t.artifacts.columns]
+    )
+    return (
+        f"WITH hit AS (SELECT {hit_columns} FROM {calls} AS c "
+        f"JOIN {artifacts} AS a ON c.artifact_id = a.id "
+        f"WHERE c.cache_key = %(cache_key)s AND c.status = '{CallStatus.COMPLETED.value}' "
+        f"AND c.exec_id <> %(exclude_exec_id)s ORDER BY c.ended_at DESC LIMIT 1), "
+        f"taken AS (INSERT INTO {calls} ({', '.join(call_columns)}) "
+        f"SELECT {values} FROM hit WHERE EXISTS (SELECT 1 FROM {ex} "
+        f"WHERE {ex}.id = %(g_exec_id)s AND {ex}.fence = %(g_fence)s::INTEGER "
+        f"AND {ex}.status = '{ExecutionStatus.RUNNING.value}') "
+        f"ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates} RETURNING 1) "
+        "SELECT hit.*, (SELECT count(*) FROM taken) AS kitaru_written FROM hit"
+    )

@@ -128,6 +128,7 @@ METHODS = frozenset(
         "attempts",
         "attempts_of",
         "cached_output",
+        "take_cached",
         "merge_execution_metadata",
         "insert_logs",
         "logs",

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from kitaru._store import _events, _logs
 from kitaru._store import schema as t
+from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
     _CALL_COLUMNS,
@@ -41,6 +42,7 @@ from kitaru._store._statements import (
     _pg_record_call,
     _SQLiteStatements,
     dialect_insert,
+    pg_take_cached_sql,
 )
 from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
@@ -107,15 +109,26 @@ class Store(WaitsMixin):
         ex = t.executions.c
         self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
         self._autocommit_engine: sa.Engine | None = None
+        self._pg_direct: PgDirect | None = None
         if not self._is_sqlite:
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             for art, att, fenced in itertools.product((False, True), repeat=3):
                 self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
+            self._pg_direct = PgDirect(
+                self.engine,
+                {
+                    **self._pg_record_call,
+                    "cache_lookup": _CACHE_LOOKUP,
+                    "take_cached": pg_take_cached_sql(self.engine.dialect),
+                },
+            )
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
+        if self._pg_direct is not None:
+            self._pg_direct.close()
         writer, self._sqlite_writer = self._sqlite_writer, None
         if writer is not None and writer[0] == os.getpid():
             writer[1].close()  # back to the pool, which dispose() then closes
@@ -570,9 +583,15 @@ class Store(WaitsMixin):
                 params.update({f"a_{k}": v for k, v in _artifact_row(artifact).items()})
             if attempt is not None:
                 params.update({f"t_{k}": v for k, v in _attempt_row(attempt).items()})
-            statement = self._pg_record_call[
-                (artifact is not None, attempt is not None, fence is not None)
-            ]
+            key = (artifact is not None, attempt is not None, fence is not None)
+            assert self._pg_direct is not None
+            try:
+                if self._pg_direct.fetch(key, params) is None:
+                    raise self._stale(call.exec_id, fence)
+                return
+            except AllBusy:
+                pass
+            statement = self._pg_record_call[key]  # every fast connection is busy
             try:
                 with self._autocommit_engine.connect() as conn:
                     # RETURNING, not rowcount: through SQLAlchemy a CTE statement
@@ -757,10 +776,50 @@ class Store(WaitsMixin):
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
             return _call_from_joined_row(row)
+        if self._pg_direct is not None:
+            with contextlib.suppress(AllBusy):
+                found = self._pg_direct.fetch("cache_lookup", params)
+                return None if found is None else _call_from_joined_row(found)
         engine = self._autocommit_engine or self.engine
         with engine.connect() as conn:
             result = conn.execute(_CACHE_LOOKUP, params).first()
         return None if result is None else _call_from_joined_row(result._mapping)
+
+    def take_cached(
+        self, call: CallRecord, cache_key: str, *, fence: int | None = None
+    ) -> CallRecord | None:
+        """The cache hit for ``cache_key`` (as ``cached_output``), with ``call`` recorded
+        as taking it: the hit's artifact, source execution and metadata, status cached.
+
+        None when there is no hit (nothing written). ``StaleOwnerError`` as for
+        ``record_call``. On PostgreSQL both happen in one statement: one round trip.
+        """
+        if self._pg_direct is not None and fence is not None:
+            params = {f"c_{k}": v for k, v in _call_row(call).items()}
+            params.update(
+                cache_key=cache_key,
+                exclude_exec_id=call.exec_id,
+                g_exec_id=call.exec_id,
+                g_fence=fence,
+                c_error=None if call.error is None else json.dumps(call.error),
+            )
+            try:
+                found = self._pg_direct.fetch("take_cached", params)
+            except AllBusy:
+                pass
+            else:
+                if found is None:
+                    return None
+                if not found.pop("kitaru_written"):
+                    raise self._stale(call.exec_id, fence)
+                return _call_from_joined_row(found)
+        hit = self.cached_output(cache_key, exclude_exec_id=call.exec_id)
+        if hit is None:
+            return None
+        call.artifact_id, call.source_exec_id = hit.artifact_id, hit.exec_id
+        call.metadata = dict(hit.metadata)
+        self.record_call(call, fence=fence)
+        return hit
 
     def merge_execution_metadata(
         self, exec_id: str, fields: Mapping[str, Any], *, fence: int | None = None

@@ -163,9 +163,67 @@ def create(
             "-t",
             metavar="TYPE",
             help="Kind of stack. Available: local (executions run on threads of the "
-            "calling process).",
+            "calling process), ray (executions run on a Ray cluster; needs --address).",
         ),
     ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            help="Ray stacks: the cluster, as ray.init takes it: auto, HOST:PORT of the "
+            "GCS, or ray://HOST:10001 (Ray Client).",
+            show_default=False,
+        ),
+    ] = None,
+    artifact_store: Annotated[
+        str | None,
+        typer.Option(
+            "--artifact-store",
+            metavar="URI",
+            help="Ray stacks: the artifact root every node reaches (an fsspec URL such as "
+            "s3://bucket/kitaru); runs check that Kitaru is configured with it.",
+            show_default=False,
+        ),
+    ] = None,
+    runtime_env: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime-env",
+            metavar="JSON",
+            help="Ray stacks: a Ray runtime environment (JSON object) merged under the "
+            "one Kitaru derives from the flow's image settings.",
+            show_default=False,
+        ),
+    ] = None,
+    num_cpus: Annotated[
+        float | None,
+        typer.Option(
+            "--num-cpus",
+            metavar="N",
+            help="Ray stacks: CPUs each execution and isolated checkpoint asks for.",
+            show_default=False,
+        ),
+    ] = None,
+    num_gpus: Annotated[
+        float | None,
+        typer.Option(
+            "--num-gpus",
+            metavar="N",
+            help="Ray stacks: GPUs each execution and isolated checkpoint asks for.",
+            show_default=False,
+        ),
+    ] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            metavar="JSON",
+            help="Ray stacks: custom Ray resources each execution and isolated checkpoint "
+            "asks for, e.g. '{\"accelerator_type:A100\": 1}'.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create a named stack and make it the active one (unless --no-activate)."""
@@ -173,7 +231,17 @@ def create(
         from kitaru._stacks import create_stack, current_stack
 
         previous = current_stack().name
-        info = create_stack(name, activate=activate, kind=stack_type.strip().lower())
+        info = create_stack(
+            name,
+            activate=activate,
+            kind=stack_type.strip().lower(),
+            address=address,
+            artifact_store=artifact_store,
+            runtime_env=runtime_env,
+            num_cpus=_whole(num_cpus),
+            num_gpus=_whole(num_gpus),
+            resources=resources,
+        )
         data = {
             **_info_dict(info),
             "previous_active_stack": previous,
@@ -187,6 +255,11 @@ def create(
                 console.print(f"It is now the active stack (was [bold]{escape(previous)}[/bold]).")
 
         out.item(data, render)
+
+
+def _whole(value: float | None) -> float | None:
+    """2.0 from the command line is stored as 2 (what people typed)."""
+    return int(value) if value is not None and value.is_integer() else value
 
 
 @app.command("delete")
