@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         diff_cohort,
         diff_matrix,
     )
+    from kitaru.client._remote_config import connect
     from kitaru.replay import ReplayRuntimeContext, ReplaySubmission, get_replay_runtime_context
 
 #: Names loaded on first use (kept out of ``import kitaru``'s cost).
@@ -93,6 +94,7 @@ _LAZY = {
     "diff": "kitaru.analysis",
     "diff_cohort": "kitaru.analysis",
     "diff_matrix": "kitaru.analysis",
+    "connect": "kitaru.client._remote_config",
 }
 
 
@@ -152,6 +154,7 @@ __all__ = [
     "checkpoint",
     "cohort",
     "configure",
+    "connect",
     "create_stack",
     "current_execution_id",
     "current_stack",

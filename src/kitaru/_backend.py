@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import BlobIntegrityError, BlobStore, Serialized, deserialize, serialize
 from kitaru._blobs.inputs import INPUTS
@@ -29,9 +29,15 @@ INLINE_LIMIT = 64 * 1024
 
 class Backend:
     def __init__(self, store_url: str, artifacts_root: str) -> None:
-        from kitaru._store.store import get_store  # SQLAlchemy loads on first use
+        if store_url.startswith(("kitaru+http://", "kitaru+https://")):
+            # Recording through a Kitaru server (see kitaru.client._remote_store).
+            from kitaru.client._remote_store import HttpStore
 
-        self.store: Store = get_store(store_url)
+            self.store = cast("Store", HttpStore(store_url))
+        else:
+            from kitaru._store.store import get_store  # SQLAlchemy loads on first use
+
+            self.store = get_store(store_url)
         self.artifacts_root = artifacts_root
         self._blobs: BlobStore | None = None
 

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._runtime.driver import get_live, runner_failure
 from kitaru._runtime.interrupt import ExecutionInterrupted, interrupted
@@ -39,8 +39,11 @@ class FlowHandle:
     def __init__(self, exec_id: str, *, backend: Backend | None = None) -> None:
         if backend is None:
             from kitaru._backend import get_backend
+            from kitaru.client._remote_client import connected_backend
 
-            backend = get_backend()
+            # Connected to a Kitaru server: read the execution through it.
+            remote = connected_backend()
+            backend = get_backend() if remote is None else cast("Backend", remote)
         self._exec_id = exec_id
         self._backend = backend
 

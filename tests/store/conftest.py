@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,10 +12,30 @@ from kitaru._store import Store
 
 from ._support import Records, start_python
 
+#: Modules whose tests read the store's tables or engine: they have no HTTP variant.
+_DIRECT_ONLY = ("test_concurrency", "test_schema", "test_migrations")
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """A store opened on the parametrized backend (SQLite file or fresh PostgreSQL schema)."""
+
+@pytest.fixture(params=["direct", "http"])
+def store(request: pytest.FixtureRequest, store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A store on the parametrized backend (SQLite file or fresh PostgreSQL schema).
+
+    ``direct`` opens it here; ``http`` is the HTTP-backed store of a real Kitaru
+    server process over it (``kitaru+http://``), so the contract holds for both.
+    """
+    if request.param == "http":
+        if request.module.__name__.rsplit(".", 1)[-1] in _DIRECT_ONLY or (
+            request.node.get_closest_marker("store_internals")
+        ):
+            pytest.skip("reads the store's tables directly: no HTTP variant")
+        if not store_url.startswith("sqlite"):
+            # A server per test is costly; the HTTP layer is the same whatever store is
+            # behind it, and that store's own contract runs directly.
+            pytest.skip("the HTTP-backed store's contract runs over SQLite")
+        from tests.server.conftest import http_store
+
+        yield from http_store(store_url, tmp_path)
+        return
     opened = Store(store_url)
     yield opened
     opened.dispose()

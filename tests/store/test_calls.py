@@ -316,6 +316,7 @@ def test_cached_output_newest_completion_wins(store: Store, records: Records) ->
 # -- first attempts kept in the call row ---------------------------------------------------
 
 
+@pytest.mark.store_internals
 def test_a_first_attempt_success_is_read_from_the_call_row(
     store: Store, records: Records, execution: ExecutionRecord
 ) -> None:

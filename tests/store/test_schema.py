@@ -31,6 +31,8 @@ KITARU_TABLES = {
     "kitaru_waits",
     "kitaru_logs",
     "kitaru_events",
+    "kitaru_service_accounts",
+    "kitaru_api_keys",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 

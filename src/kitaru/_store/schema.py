@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 metadata = sa.MetaData()
 
@@ -186,3 +186,6 @@ events = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
 )
+
+# The server's auth tables (migration 0008) live in their own module.
+from kitaru._store import auth_schema as _auth_schema  # noqa: E402, F401

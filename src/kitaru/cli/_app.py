@@ -177,10 +177,12 @@ def _register() -> None:
     import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
     from kitaru.cli._analysis import register as register_analysis
     from kitaru.cli._artifacts import app as artifacts_app
+    from kitaru.cli._auth import app as auth_app
     from kitaru.cli._clean import app as clean_app
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
+    from kitaru.cli._server import register as register_server
     from kitaru.cli._stacks import app as stacks_app
     from kitaru.cli._status import register as register_status
     from kitaru.cli._worker import register as register_worker
@@ -194,6 +196,8 @@ def _register() -> None:
     register_worker(app)
     app.add_typer(clean_app, name="clean")
     register_analysis(executions_app)
+    register_server(app)
+    app.add_typer(auth_app, name="auth")
 
 
 _register()

@@ -677,13 +677,14 @@ def _input_one(
             break
     if target is None:  # the client accepted it, so it was the only pending wait
         target = pending[0] if pending else None
-    ran_here = not no_resume and control.resume_released(get_backend(), exec_id)
+    remote = client.connection is not None  # a server's worker resumes it, not this process
+    ran_here = not no_resume and not remote and control.resume_released(get_backend(), exec_id)
     final = (
         _run_here(out, client, exec_id)
         if ran_here
         else settle_after_answer(client, exec_id, None if target is None else target.wait_id)
     )
-    if answer is not None and target is not None:
+    if answer is not None and target is not None and not remote:
         answer = recorded_answer(exec_id, target.wait_id)  # as validated and stored
     outcome = "aborted" if abort else "answered"
     # 0.21's item is the execution; what this input did is under "input".

@@ -51,17 +51,26 @@ def collect_info(*, every: bool, named: list[str]) -> dict[str, Any]:
     status = collect_status()
     _url, source = resolve_store_location()
     scheme = status["store_url"].split(":", 1)[0].split("+", 1)[0]
+    connection = {
+        "type": "local" if scheme == "sqlite" else scheme,
+        "url": status["store_url"],
+        "source": source or "default",
+        "problem": status["store_problem"],
+    }
+    server = status.get("connection")
+    if server is not None:  # logged in to a Kitaru server: that is the connection
+        connection = {
+            "type": "server",
+            "url": server["url"],
+            "source": server["source"],
+            "problem": server["problem"],
+        }
     return {
         "sdk_version": status["version"],
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
         "platform": platform.platform(),
-        "connection": {
-            "type": "local" if scheme == "sqlite" else scheme,
-            "url": status["store_url"],
-            "source": source or "default",
-            "problem": status["store_problem"],
-        },
+        "connection": connection,
         "config_directory": status["config_dir"],
         "config_file": status["config_file"],
         "artifacts_root": status["artifacts_root"],

@@ -78,7 +78,21 @@ def collect_status() -> dict[str, Any]:
         "settings_error": settings_error,
         "pyproject": None if pyproject is None else str(pyproject),
         "project_root": None if project is None else str(project),
+        "connection": _connection(),
     }
+
+
+def _connection() -> dict[str, Any] | None:
+    """The Kitaru server this machine talks to (never the key), or None."""
+    from kitaru.client._remote_config import current_connection
+
+    try:
+        found = current_connection()
+    except KitaruError as exc:
+        return {"url": None, "source": None, "problem": str(exc)}
+    if found is None:
+        return None
+    return {"url": found.url, "source": found.source, "problem": None}
 
 
 def _render(data: dict[str, Any], console: Console) -> None:
@@ -96,6 +110,10 @@ def _render(data: dict[str, Any], console: Console) -> None:
         ("pyproject.toml", data["pyproject"] or "none found (cwd and parents)"),
         ("Project root", project or "not a Kitaru project (run `kitaru init` to mark one)"),
     ]
+    connection = data.get("connection")
+    if connection is not None:
+        shown = connection["problem"] or f"{connection['url']} (from {connection['source']})"
+        rows.insert(1, ("Server", shown))
     for label, value in rows:
         info.add_row(label, escape(str(value)))
     if data["store_problem"]:

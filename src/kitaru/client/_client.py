@@ -27,6 +27,7 @@ from kitaru.errors import (
 
 if TYPE_CHECKING:
     from kitaru.analysis import CohortQuery, ExecutionStatistics
+    from kitaru.client._remote_config import Connection
     from kitaru.replay import ReplaySubmission
 
 _POLL_MAX = 0.5
@@ -544,6 +545,13 @@ class _Producers:
         )
 
 
+def _connected() -> bool:
+    """Whether this process talks to a Kitaru server (see kitaru.client._remote_config)."""
+    from kitaru.client._remote_config import current_connection
+
+    return current_connection() is not None
+
+
 class KitaruClient:
     """Entry point for reading and controlling executions.
 
@@ -568,6 +576,12 @@ class KitaruClient:
             )
             if value is not None
         ]
+        if given == ["server_url", "auth_token"] or (not given and _connected()):
+            # Connected to a Kitaru server: the same API over HTTP (kitaru.client._remote*).
+            from kitaru.client._remote_client import attach_remote
+
+            attach_remote(self, server_url, auth_token)
+            return
         if given:
             raise KitaruFeatureNotAvailableError(
                 f"KitaruClient({', '.join(f'{n}=...' for n in given)}) is not supported: "
@@ -582,3 +596,5 @@ class KitaruClient:
         self._backend = get_backend()
         self.executions = ExecutionsAPI(self)
         self.artifacts = ArtifactsAPI(self)
+        #: The Kitaru server this client talks to; None when it reads the store itself.
+        self.connection: Connection | None = None

@@ -9,7 +9,7 @@ caller's mistake whatever the source); everything that depends on a source
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kitaru._runtime import replaying
@@ -29,6 +29,7 @@ from kitaru.replay import (
 )
 
 if TYPE_CHECKING:
+    from kitaru._backend import Backend
     from kitaru.client._client import ExecutionsAPI
 
 #: Keywords of ``replay`` itself; any other keyword must be a parameter of the flow.
@@ -136,7 +137,9 @@ def submit_replay(
     settings: Mapping[str, Any] | None = None,
     expect_flow: str | None = None,
     keywords: Sequence[str] = REPLAY_KEYWORDS,
+    launch: Callable[[Backend, replaying.Prepared], Any] = replaying.submit,
 ) -> ReplaySubmission:
+    """``launch`` writes and starts a prepared replay (the server hands it to a worker)."""
     refs = exec_refs(execution)
     selector = _selector(at, from_)
     if on_error is None:
@@ -190,7 +193,7 @@ def submit_replay(
         try:
             exec_id = api.resolve_id(ref)  # a full id or a unique prefix
             prepared = replaying.prepare(backend, exec_id, request)
-            replaying.submit(backend, prepared)
+            launch(backend, prepared)
         except Exception as exc:
             if on_error == "fail":
                 raise

@@ -1,0 +1,148 @@
+"""The store contract's values as JSON, for the HTTP-backed store (``kitaru+http://``).
+
+Records, enums, bytes and tuples are tagged; only the types listed here can be
+decoded, so a request can never make the other side build anything else (no
+pickle, no imports by name).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Any
+
+from kitaru._store._events import EventRecord, EventRow
+from kitaru._store.records import (
+    ArtifactRecord,
+    AttemptRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+    LogRecord,
+    WaitRecord,
+    WaitStatus,
+)
+from kitaru.errors import KitaruUsageError
+
+_RECORDS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        ArtifactRecord,
+        AttemptRecord,
+        CallRecord,
+        ExecutionRecord,
+        LogRecord,
+        WaitRecord,
+        EventRow,
+        EventRecord,
+    )
+}
+_ENUMS: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (ExecutionStatus, CallStatus, WaitStatus)
+}
+_TAG = "$k"
+
+
+def encode(value: Any) -> Any:
+    """JSON-able form of a store argument or result."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        for name, cls in _ENUMS.items():
+            if isinstance(value, cls):
+                return {_TAG: "enum", "t": name, "v": value.value}
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and _TAG not in value:
+            return {k: encode(v) for k, v in value.items()}
+        return {_TAG: "map", "v": [[encode(k), encode(v)] for k, v in value.items()]}
+    if type(value).__name__ in _RECORDS and type(value) is _RECORDS[type(value).__name__]:
+        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {_TAG: "record", "t": type(value).__name__, "v": fields}
+    if isinstance(value, BaseException):
+        return {_TAG: "error", "t": type(value).__name__, "v": str(value)}
+    raise KitaruUsageError(f"Cannot send a {type(value).__name__} to the store over HTTP.")
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {k: decode(v) for k, v in value.items()}
+    if tag == "enum":
+        return _ENUMS[_known(_ENUMS, value["t"])](value["v"])
+    if tag == "bytes":
+        return base64.b64decode(value["v"])
+    if tag == "tuple":
+        return tuple(decode(v) for v in value["v"])
+    if tag == "map":
+        return {decode(k): decode(v) for k, v in value["v"]}
+    if tag == "record":
+        cls = _RECORDS[_known(_RECORDS, value["t"])]
+        return cls(**{k: decode(v) for k, v in value["v"].items()})
+    if tag == "error":
+        from kitaru.errors import KitaruBackendError
+
+        return KitaruBackendError(f"{value['t']}: {value['v']}")
+    raise KitaruUsageError(f"Unknown value tag {tag!r} in a store request.")
+
+
+def _known(table: dict[str, type[Any]], name: Any) -> str:
+    if not isinstance(name, str) or name not in table:
+        raise KitaruUsageError(f"{name!r} is not a type the store exchanges over HTTP.")
+    return name
+
+
+#: The store methods callable over HTTP: the store contract (no SQL, no engine).
+METHODS = frozenset(
+    {
+        "create_execution",
+        "get_execution",
+        "require_execution",
+        "get_status",
+        "list_executions",
+        "start_run",
+        "finish_execution",
+        "claim",
+        "renew_leases",
+        "orphaned",
+        "leased_running",
+        "insert_calls",
+        "delete_execution",
+        "set_status",
+        "record_call",
+        "mark_running",
+        "record_attempt",
+        "calls",
+        "calls_of",
+        "attempts",
+        "attempts_of",
+        "cached_output",
+        "take_cached",
+        "merge_execution_metadata",
+        "insert_logs",
+        "logs",
+        "insert_events",
+        "events",
+        "get_artifact",
+        "list_artifacts",
+        "waits",
+        "waits_of",
+        "pending_waits",
+        "open_wait",
+        "get_wait",
+        "answer_wait",
+        "continue_after_wait",
+        "release_waiting",
+    }
+)

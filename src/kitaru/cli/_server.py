@@ -1,0 +1,340 @@
+"""``kitaru server start|stop|status``, ``kitaru login`` and ``kitaru logout``.
+
+``kitaru login`` with no URL starts a server for this machine's store in the
+background (pid file and log in ``<config dir>/server/``) and logs in to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from kitaru.cli._output import OutputFormat, OutputOption, command, redact_url
+from kitaru.errors import KitaruStateError, KitaruUsageError
+
+app = typer.Typer(help="Run the Kitaru server (REST API over the store).", no_args_is_help=True)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8383
+_START_TIMEOUT = 30.0
+
+
+def _server_dir() -> Path:
+    from kitaru._paths import config_dir, make_private_dir
+
+    path = config_dir() / "server"
+    make_private_dir(path)
+    return path
+
+
+def _pid_file() -> Path:
+    return _server_dir() / "server.pid"
+
+
+def _read_pid() -> dict[str, Any] | None:
+    try:
+        data = json.loads(_pid_file().read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        import httpx
+    except ImportError:
+        raise KitaruUsageError(
+            "The Kitaru server needs the 'server' extra: pip install -e '.[server]' from "
+            "this repository (or a wheel built from it)."
+        ) from None
+
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@app.command("start")
+def start(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = DEFAULT_PORT,
+    store_url: Annotated[
+        str | None, typer.Option("--store-url", help="The store (default: Kitaru's own).")
+    ] = None,
+    artifacts_root: Annotated[
+        str | None, typer.Option("--artifacts-root", help="Where artifact bytes live.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn processes.")] = 1,
+    max_body_bytes: Annotated[
+        int | None, typer.Option("--max-body-bytes", min=1, help="Request body cap.")
+    ] = None,
+    max_page_size: Annotated[
+        int | None, typer.Option("--max-page-size", min=1, help="Largest page (limit=).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow browser pages of this origin (repeatable)."),
+    ] = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Run the server in the foreground (Ctrl-C stops it). Binds to 127.0.0.1 by default.
+
+    On the first start of a store without any API key, prints an admin key once.
+    """
+    with command("server start", output) as out:
+        try:
+            import uvicorn
+        except ImportError:
+            raise KitaruUsageError(
+                "The Kitaru server needs the 'server' extra: pip install "
+                "'kitaru[server]' from this repository (or a wheel built from it)."
+            ) from None
+        from kitaru._backend import forget_backends, get_backend
+        from kitaru.client._remote_config import use_store_only
+        from kitaru.server._accounts import ensure_admin_key
+        from kitaru.server._settings import ENV_CORS, ENV_MAX_BODY, ENV_MAX_PAGE
+
+        if store_url is not None:
+            os.environ["KITARU_STORE_URL"] = store_url
+        if os.environ.get("KITARU_STORE_URL", "").startswith("kitaru+"):
+            raise KitaruUsageError(
+                "A Kitaru server serves a database store (SQLite or PostgreSQL), not another "
+                "server: pass --store-url with the database URL."
+            )
+        if artifacts_root is not None:
+            os.environ["KITARU_ARTIFACTS_ROOT"] = artifacts_root
+        if max_body_bytes is not None:
+            os.environ[ENV_MAX_BODY] = str(max_body_bytes)
+        if max_page_size is not None:
+            os.environ[ENV_MAX_PAGE] = str(max_page_size)
+        if cors_origin:
+            os.environ[ENV_CORS] = ",".join(cors_origin)
+        use_store_only()
+        forget_backends()
+        backend = get_backend()  # opens (and migrates) the store before serving
+        raw = ensure_admin_key(backend.store)
+        url = f"http://{host}:{port}"
+        data = {
+            "url": url,
+            "store_url": redact_url(backend.store.url),
+            "artifacts_root": backend.artifacts_root,
+            "admin_key": raw,
+        }
+        if raw is not None:
+            if out.json:
+                out.item(data, lambda c: None)
+            else:
+                out.say("No API key existed: created service account 'admin' with this key")
+                out.say("(shown only now; `kitaru login URL --api-key KEY` uses it):")
+                out.console.print(raw, markup=False, highlight=False)
+        out.note(f"Kitaru server on {url} (store {redact_url(backend.store.url)}); Ctrl-C stops.")
+        sys.stdout.flush()
+        uvicorn.run(
+            "kitaru.server:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            timeout_keep_alive=30,
+            # Open SSE streams never end by themselves: do not wait for them on shutdown.
+            timeout_graceful_shutdown=5,
+        )
+
+
+def start_background(port: int) -> tuple[str, int]:
+    """Start ``kitaru server start`` detached; returns its URL and pid once it answers."""
+    found = _read_pid()
+    if found is not None and _alive(found["pid"]):
+        url = str(found["url"])
+        if _healthy(url):
+            return url, int(found["pid"])
+    log_path = _server_dir() / "server.log"
+    url = f"http://{DEFAULT_HOST}:{port}"
+    if _healthy(url, timeout=0.5):
+        raise KitaruStateError(
+            f"Something else answers on {url} already; pass --port to use another port."
+        )
+    with open(log_path, "ab") as log:
+        os.chmod(log_path, 0o600)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    _pid_file().write_text(json.dumps({"pid": process.pid, "url": url, "port": port}))
+    os.chmod(_pid_file(), 0o600)
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise KitaruStateError(
+                f"The background server exited at once (code {process.returncode}); its log "
+                f"{log_path} ends with:\n{tail}"
+            )
+        if _healthy(url, timeout=0.5):
+            return url, process.pid
+        time.sleep(0.1)
+    raise KitaruStateError(
+        f"The background server did not answer on {url} within {_START_TIMEOUT:.0f} s; see "
+        f"{log_path}."
+    )
+
+
+@app.command("stop")
+def stop(output: OutputOption = OutputFormat.TEXT) -> None:
+    """Stop the background server `kitaru login` started."""
+    with command("server stop", output) as out:
+        found = _read_pid()
+        stopped = False
+        if found is not None and _alive(found["pid"]):
+            os.kill(found["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(found["pid"]) and time.monotonic() < deadline:
+                _reap(found["pid"])
+                time.sleep(0.05)
+            stopped = True
+        _pid_file().unlink(missing_ok=True)
+        data = {"stopped": stopped, "pid": None if found is None else found["pid"]}
+        out.item(
+            data,
+            lambda c: c.print(
+                "Stopped the background server." if stopped else "No background server runs."
+            ),
+        )
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@app.command("status")
+def status(output: OutputOption = OutputFormat.TEXT) -> None:
+    """Whether the background server runs, and where."""
+    with command("server status", output) as out:
+        found = _read_pid()
+        running = found is not None and _alive(found["pid"])
+        url = None if found is None else found.get("url")
+        healthy = bool(running and url and _healthy(str(url)))
+        data = {
+            "running": running,
+            "healthy": healthy,
+            "pid": found["pid"] if running and found else None,
+            "url": url if running else None,
+            "log": str(_server_dir() / "server.log"),
+        }
+
+        def render(console: Console) -> None:
+            if running:
+                state = "answering" if healthy else "not answering"
+                console.print(f"Background server {data['pid']} on {url} ({state}).")
+            else:
+                console.print("No background server runs (`kitaru login` starts one).")
+
+        out.item(data, render)
+
+
+def _local_key() -> str:
+    """A read-write key for this machine's own login (the first admin key if none exists)."""
+    import socket
+
+    from kitaru._backend import get_backend
+    from kitaru.server._accounts import ADMIN_ACCOUNT, create_key, ensure_admin_key, list_keys
+
+    store = get_backend().store
+    raw = ensure_admin_key(store)
+    if raw is not None:
+        return raw
+    taken = {k.name for k in list_keys(store, ADMIN_ACCOUNT)}
+    base = f"login-{socket.gethostname()}"[:200]
+    name, counter = base, 1
+    while name in taken:
+        counter += 1
+        name = f"{base}-{counter}"
+    _key, raw = create_key(store, ADMIN_ACCOUNT, name, "runner")
+    return raw
+
+
+def login(
+    server: Annotated[
+        str | None, typer.Argument(help="Server URL; none: start a local one.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="The API key.")] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port of the local server.")
+    ] = DEFAULT_PORT,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Log this machine in to a Kitaru server (or start one for the local store)."""
+    with command("login", output) as out:
+        from kitaru.client._remote import check_login
+        from kitaru.client._remote_config import normalize_url, save_credentials
+
+        started: int | None = None
+        if server is None:
+            if api_key is not None:
+                raise KitaruUsageError(
+                    "--api-key goes with a server URL: kitaru login URL --api-key KEY."
+                )
+            key = _local_key()
+            url, started = start_background(port)
+        else:
+            url = normalize_url(server)
+            if not api_key:
+                raise KitaruUsageError(
+                    f"Logging in to {url} needs an API key: kitaru login {url} --api-key KEY "
+                    "(the server prints an admin key on its first start)."
+                )
+            key = api_key
+        version = check_login(url, key)
+        path = save_credentials(url, key)
+        data = {"url": url, "server_version": version, "credentials": str(path), "pid": started}
+
+        def render(console: Console) -> None:
+            if started is not None:
+                console.print(f"Started a local Kitaru server (pid {started}) on {escape(url)}.")
+            console.print(f"Logged in to {escape(url)} (Kitaru {escape(version)}).")
+
+        out.item(data, render)
+
+
+def logout(output: OutputOption = OutputFormat.TEXT) -> None:
+    """Forget the saved login; Kitaru uses its store directly again."""
+    with command("logout", output) as out:
+        from kitaru.client._remote_config import forget_credentials
+
+        removed = forget_credentials()
+        out.item(
+            {"logged_out": removed},
+            lambda c: c.print("Logged out." if removed else "Not logged in."),
+        )
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="server")
+    root.command("login")(login)
+    root.command("logout")(logout)

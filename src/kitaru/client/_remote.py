@@ -1,0 +1,160 @@
+"""Talking to a Kitaru server: one keep-alive httpx session, errors as Kitaru errors.
+
+An error answer carries ``{"error": {"type", "message"}}``; the same class a
+local call raises is raised here (any unknown type becomes ``KitaruError``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from kitaru import errors
+from kitaru.client._remote_config import Connection
+from kitaru.errors import KitaruBackendError, KitaruError
+
+API = "/api/v1"
+
+
+class KitaruAuthenticationError(KitaruError):
+    """The server refused the API key (401)."""
+
+
+class KitaruPermissionError(KitaruError):
+    """The API key may not do this (403: a read-only key on a control route)."""
+
+
+_EXTRA: dict[str, type[BaseException]] = {
+    "KitaruAuthenticationError": KitaruAuthenticationError,
+    "KitaruPermissionError": KitaruPermissionError,
+    "LookupError": LookupError,
+}
+
+
+def error_from(status: int, body: Any) -> BaseException:
+    if not _EXTRA.get("StaleOwnerError"):
+        from kitaru._store import StaleOwnerError
+
+        _EXTRA["StaleOwnerError"] = StaleOwnerError
+    info = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(info, dict):
+        return KitaruBackendError(f"The Kitaru server answered HTTP {status} without details.")
+    name, message = str(info.get("type", "")), str(info.get("message", ""))
+    cls = _EXTRA.get(name) or getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = KitaruError
+    if issubclass(cls, errors.KitaruTimeoutError) or issubclass(cls, errors.KitaruExecutionError):
+        cls = errors.KitaruStateError if issubclass(cls, errors.KitaruStateError) else KitaruError
+    return cls(message)
+
+
+class Session:
+    """HTTP calls to one server, shared by a client's threads (httpx pools connections)."""
+
+    def __init__(self, connection: Connection) -> None:
+        try:
+            import httpx
+        except ImportError:
+            from kitaru.errors import KitaruUsageError
+
+            raise KitaruUsageError(
+                f"Talking to the Kitaru server at {connection.url} needs httpx: install "
+                "Kitaru with the 'server' extra from this repository (pip install -e "
+                "'.[server]'), or `kitaru logout` to use the store directly."
+            ) from None
+
+        self.connection = connection
+        self._http = httpx.Client(
+            base_url=connection.url + API,
+            headers={"Authorization": f"Bearer {connection.api_key}"},
+            timeout=connection.timeout,
+            verify=connection.verify,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer (or raw bytes for ``raw=True``); Kitaru errors otherwise."""
+        import httpx
+
+        raw = kwargs.pop("raw", False)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise KitaruBackendError(
+                f"Cannot reach the Kitaru server at {self.connection.url} "
+                f"({type(exc).__name__}: {exc}). Is it running? (`kitaru server status`, or "
+                "`kitaru logout` to use the store directly.)"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_from(response.status_code, body)
+        return response.content if raw else response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body if body is not None else {})
+
+    def stream(self, path: str, **params: Any) -> Iterator[tuple[str, str]]:
+        """(event type, data) of each server-sent event of ``path``, until it ends."""
+        import httpx
+
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=clean, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    raise error_from(response.status_code, body)
+                kind, data = "message", list[str]()
+                for line in response.iter_lines():
+                    if not line:
+                        if data:
+                            yield kind, "\n".join(data)
+                        kind, data = "message", []
+                    elif line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+        except httpx.HTTPError as exc:
+            raise KitaruBackendError(
+                f"The event stream from the Kitaru server at {self.connection.url} broke off "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+_sessions: dict[Connection, Session] = {}
+_lock = threading.Lock()
+
+
+def session_for(connection: Connection) -> Session:
+    with _lock:
+        found = _sessions.get(connection)
+        if found is None:
+            found = _sessions[connection] = Session(connection)
+        return found
+
+
+def check_login(url: str, api_key: str) -> str:
+    """The server's version, if ``api_key`` is accepted there (else the server's error)."""
+    return check_connection(Connection(url, api_key, "login"))
+
+
+def check_connection(connection: Connection) -> str:
+    session = Session(connection)
+    try:
+        version: str = session.get("/version")["version"]
+    finally:
+        session.close()
+    return version

@@ -1,0 +1,513 @@
+"""``KitaruClient`` connected to a Kitaru server: the same methods, over HTTP.
+
+Each method makes the matching REST call and rebuilds the same models from the
+JSON; errors come back as the same ``Kitaru*Error`` classes. What runs flow
+code (``retry``/``resume`` with ``wait=True`` waits for a worker to do it) is
+done by a ``kitaru worker`` on the server's store, never in the server.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kitaru.client import _remote_models as models
+from kitaru.client._client import LOG_SOURCES, _at_least_one, _page, _statuses
+from kitaru.client._events import ExecutionEvent
+from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
+from kitaru.errors import (
+    KitaruFeatureNotAvailableError,
+    KitaruNotFoundError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+)
+
+if TYPE_CHECKING:
+    from kitaru._store import ExecutionRecord, ExecutionStatus
+    from kitaru.client._client import KitaruClient
+    from kitaru.client._remote import Session
+    from kitaru.replay import ReplaySubmission
+
+#: Rows asked for per request when a call needs more (the server's default cap is 500).
+_BATCH = 200
+_POLL_MAX = 0.5
+
+
+def _not_remote(what: str) -> KitaruFeatureNotAvailableError:
+    return KitaruFeatureNotAvailableError(
+        f"{what} is not available through a Kitaru server yet; run it where the store is "
+        "reachable (`kitaru logout`, or unset KITARU_SERVER_URL/KITARU_AUTH_TOKEN)."
+    )
+
+
+class RemoteStore:
+    """The part of the store a ``FlowHandle`` reads, answered by the server."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def require_execution(self, exec_id: str) -> ExecutionRecord:
+        from kitaru._store import ExecutionRecord, ExecutionStatus
+
+        data = self.session.get(f"/executions/{exec_id}/result")
+        return ExecutionRecord(
+            id=data["exec_id"],
+            flow_name=data["flow_name"],
+            flow_ref={},
+            status=ExecutionStatus(data["status"]),
+            stack="",
+            config={},
+            created_at=0.0,
+            result_artifact_id=data.get("result_artifact_id"),
+            failure=data.get("failure"),
+        )
+
+    def get_execution(self, exec_id: str) -> ExecutionRecord | None:
+        from kitaru.errors import KitaruBackendError
+
+        try:
+            return self.require_execution(exec_id)
+        except KitaruBackendError:
+            return None
+
+    def get_status(self, exec_id: str) -> ExecutionStatus | None:
+        record = self.get_execution(exec_id)
+        return None if record is None else record.status
+
+
+class RemoteBackend:
+    """What models and handles need of a backend through a server: reads, loading values."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.store = RemoteStore(session)
+
+    def load_artifact(self, artifact_id: str, *, from_script: bool = False) -> Any:
+        """Download the bytes and decode them here (where the caller's code runs)."""
+        from kitaru._blobs import Serialized, deserialize
+        from kitaru._blobs.inputs import INPUTS
+        from kitaru._blobs.inputs import unpack as unpack_inputs
+
+        meta = self.session.get(f"/artifacts/{artifact_id}")
+        data = self.session.request("GET", f"/artifacts/{meta['artifact_id']}/data", raw=True)
+        if meta.get("serializer") == INPUTS:
+            return unpack_inputs(data)
+        return deserialize(Serialized(meta["serializer"], meta.get("type_path"), data))
+
+
+class RemoteExecutionsAPI:
+    def __init__(self, client: KitaruClient, session: Session) -> None:
+        self._client = client
+        self._session = session
+
+    def _execution(self, data: dict[str, Any]) -> Execution:
+        return models.execution(data, self._client)
+
+    def resolve_id(self, exec_id: str) -> str:
+        try:
+            found: str = self._session.get(f"/executions/{exec_id}")["exec_id"]
+        except KitaruUsageError:
+            raise
+        except Exception:
+            return exec_id
+        return found
+
+    def get(self, exec_id: str) -> Execution:
+        return self._execution(self._session.get(f"/executions/{exec_id}"))
+
+    def _pages(
+        self, *, flow: str | None, status: Any, wanted: int | None
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"flow": flow, "status": _statuses(status), "full": True}
+        cursor: str | None = None
+        seen = 0
+        while wanted is None or seen < wanted:
+            batch = _BATCH if wanted is None else min(_BATCH, wanted - seen)
+            page = self._session.get("/executions", **params, limit=batch, cursor=cursor)
+            for item in page["items"]:
+                seen += 1
+                yield item
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
+
+    def list(
+        self,
+        *,
+        flow: str | None = None,
+        status: Any = None,
+        limit: int | None = None,
+        page: int | None = None,
+        size: int | None = None,
+    ) -> builtins.list[Execution]:
+        row_limit, offset = _page(limit, page, size)
+        wanted = None if row_limit is None else row_limit + offset
+        items = builtins.list(self._pages(flow=flow, status=status, wanted=wanted))
+        return [self._execution(item) for item in items[offset:]]
+
+    def latest(self, *, flow: str | None = None, status: Any = None) -> Execution:
+        found = self.list(flow=flow, status=status, limit=1)
+        if not found:
+            what = f" of flow {flow!r}" if flow else ""
+            if status is not None:
+                what += f" with status {', '.join(_statuses(status) or [])}"
+            raise KitaruNotFoundError(f"No executions{what} found.")
+        return found[0]
+
+    def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            execution = self.get(exec_id)
+            if execution.status.is_finished:
+                return execution
+            elapsed = time.monotonic() - started
+            if timeout is not None and elapsed >= timeout:
+                raise KitaruTimeoutError(
+                    exec_id=execution.exec_id,
+                    timeout_seconds=timeout,
+                    elapsed_seconds=elapsed,
+                    last_status=execution.status,
+                )
+            pause = delay if timeout is None else min(delay, timeout - elapsed)
+            time.sleep(max(pause, 0.0))
+            delay = min(delay * 2, _POLL_MAX)
+
+    def _control(self, exec_id: str, action: str, wait: bool = False) -> Execution:
+        execution = self._execution(self._session.post(f"/executions/{exec_id}/{action}"))
+        return self.wait(execution.exec_id) if wait else execution
+
+    def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Hand the execution to a worker on the server's store (``wait``: until it ends)."""
+        return self._control(exec_id, "resume", wait)
+
+    def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
+        """Hand the failed execution to a worker on the server's store to run again."""
+        return self._control(exec_id, "retry", wait)
+
+    def cancel(self, exec_id: str) -> Execution:
+        return self._control(exec_id, "cancel")
+
+    def delete(self, exec_id: str) -> None:
+        self._session.request("DELETE", f"/executions/{exec_id}")
+
+    def input(
+        self, exec_id: str, *, wait: str | None = None, value: Any = None, resume: bool = True
+    ) -> Execution:
+        """Answer a wait; the server checks ``value`` against the wait's JSON schema.
+
+        The runner (or a worker, if the runner let go) continues the execution;
+        ``resume`` is accepted for compatibility.
+        """
+        del resume
+        from pydantic_core import to_jsonable_python
+
+        body = {"wait": wait, "value": to_jsonable_python(value)}
+        return self._execution(self._session.post(f"/executions/{exec_id}/input", body))
+
+    def abort_wait(
+        self, exec_id: str, *, wait: str | None = None, resume: bool = True
+    ) -> Execution:
+        del resume
+        return self._execution(
+            self._session.post(f"/executions/{exec_id}/abort-wait", {"wait": wait})
+        )
+
+    def pending_waits(self, exec_id: str | None = None) -> builtins.list[PendingWait]:
+        if exec_id is None:
+            waiting = self.list(status="waiting")
+            return [w for e in waiting for w in e.pending_waits]
+        page = self._session.get(f"/executions/{exec_id}/waits")
+        return [models.pending_wait(w) for w in page["items"]]
+
+    def logs(
+        self,
+        exec_id: str,
+        *,
+        checkpoint: str | None = None,
+        source: str | None = "step",
+        limit: int | None = None,
+        after_id: int | None = None,
+    ) -> builtins.list[LogEntry]:
+        _at_least_one(limit=limit)
+        if source is not None and source not in LOG_SOURCES:
+            raise KitaruUsageError(
+                f"source= must be 'step' (checkpoint lines), 'runner' (flow body lines) or "
+                f"None (both), got {source!r}."
+            )
+        if checkpoint is not None and source == "runner":
+            raise KitaruUsageError(
+                "checkpoint= selects lines of a checkpoint, which are source='step'; "
+                "drop checkpoint= to read the flow body's (runner) lines."
+            )
+        out: builtins.list[LogEntry] = []
+        after = after_id
+        while limit is None or len(out) < limit:
+            batch = _BATCH * 10 if limit is None else min(_BATCH * 10, limit - len(out))
+            page = self._session.get(
+                f"/executions/{exec_id}/logs",
+                checkpoint=checkpoint,
+                source=source or "all",
+                limit=batch,
+                after=after,
+            )
+            out.extend(models.log_entry(item) for item in page["items"])
+            if len(page["items"]) < batch:
+                break
+            after = page["next_after"]
+        return out
+
+    def events(
+        self,
+        exec_id: str,
+        *,
+        kinds: builtins.list[str] | None = None,
+        checkpoint: str | None = None,
+        correlation_ids: builtins.list[str] | None = None,
+        since: str | None = None,
+        reconnect: bool = True,
+        follow: bool = True,
+    ) -> Iterator[ExecutionEvent]:
+        """The execution's events from the server's SSE stream (filters applied here)."""
+        from kitaru.client._events import _cursor, _strings
+
+        kind_list = _strings(kinds, "kinds")
+        correlation_list = _strings(correlation_ids, "correlation_ids")
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+            raise KitaruUsageError(
+                f"events(checkpoint=...) must be a checkpoint name or call id, got {checkpoint!r}."
+            )
+        cursor = _cursor(since)
+        full = self.get(exec_id).exec_id  # unknown ids fail now, as locally
+        del reconnect
+        return self._follow_events(
+            full, cursor, kind_list, checkpoint, correlation_list, follow=follow
+        )
+
+    def _follow_events(
+        self,
+        exec_id: str,
+        cursor: int,
+        kinds: builtins.list[str] | None,
+        checkpoint: str | None,
+        correlation_ids: builtins.list[str] | None,
+        *,
+        follow: bool,
+    ) -> Iterator[ExecutionEvent]:
+        import json
+        from datetime import datetime
+
+        for kind, data in self._session.stream(
+            f"/executions/{exec_id}/stream",
+            since=f"{cursor}.0",
+            follow=str(follow).lower(),
+            logs="false",
+        ):
+            if kind != "event":
+                continue
+            item = json.loads(data)
+            event = ExecutionEvent(
+                exec_id=item["exec_id"],
+                kind=item["kind"],
+                payload=item["payload"],
+                correlation_id=item.get("correlation_id"),
+                index=item.get("index"),
+                cursor=item.get("cursor"),
+                checkpoint_id=item.get("checkpoint_id"),
+                checkpoint_name=item.get("checkpoint_name"),
+                step_name=item.get("step_name"),
+                timestamp=None
+                if item.get("timestamp") is None
+                else datetime.fromisoformat(item["timestamp"]),
+            )
+            if kinds is not None and event.kind not in kinds:
+                continue
+            if checkpoint is not None and checkpoint not in (
+                event.checkpoint_id,
+                event.checkpoint_name,
+            ):
+                continue
+            if correlation_ids is not None and event.correlation_id not in correlation_ids:
+                continue
+            yield event
+
+    def replay(
+        self,
+        execution: Any,
+        *,
+        at: str | None = None,
+        flow_overrides: Mapping[str, Any] | None = None,
+        checkpoint_overrides: Mapping[str, Any] | None = None,
+        invocation_overrides: Mapping[str, Any] | None = None,
+        skip: Sequence[str] | None = None,
+        tag: str | None = None,
+        wait: bool | None = None,
+        on_error: str | None = None,
+        from_: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> ReplaySubmission:
+        """Replay through the server: it plans the replays, a ``kitaru worker`` runs them.
+
+        Same arguments as the local ``replay``; values travel as JSON. ``wait``
+        (default: True for one id) waits here until each replay has finished.
+        """
+        from pydantic_core import to_jsonable_python
+
+        from kitaru.client._replay import exec_refs
+        from kitaru.errors import execution_error_from_failure
+        from kitaru.replay import (
+            ReplayFailureRow,
+            ReplayPlanDocument,
+            ReplayResultRow,
+            ReplaySkippedRow,
+            ReplaySubmission,
+            summarize,
+        )
+
+        refs = exec_refs(execution)
+        if at is not None and from_ is not None and at != from_:
+            raise KitaruUsageError(
+                f"Pass either at= or the older from_=, not both (got at={at!r}, from_={from_!r})."
+            )
+        checkpoints = dict(checkpoint_overrides or {})
+        for key, value in (overrides or {}).items():
+            if not key.startswith("checkpoint.") or key == "checkpoint.":
+                raise KitaruUsageError(
+                    f"Override key {key!r} is not supported: use 'checkpoint.<name>' in "
+                    "overrides=, or checkpoint_overrides={name: {'output': value}}."
+                )
+            checkpoints.setdefault(key.removeprefix("checkpoint."), {"output": value})
+        flows = {**dict(flow_overrides or {}), **flow_inputs}
+        if on_error is None:
+            on_error = "fail" if len(refs) == 1 else "collect"
+        if wait is None:
+            wait = len(refs) == 1
+        body = to_jsonable_python(
+            {
+                "executions": refs,
+                "at": at if at is not None else from_,
+                "flow_overrides": flows or None,
+                "checkpoint_overrides": checkpoints or None,
+                "invocation_overrides": dict(invocation_overrides or {}) or None,
+                "skip": None if skip is None else ([skip] if isinstance(skip, str) else list(skip)),
+                "tag": tag,
+                "on_error": on_error,
+            }
+        )
+        data = self._session.post("/replays", body)
+        results: builtins.list[ReplayResultRow] = []
+        for row in data["results"]:
+            status = row["status"]
+            if wait:
+                final = self.wait(row["replay_exec_id"])
+                if final.status.value != "completed" and on_error == "fail":
+                    failure = final.failure.to_dict() if final.failure else None
+                    raise execution_error_from_failure(
+                        f"Replay {final.exec_id} of execution {row['original_exec_id']} "
+                        f"{final.status.value}: {final.status_reason or 'no reason recorded'}",
+                        exec_id=final.exec_id,
+                        status=final.status,
+                        failure=failure,
+                    )
+                status = "completed" if final.status.value == "completed" else "failed"
+            results.append(
+                ReplayResultRow(
+                    row["original_exec_ref"], row["original_exec_id"], row["replay_exec_id"], status
+                )
+            )
+        failures = [
+            ReplayFailureRow(r["original_exec_ref"], r.get("original_exec_id"), r["reason"])
+            for r in data["failures"]
+        ]
+        skipped = [
+            ReplaySkippedRow(r["original_exec_ref"], r.get("original_exec_id"), r["reason"])
+            for r in data["skipped"]
+        ]
+        plan = data["plan"]
+        return ReplaySubmission(
+            submission_id=data["submission_id"],
+            tag=data.get("tag"),
+            at=data["at"],
+            wait=wait,
+            plan=ReplayPlanDocument(
+                flow_overrides=plan.get("flow_overrides") or {},
+                checkpoint_overrides=plan.get("checkpoint_overrides") or {},
+                invocation_overrides=plan.get("invocation_overrides") or {},
+                skip=plan.get("skip") or [],
+                matched_targets=plan.get("matched_targets") or {},
+            ),
+            results=results,
+            failures=failures,
+            skipped=skipped,
+            summary=summarize(results, failures, skipped),
+            compare_url=data.get("compare_url"),
+        )
+
+    def statistics(self, **_kwargs: Any) -> Any:
+        raise _not_remote("executions.statistics()")
+
+    def cohort(self, **_kwargs: Any) -> Any:
+        raise _not_remote("executions.cohort()")
+
+
+class RemoteArtifactsAPI:
+    def __init__(self, client: KitaruClient, session: Session) -> None:
+        self._client = client
+        self._session = session
+
+    def list(
+        self,
+        exec_id: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        producing_call: str | None = None,
+        limit: int | None = None,
+        type: str | None = None,
+        role: str | None = None,
+    ) -> builtins.list[ArtifactRef]:
+        _at_least_one(limit=limit)
+        page = self._session.get(
+            f"/executions/{exec_id}/artifacts",
+            name=name,
+            kind=kind,
+            producing_call=producing_call,
+            role=role,
+            limit=limit,
+        )
+        refs = [models.artifact(item, self._client) for item in page["items"]]
+        return [r for r in refs if type is None or r.type == type]
+
+    def get(self, artifact_id: str) -> ArtifactRef:
+        return models.artifact(self._session.get(f"/artifacts/{artifact_id}"), self._client)
+
+
+def attach_remote(client: KitaruClient, server_url: str | None, auth_token: str | None) -> None:
+    """Make ``client`` talk to the server given, or to the one this process is connected to."""
+    from kitaru.client._remote import session_for
+    from kitaru.client._remote_config import Connection, current_connection, normalize_url
+
+    if server_url is not None and auth_token is not None:
+        connection: Connection | None = Connection(
+            normalize_url(server_url), auth_token, "KitaruClient(server_url=...)"
+        )
+    else:
+        connection = current_connection()
+    assert connection is not None
+    session = session_for(connection)
+    client._backend = RemoteBackend(session)  # type: ignore[assignment]
+    client.executions = RemoteExecutionsAPI(client, session)  # type: ignore[assignment]
+    client.artifacts = RemoteArtifactsAPI(client, session)  # type: ignore[assignment]
+    client.connection = connection
+
+
+def connected_backend() -> RemoteBackend | None:
+    """A server-backed backend when this process is connected to a server, else None."""
+    from kitaru.client._remote import session_for
+    from kitaru.client._remote_config import current_connection
+
+    connection = current_connection()
+    return None if connection is None else RemoteBackend(session_for(connection))

@@ -1,0 +1,88 @@
+"""The store contract over HTTP: ``KITARU_STORE_URL=kitaru+http://HOST:PORT``.
+
+Every method of the store contract is one request to the server's
+``/api/v1/store/{method}`` (one per checkpoint on the hot path). The API key is
+``KITARU_AUTH_TOKEN``, else the one ``kitaru login`` saved for that server.
+Artifact bytes above the inline limit are written to this process's artifact
+root, which must be the one the server uses (a shared directory or bucket).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from kitaru._store import _wire
+from kitaru.client._remote import Session
+from kitaru.client._remote_config import (
+    ENV_AUTH_TOKEN,
+    Connection,
+    current_connection,
+    normalize_url,
+)
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+
+SCHEMES = ("kitaru+http://", "kitaru+https://")
+
+
+def is_http_store(url: str) -> bool:
+    return url.startswith(SCHEMES)
+
+
+def _server_url(url: str) -> str:
+    return normalize_url(url.removeprefix("kitaru+"))
+
+
+def _api_key(server: str) -> str:
+    token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
+    if token:
+        return token
+    try:
+        saved = current_connection()
+    except KitaruUsageError:
+        saved = None
+    if saved is not None and saved.url == server:
+        return saved.api_key
+    raise KitaruUsageError(
+        f"The store kitaru+{server} is a Kitaru server: set {ENV_AUTH_TOKEN} to a read-write "
+        f"API key, or `kitaru login {server} --api-key KEY`."
+    )
+
+
+class HttpStore:
+    """A store whose every contract method is a call to a Kitaru server."""
+
+    def __init__(self, url: str) -> None:
+        server = _server_url(url)
+        self.url = f"kitaru+{server}"
+        self.dialect = "http"
+        self._session = Session(Connection(server, _api_key(server), "store URL"))
+
+    def __repr__(self) -> str:
+        return f"HttpStore({self.url!r})"
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        body = {"positional": _wire.encode(list(args)), "keywords": _wire.encode(kwargs)}
+        answer = self._session.request("POST", f"/store/{method}", json=body)
+        return _wire.decode(answer["result"])
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in _wire.METHODS:
+            raise AttributeError(name)
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, args, kwargs)
+
+        method.__name__ = name
+        return method
+
+    def read(self) -> Any:
+        raise KitaruFeatureNotAvailableError(
+            f"{self!r} has no SQL access: this operation needs the store itself."
+        )
+
+    write = read
+
+    def dispose(self) -> None:
+        self._session.close()

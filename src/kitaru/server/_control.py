@@ -1,0 +1,154 @@
+"""Control operations as the server does them: it changes state, a worker runs the code.
+
+The server never runs flow code (that would load cloudpickled inputs and the
+flow's module in the server process). ``retry`` and ``resume`` claim the
+execution with a lease that has already run out, which is exactly what an
+orphan looks like: any ``kitaru worker`` on the same store picks it up and runs
+it. Wait input is checked against the wait's JSON schema with ``jsonschema``;
+the runner turns the stored JSON into the schema's type where the flow runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+from kitaru._limits import check_wait_input
+from kitaru._runtime.control import pick_wait
+from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
+from kitaru.errors import KitaruStateError, KitaruWaitValidationError
+
+if TYPE_CHECKING:
+    from kitaru._backend import Backend
+
+#: The lease owner of an execution the server handed to workers.
+HANDOFF_OWNER = "kitaru-server:handoff"
+_ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+
+
+def _hand_off(backend: Backend, record: ExecutionRecord, from_status: ExecutionStatus) -> None:
+    claimed = backend.store.claim(
+        record.id,
+        owner=HANDOFF_OWNER,
+        lease_seconds=0.0,
+        from_status=(from_status,),
+        expected_fence=record.fence,
+        require_expired_lease=False,
+    )
+    if claimed is None:
+        raise KitaruStateError(
+            f"Execution {record.id} changed while the server was handing it over (another "
+            "client or a runner took it); read it again."
+        )
+
+
+def retry(backend: Backend, exec_id: str) -> None:
+    record = backend.store.require_execution(exec_id)
+    if record.status is not ExecutionStatus.FAILED:
+        raise KitaruStateError(
+            f"Execution {exec_id} is {record.status.value}; only failed executions can be "
+            "retried (resume a crashed one, replay a finished one)."
+        )
+    _hand_off(backend, record, ExecutionStatus.FAILED)
+
+
+def resume(backend: Backend, exec_id: str) -> None:
+    record = backend.store.require_execution(exec_id)
+    now = time.time()
+    lease_held = record.lease_expires_at is not None and record.lease_expires_at > now
+    resumable = record.status in (
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+    ) and bool((record.failure or {}).get("resumable"))
+    if resumable:
+        _hand_off(backend, record, record.status)
+        return
+    if record.status is ExecutionStatus.RUNNING:
+        if lease_held:
+            raise KitaruStateError(
+                f"Execution {exec_id} is running under {record.lease_owner}; there is nothing "
+                "to resume. If that process is gone, resume once its lease has expired."
+            )
+        _hand_off(backend, record, ExecutionStatus.RUNNING)
+        return
+    if record.status is ExecutionStatus.WAITING:
+        pending = [w for w in backend.store.waits(exec_id) if w.status is WaitStatus.PENDING]
+        if pending:
+            names = ", ".join(w.wait_id for w in pending)
+            raise KitaruStateError(
+                f"Execution {exec_id} is waiting for input ({names}); answer or abort its "
+                "waits to continue it."
+            )
+        if lease_held:
+            raise KitaruStateError(
+                f"Execution {exec_id} is held by its runner {record.lease_owner}; it continues "
+                "by itself."
+            )
+        _hand_off(backend, record, ExecutionStatus.WAITING)
+        return
+    hint = (
+        f"use `kitaru executions retry {exec_id}`"
+        if record.status is ExecutionStatus.FAILED
+        else "replay it to run it again from a checkpoint"
+    )
+    raise KitaruStateError(
+        f"Execution {exec_id} is {record.status.value}; only running executions whose runner "
+        f"died, or waiting ones, can be resumed: {hint}."
+    )
+
+
+def give_input(
+    backend: Backend, exec_id: str, *, wait: str | None, value: Any, abort: bool = False
+) -> None:
+    """Validate and record the answer; the runner (or a worker) continues the execution."""
+    chosen = pick_wait(backend, exec_id, wait)
+    stored: Any = None
+    if not abort:
+        if chosen.json_schema is not None:
+            _validate(value, chosen.json_schema, wait_id=chosen.wait_id, exec_id=exec_id)
+            stored = value
+        elif chosen.schema_pickle is None and value is not None:
+            raise KitaruWaitValidationError(
+                f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "
+                f"(schema=None); give no value (got {value!r})."
+            )
+        check_wait_input(stored, wait_id=chosen.wait_id, exec_id=exec_id)
+    status = WaitStatus.ABORTED if abort else WaitStatus.ANSWERED
+    if not backend.store.answer_wait(exec_id, chosen.wait_id, status=status, value=stored):
+        raise KitaruStateError(
+            f"Wait {chosen.wait_id!r} of execution {exec_id} was answered by someone else first."
+        )
+
+
+def _validate(value: Any, schema: dict[str, Any], *, wait_id: str, exec_id: str) -> None:
+    """Every problem of ``value`` against the wait's JSON schema, in one error."""
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise KitaruStateError(
+            f"Wait {wait_id!r} of execution {exec_id} has an invalid JSON schema "
+            f"({exc.message}); answer it with the Python client where the flow's code is."
+        ) from None
+    problems = sorted(validator_cls(schema).iter_errors(value), key=lambda e: list(e.path))
+    if problems:
+        shown = "; ".join(
+            f"{'/'.join(str(p) for p in e.absolute_path) or '(the value)'}: {e.message}"
+            for e in problems[:5]
+        )
+        raise KitaruWaitValidationError(
+            f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
+            f"{shown}. The execution is still waiting; send a corrected value."
+        )
+
+
+def hand_off_replay(backend: Backend, prepared: Any) -> None:
+    """Write a prepared replay as an execution no runner holds: a worker runs it."""
+    record = prepared.record
+    record.lease_owner = HANDOFF_OWNER
+    record.lease_expires_at = time.time()
+    backend.store.create_execution(
+        record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
+    )

@@ -1,0 +1,68 @@
+"""``POST /api/v1/store/{method}``: the store contract over HTTP, for runners and workers.
+
+A process whose store URL is ``kitaru+http://HOST:PORT`` records its executions
+through the server: each store call is one request (one per checkpoint on the
+hot path). Arguments and results use the tagged JSON of ``kitaru._store._wire``;
+nothing is unpickled (a wait's pickled schema is stored as bytes, untouched).
+Needs a runner key (``kitaru auth api-keys create ACCOUNT NAME --runner``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
+
+from kitaru._backend import get_backend
+from kitaru._store import StaleOwnerError, _wire
+from kitaru.server._auth import Runner
+from kitaru.server._errors import ApiError
+from kitaru.server._schemas import ErrorResponse
+
+router = APIRouter(
+    prefix="/store",
+    tags=["store"],
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 503)},
+)
+
+
+class StoreCall(BaseModel):
+    positional: list[Any] = Field(default_factory=list, description="Tagged JSON arguments")
+    keywords: dict[str, Any] = Field(default_factory=dict, description="Tagged JSON keywords")
+
+
+class StoreResult(BaseModel):
+    result: Any = None
+
+
+@router.post("/{method}", response_model=StoreResult, summary="Call a store contract method")
+def call(method: str, body: StoreCall, _key: Runner) -> dict[str, Any]:
+    if method not in _wire.METHODS:
+        raise ApiError(
+            404, "KitaruUsageError", f"{method!r} is not a store method callable over HTTP."
+        )
+    try:
+        args = _wire.decode(body.positional)
+        kwargs = _wire.decode(body.keywords)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApiError(
+            400, "KitaruUsageError", f"Malformed arguments for store.{method}: {exc!r}"
+        ) from None
+    store = get_backend().store
+    try:
+        result = getattr(store, method)(*args, **kwargs)
+    except StaleOwnerError as exc:
+        raise ApiError(409, "StaleOwnerError", str(exc)) from None
+    except sa_exc.IntegrityError as exc:  # e.g. an execution id that exists already
+        raise ApiError(
+            409,
+            "KitaruBackendError",
+            f"The store refused store.{method}: {type(exc.orig).__name__}: {exc.orig}",
+        ) from None
+    except TypeError as exc:  # wrong arguments for the method
+        raise ApiError(
+            400, "KitaruUsageError", f"Bad arguments for store.{method}: {exc}"
+        ) from None
+    return {"result": _wire.encode(result)}

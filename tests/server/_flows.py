@@ -1,0 +1,65 @@
+"""Flows the server tests run in the test process (importable as tests.server._flows)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+import kitaru
+from kitaru import checkpoint, flow
+
+
+class Approval(BaseModel):
+    approved: bool
+    reviewer: str
+
+
+@checkpoint(cache=False)
+def add(a: int, b: int) -> int:
+    print(f"adding {a} and {b}")
+    return a + b
+
+
+@checkpoint(cache=False)
+def boom(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@flow(cache=False)
+def adder(x: int) -> int:
+    return add(x, 1)
+
+
+@flow(cache=False)
+def failing(x: int) -> int:
+    add(x, 1)
+    return boom(x)
+
+
+@flow(cache=False)
+def approval(x: int) -> str:
+    first = add(x, 1)
+    answer = kitaru.wait(schema=Approval, name="review", question="Ship it?")
+    return f"{first}:{answer.approved}:{answer.reviewer}"
+
+
+@flow(cache=False)
+def gate(x: int) -> int:
+    kitaru.wait(name="go")
+    return add(x, 2)
+
+
+@checkpoint(cache=False)
+def slow(x: int, marker: str) -> int:
+    Path(marker).write_text("started")
+    if os.environ.get("KITARU_TEST_SLOW") == "1":
+        time.sleep(120)  # killed here
+    return x * 10
+
+
+@flow(cache=False)
+def crashy(x: int, marker: str) -> int:
+    return add(slow(x, marker), 1)

@@ -1,0 +1,122 @@
+"""Runners recording through the server (``KITARU_STORE_URL=kitaru+http://...``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kitaru.client import KitaruClient
+from tests.server.conftest import REPO_ROOT, Server
+
+RUN = """
+import sys
+from tests.server import _flows
+handle = _flows.{flow}.run({arg})
+print("EXEC", handle.exec_id, flush=True)
+print("RESULT", handle.wait(timeout=60), flush=True)
+"""
+
+
+def _env(server: Server, key: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
+    env.update(
+        KITARU_CONFIG_PATH=str(home),
+        KITARU_STORE_URL=f"kitaru+{server.url}",
+        KITARU_AUTH_TOKEN=key,
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    return env
+
+
+def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", RUN.format(flow="adder", arg=4)],
+        env=_env(server, server.runner_key, tmp_path / "runner-home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines["RESULT"] == "5"
+    # The runner had no access to the store: everything it recorded went through the server.
+    execution = KitaruClient().executions.get(lines["EXEC"])
+    assert execution.status.value == "completed"
+    assert [c.name for c in execution.checkpoints] == ["add"]
+    assert KitaruClient().executions.logs(lines["EXEC"])[0].message == "adding 4 and 1"
+
+
+CRASH = """
+from tests.server import _flows
+handle = _flows.crashy.run(3, {marker!r})
+print("EXEC", handle.exec_id, flush=True)
+handle.wait()
+"""
+
+
+def test_a_runner_killed_mid_checkpoint_is_resumed_by_a_worker_of_the_server(
+    server: Server, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    env = _env(server, server.runner_key, tmp_path / "runner-home")
+    runner = subprocess.Popen(
+        [sys.executable, "-c", CRASH.format(marker=str(marker))],
+        env={**env, "KITARU_TEST_SLOW": "1", "KITARU_LEASE_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    try:
+        assert runner.stdout is not None
+        exec_id = runner.stdout.readline().split()[1]
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert runner.poll() is None, runner.stderr.read() if runner.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert KitaruClient().executions.get(exec_id).status.value == "running"
+    worker = subprocess.run(
+        [sys.executable, "-m", "kitaru.cli", "worker", "--once", "-o", "json"],
+        env={**env, "KITARU_LEASE_SECONDS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert json.loads(worker.stdout)["item"]["resumed"] == 1
+    execution = KitaruClient().executions.get(exec_id)
+    assert execution.status.value == "completed"
+    assert execution.run_count == 2
+    assert [c.name for c in execution.checkpoints] == ["slow", "add"]
+    from kitaru import FlowHandle
+
+    assert FlowHandle(exec_id).get() == 31
+
+
+def test_only_runner_keys_may_record(server: Server) -> None:
+    body = {"positional": ["00000000-0000-0000-0000-000000000000"], "keywords": {}}
+    for key in (server.read_key, server.admin_key):
+        refused = server.client(key).post("/store/get_execution", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "KitaruPermissionError"
+    runner = server.client(server.runner_key)
+    assert runner.post("/store/get_execution", json=body).json() == {"result": None}
+    unknown = runner.post("/store/read", json=body)
+    assert unknown.status_code == 404
+    # Only the listed record types decode: anything else is refused, never built.
+    forged = {"positional": [{"$k": "record", "t": "Popen", "v": {}}], "keywords": {}}
+    assert runner.post("/store/get_execution", json=forged).status_code in (400, 422)

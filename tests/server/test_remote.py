@@ -1,0 +1,307 @@
+"""The client and the CLI through a real server: same models, same errors, same JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kitaru
+from kitaru.client import KitaruClient
+from kitaru.client._remote_config import set_connection
+from kitaru.errors import (
+    KitaruBackendError,
+    KitaruError,
+    KitaruStateError,
+    KitaruUsageError,
+    KitaruWaitValidationError,
+)
+from tests.server import _flows
+from tests.server.conftest import Server, free_port
+
+
+@pytest.fixture(autouse=True)
+def _disconnect() -> Iterator[None]:
+    yield
+    set_connection(None)
+
+
+def _local() -> KitaruClient:
+    client = KitaruClient()
+    assert client.connection is None
+    return client
+
+
+def _wait_status(exec_id: str, status: str) -> None:
+    from kitaru._backend import get_backend
+
+    deadline = time.monotonic() + 30
+    while str(get_backend().store.get_status(exec_id)) != status:
+        assert time.monotonic() < deadline, f"{exec_id} never became {status}"
+        time.sleep(0.05)
+
+
+def _dump(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def test_client_through_server_matches_local(server: Server) -> None:
+    done = _flows.adder.run(3)
+    done.wait()
+    failed = _flows.failing.run(4)
+    with pytest.raises(KitaruError):
+        failed.wait()
+    local = _local()
+
+    kitaru.connect(server.url, api_key=server.read_key)
+    remote = KitaruClient()
+    assert remote.connection is not None
+    assert remote.connection.url == server.url
+
+    assert (
+        remote.executions.get(done.exec_id).to_dict()
+        == local.executions.get(done.exec_id).to_dict()
+    )
+    assert remote.executions.get(done.exec_id[:8]).exec_id == done.exec_id
+    assert [e.to_dict() for e in remote.executions.list()] == [
+        e.to_dict() for e in local.executions.list()
+    ]
+    assert [e.exec_id for e in remote.executions.list(status="failed")] == [failed.exec_id]
+    assert [e.exec_id for e in remote.executions.list(page=2, size=1)] == [done.exec_id]
+    assert remote.executions.latest(flow="adder").exec_id == done.exec_id
+    with pytest.raises(LookupError):
+        remote.executions.latest(flow="nope")
+    assert remote.executions.logs(done.exec_id) == local.executions.logs(done.exec_id)
+    assert remote.executions.logs(done.exec_id, source=None, limit=1) == local.executions.logs(
+        done.exec_id, source=None, limit=1
+    )
+    refs = remote.artifacts.list(done.exec_id)
+    assert [r.to_dict() for r in refs] == [r.to_dict() for r in local.artifacts.list(done.exec_id)]
+    output = next(r for r in refs if r.role == "output")
+    assert remote.artifacts.get(output.artifact_id) == local.artifacts.get(output.artifact_id)
+    assert output.load() == 4  # bytes downloaded, decoded here
+    remote_output = remote.executions.get(done.exec_id).checkpoints[0].output
+    assert remote_output is not None
+    assert remote_output.load() == 4
+    # Events come from the server's SSE stream, as the store has them.
+    assert [e.to_dict() for e in remote.executions.events(done.exec_id)] == [
+        e.to_dict() for e in local.executions.events(done.exec_id)
+    ]
+    started = remote.executions.events(done.exec_id, kinds=["kitaru.checkpoint.started"])
+    assert [e.kind for e in started] == ["kitaru.checkpoint.started"]
+    first = next(iter(local.executions.events(done.exec_id)))
+    later = remote.executions.events(done.exec_id, since=first.cursor, follow=False)
+    assert [e.cursor for e in later] == [
+        e.cursor for e in local.executions.events(done.exec_id, since=first.cursor)
+    ]
+
+    # Same error types as a local call.
+    with pytest.raises(KitaruBackendError, match="Failed to load execution"):
+        remote.executions.get("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(KitaruUsageError):
+        remote.executions.list(limit=0)
+    with pytest.raises(KitaruUsageError, match="source"):
+        remote.executions.logs(done.exec_id, source="nope")
+    # A read-only key: control is refused, the execution untouched.
+    from kitaru.client._remote import KitaruPermissionError
+
+    with pytest.raises(KitaruPermissionError):
+        remote.executions.retry(failed.exec_id)
+    assert local.executions.get(failed.exec_id).status.value == "failed"
+
+
+def test_waits_answered_remotely(server: Server) -> None:
+    kitaru.connect(server.url, api_key=server.admin_key)
+    remote = KitaruClient()
+    handle = _flows.approval.run(5)
+    _wait_status(handle.exec_id, "waiting")
+    [pending] = remote.executions.pending_waits(handle.exec_id)
+    assert pending.name == "review"
+    assert remote.executions.pending_waits() == [pending]
+    with pytest.raises(KitaruWaitValidationError, match="approved"):
+        remote.executions.input(handle.exec_id, wait="review", value={"approved": 3})
+    assert remote.executions.get(handle.exec_id).status.value == "waiting"
+    remote.executions.input(
+        handle.exec_id, wait="review", value=_flows.Approval(approved=False, reviewer="bo")
+    )
+    assert handle.wait(timeout=30) == "6:False:bo"
+
+    gated = _flows.gate.run(1)
+    _wait_status(gated.exec_id, "waiting")
+    remote.executions.abort_wait(gated.exec_id, wait="go")
+    with pytest.raises(KitaruError):
+        gated.wait(timeout=30)
+
+    other = _flows.gate.run(2)
+    _wait_status(other.exec_id, "waiting")
+    assert remote.executions.cancel(other.exec_id).status.value == "cancelled"
+    remote.executions.delete(other.exec_id)
+    with pytest.raises(KitaruBackendError):
+        remote.executions.get(other.exec_id)
+
+
+def _completed() -> str:
+    handle = _flows.adder.run(9)
+    handle.wait()
+    return handle.exec_id
+
+
+def test_retry_remotely_then_a_worker_runs_it(server: Server) -> None:
+    done = _completed()
+    failed = _flows.failing.run(1)
+    with pytest.raises(KitaruError):
+        failed.wait()
+    kitaru.connect(server.url, api_key=server.admin_key)
+    remote = KitaruClient()
+    with pytest.raises(KitaruStateError, match="only failed"):
+        remote.executions.retry(done)
+    retried = remote.executions.retry(failed.exec_id)
+    assert retried.status.value == "running"
+    set_connection(None)
+    from kitaru.worker import run_worker
+
+    assert run_worker(once=True) == 1
+    with pytest.raises(KitaruError, match="boom"):
+        failed.wait(timeout=30)
+
+
+def test_environment_connection(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KITARU_SERVER_URL", server.url)
+    with pytest.raises(KitaruUsageError, match="KITARU_AUTH_TOKEN"):
+        KitaruClient()
+    monkeypatch.setenv("KITARU_AUTH_TOKEN", "kt_wrong_key")
+    from kitaru.client._remote import KitaruAuthenticationError
+
+    with pytest.raises(KitaruAuthenticationError):
+        KitaruClient().executions.list()
+    monkeypatch.setenv("KITARU_AUTH_TOKEN", server.read_key)
+    assert KitaruClient().executions.list() == []
+    explicit = KitaruClient(server_url=server.url, auth_token=server.read_key)
+    assert explicit.connection is not None
+    assert explicit.connection.source == "KitaruClient(server_url=...)"
+    assert explicit.executions.list() == []
+    monkeypatch.delenv("KITARU_SERVER_URL")
+    with pytest.raises(KitaruUsageError, match="KITARU_SERVER_URL"):
+        KitaruClient()
+
+
+def test_cli_login_logout_and_same_json(
+    server: Server, cli: Any, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = _flows.adder.run(2)
+    done.wait()
+    local_list = cli("executions", "list", "-o", "json").json()
+    local_get = cli("executions", "get", done.exec_id, "-o", "json").json()
+    local_logs = cli("executions", "logs", done.exec_id, "-o", "json").json()
+
+    assert cli("login", server.url, "--api-key", "kt_bad_key").exit_code == 1
+    login = cli("login", server.url, "--api-key", server.admin_key, "-o", "json")
+    assert login.exit_code == 0, login.stderr
+    credentials = kitaru_home / "credentials.json"
+    assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
+    status = cli("status", "-o", "json").json()["item"]
+    assert status["connection"] == {"url": server.url, "source": "kitaru login", "problem": None}
+    assert server.admin_key not in json.dumps(status)
+    info = cli("info", "-o", "json").json()["item"]["connection"]
+    assert info == {"type": "server", "url": server.url, "source": "kitaru login", "problem": None}
+
+    # Every read goes through the server now (the local store is not touched): same JSON.
+    assert KitaruClient().connection is not None
+    assert cli("executions", "list", "-o", "json").json() == local_list
+    got = cli("executions", "get", done.exec_id, "-o", "json")
+    assert got.exit_code == 0, got.stderr
+    assert got.json() == local_get
+    assert cli("executions", "logs", done.exec_id, "-o", "json").json() == local_logs
+    missing = cli("executions", "get", "00000000-0000-0000-0000-000000000000", "-o", "json")
+    assert missing.exit_code == 1
+    assert missing.stdout == ""
+    assert json.loads(missing.stderr)["error"]["type"] == "KitaruBackendError"
+
+    gated = _flows.gate.run(4)
+    _wait_status(gated.exec_id, "waiting")
+    answered = cli("executions", "input", gated.exec_id, "--wait", "go", "-o", "json")
+    assert answered.exit_code == 0, answered.stderr
+    assert gated.wait(timeout=30) == 6
+
+    logout = cli("logout", "-o", "json")
+    assert logout.json()["item"] == {"logged_out": True}
+    assert not credentials.exists()
+    assert cli("status", "-o", "json").json()["item"]["connection"] is None
+
+
+def test_login_without_url_starts_a_local_server(
+    cli: Any, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = _flows.adder.run(1)
+    done.wait()
+    port = free_port()
+    started = cli("login", "--port", str(port), "-o", "json")
+    assert started.exit_code == 0, started.stderr
+    item = started.json()["item"]
+    try:
+        assert item["url"] == f"http://127.0.0.1:{port}"
+        assert (kitaru_home / "server" / "server.pid").exists()
+        status = cli("server", "status", "-o", "json").json()["item"]
+        assert status["running"] is True
+        assert status["healthy"] is True
+        remote = KitaruClient()
+        assert remote.connection is not None
+        assert [e.exec_id for e in remote.executions.list()] == [done.exec_id]
+        # Logging in again reuses the running server.
+        again = cli("login", "--port", str(port), "-o", "json").json()["item"]
+        assert again["pid"] == item["pid"]
+    finally:
+        stopped = cli("server", "stop", "-o", "json").json()["item"]
+    assert stopped["stopped"] is True
+    assert cli("server", "status", "-o", "json").json()["item"]["running"] is False
+    cli("logout")
+
+
+def test_replay_through_the_server(server: Server) -> None:
+    source = _flows.adder.run(3)
+    assert source.wait() == 4
+    kitaru.connect(server.url, api_key=server.admin_key)
+    remote = KitaruClient()
+    with pytest.raises(KitaruStateError, match="nope"):
+        remote.executions.replay(source.exec_id, at="nope", wait=False)
+    submission = remote.executions.replay(
+        source.exec_id, at="add", checkpoint_overrides={"add": {"output": 41}}, wait=False
+    )
+    [row] = submission.results
+    assert row.original_exec_id == source.exec_id
+    assert submission.plan.matched_targets
+    replayed = remote.executions.get(row.replay_exec_id)
+    assert replayed.original_exec_id == source.exec_id
+    set_connection(None)
+    from kitaru.handle import FlowHandle
+    from kitaru.worker import run_worker
+
+    assert run_worker(once=True) == 1  # the server ran nothing: a worker does
+    assert FlowHandle(row.replay_exec_id).wait(timeout=30) == 41
+
+
+def test_flow_handle_through_the_server(server: Server) -> None:
+    done = _flows.adder.run(10)
+    failed = _flows.failing.run(2)
+    done.wait()
+    with pytest.raises(KitaruError):
+        failed.wait()
+    kitaru.connect(server.url, api_key=server.read_key)
+    from kitaru import FlowHandle
+    from kitaru.errors import KitaruUserCodeError
+
+    handle = FlowHandle(done.exec_id)
+    assert handle.status.value == "completed"
+    assert handle.wait(timeout=10) == 11
+    assert handle.get() == 11
+    with pytest.raises(KitaruUserCodeError, match="boom 2") as info:
+        FlowHandle(failed.exec_id).wait()
+    assert info.value.exec_id == failed.exec_id
+    with pytest.raises(KitaruBackendError):
+        FlowHandle("00000000-0000-0000-0000-000000000000").status  # noqa: B018
