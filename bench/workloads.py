@@ -253,7 +253,7 @@ def sleepy(i):
     time.sleep(0.1)
     return i
 
-@flow
+@flow(cache=False)  # a cached rerun would not sleep at all
 def fan(n):
     futures = [sleepy.submit(i) for i in range(n)]
     return [f.result() for f in futures]
