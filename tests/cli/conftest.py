@@ -8,56 +8,25 @@ environment.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from kitaru.cli import app
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.stdout)
-        return data
-
-    def error_json(self) -> dict[str, Any]:
-        """The JSON error document: on stderr, with nothing on stdout."""
-        assert self.stdout == "", self.stdout
-        data: dict[str, Any] = json.loads(self.stderr)
-        return data
-
-
-Invoke = Callable[..., CliResult]
+from tests._cli import CliResult, Invoke, in_process
 
 
 @pytest.fixture
 def cli() -> Invoke:
     """Run ``kitaru ARGS`` in this process (fast; shares the flows imported here)."""
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> CliResult:
-        result = runner.invoke(app, list(args), input=input)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    return in_process()
 
 
 @pytest.fixture

@@ -17,25 +17,13 @@ import pytest
 import kitaru
 from kitaru import KitaruFeatureNotAvailableError, KitaruUsageError, StackInfo
 from kitaru._paths import read_global_config
-from tests.cli.conftest import CliResult, Invoke
+from tests._cli import Invoke, in_process
 
 
 @pytest.fixture
 def cli() -> Invoke:
     """``kitaru ARGS`` in this process."""
-    from typer.testing import CliRunner
-
-    from kitaru.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> CliResult:
-        result = runner.invoke(app, list(args))
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    return in_process()
 
 
 def test_stack_functions_are_exported_with_0_21_signatures() -> None:

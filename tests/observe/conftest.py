@@ -2,57 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from kitaru.cli import app
+from tests._cli import Invoke, in_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_OBS_FLOW = "import sys; from tests.observe._obs_flows import main; main(sys.argv[1:])"
 
 
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.stdout)
-        return data
-
-    def error_json(self) -> dict[str, Any]:
-        """The JSON error document: on stderr, with nothing on stdout."""
-        assert self.stdout == "", self.stdout
-        data: dict[str, Any] = json.loads(self.stderr)
-        return data
-
-
-Invoke = Callable[..., CliResult]
-
-
 @pytest.fixture
 def cli() -> Invoke:
     """``kitaru ARGS`` in this process."""
-    runner = CliRunner()
-
-    def invoke(*args: str) -> CliResult:
-        result = runner.invoke(app, list(args))
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    return in_process()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ else:
 
 from kitaru._backend import forget_backends, get_backend
 from kitaru.server._accounts import create_account, create_key
+from tests._cli import in_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,35 +136,10 @@ def server(
         stop(process)
 
 
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        import json
-
-        data: dict[str, Any] = json.loads(self.stdout)
-        return data
-
-
 @pytest.fixture
 def cli() -> Any:
     """Run ``kitaru ARGS`` in this process."""
-    from typer.testing import CliRunner
-
-    from kitaru.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> CliResult:
-        result = runner.invoke(app, list(args))
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    return in_process()
 
 
 def http_store(store_url: str, tmp_path: Path) -> Iterator[Any]:
