@@ -89,7 +89,12 @@ def decode(value: Any) -> Any:
         return {decode(k): decode(v) for k, v in value["v"]}
     if tag == "record":
         cls = _RECORDS[_known(_RECORDS, value["t"])]
-        return cls(**{k: decode(v) for k, v in value["v"].items()})
+        fields = {k: decode(v) for k, v in value["v"].items()}
+        if cls is EventRow:
+            # A sender's word that its text is already escaped is not taken: the
+            # store escapes what arrives over HTTP itself.
+            fields["prepared"] = False
+        return cls(**fields)
     if tag == "error":
         from kitaru.errors import KitaruBackendError
 
