@@ -28,24 +28,9 @@ from typer.testing import CliRunner
 from kitaru._version import __version__
 from kitaru.cli import app
 from kitaru.client import KitaruClient
+from tests._cli import CliResult as Result
 
 # --- running the CLI ------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.stdout)
-        return data
-
-    def error_json(self) -> dict[str, Any]:
-        assert self.stdout == "", self.stdout
-        data: dict[str, Any] = json.loads(self.stderr)
-        return data
 
 
 def cli(*args: str) -> Result:
