@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from kitaru._store import _events
-from kitaru._store._rows import _RUNNING, _call_from_joined_row
-from kitaru._store._statements import _SQLiteStatements, json_value
+from kitaru._store._rows import _RUNNING
+from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
     ArtifactRecord,
@@ -141,16 +141,10 @@ class SQLiteDirect:
             with self._lock:
                 cursor = self._cursor()
                 found = cursor.execute(fast.sql, fast.values(params)).fetchone()
-                if found is None:
-                    return None
-                labels = [d[0] for d in cursor.description]
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from exc
-        row = dict(zip(labels, found, strict=True))
-        for name in ("metadata", "error", "artifact__tags"):
-            if row[name] is not None:
-                row[name] = json_value(row[name])
-        return _call_from_joined_row(row)
+        # The call's columns, then its artifact's: the layout call_from_row reads.
+        return None if found is None else self._fast.call_from_row(found)
 
     def calls(self, exec_id: str) -> list[CallRecord]:
         """An execution's calls with their output artifacts (resuming loads them all)."""
