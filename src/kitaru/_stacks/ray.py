@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from kitaru._stacks._ray_env import RuntimeEnv, build_runtime_env
+from kitaru.client._remote_store import runner_env
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStackIntegrationDependencyError,
@@ -103,7 +104,11 @@ class RayLaunch:
             "fence": record.fence,
             "store_url": self.backend.store.url,
             "artifacts_root": self.backend.artifacts_root,
-            "env": {**_forwarded_env(), **self.runtime_env.secret_env},
+            "env": {
+                **_forwarded_env(),
+                **self.runtime_env.secret_env,
+                **runner_env(self.backend.store),  # a Kitaru server's key (not env_vars)
+            },
             "code_root": self.runtime_env.code_root,
             "flow_ref": record.flow_ref,
             "num_cpus": config.get("num_cpus", 1),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,17 @@ _store_only = False
 def use_store_only() -> None:
     global _store_only
     _store_only = True
+
+
+@contextmanager
+def store_only() -> Iterator[None]:
+    """Within the block this process uses its store itself, whatever login it has."""
+    global _store_only
+    previous, _store_only = _store_only, True
+    try:
+        yield
+    finally:
+        _store_only = previous
 
 
 def normalize_url(url: str) -> str:
