@@ -811,14 +811,18 @@ def resolve_store_location() -> tuple[str, str | None]:
     if found is not None:
         return found[0], f"store_url in [tool.kitaru] of {found[1]}"
     # Connected to a Kitaru server (connect(), KITARU_SERVER_URL, `kitaru login`): flows
-    # run here record through it, like every read does.
-    from kitaru.client._remote_config import current_connection
+    # run here record through it, like every read does; except when it is the background
+    # server `kitaru login` started here: it serves a store this process may write itself.
+    from kitaru._paths import default_store_url
+    from kitaru.client._remote_config import current_connection, served_by_local_server
 
     connection = current_connection()
     if connection is not None:
-        return f"kitaru+{connection.url}", f"the Kitaru server ({connection.source})"
-    from kitaru._paths import default_store_url
-
+        served = served_by_local_server(connection)
+        if served is None:
+            return f"kitaru+{connection.url}", f"the Kitaru server ({connection.source})"
+        if served != default_store_url():
+            return served, f"the store of the local Kitaru server ({connection.url})"
     return default_store_url(), None
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import kitaru
+from kitaru._backend import forget_backends, get_backend
 from kitaru.client import KitaruClient
 from kitaru.client._remote_config import set_connection
 from kitaru.errors import (
@@ -253,6 +254,13 @@ def test_login_without_url_starts_a_local_server(
         remote = KitaruClient()
         assert remote.connection is not None
         assert [e.exec_id for e in remote.executions.list()] == [done.exec_id]
+        # Flows run here record into the store that server serves, without HTTP.
+        forget_backends()
+        assert get_backend().store.url.startswith("sqlite")
+        second = _flows.adder.run(2)
+        assert second.wait() == 3
+        listed = {e.exec_id for e in KitaruClient().executions.list()}
+        assert listed == {done.exec_id, second.exec_id}
         # Logging in again reuses the running server.
         again = cli("login", "--port", str(port), "-o", "json").json()["item"]
         assert again["pid"] == item["pid"]

@@ -199,7 +199,14 @@ def start_background(port: int) -> tuple[str, int]:
             stderr=log,
             start_new_session=True,
         )
-    _pid_file().write_text(json.dumps({"pid": process.pid, "url": url, "port": port}))
+    from kitaru.client._remote_config import store_only
+    from kitaru.config import resolve_store_url
+
+    with store_only():
+        served = resolve_store_url()  # what the child serves: it inherits this environment
+    _pid_file().write_text(
+        json.dumps({"pid": process.pid, "url": url, "port": port, "store_url": served})
+    )
     os.chmod(_pid_file(), 0o600)
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:

@@ -201,3 +201,22 @@ def connect(
 def disconnect() -> None:
     """Forget ``connect()`` in this process (saved logins and environment still apply)."""
     set_connection(None)
+
+
+def served_by_local_server(connection: Connection) -> str | None:
+    """The store URL, if ``connection`` is the background server ``kitaru login`` started
+    on this machine: a process here may record into that store directly (the server
+    reads the same store), without an HTTP request per checkpoint.
+    """
+    if connection.source != "kitaru login":
+        return None
+    from kitaru._paths import config_dir
+
+    try:
+        data = json.loads((config_dir() / "server" / "server.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("url") != connection.url:
+        return None
+    served = data.get("store_url")
+    return served if isinstance(served, str) and served else None
