@@ -21,28 +21,24 @@ from urllib.parse import urlsplit
 
 from kitaru._backend import get_backend
 from kitaru.client import KitaruClient
-from tests.server.conftest import REPO_ROOT, Server, start_server, stop
+from tests.server.conftest import (
+    REPO_ROOT,
+    RUN_FLOW,
+    Server,
+    process_env,
+    start_server,
+    stop,
+)
 
 BIG = 100_000  # above the 64 KiB inline limit: the value is a blob
 
-RUN = """
-from tests.server import _flows
-handle = _flows.big_crashy.run({n}, {marker!r})
-print("EXEC", handle.exec_id, flush=True)
-print("RESULT", handle.wait(timeout=60), flush=True)
-"""
+RUN = RUN_FLOW.format(flow="big_crashy", args="{n}, {marker!r}")
 
 
 def _connected_env(server: Server, key: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(
-        KITARU_CONFIG_PATH=str(home),
-        KITARU_SERVER_URL=server.url,
-        KITARU_AUTH_TOKEN=key,
-        KITARU_LEASE_SECONDS="2",
-        PYTHONPATH=str(REPO_ROOT),
+    return process_env(
+        home, KITARU_SERVER_URL=server.url, KITARU_AUTH_TOKEN=key, KITARU_LEASE_SECONDS="2"
     )
-    return env
 
 
 def test_a_connected_runner_killed_mid_flow_is_resumed_through_the_server(
