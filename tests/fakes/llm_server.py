@@ -134,9 +134,10 @@ class FakeLlmServer:
         #: Answers requests when no scripted reply is queued.
         self.responder: Responder = default_reply
         self._ids = itertools.count(1)
+        #: Set by stop(): cuts reply delays short so handler threads end promptly.
+        self._stopping = threading.Event()
         handler = type("_Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", port), handler)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -152,8 +153,9 @@ class FakeLlmServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.server_close()  # joins the handler threads (block_on_close)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -281,6 +283,20 @@ def _chunks(text: str, size: int = 8) -> Iterator[str]:
 # -- the HTTP handler ------------------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    # Handler threads are joined at server_close(), so none outlives its test.
+    daemon_threads = False
+    block_on_close = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout test) closes the socket under a reply.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeLlmServer
     protocol_version = "HTTP/1.1"
@@ -312,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         reply = self.fake._take(request)
         if reply.delay:
-            time.sleep(reply.delay)
+            self.fake._stopping.wait(reply.delay)
         if api == "unknown":
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
