@@ -567,11 +567,15 @@ class FrozenExecutionSpec:
         image = _image(config.get("image"))
         retries = config.get("retries")
         cache = config.get("cache")
+        frozen_llm = config.get("llm")
+        llm: dict[str, Any] = frozen_llm if isinstance(frozen_llm, dict) else {}
+        costs = llm.get("llm_estimated_costs")
         resolved = ResolvedExecutionConfig(
             stack=config.get("stack"),
             image=image,
             cache=cache if isinstance(cache, bool) else True,
             retries=retries if isinstance(retries, int) else 0,
+            llm_estimated_costs=costs if isinstance(costs, str) else None,
         )
 
         def from_decorator(key: str, value: Any) -> Any:
@@ -583,10 +587,17 @@ class FrozenExecutionSpec:
             cache=from_decorator("cache", resolved.cache),
             retries=from_decorator("retries", resolved.retries),
         )
+        registry = llm.get("model_registry")
         return cls(
             resolved_execution=resolved,
             flow_defaults=defaults,
             connection=ResolvedConnectionConfig(),
+            # Aliases, default alias and KITARU_DEFAULT_MODEL as frozen at submission.
+            model_registry=(
+                {**registry, "default_model": llm.get("default_model")}
+                if isinstance(registry, dict)
+                else ({"default_model": llm["default_model"]} if llm.get("default_model") else None)
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
