@@ -80,6 +80,11 @@ def set_(
     with command("secrets set", output) as out:
         from kitaru.secrets import set_secret
 
+        if name.startswith("-"):  # unknown options pass through to ctx.args, NAME too
+            raise UsageProblem(
+                f"No such option: {name}. Give the secret NAME first, then --KEY=value pairs."
+            )
+
         summary = set_secret(name, _parse_values(list(ctx.args)), private=private)
         data = summary.to_dict()
         out.item(
