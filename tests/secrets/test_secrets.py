@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 from pathlib import Path
@@ -170,3 +171,34 @@ def test_model_cli_and_frozen_config_hold_names_only() -> None:
     assert [i["alias"] for i in kitaru_cli("model", "list", "-o", "json").json()["items"]] == [
         "fast"
     ]
+
+
+def test_through_a_kitaru_server_the_server_sees_only_ciphertext(
+    tmp_path: Path, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitaru._backend import forget_backends
+    from tests.server.conftest import http_store
+
+    kitaru_home.mkdir(parents=True, exist_ok=True)
+    store_url = f"sqlite:///{kitaru_home / 'served.db'}"
+    server = http_store(store_url, tmp_path)
+    remote = next(server)
+    try:
+        monkeypatch.setenv("KITARU_STORE_URL", remote.url)
+        monkeypatch.setenv("KITARU_AUTH_TOKEN", remote._session.connection.api_key)
+        forget_backends()
+        kitaru.create_secret("remote", {"API_KEY": VALUE})
+        from kitaru.secrets import set_secret
+
+        set_secret("remote", {"OTHER": "x"})
+        assert kitaru.get_secret("remote").values == {"API_KEY": VALUE, "OTHER": "x"}
+        assert [s.name for s in kitaru.list_secrets()] == ["remote"]
+        assert VALUE.encode() not in (kitaru_home / "served.db").read_bytes()
+        log = tmp_path / "server.log"
+        assert not log.exists() or VALUE not in log.read_text(errors="replace")
+        kitaru.delete_secret("remote")
+        assert kitaru.list_secrets() == []
+    finally:
+        forget_backends()
+        with contextlib.suppress(StopIteration):
+            next(server)

@@ -7,25 +7,21 @@ The store holds the name, the key names and a Fernet token of the values (see
 (what ``list_secrets`` returns) has key names only.
 
 Secrets live in the store Kitaru uses (``KITARU_STORE_URL`` or the embedded
-SQLite default), so a PostgreSQL store shares them between machines that share
+SQLite default), so a PostgreSQL store, or a Kitaru server (``kitaru+http://``,
+which only ever receives ciphertext), shares them between machines that share
 the key (``KITARU_SECRETS_KEY``).
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError
+from kitaru.errors import KitaruStateError
 from kitaru.secrets._names import check_name, check_values
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    import sqlalchemy as sa
-
     from kitaru._store import Store
 
 
@@ -78,35 +74,18 @@ class SecretSummary:
 def _store() -> Store:
     from kitaru._backend import get_backend
 
-    store = get_backend().store
-    if not hasattr(store, "engine"):
-        raise KitaruFeatureNotAvailableError(
-            "Secrets are not available through a Kitaru server connection yet; point "
-            "KITARU_STORE_URL at the database itself (SQLite or PostgreSQL) to manage them."
-        )
-    return store
+    return get_backend().store
 
 
-def _row(conn: sa.Connection, name_or_id: str) -> Any:
-    import sqlalchemy as sa
-
-    from kitaru._store.secrets_schema import secrets as t
-
-    return conn.execute(
-        sa.select(t).where(sa.or_(t.c.name == name_or_id, t.c.id == name_or_id))
-    ).first()
-
-
-def _summary(row: Any) -> SecretSummary:
-    keys = [str(k) for k in row.keys] if isinstance(row.keys, list) else []
+def _summary(row: Mapping[str, Any]) -> SecretSummary:
     return SecretSummary(
-        name=row.name,
-        id=row.id,
-        private=bool(row.private),
-        keys=keys,
+        name=str(row["name"]),
+        id=str(row["id"]),
+        private=bool(row["private"]),
+        keys=[str(k) for k in row.get("keys") or ()],
         has_missing_values=False,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        created_at=row.get("created_at"),
+        updated_at=row.get("updated_at"),
     )
 
 
@@ -121,98 +100,67 @@ def get_secret(name_or_id: str) -> Secret:
     """The secret named ``name_or_id`` (or with that id), values decrypted."""
     from kitaru.secrets._crypto import decrypt
 
-    with _store().read() as conn:
-        row = _row(conn, name_or_id)
+    row = _store().secret_row(name_or_id)
     if row is None:
         raise _missing(name_or_id)
-    return Secret(row.name, row.id, decrypt(row.name, row.ciphertext), bool(row.private))
+    values = decrypt(str(row["name"]), str(row["ciphertext"]))
+    return Secret(str(row["name"]), str(row["id"]), values, bool(row["private"]))
 
 
 def create_secret(name: str, values: Mapping[str, str], *, private: bool = False) -> SecretSummary:
     """Create a secret; one with that name already existing is a KitaruStateError."""
+    from kitaru.secrets._crypto import encrypt
+
     check_name(name)
     clean = check_values(name, values)
-    return _write(name, clean, private=private, replace=False)
+    row = _store().save_secret(
+        name, ciphertext=encrypt(clean), keys=sorted(clean), private=private, create_only=True
+    )
+    if row is None:
+        raise KitaruStateError(
+            f"Secret {name!r} already exists. Use kitaru secrets set {name} --KEY=value to "
+            "update it, or delete it first."
+        )
+    return _summary(row)
 
 
 def set_secret(
     name: str, values: Mapping[str, str], *, private: bool | None = None
 ) -> SecretSummary:
     """Create a secret, or update one: ``values`` are merged over its current ones."""
-    check_name(name)
-    clean = check_values(name, values)
-    return _write(name, clean, private=private, replace=True)
-
-
-def _write(
-    name: str, values: dict[str, str], *, private: bool | None, replace: bool
-) -> SecretSummary:
-    import sqlalchemy as sa
-
-    from kitaru._store.secrets_schema import secrets as t
     from kitaru.secrets._crypto import decrypt, encrypt
 
+    check_name(name)
+    clean = check_values(name, values)
     store = _store()
-    now = time.time()
-    with store.write() as conn:
-        row = conn.execute(sa.select(t).where(t.c.name == name)).first()
-        if row is not None and not replace:
-            raise KitaruStateError(
-                f"Secret {name!r} already exists. Use kitaru secrets set {name} --KEY=value to "
-                "update it, or delete it first."
-            )
-        if row is None:
-            merged = dict(values)
-            secret_id = str(uuid.uuid4())
-            conn.execute(
-                t.insert().values(
-                    id=secret_id,
-                    name=name,
-                    private=bool(private),
-                    keys=sorted(merged),
-                    ciphertext=encrypt(merged),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        else:
-            merged = {**decrypt(name, row.ciphertext), **values}
-            secret_id = row.id
-            conn.execute(
-                t.update()
-                .where(t.c.id == row.id)
-                .values(
-                    private=bool(row.private if private is None else private),
-                    keys=sorted(merged),
-                    ciphertext=encrypt(merged),
-                    updated_at=now,
-                )
-            )
-        saved = conn.execute(sa.select(t).where(t.c.id == secret_id)).one()
-    return _summary(saved)
+    for _ in range(20):  # another writer in between: read again (see save_secret)
+        current = store.secret_row(name)
+        expected = None if current is None else str(current["ciphertext"])
+        merged = {**(decrypt(name, expected) if expected else {}), **clean}
+        row = store.save_secret(
+            name,
+            ciphertext=encrypt(merged),
+            keys=sorted(merged),
+            private=private,
+            create_only=current is None,
+            expected_ciphertext=expected,
+        )
+        if row is not None:
+            return _summary(row)
+    raise KitaruStateError(f"Secret {name!r} kept changing while it was being updated; try again.")
 
 
 def delete_secret(name_or_id: str) -> SecretSummary:
     """Delete a secret; returns what it was (without values)."""
-    from kitaru._store.secrets_schema import secrets as t
-
-    with _store().write() as conn:
-        row = _row(conn, name_or_id)
-        if row is None:
-            raise _missing(name_or_id)
-        conn.execute(t.delete().where(t.c.id == row.id))
+    row = _store().delete_secret_row(name_or_id)
+    if row is None:
+        raise _missing(name_or_id)
     return _summary(row)
 
 
 def list_secrets() -> list[SecretSummary]:
     """Every secret, by name: names and key names only."""
-    import sqlalchemy as sa
-
-    from kitaru._store.secrets_schema import secrets as t
-
-    with _store().read() as conn:
-        rows = conn.execute(sa.select(t).order_by(t.c.name)).all()
-    return [_summary(row) for row in rows]
+    return [_summary(row) for row in _store().secret_rows()]
 
 
 __all__ = [
