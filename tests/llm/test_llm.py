@@ -303,3 +303,52 @@ def test_missing_sdk_names_the_extra(provider: FakeLlmServer) -> None:
     assert "kitaru[anthropic]" in done.stdout
     assert "kitaru[llm]" in done.stdout
     assert provider.count() == 0
+
+
+def test_ollama_and_openrouter_speak_chat_completions(
+    provider: FakeLlmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{provider.port}")
+    monkeypatch.setenv("OPENROUTER_BASE_URL", provider.openai_base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test-0123456789")
+    handle = _catching(model="ollama/llama3.2").run()
+    assert handle.wait() == "echo: q"
+    assert (provider.requests[-1].api, provider.requests[-1].model) == (CHAT, "llama3.2")
+    (local,) = KitaruClient().executions.get(handle.exec_id).llm_usage_records
+    assert (local["provider"], local["credential_source"], local["cost_usd"]) == (
+        "ollama",
+        None,
+        None,
+    )
+    _catching(model="openrouter/openai/gpt-4o-mini").run().wait()
+    assert provider.requests[-1].model == "openai/gpt-4o-mini"
+    assert provider.requests[-1].api_key == "sk-or-test-0123456789"
+
+
+def test_executions_get_and_statistics_cli_show_usage(provider: FakeLlmServer) -> None:
+    from tests._cli import in_process
+
+    provider.script(Reply("x", input_tokens=100, output_tokens=20))
+    handle = _catching(model="openai/gpt-4o-mini").run()
+    handle.wait()
+    cli = in_process()
+    text = cli("executions", "get", handle.exec_id)
+    assert text.exit_code == 0, text.stderr
+    assert "LLM usage" in text.stdout
+    assert "120 tokens (100 in / 20 out)" in text.stdout
+    item = cli("executions", "get", handle.exec_id, "-o", "json").json()["item"]
+    assert item["llm_usage_summary"]["total_tokens"] == 120
+    assert item["llm_usage_records"][0]["model"] == "openai/gpt-4o-mini"
+    listed = cli("executions", "list", "-o", "json").json()["items"][0]
+    assert listed["llm_usage_summary"]["total_tokens"] == 120
+    stats = cli(
+        "executions",
+        "statistics",
+        "--metric",
+        "llm_total_tokens",
+        "--metric",
+        "tokens:llm_prompt_tokens:max",
+        "-o",
+        "json",
+    ).json()["item"]
+    assert stats["groups"][0]["metrics"] == {"llm_total_tokens": 120.0, "tokens": 100.0}
