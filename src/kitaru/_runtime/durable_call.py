@@ -132,7 +132,7 @@ def durable_call(
     return result
 
 
-async def durable_call_async(
+def durable_call_async(
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...] = (),
     kwargs: Mapping[str, Any] | None = None,
@@ -143,12 +143,14 @@ async def durable_call_async(
     retry_if: RetryPredicate | None = None,
     call_id: str | None = None,
     cache: bool | None = False,
-) -> T:
-    """The ``async`` form: ``func`` returns an awaitable (an ``async def`` function).
+) -> Awaitable[T]:
+    """The ``async`` form: ``func`` returns an awaitable; await what this returns.
 
-    Awaited calls may run side by side (``asyncio.gather``), so they are
-    marked concurrent, like async checkpoints: their recorded outputs are
-    reused on resume in whatever order they finished.
+    Like an async checkpoint, the call id is taken and the memo consulted when
+    this is *called* (in body order), not when the result is awaited; awaited
+    calls may run side by side (``asyncio.gather``), so they are marked
+    concurrent: their recorded outputs are reused on resume in whatever order
+    they finished.
     """
     ctx = _context(name)
     spec = DurableCallSpec(
@@ -156,19 +158,22 @@ async def durable_call_async(
     )
     call_kwargs = dict(kwargs or {})
     if current_checkpoint.get() is not None:
-        inline: T = await _run_inline_async(ctx, spec, args, call_kwargs)
-        return inline
+        return _run_inline_async(ctx, spec, args, call_kwargs)
     from kitaru._runtime.execution import NOT_RECORDED
 
     assigned = ctx.assign_call_id(name, call_id)
     ctx.mark_concurrent(assigned)
     found = ctx.begin_call(spec, assigned)
-    if found is not NOT_RECORDED:
-        recorded: T = found
-        return recorded
-    with ctx.checkpoint_span(spec, assigned):
-        result: T = await ctx.finish_call_async(spec, args, call_kwargs, assigned)
-    return result
+
+    async def run() -> T:
+        if found is not NOT_RECORDED:
+            recorded: T = found
+            return recorded
+        with ctx.checkpoint_span(spec, assigned):
+            result: T = await ctx.finish_call_async(spec, args, call_kwargs, assigned)
+        return result
+
+    return run()
 
 
 def _should_retry(spec: DurableCallSpec, attempt: int, exc: Exception) -> bool:
