@@ -33,9 +33,12 @@ Where it runs decides what it is:
   usage recorded by ``func`` lands on that checkpoint. Retries happen in place.
 * **Outside a flow** it raises ``KitaruContextError``.
 
-``cache`` follows checkpoint semantics (None = the execution's setting, else on);
-model and tool calls pass ``False`` by default because a second execution asking
+``cache`` is a checkpoint's ``cache=`` (an execution-level cache setting still
+overrides it); the default is ``False`` because a second execution asking a model
 the same question usually wants a fresh answer.
+
+``durable_call_async`` is the same for ``async`` functions: call it where the
+body makes the call (that fixes the call id) and await what it returns.
 """
 
 from __future__ import annotations
