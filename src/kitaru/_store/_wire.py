@@ -149,5 +149,10 @@ METHODS = frozenset(
         "answer_wait",
         "continue_after_wait",
         "release_waiting",
+        # Secrets: ciphertext only (kitaru.secrets encrypts and decrypts on the client).
+        "secret_row",
+        "secret_rows",
+        "save_secret",
+        "delete_secret_row",
     }
 )

@@ -34,6 +34,7 @@ from kitaru._store._rows import (
     _execution_row,
     merge_metadata,
 )
+from kitaru._store._secrets import SecretsMixin
 from kitaru._store._sqlite_direct import SQLiteDirect
 from kitaru._store._statements import (
     _CACHE_LOOKUP,
@@ -59,7 +60,7 @@ from kitaru._text import storable_text
 from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_found
 
 
-class Store(WaitsMixin):
+class Store(WaitsMixin, SecretsMixin):
     """Executions, checkpoint calls, attempts and the artifact index."""
 
     def __init__(self, url: str) -> None:

@@ -55,9 +55,14 @@ class ExecutionStatisticsMetricSource(StrEnum):
     CACHED_STEP_COUNT = "cached_step_count"
     OUTPUT_ARTIFACT_COUNT = "output_artifact_count"
     METADATA = "metadata"
-    # [llm] names accepted for 0.21 code; without LLM usage their values are None.
+    # [llm] totals of the LLM usage an execution incurred (cached and replay-reused
+    # calls excluded); None for an execution without LLM usage.
     LLM_DISPLAY_COST = "llm_display_cost"
     LLM_TOTAL_TOKENS = "llm_total_tokens"
+    LLM_ESTIMATED_COST = "llm_estimated_cost"
+    LLM_PROMPT_TOKENS = "llm_prompt_tokens"
+    LLM_COMPLETION_TOKENS = "llm_completion_tokens"
+    LLM_CALL_COUNT = "llm_call_count"
 
 
 class ExecutionStatisticsMetricAggregation(StrEnum):
@@ -183,10 +188,7 @@ class ExecutionStatisticsMetric:
         if not isinstance(token, str) or not token.strip():
             raise KitaruUsageError(f"Bad metric {token!r}; use {_METRIC_HELP}.")
         parts = token.strip().split(":")
-        if len(parts) == 1 and parts[0] in (
-            ExecutionStatisticsMetricSource.LLM_DISPLAY_COST,
-            ExecutionStatisticsMetricSource.LLM_TOTAL_TOKENS,
-        ):  # [llm] shortcut: the source is the name
+        if len(parts) == 1 and parts[0] in _LLM_SOURCES:  # [llm] shortcut: the source is the name
             return cls(parts[0], ExecutionStatisticsMetricSource(parts[0]), "sum")  # type: ignore[arg-type]
         if len(parts) >= 4 and parts[1].lower() == "metadata":
             key = ":".join(parts[2:-1])
@@ -375,8 +377,11 @@ def compute_statistics(
     ).where(*where)
     sources = {m.source for m in parsed_metrics}
     counts: dict[str, tuple[int, int, int]] = {}
+    llm: dict[str, dict[str, float]] = {}
     with store.read() as conn:
         rows = conn.execute(query).all()
+        if sources & set(_LLM_SOURCES):
+            llm = _llm_totals(conn, sa.select(ex.id).where(*where))
         if sources & {
             ExecutionStatisticsMetricSource.STEP_COUNT,
             ExecutionStatisticsMetricSource.CACHED_STEP_COUNT,
@@ -417,7 +422,9 @@ def compute_statistics(
         for metric in parsed_metrics:
             samples = [
                 v
-                for v in (_metric_value(metric, row, metadata, counts) for row, metadata in members)
+                for v in (
+                    _metric_value(metric, row, metadata, counts, llm) for row, metadata in members
+                )
                 if v is not None
             ]
             values[metric.name] = _aggregate(samples, metric.aggregation)
@@ -481,6 +488,7 @@ def _metric_value(
     row: Any,
     metadata: Mapping[str, Any],
     counts: Mapping[str, tuple[int, int, int]],
+    llm: Mapping[str, Mapping[str, float]] | None = None,
 ) -> float | None:
     source = metric.source
     if source is ExecutionStatisticsMetricSource.DURATION:
@@ -495,4 +503,53 @@ def _metric_value(
         return float(counts.get(row.id, (0, 0, 0))[2])
     if source is ExecutionStatisticsMetricSource.METADATA:
         return _number(metadata.get(metric.metadata_key or ""))
-    return None  # [llm] sources: no LLM usage is recorded
+    totals = (llm or {}).get(row.id)
+    if totals is None:
+        return None  # no LLM usage
+    return totals.get(str(source))
+
+
+_LLM_SOURCES = (
+    ExecutionStatisticsMetricSource.LLM_DISPLAY_COST,
+    ExecutionStatisticsMetricSource.LLM_TOTAL_TOKENS,
+    ExecutionStatisticsMetricSource.LLM_ESTIMATED_COST,
+    ExecutionStatisticsMetricSource.LLM_PROMPT_TOKENS,
+    ExecutionStatisticsMetricSource.LLM_COMPLETION_TOKENS,
+    ExecutionStatisticsMetricSource.LLM_CALL_COUNT,
+)
+
+
+def _llm_totals(conn: sa.Connection, exec_ids: sa.Select[Any]) -> dict[str, dict[str, float]]:
+    """Per execution, the totals of the LLM usage its calls incurred (see _runtime/usage)."""
+    from kitaru._runtime.usage import LLM_USAGE_KEY, usage_records
+
+    c = t.checkpoint_calls.c
+    rows = conn.execute(
+        sa.select(c.exec_id, c.metadata).where(
+            c.exec_id.in_(exec_ids.scalar_subquery()),
+            c.status.not_in(["cached", "reused"]),  # paid for by another execution
+            sa.cast(c.metadata, sa.Text).like(f"%{LLM_USAGE_KEY}%"),
+        )
+    ).all()
+    Source = ExecutionStatisticsMetricSource
+    totals: dict[str, dict[str, float]] = {}
+    for exec_id, metadata in rows:
+        records = usage_records(metadata if isinstance(metadata, Mapping) else {})
+        if not records:
+            continue
+        into = totals.setdefault(exec_id, {str(source): 0.0 for source in _LLM_SOURCES})
+        for record in records:
+            into[Source.LLM_CALL_COUNT] += 1
+            for source, key in (
+                (Source.LLM_TOTAL_TOKENS, "total_tokens"),
+                (Source.LLM_PROMPT_TOKENS, "prompt_tokens"),
+                (Source.LLM_COMPLETION_TOKENS, "completion_tokens"),
+                (Source.LLM_DISPLAY_COST, "cost_usd"),
+            ):
+                value = _number(record.get(key))
+                if value is not None:
+                    into[source] += value
+            cost = _number(record.get("cost_usd"))
+            if cost is not None and record.get("cost_source") == "estimated":
+                into[Source.LLM_ESTIMATED_COST] += cost
+    return totals

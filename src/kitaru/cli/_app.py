@@ -182,6 +182,8 @@ def _register() -> None:
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
+    from kitaru.cli._models import app as models_app
+    from kitaru.cli._secrets import app as secrets_app
     from kitaru.cli._server import register as register_server
     from kitaru.cli._stacks import app as stacks_app
     from kitaru.cli._status import register as register_status
@@ -198,6 +200,8 @@ def _register() -> None:
     register_analysis(executions_app)
     register_server(app)
     app.add_typer(auth_app, name="auth")
+    app.add_typer(models_app, name="model")
+    app.add_typer(secrets_app, name="secrets")
 
 
 _register()

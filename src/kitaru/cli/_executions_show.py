@@ -271,6 +271,21 @@ def _hidden_hint(execution: Execution, shown: int) -> str:
     )
 
 
+def usage_line(usage: dict[str, Any]) -> str:
+    """``3 requests, 1,234 tokens (1,000 in / 234 out), $0.0012`` (what is known)."""
+    requests = usage.get("call_count") or 0
+    parts = [f"{requests} request{'s' if requests != 1 else ''}"]
+    total = usage.get("total_tokens")
+    if total is not None:
+        detail = ""
+        if usage.get("prompt_tokens") is not None and usage.get("completion_tokens") is not None:
+            detail = f" ({usage['prompt_tokens']:,} in / {usage['completion_tokens']:,} out)"
+        parts.append(f"{total:,} tokens{detail}")
+    cost = usage.get("cost_usd")
+    parts.append("cost unknown" if cost is None else f"${cost:.6f}".rstrip("0").rstrip("."))
+    return ", ".join(parts)
+
+
 def _settings_line(config: dict[str, Any]) -> str:
     parts = []
     for key in ("cache", "retries"):
@@ -301,6 +316,9 @@ def render_execution(
         grid.add_row("Checkpoints", call_counts(execution.checkpoints))
     if execution.original_exec_id:
         grid.add_row("Replay of", escape(execution.original_exec_id))
+    usage = execution.llm_usage_summary
+    if usage:
+        grid.add_row("LLM usage", escape(usage_line(usage)))
     if execution.metadata:
         grid.add_row(
             "Metadata", escape(json.dumps(execution.metadata, default=str, sort_keys=True))
