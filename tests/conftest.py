@@ -21,6 +21,7 @@ os.environ["KITARU_CONFIG_PATH"] = tempfile.mkdtemp(prefix="kitaru-tests-config-
 
 from kitaru._backend import forget_backends, get_backend
 from kitaru.config import reset_configuration
+from tests.fakes.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
 
 POSTGRES_URL_ENV = "KITARU_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = (

@@ -770,6 +770,12 @@ def _run_isolated(
     return run_isolated(ctx, spec, args, kwargs, frame)
 
 
+def _may_retry(spec: CheckpointSpec, exc: Exception) -> bool:
+    """A durable call may retry only some errors (e.g. an LLM call: rate limits, 5xx)."""
+    retry_if = getattr(spec, "retry_if", None)
+    return retry_if is None or bool(retry_if(exc))
+
+
 #: begin_call's answer when the call has no recorded output and must run.
 NOT_RECORDED: Any = object()
 
@@ -850,7 +856,7 @@ class _LiveCall:
             message=str(exc),
             traceback="".join(traceback.format_exception(exc)),
         )
-        if self.attempt <= spec.retries:
+        if self.attempt <= spec.retries and _may_retry(spec, exc):
             ctx._record_attempt(attempt)
             return retry_backoff(self.attempt)
         ctx._record(

@@ -1,0 +1,1 @@
+"""Fake external services that tests run the real client libraries against."""
