@@ -10,6 +10,7 @@ import pytest
 # (module to import, framework module blocked, extra named in the error)
 CASES = [
     ("kitaru.adapters.langgraph", "langgraph", "langgraph"),
+    ("kitaru.adapters.pydantic_ai", "pydantic_ai", "pydantic-ai"),
     ("kitaru.mcp._server", "mcp", "mcp"),
 ]
 
