@@ -11,6 +11,7 @@ import pytest
 CASES = [
     ("kitaru.adapters.langgraph", "langgraph", "langgraph"),
     ("kitaru.adapters.pydantic_ai", "pydantic_ai", "pydantic-ai"),
+    ("kitaru.adapters.openai_agents", "agents", "openai-agents"),
     ("kitaru.mcp._server", "mcp", "mcp"),
 ]
 
