@@ -50,6 +50,7 @@ from kitaru.logging import log
 from kitaru.wait import wait
 
 if TYPE_CHECKING:
+    from kitaru._llm import KitaruLlmProviderError, llm
     from kitaru.analysis import (
         CheckpointDiff,
         CohortDiff,
@@ -71,6 +72,14 @@ if TYPE_CHECKING:
     )
     from kitaru.client._remote_config import connect
     from kitaru.replay import ReplayRuntimeContext, ReplaySubmission, get_replay_runtime_context
+    from kitaru.secrets import (
+        Secret,
+        SecretSummary,
+        create_secret,
+        delete_secret,
+        get_secret,
+        list_secrets,
+    )
 
 #: Names loaded on first use (kept out of ``import kitaru``'s cost).
 _LAZY = {
@@ -95,6 +104,14 @@ _LAZY = {
     "diff_cohort": "kitaru.analysis",
     "diff_matrix": "kitaru.analysis",
     "connect": "kitaru.client._remote_config",
+    "llm": "kitaru._llm",
+    "KitaruLlmProviderError": "kitaru._llm",
+    "Secret": "kitaru.secrets",
+    "SecretSummary": "kitaru.secrets",
+    "create_secret": "kitaru.secrets",
+    "delete_secret": "kitaru.secrets",
+    "get_secret": "kitaru.secrets",
+    "list_secrets": "kitaru.secrets",
 }
 
 
@@ -137,6 +154,7 @@ __all__ = [
     "KitaruError",
     "KitaruExecutionError",
     "KitaruFeatureNotAvailableError",
+    "KitaruLlmProviderError",
     "KitaruLogRetrievalError",
     "KitaruNotFoundError",
     "KitaruRuntimeError",
@@ -149,15 +167,19 @@ __all__ = [
     "KitaruWaitValidationError",
     "ReplayRuntimeContext",
     "ReplaySubmission",
+    "Secret",
+    "SecretSummary",
     "StackInfo",
     "__version__",
     "checkpoint",
     "cohort",
     "configure",
     "connect",
+    "create_secret",
     "create_stack",
     "current_execution_id",
     "current_stack",
+    "delete_secret",
     "delete_stack",
     "diff",
     "diff_cohort",
@@ -165,8 +187,11 @@ __all__ = [
     "events",
     "flow",
     "get_replay_runtime_context",
+    "get_secret",
     "is_replay",
+    "list_secrets",
     "list_stacks",
+    "llm",
     "load",
     "log",
     "progress",

@@ -101,6 +101,8 @@ class Flow(Generic[P, R]):
         concurrency = _validate_concurrency(max_concurrency, where) or self._max_concurrency
         args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
+        from kitaru._llm._registry import frozen_llm_config
+
         backend = get_backend()
         ref = flow_reference(self.func)
         remote = _prepare_remote(settings, backend, ref)
@@ -118,7 +120,12 @@ class Flow(Generic[P, R]):
             flow_name=self.name,
             flow_ref=ref,
             stack=settings.stack,
-            config={**settings.to_record(), "max_concurrency": concurrency},
+            config={
+                **settings.to_record(),
+                "max_concurrency": concurrency,
+                # Model aliases, default model and cost setting for kitaru.llm().
+                "llm": frozen_llm_config(),
+            },
             inputs=inputs,
             now=time.time(),
         )

@@ -29,6 +29,7 @@ fixture :func:`llm_server` (a started server, stopped after the test).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -155,6 +156,7 @@ class FakeLlmServer:
     def stop(self) -> None:
         self._stopping.set()
         self._httpd.shutdown()
+        self._httpd.hang_up()
         self._httpd.server_close()  # joins the handler threads (block_on_close)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -288,6 +290,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def hang_up(self) -> None:
+        """Close every open connection: a client's idle keep-alive would block the join."""
+        import socket
+
+        with self._open_lock:
+            for request in list(self._open):
+                with contextlib.suppress(OSError):
+                    request.shutdown(socket.SHUT_RDWR)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (a timeout test) closes the socket under a reply.
         import sys
@@ -300,6 +325,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeLlmServer
     protocol_version = "HTTP/1.1"
+    #: An idle keep-alive connection is dropped after this many seconds (a safety net).
+    timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         return

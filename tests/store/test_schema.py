@@ -33,6 +33,7 @@ KITARU_TABLES = {
     "kitaru_events",
     "kitaru_service_accounts",
     "kitaru_api_keys",
+    "kitaru_secrets",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 

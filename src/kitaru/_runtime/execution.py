@@ -834,8 +834,13 @@ class _LiveCall:
         self.ctx.check_cancelled()
         self.attempt += 1
         self.started = time.time()
+        # The attempt number counts every run of the call, like its attempt rows.
         self.frame = CheckpointFrame(
-            self.ctx.exec_id, self.call_id, self.spec.name, self.attempt, self.metadata
+            self.ctx.exec_id,
+            self.call_id,
+            self.spec.name,
+            self.previous + self.attempt,
+            self.metadata,
         )
         events.started(self.frame, self.ctx.backend.store, self.spec.type)
         return self.frame

@@ -8,7 +8,7 @@ are therefore written in the same transaction as the call's result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from kitaru._runtime.context import current_checkpoint
@@ -32,6 +32,12 @@ class LlmUsage(TypedDict, total=False):
     latency_ms: float | None
     #: Where the credential came from: an env var name or "secret:NAME"; never the value.
     credential_source: str | None
+    #: The attempt of the call that made the request (1-based; set by record_llm_usage).
+    attempt: int | None
+    #: True for KITARU_LLM_MOCK_RESPONSE replies (no request was sent).
+    mocked: bool
+    #: The model alias the call named, if it named one.
+    alias: str | None
 
 
 def record_llm_usage(usage: LlmUsage) -> None:
@@ -48,7 +54,9 @@ def record_llm_usage(usage: LlmUsage) -> None:
     records = frame.metadata.get(LLM_USAGE_KEY)
     if not isinstance(records, list):
         records = []
-    frame.metadata[LLM_USAGE_KEY] = [*records, dict(usage)]
+    entry: dict[str, Any] = dict(usage)
+    entry.setdefault("attempt", frame.attempt)
+    frame.metadata[LLM_USAGE_KEY] = [*records, entry]
 
 
 def usage_records(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -57,3 +65,26 @@ def usage_records(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(records, list):
         return []
     return [r for r in records if isinstance(r, dict)]
+
+
+#: Numeric fields that add up across records.
+SUMMED_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
+
+
+def summarize_usage(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Totals of usage records (None when there are none).
+
+    ``call_count`` is the number of model requests; a field is None when no
+    record knows it (e.g. cost with estimates off and no provider cost).
+    """
+    if not records:
+        return None
+    totals: dict[str, Any] = {"call_count": len(records)}
+    for key in SUMMED_FIELDS:
+        values = [r[key] for r in records if isinstance(r.get(key), int | float)]
+        totals[key] = (
+            (round(sum(values), 10) if key == "cost_usd" else sum(values)) if values else None
+        )
+    models = sorted({str(r["model"]) for r in records if r.get("model")})
+    totals["models"] = models
+    return totals

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 metadata = sa.MetaData()
 
@@ -189,3 +189,6 @@ events = sa.Table(
 
 # The server's auth tables (migration 0008) live in their own module.
 from kitaru._store import auth_schema as _auth_schema  # noqa: E402, F401
+
+# The secrets table (migration 0009) too.
+from kitaru._store import secrets_schema as _secrets_schema  # noqa: E402, F401

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._runtime.execution import SAVE_CALL_TYPE
+from kitaru._runtime.usage import LLM_USAGE_KEY, summarize_usage, usage_records
 from kitaru._store import (
     ArtifactRecord,
     AttemptRecord,
@@ -251,8 +252,8 @@ class CheckpointAttempt:
 
     @property
     def llm_usage_records(self) -> builtins.list[dict[str, Any]]:
-        """LLM usage recorded by this attempt (none without LLM calls)."""
-        return []
+        """LLM usage recorded by this attempt (its call hands them out by attempt number)."""
+        return usage_records(self.metadata)
 
     @classmethod
     def from_record(cls, record: AttemptRecord) -> CheckpointAttempt:
@@ -342,8 +343,13 @@ class CheckpointCall:
 
     @property
     def llm_usage_records(self) -> builtins.list[dict[str, Any]]:
-        """LLM usage recorded by this call (none without LLM calls)."""
-        return [r for attempt in self.attempts for r in attempt.llm_usage_records]
+        """LLM usage recorded by this call: one record per model request (all attempts)."""
+        return usage_records(self.metadata)
+
+    @property
+    def llm_usage_incurred(self) -> bool:
+        """False for a cached or replay-reused call: its requests were paid for elsewhere."""
+        return self.call_status not in (CallStatus.CACHED, CallStatus.REUSED)
 
     @property
     def aggregated_llm_usage_summary(self) -> dict[str, Any] | None:
@@ -375,6 +381,7 @@ class CheckpointCall:
         failure = None
         if call.error is not None:
             failure = FailureInfo.from_dict(call.error, origin=FailureOrigin.USER_CODE)
+        attempts = _with_usage(attempts, usage_records(call.metadata))
         return cls(
             call_id=call.call_id,
             name=call.name,
@@ -632,14 +639,23 @@ def _image(value: Any) -> ImageSettings | None:
 
 
 def _usage_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Token totals of LLM usage records; None when there are none."""
+    """Token and cost totals of LLM usage records; None when there are none."""
+    return summarize_usage(records)
+
+
+def _with_usage(
+    attempts: builtins.list[CheckpointAttempt], records: builtins.list[dict[str, Any]]
+) -> builtins.list[CheckpointAttempt]:
+    """Each attempt with the usage records it made (records carry their attempt number)."""
     if not records:
-        return None
-    totals: dict[str, Any] = {"call_count": len(records)}
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"):
-        values = [r[key] for r in records if isinstance(r.get(key), int | float)]
-        totals[key] = sum(values) if values else None
-    return totals
+        return attempts
+    out = []
+    for attempt in attempts:
+        mine = [r for r in records if r.get("attempt") == attempt.attempt]
+        if mine:
+            attempt = replace(attempt, metadata={**attempt.metadata, LLM_USAGE_KEY: mine})
+        out.append(attempt)
+    return out
 
 
 #: Keys of an execution's summary (``executions list`` JSON items), in 0.21's order.
@@ -725,8 +741,13 @@ class Execution:
 
     @property
     def llm_usage_records(self) -> builtins.list[dict[str, Any]]:
-        """LLM usage recorded by its calls (none without LLM calls)."""
-        return [r for call in self.checkpoints for r in call.llm_usage_records]
+        """LLM usage its calls incurred (cached and replay-reused calls did not)."""
+        return [
+            r
+            for call in self.checkpoints
+            if call.llm_usage_incurred
+            for r in call.llm_usage_records
+        ]
 
     @property
     def llm_usage_summary(self) -> dict[str, Any] | None:
