@@ -31,7 +31,7 @@ def make_agent() -> Agent[None, str]:
         default_headers={"Connection": "close"},
     )
     provider = OpenAIProvider(openai_client=client)
-    model = OpenAIChatModel("gpt-test", provider=provider)
+    model = OpenAIChatModel("gpt-4o-mini", provider=provider)
     agent: Agent[None, str] = Agent(model, name="calc", tools=[approve])
 
     @agent.tool_plain

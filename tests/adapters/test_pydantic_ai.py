@@ -58,9 +58,14 @@ def test_requests_and_tools_are_durable_calls(env: tuple[Path, FakeLlmServer]) -
         ("calc_model_request:3", "llm_call", "model_request"),
     ]
     assert {(c.checkpoint_origin, c.adapter) for c in calls} == {("adapter", "pydantic_ai")}
-    usage = calls[0].metadata["llm_usage"]
-    assert usage[0]["model"] == "gpt-test"
-    assert usage[0]["prompt_tokens"] > 0
+    (usage,) = calls[0].llm_usage_records
+    assert usage["model"] == "gpt-4o-mini"
+    assert usage["prompt_tokens"] > 0
+    assert usage["cost_source"] == "estimated"
+    assert usage["cost_usd"] > 0
+    summary = KitaruClient().executions.get(handle.exec_id).llm_usage_summary
+    assert summary is not None
+    assert (summary["call_count"], summary["models"]) == (3, ["gpt-4o-mini"])
     assert calls[1].output.load() == 11  # type: ignore[union-attr]
     assert server.count() == 3
     assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}

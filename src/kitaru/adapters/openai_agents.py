@@ -22,6 +22,7 @@ Needs the ``openai-agents`` extra (``kitaru[openai-agents]``).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -41,9 +42,8 @@ from openai.types.responses import (  # noqa: E402
     ResponseStreamEvent,
 )
 
-from kitaru._runtime.context import current_checkpoint  # noqa: E402
-from kitaru._runtime.usage import LlmUsage, record_llm_usage  # noqa: E402
 from kitaru.adapters._calls import adapter_call_async  # noqa: E402
+from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
 
 ADAPTER = "openai_agents"
@@ -56,21 +56,17 @@ def _construct(type_: Any, values: list[Any]) -> list[Any]:
     return [construct_type(type_=type_, value=value) for value in values]
 
 
-def _record_usage(model: str, usage: Any) -> None:
-    if current_checkpoint.get() is None or usage is None:
+def _record_usage(model: str, usage: Any, started: float) -> None:
+    if usage is None:
         return
-    prompt = int(getattr(usage, "input_tokens", 0) or 0)
-    completion = int(getattr(usage, "output_tokens", 0) or 0)
-    record: LlmUsage = {
-        "model": model,
-        "provider": "openai",
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": int(getattr(usage, "total_tokens", 0) or 0) or prompt + completion,
-        "cost_usd": None,
-        "cost_source": None,
-    }
-    record_llm_usage(record)
+    record_request_usage(
+        model=model,
+        provider="openai",
+        prompt_tokens=getattr(usage, "input_tokens", None),
+        completion_tokens=getattr(usage, "output_tokens", None),
+        latency_ms=(time.perf_counter() - started) * 1000,
+        price_provider="openai",
+    )
 
 
 def _dump_response(response: ModelResponse) -> dict[str, Any]:
@@ -105,8 +101,9 @@ class KitaruModel(Model):
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         async def send() -> dict[str, Any]:
+            started = time.perf_counter()
             response = await self.wrapped.get_response(*args, **kwargs)
-            _record_usage(self.model_name, response.usage)
+            _record_usage(self.model_name, response.usage, started)
             return _dump_response(response)
 
         data = await adapter_call_async(
@@ -118,11 +115,12 @@ class KitaruModel(Model):
         # The provider's stream is drained inside the durable call and its events
         # recorded; the run then sees the same events (on resume: without a request).
         async def send() -> list[dict[str, Any]]:
+            started = time.perf_counter()
             events: list[Any] = []
             async for event in self.wrapped.stream_response(*args, **kwargs):
                 events.append(event)
                 if isinstance(event, ResponseCompletedEvent):
-                    _record_usage(self.model_name, event.response.usage)
+                    _record_usage(self.model_name, event.response.usage, started)
             return [e.model_dump(mode="json") for e in events]
 
         data = await adapter_call_async(

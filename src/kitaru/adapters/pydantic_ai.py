@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -53,9 +54,8 @@ from pydantic_ai.toolsets import AbstractToolset  # noqa: E402
 from pydantic_ai.toolsets.abstract import ToolsetTool  # noqa: E402
 from pydantic_ai.toolsets.wrapper import WrapperToolset  # noqa: E402
 
-from kitaru._runtime.context import current_checkpoint  # noqa: E402
-from kitaru._runtime.usage import LlmUsage, record_llm_usage  # noqa: E402
 from kitaru.adapters._calls import adapter_call_async  # noqa: E402
+from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
 from kitaru.wait import wait  # noqa: E402
 
@@ -84,21 +84,16 @@ def _load(data: dict[str, Any]) -> ModelResponse:
     return message
 
 
-def _record_usage(response: ModelResponse, model: Model) -> None:
-    if current_checkpoint.get() is None:
-        return
+def _record_usage(response: ModelResponse, model: Model, started: float) -> None:
     usage = response.usage
-    prompt, completion = usage.input_tokens, usage.output_tokens
-    record: LlmUsage = {
-        "model": response.model_name or model.model_name,
-        "provider": response.provider_name or model.system,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "cost_usd": None,
-        "cost_source": None,
-    }
-    record_llm_usage(record)
+    record_request_usage(
+        model=response.model_name or model.model_name,
+        provider=response.provider_name or model.system,
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        price_provider=response.provider_name or model.system,
+    )
 
 
 class KitaruModel(WrapperModel):
@@ -121,10 +116,11 @@ class KitaruModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         async def send() -> dict[str, Any]:
+            started = time.perf_counter()
             response = await self.wrapped.request(
                 messages, model_settings, model_request_parameters
             )
-            _record_usage(response, self.wrapped)
+            _record_usage(response, self.wrapped, started)
             return _dump(response)
 
         return await self._durable(send)
@@ -140,13 +136,14 @@ class KitaruModel(WrapperModel):
         # The provider's stream is drained inside the durable call; the run then
         # streams the recorded response (the same events, without a second request).
         async def send() -> dict[str, Any]:
+            started = time.perf_counter()
             async with self.wrapped.request_stream(
                 messages, model_settings, model_request_parameters, run_context
             ) as streamed:
                 async for _ in streamed:
                     pass
             response = streamed.get()
-            _record_usage(response, self.wrapped)
+            _record_usage(response, self.wrapped, started)
             return _dump(response)
 
         response = await self._durable(send)
