@@ -69,3 +69,9 @@ def main() -> None:
     handle = runner_flow.run("add things")
     print(handle.exec_id, flush=True)
     handle.wait()
+
+
+@flow(cache=False)
+def runner_call_flow(prompt: str) -> str:
+    result = KitaruRunner("runner_call").run_sync(make_agent(), prompt, run_config=run_config())
+    return f"{result.last_agent.name}: {result.final_output}"

@@ -73,3 +73,9 @@ def main() -> None:
     handle = agent_flow.run("add things")
     print(handle.exec_id, flush=True)
     handle.wait()
+
+
+@flow(cache=False)
+def turn_flow(prompt: str) -> list[object]:
+    result = KitaruAgent(make_agent(), checkpoint_strategy="turn").run_sync(prompt)
+    return [result.output, len(result.new_messages())]

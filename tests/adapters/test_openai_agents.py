@@ -121,3 +121,15 @@ def test_streamed_and_inside_a_checkpoint(env: tuple[Path, FakeLlmServer]) -> No
     assert [r.stream for r in server.requests] == [True]
     (call,) = KitaruClient().executions.get(streamed.exec_id).checkpoints
     assert json.dumps(call.output.load()).count("response.completed") == 1  # type: ignore[union-attr]
+
+
+def test_runner_call_strategy_is_one_durable_call(env: tuple[Path, FakeLlmServer]) -> None:
+    ledger_path, server = env
+    server.script(*SCRIPT)
+    handle = _oa_flows.runner_call_flow.run("add things")
+    assert handle.wait(timeout=30) == "helper: sum is 33"
+    (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
+    assert (call.call_id, call.adapter_checkpoint_kind) == ("agents_runner_call", "runner_call")
+    assert len(call.metadata["kitaru_adapter_calls"]) == 6
+    assert len(call.llm_usage_records) == 4
+    assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}

@@ -163,3 +163,20 @@ def test_inside_a_checkpoint_and_streaming(env: tuple[Path, FakeLlmServer]) -> N
     assert [r.stream for r in server.requests] == [True]
     (call,) = KitaruClient().executions.get(streamed.exec_id).checkpoints
     assert json.dumps(call.output.load()).count("streamed answer") == 1  # type: ignore[union-attr]
+
+
+def test_turn_strategy_is_one_durable_call_per_run(env: tuple[Path, FakeLlmServer]) -> None:
+    ledger_path, server = env
+    server.script(*TWO_ADDS)
+    handle = _pai_flows.turn_flow.run("add things")
+    # request, tool call, request, tool call, request (+ the prompt)
+    assert handle.wait(timeout=30) == ["sum is 33", 6]
+    (turn,) = KitaruClient().executions.get(handle.exec_id).checkpoints
+    assert (turn.call_id, turn.checkpoint_type, turn.adapter_checkpoint_kind) == (
+        "calc_turn",
+        "llm_call",
+        "turn",
+    )
+    assert len(turn.metadata["kitaru_adapter_calls"]) == 5
+    assert len(turn.llm_usage_records) == 3
+    assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}

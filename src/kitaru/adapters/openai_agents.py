@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from kitaru.adapters._requires import require
@@ -42,7 +43,7 @@ from openai.types.responses import (  # noqa: E402
     ResponseStreamEvent,
 )
 
-from kitaru.adapters._calls import adapter_call_async  # noqa: E402
+from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
 
@@ -167,20 +168,38 @@ def _durable_tool(tool: FunctionTool) -> FunctionTool:
     return dataclasses.replace(tool, on_invoke_tool=on_invoke_tool)
 
 
+def _runner_data(result: Any) -> dict[str, Any]:
+    return {"final_output": result.final_output, "last_agent": result.last_agent.name}
+
+
+@dataclass(frozen=True)
+class RunnerCallResult:
+    """What a ``checkpoint_strategy="runner_call"`` run returns (one durable call)."""
+
+    final_output: Any
+    #: The agent that produced the final output (the runner's durable clone of it).
+    last_agent: Agent[Any] | None
+
+    def final_output_as(self, cls: type[Any]) -> Any:
+        return self.final_output
+
+
 class KitaruRunner:
     """``agents.Runner`` with durable model calls and function-tool calls.
 
-    ``checkpoint_strategy="calls"`` is the only strategy so far
-    (``"runner_call"`` raises ``KitaruUsageError``; put the run in a
-    ``@checkpoint`` for one durable unit per run).
+    ``checkpoint_strategy="runner_call"`` records each ``run``/``run_sync``
+    as one durable call instead (type ``llm_call``, named ``<name>_runner_call``;
+    its model and tool calls are listed in that call's metadata, their usage
+    recorded on it). It returns a :class:`RunnerCallResult` (``final_output``,
+    ``last_agent``); ``run_streamed`` needs ``"calls"``.
     """
 
     def __init__(self, checkpoint_strategy: Strategy = "calls", *, name: str | None = None) -> None:
-        if checkpoint_strategy != "calls":
+        if checkpoint_strategy not in ("calls", "runner_call"):
             raise KitaruUsageError(
-                f"checkpoint_strategy={checkpoint_strategy!r} is not supported yet: use 'calls' "
-                "(each model call and tool call is a durable call), or run the agent inside a "
-                "@checkpoint for one durable unit per run."
+                f"checkpoint_strategy must be 'calls' (each model call and tool call is a "
+                f"durable call) or 'runner_call' (one durable call per run), got "
+                f"{checkpoint_strategy!r}."
             )
         self.checkpoint_strategy: Strategy = checkpoint_strategy
         self.name = name or "agents"
@@ -206,6 +225,12 @@ class KitaruRunner:
         clone.handoffs = [self._agent(h) if isinstance(h, Agent) else h for h in agent.handoffs]
         return clone
 
+    def _runner_result(self, data: dict[str, Any]) -> RunnerCallResult:
+        by_name = {a.name: a for a in self._agents.values()}
+        return RunnerCallResult(
+            final_output=data["final_output"], last_agent=by_name.get(data["last_agent"])
+        )
+
     def _prepare(
         self, agent: Agent[Any], run_config: RunConfig | None
     ) -> tuple[Agent[Any], RunConfig]:
@@ -229,6 +254,19 @@ class KitaruRunner:
     ) -> Any:
         """``await Runner.run(...)`` with durable model and tool calls."""
         agent, config = self._prepare(starting_agent, run_config)
+        if self.checkpoint_strategy == "runner_call":
+
+            async def whole() -> dict[str, Any]:
+                return _runner_data(await Runner.run(agent, input, run_config=config, **kwargs))
+
+            data = await adapter_call_async(
+                whole,
+                adapter=ADAPTER,
+                kind="runner_call",
+                name=f"{self.name}_runner_call",
+                call_type="llm_call",
+            )
+            return self._runner_result(data)
         return await Runner.run(agent, input, run_config=config, **kwargs)
 
     def run_sync(
@@ -241,6 +279,15 @@ class KitaruRunner:
     ) -> Any:
         """``Runner.run_sync(...)`` with durable model and tool calls."""
         agent, config = self._prepare(starting_agent, run_config)
+        if self.checkpoint_strategy == "runner_call":
+            data = adapter_call(
+                lambda: _runner_data(Runner.run_sync(agent, input, run_config=config, **kwargs)),
+                adapter=ADAPTER,
+                kind="runner_call",
+                name=f"{self.name}_runner_call",
+                call_type="llm_call",
+            )
+            return self._runner_result(data)
         return Runner.run_sync(agent, input, run_config=config, **kwargs)
 
     def run_streamed(
@@ -252,8 +299,13 @@ class KitaruRunner:
         **kwargs: Any,
     ) -> Any:
         """``Runner.run_streamed(...)``: model events are recorded and replayed."""
+        if self.checkpoint_strategy == "runner_call":
+            raise KitaruUsageError(
+                "KitaruRunner.run_streamed() needs checkpoint_strategy='calls': a "
+                "'runner_call' run is recorded whole, so it cannot stream."
+            )
         agent, config = self._prepare(starting_agent, run_config)
         return Runner.run_streamed(agent, input, run_config=config, **kwargs)
 
 
-__all__ = ["KitaruModel", "KitaruModelProvider", "KitaruRunner"]
+__all__ = ["KitaruModel", "KitaruModelProvider", "KitaruRunner", "RunnerCallResult"]

@@ -54,7 +54,7 @@ from pydantic_ai.toolsets import AbstractToolset  # noqa: E402
 from pydantic_ai.toolsets.abstract import ToolsetTool  # noqa: E402
 from pydantic_ai.toolsets.wrapper import WrapperToolset  # noqa: E402
 
-from kitaru.adapters._calls import adapter_call_async  # noqa: E402
+from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
 from kitaru.wait import wait  # noqa: E402
@@ -256,8 +256,13 @@ class KitaruAgent:
     """A ``pydantic_ai.Agent`` whose model requests and tool calls are durable calls.
 
     ``run``, ``run_sync``, ``run_stream`` and ``iter`` take the agent's own
-    arguments and return what it returns. ``checkpoint_strategy="calls"`` is the
-    only strategy so far (``"turn"`` raises ``KitaruUsageError``).
+    arguments and return what it returns.
+
+    ``checkpoint_strategy="turn"`` makes each ``run``/``run_sync`` one durable
+    call instead (type ``llm_call``, named ``<agent>_turn``; its requests and
+    tools are listed in that call's metadata and their usage recorded on it).
+    It returns a :class:`TurnResult` (``output``, ``all_messages()``,
+    ``new_messages()``); streaming runs and ``hitl_tool`` need ``"calls"``.
     """
 
     def __init__(
@@ -271,11 +276,10 @@ class KitaruAgent:
             raise KitaruUsageError(
                 f"KitaruAgent wraps a pydantic_ai.Agent, got {type(agent).__name__}."
             )
-        if checkpoint_strategy != "calls":
+        if checkpoint_strategy not in ("calls", "turn"):
             raise KitaruUsageError(
-                f"checkpoint_strategy={checkpoint_strategy!r} is not supported yet: use 'calls' "
-                "(each model request and tool call is a durable call), or put the whole run "
-                "in a @checkpoint for one durable unit per run."
+                f"checkpoint_strategy must be 'calls' (each model request and tool call is a "
+                f"durable call) or 'turn' (one durable call per run), got {checkpoint_strategy!r}."
             )
         self.agent = agent
         self.checkpoint_strategy: Strategy = checkpoint_strategy
@@ -285,6 +289,17 @@ class KitaruAgent:
     @property
     def wrapped(self) -> Agent[Any, Any]:
         return self.agent
+
+    @property
+    def _turn_name(self) -> str:
+        return f"{self.name}_turn"
+
+    def _streaming(self, what: str) -> None:
+        if self.checkpoint_strategy == "turn":
+            raise KitaruUsageError(
+                f"KitaruAgent.{what}() needs checkpoint_strategy='calls': a 'turn' run is "
+                "recorded whole, so it cannot stream."
+            )
 
     def _model(self, model: Model | str | None) -> Model:
         chosen = model if model is not None else self.agent.model
@@ -318,6 +333,16 @@ class KitaruAgent:
         **kwargs: Any,
     ) -> Any:
         """``await agent.run(...)`` with durable model requests and tool calls."""
+        if self.checkpoint_strategy == "turn":
+
+            async def turn() -> dict[str, Any]:
+                with self._durable(model, toolsets):
+                    return _turn_data(await self.agent.run(user_prompt, **kwargs))
+
+            data = await adapter_call_async(
+                turn, adapter=ADAPTER, kind="turn", name=self._turn_name, call_type="llm_call"
+            )
+            return TurnResult.from_data(data)
         with self._durable(model, toolsets):
             return await _unwrapping_groups(self.agent.run(user_prompt, **kwargs))
 
@@ -330,6 +355,16 @@ class KitaruAgent:
         **kwargs: Any,
     ) -> Any:
         """``agent.run_sync(...)`` with durable model requests and tool calls."""
+        if self.checkpoint_strategy == "turn":
+
+            def turn() -> dict[str, Any]:
+                with self._durable(model, toolsets):
+                    return _turn_data(self.agent.run_sync(user_prompt, **kwargs))
+
+            data = adapter_call(
+                turn, adapter=ADAPTER, kind="turn", name=self._turn_name, call_type="llm_call"
+            )
+            return TurnResult.from_data(data)
         with self._durable(model, toolsets):
             try:
                 return self.agent.run_sync(user_prompt, **kwargs)
@@ -346,6 +381,7 @@ class KitaruAgent:
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """``async with agent.run_stream(...) as result``: streams recorded responses."""
+        self._streaming("run_stream")
         with self._durable(model, toolsets):
             async with self.agent.run_stream(user_prompt, **kwargs) as result:
                 yield result
@@ -359,6 +395,7 @@ class KitaruAgent:
         **kwargs: Any,
     ) -> AbstractAsyncContextManager[Any]:
         """``async with agent.iter(...) as run``: step through the graph, durably."""
+        self._streaming("iter")
 
         @asynccontextmanager
         async def iterate() -> AsyncIterator[Any]:
@@ -367,6 +404,34 @@ class KitaruAgent:
                     yield agent_run
 
         return iterate()
+
+
+def _turn_data(result: Any) -> dict[str, Any]:
+    return {
+        "output": result.output,
+        "messages": ModelMessagesTypeAdapter.dump_python(result.all_messages(), mode="json"),
+        "new_from": len(result.all_messages()) - len(result.new_messages()),
+    }
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What a ``checkpoint_strategy="turn"`` run returns (recorded as one durable call)."""
+
+    output: Any
+    messages: list[ModelMessage]
+    new_from: int = 0
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TurnResult:
+        messages = ModelMessagesTypeAdapter.validate_python(data["messages"])
+        return cls(output=data["output"], messages=messages, new_from=int(data["new_from"]))
+
+    def all_messages(self) -> list[ModelMessage]:
+        return list(self.messages)
+
+    def new_messages(self) -> list[ModelMessage]:
+        return list(self.messages[self.new_from :])
 
 
 def _control_flow(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -390,4 +455,11 @@ async def _unwrapping_groups(awaitable: Any) -> Any:
         raise _control_flow(group) from None
 
 
-__all__ = ["KitaruAgent", "KitaruModel", "KitaruToolset", "hitl_tool", "wait_for_input"]
+__all__ = [
+    "KitaruAgent",
+    "KitaruModel",
+    "KitaruToolset",
+    "TurnResult",
+    "hitl_tool",
+    "wait_for_input",
+]
