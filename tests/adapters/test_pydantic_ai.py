@@ -16,6 +16,7 @@ need("pydantic_ai", "pydantic-ai")
 
 from kitaru import ExecutionStatus, KitaruClient  # noqa: E402
 from kitaru.client import CallStatus  # noqa: E402
+from tests._cli import in_process  # noqa: E402
 from tests.adapters import _pai_flows  # noqa: E402
 from tests.adapters._support import crash_child, ledger  # noqa: E402
 from tests.fakes.llm_server import FakeLlmServer, Reply, ToolCall  # noqa: E402
@@ -116,6 +117,17 @@ def test_replay_from_a_tool_call_with_an_overridden_result(
     assert server.count() == 4
     assert _tool_results(server) == ["11", "100"]
 
+    # A model override reruns the last request on another model (PydanticAI's offline
+    # TestModel here): the provider gets no request.
+    again = KitaruClient().executions.replay(
+        handle.exec_id,
+        at="calc_model_request:3",
+        invocation_overrides={"calc_model_request:3": {"model": "test"}},
+    )
+    last = KitaruClient().executions.get(again.results[0].replay_exec_id).checkpoints[-1]
+    assert last.llm_usage_records[0]["model"] == "test"
+    assert server.count() == 4
+
 
 def test_hitl_tool_waits_for_a_person(env: tuple[Path, FakeLlmServer]) -> None:
     _, server = env
@@ -133,7 +145,9 @@ def test_hitl_tool_waits_for_a_person(env: tuple[Path, FakeLlmServer]) -> None:
         "Ship it?",
         {"type": "boolean"},
     )
-    client.executions.input(handle.exec_id, wait="approve", value=True)
+    # Answered the way a person does, with the CLI.
+    answered = in_process()("executions", "input", handle.exec_id, "--value", "true", "-o", "json")
+    assert answered.exit_code == 0, answered.stderr
     assert handle.wait(timeout=30) == "shipped"
     assert _tool_results(server) == ["true"]
     assert server.count() == 2  # the answered wait did not resend the first request

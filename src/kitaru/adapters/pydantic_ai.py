@@ -54,6 +54,7 @@ from pydantic_ai.toolsets import AbstractToolset  # noqa: E402
 from pydantic_ai.toolsets.abstract import ToolsetTool  # noqa: E402
 from pydantic_ai.toolsets.wrapper import WrapperToolset  # noqa: E402
 
+from kitaru._runtime.durable_call import replay_model_override  # noqa: E402
 from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
@@ -103,6 +104,11 @@ class KitaruModel(WrapperModel):
         super().__init__(wrapped)
         self.call_name = call_name
 
+    def _replay_model(self) -> Model:
+        """The wrapped model, or the one a replay's ``model`` override names for this call."""
+        override = replay_model_override()
+        return self.wrapped if override is None else infer_model(override)
+
     async def _durable(self, send: Callable[[], Any]) -> ModelResponse:
         data = await adapter_call_async(
             send, adapter=ADAPTER, kind="model_request", name=self.call_name, call_type="llm_call"
@@ -117,10 +123,9 @@ class KitaruModel(WrapperModel):
     ) -> ModelResponse:
         async def send() -> dict[str, Any]:
             started = time.perf_counter()
-            response = await self.wrapped.request(
-                messages, model_settings, model_request_parameters
-            )
-            _record_usage(response, self.wrapped, started)
+            model = self._replay_model()
+            response = await model.request(messages, model_settings, model_request_parameters)
+            _record_usage(response, model, started)
             return _dump(response)
 
         return await self._durable(send)
@@ -137,13 +142,14 @@ class KitaruModel(WrapperModel):
         # streams the recorded response (the same events, without a second request).
         async def send() -> dict[str, Any]:
             started = time.perf_counter()
-            async with self.wrapped.request_stream(
+            model = self._replay_model()
+            async with model.request_stream(
                 messages, model_settings, model_request_parameters, run_context
             ) as streamed:
                 async for _ in streamed:
                     pass
             response = streamed.get()
-            _record_usage(response, self.wrapped, started)
+            _record_usage(response, model, started)
             return _dump(response)
 
         response = await self._durable(send)
