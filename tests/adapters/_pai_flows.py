@@ -22,7 +22,13 @@ def approve(question: str) -> bool:
     raise AssertionError("never runs: a person answers")
 
 
-def make_agent() -> Agent[None, str]:
+@hitl_tool(name="approve", timeout=0)
+def approve_later(question: str) -> bool:
+    """Ask a person to approve (the runner lets go of the process while waiting)."""
+    raise AssertionError("never runs: a person answers")
+
+
+def make_agent(*, release: bool = False) -> Agent[None, str]:
     # Connection: close, so that the fake server's stop() finds no idle keep-alive
     # connection (it joins its handler threads).
     client = openai.AsyncOpenAI(
@@ -32,7 +38,8 @@ def make_agent() -> Agent[None, str]:
     )
     provider = OpenAIProvider(openai_client=client)
     model = OpenAIChatModel("gpt-4o-mini", provider=provider)
-    agent: Agent[None, str] = Agent(model, name="calc", tools=[approve])
+    tools = [approve_later if release else approve]
+    agent: Agent[None, str] = Agent(model, name="calc", tools=tools)
 
     @agent.tool_plain
     def add(a: int, b: int) -> int:
@@ -48,6 +55,11 @@ def make_agent() -> Agent[None, str]:
 def agent_flow(prompt: str) -> str:
     result = KitaruAgent(make_agent()).run_sync(prompt)
     return str(result.output)
+
+
+@flow(cache=False)
+def releasing_flow(prompt: str) -> str:
+    return str(KitaruAgent(make_agent(release=True)).run_sync(prompt).output)
 
 
 @checkpoint

@@ -153,6 +153,27 @@ def test_hitl_tool_waits_for_a_person(env: tuple[Path, FakeLlmServer]) -> None:
     assert server.count() == 2  # the answered wait did not resend the first request
 
 
+def test_hitl_wait_releases_the_runner_and_resumes_from_the_record(
+    env: tuple[Path, FakeLlmServer],
+) -> None:
+    _, server = env
+    server.script(
+        Reply(tool_calls=[ToolCall("approve", {"question": "Ship it?"})]), Reply(text="shipped")
+    )
+    handle = _pai_flows.releasing_flow.run("ship")
+    client = KitaruClient()
+    deadline = time.monotonic() + 20
+    while client.executions.get(handle.exec_id).lease_owner is not None:
+        assert time.monotonic() < deadline, "the runner did not let go at the wait"
+        time.sleep(0.05)
+    assert client.executions.get(handle.exec_id).status is ExecutionStatus.WAITING
+    client.executions.input(handle.exec_id, wait="approve", value=False)  # resumes here
+    assert handle.wait(timeout=30) == "shipped"
+    # The agent ran again from the top: its first request came from the record.
+    assert server.count() == 2
+    assert _tool_results(server) == ["false"]
+
+
 def test_inside_a_checkpoint_and_streaming(env: tuple[Path, FakeLlmServer]) -> None:
     _, server = env
     server.script(*TWO_ADDS)
