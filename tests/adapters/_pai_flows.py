@@ -91,3 +91,8 @@ def main() -> None:
 def turn_flow(prompt: str) -> list[object]:
     result = KitaruAgent(make_agent(), checkpoint_strategy="turn").run_sync(prompt)
     return [result.output, len(result.new_messages())]
+
+
+def multiply(a: int, b: int) -> int:
+    """A replay's code override for the add tool."""
+    return a * b

@@ -128,6 +128,16 @@ def test_replay_from_a_tool_call_with_an_overridden_result(
     assert last.llm_usage_records[0]["model"] == "test"
     assert server.count() == 4
 
+    # A code override runs other code in place of the tool (same arguments).
+    server.script(Reply(text="product"))
+    KitaruClient().executions.replay(
+        handle.exec_id,
+        at="add_tool:2",
+        invocation_overrides={"add_tool:2": {"code": "tests.adapters._pai_flows.multiply"}},
+    )
+    assert _tool_results(server) == ["11", "40"]
+    assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}
+
 
 def test_hitl_tool_waits_for_a_person(env: tuple[Path, FakeLlmServer]) -> None:
     _, server = env
