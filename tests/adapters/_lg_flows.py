@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
+import time
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -39,6 +41,38 @@ def build() -> StateGraph[State]:
     return graph
 
 
+def build_parallel() -> StateGraph[State]:
+    """left and right run side by side (one superstep), then join."""
+    graph: StateGraph[State] = StateGraph(State)
+
+    # LangGraph starts left first: on resume the unfinished node is the first to begin
+    # (and goes live) while right, which finished, is reached after it.
+    def left(state: State) -> dict[str, Any]:
+        note("left")
+        if os.environ.get("KT_HANG_IN") == "left":
+            time.sleep(0.5)  # right, running beside it, has finished and been recorded
+        hang_if("left")
+        return {"trail": ["left"]}
+
+    def right(state: State) -> dict[str, Any]:
+        note("right")
+        return {"trail": ["right"]}
+
+    graph.add_node("left", left)
+    graph.add_node("right", right)
+    graph.add_node("join", _node("join", lambda n: n + 100))
+    graph.add_edge(START, "left")
+    graph.add_edge(START, "right")
+    graph.add_edge(["left", "right"], "join")
+    graph.add_edge("join", END)
+    return graph
+
+
+@flow(cache=False)
+def parallel_flow(n: int) -> list[str]:
+    return list(KitaruGraphRunner(build_parallel()).invoke({"n": n, "trail": []})["trail"])
+
+
 @flow(cache=False)
 def nodes_flow(n: int) -> dict[str, Any]:
     return dict(KitaruGraphRunner(build().compile()).invoke({"n": n, "trail": []}))
@@ -66,7 +100,7 @@ def in_checkpoint_flow(n: int) -> dict[str, Any]:
     return graph_step(n)
 
 
-def main() -> None:
-    handle = nodes_flow.run(2)
+def main(which: str = "nodes") -> None:
+    handle = (parallel_flow if which == "parallel" else nodes_flow).run(2)
     print(handle.exec_id, flush=True)
     handle.wait()

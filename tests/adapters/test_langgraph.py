@@ -56,6 +56,22 @@ def test_crash_in_a_node_then_resume_runs_only_the_rest(ledger_path: Path, tmp_p
     assert ledger(ledger_path) == {"plus": 1, "double": 1, "square": 2, "square hanging": 1}
 
 
+def test_parallel_nodes_resume_in_any_order(ledger_path: Path, tmp_path: Path) -> None:
+    exec_id = crash_child(
+        "from tests.adapters._lg_flows import main; main('parallel')",
+        cwd=tmp_path,
+        ledger_path=ledger_path,
+        hang_in="left",
+    )
+    resumed = KitaruClient().executions.resume(exec_id, wait=True)
+    assert resumed.status.value == "completed"
+    # right finished before the crash: its recorded update is reused although the
+    # resumed run reaches it after left has gone live.
+    assert ledger(ledger_path) == {"left": 2, "left hanging": 1, "right": 1, "join": 1}
+    calls = KitaruClient().executions.get(exec_id).checkpoints
+    assert sorted(c.call_id for c in calls) == ["join_node", "left_node", "right_node"]
+
+
 def test_replay_reuses_nodes_before_at(ledger_path: Path) -> None:
     handle = _lg_flows.nodes_flow.run(2)
     handle.wait(timeout=30)

@@ -14,8 +14,8 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from kitaru._runtime.context import current_checkpoint
-from kitaru._runtime.durable_call import durable_call, durable_call_async
+from kitaru._runtime.context import current_checkpoint, current_execution
+from kitaru._runtime.durable_call import DurableCallSpec, durable_call, durable_call_async
 
 T = TypeVar("T")
 
@@ -61,11 +61,27 @@ def adapter_call(
     name: str,
     call_type: str,
     retries: int = 0,
+    concurrent: bool = False,
 ) -> T:
-    """Run ``func`` as one durable adapter call (inline inside a user checkpoint)."""
+    """Run ``func`` as one durable adapter call (inline inside a user checkpoint).
+
+    ``concurrent``: calls of this kind may run side by side from threads (a graph's
+    parallel nodes), so the order they start in can differ between runs. Like
+    ``.submit()`` calls they are marked concurrent: a resumed body reuses their
+    recorded outputs in whatever order it reaches them.
+    """
     if current_checkpoint.get() is not None:
         _note_inline(adapter, kind, name)
         return durable_call(func, args, kwargs, name=name, call_type=call_type, retries=retries)
+    ctx = current_execution.get()
+    if concurrent and ctx is not None:
+        spec = DurableCallSpec(
+            name, _tagged(func, adapter, kind), call_type=call_type, retries=retries
+        )
+        call_id = ctx.assign_call_id(name, None)
+        ctx.mark_concurrent(call_id)
+        result: T = ctx.call_checkpoint(spec, args, dict(kwargs or {}), call_id)
+        return result
     return durable_call(
         _tagged(func, adapter, kind),
         args,

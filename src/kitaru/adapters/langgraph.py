@@ -49,6 +49,7 @@ def _durable_node(name: str, node: Runnable[Any, Any]) -> Runnable[Any, Any]:
             kind="node",
             name=call_name,
             call_type=NODE_CALL_TYPE,
+            concurrent=True,  # a superstep's nodes run side by side
         )
 
     async def arun(state: Any, config: RunnableConfig) -> Any:
