@@ -165,5 +165,11 @@ def test_bad_arguments_are_tool_errors(kitaru_home: Path) -> None:
         assert "exec_id" in await _error(client, "kitaru_executions_cancel")
         none_latest = await _error(client, "kitaru_executions_latest")
         assert "No executions found" in none_latest
+        no_time = await _error(
+            client, "kitaru_executions_run", target=f"{FLOWS}:review", wait=True, timeout=0
+        )
+        assert "KitaruUsageError" in no_time
+        # Refused before anything ran: still no execution.
+        assert (await _ok(client, "kitaru_executions_list"))["count"] == 0
 
     _session(kitaru_home, body)

@@ -61,15 +61,13 @@ def executions_run(
 ) -> dict[str, Any]:
     from kitaru.mcp._targets import load_target
 
-    if not isinstance(inputs, dict):
-        inputs = {} if inputs is None else inputs
+    if wait and not timeout > 0:  # checked before anything starts
+        raise KitaruUsageError(f"timeout must be a positive number of seconds, got {timeout}.")
     flow = load_target(target)
-    handle = flow.run(stack=stack, **inputs)
+    handle = flow.run(stack=stack, **(inputs or {}))
     client = _client()
     execution = client.executions.get(handle.exec_id)
     if wait:
-        if timeout <= 0:
-            raise KitaruUsageError(f"timeout must be a positive number of seconds, got {timeout}.")
         deadline = time.monotonic() + timeout
         while execution.status not in _SETTLED and time.monotonic() < deadline:
             time.sleep(0.05)
