@@ -10,7 +10,7 @@ meaning wins and ours moved to another name (a call's finer status is
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -208,6 +208,18 @@ class ArtifactRef:
         }
 
 
+def _adapter_origin(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A framework adapter's call (kitaru.adapters) names its adapter and kind in metadata."""
+    origin = metadata.get("kitaru_adapter")
+    if not isinstance(origin, dict):
+        return {}
+    return {
+        "checkpoint_origin": "adapter",
+        "adapter": origin.get("adapter"),
+        "adapter_checkpoint_kind": origin.get("kind"),
+    }
+
+
 def public_status(status: CallStatus | str) -> ExecutionStatus:
     """A call's or attempt's status as 0.21 reports it: cached/reused are completed."""
     value = str(status)
@@ -383,6 +395,7 @@ class CheckpointCall:
             attempts=attempts,
             artifacts=artifacts,
             checkpoint_type=call.type,
+            **_adapter_origin(call.metadata),
             call_status=call.status,
             runtime=call.runtime,
             source_exec_id=call.source_exec_id,

@@ -1,0 +1,175 @@
+"""``kitaru-mcp`` as a real subprocess, driven by the ``mcp`` SDK's client over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tests._extras import need
+
+need("mcp", "mcp")
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+FLOWS = Path(__file__).with_name("_mcp_flows.py")
+
+EXPECTED_TOOLS = {
+    "kitaru_executions_list",
+    "kitaru_executions_get",
+    "kitaru_executions_latest",
+    "kitaru_executions_run",
+    "kitaru_executions_cancel",
+    "kitaru_executions_input",
+    "kitaru_executions_abort_wait",
+    "kitaru_executions_resume",
+    "kitaru_executions_retry",
+    "kitaru_executions_replay",
+    "kitaru_executions_delete",
+    "kitaru_executions_statistics",
+    "get_execution_logs",
+    "kitaru_artifacts_list",
+    "kitaru_artifacts_get",
+    "kitaru_stacks_list",
+    "kitaru_status",
+}
+
+
+def _server(home: Path) -> StdioServerParameters:
+    script = shutil.which("kitaru-mcp", path=str(Path(sys.executable).parent))
+    assert script is not None, "the kitaru-mcp console script is not installed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
+    env["KITARU_CONFIG_PATH"] = str(home)
+    return StdioServerParameters(command=script, env=env, cwd=str(home.parent))
+
+
+def _session(home: Path, body: Callable[[Client], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with Client(_server(home), read_timeout_seconds=60) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
+async def _ok(client: Client, tool: str, **arguments: Any) -> Any:
+    result = await client.call_tool(tool, arguments)
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert not result.is_error, text
+    return json.loads(text)
+
+
+async def _error(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    return str(result.content[0].text)  # type: ignore[union-attr]
+
+
+async def _until(client: Client, exec_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        execution = await _ok(client, "kitaru_executions_get", exec_id=exec_id)
+        if execution["status"] == status or time.monotonic() > deadline:
+            assert execution["status"] == status, execution
+            return execution  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+
+
+def test_run_answer_inspect_and_replay_over_stdio(kitaru_home: Path) -> None:
+    async def body(client: Client) -> None:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert tools >= EXPECTED_TOOLS
+
+        started = await _ok(
+            client,
+            "kitaru_executions_run",
+            target=f"{FLOWS}:review",
+            inputs={"topic": "ducks"},
+            wait=True,
+        )
+        exec_id = started["exec_id"]
+        assert started["status"] == "waiting"
+        assert [w["name"] for w in started["pending_waits"]] == ["approve"]
+
+        # A value the wait's schema rejects is a tool error; the execution keeps waiting.
+        rejected = await _error(client, "kitaru_executions_input", exec_id=exec_id, value={"no": 1})
+        assert rejected.startswith("Error executing tool kitaru_executions_input: ")
+        assert "KitaruWaitValidationError" in rejected
+
+        await _ok(client, "kitaru_executions_input", exec_id=exec_id, wait="approve", value=True)
+        done = await _until(client, exec_id, "completed")
+        assert [c["name"] for c in done["checkpoints"]] == ["draft", "publish"]
+
+        latest = await _ok(client, "kitaru_executions_latest", flow="review")
+        assert latest["exec_id"] == exec_id
+        listed = await _ok(client, "kitaru_executions_list", status="completed")
+        assert [e["exec_id"] for e in listed["items"]] == [exec_id]
+
+        logs = await _ok(client, "get_execution_logs", exec_id=exec_id)
+        assert any("drafting ducks" in line["message"] for line in logs["items"])
+
+        artifacts = await _ok(client, "kitaru_artifacts_list", exec_id=exec_id, name="notes")
+        (notes,) = artifacts["items"]
+        got = await _ok(
+            client, "kitaru_artifacts_get", artifact_id=notes["artifact_id"], include_value=True
+        )
+        assert got["value"] == {"topic": "ducks"}
+
+        stats = await _ok(client, "kitaru_executions_statistics", group_by=["status"])
+        assert stats["groups"][0]["keys"] == {"status": "completed"}
+
+        # The replay reuses draft's recorded output and waits for its own answer.
+        replay = await _ok(
+            client,
+            "kitaru_executions_replay",
+            exec_id=exec_id,
+            at="publish",
+            checkpoint_overrides={"publish": {"input": {"text": "edited", "approved": True}}},
+            wait=False,
+        )
+        replay_id = replay["results"][0]["replay_exec_id"]
+        await _until(client, replay_id, "waiting")
+        await _ok(client, "kitaru_executions_input", exec_id=replay_id, value=False)
+        replayed = await _until(client, replay_id, "completed")
+        assert replayed["original_exec_id"] == exec_id
+        assert [c["call_status"] for c in replayed["checkpoints"]] == ["reused", "completed"]
+
+        deleted = await _ok(client, "kitaru_executions_delete", exec_id=replay_id)
+        assert deleted == {"exec_id": replay_id, "deleted": True}
+
+        stacks = await _ok(client, "kitaru_stacks_list")
+        assert [s["name"] for s in stacks["items"]] == ["local"]
+        status = await _ok(client, "kitaru_status")
+        assert status["active_stack"]["name"] == "local"
+
+    _session(kitaru_home, body)
+
+
+def test_bad_arguments_are_tool_errors(kitaru_home: Path) -> None:
+    async def body(client: Client) -> None:
+        missing = await _error(client, "kitaru_executions_get", exec_id="no-such-execution")
+        assert "KitaruBackendError" in missing
+        bad_target = await _error(client, "kitaru_executions_run", target="no colon here")
+        assert "KitaruUsageError" in bad_target
+        assert "module_or_file:flow" in bad_target
+        not_a_flow = await _error(client, "kitaru_executions_run", target=f"{FLOWS}:draft")
+        assert "KitaruUsageError" in not_a_flow
+        bad_limit = await _error(client, "kitaru_executions_list", limit=0)
+        assert "KitaruUsageError" in bad_limit
+        # Arguments that do not match the tool's schema are rejected before running.
+        assert "exec_id" in await _error(client, "kitaru_executions_cancel")
+        none_latest = await _error(client, "kitaru_executions_latest")
+        assert "No executions found" in none_latest
+        no_time = await _error(
+            client, "kitaru_executions_run", target=f"{FLOWS}:review", wait=True, timeout=0
+        )
+        assert "KitaruUsageError" in no_time
+        # Refused before anything ran: still no execution.
+        assert (await _ok(client, "kitaru_executions_list"))["count"] == 0
+
+    _session(kitaru_home, body)
