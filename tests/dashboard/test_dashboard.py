@@ -30,7 +30,6 @@ def test_list_filters_and_live_update(dash: Dash, page: Page) -> None:
     rows = page.locator("#executions tbody tr")
     expect(page.locator(f"tr[data-exec='{done.exec_id}']")).to_be_visible()
     expect(page.locator(f"tr[data-exec='{failed.exec_id}']")).to_contain_text("failed")
-    shot(page, "executions")
 
     page.get_by_label("Status").select_option("failed")
     expect(page.locator(f"tr[data-exec='{done.exec_id}']")).to_have_count(0)
@@ -56,7 +55,8 @@ def test_list_filters_and_live_update(dash: Dash, page: Page) -> None:
     live_row = page.locator(f"tr[data-exec='{gated.exec_id}']")
     expect(live_row).to_be_visible()
     expect(live_row).to_have_attribute("data-status", "waiting")
-    expect(live_row).to_contain_text("⏸ review")
+    expect(live_row).to_contain_text("‖ review")
+    shot(page, "executions")
     KitaruClient().executions.abort_wait(gated.exec_id, wait="review")
     expect(live_row).to_have_attribute("data-status", "failed")
 

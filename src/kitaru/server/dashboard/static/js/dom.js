@@ -45,7 +45,7 @@ export function replace(el, ...children) {
 }
 
 const STATUS_GLYPH = {
-  completed: "✓", failed: "✕", running: "▶", waiting: "⏸", cancelled: "⊘",
+  completed: "✓", failed: "✕", running: "▶", waiting: "‖", cancelled: "⊘",
   cached: "◆", reused: "⇄",
 };
 

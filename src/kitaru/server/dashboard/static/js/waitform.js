@@ -124,7 +124,7 @@ export function fieldErrors(message) {
 export function waitForm(execId, wait, { canWrite, onDone }) {
   const fields = new Map();
   const box = h("div", { class: "wait card", id: `wait-${wait.wait_id}`, dataset: { wait: wait.wait_id } });
-  const heading = h("h3", null, `⏸ Waiting for input: ${wait.name || wait.wait_id}`);
+  const heading = h("h3", null, `‖ Waiting for input: ${wait.name || wait.wait_id}`);
   const question = wait.question ? h("p", { class: "question" }, wait.question) : null;
   if (!canWrite) {
     replace(box, heading, question, h("p", { class: "muted" }, "Your API key is read-only."));

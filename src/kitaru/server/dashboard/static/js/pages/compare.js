@@ -58,7 +58,7 @@ export async function render(main, { a, b }) {
     Promise.all([l ? outputOf(l) : null, r ? outputOf(r) : null]).then(([lo, ro]) => {
       if (!lo || !ro) { replace(diff, "—"); return; }
       if (lo.text === ro.text) { replace(diff, h("span", { class: "same" }, "= same"), lo.text !== null ? pretty(lo.value ?? lo.shown) : null); return; }
-      tr.classList.add("differs");
+      tr.classList.add("row-differs");
       replace(diff, h("span", { class: "differs" }, "≠ differs"), h("div", { class: "split" },
         ro && lo ? [h("div", null, pretty(lo.value ?? lo.shown)), h("div", null, pretty(ro.value ?? ro.shown))] : null));
     });

@@ -123,7 +123,7 @@ function row(e) {
     h("td", null, fmtTime(e.started_at || e.created_at)),
     h("td", { class: "num" }, fmtDuration(e.duration)),
     h("td", { class: "num" }, `${done}/${e.checkpoint_count}`),
-    h("td", null, e.pending_wait ? h("span", { class: "wait-marker", title: e.pending_wait.question || "" }, `⏸ ${e.pending_wait.name}`) : ""),
+    h("td", null, e.pending_wait ? h("span", { class: "wait-marker", title: e.pending_wait.question || "" }, `‖ ${e.pending_wait.name}`) : ""),
     h("td", { class: "mono" }, e.original_exec_id
       ? h("a", { href: `#/executions/${e.original_exec_id}`, title: e.original_exec_id }, `↩ ${shortId(e.original_exec_id)}`)
       : ""));
