@@ -9,13 +9,17 @@ Screenshots of each page go to ``test-artifacts/screenshots/`` (git-ignored).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,16 +41,21 @@ def _require(what: str, how: str) -> None:
     pytest.skip(message)
 
 
-if not Path(CHROMIUM).exists():
-    _require("Chromium at /usr/bin/chromium", "apt-get install -y chromium")
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
-except ImportError:
-    _require("Playwright for Python", "pip install -e '.[dev]' (never `playwright install`)")
+    from playwright.sync_api import sync_playwright
+except ImportError:  # the browser fixture skips (or fails in CI) saying how to get it
+    sync_playwright = None  # type: ignore[assignment]
 
 from kitaru._backend import forget_backends, get_backend  # noqa: E402
 from kitaru.server._accounts import create_account, create_key  # noqa: E402
 from tests.server.conftest import start_server, stop  # noqa: E402
+
+
+def _check_browser() -> None:
+    if sync_playwright is None:
+        _require("Playwright for Python", "pip install -e '.[dev]' (never `playwright install`)")
+    if not Path(CHROMIUM).exists():
+        _require("Chromium at /usr/bin/chromium", "apt-get install -y chromium")
 
 
 @dataclass
@@ -61,7 +70,9 @@ class Dash:
 @pytest.fixture(scope="module")
 def dash_env() -> Iterator[tuple[Path, str]]:
     home = Path(tempfile.mkdtemp(prefix="kitaru-dash-"))
-    return home, f"sqlite:///{home / 'store.db'}"
+    yield home, f"sqlite:///{home / 'store.db'}"
+    forget_backends()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +88,7 @@ def _point_at_dash_store(
 
 @pytest.fixture(scope="module")
 def dash(dash_env: tuple[Path, str]) -> Iterator[Dash]:
+    _check_browser()  # before starting a server for nothing
     home, store_url = dash_env
     saved = {k: os.environ.get(k) for k in ("KITARU_CONFIG_PATH", "KITARU_STORE_URL")}
     os.environ["KITARU_CONFIG_PATH"] = str(home)
@@ -103,6 +115,7 @@ def dash(dash_env: tuple[Path, str]) -> Iterator[Dash]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    _check_browser()
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

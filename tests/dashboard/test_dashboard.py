@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
+
+if os.environ.get("CI") != "true":
+    pytest.importorskip("playwright", reason="needs Playwright for Python: pip install -e '.[dev]'")
 from playwright.sync_api import Page, expect
 
 from kitaru.client import KitaruClient
 from tests.dashboard import _flows
 from tests.dashboard.conftest import Dash, login, shot, wait_status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard-browser")]
 
 
 def _run_worker() -> None:
@@ -215,3 +219,5 @@ def test_read_only_key_sees_no_actions(dash: Dash, page: Page) -> None:
     assert page.evaluate("sessionStorage.getItem('kitaru.apiKey')") is None
     shot(page, "login")
     KitaruClient().executions.abort_wait(waiting.exec_id, wait="review")
+    with pytest.raises(Exception, match="abort"):
+        waiting.wait(timeout=30)

@@ -55,6 +55,9 @@ def _pending_waits(server: Server) -> None:
     server.admin.post(f"/executions/{gated.exec_id}/abort-wait", json={"wait": "go"})
     server.admin.post(f"/executions/{asked.exec_id}/abort-wait", json={"wait": "review"})
     assert server.reader.get("/waits").json()["count"] == 0
+    for handle in (gated, asked):  # let their runners finish before the store goes
+        with pytest.raises(Exception, match="abort"):
+            handle.wait(timeout=30)
 
 
 def _flows_with_success_rate(server: Server) -> None:
@@ -120,6 +123,8 @@ def _feed(server: Server) -> None:
     assert mine[0]["new"] is True
     assert mine[-1]["status"] == "waiting"
     server.admin.post(f"/executions/{handle.exec_id}/abort-wait", json={"wait": "go"})
+    with pytest.raises(Exception, match="abort"):
+        handle.wait(timeout=30)
 
 
 def _page_and_files(server: Server) -> None:

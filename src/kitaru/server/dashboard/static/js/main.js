@@ -86,6 +86,8 @@ async function route() {
     replace(main, h("p", { class: "muted" }, "Loading…"));
     try {
       cleanup = (await page.render(main, params, ctx)) || null;
+      const heading = main.querySelector("h1");
+      document.title = heading ? `${heading.textContent.trim()} · Kitaru` : "Kitaru";
     } catch (err) {
       replace(main, errorBox(err));
     }

@@ -40,7 +40,8 @@ export async function render(main, { id }, ctx) {
         e.original_exec_id ? fact("Replay of", h("span", null,
           h("a", { href: `#/executions/${e.original_exec_id}`, class: "mono" }, shortId(e.original_exec_id)), " · ",
           h("a", { href: `#/compare/${e.original_exec_id}/${e.exec_id}`, id: "compare-source" }, "compare with source"))) : null,
-        e.status_reason ? fact("Reason", e.status_reason) : null),
+        e.status_reason ? fact("Reason", e.status_reason) : null,
+        e.llm_usage_summary ? fact("LLM usage", kv(e.llm_usage_summary)) : null),
       actions(),
       actionStatus,
       e.failure ? failureBox(e.failure) : null);
