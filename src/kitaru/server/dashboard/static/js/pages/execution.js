@@ -123,10 +123,16 @@ export async function render(main, { id }, ctx) {
     renderTimeline();
   }
 
+  // What the page shows; re-render only when it changed (keeps focus and open details).
+  const signature = (e) => JSON.stringify([e.status, e.run_count, e.ended_at, e.failure,
+    (e.pending_waits || []).map((w) => w.wait_id),
+    (e.checkpoints || []).map((c) => [c.call_id, c.call_status, c.ended_at, (c.attempts || []).length])]);
   async function reload() {
     try {
-      execution = await api(`/executions/${encodeURIComponent(execId)}`);
-      renderAll();
+      const fresh = await api(`/executions/${encodeURIComponent(execId)}`);
+      const changed = signature(fresh) !== signature(execution);
+      execution = fresh;
+      if (changed) renderAll();
     } catch (err) {
       replace(actionStatus, errorBox(err));
     }
@@ -166,7 +172,12 @@ export async function render(main, { id }, ctx) {
       (execution.llm_usage_records || []).length ? [h("h3", null, "LLM usage"), kv(execution.llm_usage_records)] : null));
   renderAll();
   startLogs();
-  return () => { if (stopLogs) stopLogs(); };
+  // Checkpoint calls do not all publish stream events: while the execution is active,
+  // re-read it every 2 s so the timeline grows as calls finish.
+  const poll = setInterval(() => {
+    if (!FINISHED.includes(execution.status) && !document.hidden) reload();
+  }, 2000);
+  return () => { clearInterval(poll); if (stopLogs) stopLogs(); };
 }
 
 function fact(name, value) {
