@@ -47,6 +47,16 @@ def shout(text: str) -> str:
     return f"<img src=x onerror=alert(1)>{text}"
 
 
+@checkpoint(cache=False)
+def raw() -> bytes:
+    return b"\x00\x01binary"
+
+
+@checkpoint(cache=False)
+def odd() -> set[int]:
+    return {1, 2}  # a set is stored with cloudpickle
+
+
 @flow
 def showcase(key: int) -> int:
     """A cache hit (on the second run), a retried call and a fan-out of four."""
@@ -55,6 +65,8 @@ def showcase(key: int) -> int:
     futures = [square.submit(i) for i in range(4)]
     total = sum(f.result() for f in futures)
     shout("hi")
+    raw()
+    odd()
     return total
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_timeline_with_retries_cache_hits_and_fan_out(dash: Dash, page: Page) ->
     second.wait()
     login(page, dash, hash_=f"#/executions/{second.exec_id}")
     timeline = page.locator("#timeline")
-    expect(timeline.locator(".tl-row")).to_have_count(7)
+    expect(timeline.locator(".tl-row")).to_have_count(9)
     cached = timeline.locator(".tl-row[data-kind='cached']")
     expect(cached).to_have_count(1)
     expect(cached).to_have_attribute("data-name", "fetch")
@@ -111,6 +112,15 @@ def test_timeline_with_retries_cache_hits_and_fan_out(dash: Dash, page: Page) ->
     expect(detail).to_contain_text("<img src=x onerror=alert(1)>hi")
     assert page.locator("#call-detail img").count() == 0
     shot(page, "call-detail")
+
+    # Bytes: size and a download; pickles: marked, never loaded.
+    timeline.locator(".tl-row[data-name='raw']").click()
+    expect(detail).to_contain_text("Binary value, 8 B")
+    with page.expect_download() as download:
+        detail.get_by_role("button", name="Download (8 B)").click()
+    assert Path(download.value.path()).read_bytes() == b"\x00\x01binary"
+    timeline.locator(".tl-row[data-name='odd']").click()
+    expect(detail).to_contain_text("Pickled (cloudpickle)")
 
 
 def test_answer_a_wait_through_the_form(dash: Dash, page: Page) -> None:
