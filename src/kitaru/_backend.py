@@ -44,7 +44,13 @@ class Backend:
     @property
     def blobs(self) -> BlobStore:
         if self._blobs is None:
-            self._blobs = BlobStore(self.artifacts_root)
+            if self.artifacts_root.startswith(("kitaru+http://", "kitaru+https://")):
+                # No shared root: artifact bytes go through the Kitaru server's API.
+                from kitaru.client._remote_blobs import ServerBlobs
+
+                self._blobs = cast("BlobStore", ServerBlobs(self.artifacts_root))
+            else:
+                self._blobs = BlobStore(self.artifacts_root)
         return self._blobs
 
     def make_artifact(

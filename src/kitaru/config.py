@@ -796,7 +796,7 @@ def _pyproject_str(key: str) -> tuple[str, Path] | None:
 
 
 def resolve_store_url() -> str:
-    """configure(store_url) -> KITARU_STORE_URL -> [tool.kitaru] store_url -> default."""
+    """configure(store_url) -> KITARU_STORE_URL -> [tool.kitaru] -> connected server -> default."""
     return resolve_store_location()[0]
 
 
@@ -810,13 +810,27 @@ def resolve_store_location() -> tuple[str, str | None]:
     found = _pyproject_str("store_url")
     if found is not None:
         return found[0], f"store_url in [tool.kitaru] of {found[1]}"
+    # Connected to a Kitaru server (connect(), KITARU_SERVER_URL, `kitaru login`): flows
+    # run here record through it, like every read does; except when it is the background
+    # server `kitaru login` started here: it serves a store this process may write itself.
     from kitaru._paths import default_store_url
+    from kitaru.client._remote_config import current_connection, served_by_local_server
 
+    connection = current_connection()
+    if connection is not None:
+        served = served_by_local_server(connection)
+        if served is None:
+            return f"kitaru+{connection.url}", f"the Kitaru server ({connection.source})"
+        if served != default_store_url():
+            return served, f"the store of the local Kitaru server ({connection.url})"
     return default_store_url(), None
 
 
 def resolve_artifacts_root() -> str:
     """configure(artifacts_root) -> KITARU_ARTIFACTS_ROOT -> [tool.kitaru] -> default.
+
+    The default of a process recording through a Kitaru server is that server
+    (its URL: artifact bytes are uploaded and downloaded through its API).
 
     Relative local paths become absolute (against the cwd, or the pyproject's
     directory for the pyproject value) so a worker elsewhere finds the same place.
@@ -830,6 +844,10 @@ def resolve_artifacts_root() -> str:
     if found is not None:
         value, path = found
         return _absolute_if_local(value, path.parent)
+    store_url = resolve_store_url()
+    if store_url.startswith(("kitaru+http://", "kitaru+https://")):
+        # Recording through a server and no shared root named: bytes go through it too.
+        return store_url
     from kitaru._paths import default_artifacts_root
 
     return default_artifacts_root()

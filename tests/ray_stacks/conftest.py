@@ -40,8 +40,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     without this every xdist worker would start its own Ray cluster. Does what
     xdist does, first, so xdist's own (older pytest) suffixing sees it done.
     """
-    if not config.getvalue("loadgroup"):
-        return
+    option = config.option
+    if not (getattr(option, "loadgroup", False) or getattr(option, "dist", None) == "loadgroup"):
+        return  # not distributing by group (e.g. no -n): nothing to do
     for item in items:
         groups = {
             str(m.args[0] if m.args else m.kwargs.get("name", "default"))
@@ -60,7 +61,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
-    """A 2-node Ray cluster running on this machine (a ``ray.cluster_utils.Cluster``)."""
+    """A 2-node Ray cluster running on this machine (a ``ray.cluster_utils.Cluster``).
+
+    Its head also runs a Ray Client server (``ray_client_address``).
+    """
     try:
         import ray
         from ray.cluster_utils import Cluster
@@ -71,14 +75,21 @@ def ray_cluster() -> Iterator[Any]:
     # The cluster's processes must not inherit one test's Kitaru settings.
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("KITARU_")}
     try:
+        import socket
+
+        with socket.socket() as probe:  # a free port for the head's Ray Client server
+            probe.bind(("127.0.0.1", 0))
+            client_port = probe.getsockname()[1]
         cluster = Cluster(
             initialize_head=True,
             head_node_args={
                 "num_cpus": 4,
                 "node_ip_address": "127.0.0.1",
                 "include_dashboard": False,
+                "ray_client_server_port": client_port,
             },
         )
+        cluster.kitaru_client_address = f"ray://127.0.0.1:{client_port}"
         cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
     finally:
@@ -94,6 +105,12 @@ def ray_cluster() -> Iterator[Any]:
 def ray_address(ray_cluster: Any) -> str:
     """The GCS address of the session's cluster."""
     return str(ray_cluster.address)
+
+
+@pytest.fixture
+def ray_client_address(ray_cluster: Any) -> str:
+    """The Ray Client address (``ray://``) of the session's cluster."""
+    return str(ray_cluster.kitaru_client_address)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from kitaru._stacks._ray_env import kitaru_package_dir
 from kitaru._store import ExecutionStatus
 from kitaru.errors import (
     KitaruExecutionError,
-    KitaruFeatureNotAvailableError,
     KitaruStackNotRemoteExecutableUsageError,
     KitaruUsageError,
 )
@@ -482,20 +481,64 @@ def test_a_replay_of_a_ray_execution_runs_on_the_cluster(
     assert execution.config["ray"]["address"]
 
 
-def test_ray_client_addresses_are_refused_at_run(flows: FlowsFactory) -> None:
-    kitaru.create_stack("client", kind="ray", address="ray://127.0.0.1:10001", activate=False)
-    module = flows(
-        """
-        from kitaru import flow
+CLIENT_SCRIPT = """
+import json
+import os
+import kitaru
+import client_flows
 
-        @flow
-        def agent():
-            return 1
-        """
+kitaru.create_stack("via-client", kind="ray", address={address!r}, activate=False)
+handle = client_flows.agent.run(5, stack="via-client")
+print("EXEC", handle.exec_id, flush=True)
+print("PID", os.getpid(), flush=True)
+print("RESULT", json.dumps(handle.wait(timeout=240)), flush=True)
+"""
+
+
+def test_a_ray_client_address_runs_the_execution_on_the_cluster(
+    ray_client_address: str, tmp_path: Path
+) -> None:
+    """ray://HOST:PORT: the project's code travels with the Ray Client connection."""
+    project = tmp_path / "client-project"
+    project.mkdir()
+    (project / "helper.py").write_text("def triple(x):\n    return 3 * x\n")
+    (project / "client_flows.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from kitaru import checkpoint, flow
+            from helper import triple  # only in the project: must reach the workers
+
+            @checkpoint
+            def work(x):
+                print(f"working on {x}")
+                return [triple(x), os.getpid()]
+
+            @flow
+            def agent(x):
+                return work(x)
+            """
+        )
     )
-    with pytest.raises(KitaruFeatureNotAvailableError, match="Ray Client"):
-        module.agent.run(stack="client")
-    assert KitaruClient().executions.list() == []
+    (project / "main.py").write_text(CLIENT_SCRIPT.format(address=ray_client_address))
+    result = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=project,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    value, worker_pid = json.loads(lines["RESULT"])
+    assert value == 15
+    assert worker_pid != int(lines["PID"])  # ran on the cluster, not in the script
+    execution = KitaruClient().executions.get(lines["EXEC"])
+    assert execution.status is ExecutionStatus.COMPLETED
+    assert execution.config["ray"]["address"] == ray_client_address
+    messages = [entry.message for entry in KitaruClient().executions.logs(lines["EXEC"])]
+    assert "working on 5" in messages
 
 
 @pytest.mark.postgres

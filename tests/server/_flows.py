@@ -63,3 +63,14 @@ def slow(x: int, marker: str) -> int:
 @flow(cache=False)
 def crashy(x: int, marker: str) -> int:
     return add(slow(x, marker), 1)
+
+
+@checkpoint(cache=False)
+def bulky(n: int) -> str:
+    return "x" * n  # above the inline limit: stored as a blob
+
+
+@flow(cache=False)
+def big_crashy(n: int, marker: str) -> int:
+    data = bulky(n)
+    return len(data) + slow(len(data), marker)

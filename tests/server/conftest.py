@@ -70,15 +70,28 @@ class Server:
         return self.client(self.read_key)
 
 
-def server_env(home: Path, store_url: str, **extra: str) -> dict[str, str]:
+#: A runner script: ``.format(flow=..., args=...)``; prints EXEC <id>, then RESULT <value>.
+RUN_FLOW = """
+from tests.server import _flows
+handle = _flows.{flow}.run({args})
+print("EXEC", handle.exec_id, flush=True)
+print("RESULT", handle.wait(timeout=60), flush=True)
+"""
+
+
+def process_env(home: Path, **kitaru: str) -> dict[str, str]:
+    """This environment without the test's KITARU_* settings, with ``kitaru`` instead."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     env.update(
         KITARU_CONFIG_PATH=str(home),
-        KITARU_STORE_URL=store_url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-        **extra,
+        **kitaru,
     )
     return env
+
+
+def server_env(home: Path, store_url: str, **extra: str) -> dict[str, str]:
+    return process_env(home, KITARU_STORE_URL=store_url, **extra)
 
 
 def start_server(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,31 +10,16 @@ import time
 from pathlib import Path
 
 from kitaru.client import KitaruClient
-from tests.server.conftest import REPO_ROOT, Server
-
-RUN = """
-import sys
-from tests.server import _flows
-handle = _flows.{flow}.run({arg})
-print("EXEC", handle.exec_id, flush=True)
-print("RESULT", handle.wait(timeout=60), flush=True)
-"""
+from tests.server.conftest import REPO_ROOT, RUN_FLOW, Server, process_env
 
 
 def _env(server: Server, key: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(
-        KITARU_CONFIG_PATH=str(home),
-        KITARU_STORE_URL=f"kitaru+{server.url}",
-        KITARU_AUTH_TOKEN=key,
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    return env
+    return process_env(home, KITARU_STORE_URL=f"kitaru+{server.url}", KITARU_AUTH_TOKEN=key)
 
 
 def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", RUN.format(flow="adder", arg=4)],
+        [sys.executable, "-c", RUN_FLOW.format(flow="adder", args=4)],
         env=_env(server, server.runner_key, tmp_path / "runner-home"),
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import kitaru
+from kitaru._backend import forget_backends, get_backend
 from kitaru.client import KitaruClient
 from kitaru.client._remote_config import set_connection
 from kitaru.errors import (
@@ -253,6 +254,13 @@ def test_login_without_url_starts_a_local_server(
         remote = KitaruClient()
         assert remote.connection is not None
         assert [e.exec_id for e in remote.executions.list()] == [done.exec_id]
+        # Flows run here record into the store that server serves, without HTTP.
+        forget_backends()
+        assert get_backend().store.url.startswith("sqlite")
+        second = _flows.adder.run(2)
+        assert second.wait() == 3
+        listed = {e.exec_id for e in KitaruClient().executions.list()}
+        assert listed == {done.exec_id, second.exec_id}
         # Logging in again reuses the running server.
         again = cli("login", "--port", str(port), "-o", "json").json()["item"]
         assert again["pid"] == item["pid"]
@@ -305,3 +313,42 @@ def test_flow_handle_through_the_server(server: Server) -> None:
     assert info.value.exec_id == failed.exec_id
     with pytest.raises(KitaruBackendError):
         FlowHandle("00000000-0000-0000-0000-000000000000").status  # noqa: B018
+
+
+def test_statistics_and_cohort_through_the_server_match_the_store(server: Server, cli: Any) -> None:
+    for x in (1, 2, 3):
+        _flows.adder.run(x).wait()
+    with pytest.raises(KitaruError):
+        _flows.failing.run(5).wait()
+    local = KitaruClient()
+    kwargs: dict[str, Any] = {
+        "group_by": ["flow", "status"],
+        "metrics": ["steps:step_count:sum", "took:duration:max"],
+    }
+    expected = local.executions.statistics(**kwargs).to_dict()
+    expected_cohort = local.executions.cohort(flow="adder", at="add", limit=2).resolve()
+    expected_cli = cli("executions", "statistics", "--group-by", "flow", "-o", "json").json()
+
+    kitaru.connect(server.url, api_key=server.read_key)
+    try:
+        remote = KitaruClient()
+        assert remote.connection is not None
+        assert remote.executions.statistics(**kwargs).to_dict() == expected
+        got = remote.executions.cohort(flow="adder", at="add", limit=2).resolve()
+        assert got == expected_cohort
+        assert len(got) == 2
+        # Same errors as on the store, raised before any request.
+        with pytest.raises(KitaruUsageError, match="group_by"):
+            remote.executions.statistics(group_by=["nonsense"])
+        with pytest.raises(KitaruUsageError, match="limit"):
+            remote.executions.cohort(flow="adder", at="add", limit=0)
+        assert cli("executions", "statistics", "--group-by", "flow", "-o", "json").json() == (
+            expected_cli
+        )
+        cohort_cli = cli("executions", "cohort", "--flow", "adder", "--at", "add", "-o", "json")
+        assert (
+            cohort_cli.json()["item"]["exec_ids"]
+            == local.executions.cohort(flow="adder", at="add").resolve().exec_ids
+        )
+    finally:
+        set_connection(None)

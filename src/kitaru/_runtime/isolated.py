@@ -59,6 +59,8 @@ def run_isolated(
     """Run one attempt of ``spec`` in a child process and return its value."""
     import cloudpickle
 
+    from kitaru.client._remote_store import runner_env
+
     backend = ctx.backend
     try:
         payload = cloudpickle.dumps((spec.func, tuple(args), dict(kwargs)))
@@ -73,6 +75,7 @@ def run_isolated(
         env = dict(os.environ)
         env["KITARU_STORE_URL"] = backend.store.url
         env["KITARU_ARTIFACTS_ROOT"] = backend.artifacts_root
+        env.update(runner_env(backend.store))  # a server's key, if recording through one
         # configure(allow_pickle=...) is process-local: the child must store its output
         # under the same rule the parent will load it with.
         env[ENV_ALLOW_PICKLE] = "1" if pickle_setting()[0] else "0"

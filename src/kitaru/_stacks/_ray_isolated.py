@@ -69,6 +69,7 @@ def run_isolated_on_ray(
     from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
     from kitaru._runtime import events
     from kitaru._runtime.isolated import IsolatedCheckpointError, _replay_output, outcome
+    from kitaru.client._remote_store import runner_env
 
     assert _resources is not None
     backend = ctx.backend
@@ -85,6 +86,7 @@ def run_isolated_on_ray(
         "KITARU_ARTIFACTS_ROOT": backend.artifacts_root,
         ENV_ALLOW_PICKLE: "1" if pickle_setting()[0] else "0",
         **events.child_env(frame),
+        **runner_env(backend.store),  # a Kitaru server's key: a task argument, not env_vars
     }
     task = _remote_task().options(max_retries=0, **_resources)
     ref = task.remote([uri, sha, ctx.exec_id, frame.call_id, spec.name], env)

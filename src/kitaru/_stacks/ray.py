@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from kitaru._stacks._ray_env import RuntimeEnv, build_runtime_env
+from kitaru.client._remote_store import runner_env
 from kitaru.errors import (
-    KitaruFeatureNotAvailableError,
     KitaruStackIntegrationDependencyError,
     KitaruStackNotRemoteExecutableUsageError,
 )
@@ -54,6 +54,7 @@ _NOT_FORWARDED: Final = frozenset({"KITARU_STORE_URL", "KITARU_ARTIFACTS_ROOT"})
 
 _connect_lock = threading.Lock()
 _connected: str | None = None
+_connected_job_env: dict[str, Any] = {}
 _local_cluster: dict[str, bool] = {}
 
 
@@ -103,7 +104,11 @@ class RayLaunch:
             "fence": record.fence,
             "store_url": self.backend.store.url,
             "artifacts_root": self.backend.artifacts_root,
-            "env": {**_forwarded_env(), **self.runtime_env.secret_env},
+            "env": {
+                **_forwarded_env(),
+                **self.runtime_env.secret_env,
+                **runner_env(self.backend.store),  # a Kitaru server's key (not env_vars)
+            },
             "code_root": self.runtime_env.code_root,
             "flow_ref": record.flow_ref,
             "num_cpus": config.get("num_cpus", 1),
@@ -155,6 +160,10 @@ def upload_code(runtime_env: dict[str, Any]) -> dict[str, Any]:
     import inspect
 
     import ray
+
+    if ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]
+        # Ray Client: local code travelled with the job (connect()); the actor inherits it.
+        return {k: v for k, v in runtime_env.items() if k not in _CLIENT_JOB_KEYS}
     from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
@@ -198,7 +207,7 @@ def prepare(
         image=image,
         flow_ref=flow_ref,
     )
-    local = connect(stack)
+    local = connect(stack, job_env=client_job_env(runtime_env.ray))
     check_reachable(stack, backend, local_cluster=local)
     if "image_uri" in runtime_env.ray and local and not _has_podman():
         raise KitaruStackNotRemoteExecutableUsageError(
@@ -210,9 +219,23 @@ def prepare(
     return RayLaunch(stack=stack, runtime_env=runtime_env, backend=backend)
 
 
-def connect(stack: Mapping[str, Any]) -> bool:
-    """Connect this process to the stack's cluster; True if every node is this machine."""
-    global _connected
+#: Runtime-env fields Ray Client accepts with local paths only for a whole job.
+_CLIENT_JOB_KEYS: Final = ("working_dir", "py_modules", "excludes")
+
+
+def client_job_env(runtime_env: Mapping[str, Any]) -> dict[str, Any]:
+    """The code-shipping part of an execution's runtime env (what ``ray.init`` uploads)."""
+    return {k: runtime_env[k] for k in _CLIENT_JOB_KEYS if k in runtime_env}
+
+
+def connect(stack: Mapping[str, Any], *, job_env: Mapping[str, Any] | None = None) -> bool:
+    """Connect this process to the stack's cluster; True if every node is this machine.
+
+    Through Ray Client (``ray://``) local code can only be uploaded for the whole
+    connection, so ``job_env`` (working_dir, py_modules) goes to ``ray.init`` and a
+    different one reconnects; the detached actors started before keep theirs.
+    """
+    global _connected, _connected_job_env
     try:
         import ray
     except ImportError:
@@ -222,27 +245,22 @@ def connect(stack: Mapping[str, Any]) -> bool:
             "wheel built from it, with [ray])."
         ) from None
     address = str(stack["config"]["address"])
-    if address.startswith("ray://"):
-        raise KitaruFeatureNotAvailableError(
-            f"Ray stack {stack['name']!r} names a Ray Client address ({address}); running "
-            "through Ray Client is not supported yet (an execution's code cannot be uploaded "
-            "through it). Submit from a node of the cluster instead: a stack with --address "
-            "auto, used by a script run on the head node (e.g. `kubectl exec` into a KubeRay "
-            "head pod) or by a KubeRay RayJob's entrypoint."
-        )
+    client = address.startswith("ray://")
+    wanted_env = dict(job_env or {}) if client else {}
     with _connect_lock:
-        if _connected != address or not ray.is_initialized():
+        if (
+            _connected != address
+            or not ray.is_initialized()
+            or (client and wanted_env != _connected_job_env)
+        ):
             _check_listening(str(stack["name"]), address)
             if ray.is_initialized():
                 ray.shutdown()
+            options: dict[str, Any] = {"runtime_env": wanted_env} if wanted_env else {}
+            if not client:
+                options.update(configure_logging=False, logging_level=logging.WARNING)
             try:
-                ray.init(
-                    address=address,
-                    namespace=NAMESPACE,
-                    logging_level=logging.WARNING,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
+                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, **options)
             except Exception as exc:
                 raise KitaruStackNotRemoteExecutableUsageError(
                     f"Cannot connect to the Ray cluster of stack {stack['name']!r} at "
@@ -251,6 +269,7 @@ def connect(stack: Mapping[str, Any]) -> bool:
                     "stack with the right --address."
                 ) from None
             _connected = address
+            _connected_job_env = wanted_env
             _local_cluster.pop(address, None)
         if address not in _local_cluster:
             _local_cluster[address] = _all_nodes_local(ray.nodes())  # type: ignore[no-untyped-call]

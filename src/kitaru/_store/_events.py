@@ -167,9 +167,14 @@ def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgre
         # in slices meanwhile.
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
-    base = conn.execute(sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)).scalar() or 0
-    rows = [_row(event, base + i) for i, event in enumerate(batch, 1)]
-    conn.exec_driver_sql(_INSERT_SQL["format" if postgres else "qmark"], rows)
+    last = conn.execute(sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)).scalar()
+    conn.exec_driver_sql(_INSERT_SQL["format" if postgres else "qmark"], _after(last, batch))
+
+
+def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
+    """Insert rows of ``batch``, numbered on from the execution's last position."""
+    base = last or 0
+    return [_row(event, base + i) for i, event in enumerate(batch, 1)]
 
 
 def append_in_transaction(
@@ -188,10 +193,8 @@ def append_in_transaction(
 def append_with_cursor(cursor: Any, events: Sequence[EventRow]) -> None:
     """``_append`` on a SQLite driver cursor inside its open write transaction."""
     for exec_id, batch in _by_exec(events).items():
-        base = cursor.execute(_LAST_SQL, (exec_id,)).fetchone()[0] or 0
-        cursor.executemany(
-            _INSERT_SQL["qmark"], [_row(event, base + i) for i, event in enumerate(batch, 1)]
-        )
+        last = cursor.execute(_LAST_SQL, (exec_id,)).fetchone()[0]
+        cursor.executemany(_INSERT_SQL["qmark"], _after(last, batch))
 
 
 _LAST_SQL = f"SELECT max(seq) FROM {t.events.name} WHERE exec_id = ?"

@@ -162,6 +162,13 @@ class CohortQuery:
             from kitaru.client import KitaruClient
 
             client = KitaruClient()
+        if client.connection is not None:  # connected to a server: it reads its store
+            from kitaru.client._remote_analysis import resolve_cohort
+            from kitaru.client._remote_client import RemoteExecutionsAPI
+
+            executions = client.executions
+            assert isinstance(executions, RemoteExecutionsAPI)
+            return resolve_cohort(executions._session, self, max_scan)
         store = client._backend.store
         ex = t.executions.c
         scan = (

@@ -92,6 +92,16 @@ def start(
     max_page_size: Annotated[
         int | None, typer.Option("--max-page-size", min=1, help="Largest page (limit=).")
     ] = None,
+    max_blob_bytes: Annotated[
+        int | None,
+        typer.Option("--max-blob-bytes", min=1, help="Artifact upload cap of runners."),
+    ] = None,
+    request_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--request-timeout", min=1, help="Seconds until an answer must start (else 504)."
+        ),
+    ] = None,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option("--cors-origin", help="Allow browser pages of this origin (repeatable)."),
@@ -112,8 +122,8 @@ def start(
             ) from None
         from kitaru._backend import forget_backends, get_backend
         from kitaru.client._remote_config import use_store_only
+        from kitaru.server import _settings
         from kitaru.server._accounts import ensure_admin_key
-        from kitaru.server._settings import ENV_CORS, ENV_MAX_BODY, ENV_MAX_PAGE
 
         if store_url is not None:
             os.environ["KITARU_STORE_URL"] = store_url
@@ -124,12 +134,16 @@ def start(
             )
         if artifacts_root is not None:
             os.environ["KITARU_ARTIFACTS_ROOT"] = artifacts_root
-        if max_body_bytes is not None:
-            os.environ[ENV_MAX_BODY] = str(max_body_bytes)
-        if max_page_size is not None:
-            os.environ[ENV_MAX_PAGE] = str(max_page_size)
+        for env_name, value in (
+            (_settings.ENV_MAX_BODY, max_body_bytes),
+            (_settings.ENV_MAX_PAGE, max_page_size),
+            (_settings.ENV_MAX_BLOB, max_blob_bytes),
+            (_settings.ENV_REQUEST_TIMEOUT, request_timeout),
+        ):
+            if value is not None:
+                os.environ[env_name] = str(value)
         if cors_origin:
-            os.environ[ENV_CORS] = ",".join(cors_origin)
+            os.environ[_settings.ENV_CORS] = ",".join(cors_origin)
         use_store_only()
         forget_backends()
         backend = get_backend()  # opens (and migrates) the store before serving
@@ -185,7 +199,14 @@ def start_background(port: int) -> tuple[str, int]:
             stderr=log,
             start_new_session=True,
         )
-    _pid_file().write_text(json.dumps({"pid": process.pid, "url": url, "port": port}))
+    from kitaru.client._remote_config import store_only
+    from kitaru.config import resolve_store_url
+
+    with store_only():
+        served = resolve_store_url()  # what the child serves: it inherits this environment
+    _pid_file().write_text(
+        json.dumps({"pid": process.pid, "url": url, "port": port, "store_url": served})
+    )
     os.chmod(_pid_file(), 0o600)
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
@@ -263,9 +284,11 @@ def _local_key() -> str:
     import socket
 
     from kitaru._backend import get_backend
+    from kitaru.client._remote_config import store_only
     from kitaru.server._accounts import ADMIN_ACCOUNT, create_key, ensure_admin_key, list_keys
 
-    store = get_backend().store
+    with store_only():  # the local store, even when this machine is logged in to its server
+        store = get_backend().store
     raw = ensure_admin_key(store)
     if raw is not None:
         return raw

@@ -18,7 +18,6 @@ from kitaru.client._client import LOG_SOURCES, _at_least_one, _page, _statuses
 from kitaru.client._events import ExecutionEvent
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
-    KitaruFeatureNotAvailableError,
     KitaruNotFoundError,
     KitaruTimeoutError,
     KitaruUsageError,
@@ -26,6 +25,8 @@ from kitaru.errors import (
 
 if TYPE_CHECKING:
     from kitaru._store import ExecutionRecord, ExecutionStatus
+    from kitaru.analysis._cohort import CohortQuery
+    from kitaru.analysis._statistics import ExecutionStatistics
     from kitaru.client._client import KitaruClient
     from kitaru.client._remote import Session
     from kitaru.replay import ReplaySubmission
@@ -33,13 +34,6 @@ if TYPE_CHECKING:
 #: Rows asked for per request when a call needs more (the server's default cap is 500).
 _BATCH = 200
 _POLL_MAX = 0.5
-
-
-def _not_remote(what: str) -> KitaruFeatureNotAvailableError:
-    return KitaruFeatureNotAvailableError(
-        f"{what} is not available through a Kitaru server yet; run it where the store is "
-        "reachable (`kitaru logout`, or unset KITARU_SERVER_URL/KITARU_AUTH_TOKEN)."
-    )
 
 
 class RemoteStore:
@@ -446,11 +440,36 @@ class RemoteExecutionsAPI:
             compare_url=data.get("compare_url"),
         )
 
-    def statistics(self, **_kwargs: Any) -> Any:
-        raise _not_remote("executions.statistics()")
+    def statistics(
+        self,
+        *,
+        group_by: Sequence[Any] = (),
+        metrics: Sequence[Any] = (),
+        flow: str | None = None,
+        status: Any = None,
+        stack: str | None = None,
+        tags: Sequence[str] | None = None,
+        max_groups: int = 1000,
+    ) -> ExecutionStatistics:
+        from kitaru.analysis._statistics import _check_max_groups
+        from kitaru.client import _remote_analysis
 
-    def cohort(self, **_kwargs: Any) -> Any:
-        raise _not_remote("executions.cohort()")
+        return _remote_analysis.statistics(
+            self._session,
+            group_by=group_by,
+            metrics=metrics,
+            flow=flow,
+            status=_statuses(status),
+            stack=stack,
+            tags=tags,
+            max_groups=_check_max_groups(max_groups),
+        )
+
+    def cohort(self, **kwargs: Any) -> CohortQuery:
+        """As on the store; ``.resolve()`` asks the server (see ``_remote_analysis``)."""
+        from kitaru.analysis import cohort
+
+        return cohort(**kwargs, client=self._client)
 
 
 class RemoteArtifactsAPI:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,17 @@ _store_only = False
 def use_store_only() -> None:
     global _store_only
     _store_only = True
+
+
+@contextmanager
+def store_only() -> Iterator[None]:
+    """Within the block this process uses its store itself, whatever login it has."""
+    global _store_only
+    previous, _store_only = _store_only, True
+    try:
+        yield
+    finally:
+        _store_only = previous
 
 
 def normalize_url(url: str) -> str:
@@ -188,3 +201,22 @@ def connect(
 def disconnect() -> None:
     """Forget ``connect()`` in this process (saved logins and environment still apply)."""
     set_connection(None)
+
+
+def served_by_local_server(connection: Connection) -> str | None:
+    """The store URL, if ``connection`` is the background server ``kitaru login`` started
+    on this machine: a process here may record into that store directly (the server
+    reads the same store), without an HTTP request per checkpoint.
+    """
+    if connection.source != "kitaru login":
+        return None
+    from kitaru._paths import config_dir
+
+    try:
+        data = json.loads((config_dir() / "server" / "server.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("url") != connection.url:
+        return None
+    served = data.get("store_url")
+    return served if isinstance(served, str) and served else None

@@ -3,8 +3,9 @@
 Every method of the store contract is one request to the server's
 ``/api/v1/store/{method}`` (one per checkpoint on the hot path). The API key is
 ``KITARU_AUTH_TOKEN``, else the one ``kitaru login`` saved for that server.
-Artifact bytes above the inline limit are written to this process's artifact
-root, which must be the one the server uses (a shared directory or bucket).
+Artifact bytes above the inline limit go through the server too (see
+``_remote_blobs``), unless ``KITARU_ARTIFACTS_ROOT`` names a shared root to write
+to directly (the one the server uses: a shared directory or bucket).
 """
 
 from __future__ import annotations
@@ -30,11 +31,22 @@ def is_http_store(url: str) -> bool:
     return url.startswith(SCHEMES)
 
 
-def _server_url(url: str) -> str:
+def runner_env(store: object) -> dict[str, str]:
+    """What a child process (isolated call, Ray actor) needs to record through ``store``.
+
+    Empty for a database store. The key travels in the child's own environment or
+    Kitaru's actor payload, never in Ray's ``env_vars`` (Ray's agent logs print those).
+    """
+    if isinstance(store, HttpStore):
+        return {ENV_AUTH_TOKEN: store.api_key}
+    return {}
+
+
+def server_url(url: str) -> str:
     return normalize_url(url.removeprefix("kitaru+"))
 
 
-def _api_key(server: str) -> str:
+def api_key(server: str) -> str:
     token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
     if token:
         return token
@@ -54,13 +66,18 @@ class HttpStore:
     """A store whose every contract method is a call to a Kitaru server."""
 
     def __init__(self, url: str) -> None:
-        server = _server_url(url)
+        server = server_url(url)
         self.url = f"kitaru+{server}"
         self.dialect = "http"
-        self._session = Session(Connection(server, _api_key(server), "store URL"))
+        self._session = Session(Connection(server, api_key(server), "store URL"))
 
     def __repr__(self) -> str:
         return f"HttpStore({self.url!r})"
+
+    @property
+    def api_key(self) -> str:
+        """The key this store uses: handed to the processes that run its executions."""
+        return self._session.connection.api_key
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         body = {"positional": _wire.encode(list(args)), "keywords": _wire.encode(kwargs)}

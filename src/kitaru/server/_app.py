@@ -9,8 +9,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from kitaru._version import __version__
 from kitaru.client._remote_config import use_store_only
-from kitaru.server import _artifacts, _errors, _executions, _store_api, dashboard
-from kitaru.server._limits import BodySizeLimit
+from kitaru.server import _analysis, _artifacts, _errors, _executions, _store_api, dashboard
+from kitaru.server._limits import BodySizeLimit, RequestTimeout
 from kitaru.server._settings import ServerSettings
 
 API_PREFIX = "/api/v1"
@@ -37,6 +37,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     _errors.install(app)
     app.include_router(_executions.router, prefix=API_PREFIX)
+    app.include_router(_analysis.router, prefix=API_PREFIX)
     app.include_router(_executions.replays, prefix=API_PREFIX)
     app.include_router(_artifacts.router, prefix=API_PREFIX)
     app.include_router(_store_api.router, prefix=API_PREFIX)
@@ -50,5 +51,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={
+            f"{API_PREFIX}/store/blobs": (settings.max_blob_bytes, "KITARU_SERVER_MAX_BLOB_BYTES")
+        },
+    )
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout)  # outermost
     return app

@@ -3,7 +3,10 @@
 ``kitaru server start`` sets these for the uvicorn process (and its workers):
 ``KITARU_SERVER_MAX_BODY_BYTES`` (request body cap, default 1 MiB),
 ``KITARU_SERVER_MAX_PAGE_SIZE`` (largest ``limit=``, default 500),
-``KITARU_SERVER_CORS_ORIGINS`` (comma-separated origins; CORS is off when unset).
+``KITARU_SERVER_CORS_ORIGINS`` (comma-separated origins; CORS is off when unset),
+``KITARU_SERVER_MAX_BLOB_BYTES`` (artifact upload cap of runners, default 256 MiB),
+``KITARU_SERVER_REQUEST_TIMEOUT`` (seconds until a request must have started its
+answer, else 504; default 60; streams and downloads may go on after that).
 The store and artifact root are Kitaru's usual ``KITARU_STORE_URL`` and
 ``KITARU_ARTIFACTS_ROOT``.
 """
@@ -18,9 +21,13 @@ from kitaru.errors import KitaruUsageError
 ENV_MAX_BODY = "KITARU_SERVER_MAX_BODY_BYTES"
 ENV_MAX_PAGE = "KITARU_SERVER_MAX_PAGE_SIZE"
 ENV_CORS = "KITARU_SERVER_CORS_ORIGINS"
+ENV_MAX_BLOB = "KITARU_SERVER_MAX_BLOB_BYTES"
+ENV_REQUEST_TIMEOUT = "KITARU_SERVER_REQUEST_TIMEOUT"
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_MAX_PAGE = 500
 DEFAULT_PAGE = 50
+DEFAULT_MAX_BLOB = 256 * 1024 * 1024
+DEFAULT_REQUEST_TIMEOUT = 60
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -41,6 +48,8 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_page_size: int = DEFAULT_MAX_PAGE
     cors_origins: tuple[str, ...] = ()
+    max_blob_bytes: int = DEFAULT_MAX_BLOB
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -49,4 +58,6 @@ class ServerSettings:
             max_body_bytes=_positive_int(ENV_MAX_BODY, DEFAULT_MAX_BODY),
             max_page_size=_positive_int(ENV_MAX_PAGE, DEFAULT_MAX_PAGE),
             cors_origins=origins,
+            max_blob_bytes=_positive_int(ENV_MAX_BLOB, DEFAULT_MAX_BLOB),
+            request_timeout=_positive_int(ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT),
         )

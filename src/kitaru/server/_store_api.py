@@ -5,13 +5,19 @@ through the server: each store call is one request (one per checkpoint on the
 hot path). Arguments and results use the tagged JSON of ``kitaru._store._wire``;
 nothing is unpickled (a wait's pickled schema is stored as bytes, untouched).
 Needs a runner key (``kitaru auth api-keys create ACCOUNT NAME --runner``).
+
+``PUT/GET /api/v1/store/blobs``: artifact bytes of a runner without a shared
+artifact root, written to and read from the server's own root (body cap
+``KITARU_SERVER_MAX_BLOB_BYTES``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 
@@ -26,6 +32,52 @@ router = APIRouter(
     tags=["store"],
     responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 503)},
 )
+
+
+class BlobRef(BaseModel):
+    uri: str = Field(description="Where the server stored the bytes (under its artifact root)")
+    sha256: str
+
+
+@router.put(
+    "/blobs",
+    response_model=BlobRef,
+    summary="Store artifact bytes in the server's artifact root",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def put_blob(request: Request, _key: Runner) -> dict[str, str]:
+    data = await request.body()
+    claimed = request.headers.get("x-kitaru-sha256")
+    sha = hashlib.sha256(data).hexdigest()
+    if claimed is not None and claimed.lower() != sha:
+        raise ApiError(
+            400,
+            "KitaruBackendError",
+            "The uploaded bytes do not match their X-Kitaru-Sha256 header (damaged in "
+            "transit?); nothing was stored. Upload them again.",
+        )
+    uri, stored = await run_in_threadpool(get_backend().blobs.put, data)
+    return {"uri": uri, "sha256": stored}
+
+
+@router.get(
+    "/blobs",
+    summary="Read artifact bytes from the server's artifact root",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_blob(
+    _key: Runner,
+    uri: str = Query(min_length=1, max_length=4096),
+    sha256: str = Query(pattern="^[0-9a-f]{64}$"),
+) -> Response:
+    data = get_backend().blobs.get(uri, sha256)
+    return Response(content=data, media_type="application/octet-stream")
 
 
 class StoreCall(BaseModel):
