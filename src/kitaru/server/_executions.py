@@ -108,6 +108,12 @@ def _full(exec_id: str) -> str:
     return client.executions._record(exec_id).id
 
 
+def _summary(execution: Execution) -> dict[str, Any]:
+    """The summary plus how many checkpoint calls are done (the dashboard shows done/total)."""
+    done = sum(1 for c in execution.checkpoints if c.status is ExecutionStatus.COMPLETED)
+    return {**execution.summary_dict(), "checkpoints_done": done}
+
+
 @router.get("", response_model=ExecutionPage, summary="List executions, newest first")
 def list_executions(
     request: Request,
@@ -115,6 +121,9 @@ def list_executions(
     status: Annotated[list[str] | None, Query(description="One or more statuses.")] = None,
     flow: str | None = None,
     stack: str | None = None,
+    q: Annotated[
+        str | None, Query(description="Id prefix or part of the flow name (any case)")
+    ] = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
     created_before: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
     limit: Annotated[int, Query(ge=1)] = DEFAULT_PAGE,
@@ -128,6 +137,7 @@ def list_executions(
         statuses=_statuses(status),
         flow=flow,
         stack=stack,
+        text=q.strip() or None if q is not None else None,
         created_after=_timestamp(created_after),
         created_before=_timestamp(created_before),
     )
@@ -151,7 +161,7 @@ def list_executions(
         )
         for r in records
     ]
-    items = [detail(e) if full else e.summary_dict() for e in executions]
+    items = [detail(e) if full else _summary(e) for e in executions]
     return {"items": items, "count": len(items), "next_cursor": next_cursor}
 
 

@@ -32,6 +32,8 @@ class Filters:
     stack: str | None = None
     created_after: float | None = None
     created_before: float | None = None
+    #: An id prefix or part of a flow name (case-insensitive).
+    text: str | None = None
 
 
 def encode_cursor(record: ExecutionRecord) -> str:
@@ -57,7 +59,7 @@ def page(
     store: Store, filters: Filters, *, limit: int, cursor: str | None
 ) -> tuple[list[ExecutionRecord], str | None]:
     """Up to ``limit`` executions, newest first, after ``cursor``; and the next cursor."""
-    texts = [filters.flow, filters.stack]
+    texts = [filters.flow, filters.stack, filters.text]
     if any(v is not None and ("\x00" in v or not storable_text(v)) for v in texts):
         return [], None  # no stored name can hold that text (PostgreSQL refuses NUL)
     ex = t.executions.c
@@ -68,6 +70,13 @@ def page(
         query = query.where(ex.flow_name == filters.flow)
     if filters.stack is not None:
         query = query.where(ex.stack == filters.stack)
+    if filters.text:
+        query = query.where(
+            sa.or_(
+                ex.id.startswith(filters.text.lower(), autoescape=True),
+                ex.flow_name.icontains(filters.text, autoescape=True),
+            )
+        )
     if filters.created_after is not None:
         query = query.where(ex.created_at >= filters.created_after)
     if filters.created_before is not None:
