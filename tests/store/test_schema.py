@@ -33,6 +33,9 @@ KITARU_TABLES = {
     "kitaru_events",
     "kitaru_service_accounts",
     "kitaru_api_keys",
+    "kitaru_suspensions",
+    "kitaru_schedules",
+    "kitaru_schedule_fires",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 
