@@ -64,8 +64,19 @@ def run_worker(
             logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)
         if once:
             break
-        stop.wait(poll_interval)
+        stop.wait(_pause(backend.store, poll_interval))
     return resumed
+
+
+def _pause(store: Store, poll_interval: float) -> float:
+    """Until the next poll, or sooner when a released sleep is due before it."""
+    try:
+        wake_at = store.next_wake_at()
+    except Exception:  # an older server without durable time: plain polling
+        return poll_interval
+    if wake_at is None:
+        return poll_interval
+    return max(0.0, min(poll_interval, wake_at - time.time()))
 
 
 def _orphans(store: Store) -> Iterator[ExecutionRecord]:
