@@ -172,7 +172,7 @@ __all__ = [
     "log",
     "progress",
     "save",
-    "use_stack",
     "sleep",
+    "use_stack",
     "wait",
 ]

@@ -31,9 +31,7 @@ DEFAULT_RELEASE_AFTER = 600.0
 ENV_RELEASE_AFTER = "KITARU_SLEEP_RELEASE_AFTER"
 
 #: Sleep ids assigned so far, per run of a body (the context lives as long as the run).
-_assigned: weakref.WeakKeyDictionary[ExecutionContext, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_assigned: weakref.WeakKeyDictionary[ExecutionContext, dict[str, Any]] = weakref.WeakKeyDictionary()
 _assigned_lock = threading.Lock()
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from kitaru._store import schema as t
 from kitaru._store import time_schema as ts
-from kitaru._store._rows import _by_exec, _changed, _execution_from_row, _execution_row
+from kitaru._store._rows import _changed, _execution_from_row, _execution_row
 from kitaru._store._statements import dialect_insert
 from kitaru._store.records import (
     ArtifactRecord,
@@ -51,7 +51,7 @@ class _StoreCore(Protocol):
     def _stale(self, exec_id: str, fence: int | None) -> StaleOwnerError: ...
 
 
-def _suspension_from_row(row: Mapping[str, Any]) -> SuspensionRecord:
+def _suspension_from_row(row: Mapping[Any, Any]) -> SuspensionRecord:
     values = {col.name: row[col.name] for col in ts.suspensions.columns}
     values["status"] = SuspensionStatus(values["status"])
     return SuspensionRecord(**values)
@@ -63,7 +63,7 @@ def _suspension_row(record: SuspensionRecord) -> dict[str, Any]:
     return row
 
 
-def _schedule_from_row(row: Mapping[str, Any]) -> ScheduleRecord:
+def _schedule_from_row(row: Mapping[Any, Any]) -> ScheduleRecord:
     values = {col.name: row[col.name] for col in ts.schedules.columns}
     values["paused"] = bool(values["paused"])
     return ScheduleRecord(**values)
@@ -174,7 +174,11 @@ class TimeMixin:
                 .where(s.c.exec_id.in_(list(exec_ids)))
                 .order_by(s.c.exec_id, s.c.created_at)
             ).all()
-        return _by_exec([_suspension_from_row(row._mapping) for row in rows])  # type: ignore[type-var]
+        grouped: dict[str, list[SuspensionRecord]] = {}
+        for row in rows:
+            record = _suspension_from_row(row._mapping)
+            grouped.setdefault(record.exec_id, []).append(record)
+        return grouped
 
     def suspensions(self: _StoreCore, exec_id: str) -> list[SuspensionRecord]:
         return TimeMixin.suspensions_of(self, [exec_id]).get(exec_id, [])
@@ -213,9 +217,7 @@ class TimeMixin:
         with self.write() as conn:
             created = (
                 conn.execute(
-                    insert(ex)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(ex.c.id),
+                    insert(ex).on_conflict_do_nothing(index_elements=["id"]).returning(ex.c.id),
                     _execution_row(execution),
                 ).first()
                 is not None
@@ -286,7 +288,8 @@ class TimeMixin:
         s, f = ts.schedules, ts.schedule_fires
         with self.write() as conn:
             conn.execute(f.delete().where(f.c.schedule_name == name))
-            return _changed(conn, s.delete().where(s.c.name == name))
+            deleted = conn.execute(s.delete().where(s.c.name == name).returning(s.c.name))
+            return deleted.first() is not None
 
     def claim_slot(self: _StoreCore, fire: ScheduleFireRecord) -> bool:
         """Claim one slot of a schedule: True for exactly one of any number of claimers."""
@@ -309,9 +312,7 @@ class TimeMixin:
         s = ts.schedules.c
         with self.write() as conn:
             conn.execute(
-                ts.schedules.update()
-                .where(s.name == name, s.cursor < cursor)
-                .values(cursor=cursor)
+                ts.schedules.update().where(s.name == name, s.cursor < cursor).values(cursor=cursor)
             )
 
     def schedule_fires(self: _StoreCore, name: str) -> list[ScheduleFireRecord]:

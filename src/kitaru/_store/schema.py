@@ -196,7 +196,6 @@ events = sa.Table(
 )
 
 # Sleeps, child joins and schedules (migration 0009) live in their own module.
-from kitaru._store import time_schema as _time_schema  # noqa: E402, F401
-
 # The server's auth tables (migration 0008) live in their own module.
 from kitaru._store import auth_schema as _auth_schema  # noqa: E402, F401
+from kitaru._store import time_schema as _time_schema  # noqa: E402, F401

@@ -17,9 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kitaru._store import _events, _logs
+from kitaru._store import _events, _logs, time_schema
 from kitaru._store import schema as t
-from kitaru._store import time_schema
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
@@ -526,9 +525,7 @@ class Store(WaitsMixin, TimeMixin):
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
             conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
             conn.execute(
-                time_schema.suspensions.delete().where(
-                    time_schema.suspensions.c.exec_id == exec_id
-                )
+                time_schema.suspensions.delete().where(time_schema.suspensions.c.exec_id == exec_id)
             )
             conn.execute(t.logs.delete().where(t.logs.c.exec_id == exec_id))
             _events.delete_events(conn, exec_id)

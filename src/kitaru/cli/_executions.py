@@ -325,11 +325,16 @@ def delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed in scripts).")
     ] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", help="Also delete its child flows' executions (needed then)."),
+    ] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete an execution's record and the artifacts nothing else uses.
 
-    Asks for confirmation; without a terminal (scripts, CI) pass --yes.
+    Asks for confirmation; without a terminal (scripts, CI) pass --yes. An
+    execution that started child flows is deleted only with --recursive.
     """
     with command("executions delete", output) as out:
         client = _client()
@@ -348,7 +353,7 @@ def delete(
             )
             if not confirmed:
                 out.fail("Aborted", f"Aborted; execution {exec_id} was not deleted.")
-        client.executions.delete(exec_id)
+        client.executions.delete(exec_id, recursive=recursive)
         data = {
             "exec_id": exec_id,
             "flow_name": execution.flow_name,

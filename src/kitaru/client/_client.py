@@ -113,6 +113,10 @@ class ExecutionsAPI:
             self._client,
             store.waits(record.id) if record.status is ExecutionStatus.WAITING else None,
             _saved_artifacts_of(store, [record.id]).get(record.id, []),
+            suspensions=store.suspensions(record.id)
+            if record.status is ExecutionStatus.WAITING
+            else None,
+            children=[child.id for child in store.children(record.id)],
         )
 
     def list(
@@ -143,6 +147,7 @@ class ExecutionsAPI:
         attempts = store.attempts_of(ids) if ids else {}
         waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
         waits = store.waits_of(waiting) if waiting else {}
+        paused = store.suspensions_of(waiting) if waiting else {}
         saved = _saved_artifacts_of(store, ids)
         return [
             Execution.from_records(
@@ -152,6 +157,7 @@ class ExecutionsAPI:
                 self._client,
                 waits.get(record.id),
                 saved.get(record.id, []),
+                suspensions=paused.get(record.id),
             )
             for record in records
         ]
@@ -455,10 +461,13 @@ class ExecutionsAPI:
         control.cancel(self._backend, exec_id)
         return self.get(exec_id)
 
-    def delete(self, exec_id: str) -> None:
-        """Remove a finished execution and the artifacts nothing else uses."""
+    def delete(self, exec_id: str, *, recursive: bool = False) -> None:
+        """Remove a finished execution and the artifacts nothing else uses.
+
+        An execution with child flows needs ``recursive=True`` (its children go too).
+        """
         exec_id = self.resolve_id(exec_id)
-        control.delete(self._backend, exec_id)
+        control.delete(self._backend, exec_id, recursive=recursive)
 
 
 class ArtifactsAPI:

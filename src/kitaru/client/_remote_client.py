@@ -190,8 +190,9 @@ class RemoteExecutionsAPI:
     def cancel(self, exec_id: str) -> Execution:
         return self._control(exec_id, "cancel")
 
-    def delete(self, exec_id: str) -> None:
-        self._session.request("DELETE", f"/executions/{exec_id}")
+    def delete(self, exec_id: str, *, recursive: bool = False) -> None:
+        suffix = "?recursive=true" if recursive else ""
+        self._session.request("DELETE", f"/executions/{exec_id}{suffix}")
 
     def input(
         self, exec_id: str, *, wait: str | None = None, value: Any = None, resume: bool = True

@@ -267,9 +267,9 @@ def cancel(exec_id: str, _key: Writer) -> dict[str, Any]:
 
 
 @router.delete("/{exec_id}", response_model=Deleted, summary="Delete a finished execution")
-def delete(exec_id: str, _key: Writer) -> dict[str, Any]:
+def delete(exec_id: str, _key: Writer, recursive: bool = False) -> dict[str, Any]:
     full = _full(exec_id)
-    _client().executions.delete(full)
+    _client().executions.delete(full, recursive=recursive)
     return {"exec_id": full, "deleted": True}
 
 
