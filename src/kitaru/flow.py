@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kitaru._store import ExecutionRecord
     from kitaru.config import ResolvedSettings
     from kitaru.replay import ReplaySubmission
+    from kitaru.schedules import Schedule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -206,6 +207,33 @@ class Flow(Generic[P, R]):
         else:
             control.start(backend, record, self, tuple(args), kwargs, fresh=True)
         return FlowHandle(exec_id, backend=backend)
+
+    def schedule(
+        self,
+        *,
+        cron: str,
+        name: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        stack: str | None = None,
+        missed: str = "skip",
+    ) -> Schedule:
+        """Start this flow at every slot of ``cron`` (in ``timezone``) with ``inputs``.
+
+        ``kitaru worker`` fires the slots; ``name`` defaults to the flow's name.
+        ``missed``: ``skip`` (default) or ``run_once`` for slots no worker was up for.
+        """
+        from kitaru.client import KitaruClient
+
+        return KitaruClient().schedules.create(
+            name or self.name,
+            flow=self,
+            cron=cron,
+            timezone=timezone,
+            inputs=inputs,
+            stack=stack,
+            missed=missed,
+        )
 
     def replay(
         self,

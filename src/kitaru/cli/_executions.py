@@ -110,6 +110,10 @@ def list_executions(
     ] = None,
     page: PageOption = None,
     size: SizeOption = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Only executions this schedule started (its name)."),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List executions, newest first, a page at a time.
@@ -128,10 +132,15 @@ def list_executions(
         size = size or DEFAULT_PAGE_SIZE
         client = _client()
         statuses = list(status) if status else None
-        executions = client.executions.list(flow=flow, status=statuses, page=page, size=size)
+        by_schedule: dict[str, Any] = {} if schedule is None else {"schedule": schedule}
+        executions = client.executions.list(
+            flow=flow, status=statuses, page=page, size=size, **by_schedule
+        )
         # One more row after this page tells whether there is a next one.
         has_more = limit is None and bool(
-            client.executions.list(flow=flow, status=statuses, page=page * size + 1, size=1)
+            client.executions.list(
+                flow=flow, status=statuses, page=page * size + 1, size=1, **by_schedule
+            )
         )
 
         def render(console: Console) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kitaru.analysis import CohortQuery, ExecutionStatistics
     from kitaru.client._remote_config import Connection
     from kitaru.replay import ReplaySubmission
+    from kitaru.schedules import SchedulesAPI
 
 _POLL_MAX = 0.5
 #: ``executions.logs(source=...)``: lines of checkpoint calls, or of the flow body.
@@ -127,8 +128,9 @@ class ExecutionsAPI:
         limit: int | None = None,
         page: int | None = None,
         size: int | None = None,
+        schedule: str | None = None,
     ) -> list[Execution]:
-        """Executions, newest first.
+        """Executions, newest first (``schedule``: only those that schedule started).
 
         ``limit=N``: the newest N. ``page=P, size=S`` (1-based): the P-th page of S;
         ``size`` alone is page 1. Each value is 1 or more. ``status`` is an
@@ -137,8 +139,9 @@ class ExecutionsAPI:
         row_limit, offset = _page(limit, page, size)
         if flow is not None and not storable_text(flow):
             return []  # no flow can have that name (undecodable bytes from argv)
+        extra: dict[str, Any] = {} if schedule is None else {"schedule": schedule}
         records = self._backend.store.list_executions(
-            flow=flow, status=_statuses(status), limit=row_limit, offset=offset
+            flow=flow, status=_statuses(status), limit=row_limit, offset=offset, **extra
         )
         # A few queries for the whole page, not a few per execution.
         ids = [record.id for record in records]
@@ -607,3 +610,15 @@ class KitaruClient:
         self.artifacts = ArtifactsAPI(self)
         #: The Kitaru server this client talks to; None when it reads the store itself.
         self.connection: Connection | None = None
+
+    @property
+    def schedules(self) -> SchedulesAPI:
+        """Cron schedules (``kitaru schedule``); ``kitaru worker`` fires them."""
+        if self.connection is not None:
+            raise KitaruFeatureNotAvailableError(
+                "Schedules are managed on the store itself, not through a Kitaru server yet: "
+                "point KITARU_STORE_URL at the server's store (e.g. its PostgreSQL database)."
+            )
+        from kitaru.schedules import SchedulesAPI
+
+        return SchedulesAPI(self._backend)

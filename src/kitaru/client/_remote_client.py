@@ -141,7 +141,13 @@ class RemoteExecutionsAPI:
         limit: int | None = None,
         page: int | None = None,
         size: int | None = None,
+        schedule: str | None = None,
     ) -> builtins.list[Execution]:
+        if schedule is not None:
+            raise KitaruFeatureNotAvailableError(
+                "Listing executions by schedule is not available through a Kitaru server yet; "
+                "read the store directly (KITARU_STORE_URL) for --schedule."
+            )
         row_limit, offset = _page(limit, page, size)
         wanted = None if row_limit is None else row_limit + offset
         items = builtins.list(self._pages(flow=flow, status=status, wanted=wanted))
