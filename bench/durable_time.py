@@ -144,6 +144,8 @@ def measure(n: int, spread: float) -> dict[str, Any]:
         },
         "wake_spread_seconds": spread,
         "seconds_from_first_wake_to_all_done": batch,
+        "wakes_per_second_asked": n / spread if spread else None,
+        "wakes_per_second_done": n / batch if batch > 0 else None,
     }
 
 
@@ -194,7 +196,9 @@ def _report(name: str, result: dict[str, Any]) -> None:
     print(
         f"  wake-up lateness (post-sleep checkpoint - recorded wake-up, wake-ups spread over "
         f"{result['wake_spread_seconds']:g} s, one worker): p50 {late['p50']:.0f} ms, "
-        f"p99 {late['p99']:.0f} ms, max {late['max']:.0f} ms"
+        f"p99 {late['p99']:.0f} ms, max {late['max']:.0f} ms; all done "
+        f"{result['seconds_from_first_wake_to_all_done']:.1f} s after the first wake-up "
+        f"({result['wakes_per_second_done']:.0f} resumes/s)"
     )
 
 

@@ -96,9 +96,27 @@ def _sleep_id(ctx: ExecutionContext, name: str | None) -> str:
         return sleep_id
 
 
+def _recorded(ctx: ExecutionContext, suspension_id: str) -> SuspensionRecord | None:
+    """What an earlier run recorded here: read once per run (a resumed body passes its
+    sleeps with no write but the one that marks the current sleep done)."""
+    with _assigned_lock:
+        state = _assigned.setdefault(ctx, {"count": 0, "ids": set()})
+        loaded: dict[str, SuspensionRecord] | None = state.get("recorded")
+    if loaded is None:
+        with ctx.backend_op(f"read the sleeps of execution {ctx.exec_id}"):
+            found = ctx.backend.store.suspensions(ctx.exec_id)
+        loaded = {s.suspension_id: s for s in found}
+        with _assigned_lock:
+            state["recorded"] = loaded
+    return loaded.get(suspension_id)
+
+
 def _open(ctx: ExecutionContext, record: SuspensionRecord) -> SuspensionRecord:
     from kitaru._runtime.execution import CancelledError
 
+    known = _recorded(ctx, record.suspension_id) if ctx.run > 1 else None
+    if known is not None:
+        return known
     try:
         return ctx.backend.store.open_suspension(record, fence=ctx.record.fence)
     except StaleOwnerError as exc:

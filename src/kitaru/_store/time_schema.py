@@ -27,7 +27,14 @@ suspensions = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("ended_at", sa.Float, nullable=True),
-    sa.Index("ix_kitaru_suspensions_due", "status", "wake_at"),
+    # The worker's alarm (the earliest pending sleep). Partial, so that the planner
+    # never prefers it to the primary key for one execution's suspensions.
+    sa.Index(
+        "ix_kitaru_suspensions_sleeping",
+        "wake_at",
+        sqlite_where=sa.text("status = 'pending' AND kind = 'sleep'"),
+        postgresql_where=sa.text("status = 'pending' AND kind = 'sleep'"),
+    ),
 )
 
 schedules = sa.Table(

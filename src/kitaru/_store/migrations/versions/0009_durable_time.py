@@ -38,7 +38,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("ended_at", sa.Float, nullable=True),
     )
-    op.create_index("ix_kitaru_suspensions_due", "kitaru_suspensions", ["status", "wake_at"])
+    op.create_index(
+        "ix_kitaru_suspensions_sleeping",
+        "kitaru_suspensions",
+        ["wake_at"],
+        sqlite_where=sa.text("status = 'pending' AND kind = 'sleep'"),
+        postgresql_where=sa.text("status = 'pending' AND kind = 'sleep'"),
+    )
     op.create_table(
         "kitaru_schedules",
         sa.Column("name", sa.String(255), primary_key=True),
@@ -66,7 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("kitaru_schedule_fires")
     op.drop_table("kitaru_schedules")
-    op.drop_index("ix_kitaru_suspensions_due", "kitaru_suspensions")
+    op.drop_index("ix_kitaru_suspensions_sleeping", "kitaru_suspensions")
     op.drop_table("kitaru_suspensions")
     op.drop_index("ix_kitaru_executions_schedule", "kitaru_executions")
     op.drop_index("ix_kitaru_executions_parent", "kitaru_executions")
