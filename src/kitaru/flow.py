@@ -140,6 +140,9 @@ class Flow(Generic[P, R]):
         }
         concurrency = _validate_concurrency(max_concurrency, where) or self._max_concurrency
         key: str | None = None
+        # A child's or a schedule slot's id is derived from where it was started: the
+        # same id is the same start, whatever its inputs serialize to this time.
+        derived = parent_exec_id if parent_exec_id is not None else schedule
         if execution_id is None:
             exec_id = uuid4()
         else:
@@ -150,19 +153,18 @@ class Flow(Generic[P, R]):
         if execution_id is not None:
             existing = backend.store.get_execution(exec_id)
             if existing is not None:  # started before: the same flow and inputs, or an error
-                packed = control.pack_inputs(
-                    tuple(args),
-                    kwargs,
-                    what=f"The inputs of flow {self.name!r}",
-                    signature=self._signature,
-                    check_size=False,
-                )
+                sha = None
+                if derived is None:
+                    packed = control.pack_inputs(
+                        tuple(args),
+                        kwargs,
+                        what=f"The inputs of flow {self.name!r}",
+                        signature=self._signature,
+                        check_size=False,
+                    )
+                    sha = hashlib.sha256(packed.serialized().data).hexdigest()
                 check_same_start(
-                    backend,
-                    existing,
-                    flow_name=self.name,
-                    inputs_sha=hashlib.sha256(packed.serialized().data).hexdigest(),
-                    given=str(execution_id),
+                    backend, existing, flow_name=self.name, inputs_sha=sha, given=str(execution_id)
                 )
                 return FlowHandle(exec_id, backend=backend)
         ref = flow_reference(self.func)
@@ -198,7 +200,7 @@ class Flow(Generic[P, R]):
                     backend,
                     stored,
                     flow_name=self.name,
-                    inputs_sha=inputs.sha256,
+                    inputs_sha=None if derived is not None else inputs.sha256,
                     given=str(execution_id),
                 )
                 return FlowHandle(exec_id, backend=backend)

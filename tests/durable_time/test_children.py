@@ -132,3 +132,22 @@ def test_deleting_a_parent_with_children_needs_recursive(
     deleted = kitaru_cli("executions", "delete", handle.exec_id, "--yes", "--recursive")
     assert deleted.returncode == 0, deleted.stderr
     assert client.executions.list() == []
+
+
+def test_a_child_started_just_before_a_crash_is_found_again_not_started_twice(
+    client: KitaruClient,
+) -> None:
+    """The parent died after starting its child but before recording the call."""
+    import uuid
+
+    from kitaru._runtime.idempotency import child_exec_id
+
+    parent_id = str(uuid.uuid4())
+    orphan_child = child_exec_id(parent_id, "child")  # the id of the parent's call "child"
+    _flows.child.submit_execution(
+        (0,), {}, {}, None, uuid.UUID(orphan_child), parent_exec_id=parent_id
+    ).wait()
+    handle = _flows.parent.run(1, execution_id=uuid.UUID(parent_id))
+    assert handle.wait() == 0
+    assert client.executions.get(parent_id).children == [orphan_child]
+    assert len(client.executions.list(flow="child")) == 1

@@ -54,10 +54,13 @@ def check_same_start(
     existing: ExecutionRecord,
     *,
     flow_name: str,
-    inputs_sha: str,
+    inputs_sha: str | None,
     given: str,
 ) -> None:
-    """An existing execution under this id must be the same flow with the same inputs."""
+    """An existing execution under this id must be the same flow with the same inputs.
+
+    ``inputs_sha`` None: only the flow is compared (a derived id is the same start).
+    """
     if existing.flow_name != flow_name:
         raise KitaruStateError(
             f"execution_id={given!r} is already execution {existing.id} of flow "
@@ -66,10 +69,10 @@ def check_same_start(
         )
     stored = (
         None
-        if existing.inputs_artifact_id is None
+        if existing.inputs_artifact_id is None or inputs_sha is None
         else backend.store.get_artifact(existing.inputs_artifact_id)
     )
-    if stored is not None and stored.sha256 != inputs_sha:
+    if stored is not None and inputs_sha is not None and stored.sha256 != inputs_sha:
         raise KitaruStateError(
             f"execution_id={given!r} is already execution {existing.id} of flow "
             f"{flow_name!r} with other inputs. A repeated start must pass the same inputs; "
