@@ -47,6 +47,7 @@ from kitaru.errors import (
 from kitaru.flow import flow
 from kitaru.handle import FlowHandle
 from kitaru.logging import log
+from kitaru.sleep import sleep
 from kitaru.wait import wait
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ __all__ = [
     "log",
     "progress",
     "save",
+    "sleep",
     "use_stack",
     "wait",
 ]

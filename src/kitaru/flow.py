@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 from kitaru._backend import get_backend
 from kitaru._ids import uuid4
 from kitaru._runtime import control
+from kitaru._runtime.context import current_checkpoint, current_execution
+from kitaru._runtime.idempotency import check_same_start, execution_ids
 from kitaru._runtime.loader import flow_reference
 from kitaru._runtime.signature import FlowSignature
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from kitaru._store import ExecutionRecord
     from kitaru.config import ResolvedSettings
     from kitaru.replay import ReplaySubmission
+    from kitaru.schedules import Schedule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,27 +91,86 @@ class Flow(Generic[P, R]):
         cache: bool | None = None,
         retries: int | None = None,
         max_concurrency: int | None = None,
+        execution_id: str | uuid.UUID | None = None,
         **kwargs: Any,
     ) -> FlowHandle:
-        """Record a new execution and start it in the background; returns at once."""
+        """Record a new execution and start it in the background; returns at once.
+
+        ``execution_id`` (a string of up to 255 characters, or a UUID) makes the
+        start idempotent: a second ``.run()`` with the same id returns a handle to
+        the execution the first one started (same flow and inputs, else an error).
+        Inside another flow's body this starts a child flow, recorded as a
+        durable call of the parent: a resumed parent gets the same child back.
+        """
+        options = {"stack": stack, "image": image, "cache": cache, "retries": retries}
+        if current_execution.get() is not None and current_checkpoint.get() is None:
+            from kitaru._runtime.children import start_child
+
+            if execution_id is not None:
+                raise KitaruUsageError(
+                    f"execution_id= cannot be given to {self.name}.run(...) inside a flow body: "
+                    "a child flow's id comes from its call in the parent, which already makes "
+                    "the start happen once."
+                )
+            return start_child(self, args, kwargs, options, max_concurrency)
+        return self.submit_execution(args, kwargs, options, max_concurrency, execution_id)
+
+    def submit_execution(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        max_concurrency: int | None,
+        execution_id: str | uuid.UUID | None,
+        *,
+        parent_exec_id: str | None = None,
+        schedule: tuple[str, float] | None = None,
+    ) -> FlowHandle:
+        """``.run()`` outside a flow body (also a child's start, a schedule's slot)."""
         where = f"{self.name}.run(...)"
+        stack = options.get("stack")
         if stack is not None and (not isinstance(stack, str) or not stack):
             raise KitaruUsageError(f"stack= in {where} must be a stack name, got {stack!r}.")
+        image = options.get("image")
         run_options = {
             "stack": stack,
             "image": ImageSettings.coerce(image) if image is not None else None,
-            "cache": validate_cache(cache, where=where),
-            "retries": validate_retries(retries, where=where),
+            "cache": validate_cache(options.get("cache"), where=where),
+            "retries": validate_retries(options.get("retries"), where=where),
         }
         concurrency = _validate_concurrency(max_concurrency, where) or self._max_concurrency
+        key: str | None = None
+        # A child's or a schedule slot's id is derived from where it was started: the
+        # same id is the same start, whatever its inputs serialize to this time.
+        derived = parent_exec_id if parent_exec_id is not None else schedule
+        if execution_id is None:
+            exec_id = uuid4()
+        else:
+            exec_id, key = execution_ids(execution_id, where=where)
         args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
         from kitaru._llm._registry import frozen_llm_config
 
         backend = get_backend()
+        if execution_id is not None:
+            existing = backend.store.get_execution(exec_id)
+            if existing is not None:  # started before: the same flow and inputs, or an error
+                sha = None
+                if derived is None:
+                    packed = control.pack_inputs(
+                        tuple(args),
+                        kwargs,
+                        what=f"The inputs of flow {self.name!r}",
+                        signature=self._signature,
+                        check_size=False,
+                    )
+                    sha = hashlib.sha256(packed.serialized().data).hexdigest()
+                check_same_start(
+                    backend, existing, flow_name=self.name, inputs_sha=sha, given=str(execution_id)
+                )
+                return FlowHandle(exec_id, backend=backend)
         ref = flow_reference(self.func)
         remote = _prepare_remote(settings, backend, ref)
-        exec_id = uuid4()
         inputs = control.inputs_artifact(
             backend,
             exec_id,
@@ -129,14 +193,56 @@ class Flow(Generic[P, R]):
             inputs=inputs,
             now=time.time(),
         )
+        record.parent_exec_id, record.idempotency_key = parent_exec_id, key
+        if schedule is not None:
+            record.schedule_name, record.schedule_slot = schedule
         if remote is not None:
             record = remote.dispatch_record(record)
+        if execution_id is None:
             backend.store.create_execution(record, inputs)
+        else:
+            stored, created = backend.store.create_execution_once(record, inputs)
+            if not created:  # another process started it first, just now
+                check_same_start(
+                    backend,
+                    stored,
+                    flow_name=self.name,
+                    inputs_sha=None if derived is not None else inputs.sha256,
+                    given=str(execution_id),
+                )
+                return FlowHandle(exec_id, backend=backend)
+        if remote is not None:
             _launch_remote(remote, backend, record)
         else:
-            backend.store.create_execution(record, inputs)
             control.start(backend, record, self, tuple(args), kwargs, fresh=True)
         return FlowHandle(exec_id, backend=backend)
+
+    def schedule(
+        self,
+        *,
+        cron: str,
+        name: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        stack: str | None = None,
+        missed: str = "skip",
+    ) -> Schedule:
+        """Start this flow at every slot of ``cron`` (in ``timezone``) with ``inputs``.
+
+        ``kitaru worker`` fires the slots; ``name`` defaults to the flow's name.
+        ``missed``: ``skip`` (default) or ``run_once`` for slots no worker was up for.
+        """
+        from kitaru.client import KitaruClient
+
+        return KitaruClient().schedules.create(
+            name or self.name,
+            flow=self,
+            cron=cron,
+            timezone=timezone,
+            inputs=inputs,
+            stack=stack,
+            missed=missed,
+        )
 
     def replay(
         self,

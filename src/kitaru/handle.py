@@ -78,6 +78,15 @@ class FlowHandle:
         raises a ``KeyboardInterrupt`` that, uncaught, exits with 130 and one line.
         """
         _validate_timeout(timeout)
+        from kitaru._runtime.context import current_checkpoint, current_execution
+
+        ctx = current_execution.get()
+        if ctx is not None and current_checkpoint.get() is None and timeout is None:
+            # In a flow body: a durable join (the parent lets go while a long child runs).
+            from kitaru._runtime.sleeps import join_child
+
+            join_child(ctx, self._exec_id)
+            return self._finished_value(self._read())
         try:
             return self._wait(timeout)
         except ExecutionInterrupted:

@@ -25,6 +25,7 @@ from kitaru.client import Execution, KitaruClient
 from kitaru.errors import KitaruError, KitaruStateError
 
 if TYPE_CHECKING:
+    from kitaru._backend import Backend
     from kitaru._store import Store
 
 logger = logging.getLogger("kitaru.worker")
@@ -34,18 +35,26 @@ _PAGE = 100
 
 
 def run_worker(
-    *, poll_interval: float = 1.0, once: bool = False, stop: threading.Event | None = None
+    *,
+    poll_interval: float = 1.0,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    schedules: bool = True,
 ) -> int:
     """Poll the store and resume orphaned executions here; returns how many it resumed.
 
     Runs until ``stop`` is set (or after one pass with ``once``). Executions
-    this worker cannot load are reported once and skipped afterwards.
+    this worker cannot load are reported once and skipped afterwards. It also
+    fires due schedule slots (``schedules=False``: not this worker) and wakes up
+    for the next released sleep or slot that is due before its next poll.
     """
     stop = stop or threading.Event()
     backend = get_backend()
     resumed = 0
     skipped: set[str] = set()
+    warned: set[str] = set()
     while not stop.is_set():
+        next_slot = _fire_schedules(backend, warned) if schedules else None
         for record in _orphans(backend.store):
             if record.id in skipped:
                 continue
@@ -64,8 +73,33 @@ def run_worker(
             logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)
         if once:
             break
-        stop.wait(poll_interval)
+        stop.wait(_pause(backend.store, poll_interval, next_slot))
     return resumed
+
+
+def _fire_schedules(backend: Backend, warned: set[str]) -> float | None:
+    """Fire due schedule slots; when the next one is due (None: no schedule)."""
+    try:
+        from kitaru.schedules._firing import fire_due
+
+        return fire_due(backend, warned=warned)
+    except Exception as exc:  # the store failed: retried on the next poll
+        logger.warning("Could not fire schedules: %s", exc)
+        return None
+
+
+def _pause(store: Store, poll_interval: float, next_slot: float | None) -> float:
+    """Until the next poll, or sooner when a released sleep or a slot is due before it."""
+    due = [] if next_slot is None else [next_slot]
+    try:
+        wake_at = store.next_wake_at()
+    except Exception:  # an older server without durable time: plain polling
+        wake_at = None
+    if wake_at is not None:
+        due.append(wake_at)
+    if not due:
+        return poll_interval
+    return max(0.0, min(poll_interval, min(due) - time.time()))
 
 
 def _orphans(store: Store) -> Iterator[ExecutionRecord]:

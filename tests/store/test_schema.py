@@ -34,6 +34,9 @@ KITARU_TABLES = {
     "kitaru_service_accounts",
     "kitaru_api_keys",
     "kitaru_secrets",
+    "kitaru_suspensions",
+    "kitaru_schedules",
+    "kitaru_schedule_fires",
 }
 VERSION_TABLE = "kitaru_alembic_version"
 

@@ -7,6 +7,7 @@ store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -297,6 +298,11 @@ def cancel(backend: Backend, exec_id: str) -> None:
         live.cancel.set()
         for wait in backend.store.waits(exec_id):
             wake(exec_id, wait.wait_id)  # a runner blocked in kitaru.wait() stops now
+    # A cancelled parent's running children are cancelled too (and theirs).
+    for child in backend.store.children(exec_id):
+        if child.status in _ACTIVE:
+            with contextlib.suppress(KitaruStateError):
+                cancel(backend, child.id)
 
 
 def interrupt(backend: Backend, live: LiveExecution) -> bool:
@@ -332,8 +338,18 @@ INTERRUPTED_FAILURE: dict[str, Any] = {
 }
 
 
-def delete(backend: Backend, exec_id: str) -> None:
+def delete(backend: Backend, exec_id: str, *, recursive: bool = False) -> None:
     record = backend.store.require_execution(exec_id)
+    children = backend.store.children(exec_id)
+    if children and not recursive:
+        raise KitaruStateError(
+            f"Execution {exec_id} has {len(children)} child execution(s) "
+            f"({', '.join(c.id for c in children[:5])}{', ...' if len(children) > 5 else ''}); "
+            "delete them with it by passing recursive=True "
+            f"(`kitaru executions delete {exec_id} --recursive`)."
+        )
+    for child in children:  # refused (e.g. still running) before the parent changes
+        delete(backend, child.id, recursive=True)
     if record.status in _ACTIVE and (
         record.lease_expires_at is None or record.lease_expires_at > time.time()
     ):

@@ -223,6 +223,10 @@ def run_execution(
         # running, a global flush per finished run would be a commit each).
         events.flush_execution(record.id, store)
         _release_live(live)
+        if record.parent_exec_id is not None:
+            from kitaru._runtime.children import wake_parent
+
+            wake_parent(backend, record.id, record.parent_exec_id)
 
 
 _RUNNING = (ExecutionStatus.RUNNING,)

@@ -20,6 +20,10 @@ from kitaru._store.records import (
     ExecutionRecord,
     ExecutionStatus,
     LogRecord,
+    ScheduleFireRecord,
+    ScheduleRecord,
+    SuspensionRecord,
+    SuspensionStatus,
     WaitRecord,
     WaitStatus,
 )
@@ -36,10 +40,13 @@ _RECORDS: dict[str, type[Any]] = {
         WaitRecord,
         EventRow,
         EventRecord,
+        SuspensionRecord,
+        ScheduleRecord,
+        ScheduleFireRecord,
     )
 }
 _ENUMS: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (ExecutionStatus, CallStatus, WaitStatus)
+    cls.__name__: cls for cls in (ExecutionStatus, CallStatus, WaitStatus, SuspensionStatus)
 }
 _TAG = "$k"
 
@@ -154,5 +161,22 @@ METHODS = frozenset(
         "secret_rows",
         "save_secret",
         "delete_secret_row",
+        # durable time (_store/_time.py)
+        "open_suspension",
+        "end_suspension",
+        "release_suspended",
+        "suspensions",
+        "suspensions_of",
+        "next_wake_at",
+        "create_execution_once",
+        "children",
+        "create_schedule",
+        "get_schedule",
+        "list_schedules",
+        "set_schedule_paused",
+        "delete_schedule",
+        "claim_slot",
+        "advance_schedule",
+        "schedule_fires",
     }
 )

@@ -137,6 +137,13 @@ class ExecutionRecord:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     fence: int = 0
+    #: The execution whose body started this one as a child flow.
+    parent_exec_id: str | None = None
+    #: The caller's ``execution_id=`` when it was not a UUID (the id is derived from it).
+    idempotency_key: str | None = None
+    #: The schedule and slot (epoch seconds) that started it.
+    schedule_name: str | None = None
+    schedule_slot: float | None = None
 
 
 class WaitStatus(StrEnum):
@@ -174,3 +181,47 @@ class LogRecord:
     level: str | None = None
     logger: str | None = None
     id: int | None = None
+
+
+class SuspensionStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class SuspensionRecord:
+    """A point where a flow body waits for time (a sleep) or for a child execution."""
+
+    exec_id: str
+    suspension_id: str
+    kind: str
+    status: SuspensionStatus
+    created_at: float
+    name: str | None = None
+    wake_at: float | None = None
+    child_exec_id: str | None = None
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    name: str
+    flow_name: str
+    flow_ref: dict[str, Any]
+    cron: str
+    timezone: str
+    cursor: float
+    created_at: float
+    inputs: dict[str, Any] = field(default_factory=dict)
+    stack: str | None = None
+    missed: str = "skip"
+    paused: bool = False
+
+
+@dataclass(slots=True)
+class ScheduleFireRecord:
+    schedule_name: str
+    slot: float
+    exec_id: str
+    claimed_by: str
+    claimed_at: float

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 #: Bumped with every migration; checked on open so that a current database
 #: never pays for importing Alembic.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 metadata = sa.MetaData()
 
@@ -46,7 +46,15 @@ executions = sa.Table(
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("fence", sa.Integer, nullable=False, server_default="0"),
+    # Durable time and composition (migration 0010): the parent of a child flow,
+    # the caller's idempotency key, and the schedule slot that started it.
+    sa.Column("parent_exec_id", sa.String(36), nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("schedule_name", sa.String(255), nullable=True),
+    sa.Column("schedule_slot", sa.Float, nullable=True),
     sa.Index("ix_kitaru_executions_flow_created", "flow_name", "created_at"),
+    sa.Index("ix_kitaru_executions_parent", "parent_exec_id"),
+    sa.Index("ix_kitaru_executions_schedule", "schedule_name", "schedule_slot"),
     sa.Index("ix_kitaru_executions_status", "status"),
 )
 
@@ -187,8 +195,10 @@ events = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
 )
 
+# Sleeps, child joins and schedules (migration 0010) live in their own module.
 # The server's auth tables (migration 0008) live in their own module.
 from kitaru._store import auth_schema as _auth_schema  # noqa: E402, F401
 
 # The secrets table (migration 0009) too.
 from kitaru._store import secrets_schema as _secrets_schema  # noqa: E402, F401
+from kitaru._store import time_schema as _time_schema  # noqa: E402, F401

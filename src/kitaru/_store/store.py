@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kitaru._store import _events, _logs
+from kitaru._store import _events, _logs, time_schema
 from kitaru._store import schema as t
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
@@ -43,6 +43,7 @@ from kitaru._store._statements import (
     dialect_insert,
     pg_take_cached_sql,
 )
+from kitaru._store._time import TimeMixin, due_suspension, pending_suspension
 from kitaru._store._waits import WaitsMixin
 from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
 from kitaru._store.records import (
@@ -60,7 +61,7 @@ from kitaru._text import storable_text
 from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_found
 
 
-class Store(WaitsMixin, SecretsMixin):
+class Store(WaitsMixin, SecretsMixin, TimeMixin):
     """Executions, checkpoint calls, attempts and the artifact index."""
 
     def __init__(self, url: str) -> None:
@@ -223,6 +224,8 @@ class Store(WaitsMixin, SecretsMixin):
         status: Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
+        parent: str | None = None,
     ) -> list[ExecutionRecord]:
         query = sa.select(t.executions).order_by(
             t.executions.c.created_at.desc(), t.executions.c.id.desc()
@@ -231,6 +234,10 @@ class Store(WaitsMixin, SecretsMixin):
             query = query.where(t.executions.c.flow_name == flow)
         if status:
             query = query.where(t.executions.c.status.in_(list(status)))
+        if schedule is not None:
+            query = query.where(t.executions.c.schedule_name == schedule)
+        if parent is not None:
+            query = query.where(t.executions.c.parent_exec_id == parent)
         if offset:
             query = query.offset(offset)
         if limit is not None:
@@ -440,7 +447,14 @@ class Store(WaitsMixin, SecretsMixin):
                 no_runner,
                 sa.or_(
                     ex.status == ExecutionStatus.RUNNING.value,
-                    sa.and_(ex.status == ExecutionStatus.WAITING.value, resolved, ~still_pending),
+                    sa.and_(
+                        ex.status == ExecutionStatus.WAITING.value,
+                        resolved,
+                        ~still_pending,
+                        ~pending_suspension(),
+                    ),
+                    # A released sleep that is over, or a parent whose child ended.
+                    sa.and_(ex.status == ExecutionStatus.WAITING.value, due_suspension(now)),
                 ),
             )
             .order_by(ex.created_at, ex.id)
@@ -511,6 +525,9 @@ class Store(WaitsMixin, SecretsMixin):
             }
             conn.execute(at.delete().where(at.c.exec_id == exec_id))
             conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
+            conn.execute(
+                time_schema.suspensions.delete().where(time_schema.suspensions.c.exec_id == exec_id)
+            )
             conn.execute(t.logs.delete().where(t.logs.c.exec_id == exec_id))
             _events.delete_events(conn, exec_id)
             conn.execute(c.delete().where(c.c.exec_id == exec_id))

@@ -183,6 +183,7 @@ def _register() -> None:
     from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
     from kitaru.cli._models import app as models_app
+    from kitaru.cli._schedules import app as schedules_app
     from kitaru.cli._secrets import app as secrets_app
     from kitaru.cli._server import register as register_server
     from kitaru.cli._stacks import app as stacks_app
@@ -195,6 +196,7 @@ def _register() -> None:
     app.add_typer(executions_app, name="executions")
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(stacks_app, name="stack")
+    app.add_typer(schedules_app, name="schedule")
     register_worker(app)
     app.add_typer(clean_app, name="clean")
     register_analysis(executions_app)

@@ -110,6 +110,10 @@ def list_executions(
     ] = None,
     page: PageOption = None,
     size: SizeOption = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Only executions this schedule started (its name)."),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List executions, newest first, a page at a time.
@@ -128,10 +132,15 @@ def list_executions(
         size = size or DEFAULT_PAGE_SIZE
         client = _client()
         statuses = list(status) if status else None
-        executions = client.executions.list(flow=flow, status=statuses, page=page, size=size)
+        by_schedule: dict[str, Any] = {} if schedule is None else {"schedule": schedule}
+        executions = client.executions.list(
+            flow=flow, status=statuses, page=page, size=size, **by_schedule
+        )
         # One more row after this page tells whether there is a next one.
         has_more = limit is None and bool(
-            client.executions.list(flow=flow, status=statuses, page=page * size + 1, size=1)
+            client.executions.list(
+                flow=flow, status=statuses, page=page * size + 1, size=1, **by_schedule
+            )
         )
 
         def render(console: Console) -> None:
@@ -325,11 +334,16 @@ def delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed in scripts).")
     ] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", help="Also delete its child flows' executions (needed then)."),
+    ] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete an execution's record and the artifacts nothing else uses.
 
-    Asks for confirmation; without a terminal (scripts, CI) pass --yes.
+    Asks for confirmation; without a terminal (scripts, CI) pass --yes. An
+    execution that started child flows is deleted only with --recursive.
     """
     with command("executions delete", output) as out:
         client = _client()
@@ -348,7 +362,7 @@ def delete(
             )
             if not confirmed:
                 out.fail("Aborted", f"Aborted; execution {exec_id} was not deleted.")
-        client.executions.delete(exec_id)
+        client.executions.delete(exec_id, recursive=recursive)
         data = {
             "exec_id": exec_id,
             "flow_name": execution.flow_name,

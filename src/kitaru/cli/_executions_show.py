@@ -93,9 +93,11 @@ def execution_item(execution: Execution) -> dict[str, Any]:
 
 
 def exec_status(execution: Execution) -> str:
+    from kitaru.cli._time_show import status_suffix
+
     if needs_worker(execution):
         return styled_status(execution.status.value, suffix=" (orphaned)")
-    return styled_status(execution.status.value)
+    return styled_status(execution.status.value, suffix=status_suffix(execution))
 
 
 def _exec_duration(execution: Execution) -> str:
@@ -319,6 +321,9 @@ def render_execution(
     usage = execution.llm_usage_summary
     if usage:
         grid.add_row("LLM usage", escape(usage_line(usage)))
+    from kitaru.cli._time_show import add_rows
+
+    add_rows(grid, execution)
     if execution.metadata:
         grid.add_row(
             "Metadata", escape(json.dumps(execution.metadata, default=str, sort_keys=True))

@@ -99,12 +99,22 @@ def worker(
         bool,
         typer.Option("--once", help="Look once, resume what is orphaned, wait for it, and exit."),
     ] = False,
+    schedules: Annotated[
+        bool,
+        typer.Option(
+            "--schedules/--no-schedules",
+            help="Also fire due schedule slots (`kitaru schedule`); --no-schedules leaves "
+            "them to other workers.",
+        ),
+    ] = True,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Resume orphaned executions (running, but their process died) in this process.
 
-    Polls the store and picks up every execution whose lease has expired; safe to run
-    several workers at once (each execution is taken by exactly one). Ctrl-C stops it
+    Polls the store and picks up every execution whose lease has expired, every
+    released `kitaru.sleep()` whose wake-up time has come and every parent whose
+    child flow ended, and fires due schedule slots. Safe to run several workers at
+    once (each execution and each slot is taken by exactly one). Ctrl-C stops it
     after the executions it is running have finished; Ctrl-C twice stops at once.
     """
     with command("worker", output) as out:
@@ -120,7 +130,9 @@ def worker(
         try:
             with _worker_logs(), _stop_on_signals(stop):
                 out.note(banner)  # only once Ctrl-C is handled: it tells people to press it
-                resumed = run_worker(poll_interval=poll_interval, once=once, stop=stop)
+                resumed = run_worker(
+                    poll_interval=poll_interval, once=once, stop=stop, schedules=schedules
+                )
                 running = _running_threads()
                 if running:
                     out.note(f"Waiting for {len(running)} execution(s) to finish...")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kitaru.analysis import CohortQuery, ExecutionStatistics
     from kitaru.client._remote_config import Connection
     from kitaru.replay import ReplaySubmission
+    from kitaru.schedules import SchedulesAPI
 
 _POLL_MAX = 0.5
 #: ``executions.logs(source=...)``: lines of checkpoint calls, or of the flow body.
@@ -113,6 +114,10 @@ class ExecutionsAPI:
             self._client,
             store.waits(record.id) if record.status is ExecutionStatus.WAITING else None,
             _saved_artifacts_of(store, [record.id]).get(record.id, []),
+            suspensions=store.suspensions(record.id)
+            if record.status is ExecutionStatus.WAITING
+            else None,
+            children=[child.id for child in store.children(record.id)],
         )
 
     def list(
@@ -123,8 +128,9 @@ class ExecutionsAPI:
         limit: int | None = None,
         page: int | None = None,
         size: int | None = None,
+        schedule: str | None = None,
     ) -> list[Execution]:
-        """Executions, newest first.
+        """Executions, newest first (``schedule``: only those that schedule started).
 
         ``limit=N``: the newest N. ``page=P, size=S`` (1-based): the P-th page of S;
         ``size`` alone is page 1. Each value is 1 or more. ``status`` is an
@@ -133,8 +139,9 @@ class ExecutionsAPI:
         row_limit, offset = _page(limit, page, size)
         if flow is not None and not storable_text(flow):
             return []  # no flow can have that name (undecodable bytes from argv)
+        extra: dict[str, Any] = {} if schedule is None else {"schedule": schedule}
         records = self._backend.store.list_executions(
-            flow=flow, status=_statuses(status), limit=row_limit, offset=offset
+            flow=flow, status=_statuses(status), limit=row_limit, offset=offset, **extra
         )
         # A few queries for the whole page, not a few per execution.
         ids = [record.id for record in records]
@@ -143,6 +150,7 @@ class ExecutionsAPI:
         attempts = store.attempts_of(ids) if ids else {}
         waiting = [r.id for r in records if r.status is ExecutionStatus.WAITING]
         waits = store.waits_of(waiting) if waiting else {}
+        paused = store.suspensions_of(waiting) if waiting else {}
         saved = _saved_artifacts_of(store, ids)
         return [
             Execution.from_records(
@@ -152,6 +160,7 @@ class ExecutionsAPI:
                 self._client,
                 waits.get(record.id),
                 saved.get(record.id, []),
+                suspensions=paused.get(record.id),
             )
             for record in records
         ]
@@ -455,10 +464,13 @@ class ExecutionsAPI:
         control.cancel(self._backend, exec_id)
         return self.get(exec_id)
 
-    def delete(self, exec_id: str) -> None:
-        """Remove a finished execution and the artifacts nothing else uses."""
+    def delete(self, exec_id: str, *, recursive: bool = False) -> None:
+        """Remove a finished execution and the artifacts nothing else uses.
+
+        An execution with child flows needs ``recursive=True`` (its children go too).
+        """
         exec_id = self.resolve_id(exec_id)
-        control.delete(self._backend, exec_id)
+        control.delete(self._backend, exec_id, recursive=recursive)
 
 
 class ArtifactsAPI:
@@ -598,3 +610,15 @@ class KitaruClient:
         self.artifacts = ArtifactsAPI(self)
         #: The Kitaru server this client talks to; None when it reads the store itself.
         self.connection: Connection | None = None
+
+    @property
+    def schedules(self) -> SchedulesAPI:
+        """Cron schedules (``kitaru schedule``); ``kitaru worker`` fires them."""
+        if self.connection is not None:
+            raise KitaruFeatureNotAvailableError(
+                "Schedules are managed on the store itself, not through a Kitaru server yet: "
+                "point KITARU_STORE_URL at the server's store (e.g. its PostgreSQL database)."
+            )
+        from kitaru.schedules import SchedulesAPI
+
+        return SchedulesAPI(self._backend)

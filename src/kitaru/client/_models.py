@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._runtime.execution import SAVE_CALL_TYPE
+from kitaru._runtime.sleeps import waiting_reason
 from kitaru._runtime.usage import LLM_USAGE_KEY, summarize_usage, usage_records
 from kitaru._store import (
     ArtifactRecord,
@@ -25,10 +26,13 @@ from kitaru._store import (
     ExecutionRecord,
     ExecutionStatus,
     LogRecord,
+    SuspensionRecord,
+    SuspensionStatus,
     WaitRecord,
     WaitStatus,
 )
 from kitaru.client._deferred import Deferred
+from kitaru.client._time_models import PendingSleep
 from kitaru.config import ImageSettings, KitaruConfig
 from kitaru.errors import FailureOrigin
 
@@ -727,6 +731,17 @@ class Execution:
     lease_expires_at: datetime | None = field(default=None, kw_only=True)
     #: Every wait it is paused at (``wait()`` in concurrent branches may open several).
     pending_waits: list[PendingWait] = field(default_factory=list, kw_only=True)
+    #: The ``kitaru.sleep()`` (or child wait) it is paused at, with its wake-up time.
+    pending_sleep: PendingSleep | None = field(default=None, kw_only=True)
+    #: For a child flow: the execution whose body started it.
+    parent_exec_id: str | None = field(default=None, kw_only=True)
+    #: Child executions its body started, oldest first (read by ``executions.get``).
+    children: list[str] = field(default_factory=list, kw_only=True)
+    #: The ``execution_id=`` it was started with, when that was not a UUID.
+    idempotency_key: str | None = field(default=None, kw_only=True)
+    #: The schedule and slot that started it.
+    schedule_name: str | None = field(default=None, kw_only=True)
+    schedule_slot: datetime | None = field(default=None, kw_only=True)
     #: The client it was read through (for ``refresh()``, ``load()``, …).
     _client: KitaruClient | None = field(default=None, repr=False, compare=False, kw_only=True)
 
@@ -828,6 +843,8 @@ class Execution:
         saved: builtins.list[ArtifactRecord] | None = None,
         *,
         parts: Callable[[], _Parts] | None = None,
+        suspensions: builtins.list[SuspensionRecord] | None = None,
+        children: builtins.list[str] | None = None,
     ) -> Execution:
         """``saved``: the execution's ``kitaru.save`` artifacts (listed on their calls).
 
@@ -852,6 +869,17 @@ class Execution:
             for w in waits or ()
             if w.status is WaitStatus.PENDING and record.status is ExecutionStatus.WAITING
         ]
+        paused_at = [
+            s
+            for s in suspensions or ()
+            if s.status is SuspensionStatus.PENDING and record.status is ExecutionStatus.WAITING
+        ]
+        status_reason = (
+            failure.message
+            if failure is not None
+            and record.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+            else waiting_reason(record.status, paused_at)
+        )
         return cls(
             exec_id=record.id,
             flow_id=_flow_id(record.flow_ref),
@@ -861,10 +889,7 @@ class Execution:
             ended_at=_dt(record.ended_at),
             stack_name=record.stack,
             metadata=dict(record.metadata),
-            status_reason=failure.message
-            if failure is not None
-            and record.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-            else None,
+            status_reason=status_reason,
             failure=failure,
             pending_wait=pending[0] if pending else None,
             frozen_execution_spec=FrozenExecutionSpec.from_config(dict(record.config)),
@@ -877,6 +902,12 @@ class Execution:
             lease_owner=record.lease_owner,
             lease_expires_at=_dt(record.lease_expires_at),
             pending_waits=pending,
+            pending_sleep=PendingSleep.from_record(paused_at[-1]) if paused_at else None,
+            parent_exec_id=record.parent_exec_id,
+            children=list(children or ()),
+            idempotency_key=record.idempotency_key,
+            schedule_name=record.schedule_name,
+            schedule_slot=_dt(record.schedule_slot),
             _client=client,
         )
 
@@ -904,6 +935,11 @@ class Execution:
             "duration": self.duration,
             "run_count": self.run_count,
             "is_orphaned": self.is_orphaned,
+            "pending_sleep": None if self.pending_sleep is None else self.pending_sleep.to_dict(),
+            "parent_exec_id": self.parent_exec_id,
+            "idempotency_key": self.idempotency_key,
+            "schedule_name": self.schedule_name,
+            "schedule_slot": _iso(self.schedule_slot),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -918,6 +954,7 @@ class Execution:
             "artifacts": [a.to_dict() for a in self.artifacts],
             "config": self.config,
             "pending_waits": [w.to_dict() for w in self.pending_waits],
+            "children": list(self.children),
         }
 
 

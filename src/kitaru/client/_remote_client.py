@@ -112,9 +112,14 @@ class RemoteExecutionsAPI:
         return self._execution(self._session.get(f"/executions/{exec_id}"))
 
     def _pages(
-        self, *, flow: str | None, status: Any, wanted: int | None
+        self, *, flow: str | None, status: Any, wanted: int | None, schedule: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"flow": flow, "status": _statuses(status), "full": True}
+        params: dict[str, Any] = {
+            "flow": flow,
+            "status": _statuses(status),
+            "schedule": schedule,
+            "full": True,
+        }
         cursor: str | None = None
         seen = 0
         while wanted is None or seen < wanted:
@@ -135,10 +140,13 @@ class RemoteExecutionsAPI:
         limit: int | None = None,
         page: int | None = None,
         size: int | None = None,
+        schedule: str | None = None,
     ) -> builtins.list[Execution]:
         row_limit, offset = _page(limit, page, size)
         wanted = None if row_limit is None else row_limit + offset
-        items = builtins.list(self._pages(flow=flow, status=status, wanted=wanted))
+        items = builtins.list(
+            self._pages(flow=flow, status=status, wanted=wanted, schedule=schedule)
+        )
         return [self._execution(item) for item in items[offset:]]
 
     def latest(self, *, flow: str | None = None, status: Any = None) -> Execution:
@@ -184,8 +192,9 @@ class RemoteExecutionsAPI:
     def cancel(self, exec_id: str) -> Execution:
         return self._control(exec_id, "cancel")
 
-    def delete(self, exec_id: str) -> None:
-        self._session.request("DELETE", f"/executions/{exec_id}")
+    def delete(self, exec_id: str, *, recursive: bool = False) -> None:
+        suffix = "?recursive=true" if recursive else ""
+        self._session.request("DELETE", f"/executions/{exec_id}{suffix}")
 
     def input(
         self, exec_id: str, *, wait: str | None = None, value: Any = None, resume: bool = True

@@ -20,6 +20,7 @@ from kitaru.client._models import (
     LogEntry,
     PendingWait,
 )
+from kitaru.client._time_models import PendingSleep
 
 if TYPE_CHECKING:
     from kitaru.client._client import KitaruClient
@@ -161,5 +162,17 @@ def execution(data: dict[str, Any], client: KitaruClient | None) -> Execution:
         lease_owner=data.get("lease_owner"),
         lease_expires_at=_dt(data.get("lease_expires_at")),
         pending_waits=waits,
+        pending_sleep=None
+        if data.get("pending_sleep") is None
+        else PendingSleep.from_dict(data["pending_sleep"]),
+        parent_exec_id=data.get("parent_exec_id"),
+        children=list(data.get("children") or []),
+        idempotency_key=data.get("idempotency_key"),
+        schedule_name=data.get("schedule_name"),
+        schedule_slot=_parse_dt(data.get("schedule_slot")),
         _client=client,
     )
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

@@ -121,6 +121,7 @@ def list_executions(
     status: Annotated[list[str] | None, Query(description="One or more statuses.")] = None,
     flow: str | None = None,
     stack: str | None = None,
+    schedule: Annotated[str | None, Query(description="Started by this schedule")] = None,
     q: Annotated[
         str | None, Query(description="Id prefix or part of the flow name (any case)")
     ] = None,
@@ -137,6 +138,7 @@ def list_executions(
         statuses=_statuses(status),
         flow=flow,
         stack=stack,
+        schedule=schedule,
         text=q.strip() or None if q is not None else None,
         created_after=_timestamp(created_after),
         created_before=_timestamp(created_before),
@@ -277,9 +279,9 @@ def cancel(exec_id: str, _key: Writer) -> dict[str, Any]:
 
 
 @router.delete("/{exec_id}", response_model=Deleted, summary="Delete a finished execution")
-def delete(exec_id: str, _key: Writer) -> dict[str, Any]:
+def delete(exec_id: str, _key: Writer, recursive: bool = False) -> dict[str, Any]:
     full = _full(exec_id)
-    _client().executions.delete(full)
+    _client().executions.delete(full, recursive=recursive)
     return {"exec_id": full, "deleted": True}
 
 

@@ -34,6 +34,8 @@ class Filters:
     created_before: float | None = None
     #: An id prefix or part of a flow name (case-insensitive).
     text: str | None = None
+    #: Executions a schedule started (``executions list --schedule``).
+    schedule: str | None = None
 
 
 def encode_cursor(record: ExecutionRecord) -> str:
@@ -59,7 +61,7 @@ def page(
     store: Store, filters: Filters, *, limit: int, cursor: str | None
 ) -> tuple[list[ExecutionRecord], str | None]:
     """Up to ``limit`` executions, newest first, after ``cursor``; and the next cursor."""
-    texts = [filters.flow, filters.stack, filters.text]
+    texts = [filters.flow, filters.stack, filters.text, filters.schedule]
     if any(v is not None and ("\x00" in v or not storable_text(v)) for v in texts):
         return [], None  # no stored name can hold that text (PostgreSQL refuses NUL)
     ex = t.executions.c
@@ -70,6 +72,8 @@ def page(
         query = query.where(ex.flow_name == filters.flow)
     if filters.stack is not None:
         query = query.where(ex.stack == filters.stack)
+    if filters.schedule is not None:
+        query = query.where(ex.schedule_name == filters.schedule)
     if filters.text:
         query = query.where(
             sa.or_(

@@ -121,6 +121,12 @@ class ExecutionSummary(_Open):
     duration: float | None = None
     run_count: int = 0
     is_orphaned: bool = False
+    # Durable time: the sleep (or child wait) it is paused at, its parent, its start.
+    pending_sleep: dict[str, Any] | None = None
+    parent_exec_id: str | None = None
+    idempotency_key: str | None = None
+    schedule_name: str | None = None
+    schedule_slot: str | None = None
 
 
 class ExecutionDetail(ExecutionSummary):
@@ -130,6 +136,7 @@ class ExecutionDetail(ExecutionSummary):
     artifacts: list[Artifact] = []
     config: dict[str, Any] = {}
     pending_waits: list[Wait] = []
+    children: list[str] = []
 
 
 class ExecutionPage(BaseModel):

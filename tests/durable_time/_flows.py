@@ -1,0 +1,61 @@
+"""Flows of the durable-time tests, run here and in child processes.
+
+Imported as ``tests.durable_time._flows`` by the test process and by children
+(which get the repository root on ``PYTHONPATH``), so an execution started in
+one process can be resumed in another. ``cache=False`` everywhere: the tests
+look at what really ran.
+"""
+
+from __future__ import annotations
+
+import time
+
+import kitaru
+from kitaru import checkpoint, flow
+
+
+@checkpoint(cache=False)
+def stamp(label: str) -> float:
+    """The wall-clock time the call ran (recorded once, reused on resume)."""
+    return time.time()
+
+
+@checkpoint(cache=False)
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow(cache=False)
+def napper(seconds: float) -> dict[str, float]:
+    before = stamp("before")
+    kitaru.sleep(seconds)
+    after = stamp("after")
+    return {"before": before, "after": after}
+
+
+@flow(cache=False)
+def child(x: int, nap: float = 0.0) -> int:
+    if nap:
+        kitaru.sleep(nap)
+    return double(x)
+
+
+@flow(cache=False)
+def parent(n: int, nap: float = 0.0) -> int:
+    handles = [child.run(i, nap) for i in range(n)]  # fan-out, then join each
+    return sum(handle.wait() for handle in handles)
+
+
+@flow(cache=False)
+def echo(x: int) -> int:
+    return x
+
+
+@flow(cache=False)
+def other(x: int) -> int:
+    return x
+
+
+@flow(cache=False)
+def tick(label: str = "tick") -> str:
+    return label

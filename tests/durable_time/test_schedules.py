@@ -1,0 +1,181 @@
+"""Cron schedules: the CLI and API, racing workers firing each slot once, missed slots."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+from kitaru import KitaruStateError, KitaruUsageError
+from kitaru._backend import get_backend
+from kitaru._store import ExecutionStatus
+from kitaru.client import KitaruClient
+from kitaru.schedules._firing import fire_due
+from tests.durable_time import _flows
+from tests.waits.conftest import REPO_ROOT, eventually, kitaru_cli, one_error_line
+
+FLOW = "tests.durable_time._flows:tick"
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert result.returncode == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_schedule_commands_create_show_pause_resume_and_delete(client: KitaruClient) -> None:
+    created = _json(
+        kitaru_cli(
+            "schedule",
+            "create",
+            "digest",
+            "--flow",
+            str(REPO_ROOT / "tests/durable_time/_flows.py") + ":tick",
+            "--cron",
+            "0 7 * * *",
+            "--timezone",
+            "Europe/Berlin",
+            "--inputs",
+            '{"label": "am"}',
+            "--missed",
+            "run_once",
+            "-o",
+            "json",
+        )
+    )["item"]
+    assert isinstance(created, dict)
+    assert created["cron"] == "0 7 * * *"
+    assert created["timezone"] == "Europe/Berlin"
+    assert created["inputs"] == {"label": "am"}
+    assert created["missed"] == "run_once"
+    assert created["next_run_at"].endswith("+00:00")  # type: ignore[union-attr]
+    listed = _json(kitaru_cli("schedule", "list", "-o", "json"))
+    assert [s["name"] for s in listed["items"]] == ["digest"]  # type: ignore[union-attr,index]
+    text = kitaru_cli("schedule", "show", "digest")
+    assert "0 7 * * * (Europe/Berlin)" in text.stdout
+    paused = _json(kitaru_cli("schedule", "pause", "digest", "-o", "json"))["item"]
+    assert paused["paused"] is True  # type: ignore[index]
+    assert paused["next_run_at"] is None  # type: ignore[index]
+    resumed = _json(kitaru_cli("schedule", "resume", "digest", "-o", "json"))["item"]
+    assert resumed["paused"] is False  # type: ignore[index]
+    assert _json(kitaru_cli("schedule", "delete", "digest", "-o", "json"))["item"] == {
+        "name": "digest",
+        "deleted": True,
+    }
+    assert client.schedules.list() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cron", "61 * * * *"], "not a valid cron expression"),
+        (["--cron", "* * * * *", "--timezone", "Mars/Olympus"], "Unknown time zone"),
+        (["--cron", "* * * * *", "--inputs", "[1]"], "must be a JSON object"),
+        (["--cron", "* * * * *", "--inputs", "{nope"], "not valid JSON"),
+        (["--cron", "* * * * *", "--missed", "sometimes"], "not a missed-slot policy"),
+        (["--cron", "* * * * *", "--inputs", '{"nope": 1}'], "nope"),
+    ],
+)
+def test_bad_schedules_are_refused_with_one_line(args: list[str], message: str) -> None:
+    result = kitaru_cli("schedule", "create", "bad", "--flow", FLOW, *args)
+    assert result.returncode != 0
+    assert message in one_error_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert KitaruClient().schedules.list() == []
+
+
+def test_the_api_refuses_duplicates_unknown_flows_and_unknown_names(
+    client: KitaruClient,
+) -> None:
+    _flows.tick.schedule(cron="0 * * * *")
+    assert client.schedules.get("tick").flow_name == "tick"
+    with pytest.raises(KitaruStateError, match="exists already"):
+        _flows.tick.schedule(cron="5 * * * *")
+    with pytest.raises(KitaruUsageError, match="no @flow named 'missing'"):
+        client.schedules.create("x", flow="tests.durable_time._flows:missing", cron="* * * * *")
+    with pytest.raises(KitaruStateError, match="No schedule named 'ghost'"):
+        client.schedules.pause("ghost")
+    shown = kitaru_cli("schedule", "show", "ghost", "-o", "json")
+    assert shown.returncode != 0
+    assert shown.stdout == ""
+    assert json.loads(shown.stderr)["error"]["type"] == "KitaruStateError"
+
+
+def test_three_racing_workers_fire_each_slot_exactly_once(
+    any_store: str, client: KitaruClient, spawn: Callable[..., subprocess.Popen[str]]
+) -> None:
+    client.schedules.create("every-second", flow=_flows.tick, cron="* * * * * *")
+    workers = [spawn("-m", "kitaru.cli", "worker", "--poll-interval", "0.2") for _ in range(3)]
+    time.sleep(6)
+    for worker in workers:
+        worker.send_signal(signal.SIGINT)  # stop polling, finish what runs
+    for worker in workers:
+        worker.communicate(timeout=60)
+        assert worker.returncode == 0
+    executions = client.executions.list(schedule="every-second")
+    slots = [e.schedule_slot.timestamp() for e in executions if e.schedule_slot]
+    assert len(slots) == len(executions) >= 4
+    assert len(set(slots)) == len(slots)  # no slot started twice
+    assert sorted(slots) == [min(slots) + i for i in range(len(slots))]  # none skipped
+    fires = get_backend().store.schedule_fires("every-second")
+    assert sorted(f.slot for f in fires) == sorted(slots)
+    assert len({f.claimed_by for f in fires}) >= 1
+    assert all(e.status is ExecutionStatus.COMPLETED for e in executions)
+    assert all(e.flow_name == "tick" for e in executions)
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("skip", [10]), ("run_once", [1, 10])])
+def test_missed_slots_follow_the_policy(
+    any_store: str,
+    client: KitaruClient,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+    expected: list[int],
+) -> None:
+    monkeypatch.setenv("KITARU_SCHEDULE_GRACE", "0.5")
+    client.schedules.create("nightly", flow=_flows.tick, cron="* * * * * *", missed=policy)
+    record = get_backend().store.get_schedule("nightly")
+    assert record is not None
+    base = math.floor(record.cursor)
+    # No worker ran for ten slots: only the last is inside the grace period.
+    now = base + 10.2
+    fire_due(get_backend(), warned=set(), now=now)
+    fire_due(get_backend(), warned=set(), now=now)  # a second worker's pass: nothing more
+    eventually(
+        lambda: all(e.status.is_finished for e in client.executions.list(schedule="nightly")),
+        what="the scheduled executions to finish",
+    )
+    started = sorted(
+        round(e.schedule_slot.timestamp()) - base
+        for e in client.executions.list(schedule="nightly")
+        if e.schedule_slot
+    )
+    assert started == expected
+    listed = kitaru_cli("executions", "list", "--schedule", "nightly", "-o", "json")
+    assert len(json.loads(listed.stdout)["items"]) == len(expected)
+
+
+def test_a_paused_schedule_does_not_fire_and_resumes_from_now(client: KitaruClient) -> None:
+    client.schedules.create("paused", flow=_flows.tick, cron="* * * * * *")
+    client.schedules.pause("paused")
+    record = get_backend().store.get_schedule("paused")
+    assert record is not None
+    fire_due(get_backend(), warned=set(), now=record.cursor + 5)
+    assert client.executions.list(schedule="paused") == []
+    resumed = client.schedules.resume("paused")
+    assert resumed.next_run_at is not None
+    assert resumed.next_run_at.timestamp() > time.time() - 1
+
+
+def test_missing_croniter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # as if the extra were not installed
+    with pytest.raises(KitaruUsageError, match=r"schedules extra"):
+        KitaruClient().schedules.create("x", flow=_flows.tick, cron="* * * * *")
+    assert KitaruClient().schedules.list() == []
