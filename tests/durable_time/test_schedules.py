@@ -160,6 +160,40 @@ def test_missed_slots_follow_the_policy(
     assert len(json.loads(listed.stdout)["items"]) == len(expected)
 
 
+def test_a_slot_whose_claiming_worker_died_is_started_by_another(
+    any_store: str, client: KitaruClient
+) -> None:
+    """Claimed, never started (the worker died in between): started once, later."""
+    from kitaru._store import ScheduleFireRecord
+    from kitaru.schedules._firing import STRANDED_AFTER, slot_exec_id
+
+    client.schedules.create("yearly", flow=_flows.tick, cron="0 0 1 1 *")  # nothing due
+    store = get_backend().store
+    slot = math.floor(time.time()) - 3600.0
+    exec_id = slot_exec_id("yearly", slot)
+    dead = ScheduleFireRecord("yearly", slot, exec_id, "dead-worker", time.time())
+    assert store.claim_slot(dead)
+    fire_due(get_backend(), warned=set())  # too recent: its worker may still be starting it
+    assert client.executions.list(schedule="yearly") == []
+
+    later = time.time() + STRANDED_AFTER + 1
+    fire_due(get_backend(), warned=set(), now=later)
+    fire_due(get_backend(), warned=set(), now=later)  # a second worker's pass: no repeat
+    eventually(
+        lambda: all(e.status.is_finished for e in client.executions.list(schedule="yearly")),
+        what="the stranded slot's execution to finish",
+    )
+    [execution] = client.executions.list(schedule="yearly")
+    assert execution.exec_id == exec_id
+    assert execution.status is ExecutionStatus.COMPLETED
+    [fire] = store.schedule_fires("yearly")
+    assert fire.started_at is not None
+    # A started slot whose execution was deleted since is not started again.
+    client.executions.delete(exec_id)
+    fire_due(get_backend(), warned=set(), now=later + 60)
+    assert client.executions.list(schedule="yearly") == []
+
+
 def test_a_paused_schedule_does_not_fire_and_resumes_from_now(client: KitaruClient) -> None:
     client.schedules.create("paused", flow=_flows.tick, cron="* * * * * *")
     client.schedules.pause("paused")

@@ -315,6 +315,33 @@ class TimeMixin:
                 ts.schedules.update().where(s.name == name, s.cursor < cursor).values(cursor=cursor)
             )
 
+    def mark_slot_started(self: _StoreCore, name: str, slot: float) -> None:
+        """The slot's execution exists: the claim is done with."""
+        f = ts.schedule_fires.c
+        with self.write() as conn:
+            conn.execute(
+                ts.schedule_fires.update()
+                .where(f.schedule_name == name, f.slot == slot, f.started_at.is_(None))
+                .values(started_at=time.time())
+            )
+
+    def stranded_slots(
+        self: _StoreCore, claimed_before: float, limit: int = 100
+    ) -> list[ScheduleFireRecord]:
+        """Slots claimed before ``claimed_before`` whose execution was never started."""
+        f = ts.schedule_fires
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(f)
+                .where(f.c.started_at.is_(None), f.c.claimed_at < claimed_before)
+                .order_by(f.c.claimed_at)
+                .limit(limit)
+            ).all()
+        return [
+            ScheduleFireRecord(**{col.name: row._mapping[col.name] for col in f.columns})
+            for row in rows
+        ]
+
     def schedule_fires(self: _StoreCore, name: str) -> list[ScheduleFireRecord]:
         f = ts.schedule_fires
         with self.read() as conn:

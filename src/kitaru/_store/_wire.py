@@ -176,6 +176,8 @@ METHODS = frozenset(
         "set_schedule_paused",
         "delete_schedule",
         "claim_slot",
+        "mark_slot_started",
+        "stranded_slots",
         "advance_schedule",
         "schedule_fires",
     }

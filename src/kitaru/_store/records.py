@@ -225,3 +225,5 @@ class ScheduleFireRecord:
     exec_id: str
     claimed_by: str
     claimed_at: float
+    #: When the slot's execution was created (None: claimed, not started yet).
+    started_at: float | None = None

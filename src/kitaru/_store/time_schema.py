@@ -67,4 +67,14 @@ schedule_fires = sa.Table(
     # Which worker claimed it (its runner id).
     sa.Column("claimed_by", sa.String(64), nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
+    # Set once the slot's execution exists: a claim left without it (the claiming worker
+    # died in between) is started by another worker (the execution id is derived, so a
+    # repeated start finds the same execution).
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Index(
+        "ix_kitaru_schedule_fires_unstarted",
+        "claimed_at",
+        sqlite_where=sa.text("started_at IS NULL"),
+        postgresql_where=sa.text("started_at IS NULL"),
+    ),
 )

@@ -5,6 +5,10 @@ inserting its ``(schedule, slot)`` row, which only one insert can do, and only
 the claimer starts the execution. The execution's id is derived from the
 schedule and the slot too, so even a start repeated by mistake is idempotent.
 
+A worker that dies between claiming a slot and starting its execution leaves
+the claim without ``started_at``; after ``STRANDED_AFTER`` seconds any worker
+starts it (same derived id: a start that did happen is found, not repeated).
+
 Missed slots (older than the grace period, ``KITARU_SCHEDULE_GRACE`` seconds,
 default 60: no worker ran then) follow the schedule's policy: ``skip`` drops
 them; ``run_once`` runs one execution for all of them, claimed under the first
@@ -17,7 +21,7 @@ import logging
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kitaru._runtime.leases import RUNNER_ID
 from kitaru._store import ScheduleFireRecord, ScheduleRecord
@@ -34,6 +38,8 @@ DEFAULT_GRACE = 60.0
 #: At most this many slots are looked at per schedule and poll (after an outage).
 _MAX_SLOTS = 1000
 _NAMESPACE = uuid.UUID("0b7f8a2e-5a4c-4f0e-8d8b-3f9c1e6a7d21")
+#: A claim this old without its execution was left by a worker that died.
+STRANDED_AFTER = 30.0
 
 
 def grace_seconds() -> float:
@@ -55,7 +61,9 @@ def fire_due(backend: Backend, *, warned: set[str], now: float | None = None) ->
     """Start the executions of every due slot; returns when the next slot is due."""
     now = time.time() if now is None else now
     upcoming: float | None = None
-    for schedule in backend.store.list_schedules():
+    schedules = backend.store.list_schedules()
+    _start_stranded(backend, {s.name: s for s in schedules}, now)
+    for schedule in schedules:
         if schedule.paused:
             continue
         try:
@@ -98,19 +106,46 @@ def _fire_schedule(backend: Backend, schedule: ScheduleRecord, now: float) -> No
             )
             if not backend.store.claim_slot(fire):
                 continue  # another worker has it
-            try:
-                flow.submit_execution(
-                    (),
-                    dict(schedule.inputs),
-                    {"stack": schedule.stack},
-                    None,
-                    uuid.UUID(exec_id),
-                    schedule=(schedule.name, slot),
-                )
-            except KitaruError as exc:
-                logger.warning(
-                    "Schedule %s could not start its slot %s: %s", schedule.name, slot, exc
-                )
-                continue
-            logger.info("Schedule %s started execution %s", schedule.name, exec_id)
+            _start(backend, flow, schedule, slot, exec_id)
     backend.store.advance_schedule(schedule.name, slots[-1])
+
+
+def _start(
+    backend: Backend, flow: Any, schedule: ScheduleRecord, slot: float, exec_id: str
+) -> None:
+    """Start the execution of a claimed slot, then mark the claim done."""
+    try:
+        flow.submit_execution(
+            (),
+            dict(schedule.inputs),
+            {"stack": schedule.stack},
+            None,
+            uuid.UUID(exec_id),
+            schedule=(schedule.name, slot),
+        )
+    except KitaruError as exc:
+        logger.warning("Schedule %s could not start its slot %s: %s", schedule.name, slot, exc)
+        return
+    backend.store.mark_slot_started(schedule.name, slot)
+    logger.info("Schedule %s started execution %s", schedule.name, exec_id)
+
+
+def _start_stranded(backend: Backend, schedules: dict[str, ScheduleRecord], now: float) -> None:
+    """Start the slots whose claiming worker died before their execution existed."""
+    from kitaru._runtime.loader import load_flow
+
+    for fire in backend.store.stranded_slots(now - STRANDED_AFTER):
+        schedule = schedules.get(fire.schedule_name)
+        if schedule is None:
+            continue  # the schedule was deleted since
+        try:
+            flow = load_flow(schedule.flow_ref, exec_id=f"(schedule {schedule.name})")
+        except KitaruError:
+            continue  # this worker lacks the code; another one may have it
+        logger.warning(
+            "Schedule %s: slot %s was claimed by %s, which never started it; starting it now.",
+            schedule.name,
+            fire.slot,
+            fire.claimed_by,
+        )
+        _start(backend, flow, schedule, fire.slot, fire.exec_id)

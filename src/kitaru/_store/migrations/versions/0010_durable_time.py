@@ -66,10 +66,19 @@ def upgrade() -> None:
         sa.Column("exec_id", sa.String(36), nullable=False),
         sa.Column("claimed_by", sa.String(64), nullable=False),
         sa.Column("claimed_at", sa.Float, nullable=False),
+        sa.Column("started_at", sa.Float, nullable=True),
+    )
+    op.create_index(
+        "ix_kitaru_schedule_fires_unstarted",
+        "kitaru_schedule_fires",
+        ["claimed_at"],
+        sqlite_where=sa.text("started_at IS NULL"),
+        postgresql_where=sa.text("started_at IS NULL"),
     )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_kitaru_schedule_fires_unstarted", "kitaru_schedule_fires")
     op.drop_table("kitaru_schedule_fires")
     op.drop_table("kitaru_schedules")
     op.drop_index("ix_kitaru_suspensions_sleeping", "kitaru_suspensions")
