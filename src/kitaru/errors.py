@@ -73,7 +73,16 @@ class KitaruFeatureNotAvailableError(KitaruError, NotImplementedError):
 
 
 class KitaruWaitValidationError(KitaruUsageError):
-    """Input given to a pending wait does not match its schema."""
+    """Input given to a pending wait does not match its schema.
+
+    ``details`` lists the problems one by one (``{"path": [...], "message": ...}``, the
+    path pointing at the offending field) so a form can show each next to its field;
+    the message says the same in words.
+    """
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details: list[dict[str, Any]] = details or []
 
 
 class KitaruStackIntegrationDependencyError(KitaruUsageError, ImportError):

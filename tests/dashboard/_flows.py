@@ -91,3 +91,39 @@ def reviewed(x: int) -> str:
 @flow(cache=False)
 def adder(x: int) -> int:
     return square(x) + 1
+
+
+_gates: dict[int, threading.Event] = {}
+
+
+def gate(key: int) -> threading.Event:
+    """The event ``chatty(key)`` waits for between its two log lines."""
+    with _lock:
+        return _gates.setdefault(key, threading.Event())
+
+
+@checkpoint(cache=False)
+def say(text: str) -> str:
+    print(text)
+    return text
+
+
+@flow(cache=False)
+def chatty(key: int) -> str:
+    """Prints a line, stays running until the test opens the gate, prints another."""
+    say(f"first line {key}")
+    gate(key).wait(60)
+    return say(f"later line {key}")
+
+
+@flow(cache=False)
+def parked(x: int) -> int:
+    """Its runner lets go at the wait at once: answered, it needs a resume (or a worker)."""
+    kitaru.wait(name="go", timeout=0)
+    return square(x)
+
+
+@flow(cache=False)
+def square_flow(x: int) -> int:
+    """Only the pagination test runs it: its list filtered by flow is exactly its runs."""
+    return square(x)

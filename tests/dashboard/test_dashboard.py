@@ -135,12 +135,16 @@ def test_answer_a_wait_through_the_form(dash: Dash, page: Page) -> None:
     expect(form.get_by_label("approved")).to_be_visible()
     form.get_by_label("approved").check()
     form.get_by_label("reviewer").fill("ana")
+    # Left empty, score is left out: the error goes to the field that is missing.
+    form.get_by_role("button", name="Submit answer").click()
+    score_error = form.locator("[data-path='score'] .field-error")
+    expect(score_error).to_contain_text("'score' is a required property")
     form.get_by_label("score").fill("1.5")  # not an integer: the server refuses it
     form.get_by_role("button", name="Add tags item").click()
     form.get_by_label("tags item 1").fill("urgent")
     form.get_by_role("button", name="Submit answer").click()
-    score_error = form.locator("[data-path='score'] .field-error")
     expect(score_error).to_contain_text("is not of type 'integer'")
+    expect(score_error).not_to_contain_text("required")  # a new answer clears old errors
     expect(form.locator("[role=alert]")).to_contain_text("KitaruWaitValidationError")
     shot(page, "wait-form-error")
     assert KitaruClient().executions.get(handle.exec_id).status.value == "waiting"
@@ -231,3 +235,78 @@ def test_read_only_key_sees_no_actions(dash: Dash, page: Page) -> None:
     KitaruClient().executions.abort_wait(waiting.exec_id, wait="review")
     with pytest.raises(Exception, match="abort"):
         waiting.wait(timeout=30)
+
+
+def test_logs_follow_a_running_execution(dash: Dash, page: Page) -> None:
+    handle = _flows.chatty.run(1)
+    wait_status(handle.exec_id, "running")
+    login(page, dash, hash_=f"#/executions/{handle.exec_id}")
+    logs = page.locator("#logs")
+    expect(logs).to_contain_text("first line 1")
+    expect(page.locator("#log-state")).to_contain_text("following")
+    assert "later line" not in logs.inner_text()
+    _flows.gate(1).set()  # printed after the page opened: it arrives on the open stream
+    expect(logs).to_contain_text("later line 1")
+    assert handle.wait(timeout=30) == "later line 1"
+    expect(page.locator(".title .badge").first).to_contain_text("completed")
+    expect(page.locator("#log-state")).to_contain_text("ended")
+
+
+def test_cancel_and_abort_wait_buttons(dash: Dash, page: Page) -> None:
+    to_cancel = _flows.reviewed.run(11)
+    to_abort = _flows.reviewed.run(12)
+    wait_status(to_cancel.exec_id, "waiting")
+    wait_status(to_abort.exec_id, "waiting")
+    login(page, dash, hash_=f"#/executions/{to_cancel.exec_id}")
+    page.locator("[data-action='cancel']").click()
+    expect(page.locator("#action-status")).to_contain_text("now cancelled")
+    expect(page.locator(".title .badge").first).to_contain_text("cancelled")
+    expect(page.locator("[data-action='cancel']")).to_have_count(0)
+    assert KitaruClient().executions.get(to_cancel.exec_id).status.value == "cancelled"
+
+    page.goto(f"{dash.url}/#/executions/{to_abort.exec_id}")
+    form = page.locator("#waits [data-wait='review']")
+    form.get_by_role("button", name="Abort wait").click()
+    expect(page.locator("#action-status")).to_contain_text("Wait aborted")
+    with pytest.raises(Exception, match="abort"):
+        to_abort.wait(timeout=30)
+    expect(page.locator(".title .badge").first).to_contain_text("failed")
+    expect(page.locator("#waits [data-wait]")).to_have_count(0)
+    with pytest.raises(Exception, match="cancel"):
+        to_cancel.wait(timeout=30)
+
+
+def test_resume_button_continues_a_released_execution(dash: Dash, page: Page) -> None:
+    handle = _flows.parked.run(6)
+    wait_status(handle.exec_id, "waiting")
+    client = KitaruClient()
+    client.executions.input(handle.exec_id, wait="go", resume=False)  # nobody runs it now
+    login(page, dash, hash_=f"#/executions/{handle.exec_id}")
+    expect(page.locator("#waits [data-wait]")).to_have_count(0)
+    page.locator("[data-action='resume']").click()
+    expect(page.locator("#action-status")).to_contain_text("resume: the execution is now")
+    _run_worker()  # the server hands it off; a worker runs the flow code
+    expect(page.locator(".title .badge").first).to_contain_text("completed")
+    assert client.executions.get(handle.exec_id).status.value == "completed"
+
+
+def test_executions_list_pages(dash: Dash, page: Page) -> None:
+    ids = []
+    for x in range(3):
+        handle = _flows.square_flow.run(x)
+        handle.wait()
+        ids.append(handle.exec_id)
+    login(page, dash, hash_="#/executions?flow=square_flow&limit=2")
+    rows = page.locator("#executions tbody tr")
+    newest_first = list(reversed(ids))
+    expect(rows).to_have_count(2)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.exec)") == newest_first[:2]
+    expect(page.locator("#prev-page")).to_be_disabled()
+    page.locator("#next-page").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-exec", newest_first[2])
+    expect(page.locator("#next-page")).to_be_disabled()
+    expect(page.locator("#list-info")).to_contain_text("Page 2")
+    page.locator("#prev-page").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-exec", newest_first[0])

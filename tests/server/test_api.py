@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kitaru.client import KitaruClient
+from kitaru.errors import KitaruWaitValidationError
 from tests.server import _flows
 from tests.server.conftest import Server
 
@@ -160,6 +161,27 @@ def test_wait_answered_with_valid_and_invalid_input(server: Server) -> None:
     error = _error(bad)
     assert error["type"] == "KitaruWaitValidationError"
     assert "approved" in error["message"]
+    # One structured entry per problem, each with the path of the field it is about
+    # (a missing property: the property itself, not the object lacking it).
+    assert error["details"] == [
+        {
+            "path": ["reviewer"],
+            "message": "'reviewer' is a required property",
+            "keyword": "required",
+        },
+        {"path": ["approved"], "message": "'maybe' is not of type 'boolean'", "keyword": "type"},
+    ]
+    # The remote client raises the same error, details included.
+    remote = KitaruClient(server_url=server.url, auth_token=server.admin_key)
+    with pytest.raises(KitaruWaitValidationError, match="does not match its schema") as raised:
+        remote.executions.input(handle.exec_id, wait="review", value={"approved": True})
+    assert raised.value.details == [
+        {
+            "path": ["reviewer"],
+            "message": "'reviewer' is a required property",
+            "keyword": "required",
+        }
+    ]
     # Nothing changed: still waiting, the wait still pending.
     assert KitaruClient().executions.get(handle.exec_id).status.value == "waiting"
     assert api.get(f"/executions/{handle.exec_id}/waits").json()["count"] == 1

@@ -46,6 +46,9 @@ def error_from(status: int, body: Any) -> BaseException:
         cls = KitaruError
     if issubclass(cls, errors.KitaruTimeoutError) or issubclass(cls, errors.KitaruExecutionError):
         cls = errors.KitaruStateError if issubclass(cls, errors.KitaruStateError) else KitaruError
+    if issubclass(cls, errors.KitaruWaitValidationError):
+        details = info.get("details")
+        return cls(message, details=details if isinstance(details, list) else None)
     return cls(message)
 
 

@@ -140,8 +140,28 @@ def _validate(value: Any, schema: dict[str, Any], *, wait_id: str, exec_id: str)
         )
         raise KitaruWaitValidationError(
             f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
-            f"{shown}. The execution is still waiting; send a corrected value."
+            f"{shown}. The execution is still waiting; send a corrected value.",
+            details=[_detail(e) for e in problems[:_MAX_DETAILS]],
         )
+
+
+#: Enough for any form; bounds the answer to a huge invalid value.
+_MAX_DETAILS = 50
+
+
+def _detail(error: jsonschema.ValidationError) -> dict[str, Any]:
+    """One problem, with the path of the field it is about.
+
+    A missing property is reported by jsonschema on the object that lacks it; the path
+    names the property itself, so a form shows the problem next to that field.
+    """
+    path: list[str | int] = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        for name in error.validator_value:
+            if name not in error.instance and error.message == f"{name!r} is a required property":
+                path.append(name)
+                break
+    return {"path": path, "message": error.message, "keyword": str(error.validator)}
 
 
 def hand_off_replay(backend: Backend, prepared: Any) -> None:

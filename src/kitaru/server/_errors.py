@@ -60,9 +60,18 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-def error_response(status: int, error_type: str, message: str, **headers: str) -> JSONResponse:
+def error_response(
+    status: int,
+    error_type: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": error_type, "message": message}
+    if details:  # only errors that have them (an invalid wait answer): the rest stay as 0.21's
+        body["details"] = details
     return JSONResponse(
-        {"error": {"type": error_type, "message": message}},
+        {"error": body},
         status_code=status,
         headers=headers or None,
     )
@@ -80,10 +89,11 @@ def install(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        return error_response(exc.status, exc.error_type, exc.message, **headers)
+        return error_response(exc.status, exc.error_type, exc.message, headers=headers)
 
     async def kitaru_error(_request: Request, exc: Exception) -> JSONResponse:
-        return error_response(status_of(exc), _public_type(exc), str(exc))
+        details = getattr(exc, "details", None) if isinstance(exc, errors.KitaruError) else None
+        return error_response(status_of(exc), _public_type(exc), str(exc), details)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -17,9 +17,18 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class ErrorDetail(BaseModel):
+    path: list[str | int] = Field(description="Where in the value: keys and list indexes.")
+    message: str
+    keyword: str | None = Field(None, description="The JSON-schema keyword that failed.")
+
+
 class ErrorBody(BaseModel):
     type: str = Field(description="The Kitaru error class, e.g. KitaruStateError.")
     message: str
+    details: list[ErrorDetail] | None = Field(
+        None, description="One entry per problem (invalid wait input only)."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -11,10 +11,11 @@ export const session = {
 };
 
 export class ApiError extends Error {
-  constructor(status, type, message) {
+  constructor(status, type, message, details = []) {
     super(message);
     this.status = status;
     this.type = type;
+    this.details = details; // [{path, message}] for an invalid wait answer
   }
 }
 
@@ -27,17 +28,19 @@ function headers(extra) {
 async function failure(response) {
   let type = `HTTP ${response.status}`;
   let message = response.statusText || "Request failed";
+  let details = [];
   try {
     const body = await response.json();
     if (body && body.error) {
       type = body.error.type || type;
       message = body.error.message || message;
+      if (Array.isArray(body.error.details)) details = body.error.details;
     } else if (body && body.detail) {
       message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
     }
   } catch (_) { /* not JSON */ }
   if (response.status === 401) window.dispatchEvent(new CustomEvent("kitaru:unauthorized"));
-  return new ApiError(response.status, type, message);
+  return new ApiError(response.status, type, message, details);
 }
 
 /** GET/POST/DELETE a JSON route; throws ApiError with the server's typed error. */

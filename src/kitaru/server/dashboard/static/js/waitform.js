@@ -103,22 +103,9 @@ function field(schema, root, path, label, fields, required) {
   return { el, get, path };
 }
 
-/** Parse "path: message; path: message" out of a KitaruWaitValidationError message. */
-export function fieldErrors(message) {
-  const found = [];
-  const m = /does not match its schema: (.*)\. The execution is still waiting/s.exec(message || "");
-  if (!m) return found;
-  for (const part of m[1].split("; ")) {
-    const cut = part.indexOf(": ");
-    if (cut < 0) continue;
-    let path = part.slice(0, cut);
-    const text = part.slice(cut + 2);
-    if (path === "(the value)") path = "";
-    const missing = /^'([^']+)' is a required property/.exec(text);
-    if (missing) path = path ? `${path}/${missing[1]}` : missing[1];
-    found.push([path, text]);
-  }
-  return found;
+/** [fieldPath, text] pairs from the server's structured details of an invalid answer. */
+export function fieldErrors(details) {
+  return (details || []).map((d) => [(d.path || []).join("/"), d.message]);
 }
 
 export function waitForm(execId, wait, { canWrite, onDone }) {
@@ -171,7 +158,7 @@ export function waitForm(execId, wait, { canWrite, onDone }) {
       if (onDone) onDone(message);
     } catch (err) {
       replace(status, errorBox(err));
-      for (const [p, text] of fieldErrors(err.message)) {
+      for (const [p, text] of fieldErrors(err.details)) {
         const target = fields.get(p) || fields.get("");
         if (target) target.appendChild(h("div", null, text));
       }

@@ -12,6 +12,11 @@ function toIso(local) {
   return Number.isNaN(d.getTime()) ? "" : d.toISOString();
 }
 
+function pageSize(text) {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 1 && n <= 500 ? n : "";
+}
+
 export async function render(main, { search }) {
   const state = {
     status: search.get("status") || "",
@@ -20,6 +25,8 @@ export async function render(main, { search }) {
     q: search.get("q") || "",
     after: search.get("after") || "",
     before: search.get("before") || "",
+    // Page size: ?limit=N in the fragment (1-500; the server caps it further), else PAGE.
+    limit: pageSize(search.get("limit")),
   };
   const cursors = [];  // cursors of the pages before the current one
   let cursor = null;
@@ -83,7 +90,7 @@ export async function render(main, { search }) {
     const params = query({
       status: state.status, flow: state.flow, stack: state.stack, q: state.q,
       created_after: toIso(state.after), created_before: toIso(state.before),
-      limit: PAGE, cursor,
+      limit: state.limit || PAGE, cursor,
     });
     let page;
     try {
