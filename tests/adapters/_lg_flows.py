@@ -133,3 +133,16 @@ def interrupt_flow(n: int) -> dict[str, Any]:
     questions = [i.value for i in paused["__interrupt__"]]
     final = runner.invoke(Command(resume=5), config)
     return {"questions": questions, "final": final}
+
+
+@flow(cache=False)
+def async_interrupt_flow(n: int) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        runner = KitaruGraphRunner(build_asking().compile(checkpointer=InMemorySaver()))
+        config: Any = {"configurable": {"thread_id": "t"}}
+        paused = await runner.ainvoke({"n": n, "trail": []}, config)
+        questions = [i.value for i in paused["__interrupt__"]]
+        final = await runner.ainvoke(Command(resume=5), config)
+        return {"questions": questions, "final": final}
+
+    return asyncio.run(run())

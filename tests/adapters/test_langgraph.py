@@ -120,8 +120,11 @@ def test_stream_graph_call_and_inside_a_checkpoint(ledger_path: Path) -> None:
     ]
 
 
-def test_interrupt_pauses_the_graph_and_resume_runs_the_node_again(ledger_path: Path) -> None:
-    handle = _lg_flows.interrupt_flow.run(2)
+@pytest.mark.parametrize("flow_name", ["interrupt_flow", "async_interrupt_flow"])
+def test_interrupt_pauses_the_graph_and_resume_runs_the_node_again(
+    ledger_path: Path, flow_name: str
+) -> None:
+    handle = getattr(_lg_flows, flow_name).run(2)
     assert handle.wait(timeout=30) == {
         "questions": ["add what to 3?"],
         "final": {"n": 8, "trail": ["plus", "ask"]},
