@@ -8,7 +8,9 @@ import os
 import time
 from typing import Annotated, Any, TypedDict
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
 
 from kitaru import checkpoint, flow
 from kitaru.adapters.langgraph import KitaruGraphRunner
@@ -104,3 +106,43 @@ def main(which: str = "nodes") -> None:
     handle = (parallel_flow if which == "parallel" else nodes_flow).run(2)
     print(handle.exec_id, flush=True)
     handle.wait()
+
+
+def build_asking() -> StateGraph[State]:
+    """plus, then ask: LangGraph's interrupt() pauses the graph for a number to add."""
+    graph: StateGraph[State] = StateGraph(State)
+
+    def ask(state: State) -> dict[str, Any]:
+        note("ask")
+        answer = interrupt(f"add what to {state['n']}?")
+        return {"n": state["n"] + int(answer), "trail": ["ask"]}
+
+    graph.add_node("plus", _node("plus", lambda n: n + 1))
+    graph.add_node("ask", ask)
+    graph.add_edge(START, "plus")
+    graph.add_edge("plus", "ask")
+    graph.add_edge("ask", END)
+    return graph
+
+
+@flow(cache=False)
+def interrupt_flow(n: int) -> dict[str, Any]:
+    runner = KitaruGraphRunner(build_asking().compile(checkpointer=InMemorySaver()))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    paused = runner.invoke({"n": n, "trail": []}, config)
+    questions = [i.value for i in paused["__interrupt__"]]
+    final = runner.invoke(Command(resume=5), config)
+    return {"questions": questions, "final": final}
+
+
+@flow(cache=False)
+def async_interrupt_flow(n: int) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        runner = KitaruGraphRunner(build_asking().compile(checkpointer=InMemorySaver()))
+        config: Any = {"configurable": {"thread_id": "t"}}
+        paused = await runner.ainvoke({"n": n, "trail": []}, config)
+        questions = [i.value for i in paused["__interrupt__"]]
+        final = await runner.ainvoke(Command(resume=5), config)
+        return {"questions": questions, "final": final}
+
+    return asyncio.run(run())

@@ -120,6 +120,39 @@ def test_stream_graph_call_and_inside_a_checkpoint(ledger_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("flow_name", ["interrupt_flow", "async_interrupt_flow"])
+def test_interrupt_pauses_the_graph_and_resume_runs_the_node_again(
+    ledger_path: Path, flow_name: str
+) -> None:
+    handle = getattr(_lg_flows, flow_name).run(2)
+    assert handle.wait(timeout=30) == {
+        "questions": ["add what to 3?"],
+        "final": {"n": 8, "trail": ["plus", "ask"]},
+    }
+    execution = KitaruClient().executions.get(handle.exec_id)
+    # The interrupted node is no failure: its call records the interrupt, and the
+    # Command(resume=...) invoke runs it again as a call of its own.
+    assert execution.status.value == "completed"
+    assert [(c.call_id, c.call_status) for c in execution.checkpoints] == [
+        ("plus_node", CallStatus.COMPLETED),
+        ("ask_node", CallStatus.COMPLETED),
+        ("ask_node:2", CallStatus.COMPLETED),
+    ]
+    assert ledger(ledger_path) == {"plus": 1, "ask": 2}
+
+    # A replay from the resumed node reuses the interrupted call: LangGraph sees the
+    # same interrupt, and the node runs once more, on the resume value.
+    replay = KitaruClient().executions.replay(handle.exec_id, at="ask_node:2")
+    replayed = KitaruClient().executions.get(replay.results[0].replay_exec_id)
+    assert replayed.status.value == "completed"
+    assert [c.call_status for c in replayed.checkpoints] == [
+        CallStatus.REUSED,
+        CallStatus.REUSED,
+        CallStatus.COMPLETED,
+    ]
+    assert ledger(ledger_path) == {"plus": 1, "ask": 3}
+
+
 def test_bad_strategy_is_a_usage_error() -> None:
     from kitaru.adapters.langgraph import KitaruGraphRunner
 

@@ -97,6 +97,28 @@ def test_replay_with_an_overridden_tool_output(env: tuple[Path, FakeLlmServer]) 
     assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}
 
 
+def test_replay_with_an_overridden_model(env: tuple[Path, FakeLlmServer]) -> None:
+    _, server = env
+    server.script(*SCRIPT)
+    handle = _oa_flows.runner_flow.run("add things")
+    handle.wait(timeout=30)
+    # The last model call runs again on the model the override names (resolved by the
+    # run's own provider); the calls before it are reused.
+    server.script(Reply(text="sum is 33, said another model"))
+    submission = KitaruClient().executions.replay(
+        handle.exec_id,
+        at="agents_model_request:4",
+        invocation_overrides={"agents_model_request:4": {"model": "gpt-other"}},
+    )
+    assert submission.summary.completed == 1
+    assert server.count() == 5
+    assert [r.model for r in server.requests] == [*["gpt-test"] * 4, "gpt-other"]
+    replay_id = submission.results[0].replay_exec_id
+    last = KitaruClient().executions.get(replay_id).checkpoints[-1]
+    assert last.llm_usage_records[0]["model"] == "gpt-other"
+    assert KitaruClient().executions.get(replay_id).checkpoints[0].call_status.value == "reused"
+
+
 def test_streamed_and_inside_a_checkpoint(env: tuple[Path, FakeLlmServer]) -> None:
     _, server = env
     server.script(*SCRIPT)

@@ -14,7 +14,7 @@ from tests._extras import need
 
 need("pydantic_ai", "pydantic-ai")
 
-from kitaru import ExecutionStatus, KitaruClient  # noqa: E402
+from kitaru import ExecutionStatus, KitaruClient, KitaruUserCodeError  # noqa: E402
 from kitaru.client import CallStatus  # noqa: E402
 from tests._cli import in_process  # noqa: E402
 from tests.adapters import _pai_flows  # noqa: E402
@@ -208,6 +208,25 @@ def test_inside_a_checkpoint_and_streaming(env: tuple[Path, FakeLlmServer]) -> N
     assert [r.stream for r in server.requests] == [True]
     (call,) = KitaruClient().executions.get(streamed.exec_id).checkpoints
     assert json.dumps(call.output.load()).count("streamed answer") == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("flow_name", ["turn_flow", "agent_in_checkpoint_flow"])
+def test_hitl_tool_inside_a_durable_call_says_what_to_do(
+    env: tuple[Path, FakeLlmServer], flow_name: str
+) -> None:
+    _, server = env
+    server.script(Reply(tool_calls=[ToolCall("approve", {"question": "Ship it?"})]))
+    handle = getattr(_pai_flows, flow_name).run("ship")
+    with pytest.raises(KitaruUserCodeError) as raised:
+        handle.wait(timeout=30)
+    message = str(raised.value)
+    assert "KitaruContextError: hitl_tool 'approve'" in message
+    assert "hitl_tool 'approve'" in message
+    assert "checkpoint_strategy='calls'" in message
+    assert "from the @flow body" in message
+    execution = KitaruClient().executions.get(handle.exec_id)
+    assert execution.status.value == "failed"
+    assert not KitaruClient().executions.pending_waits(handle.exec_id)
 
 
 def test_turn_strategy_is_one_durable_call_per_run(env: tuple[Path, FakeLlmServer]) -> None:

@@ -23,3 +23,14 @@ def review(topic: str) -> dict[str, object]:
     kitaru.save("notes", {"topic": topic})
     approved = kitaru.wait(schema=bool, name="approve", question=f"Publish {text!r}?")
     return publish(text, approved)
+
+
+@checkpoint
+def read_note(path: str) -> str:
+    with open(path, encoding="utf-8") as note:  # fails until the test writes it
+        return note.read()
+
+
+@flow(cache=False)
+def fragile(path: str) -> str:
+    return read_note(path)

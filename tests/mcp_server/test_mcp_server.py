@@ -18,6 +18,8 @@ need("mcp", "mcp")
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 
+from kitaru.client import KitaruClient  # noqa: E402
+
 FLOWS = Path(__file__).with_name("_mcp_flows.py")
 
 EXPECTED_TOOLS = {
@@ -173,3 +175,83 @@ def test_bad_arguments_are_tool_errors(kitaru_home: Path) -> None:
         assert (await _ok(client, "kitaru_executions_list"))["count"] == 0
 
     _session(kitaru_home, body)
+
+
+def test_cancel_abort_retry_and_resume_over_stdio(kitaru_home: Path) -> None:
+    ids: dict[str, str] = {}
+    note = kitaru_home.parent / "note.txt"
+
+    async def first(client: Client) -> None:
+        async def waiting(topic: str) -> str:
+            started = await _ok(
+                client,
+                "kitaru_executions_run",
+                target=f"{FLOWS}:review",
+                inputs={"topic": topic},
+                wait=True,
+            )
+            assert started["status"] == "waiting"
+            return str(started["exec_id"])
+
+        ids["cancelled"] = await waiting("cancel me")
+        cancelled = await _ok(client, "kitaru_executions_cancel", exec_id=ids["cancelled"])
+        assert cancelled["status"] == "cancelled"
+
+        # An aborted wait fails the flow (kitaru.wait() raised in it).
+        ids["aborted"] = await waiting("abort me")
+        await _ok(client, "kitaru_executions_abort_wait", exec_id=ids["aborted"], wait="approve")
+        await _until(client, ids["aborted"], "failed")
+
+        # A failed execution retried (same id) once its cause is fixed completes.
+        failed = await _ok(
+            client,
+            "kitaru_executions_run",
+            target=f"{FLOWS}:fragile",
+            inputs={"path": str(note)},
+            wait=True,
+        )
+        ids["retried"] = failed["exec_id"]
+        assert failed["status"] == "failed"
+        note.write_text("written later", encoding="utf-8")
+        retried = await _ok(client, "kitaru_executions_retry", exec_id=ids["retried"])
+        assert retried["exec_id"] == ids["retried"]
+        await _until(client, ids["retried"], "completed")
+
+        # Left waiting when this server process exits: its runner is gone.
+        ids["resumed"] = await waiting("resume me")
+
+    async def second(client: Client) -> None:
+        resumed = await _ok(client, "kitaru_executions_resume", exec_id=ids["resumed"])
+        assert resumed["exec_id"] == ids["resumed"]
+        await _until(client, ids["resumed"], "waiting")
+        await _ok(client, "kitaru_executions_input", exec_id=ids["resumed"], value=True)
+        await _until(client, ids["resumed"], "completed")
+        # Resuming a completed execution is refused with the reason.
+        refused = await _error(client, "kitaru_executions_resume", exec_id=ids["resumed"])
+        assert "KitaruStateError" in refused
+
+    _session(kitaru_home, first)
+    _session(kitaru_home, second)
+
+    # The store, read in this process, holds what the tools did.
+    executions = KitaruClient().executions
+    assert executions.get(ids["cancelled"]).status.value == "cancelled"
+    aborted = executions.get(ids["aborted"])
+    assert aborted.status.value == "failed"
+    assert aborted.failure is not None
+    assert "abort" in str(aborted.failure).lower()
+    retried = executions.get(ids["retried"])
+    assert retried.status.value == "completed"
+    assert retried.run_count == 2
+    (read,) = retried.checkpoints
+    assert read.output is not None
+    assert read.output.load() == "written later"
+    resumed = executions.get(ids["resumed"])
+    assert resumed.status.value == "completed"
+    assert resumed.run_count == 2
+    assert [c.name for c in resumed.checkpoints] == ["draft", "publish"]
+    assert resumed.checkpoints[-1].output is not None
+    assert resumed.checkpoints[-1].output.load() == {
+        "text": "draft about resume me",
+        "approved": True,
+    }

@@ -9,7 +9,9 @@ durable call per ``invoke``/``ainvoke``/``stream`` (its final state or chunks).
 Nodes are wrapped where LangGraph builds them (the ``StateGraph``'s node
 runnables), so routing, reducers, retries and a LangGraph checkpointer you
 compiled with stay LangGraph's own. Node updates must be values Kitaru can
-store (JSON, Pydantic, dataclasses; else cloudpickle when allowed).
+store (JSON, Pydantic, dataclasses; else cloudpickle when allowed). A node that
+calls LangGraph's ``interrupt()`` pauses the graph as LangGraph does (its call
+records the interrupt, not a failure); ``Command(resume=...)`` runs it again.
 
 Needs the ``langgraph`` extra (``kitaru[langgraph]``).
 """
@@ -26,7 +28,9 @@ from kitaru.adapters._requires import require
 require("langgraph", extra="langgraph", feature="kitaru.adapters.langgraph")
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda  # noqa: E402
+from langgraph.errors import GraphInterrupt  # noqa: E402
 from langgraph.graph.state import CompiledStateGraph, StateGraph  # noqa: E402
+from langgraph.types import Interrupt  # noqa: E402
 
 from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
@@ -36,29 +40,62 @@ NODE_CALL_TYPE = "node"
 GRAPH_CALL_TYPE = "graph_call"
 Strategy = Literal["graph_call", "nodes"]
 _STRATEGIES = ("graph_call", "nodes")
+#: Key of a node call's recorded output when the node called ``interrupt()``.
+INTERRUPT_KEY = "kitaru_langgraph_interrupt"
+
+
+# A node that calls LangGraph's ``interrupt()`` has not failed: it pauses the graph,
+# and resuming with ``Command(resume=...)`` runs it again (a new durable call, as each
+# invoke's nodes are). So its durable call records the interrupt as its outcome, and
+# the interrupt is raised again outside the call, to LangGraph, on every run that
+# reaches that call (a Kitaru resume included).
+def _interrupt_record(interrupt: GraphInterrupt) -> dict[str, Any]:
+    raised = interrupt.args[0] if interrupt.args else ()
+    return {
+        INTERRUPT_KEY: [{"value": i.value, "id": i.id} for i in raised if isinstance(i, Interrupt)]
+    }
+
+
+def _reraise_interrupt(output: Any) -> Any:
+    if isinstance(output, dict) and set(output) == {INTERRUPT_KEY}:
+        raise GraphInterrupt(
+            [Interrupt(value=i["value"], id=i["id"]) for i in output[INTERRUPT_KEY]]
+        )
+    return output
 
 
 def _durable_node(name: str, node: Runnable[Any, Any]) -> Runnable[Any, Any]:
     """``node`` as a runnable whose every execution is a durable call."""
     call_name = f"{name}_node"
 
+    def invoke(state: Any, config: RunnableConfig) -> Any:
+        try:
+            return node.invoke(state, config)
+        except GraphInterrupt as interrupt:
+            return _interrupt_record(interrupt)
+
     def run(state: Any, config: RunnableConfig) -> Any:
-        return adapter_call(
-            lambda: node.invoke(state, config),
+        output = adapter_call(
+            lambda: invoke(state, config),
             adapter=ADAPTER,
             kind="node",
             name=call_name,
             call_type=NODE_CALL_TYPE,
             concurrent=True,  # a superstep's nodes run side by side
         )
+        return _reraise_interrupt(output)
 
     async def arun(state: Any, config: RunnableConfig) -> Any:
-        async def invoke() -> Any:
-            return await node.ainvoke(state, config)
+        async def ainvoke() -> Any:
+            try:
+                return await node.ainvoke(state, config)
+            except GraphInterrupt as interrupt:
+                return _interrupt_record(interrupt)
 
-        return await adapter_call_async(
-            invoke, adapter=ADAPTER, kind="node", name=call_name, call_type=NODE_CALL_TYPE
+        output = await adapter_call_async(
+            ainvoke, adapter=ADAPTER, kind="node", name=call_name, call_type=NODE_CALL_TYPE
         )
+        return _reraise_interrupt(output)
 
     return RunnableLambda(run, afunc=arun, name=name)
 

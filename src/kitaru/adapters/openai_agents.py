@@ -43,6 +43,7 @@ from openai.types.responses import (  # noqa: E402
     ResponseStreamEvent,
 )
 
+from kitaru._runtime.durable_call import replay_model_override  # noqa: E402
 from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.adapters._usage import record_request_usage  # noqa: E402
 from kitaru.errors import KitaruUsageError  # noqa: E402
@@ -95,16 +96,39 @@ def _load_response(data: dict[str, Any]) -> ModelResponse:
 class KitaruModel(Model):
     """A model whose every response (streamed or not) is a durable ``llm_call``."""
 
-    def __init__(self, wrapped: Model, *, call_name: str, model_name: str) -> None:
+    def __init__(
+        self,
+        wrapped: Model,
+        *,
+        call_name: str,
+        model_name: str,
+        provider: ModelProvider | None = None,
+    ) -> None:
         self.wrapped = wrapped
         self.call_name = call_name
         self.model_name = model_name
+        # Resolves a replay's ``model`` override (a model name) the way the run would.
+        self.provider = provider
+
+    def _target(self) -> tuple[Model, str]:
+        """The model to send this call to, and its name: a replay may override it."""
+        override = replay_model_override()
+        if override is None:
+            return self.wrapped, self.model_name
+        if self.provider is None:
+            raise KitaruUsageError(
+                f"A replay overrides the model of {self.call_name!r} with {override!r}, but "
+                "this model has no model provider to resolve that name: run it through "
+                "KitaruRunner (which passes the run's provider), or drop the override."
+            )
+        return self.provider.get_model(override), override
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         async def send() -> dict[str, Any]:
             started = time.perf_counter()
-            response = await self.wrapped.get_response(*args, **kwargs)
-            _record_usage(self.model_name, response.usage, started)
+            model, name = self._target()
+            response = await model.get_response(*args, **kwargs)
+            _record_usage(name, response.usage, started)
             return _dump_response(response)
 
         data = await adapter_call_async(
@@ -117,11 +141,12 @@ class KitaruModel(Model):
         # recorded; the run then sees the same events (on resume: without a request).
         async def send() -> list[dict[str, Any]]:
             started = time.perf_counter()
+            model, name = self._target()
             events: list[Any] = []
-            async for event in self.wrapped.stream_response(*args, **kwargs):
+            async for event in model.stream_response(*args, **kwargs):
                 events.append(event)
                 if isinstance(event, ResponseCompletedEvent):
-                    _record_usage(self.model_name, event.response.usage, started)
+                    _record_usage(name, event.response.usage, started)
             return [e.model_dump(mode="json") for e in events]
 
         data = await adapter_call_async(
@@ -143,7 +168,12 @@ class KitaruModelProvider(ModelProvider):
 
     def get_model(self, model_name: str | None) -> Model:
         model = self.wrapped.get_model(model_name)
-        return KitaruModel(model, call_name=self.call_name, model_name=model_name or "default")
+        return KitaruModel(
+            model,
+            call_name=self.call_name,
+            model_name=model_name or "default",
+            provider=self.wrapped,
+        )
 
     async def aclose(self) -> None:
         await self.wrapped.aclose()
@@ -204,6 +234,7 @@ class KitaruRunner:
         self.checkpoint_strategy: Strategy = checkpoint_strategy
         self.name = name or "agents"
         self._agents: dict[int, Agent[Any]] = {}
+        self._provider: ModelProvider | None = None
 
     @property
     def _call_name(self) -> str:
@@ -219,7 +250,10 @@ class KitaruRunner:
         model = agent.model
         if isinstance(model, Model) and not isinstance(model, KitaruModel):
             clone.model = KitaruModel(
-                model, call_name=self._call_name, model_name=type(model).__name__
+                model,
+                call_name=self._call_name,
+                model_name=type(model).__name__,
+                provider=self._provider,
             )
         clone.tools = [_durable_tool(t) if isinstance(t, FunctionTool) else t for t in agent.tools]
         clone.handoffs = [self._agent(h) if isinstance(h, Agent) else h for h in agent.handoffs]
@@ -238,9 +272,15 @@ class KitaruRunner:
         provider = config.model_provider or MultiProvider()
         if not isinstance(provider, KitaruModelProvider):
             provider = KitaruModelProvider(provider, call_name=self._call_name)
+        self._provider = provider.wrapped
         model = config.model
         if isinstance(model, Model) and not isinstance(model, KitaruModel):
-            model = KitaruModel(model, call_name=self._call_name, model_name=type(model).__name__)
+            model = KitaruModel(
+                model,
+                call_name=self._call_name,
+                model_name=type(model).__name__,
+                provider=self._provider,
+            )
         self._agents = {}
         return self._agent(agent), dataclasses.replace(config, model_provider=provider, model=model)
 

@@ -54,10 +54,11 @@ from pydantic_ai.toolsets import AbstractToolset  # noqa: E402
 from pydantic_ai.toolsets.abstract import ToolsetTool  # noqa: E402
 from pydantic_ai.toolsets.wrapper import WrapperToolset  # noqa: E402
 
+from kitaru._runtime.context import current_checkpoint  # noqa: E402
 from kitaru._runtime.durable_call import replay_model_override  # noqa: E402
 from kitaru.adapters._calls import adapter_call, adapter_call_async  # noqa: E402
 from kitaru.adapters._usage import record_request_usage  # noqa: E402
-from kitaru.errors import KitaruUsageError  # noqa: E402
+from kitaru.errors import KitaruContextError, KitaruUsageError  # noqa: E402
 from kitaru.wait import wait  # noqa: E402
 
 ADAPTER = "pydantic_ai"
@@ -205,6 +206,19 @@ def wait_for_input(
     return wait(schema=schema, name=name, question=question, timeout=timeout, metadata=metadata)
 
 
+def _require_flow_scope(tool_name: str) -> None:
+    """A person's answer is a wait, and waits live in the flow body: say how to get there."""
+    frame = current_checkpoint.get()
+    if frame is None:
+        return
+    raise KitaruContextError(
+        f"hitl_tool {tool_name!r} was called inside the durable call {frame.name!r} (a "
+        "@checkpoint, or a KitaruAgent run with checkpoint_strategy='turn'), where it "
+        "cannot wait for a person. Run the agent with KitaruAgent(agent) (the default "
+        "checkpoint_strategy='calls') from the @flow body, not inside a @checkpoint."
+    )
+
+
 def hitl_tool(
     func: Callable[..., Any] | None = None,
     *,
@@ -231,6 +245,7 @@ def hitl_tool(
 
         @functools.wraps(f)
         def ask(*args: Any, **kwargs: Any) -> Any:
+            _require_flow_scope(tool_name)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = dict(bound.arguments)
