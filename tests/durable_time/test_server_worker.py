@@ -8,6 +8,7 @@ restarted when killed, and ``kitaru server stop`` leaves no worker behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -66,8 +67,6 @@ def test_login_server_runs_a_worker_that_wakes_sleeps_and_stops_with_it(
     assert login.returncode == 0, login.stderr
     server_pid = 0
     try:
-        import json
-
         server_pid = int(json.loads(login.stdout)["item"]["pid"])
         (first,) = eventually(lambda: _workers(server_pid), what="the server's worker")
 
@@ -78,7 +77,8 @@ def test_login_server_runs_a_worker_that_wakes_sleeps_and_stops_with_it(
         done = client.executions.wait(handle.exec_id, timeout=60)
         assert done.status is ExecutionStatus.COMPLETED
         record = get_backend().store.get_execution(handle.exec_id)
-        assert record is not None and record.status is ExecutionStatus.COMPLETED
+        assert record is not None
+        assert record.status is ExecutionStatus.COMPLETED
 
         # A worker that dies is started again.
         os.kill(first, signal.SIGKILL)
