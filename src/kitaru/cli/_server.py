@@ -106,11 +106,23 @@ def start(
         list[str] | None,
         typer.Option("--cors-origin", help="Allow browser pages of this origin (repeatable)."),
     ] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also run a `kitaru worker` child process on the same store (restarted if "
+            "it dies, stopped with the server): resumes released sleeps, finished child "
+            "flows and due schedules. Default: KITARU_SERVER_WORKER=1 turns it on.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Run the server in the foreground (Ctrl-C stops it). Binds to 127.0.0.1 by default.
 
-    On the first start of a store without any API key, prints an admin key once.
+    On the first start of a store without any API key, prints an admin key once. The
+    server never runs flow code itself; with --worker it supervises a separate
+    `kitaru worker` process that does.
     """
     with command("server start", output) as out:
         try:
@@ -164,17 +176,38 @@ def start(
                 out.console.print(raw, markup=False, highlight=False)
         out.note(f"Kitaru server on {url} (store {redact_url(backend.store.url)}); Ctrl-C stops.")
         sys.stdout.flush()
-        uvicorn.run(
-            "kitaru.server:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            timeout_keep_alive=30,
-            # Open SSE streams never end by themselves: do not wait for them on shutdown.
-            timeout_graceful_shutdown=5,
-        )
+        from kitaru.server._worker import WorkerSupervisor, worker_wanted
+
+        supervisor: WorkerSupervisor | None = None
+        if worker_wanted(worker):
+            supervisor = WorkerSupervisor(backend.store.url, str(backend.artifacts_root))
+            supervisor.start()
+            # uvicorn re-raises SIGTERM after its shutdown: exit through `finally` then.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            _serve(uvicorn, host, port, workers)
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    del signum, frame
+    raise SystemExit(143)
+
+
+def _serve(uvicorn: Any, host: str, port: int, workers: int) -> None:
+    uvicorn.run(
+        "kitaru.server:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        timeout_keep_alive=30,
+        # Open SSE streams never end by themselves: do not wait for them on shutdown.
+        timeout_graceful_shutdown=5,
+    )
 
 
 def start_background(port: int) -> tuple[str, int]:
@@ -193,7 +226,17 @@ def start_background(port: int) -> tuple[str, int]:
     with open(log_path, "ab") as log:
         os.chmod(log_path, 0o600)
         process = subprocess.Popen(
-            [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port)],
+            # --worker: the local server resumes released sleeps and fires schedules too.
+            [
+                sys.executable,
+                "-m",
+                "kitaru.cli",
+                "server",
+                "start",
+                "--port",
+                str(port),
+                "--worker",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

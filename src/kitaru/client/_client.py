@@ -615,10 +615,11 @@ class KitaruClient:
     def schedules(self) -> SchedulesAPI:
         """Cron schedules (``kitaru schedule``); ``kitaru worker`` fires them."""
         if self.connection is not None:
-            raise KitaruFeatureNotAvailableError(
-                "Schedules are managed on the store itself, not through a Kitaru server yet: "
-                "point KITARU_STORE_URL at the server's store (e.g. its PostgreSQL database)."
-            )
+            from kitaru.client._remote import session_for
+            from kitaru.client._remote_schedules import RemoteSchedulesAPI
+
+            # Same methods and models, through the server's /schedules routes.
+            return RemoteSchedulesAPI(session_for(self.connection))  # type: ignore[return-value]
         from kitaru.schedules import SchedulesAPI
 
         return SchedulesAPI(self._backend)

@@ -63,6 +63,33 @@ def resolve_flow(target: Any) -> Flow[Any, Any]:
     return found
 
 
+def check_schedule(
+    name: Any, cron: Any, timezone: Any, inputs: Any, stack: Any, missed: Any
+) -> dict[str, Any]:
+    """Everything of a new schedule but its flow checked; its inputs (``{}`` for None)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise KitaruUsageError(
+            f"Schedule name {name!r} must be 1-255 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit."
+        )
+    _cron.validate(cron, timezone)
+    if missed not in MISSED_POLICIES:
+        raise KitaruUsageError(
+            f"missed={missed!r} is not a missed-slot policy: use skip (slots that passed "
+            "while no worker ran never run) or run_once (they run once, together)."
+        )
+    if stack is not None and (not isinstance(stack, str) or not stack):
+        raise KitaruUsageError(f"stack= must be a stack name, got {stack!r}.")
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict) or not all(isinstance(k, str) for k in inputs):
+        raise KitaruUsageError(
+            f"A schedule's inputs are the flow's keyword arguments as a JSON object, "
+            f"got {inputs!r}."
+        )
+    return dict(inputs)
+
+
 class SchedulesAPI:
     """Cron schedules in the store; ``kitaru worker`` fires them."""
 
@@ -89,35 +116,41 @@ class SchedulesAPI:
         missed: str = "skip",
     ) -> Schedule:
         """Start ``flow`` at every slot of ``cron`` in ``timezone``, with ``inputs`` (kwargs)."""
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise KitaruUsageError(
-                f"Schedule name {name!r} must be 1-255 letters, digits, '_', '-' or '.', "
-                "starting with a letter or digit."
-            )
-        _cron.validate(cron, timezone)
-        if missed not in MISSED_POLICIES:
-            raise KitaruUsageError(
-                f"missed={missed!r} is not a missed-slot policy: use skip (slots that passed "
-                "while no worker ran never run) or run_once (they run once, together)."
-            )
-        if stack is not None and (not isinstance(stack, str) or not stack):
-            raise KitaruUsageError(f"stack= must be a stack name, got {stack!r}.")
-        if inputs is None:
-            inputs = {}
-        if not isinstance(inputs, dict) or not all(isinstance(k, str) for k in inputs):
-            raise KitaruUsageError(
-                f"A schedule's inputs are the flow's keyword arguments as a JSON object, "
-                f"got {inputs!r}."
-            )
+        inputs = check_schedule(name, cron, timezone, inputs, stack, missed)
         target = resolve_flow(flow)
         target.inputs.validate((), dict(inputs))  # bad inputs fail now, not at 7 am
         from kitaru._runtime.loader import flow_reference
 
+        return self.create_resolved(
+            name,
+            flow_name=target.name,
+            flow_ref=flow_reference(target.func),
+            cron=cron,
+            timezone=timezone,
+            inputs=inputs,
+            stack=stack,
+            missed=missed,
+        )
+
+    def create_resolved(
+        self,
+        name: str,
+        *,
+        flow_name: str,
+        flow_ref: dict[str, Any],
+        cron: str,
+        timezone: str,
+        inputs: dict[str, Any],
+        stack: str | None,
+        missed: str,
+    ) -> Schedule:
+        """Store a schedule of a flow the caller already resolved (the server: no flow code)."""
+        inputs = check_schedule(name, cron, timezone, inputs, stack, missed)
         now = time.time()
         record = ScheduleRecord(
             name=name,
-            flow_name=target.name,
-            flow_ref=flow_reference(target.func),
+            flow_name=flow_name,
+            flow_ref=dict(flow_ref),
             cron=cron,
             timezone=timezone,
             cursor=now,

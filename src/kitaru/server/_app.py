@@ -9,7 +9,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from kitaru._version import __version__
 from kitaru.client._remote_config import use_store_only
-from kitaru.server import _analysis, _artifacts, _errors, _executions, _store_api, dashboard
+from kitaru.server import (
+    _analysis,
+    _artifacts,
+    _errors,
+    _executions,
+    _schedules,
+    _store_api,
+    dashboard,
+)
 from kitaru.server._limits import BodySizeLimit, RequestTimeout
 from kitaru.server._settings import ServerSettings
 
@@ -41,6 +49,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(_executions.replays, prefix=API_PREFIX)
     app.include_router(_artifacts.router, prefix=API_PREFIX)
     app.include_router(_store_api.router, prefix=API_PREFIX)
+    app.include_router(_schedules.router, prefix=API_PREFIX)
     # The dashboard: its API routes, then its pages at / (static files of the package).
     app.include_router(dashboard.router, prefix=API_PREFIX)
     dashboard.install(app)
