@@ -105,3 +105,31 @@ def any_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     # it (a flow run creates a new one); open it once, as a first run would.
     get_backend()
     return store_url
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` honour ``xdist_group`` on pytest >= 9.2.
+
+    pytest-xdist (3.8) groups tests by suffixing their node id with ``@GROUP``
+    through ``item._nodeid``, an attribute pytest 9.2 replaced by ``item._id``;
+    without this every xdist worker would start its own Ray cluster. Does what
+    xdist does, first, so xdist's own (older pytest) suffixing sees it done.
+    """
+    option = config.option
+    if not (getattr(option, "loadgroup", False) or getattr(option, "dist", None) == "loadgroup"):
+        return  # not distributing by group (e.g. no -n): nothing to do
+    for item in items:
+        groups = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        if not groups or "@" in item.nodeid:
+            continue
+        nodeid = f"{item.nodeid}@{'_'.join(sorted(groups))}"
+        if hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(nodeid)
+        else:  # pragma: no cover - pytest < 9.2, where xdist does it itself
+            item._nodeid = nodeid

@@ -60,14 +60,14 @@ def test_gather_runs_concurrently_and_keeps_ids_in_call_order(any_store: str) ->
     async def fan_in() -> list[str]:
         return list(await asyncio.gather(*(fetch(i, d) for i, d in enumerate(delays))))
 
-    started = time.monotonic()
     handle = fan_in.run()
     result = handle.wait(timeout=30)
-    elapsed = time.monotonic() - started
     assert result == [f"item-{i}" for i in range(10)]
-    assert elapsed < 0.6 * sum(delays), f"{elapsed:.2f} s for {sum(delays):.2f} s of sleeps"
-    assert tracker.peak == 10
-    assert tracker.finished == list(range(9, -1, -1))
+    assert tracker.peak == 10  # all ten were inside at once: they ran concurrently
+    # They finished out of call order (the last call sleeps 450 ms less than the first);
+    # exact finish order is the event loop's business under load, not Kitaru's.
+    assert sorted(tracker.finished) == list(range(10))
+    assert tracker.finished.index(9) < tracker.finished.index(0)
     assert outputs(handle.exec_id) == {call_id("fetch", i): f"item-{i}" for i in range(10)}
     assert [c.call_id for c in KitaruClient().executions.get(handle.exec_id).checkpoints] == [
         call_id("fetch", i) for i in range(10)

@@ -5,7 +5,8 @@ Started with ``ray.cluster_utils.Cluster`` (head + one worker node, both on
 environment) and stopped through the processes it started: never ``ray stop``,
 which would kill every Ray process on the host. Test modules here carry the
 ``xdist_group("ray")`` mark (``pytestmark``), so under ``pytest -n N --dist
-loadgroup`` (what ``./dev test`` runs) they share one xdist worker and one cluster.
+loadgroup`` (what ``./dev test`` runs; see the grouping hook in tests/conftest.py)
+they share one xdist worker and one cluster.
 """
 
 from __future__ import annotations
@@ -29,34 +30,6 @@ FlowsFactory = Callable[[str], ModuleType]
 RAY_SKIP_REASON = (
     "Ray tests need the ray extra: pip install -e '.[ray]' (the dev extra includes it)"
 )
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make ``--dist loadgroup`` honour ``xdist_group`` on pytest >= 9.2.
-
-    pytest-xdist (3.8) groups tests by suffixing their node id with ``@GROUP``
-    through ``item._nodeid``, an attribute pytest 9.2 replaced by ``item._id``;
-    without this every xdist worker would start its own Ray cluster. Does what
-    xdist does, first, so xdist's own (older pytest) suffixing sees it done.
-    """
-    option = config.option
-    if not (getattr(option, "loadgroup", False) or getattr(option, "dist", None) == "loadgroup"):
-        return  # not distributing by group (e.g. no -n): nothing to do
-    for item in items:
-        groups = {
-            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-            for m in item.iter_markers("xdist_group")
-        }
-        if not groups or "@" in item.nodeid:
-            continue
-        nodeid = f"{item.nodeid}@{'_'.join(sorted(groups))}"
-        if hasattr(item, "_id"):
-            from _pytest.nodeid import coerce_node_id
-
-            item._id = coerce_node_id(nodeid)
-        else:  # pragma: no cover - pytest < 9.2, where xdist does it itself
-            item._nodeid = nodeid
 
 
 @pytest.fixture(scope="session")
