@@ -163,7 +163,8 @@ def get_backend() -> Backend:
     """The backend named by the current configuration (see ``kitaru.config``)."""
     from kitaru.config import resolve_artifacts_root, resolve_store_url
 
-    key = (resolve_store_url(), resolve_artifacts_root())
+    store_url = resolve_store_url()
+    key = (store_url, resolve_artifacts_root(store_url))
     backend = _backends.get(key)
     if backend is None:
         with _lock:

@@ -826,7 +826,7 @@ def resolve_store_location() -> tuple[str, str | None]:
     return default_store_url(), None
 
 
-def resolve_artifacts_root() -> str:
+def resolve_artifacts_root(store_url: str | None = None) -> str:
     """configure(artifacts_root) -> KITARU_ARTIFACTS_ROOT -> [tool.kitaru] -> default.
 
     The default of a process recording through a Kitaru server is that server
@@ -844,7 +844,8 @@ def resolve_artifacts_root() -> str:
     if found is not None:
         value, path = found
         return _absolute_if_local(value, path.parent)
-    store_url = resolve_store_url()
+    if store_url is None:  # callers that resolved it already pass it (no second lookup)
+        store_url = resolve_store_url()
     if store_url.startswith(("kitaru+http://", "kitaru+https://")):
         # Recording through a server and no shared root named: bytes go through it too.
         return store_url

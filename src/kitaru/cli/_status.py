@@ -70,7 +70,7 @@ def collect_status() -> dict[str, Any]:
         "version": __version__,
         "store_url": redact_url(store_url),
         "store_problem": store_problem,
-        "artifacts_root": resolve_artifacts_root(),
+        "artifacts_root": resolve_artifacts_root(store_url),
         "config_dir": str(config_dir()),
         "config_file": str(global_config_file()),
         "active_stack": {"id": stack.id, "name": stack.name, "kind": stack.kind},
