@@ -239,6 +239,13 @@ def test_statistics_groupings_and_metrics(any_store: str) -> None:
         ("ml", 1),
     ]
     assert {g.keys["flow_id"] for g in by_team.groups} == {"tests.compat.test_analysis:pipeline"}
+    # A grouping may also be given as its fields (what a connected client sends).
+    as_fields = client.executions.statistics(
+        group_by=[{"dimension": "metadata", "metadata_key": "team"}, {"dimension": "flow"}]
+    )
+    assert as_fields == by_team
+    with pytest.raises(KitaruUsageError, match="a mapping takes dimension"):
+        client.executions.statistics(group_by=[{"dimension": "flow", "colour": "red"}])
 
     today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     by_day = client.executions.statistics(group_by=["time:day", "stack"])

@@ -128,10 +128,21 @@ class ExecutionStatisticsGrouping:
             object.__setattr__(self, "name", default_name)
 
     @classmethod
-    def parse(cls, token: ExecutionStatisticsGrouping | str) -> ExecutionStatisticsGrouping:
-        """A grouping from its token (``status``, ``time:day``, ``metadata:team``, …)."""
+    def parse(
+        cls, token: ExecutionStatisticsGrouping | Mapping[str, Any] | str
+    ) -> ExecutionStatisticsGrouping:
+        """A grouping from its token (``status``, ``time:day``, ``metadata:team``, …) or
+        its fields as a mapping (what the server receives)."""
         if isinstance(token, ExecutionStatisticsGrouping):
             return token
+        if isinstance(token, Mapping):
+            fields = {"dimension", "name", "time_granularity", "metadata_key"}
+            if set(token) - fields or "dimension" not in token:
+                raise KitaruUsageError(
+                    f"Bad group_by entry {dict(token)!r}: a mapping takes dimension, name, "
+                    "time_granularity and metadata_key."
+                )
+            return cls(**token)
         if not isinstance(token, str) or not token.strip():
             raise KitaruUsageError(f"Bad group_by entry {token!r}; use {_GROUP_HELP}.")
         head, sep, rest = token.strip().partition(":")

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from kitaru.client import KitaruClient
-from kitaru.errors import KitaruUsageError
 from kitaru.server._auth import Reader
 from kitaru.server._schemas import ErrorResponse
 
@@ -44,24 +43,10 @@ class StatisticsQuery(BaseModel):
     max_groups: int = Field(default=1000, ge=1, le=10_000)
 
 
-def _grouping(entry: str | dict[str, Any]) -> Any:
-    from kitaru.analysis._statistics import ExecutionStatisticsGrouping
-
-    if isinstance(entry, str):
-        return entry
-    try:
-        return ExecutionStatisticsGrouping(**entry)
-    except TypeError as exc:
-        raise KitaruUsageError(
-            f"Bad group_by entry {entry!r}: {exc}. Use a token such as 'status' or the fields "
-            "dimension, name, time_granularity and metadata_key."
-        ) from None
-
-
 @router.post("/statistics", summary="Executions grouped, with aggregated metrics")
 def statistics(body: StatisticsQuery, _key: Reader) -> dict[str, Any]:
     result = KitaruClient().executions.statistics(
-        group_by=[_grouping(entry) for entry in body.group_by],
+        group_by=body.group_by,
         metrics=body.metrics,
         flow=body.flow,
         status=body.status or None,
