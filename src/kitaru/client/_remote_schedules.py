@@ -58,21 +58,19 @@ class RemoteSchedulesAPI:
         missed: str = "skip",
     ) -> Schedule:
         """Start ``flow`` at every slot of ``cron`` in ``timezone``, with ``inputs`` (kwargs)."""
-        from kitaru._runtime.loader import flow_reference
-        from kitaru.schedules._api import check_schedule, resolve_flow
+        from kitaru.schedules._api import resolved_request
 
-        inputs = check_schedule(name, cron, timezone, inputs, stack, missed)
-        target = resolve_flow(flow)
-        target.inputs.validate((), dict(inputs))  # bad inputs fail here, not at 7 am
         body = {
             "name": name,
-            "flow_name": target.name,
-            "flow_ref": flow_reference(target.func),
-            "cron": cron,
-            "timezone": timezone,
-            "inputs": inputs,
-            "stack": stack,
-            "missed": missed,
+            **resolved_request(
+                name,
+                flow=flow,
+                cron=cron,
+                timezone=timezone,
+                inputs=inputs,
+                stack=stack,
+                missed=missed,
+            ),
         }
         return _schedule(self._session.post("/schedules", body))
 

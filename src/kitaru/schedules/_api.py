@@ -90,6 +90,34 @@ def check_schedule(
     return dict(inputs)
 
 
+def resolved_request(
+    name: str,
+    *,
+    flow: Any,
+    cron: str,
+    timezone: str,
+    inputs: dict[str, Any] | None,
+    stack: str | None,
+    missed: str,
+) -> dict[str, Any]:
+    """``create()``'s arguments checked, the flow resolved to its name and reference:
+    what ``create_resolved`` and the server's create route take (no flow code there)."""
+    from kitaru._runtime.loader import flow_reference
+
+    checked = check_schedule(name, cron, timezone, inputs, stack, missed)
+    target = resolve_flow(flow)
+    target.inputs.validate((), dict(checked))  # bad inputs fail now, not at 7 am
+    return {
+        "flow_name": target.name,
+        "flow_ref": flow_reference(target.func),
+        "cron": cron,
+        "timezone": timezone,
+        "inputs": checked,
+        "stack": stack,
+        "missed": missed,
+    }
+
+
 class SchedulesAPI:
     """Cron schedules in the store; ``kitaru worker`` fires them."""
 
@@ -116,20 +144,17 @@ class SchedulesAPI:
         missed: str = "skip",
     ) -> Schedule:
         """Start ``flow`` at every slot of ``cron`` in ``timezone``, with ``inputs`` (kwargs)."""
-        inputs = check_schedule(name, cron, timezone, inputs, stack, missed)
-        target = resolve_flow(flow)
-        target.inputs.validate((), dict(inputs))  # bad inputs fail now, not at 7 am
-        from kitaru._runtime.loader import flow_reference
-
         return self.create_resolved(
             name,
-            flow_name=target.name,
-            flow_ref=flow_reference(target.func),
-            cron=cron,
-            timezone=timezone,
-            inputs=inputs,
-            stack=stack,
-            missed=missed,
+            **resolved_request(
+                name,
+                flow=flow,
+                cron=cron,
+                timezone=timezone,
+                inputs=inputs,
+                stack=stack,
+                missed=missed,
+            ),
         )
 
     def create_resolved(
