@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -169,27 +168,9 @@ def main() -> int:
             file=sys.stderr,
         )
         sys.path.insert(0, str(REPO))
-        from tests.server.conftest import free_port
+        from bench.server import start_server
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
+        url, process = start_server()
 
         results: dict[str, list[float]] = {}
 

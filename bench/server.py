@@ -52,6 +52,32 @@ def free_port() -> int:
         return port
 
 
+def start_server() -> tuple[str, subprocess.Popen[bytes]]:
+    """``kitaru server start`` on a free loopback port (this environment's store), once healthy."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                return url, process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the Kitaru server did not start")
+        time.sleep(0.1)
+
+
 def run_for(seconds: float, call: Callable[[], Any]) -> tuple[list[float], int]:
     samples: list[float] = []
     errors = 0
@@ -161,25 +187,7 @@ def main() -> int:
         for handle in ids:
             handle.wait()
         exec_ids = [h.exec_id for h in ids]
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
+        url, process = start_server()
         headers = {"Authorization": f"Bearer {raw}"}
         kind = "PostgreSQL" if schema else "SQLite"
         print(f"Kitaru server, 1 uvicorn worker, {kind} store, {len(exec_ids)} executions")
