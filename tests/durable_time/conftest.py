@@ -11,29 +11,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from kitaru import KitaruError
-from kitaru.client import KitaruClient
-from tests.waits.conftest import REPO_ROOT, child_env, exec_threads
-
-
-@pytest.fixture(autouse=True)
-def _no_runner_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "any_store" in request.fixturenames:
-        request.getfixturevalue("any_store")  # torn down after the cleanup below
-    threads_before = set(exec_threads())
-    yield
-    client = KitaruClient()
-    with contextlib.suppress(KitaruError):
-        for execution in client.executions.list(status=["running", "waiting"], limit=5000):
-            with contextlib.suppress(KitaruError):
-                client.executions.cancel(execution.exec_id)
-    for thread in set(exec_threads()) - threads_before:
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def client() -> KitaruClient:
-    return KitaruClient()
+# The same clean-up and client fixtures as the wait tests (runner threads joined, live
+# executions cancelled after each test).
+from tests.waits.conftest import (  # noqa: F401
+    REPO_ROOT,
+    _no_runner_left_behind,
+    child_env,
+    client,
+)
 
 
 @pytest.fixture
