@@ -22,7 +22,6 @@ from kitaru._store import ExecutionStatus
 from kitaru._version import __version__
 from kitaru.artifacts import load, save
 from kitaru.checkpoint import checkpoint
-from kitaru.client import ExecutionEvent, KitaruClient
 from kitaru.config import ImageSettings, KitaruConfig, configure
 from kitaru.errors import (
     FailureOrigin,
@@ -71,6 +70,7 @@ if TYPE_CHECKING:
         diff_cohort,
         diff_matrix,
     )
+    from kitaru.client import ExecutionEvent, KitaruClient
     from kitaru.client._remote_config import connect
     from kitaru.replay import ReplayRuntimeContext, ReplaySubmission, get_replay_runtime_context
     from kitaru.secrets import (
@@ -105,6 +105,9 @@ _LAZY = {
     "diff_cohort": "kitaru.analysis",
     "diff_matrix": "kitaru.analysis",
     "connect": "kitaru.client._remote_config",
+    # The client and its models: a script that only runs flows never needs them.
+    "KitaruClient": "kitaru.client",
+    "ExecutionEvent": "kitaru.client",
     "llm": "kitaru._llm",
     "KitaruLlmProviderError": "kitaru._llm",
     "Secret": "kitaru.secrets",

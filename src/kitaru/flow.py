@@ -149,7 +149,7 @@ class Flow(Generic[P, R]):
             exec_id, key = execution_ids(execution_id, where=where)
         args, kwargs = self.inputs.validate(args, kwargs)
         settings = resolve_settings(run=run_options, decorator=self._options, flow_name=self.name)
-        from kitaru._llm._registry import frozen_llm_config
+        from kitaru._llm_frozen import frozen_llm_config
 
         backend = get_backend()
         if execution_id is not None:

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kitaru._llm._providers import PROVIDERS, provider_for
-from kitaru.errors import KitaruStateError, KitaruUsageError
 
-CONFIG_KEY = "models"
-ENV_DEFAULT_MODEL = "KITARU_DEFAULT_MODEL"
-#: The key of the frozen LLM settings in an execution's config.
-FROZEN_KEY = "llm"
+# What an execution freezes lives apart so that ``.run()`` does not import this package.
+from kitaru._llm_frozen import CONFIG_KEY as CONFIG_KEY
+from kitaru._llm_frozen import ENV_DEFAULT_MODEL as ENV_DEFAULT_MODEL
+from kitaru._llm_frozen import FROZEN_KEY as FROZEN_KEY
+from kitaru._llm_frozen import _snapshot as _snapshot
+from kitaru._llm_frozen import frozen_llm_config as frozen_llm_config
+from kitaru._llm_frozen import registry_snapshot as registry_snapshot
+from kitaru.errors import KitaruStateError, KitaruUsageError
 
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -44,25 +47,6 @@ class ModelAlias:
             "secret": self.secret,
             "is_default": self.is_default,
         }
-
-
-def _snapshot(data: Mapping[str, Any]) -> dict[str, Any]:
-    section = data.get(CONFIG_KEY)
-    if not isinstance(section, dict):
-        return {"aliases": {}, "default": None}
-    aliases = section.get("aliases")
-    default = section.get("default")
-    return {
-        "aliases": dict(aliases) if isinstance(aliases, dict) else {},
-        "default": default if isinstance(default, str) else None,
-    }
-
-
-def registry_snapshot() -> dict[str, Any]:
-    """The user's registry as stored (``{"aliases": {...}, "default": ...}``)."""
-    from kitaru._paths import read_global_config
-
-    return _snapshot(read_global_config())
 
 
 def _aliases(registry: Mapping[str, Any]) -> list[ModelAlias]:
@@ -135,20 +119,6 @@ def remove_model(alias: str) -> ModelAlias:
             registry["default"] = None
         data[CONFIG_KEY] = registry
     return found
-
-
-def frozen_llm_config() -> dict[str, Any]:
-    """What an execution freezes at submission for kitaru.llm() (names only)."""
-    from kitaru.config import resolve_llm_estimated_costs
-
-    frozen: dict[str, Any] = {"llm_estimated_costs": resolve_llm_estimated_costs()}
-    registry = registry_snapshot()
-    if registry["aliases"]:
-        frozen["model_registry"] = registry
-    default = os.environ.get(ENV_DEFAULT_MODEL, "").strip()
-    if default:
-        frozen["default_model"] = default
-    return frozen
 
 
 @dataclass(frozen=True)

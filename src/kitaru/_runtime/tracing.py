@@ -3,13 +3,14 @@
 Without ``opentelemetry-api`` installed every function here is a no-op. With
 it, spans go to whatever tracer provider the application configured (none:
 the API's non-recording spans, nearly free). OpenTelemetry is imported on the
-first span, not with ``import kitaru``.
+first span after the application imported it, never with ``import kitaru``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any
 
 _trace: Any = None
@@ -21,6 +22,11 @@ _provider_from_env = False
 def _load() -> Any:
     global _trace, _tracer, _loaded
     if not _loaded:
+        # Spans go somewhere only once the application set a tracer provider: it
+        # imported opentelemetry.trace to do so, or names one in the environment.
+        # Until then importing the API (~15 ms) would only slow down start-up.
+        if "opentelemetry.trace" not in sys.modules and not _env_provider():
+            return None
         _loaded = True
         try:
             from opentelemetry import trace
@@ -36,6 +42,15 @@ def _load() -> Any:
 
 
 _provider_set = False
+_env_checked: bool | None = None
+
+
+def _env_provider() -> bool:
+    """Is a tracer provider named by ``OTEL_PYTHON_TRACER_PROVIDER``? (read once)"""
+    global _env_checked
+    if _env_checked is None:
+        _env_checked = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+    return _env_checked
 
 
 def enabled() -> bool:

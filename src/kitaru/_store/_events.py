@@ -21,27 +21,30 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
+from kitaru._store._columns import EVENT_WIDTHS, EVENTS
+from kitaru._store._lazy import LazyModule
 from kitaru._store._logs import escape_for_store
 from kitaru.errors import KitaruBackendError
 
-Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
-Read = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+
+Write = Callable[[], contextlib.AbstractContextManager["sa.Connection"]]
+Read = Callable[[], contextlib.AbstractContextManager["sa.Connection"]]
 
 #: Attempts at a batch whose positions another writer took meanwhile.
 _CONFLICT_RETRIES = 20
 #: One slice of waiting for another writer's lock on PostgreSQL (20 slices in all).
 _LOCK_WAIT_MS = 1_000
 
-_WIDTHS: dict[str, int] = {
-    c.name: c.type.length
-    for c in t.events.columns
-    if isinstance(c.type, sa.String) and c.type.length is not None
-}
+_WIDTHS = EVENT_WIDTHS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,7 @@ class EventRecord:
 _INSERT_COLUMNS = ("exec_id", "seq", "kind", "call_id", "checkpoint", "correlation_id", "idx")
 _INSERT_SQL = {
     style: (
-        f"INSERT INTO {t.events.name} ({', '.join((*_INSERT_COLUMNS, 'payload', 'ts'))}) "
+        f"INSERT INTO {EVENTS} ({', '.join((*_INSERT_COLUMNS, 'payload', 'ts'))}) "
         f"VALUES ({', '.join([mark] * (len(_INSERT_COLUMNS) + 2))})"
     )
     for style, mark in (("qmark", "?"), ("format", "%s"))
@@ -197,7 +200,7 @@ def append_with_cursor(cursor: Any, events: Sequence[EventRow]) -> None:
         cursor.executemany(_INSERT_SQL["qmark"], _after(last, batch))
 
 
-_LAST_SQL = f"SELECT max(seq) FROM {t.events.name} WHERE exec_id = ?"
+_LAST_SQL = f"SELECT max(seq) FROM {EVENTS} WHERE exec_id = ?"
 
 
 def report_unstored(events: Sequence[EventRow], exc: BaseException) -> None:

@@ -16,24 +16,36 @@ missing) is raised: retrying record by record would only fail again.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
+from kitaru._store._lazy import LazyModule
 from kitaru._store.records import LogRecord
 from kitaru._text import printable_text
 
-#: Width of each length-limited text column of the logs table.
-_WIDTHS: dict[str, int] = {
-    c.name: c.type.length
-    for c in t.logs.columns
-    if isinstance(c.type, sa.String) and c.type.length is not None
-}
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+
+
+@functools.cache
+def _widths() -> dict[str, int]:
+    """Width of each length-limited text column of the logs table."""
+    return {
+        c.name: c.type.length
+        for c in t.logs.columns
+        if isinstance(c.type, sa.String) and c.type.length is not None
+    }
+
+
 _TEXT_FIELDS = ("exec_id", "call_id", "checkpoint", "stream", "level", "logger", "message")
 
-Write = Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+Write = Callable[[], contextlib.AbstractContextManager["sa.Connection"]]
 
 
 def escape_for_store(text: str) -> str:
@@ -53,7 +65,7 @@ def log_row(record: LogRecord) -> dict[str, Any]:
         value = getattr(record, name)
         if isinstance(value, str):
             value = escape_for_store(value)
-            width = _WIDTHS.get(name)
+            width = _widths().get(name)
             if width is not None and len(value) > width:
                 value = value[:width]
         row[name] = value

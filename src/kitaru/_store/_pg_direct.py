@@ -17,11 +17,15 @@ import queue
 import threading
 import time
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
+from kitaru._store._lazy import LazyModule
 from kitaru.errors import KitaruBackendError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
 
 #: Connections kept for the fast path (more concurrent writers use the pool).
 _MAX_CONNECTIONS = 16

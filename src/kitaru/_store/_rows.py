@@ -6,11 +6,10 @@ Kept apart from ``store.py`` (what the store does) so that both stay readable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
+from kitaru._store import _columns
+from kitaru._store._lazy import LazyModule
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
@@ -22,16 +21,24 @@ from kitaru._store.records import (
     WaitStatus,
 )
 
-_EXEC_COLUMNS = [c.name for c in t.executions.columns]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+
+_EXEC_COLUMNS = list(_columns.EXECUTION_COLUMNS)
 
 
-_CALL_COLUMNS = [c.name for c in t.checkpoint_calls.columns]
+_CALL_COLUMNS = list(_columns.CALL_COLUMNS)
 
 
-_ART_COLUMNS = [c.name for c in t.artifacts.columns]
+_ART_COLUMNS = list(_columns.ARTIFACT_COLUMNS)
 
 
-_ATTEMPT_COLUMNS = [c.name for c in t.checkpoint_attempts.columns if c.name != "id"]
+_ATTEMPT_COLUMNS = list(_columns.ATTEMPT_COLUMNS)
 
 
 def _changed(conn: sa.Connection, update: sa.Update) -> bool:

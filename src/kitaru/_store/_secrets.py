@@ -11,11 +11,17 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
+from kitaru._store._lazy import LazyModule
 
-from kitaru._store.secrets_schema import secrets as t
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import secrets_schema as _schema
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    _schema = LazyModule("kitaru._store.secrets_schema")
 
 
 class _StoreCore(Protocol):
@@ -40,20 +46,20 @@ def _as_dict(row: Any, *, ciphertext: bool) -> dict[str, Any]:
 
 
 def _lookup(name_or_id: str) -> sa.ColumnElement[bool]:
-    return sa.or_(t.c.name == name_or_id, t.c.id == name_or_id)
+    return sa.or_(_schema.secrets.c.name == name_or_id, _schema.secrets.c.id == name_or_id)
 
 
 class SecretsMixin:
     def secret_row(self: _StoreCore, name_or_id: str) -> dict[str, Any] | None:
         """The secret named (or with id) ``name_or_id``, with its ciphertext; None if none."""
         with self.read() as conn:
-            row = conn.execute(sa.select(t).where(_lookup(name_or_id))).first()
+            row = conn.execute(sa.select(_schema.secrets).where(_lookup(name_or_id))).first()
         return None if row is None else _as_dict(row, ciphertext=True)
 
     def secret_rows(self: _StoreCore) -> list[dict[str, Any]]:
         """Every secret by name, without ciphertext."""
         with self.read() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.name)).all()
+            rows = conn.execute(sa.select(_schema.secrets).order_by(_schema.secrets.c.name)).all()
         return [_as_dict(row, ciphertext=False) for row in rows]
 
     def save_secret(
@@ -74,13 +80,15 @@ class SecretsMixin:
         """
         now = time.time()
         with self.write() as conn:
-            row = conn.execute(sa.select(t).where(t.c.name == name)).first()
+            row = conn.execute(
+                sa.select(_schema.secrets).where(_schema.secrets.c.name == name)
+            ).first()
             if row is None:
                 if expected_ciphertext is not None:
                     return None
                 secret_id = str(uuid.uuid4())
                 conn.execute(
-                    t.insert().values(
+                    _schema.secrets.insert().values(
                         id=secret_id,
                         name=name,
                         private=bool(private),
@@ -97,8 +105,8 @@ class SecretsMixin:
                     return None
                 secret_id = row.id
                 conn.execute(
-                    t.update()
-                    .where(t.c.id == row.id)
+                    _schema.secrets.update()
+                    .where(_schema.secrets.c.id == row.id)
                     .values(
                         private=bool(row.private if private is None else private),
                         keys=sorted(keys),
@@ -106,14 +114,16 @@ class SecretsMixin:
                         updated_at=now,
                     )
                 )
-            saved = conn.execute(sa.select(t).where(t.c.id == secret_id)).one()
+            saved = conn.execute(
+                sa.select(_schema.secrets).where(_schema.secrets.c.id == secret_id)
+            ).one()
         return _as_dict(saved, ciphertext=False)
 
     def delete_secret_row(self: _StoreCore, name_or_id: str) -> dict[str, Any] | None:
         """Delete a secret; what it was (without ciphertext), or None if there was none."""
         with self.write() as conn:
-            row = conn.execute(sa.select(t).where(_lookup(name_or_id))).first()
+            row = conn.execute(sa.select(_schema.secrets).where(_lookup(name_or_id))).first()
             if row is None:
                 return None
-            conn.execute(t.delete().where(t.c.id == row.id))
+            conn.execute(_schema.secrets.delete().where(_schema.secrets.c.id == row.id))
         return _as_dict(row, ciphertext=False)

@@ -2,7 +2,7 @@
 
 A checkpoint's write, the cache lookup before it, the end of a run and the load
 of an execution's calls on resume run here on one ``sqlite3`` connection kept
-for the process, with SQL compiled once (``_statements._SQLiteStatements``).
+for the process, with SQL written once (``_statements._SQLiteStatements``).
 SQLite has one writer at a time and the store's writer lock already serialises
 this process's writes, so one connection is all they need; skipping SQLAlchemy's
 per-statement machinery (pool checkout, reset, parameter processing) is what
@@ -15,12 +15,10 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
-
-import sqlalchemy as sa
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kitaru._store import _events
-from kitaru._store._rows import _RUNNING
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
@@ -33,26 +31,43 @@ from kitaru._store.records import (
 )
 from kitaru.errors import KitaruBackendError
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+_RUNNING = ExecutionStatus.RUNNING.value
+
+
+#: Opens the writer's connection: (what to close it with, the driver connection).
+Connect = Callable[[], tuple[Callable[[], None], sqlite3.Connection]]
+
 
 class SQLiteDirect:
     def __init__(
         self,
-        engine: sa.Engine,
+        connect: Connect,
+        path: Path | None,
+        engine: Callable[[], sa.Engine],
         statements: _SQLiteStatements,
         writer_lock: contextlib.AbstractContextManager[Any],
         stale: Callable[[str, int | None], StaleOwnerError],
     ) -> None:
-        self._engine = engine
+        self._connect = connect
+        self._path = path  # the store file, for damaged-file errors
+        self._engine = engine  # the store's engine, created on first use (reads)
         self._fast = statements
         self._lock = writer_lock
         self._stale = stale
-        # (pid, pool connection, cursor); see _cursor().
-        self._writer: tuple[int, Any, sqlite3.Cursor] | None = None
+        # (pid, close, cursor); see _cursor().
+        self._writer: tuple[int, Callable[[], None], sqlite3.Cursor] | None = None
+
+    def adopt(self, conn: sqlite3.Connection) -> None:
+        """Use ``conn`` (opened to check the schema) as the writer's connection."""
+        self._writer = (os.getpid(), conn.close, conn.cursor())
 
     def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None and writer[0] == os.getpid():
-            writer[1].close()  # back to the pool, which the store then disposes
+            writer[1]()  # closed (or back to the pool, which the store then disposes)
 
     def _cursor(self) -> sqlite3.Cursor:
         """The kept connection's cursor; the caller holds the writer lock.
@@ -61,10 +76,8 @@ class SQLiteDirect:
         """
         writer = self._writer
         if writer is None or writer[0] != os.getpid():
-            proxied = self._engine.raw_connection()
-            driver = proxied.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            writer = self._writer = (os.getpid(), proxied, driver.cursor())
+            close, driver = self._connect()
+            writer = self._writer = (os.getpid(), close, driver.cursor())
         cursor = writer[2]
         if cursor.connection.in_transaction:  # left open by a failure: start clean
             cursor.execute("ROLLBACK")
@@ -88,7 +101,7 @@ class SQLiteDirect:
             raise self._error(exc, action) from exc
 
     def _error(self, exc: sqlite3.Error, action: str) -> KitaruBackendError:
-        damaged = damaged_store_error(self._engine.url, exc)
+        damaged = damaged_store_error(self._path, exc)
         return damaged or KitaruBackendError(f"The Kitaru store failed to {action}: {exc}")
 
     def _check_owner(self, cursor: sqlite3.Cursor, exec_id: str, fence: int) -> None:
@@ -150,7 +163,7 @@ class SQLiteDirect:
         """An execution's calls with their output artifacts (resuming loads them all)."""
         fast = self._fast
         try:
-            with self._engine.connect() as conn:
+            with self._engine().connect() as conn:
                 driver = conn.connection.driver_connection
                 assert driver is not None
                 rows = driver.execute(fast.calls.sql, (exec_id,)).fetchall()

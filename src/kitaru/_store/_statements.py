@@ -3,58 +3,62 @@ checkpoint write (see ``Store.record_call``)."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
-from kitaru._store._rows import _ATTEMPT_COLUMNS, _CALL_COLUMNS
+from kitaru._store import _columns as c
+from kitaru._store._lazy import LazyModule
+from kitaru._store._rows import _CALL_COLUMNS
 from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 
 if TYPE_CHECKING:
-    from kitaru._store.store import Store
+    import sqlalchemy as sa
 
-_CACHE_LOOKUP = (
-    sa.select(
-        t.checkpoint_calls,
-        *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
+    from kitaru._store import schema as t
+else:  # imported on first use: the SQLite direct path needs neither (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+
+
+@functools.cache
+def cache_lookup() -> sa.Select[Any]:
+    """The newest completed call of another execution with a cache key, with its artifact."""
+    return (
+        sa.select(
+            t.checkpoint_calls,
+            *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
+        )
+        .select_from(
+            t.checkpoint_calls.join(
+                t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id
+            )
+        )
+        .where(
+            t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
+            t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
+            t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
+        )
+        .order_by(t.checkpoint_calls.c.ended_at.desc())
+        .limit(1)
     )
-    .select_from(
-        t.checkpoint_calls.join(t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id)
-    )
-    .where(
-        t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
-        t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
-        t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
-    )
-    .order_by(t.checkpoint_calls.c.ended_at.desc())
-    .limit(1)
-)
 
 
 class _DriverStatement:
-    """A Core statement compiled once for SQLite, executed with a plain tuple."""
+    """SQL for the ``sqlite3`` driver, executed with a plain tuple of ``names``' values."""
 
-    def __init__(self, statement: sa.Insert | sa.Select[Any], dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.names: list[str] = list(compiled.positiontup or ())
-        # Literal values the statement itself binds (a status, LIMIT 1, ...).
-        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        table = getattr(statement, "table", None)
-        json_columns = {
-            col.name for col in getattr(table, "columns", ()) if isinstance(col.type, sa.JSON)
-        }
+    def __init__(
+        self, sql: str, names: Sequence[str], json_columns: frozenset[str] = frozenset()
+    ) -> None:
+        self.sql = sql
+        self.names: list[str] = list(names)
         self._json = [name in json_columns for name in self.names]
 
     def record_values(self) -> Callable[[Any], tuple[Any, ...]]:
         """A function from a record (attributes named like the columns) to this
         statement's parameters: generated once, so a checkpoint builds its rows
         without an intermediate dict (enum values and JSON columns converted)."""
-        if self._defaults:
-            raise ValueError("record_values() is for statements without bound literals")
         parts = []
         for name, is_json in zip(self.names, self._json, strict=True):
             if not name.isidentifier():
@@ -69,34 +73,59 @@ class _DriverStatement:
         return function
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        if self._defaults:
-            row = {**self._defaults, **row}
         return tuple(
             (None if row[name] is None else json.dumps(row[name])) if is_json else row[name]
             for name, is_json in zip(self.names, self._json, strict=True)
         )
 
 
+def _insert(table: str, columns: Sequence[str], conflict: str = "") -> _DriverStatement:
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}){conflict}"
+    )
+    return _DriverStatement(sql, columns, c.JSON_COLUMNS[table])
+
+
+def _qualified(table: str, columns: Sequence[str], label: str | None = None) -> str:
+    if label is None:
+        return ", ".join(f"{table}.{name}" for name in columns)
+    return ", ".join(f"{table}.{name} AS {label}{name}" for name in columns)
+
+
 class _SQLiteStatements:
-    def __init__(self, store: Store) -> None:
-        dialect = store.engine.dialect
-        self.artifact = _DriverStatement(store._insert_artifact, dialect)
-        self.call = _DriverStatement(store._upsert_call, dialect)
-        # Without the autoincrement id, which SQLite assigns.
-        self.attempt = _DriverStatement(
-            t.checkpoint_attempts.insert().values(
-                {name: sa.bindparam(name) for name in _ATTEMPT_COLUMNS}
-            ),
-            dialect,
+    """The SQLite direct path's SQL, written from the column lists in ``_columns``
+    (``tests/store`` checks them against the schema): no SQLAlchemy needed."""
+
+    def __init__(self) -> None:
+        updates = ", ".join(
+            f"{name} = excluded.{name}"
+            for name in c.CALL_COLUMNS
+            if name not in ("exec_id", "call_id")
         )
-        self.execution = _DriverStatement(store._insert_execution, dialect)
+        self.artifact = _insert(c.ARTIFACTS, c.ARTIFACT_COLUMNS, " ON CONFLICT (id) DO NOTHING")
+        self.call = _insert(
+            c.CALLS, c.CALL_COLUMNS, f" ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
+        )
+        # Without the autoincrement id, which SQLite assigns.
+        self.attempt = _insert(c.ATTEMPTS, c.ATTEMPT_COLUMNS)
+        self.execution = _insert(c.EXECUTIONS, c.EXECUTION_COLUMNS)
         # Records straight to parameters, for the checkpoint hot path.
         self.execution_values = self.execution.record_values()
         self.artifact_values = self.artifact.record_values()
         self.call_values = self.call.record_values()
         self.attempt_values = self.attempt.record_values()
-        self.owner = "SELECT fence, status FROM kitaru_executions WHERE id = ?"
-        self.cache_lookup = _DriverStatement(_CACHE_LOOKUP, dialect)
+        self.owner = f"SELECT fence, status FROM {c.EXECUTIONS} WHERE id = ?"
+        calls, artifacts = c.CALLS, c.ARTIFACTS
+        join = f"{calls}.artifact_id = {artifacts}.id"
+        self.cache_lookup = _DriverStatement(
+            f"SELECT {_qualified(calls, c.CALL_COLUMNS)}, "
+            f"{_qualified(artifacts, c.ARTIFACT_COLUMNS, 'artifact__')} "
+            f"FROM {calls} JOIN {artifacts} ON {join} "
+            f"WHERE {calls}.cache_key = ? AND {calls}.status = '{CallStatus.COMPLETED.value}' "
+            f"AND {calls}.exec_id != ? ORDER BY {calls}.ended_at DESC LIMIT 1",
+            ("cache_key", "exclude_exec_id"),
+        )
         # The end of a run: values in this order, then the id and the guards.
         self.finish_columns = (
             "status",
@@ -108,15 +137,14 @@ class _SQLiteStatements:
         )
         self._finish: dict[tuple[int | None, bool], str] = {}
         # An execution's calls with their output artifacts, as plain tuples.
-        calls, artifacts = t.checkpoint_calls, t.artifacts
-        self._call_names = [c.name for c in calls.columns]
-        self._artifact_names = [c.name for c in artifacts.columns]
+        self._call_names = c.CALL_COLUMNS
+        self._artifact_names = c.ARTIFACT_COLUMNS
         self.calls = _DriverStatement(
-            sa.select(*calls.columns, *artifacts.columns)
-            .select_from(calls.outerjoin(artifacts, calls.c.artifact_id == artifacts.c.id))
-            .where(calls.c.exec_id == sa.bindparam("exec_id"))
-            .order_by(calls.c.seq),
-            dialect,
+            f"SELECT {_qualified(calls, c.CALL_COLUMNS)}, "
+            f"{_qualified(artifacts, c.ARTIFACT_COLUMNS)} "
+            f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
+            f"WHERE {calls}.exec_id = ? ORDER BY {calls}.seq",
+            ("exec_id",),
         )
 
     def finish_sql(self, statuses: int | None, fenced: bool) -> str:
@@ -130,7 +158,7 @@ class _SQLiteStatements:
                 where += f" AND status IN ({', '.join('?' * statuses)})" if statuses else " AND 0"
             if fenced:
                 where += " AND fence = ?"
-            sql = f"UPDATE {t.executions.name} SET {sets} WHERE {where} RETURNING id"
+            sql = f"UPDATE {c.EXECUTIONS} SET {sets} WHERE {where} RETURNING id"
             self._finish[key] = sql
         return sql
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
-from kitaru._store import time_schema as ts
+from kitaru._store._lazy import LazyModule
 from kitaru._store._rows import _changed, _execution_from_row, _execution_row
 from kitaru._store._statements import dialect_insert
 from kitaru._store.records import (
@@ -31,6 +28,16 @@ from kitaru._store.records import (
 )
 from kitaru.errors import KitaruStateError
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+    from kitaru._store import time_schema as ts
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+    ts = LazyModule("kitaru._store.time_schema")
+
 _RUNNING = ExecutionStatus.RUNNING.value
 _WAITING = ExecutionStatus.WAITING.value
 _FINISHED = [
@@ -42,7 +49,9 @@ _FINISHED = [
 
 class _StoreCore(Protocol):
     _is_sqlite: bool
-    _owner_query: Any
+
+    @property
+    def _owner_query(self) -> Any: ...
 
     def write(self) -> contextlib.AbstractContextManager[sa.Connection]: ...
 

@@ -9,21 +9,29 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
-
-from kitaru._store import schema as t
+from kitaru._store._lazy import LazyModule
 from kitaru._store._rows import _ACTIVE_VALUES, _by_exec, _changed, _wait_from_row, _wait_row
 from kitaru._store._statements import dialect_insert
 from kitaru._store.records import ExecutionStatus, StaleOwnerError, WaitRecord, WaitStatus
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
 
 
 class _StoreCore(Protocol):
     """What the wait methods use of the store."""
 
     _is_sqlite: bool
-    _owner_query: Any
+
+    @property
+    def _owner_query(self) -> Any: ...
 
     def write(self) -> contextlib.AbstractContextManager[sa.Connection]: ...
 

@@ -20,13 +20,17 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from kitaru._paths import PRIVATE_FILE_MODE
-from kitaru._store.schema import SCHEMA_REVISION
+from kitaru._store._lazy import LazyModule
+from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError, KitaruUsageError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+else:  # imported on first use: a current SQLite store opens without it (open_direct)
+    sa = LazyModule("sqlalchemy")
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -70,21 +74,104 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
-    path = sqlite_path(url)
-    if path is not None and not path.parent.is_dir():
+def plain_sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL whose path needs no decoding; else None.
+
+    Read without SQLAlchemy's URL parser. Anything unusual (a query string, a
+    percent escape, ``:memory:``, a driver name) is left to SQLAlchemy: None.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    rest = url[len(prefix) :]
+    if not rest or any(ch in rest for ch in "?#%@:"):
+        return None
+    return Path(rest)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Refuse a missing directory; create the store file 0600 if it does not exist."""
+    if not path.parent.is_dir():
         # Never create directories for a store: a typo in a store URL would otherwise
         # silently start a new, empty store. The default store's directory (the config
         # directory) is created by kitaru._paths.config_dir() before it gets here.
         raise missing_directory_error(path)
-    if path is not None:
-        _create_private_file(path)
+    _create_private_file(path)
+
+
+def sqlite_synchronous() -> str:
+    """``PRAGMA synchronous`` for store connections (``KITARU_SQLITE_SYNCHRONOUS``)."""
     synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
     if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
         raise KitaruUsageError(
             f"KITARU_SQLITE_SYNCHRONOUS={synchronous.lower()!r} is not supported; use 'full' "
             "(default, survives power loss), 'extra' or 'normal' (relaxed: survives a crash only)."
         )
+    return synchronous
+
+
+def configure_sqlite(dbapi_connection: sqlite3.Connection, synchronous: str) -> None:
+    """Every store connection's settings, whoever opened it (the pool or ``connect_sqlite``)."""
+    # Autocommit at the driver level: Kitaru issues BEGIN IMMEDIATE itself for writes.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    _enable_wal(cursor)
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def connect_sqlite(path: Path, synchronous: str) -> sqlite3.Connection:
+    """A ``sqlite3`` connection to the store file, set up like the engine's."""
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=_SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        configure_sqlite(conn, synchronous)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_direct(path: Path) -> tuple[sqlite3.Connection | None, str]:
+    """Open the SQLite store file without SQLAlchemy: its connection if its schema is
+    current (None: it needs migrating, through the engine), and the synchronous mode.
+
+    The same checks and errors as ``create_engine`` + ``migrate`` for this file.
+    """
+    prepare_sqlite_file(path)
+    synchronous = sqlite_synchronous()
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = connect_sqlite(path, synchronous)
+        try:
+            row = conn.execute("SELECT version_num FROM kitaru_alembic_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            row = None  # a new store
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        damaged = damaged_store_error(path, exc)
+        if damaged is not None:
+            raise damaged from exc
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise
+        raise KitaruBackendError(
+            f"Cannot open the Kitaru store at sqlite:///{path}: {exc}. Check that the "
+            "database is reachable (KITARU_STORE_URL)."
+        ) from exc
+    if row is None or row[0] != SCHEMA_REVISION:
+        conn.close()
+        return None, synchronous
+    return conn, synchronous
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        prepare_sqlite_file(path)
+    synchronous = sqlite_synchronous()
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -94,13 +181,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level: Kitaru issues BEGIN IMMEDIATE itself for writes.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        _enable_wal(cursor)
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.close()
+        configure_sqlite(dbapi_connection, synchronous)
 
     return engine
 
@@ -169,15 +250,21 @@ def require_existing_store(url: str, source: str) -> None:
 _DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
-def damaged_store_error(url: sa.URL, exc: BaseException) -> KitaruBackendError | None:
-    """A clear error if ``exc`` says the SQLite store file is damaged, else None."""
-    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+def damaged_store_error(
+    where: sa.URL | Path | None, exc: BaseException
+) -> KitaruBackendError | None:
+    """A clear error if ``exc`` says the SQLite store file is damaged, else None.
+
+    ``where``: the store's engine URL, or its file (None: not a file).
+    """
+    # A driver error as is, or SQLAlchemy's wrapper of one (its ``orig``).
+    orig = exc if isinstance(exc, sqlite3.Error) else getattr(exc, "orig", None)
     if not isinstance(orig, sqlite3.DatabaseError):
         return None
     code = getattr(orig, "sqlite_errorcode", None)
     if code is None or code & 0xFF not in _DAMAGED_CODES:
         return None
-    path = sqlite_path(url)
+    path = where if where is None or isinstance(where, Path) else sqlite_path(where)
     if path is None:
         return KitaruBackendError(f"The Kitaru SQLite store is damaged ({orig}).")
     recovered = path.with_name(f"{path.stem}-recovered{path.suffix or '.db'}")

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-#: Bumped with every migration; checked on open so that a current database
-#: never pays for importing Alembic.
-SCHEMA_REVISION = "0010"
+#: Bumped with every migration: it lives in ``revision.py`` (no SQLAlchemy there).
+from kitaru._store.revision import SCHEMA_REVISION  # noqa: F401
 
 metadata = sa.MetaData()
 

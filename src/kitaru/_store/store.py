@@ -8,17 +8,18 @@ built once so SQLAlchemy's compiled cache makes them nearly free.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
+import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from kitaru._store import _events, _logs, time_schema
-from kitaru._store import schema as t
+from kitaru._store import _events, _logs
+from kitaru._store._lazy import LazyModule
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
@@ -37,15 +38,23 @@ from kitaru._store._rows import (
 from kitaru._store._secrets import SecretsMixin
 from kitaru._store._sqlite_direct import SQLiteDirect
 from kitaru._store._statements import (
-    _CACHE_LOOKUP,
     _pg_record_call,
     _SQLiteStatements,
+    cache_lookup,
     dialect_insert,
     pg_take_cached_sql,
 )
 from kitaru._store._time import TimeMixin, due_suspension, pending_suspension
 from kitaru._store._waits import WaitsMixin
-from kitaru._store.engine import create_engine, damaged_store_error, normalize_url
+from kitaru._store.engine import (
+    connect_sqlite,
+    create_engine,
+    damaged_store_error,
+    normalize_url,
+    open_direct,
+    plain_sqlite_path,
+    sqlite_path,
+)
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
@@ -60,57 +69,74 @@ from kitaru._store.records import (
 from kitaru._text import storable_text
 from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_found
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from kitaru._store import schema as t
+    from kitaru._store import time_schema
+else:  # imported on first use (see _lazy)
+    sa = LazyModule("sqlalchemy")
+    t = LazyModule("kitaru._store.schema")
+    time_schema = LazyModule("kitaru._store.time_schema")
+
 
 class Store(WaitsMixin, SecretsMixin, TimeMixin):
     """Executions, checkpoint calls, attempts and the artifact index."""
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
-        self.engine = create_engine(self.url)
-        self.dialect = self.engine.dialect.name
+        self._engine: sa.Engine | None = None
+        self._engine_lock = threading.Lock()
+        # A plain SQLite file whose schema is current opens on the sqlite3 driver
+        # alone: running flows needs no SQLAlchemy (see _lazy); the engine is made
+        # on first use, by the queries the direct path does not cover.
+        path = plain_sqlite_path(self.url)
+        direct: sqlite3.Connection | None = None
+        if path is not None:
+            direct, synchronous = open_direct(path)
+        if direct is None:
+            self._engine = create_engine(self.url)  # migrates a new or older store
+        self.dialect = "sqlite" if path is not None else self.engine.dialect.name
         self._is_sqlite = self.dialect == "sqlite"
         # SQLite has one writer at a time. Threads of this process queue on a lock
         # instead of on SQLite's busy handler, which sleeps in growing steps.
         self._local_writer: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._is_sqlite else contextlib.nullcontext()
         )
-        insert = dialect_insert(self._is_sqlite)
-        call_insert = insert(t.checkpoint_calls)
-        self._upsert_call = call_insert.on_conflict_do_update(
-            index_elements=["exec_id", "call_id"],
-            set_={
-                name: call_insert.excluded[name]
-                for name in _CALL_COLUMNS
-                if name not in ("exec_id", "call_id")
-            },
-        )
-        self._insert_artifact = insert(t.artifacts).on_conflict_do_nothing(index_elements=["id"])
-        self._insert_attempt = t.checkpoint_attempts.insert()
-        calls = t.checkpoint_calls
-        running = insert(calls)
-        # A running mark never replaces a call that already has an output.
-        self._mark_running = running.on_conflict_do_update(
-            index_elements=["exec_id", "call_id"],
-            set_={
-                "status": running.excluded.status,
-                "started_at": running.excluded.started_at,
-                "ended_at": None,
-            },
-            where=calls.c.status.in_([CallStatus.FAILED.value, CallStatus.RUNNING.value]),
-        )
-        self._insert_execution = t.executions.insert()
+        self._sqlite_fast: _SQLiteStatements | None = None
+        self._sqlite: SQLiteDirect | None = None
+        if self._is_sqlite:
+            self._sqlite_fast = _SQLiteStatements()
+            file: Path | None = path
+            if path is not None:
+                plain = path
+
+                def connect() -> tuple[Callable[[], None], sqlite3.Connection]:
+                    conn = connect_sqlite(plain, synchronous)
+                    return conn.close, conn
+            else:  # an unusual SQLite URL: the engine's pool opens the connection
+                file = sqlite_path(self.engine.url)
+
+                def connect() -> tuple[Callable[[], None], sqlite3.Connection]:
+                    proxied = self.engine.raw_connection()
+                    driver = proxied.driver_connection
+                    assert isinstance(driver, sqlite3.Connection)
+                    return proxied.close, driver
+
+            self._sqlite = SQLiteDirect(
+                connect,
+                file,
+                lambda: self.engine,
+                self._sqlite_fast,
+                self._local_writer,
+                self._stale,
+            )
+            if direct is not None:
+                self._sqlite.adopt(direct)
         # PostgreSQL: a checkpoint's writes go out as ONE statement (data-modifying
         # CTEs) on an autocommit connection, so completing a checkpoint costs one
         # round trip; a single statement is atomic on its own.
-        self._sqlite_fast = _SQLiteStatements(self) if self._is_sqlite else None
-        self._sqlite = (
-            SQLiteDirect(self.engine, self._sqlite_fast, self._local_writer, self._stale)
-            if self._sqlite_fast is not None
-            else None
-        )
         self._pg_record_call: dict[tuple[bool, bool, bool], sa.Insert] = {}
-        ex = t.executions.c
-        self._owner_query = sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
         self._autocommit_engine: sa.Engine | None = None
         self._pg_direct: PgDirect | None = None
         if not self._is_sqlite:
@@ -121,20 +147,85 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
                 self.engine,
                 {
                     **self._pg_record_call,
-                    "cache_lookup": _CACHE_LOOKUP,
+                    "cache_lookup": cache_lookup(),
                     "take_cached": pg_take_cached_sql(self.engine.dialect),
                 },
             )
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine; on a directly opened SQLite store, made on first use."""
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    # The schema was current at open: this only checks it again.
+                    self._engine = create_engine(self.url)
+                engine = self._engine
+        return engine
+
+    # Statements built on first use (a SQLite process that only runs flows needs none).
+
+    @functools.cached_property
+    def _upsert_call(self) -> sa.Insert:
+        call_insert = dialect_insert(self._is_sqlite)(t.checkpoint_calls)
+        statement: sa.Insert = call_insert.on_conflict_do_update(
+            index_elements=["exec_id", "call_id"],
+            set_={
+                name: call_insert.excluded[name]
+                for name in _CALL_COLUMNS
+                if name not in ("exec_id", "call_id")
+            },
+        )
+        return statement
+
+    @functools.cached_property
+    def _insert_artifact(self) -> sa.Insert:
+        insert = dialect_insert(self._is_sqlite)(t.artifacts)
+        statement: sa.Insert = insert.on_conflict_do_nothing(index_elements=["id"])
+        return statement
+
+    @functools.cached_property
+    def _insert_attempt(self) -> sa.Insert:
+        return t.checkpoint_attempts.insert()
+
+    @functools.cached_property
+    def _mark_running(self) -> sa.Insert:
+        calls = t.checkpoint_calls
+        running = dialect_insert(self._is_sqlite)(calls)
+        # A running mark never replaces a call that already has an output.
+        statement: sa.Insert = running.on_conflict_do_update(
+            index_elements=["exec_id", "call_id"],
+            set_={
+                "status": running.excluded.status,
+                "started_at": running.excluded.started_at,
+                "ended_at": None,
+            },
+            where=calls.c.status.in_([CallStatus.FAILED.value, CallStatus.RUNNING.value]),
+        )
+        return statement
+
+    @functools.cached_property
+    def _insert_execution(self) -> sa.Insert:
+        return t.executions.insert()
+
+    @functools.cached_property
+    def _owner_query(self) -> sa.Select[Any]:
+        ex = t.executions.c
+        return sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
+
     def __repr__(self) -> str:
-        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+        if self._engine is None:
+            return f"Store({self.url!r})"  # a plain SQLite URL: nothing to hide
+        return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
 
     def dispose(self) -> None:
         if self._pg_direct is not None:
             self._pg_direct.close()
         if self._sqlite is not None:
             self._sqlite.close()
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- transactions ---------------------------------------------------------------
 
@@ -732,7 +823,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
                 return None if found is None else _call_from_joined_row(found)
         engine = self._autocommit_engine or self.engine
         with engine.connect() as conn:
-            result = conn.execute(_CACHE_LOOKUP, params).first()
+            result = conn.execute(cache_lookup(), params).first()
         return None if result is None else _call_from_joined_row(result._mapping)
 
     def take_cached(

@@ -1,20 +1,55 @@
 """``kitaru.client``: read and control executions from code."""
 
+from typing import TYPE_CHECKING, Any
+
 from kitaru._store import CallStatus, ExecutionStatus
-from kitaru.client._client import ArtifactsAPI, ExecutionsAPI, KitaruClient
-from kitaru.client._events import ExecutionEvent
-from kitaru.client._models import (
-    ArtifactRef,
-    CheckpointAttempt,
-    CheckpointCall,
-    Execution,
-    FailureInfo,
-    FrozenExecutionSpec,
-    LogEntry,
-    PendingWait,
-    ResolvedConnectionConfig,
-    ResolvedExecutionConfig,
-)
+
+if TYPE_CHECKING:
+    from kitaru.client._client import ArtifactsAPI, ExecutionsAPI, KitaruClient
+    from kitaru.client._events import ExecutionEvent
+    from kitaru.client._models import (
+        ArtifactRef,
+        CheckpointAttempt,
+        CheckpointCall,
+        Execution,
+        FailureInfo,
+        FrozenExecutionSpec,
+        LogEntry,
+        PendingWait,
+        ResolvedConnectionConfig,
+        ResolvedExecutionConfig,
+    )
+
+#: Loaded on first use: a process that only runs flows reads its server connection
+#: (``kitaru.client._remote_config``) without paying for the client and its models.
+_LAZY = {
+    "ArtifactsAPI": "kitaru.client._client",
+    "ExecutionsAPI": "kitaru.client._client",
+    "KitaruClient": "kitaru.client._client",
+    "ExecutionEvent": "kitaru.client._events",
+    "ArtifactRef": "kitaru.client._models",
+    "CheckpointAttempt": "kitaru.client._models",
+    "CheckpointCall": "kitaru.client._models",
+    "Execution": "kitaru.client._models",
+    "FailureInfo": "kitaru.client._models",
+    "FrozenExecutionSpec": "kitaru.client._models",
+    "LogEntry": "kitaru.client._models",
+    "PendingWait": "kitaru.client._models",
+    "ResolvedConnectionConfig": "kitaru.client._models",
+    "ResolvedExecutionConfig": "kitaru.client._models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kitaru.client' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ArtifactRef",

@@ -1,0 +1,197 @@
+"""Opening a current SQLite store on the driver alone, and the SQL written without SQLAlchemy.
+
+A script that runs flows on a current SQLite store never imports SQLAlchemy
+(``_store/_lazy.py``); these tests check that the plain column lists and SQL it
+uses instead agree with the schema, and that everything else still finds its engine.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from kitaru._store import Store, _columns, schema
+from kitaru._store import engine as store_engine
+from kitaru._store._statements import _SQLiteStatements
+from kitaru._store.revision import SCHEMA_REVISION
+from kitaru.errors import KitaruBackendError
+
+from ._support import Records
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _names(table: sa.Table, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if c.name not in skip)
+
+
+@pytest.mark.parametrize(
+    ("table", "columns", "skip"),
+    [
+        (schema.executions, _columns.EXECUTION_COLUMNS, ()),
+        (schema.checkpoint_calls, _columns.CALL_COLUMNS, ()),
+        (schema.artifacts, _columns.ARTIFACT_COLUMNS, ()),
+        (schema.checkpoint_attempts, _columns.ATTEMPT_COLUMNS, ("id",)),
+    ],
+)
+def test_plain_column_lists_match_the_schema(
+    table: sa.Table, columns: tuple[str, ...], skip: tuple[str, ...]
+) -> None:
+    assert columns == _names(table, skip), f"_columns.py is out of date for {table.name}"
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    assert _columns.JSON_COLUMNS[table.name] == json_columns
+
+
+def test_event_widths_match_the_schema() -> None:
+    widths = {
+        c.name: c.type.length
+        for c in schema.events.columns
+        if isinstance(c.type, sa.String) and c.type.length is not None
+    }
+    assert widths == _columns.EVENT_WIDTHS
+    assert schema.events.name == _columns.EVENTS
+
+
+def test_direct_inserts_are_the_ones_sqlalchemy_compiles() -> None:
+    """Same SQL, same parameter order as the Core statements they replace."""
+    dialect = sqlite_dialect.dialect()
+    fast = _SQLiteStatements()
+    calls = schema.checkpoint_calls
+    upsert = sqlite_dialect.insert(calls)
+    expected = {
+        "artifact": sqlite_dialect.insert(schema.artifacts).on_conflict_do_nothing(
+            index_elements=["id"]
+        ),
+        "call": upsert.on_conflict_do_update(
+            index_elements=["exec_id", "call_id"],
+            set_={
+                c.name: upsert.excluded[c.name]
+                for c in calls.columns
+                if c.name not in ("exec_id", "call_id")
+            },
+        ),
+        "attempt": schema.checkpoint_attempts.insert().values(
+            {name: sa.bindparam(name) for name in _columns.ATTEMPT_COLUMNS}
+        ),
+        "execution": schema.executions.insert(),
+    }
+    for name, statement in expected.items():
+        compiled = statement.compile(dialect=dialect)
+        ours = getattr(fast, name)
+        assert ours.sql == str(compiled), name
+        assert ours.names == list(compiled.positiontup or ()), name
+
+
+def test_plain_sqlite_paths() -> None:
+    assert store_engine.plain_sqlite_path("sqlite:////tmp/k.db") == Path("/tmp/k.db")
+    assert store_engine.plain_sqlite_path("sqlite:///rel/k.db") == Path("rel/k.db")
+    # Anything SQLAlchemy would decode or treat specially is left to it.
+    for url in (
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:////tmp/a%20b.db",
+        "sqlite:////tmp/k.db?mode=ro",
+        "sqlite+pysqlite:////tmp/k.db",
+        "postgresql+psycopg://u@h/db",
+    ):
+        assert store_engine.plain_sqlite_path(url) is None, url
+
+
+def test_a_current_store_opens_without_an_engine(tmp_path: Path, records: Records) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    Store(url).dispose()  # creates and migrates it (through the engine)
+    store = Store(url)
+    try:
+        assert store._engine is None
+        execution = records.execution()
+        store.create_execution(execution)
+        output = records.artifact(execution.id, "step")
+        call = records.call(execution.id, "step", artifact=output)
+        store.record_call(call, artifact=output, fence=execution.fence)
+        assert store._engine is None  # the hot path ran on the driver
+        # Anything else makes the engine on first use, on the same file.
+        assert [e.id for e in store.list_executions()] == [execution.id]
+        assert store._engine is not None
+        assert [c.call_id for c in store.calls(execution.id)] == [call.call_id]
+    finally:
+        store.dispose()
+
+
+def test_a_store_behind_the_schema_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    url = f"sqlite:///{path}"
+    Store(url).dispose()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE kitaru_alembic_version SET version_num = '0009'")
+        conn.execute("DROP TABLE kitaru_schedule_fires")  # what 0010 creates, among others
+        conn.execute("DROP TABLE kitaru_schedules")
+        conn.execute("DROP TABLE kitaru_suspensions")
+        conn.execute("DROP INDEX ix_kitaru_executions_parent")
+        conn.execute("DROP INDEX ix_kitaru_executions_schedule")
+        for column in ("parent_exec_id", "idempotency_key", "schedule_name", "schedule_slot"):
+            conn.execute(f"ALTER TABLE kitaru_executions DROP COLUMN {column}")
+    conn.close()
+    store = Store(url)
+    try:
+        assert store._engine is not None  # it went through Alembic
+        assert store_engine.current_revision(store.engine) == SCHEMA_REVISION
+    finally:
+        store.dispose()
+
+
+def test_a_damaged_file_is_reported_on_direct_open(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(KitaruBackendError, match="is damaged"):
+        Store(f"sqlite:///{path}")
+
+
+def test_a_missing_directory_is_refused_on_direct_open(tmp_path: Path) -> None:
+    with pytest.raises(KitaruBackendError, match="does not exist"):
+        Store(f"sqlite:///{tmp_path / 'nope' / 'k.db'}")
+    assert not (tmp_path / "nope").exists()
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from kitaru import checkpoint, flow
+
+    @checkpoint
+    def step(x: int) -> int:
+        return x + 1
+
+    @flow
+    def one(x: int) -> int:
+        return step(x)
+
+    assert one.run(1).wait() == 2
+    heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "kitaru._store.schema")
+    print(sorted(m for m in heavy if m in sys.modules))
+    """
+)
+
+
+def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
+    env["KITARU_CONFIG_PATH"] = str(kitaru_home)
+    env["PYTHONPATH"] = str(SRC)
+
+    def run() -> str:
+        child = subprocess.run(
+            [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert child.returncode == 0, child.stderr
+        return child.stdout.strip()
+
+    run()  # a new store: migrated through SQLAlchemy and Alembic
+    assert run() == "[]"
