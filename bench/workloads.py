@@ -23,7 +23,8 @@ What is measured (medians over the rounds):
     left as Kitaru sets it; frames are counted with checkpoints off).
 ``script``
     ``python script.py`` running a one-checkpoint flow in a fresh process, on an
-    existing store and on a new one (wall time of the whole process).
+    existing store and on a new one (wall time of the whole process; ``.pyc``
+    files written by the first run, even under ``PYTHONDONTWRITEBYTECODE``).
 ``resume``
     Retrying an execution whose 10,000 checkpoints completed before its last
     one failed: time until the runner finished (all 10,000 memoized), and the
@@ -136,6 +137,9 @@ store.dispose()
 @sqlalchemy.event.listens_for(store.engine, "connect")
 def _no_checkpoints(dbapi, _rec):
     dbapi.execute("PRAGMA wal_autocheckpoint=0")
+if hasattr(store._sqlite, "adopt"):  # the writer's connection is opened on the driver
+    with store._local_writer:
+        store._sqlite._cursor().execute("PRAGMA wal_autocheckpoint=0")
 def db_bytes():
     c = sqlite3.connect(d + "/kitaru.db")
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -292,6 +296,9 @@ def _script(src: Path, workdir: Path) -> dict[str, Any]:
     script.write_text(_SCRIPT_FILE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     env["PYTHONPATH"] = str(src)
+    # As for a user: the first run writes the .pyc files the others load. Without
+    # this, a PYTHONDONTWRITEBYTECODE=1 environment recompiles every module every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def once(home: Path) -> float:
         env["KITARU_CONFIG_PATH"] = str(home)

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from kitaru._store import Store, _columns, schema
+from kitaru._store import Store, _columns, _sqlite_new, schema, sqlite_head
 from kitaru._store import engine as store_engine
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
@@ -48,6 +48,17 @@ def test_plain_column_lists_match_the_schema(
     assert columns == _names(table, skip), f"_columns.py is out of date for {table.name}"
     json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
     assert _columns.JSON_COLUMNS[table.name] == json_columns
+
+
+def test_log_columns_match_the_schema() -> None:
+    assert _names(schema.logs, ("id",)) == _columns.LOG_COLUMNS
+    widths = {
+        c.name: c.type.length
+        for c in schema.logs.columns
+        if isinstance(c.type, sa.String) and c.type.length is not None
+    }
+    assert widths == _columns.LOG_WIDTHS
+    assert schema.logs.name == _columns.LOGS
 
 
 def test_event_widths_match_the_schema() -> None:
@@ -107,7 +118,7 @@ def test_plain_sqlite_paths() -> None:
 
 def test_a_current_store_opens_without_an_engine(tmp_path: Path, records: Records) -> None:
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    Store(url).dispose()  # creates and migrates it (through the engine)
+    Store(url).dispose()  # creates it
     store = Store(url)
     try:
         assert store._engine is None
@@ -164,19 +175,26 @@ def test_a_missing_directory_is_refused_on_direct_open(tmp_path: Path) -> None:
 _SCRIPT = textwrap.dedent(
     """
     import sys
+    import kitaru
+    import kitaru._runtime.logcapture
     from kitaru import checkpoint, flow
 
-    @checkpoint
+    @checkpoint(cache=False)
     def step(x: int) -> int:
+        print("line from the step")
         return x + 1
 
     @flow
     def one(x: int) -> int:
         return step(x)
 
-    assert one.run(1).wait() == 2
+    handle = one.run(1)
+    assert handle.wait() == 2
+    kitaru._runtime.logcapture.flush()
     heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "kitaru._store.schema")
     print(sorted(m for m in heavy if m in sys.modules))
+    logs = kitaru.KitaruClient().executions.logs(handle.exec_id)
+    print([entry.message for entry in logs])
     """
 )
 
@@ -193,5 +211,76 @@ def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Pat
         assert child.returncode == 0, child.stderr
         return child.stdout.strip()
 
-    run()  # a new store: migrated through SQLAlchemy and Alembic
-    assert run() == "[]"
+    run()  # a new store
+    # The lines the step printed were stored (read through the client, which loads
+    # SQLAlchemy: after the check).
+    assert run().splitlines() == ["line from the step", "[]", "['line from the step']"]
+
+
+# -- a new store: the head schema without Alembic ---------------------------------------
+
+
+def test_the_head_dump_is_what_the_migrations_create() -> None:
+    assert _sqlite_new.migrated_schema(sqlite_head.REVISION) == sqlite_head.DDL
+
+
+def test_the_head_dump_is_at_the_schema_revision() -> None:
+    # A new migration: new stores fall back to Alembic (slower) until this is regenerated.
+    assert sqlite_head.REVISION == SCHEMA_REVISION, (
+        "src/kitaru/_store/sqlite_head.py is behind the migrations: regenerate it with "
+        "`python -m kitaru._store._sqlite_new` and `ruff format src/kitaru/_store`."
+    )
+
+
+def test_a_new_store_gets_the_migrated_schema_without_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store._engine is None  # neither SQLAlchemy's engine nor Alembic ran
+        conn = sqlite3.connect(path)
+        try:
+            assert _sqlite_new.dump_schema(conn) == _sqlite_new.migrated_schema()
+            assert conn.execute("SELECT * FROM kitaru_alembic_version").fetchall() == [
+                (SCHEMA_REVISION,)
+            ]
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        finally:
+            conn.close()
+        # And SQLAlchemy agrees it is current (no migration when the engine is made).
+        assert store_engine.current_revision(store.engine) == SCHEMA_REVISION
+    finally:
+        store.dispose()
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_file_with_other_tables_is_left_to_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE someone_elses (x)")
+    conn.commit()
+    conn.close()
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store._engine is not None  # migrated through Alembic, as before
+        assert store_engine.current_revision(store.engine) == SCHEMA_REVISION
+    finally:
+        store.dispose()
+
+
+def test_a_new_store_that_fails_halfway_is_left_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head schema goes in as one transaction: a failure leaves no partial schema."""
+    path = tmp_path / "k.db"
+    # The last statement fails (its table exists already by then).
+    ddl = sqlite_head.DDL
+    monkeypatch.setattr(sqlite_head, "DDL", (*ddl, ddl[1]))
+    with pytest.raises(KitaruBackendError, match="already exists"):
+        Store(f"sqlite:///{path}")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    finally:
+        conn.close()
+    monkeypatch.setattr(sqlite_head, "DDL", ddl)
+    Store(f"sqlite:///{path}").dispose()  # and it opens normally afterwards

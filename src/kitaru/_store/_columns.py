@@ -13,6 +13,7 @@ CALLS = "kitaru_checkpoint_calls"
 ARTIFACTS = "kitaru_artifacts"
 ATTEMPTS = "kitaru_checkpoint_attempts"
 EVENTS = "kitaru_events"
+LOGS = "kitaru_logs"
 
 EXECUTION_COLUMNS = (
     "id",
@@ -103,4 +104,26 @@ EVENT_WIDTHS: dict[str, int] = {
     "call_id": 512,
     "checkpoint": 255,
     "correlation_id": 255,
+}
+
+#: Columns of the logs table a captured line fills (``id`` is the database's).
+LOG_COLUMNS = (
+    "exec_id",
+    "call_id",
+    "checkpoint",
+    "ts",
+    "stream",
+    "level",
+    "logger",
+    "message",
+)
+
+#: Width of each length-limited text column of the logs table.
+LOG_WIDTHS: dict[str, int] = {
+    "exec_id": 36,
+    "call_id": 512,
+    "checkpoint": 255,
+    "stream": 16,
+    "level": 16,
+    "logger": 255,
 }

@@ -16,10 +16,11 @@ missing) is raised: retrying record by record would only fail again.
 from __future__ import annotations
 
 import contextlib
-import functools
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kitaru._store._columns import LOG_COLUMNS, LOG_WIDTHS, LOGS
 from kitaru._store._lazy import LazyModule
 from kitaru._store.records import LogRecord
 from kitaru._text import printable_text
@@ -31,16 +32,6 @@ if TYPE_CHECKING:
 else:  # imported on first use (see _lazy)
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
-
-
-@functools.cache
-def _widths() -> dict[str, int]:
-    """Width of each length-limited text column of the logs table."""
-    return {
-        c.name: c.type.length
-        for c in t.logs.columns
-        if isinstance(c.type, sa.String) and c.type.length is not None
-    }
 
 
 _TEXT_FIELDS = ("exec_id", "call_id", "checkpoint", "stream", "level", "logger", "message")
@@ -65,7 +56,7 @@ def log_row(record: LogRecord) -> dict[str, Any]:
         value = getattr(record, name)
         if isinstance(value, str):
             value = escape_for_store(value)
-            width = _widths().get(name)
+            width = LOG_WIDTHS.get(name)
             if width is not None and len(value) > width:
                 value = value[:width]
         row[name] = value
@@ -103,6 +94,42 @@ def insert_logs(write: Write, records: Sequence[LogRecord]) -> list[tuple[LogRec
                 conn.execute(t.logs.insert(), [row])
         except Exception as exc:
             if not _caused_by_the_data(exc):
+                raise
+            unstored.append((record, exc))
+    return unstored
+
+
+#: The direct path's insert (see ``insert_logs_direct``).
+_DIRECT_SQL = (
+    f"INSERT INTO {LOGS} ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' * len(LOG_COLUMNS))})"
+)
+
+
+def _direct_data_error(exc: BaseException) -> bool:
+    """The driver's errors that ``_caused_by_the_data`` sees through SQLAlchemy."""
+    return isinstance(exc, (ValueError, TypeError, sqlite3.DataError, sqlite3.IntegrityError))
+
+
+def insert_logs_direct(
+    write_many: Callable[[str, list[tuple[Any, ...]]], None], records: Sequence[LogRecord]
+) -> list[tuple[LogRecord, Exception]]:
+    """``insert_logs`` on SQLite's driver connection: ``write_many(sql, rows)`` commits
+    the rows or raises the driver's error (store failures raised as Kitaru's)."""
+    if not records:
+        return []
+    rows = [tuple(row[name] for name in LOG_COLUMNS) for row in map(log_row, records)]
+    try:
+        write_many(_DIRECT_SQL, rows)
+        return []
+    except Exception as exc:
+        if not _direct_data_error(exc):
+            raise
+    unstored: list[tuple[LogRecord, Exception]] = []
+    for record, row in zip(records, rows, strict=True):
+        try:
+            write_many(_DIRECT_SQL, [row])
+        except Exception as exc:
+            if not _direct_data_error(exc):
                 raise
             unstored.append((record, exc))
     return unstored

@@ -131,6 +131,25 @@ class SQLiteDirect:
             if attempt is not None:
                 cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
 
+    def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """``sql`` for each of ``rows`` in one commit. A row the database refuses raises the
+        driver's error as is (the caller tells bad data from a failing store)."""
+        try:
+            with self._lock:
+                cursor = self._cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor.executemany(sql, rows)
+                except BaseException:
+                    if cursor.connection.in_transaction:
+                        cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+        except (sqlite3.DataError, sqlite3.IntegrityError):
+            raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "write") from exc
+
     def create_execution(
         self,
         execution: ExecutionRecord,

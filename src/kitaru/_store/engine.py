@@ -135,6 +135,7 @@ def connect_sqlite(path: Path, synchronous: str) -> sqlite3.Connection:
 def open_direct(path: Path) -> tuple[sqlite3.Connection | None, str]:
     """Open the SQLite store file without SQLAlchemy: its connection if its schema is
     current (None: it needs migrating, through the engine), and the synchronous mode.
+    An empty file gets the head schema here (``_sqlite_new``), without Alembic.
 
     The same checks and errors as ``create_engine`` + ``migrate`` for this file.
     """
@@ -143,12 +144,11 @@ def open_direct(path: Path) -> tuple[sqlite3.Connection | None, str]:
     conn: sqlite3.Connection | None = None
     try:
         conn = connect_sqlite(path, synchronous)
-        try:
-            row = conn.execute("SELECT version_num FROM kitaru_alembic_version").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            row = None  # a new store
+        revision = _sqlite_revision(conn)
+        if revision is None:  # a new store: its schema at head, in one transaction
+            from kitaru._store import _sqlite_new
+
+            revision = _sqlite_new.create_at_head(conn, path)
     except sqlite3.Error as exc:
         if conn is not None:
             conn.close()
@@ -161,10 +161,25 @@ def open_direct(path: Path) -> tuple[sqlite3.Connection | None, str]:
             f"Cannot open the Kitaru store at sqlite:///{path}: {exc}. Check that the "
             "database is reachable (KITARU_STORE_URL)."
         ) from exc
-    if row is None or row[0] != SCHEMA_REVISION:
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    if revision != SCHEMA_REVISION:
         conn.close()
         return None, synchronous
     return conn, synchronous
+
+
+def _sqlite_revision(conn: sqlite3.Connection) -> str | None:
+    """The store's schema revision; None if it has none yet (a new file)."""
+    try:
+        row = conn.execute("SELECT version_num FROM kitaru_alembic_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return None
+    return None if row is None else str(row[0])
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
@@ -369,13 +384,19 @@ def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
         return
+    with migration_file_lock(path), engine.begin() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # one transaction, as above
+        yield conn
+
+
+@contextlib.contextmanager
+def migration_file_lock(path: Path) -> Iterator[None]:
+    """The lock file that serialises creating or migrating the SQLite store ``path``."""
     fd = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     with open(fd, "a+b") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")  # one transaction, as above
-                yield conn
+            yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 

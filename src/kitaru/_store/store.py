@@ -881,6 +881,8 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
 
     def insert_logs(self, records: Sequence[LogRecord]) -> list[tuple[LogRecord, Exception]]:
         """Store captured lines (bad text escaped); returns those that could not be stored."""
+        if self._sqlite is not None:  # flows print: no SQLAlchemy for their lines either
+            return _logs.insert_logs_direct(self._sqlite.write_many, records)
         return _logs.insert_logs(self.write, records)
 
     def logs(
