@@ -20,6 +20,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from kitaru._store import Store, _columns, _sqlite_new, schema, sqlite_head
 from kitaru._store import engine as store_engine
+from kitaru._store._lazy import LazyModule
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError
@@ -284,3 +285,16 @@ def test_a_new_store_that_fails_halfway_is_left_empty(
         conn.close()
     monkeypatch.setattr(sqlite_head, "DDL", ddl)
     Store(f"sqlite:///{path}").dispose()  # and it opens normally afterwards
+
+
+def test_a_lazy_module_reads_and_writes_the_module_itself() -> None:
+    import json
+
+    lazy = LazyModule("json")
+    assert lazy.dumps([1]) == "[1]"
+    original = json.dumps
+    try:
+        json.dumps = lambda value: "patched"  # as a test's monkeypatch would
+        assert lazy.dumps([1]) == "patched"
+    finally:
+        json.dumps = original

@@ -15,20 +15,29 @@ from typing import Any
 
 
 class LazyModule:
-    """Stands for the module ``name``; imports it when an attribute is first read."""
+    """Stands for the module ``name``; imports it when an attribute is first read.
+
+    Every read goes to the module itself (no copy of its attributes), so what a
+    test patches on the module is what the code through this proxy sees.
+    """
 
     def __init__(self, name: str) -> None:
         self.__dict__["_lazy_name"] = name
+        self.__dict__["_lazy_module"] = None
 
     def _load(self) -> ModuleType:
-        # importlib's per-module locks make a second thread wait for the first import.
-        module = importlib.import_module(self.__dict__["_lazy_name"])
-        # From now on attributes are plain instance attributes: no __getattr__ call.
-        self.__dict__.update(module.__dict__)
+        module: ModuleType | None = self.__dict__["_lazy_module"]
+        if module is None:
+            # importlib's per-module locks make a second thread wait for the first import.
+            module = importlib.import_module(self.__dict__["_lazy_name"])
+            self.__dict__["_lazy_module"] = module
         return module
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._load(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._load(), attr, value)
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__dict__['_lazy_name']!r}>"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitaru._store import _events
+from kitaru._store._lazy import LazyModule
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
@@ -33,6 +33,10 @@ from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+    from kitaru._store import _events
+else:  # imported once a run ends with events to store (see _lazy)
+    _events = LazyModule("kitaru._store._events")
 
 _RUNNING = ExecutionStatus.RUNNING.value
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitaru._store import _events, _logs
+from kitaru._store import _logs
 from kitaru._store._lazy import LazyModule
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
@@ -72,9 +72,10 @@ from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_fo
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from kitaru._store import _events, time_schema
     from kitaru._store import schema as t
-    from kitaru._store import time_schema
-else:  # imported on first use (see _lazy)
+else:  # imported on first use (see _lazy); events only once a flow publishes one
+    _events = LazyModule("kitaru._store._events")
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
     time_schema = LazyModule("kitaru._store.time_schema")
