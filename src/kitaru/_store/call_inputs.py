@@ -164,19 +164,9 @@ def _record(call: CallRecord, index: int, entry: list[Any]) -> ArtifactRecord:
     if payload is not None:
         return _stored(call, index, name, serializer, type_path, base64.b64decode(payload))
     uri, sha, size = blob
-    return ArtifactRecord(
-        id=input_id(call.exec_id, call.seq, index),
-        exec_id=call.exec_id,
-        call_id=call.call_id,
-        name=name,
-        kind=INPUT_KIND,
-        serializer=serializer,
-        type_path=type_path,
-        size=int(size),
-        sha256=str(sha),
-        uri=str(uri),
-        created_at=call.started_at or 0.0,
-    )
+    record = _stored(call, index, name, serializer, type_path, b"")
+    record.inline_data, record.uri, record.sha256, record.size = None, str(uri), str(sha), int(size)
+    return record
 
 
 def _stored(
