@@ -136,3 +136,14 @@ def test_an_unknown_input_id_is_an_unknown_artifact(any_store: str) -> None:
     for missing in (f"{handle.exec_id}:in:1:9", f"{handle.exec_id}:in:99:0"):
         with pytest.raises(KitaruBackendError):
             client.artifacts.get(missing)
+
+
+def test_recording_inputs_can_be_turned_off(
+    any_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITARU_RECORD_INPUTS", "0")
+    handle = doubling.run(6)
+    assert handle.wait(timeout=30) == 12
+    (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
+    assert call.inputs == []
+    assert call.artifacts[0].load() == 12

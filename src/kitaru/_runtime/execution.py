@@ -606,7 +606,7 @@ class ExecutionContext:
         self, spec: CheckpointSpec, call_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> None:
         """Pack the call's arguments now, before its body can change them."""
-        if not args and not kwargs:
+        if (not args and not kwargs) or not call_inputs.recording():
             return
         from kitaru._backend import INLINE_LIMIT
 

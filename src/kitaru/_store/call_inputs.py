@@ -11,6 +11,8 @@ inputs). So recording them is best effort and never costs a call its run:
 * They live in the call row, not in artifact rows: a checkpoint still writes one
   row, and a call without arguments stores nothing (NULL).
 * A value larger than the store's inline limit goes to the blob store, like an output.
+* ``KITARU_RECORD_INPUTS=0`` (where the flow runs) records none, for arguments that
+  carry secrets.
 
 The packed form is JSON text: a list with one entry per argument, in call order::
 
@@ -30,12 +32,15 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kitaru._blobs.serializers import JSON, NOT_STORED, serialize
 from kitaru._store.records import ArtifactRecord, CallRecord
 
+#: Set to 0 to record no checkpoint inputs.
+ENV_RECORD = "KITARU_RECORD_INPUTS"
 #: The ``kind`` of an input's artifact record.
 INPUT_KIND = "input"
 #: Longest ``repr`` kept for a value that is described rather than stored.
@@ -79,6 +84,11 @@ def named_arguments(
         named.append((name, value))
     named.extend(kwargs.items())
     return named
+
+
+def recording() -> bool:
+    """``KITARU_RECORD_INPUTS=0`` turns recording off (arguments that hold secrets)."""
+    return os.environ.get(ENV_RECORD, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def pack(arguments: list[tuple[str, Any]], put_blob: PutBlob, inline_limit: int) -> str | None:
