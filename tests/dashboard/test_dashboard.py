@@ -99,7 +99,12 @@ def test_timeline_with_retries_cache_hits_and_fan_out(dash: Dash, page: Page) ->
     detail = page.locator("#call-detail")
     expect(detail).to_contain_text("Call fetch")
     expect(detail).to_contain_text("content of https://example.invalid/doc")
-    expect(detail.locator("pre.value")).to_contain_text('"url": ')  # pretty JSON
+    expect(detail.locator("pre.value").first).to_contain_text('"url": ')  # pretty JSON
+    # Its inputs, by parameter name, previewed like outputs.
+    inputs = detail.locator(".inputs")
+    expect(inputs.locator(".artifact-value")).to_have_count(1)
+    expect(inputs).to_contain_text("url")
+    expect(inputs.locator("pre.value")).to_have_text("https://example.invalid/doc")
     retried.click()
     expect(detail.locator("table.attempts tbody tr")).to_have_count(2)
     expect(detail).to_contain_text("RuntimeError: transient failure 2")
@@ -121,6 +126,8 @@ def test_timeline_with_retries_cache_hits_and_fan_out(dash: Dash, page: Page) ->
     assert Path(download.value.path()).read_bytes() == b"\x00\x01binary"
     timeline.locator(".tl-row[data-name='odd']").click()
     expect(detail).to_contain_text("Pickled (cloudpickle)")
+    # A call without arguments says it has none.
+    expect(detail.locator(".inputs")).to_contain_text("No arguments recorded")
 
 
 def test_answer_a_wait_through_the_form(dash: Dash, page: Page) -> None:

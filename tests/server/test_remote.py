@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import kitaru
@@ -90,6 +91,19 @@ def test_client_through_server_matches_local(server: Server) -> None:
     remote_output = remote.executions.get(done.exec_id).checkpoints[0].output
     assert remote_output is not None
     assert remote_output.load() == 4
+    # The call's inputs: listed on the call, fetched and previewed by their ids.
+    remote_inputs = remote.executions.get(done.exec_id).checkpoints[0].inputs
+    assert [(r.name, r.direction, r.load()) for r in remote_inputs] == [
+        ("a", "input", 3),
+        ("b", "input", 1),
+    ]
+    remote_input = remote_inputs[0]
+    assert remote.artifacts.get(remote_input.artifact_id).name == "a"
+    preview = httpx.get(
+        f"{server.url}/api/v1/artifacts/{remote_input.artifact_id}/preview",
+        headers={"Authorization": f"Bearer {server.read_key}"},
+    ).json()
+    assert (preview["previewable"], preview["value"]) == (True, 3)
     # Events come from the server's SSE stream, as the store has them.
     assert [e.to_dict() for e in remote.executions.events(done.exec_id)] == [
         e.to_dict() for e in local.executions.events(done.exec_id)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from kitaru._store import Store
-from kitaru._store.records import CallStatus
+from kitaru._store.records import CallStatus, ExecutionStatus, StaleOwnerError
 
 from ._support import Records, finish, release_together
 
@@ -74,6 +78,79 @@ def test_threads_recording_calls_on_one_store(store: Store, records: Records) ->
         ]
         assert len(store.attempts(execution.id)) == CALLS_PER_THREAD
         assert len(store.list_artifacts(exec_id=execution.id)) == CALLS_PER_THREAD
+
+
+def test_concurrent_fenced_writes_land_or_are_refused_one_by_one(
+    store: Store, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many executions' runners writing at once (on SQLite they share commits, each write
+    in its own savepoint): every write of a current owner lands, and every write of a
+    runner that lost its execution is refused alone, without taking others with it."""
+    executions = [
+        records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1)
+        for _ in range(THREADS * 2)
+    ]
+    for execution in executions:
+        store.create_execution(execution)
+    stale = executions[0]
+    taken = store.claim(
+        stale.id,
+        owner="runner-b",
+        lease_seconds=30,
+        from_status=[ExecutionStatus.RUNNING],
+        expected_fence=1,
+        require_expired_lease=False,
+    )
+    assert taken is not None
+    assert taken.fence == 2
+    batches: list[int] = []
+    direct = getattr(store, "_sqlite", None)
+    if direct is not None:  # slow the first commit so the other writers queue behind it
+        commit = direct._commit
+
+        def slow_first(batch: list[Any], action: str) -> None:
+            batches.append(len(batch))
+            if len(batches) == 1:
+                time.sleep(0.2)
+            commit(batch, action)
+
+        monkeypatch.setattr(direct, "_commit", slow_first)
+    refused: dict[str, int] = {e.id: 0 for e in executions}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(executions))
+
+    def runner(exec_id: str) -> None:
+        local = Records()
+        try:
+            start.wait()
+            for seq in range(10):
+                call_id = f"step:{seq + 1}"
+                artifact = local.artifact(exec_id, call_id)
+                try:
+                    store.record_call(
+                        local.call(exec_id, call_id, seq, artifact=artifact),
+                        artifact=artifact,
+                        fence=1,
+                    )
+                except StaleOwnerError:
+                    refused[exec_id] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner, args=(e.id,)) for e in executions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert refused == {e.id: 10 if e is stale else 0 for e in executions}
+    assert store.calls(stale.id) == []
+    assert store.list_artifacts(exec_id=stale.id) == []
+    for execution in executions[1:]:
+        assert [c.seq for c in store.calls(execution.id)] == list(range(10))
+        assert len(store.list_artifacts(exec_id=execution.id)) == 10
+    if direct is not None:
+        assert max(batches) > 1  # the writers that queued up shared a commit
 
 
 _WRITER_CHILD = """

@@ -138,20 +138,19 @@ def test_a_current_store_opens_without_an_engine(tmp_path: Path, records: Record
 
 
 def test_a_store_behind_the_schema_is_migrated_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    url = f"sqlite:///{path}"
-    Store(url).dispose()
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("UPDATE kitaru_alembic_version SET version_num = '0009'")
-        conn.execute("DROP TABLE kitaru_schedule_fires")  # what 0010 creates, among others
-        conn.execute("DROP TABLE kitaru_schedules")
-        conn.execute("DROP TABLE kitaru_suspensions")
-        conn.execute("DROP INDEX ix_kitaru_executions_parent")
-        conn.execute("DROP INDEX ix_kitaru_executions_schedule")
-        for column in ("parent_exec_id", "idempotency_key", "schedule_name", "schedule_slot"):
-            conn.execute(f"ALTER TABLE kitaru_executions DROP COLUMN {column}")
-    conn.close()
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    older = store_engine._sqlite_engine(sa.make_url(url))
+    try:
+        with store_engine._migration_lock(older) as connection:  # an older release's store
+            config = Config()
+            config.set_main_option("script_location", str(store_engine._MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+    finally:
+        older.dispose()
     store = Store(url)
     try:
         assert store._engine is not None  # it went through Alembic

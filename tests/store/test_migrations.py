@@ -69,6 +69,8 @@ def test_a_0006_store_keeps_its_attempts_and_cache_after_the_upgrade(store_url: 
         (attempt,) = store.attempts("e1")
         assert (attempt.call_id, attempt.attempt, attempt.run) == ("step", 1, 1)
         assert store.calls("e1")[0].run is None
+        # Calls recorded before 0011 have no stored inputs, and read as such.
+        assert store.calls("e1")[0].inputs is None
         with store.read() as conn:
             plan = " ".join(
                 str(r)

@@ -40,6 +40,9 @@ PYDANTIC = "pydantic"
 DATACLASS = "dataclass"
 TUPLE = "tuple"
 PICKLE = "pickle"
+#: A value described but not stored (a checkpoint input that would need pickle):
+#: the data is the description, and loading it says so.
+NOT_STORED = "not_stored"
 
 # The only type_path a "bytes" value carries: without it a bytearray would come back as bytes.
 _BYTEARRAY_PATH = "builtins:bytearray"
@@ -267,8 +270,10 @@ def _adapter(tp: type) -> Any:
 # ---------------------------------------------------------------------------- serialize
 
 
-def serialize(value: object) -> Serialized:
+def serialize(value: object, *, pickle: bool = True) -> Serialized:
     """Serialize ``value`` with the most portable serializer that round-trips it.
+
+    ``pickle=False``: never fall back to cloudpickle (``PickleNotAllowedError`` instead).
 
     Raises:
         SerializationError: nothing, not even cloudpickle, can serialize the value.
@@ -291,7 +296,7 @@ def serialize(value: object) -> Serialized:
             return Serialized(JSON, None, int.__repr__(cast(int, value)).encode("ascii"))
         except ValueError:
             # Beyond the int/str conversion limit, which json.loads would refuse too.
-            return _serialize_pickle(value)
+            return _serialize_pickle(value, pickle)
     if tp is bytes:
         return Serialized(BYTES, None, value)  # type: ignore[arg-type]
     if tp is bytearray:
@@ -301,12 +306,12 @@ def serialize(value: object) -> Serialized:
         if result is not None:
             return result
     elif tp is tuple:
-        return _serialize_tuple(value)  # type: ignore[arg-type]
+        return _serialize_tuple(value, pickle)  # type: ignore[arg-type]
     else:
         result = _try_model(value)
         if result is not None:
             return result
-    return _serialize_pickle(value)
+    return _serialize_pickle(value, pickle)
 
 
 def _try_json(value: object) -> Serialized | None:
@@ -350,11 +355,11 @@ def _try_model(value: object) -> Serialized | None:
     return None
 
 
-def _serialize_tuple(value: tuple[object, ...]) -> Serialized:
+def _serialize_tuple(value: tuple[object, ...], pickle: bool) -> Serialized:
     # A JSON list of per-item envelopes, so a tuple of plain data and models needs no pickle.
     parts: list[str] = []
     for item in value:
-        inner = serialize(item)
+        inner = serialize(item, pickle=pickle)
         if inner.serializer == JSON:
             data = inner.data.decode("utf-8")
         else:
@@ -364,9 +369,13 @@ def _serialize_tuple(value: tuple[object, ...]) -> Serialized:
     return Serialized(TUPLE, None, ("[" + ",".join(parts) + "]").encode("utf-8"))
 
 
-def _serialize_pickle(value: object) -> Serialized:
+def _serialize_pickle(value: object, pickle: bool) -> Serialized:
     from kitaru._blobs.pickle_policy import HOW_TO_ALLOW, pickle_setting
 
+    if not pickle:
+        raise PickleNotAllowedError(
+            f"a value of type {_type_name(type(value))!r} can only be stored with cloudpickle"
+        )
     allowed, source = pickle_setting()
     if not allowed:
         raise PickleNotAllowedError(
@@ -399,6 +408,10 @@ def deserialize(s: Serialized) -> Any:
             it names cannot be imported or no longer accepts the data.
     """
     serializer = s.serializer
+    if serializer == NOT_STORED:
+        raise KitaruBackendError(
+            f"This value was not stored, only described: {s.data.decode('utf-8', 'replace')}"
+        )
     try:
         if serializer == JSON:
             return json.loads(s.data)

@@ -40,6 +40,7 @@ from kitaru._store import (
     ExecutionRecord,
     StaleOwnerError,
     WaitRecord,
+    call_inputs,
 )
 from kitaru._text import printable_text, storable_text
 from kitaru.errors import (
@@ -165,6 +166,8 @@ class ExecutionContext:
         self._reserved_seq: dict[str, int] = {}
         #: Calls made with .submit() or as async calls: they may finish out of order.
         self._concurrent_ids: set[str] = set()
+        #: Each live call's packed arguments, for its call row (``_store.call_inputs``).
+        self._inputs: dict[str, str | None] = {}
         self._live = False
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
@@ -518,6 +521,7 @@ class ExecutionContext:
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
     ) -> Any:
         args, kwargs, func = self._replayed_call(spec, args, kwargs, call_id)
+        self._note_inputs(spec, call_id, args, kwargs)
         value, cache_key = self._shortcut(spec, args, kwargs, call_id)
         if value is not NOT_RECORDED:
             return value
@@ -549,6 +553,7 @@ class ExecutionContext:
         import asyncio
 
         args, kwargs, func = self._replayed_call(spec, args, kwargs, call_id)
+        self._note_inputs(spec, call_id, args, kwargs)
         value, cache_key = self._shortcut(spec, args, kwargs, call_id)
         if value is not NOT_RECORDED:
             return value
@@ -596,6 +601,17 @@ class ExecutionContext:
         if code is not None:
             func = replaying.import_code(code, where=f"The code override of call {call_id!r}")
         return args, kwargs, func
+
+    def _note_inputs(
+        self, spec: CheckpointSpec, call_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Pack the call's arguments now, before its body can change them."""
+        if (not args and not kwargs) or not call_inputs.recording():
+            return
+        from kitaru._backend import INLINE_LIMIT
+
+        named = call_inputs.named_arguments(spec.func, args, kwargs)
+        self._inputs[call_id] = call_inputs.pack(named, self.backend.blobs.put, INLINE_LIMIT)
 
     def replay_runtime_context(self) -> Any:
         """The ``kitaru.replay.ReplayRuntimeContext`` of this replayed execution."""
@@ -649,6 +665,7 @@ class ExecutionContext:
             ended_at=ended_at,
             concurrent=call_id in self._concurrent_ids,
             run=run,
+            inputs=self._inputs.get(call_id),
         )
         # Keep the seq stable if this call is written again (e.g. failed, then completed).
         if keep:

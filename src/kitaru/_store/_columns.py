@@ -58,6 +58,7 @@ CALL_COLUMNS = (
     "ended_at",
     "concurrent",
     "run",
+    "inputs",
 )
 ARTIFACT_COLUMNS = (
     "id",

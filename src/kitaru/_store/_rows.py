@@ -103,6 +103,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
         "ended_at": record.ended_at,
         "concurrent": record.concurrent,
         "run": record.run,
+        "inputs": record.inputs,
     }
 
 

@@ -7,16 +7,25 @@ SQLite has one writer at a time and the store's writer lock already serialises
 this process's writes, so one connection is all they need; skipping SQLAlchemy's
 per-statement machinery (pool checkout, reset, parameter processing) is what
 keeps a checkpoint close to the cost of its commit.
+
+Group commit: the writes of threads that queue up while another thread commits
+(many executions running at once, a fan-out) go into the next transaction
+together, each in its own savepoint, so one fsync covers them all. A caller is
+released only after the commit that covers its write; a write that fails (a
+stale owner, say) is undone alone and its error goes to its caller only.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import copy
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._store._lazy import LazyModule
 from kitaru._store._statements import _SQLiteStatements
@@ -40,9 +49,29 @@ else:  # imported once a run ends with events to store (see _lazy)
 
 _RUNNING = ExecutionStatus.RUNNING.value
 
-
 #: Opens the writer's connection: (what to close it with, the driver connection).
 Connect = Callable[[], tuple[Callable[[], None], sqlite3.Connection]]
+
+_T = TypeVar("_T")
+
+#: Most writes one transaction takes (bounds the time a caller waits for the others).
+_MAX_GROUP = 64
+
+
+class _Write(Generic[_T]):
+    """One caller's write, waiting for the commit that covers it."""
+
+    __slots__ = ("done", "error", "lead", "op", "result", "wake")
+
+    def __init__(self, op: Callable[[sqlite3.Cursor], _T]) -> None:
+        self.op = op
+        self.done = False
+        #: This caller commits the queue (see SQLiteDirect._grouped).
+        self.lead = False
+        self.result: _T | None = None
+        self.error: BaseException | None = None
+        #: Held until the caller may go on: done, or made the one that commits.
+        self.wake: Any = None
 
 
 class SQLiteDirect:
@@ -63,6 +92,12 @@ class SQLiteDirect:
         self._stale = stale
         # (pid, close, cursor); see _cursor().
         self._writer: tuple[int, Callable[[], None], sqlite3.Cursor] | None = None
+        # Writes waiting for a transaction, and whether a caller is committing them
+        # (see _grouped()).
+        self._pending: list[_Write[Any]] = []
+        self._pending_lock = threading.Lock()
+        self._leading = False
+        self._pid = os.getpid()
 
     def adopt(self, conn: sqlite3.Connection) -> None:
         """Use ``conn`` (opened to check the schema) as the writer's connection."""
@@ -104,6 +139,90 @@ class SQLiteDirect:
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
 
+    def _grouped(self, op: Callable[[sqlite3.Cursor], _T], action: str) -> _T:
+        """Run ``op`` in a write transaction, with whatever other threads queued meanwhile.
+
+        One caller at a time leads: it commits the queue in batches until its own
+        write is done, wakes the callers it committed for and hands the lead to the
+        first one still waiting. The others sleep until woken (no lock convoy).
+        """
+        if self._pid != os.getpid():  # a forked child: nothing of the parent's queue
+            self._pending, self._pending_lock = [], threading.Lock()
+            self._leading, self._pid = False, os.getpid()
+        mine: _Write[_T] = _Write(op)
+        with self._pending_lock:
+            self._pending.append(mine)
+            if self._leading:
+                mine.wake = _thread.allocate_lock()
+                mine.wake.acquire()
+            else:
+                self._leading = mine.lead = True
+        if not mine.lead:
+            mine.wake.acquire()  # released when done or when made the leader
+        if not mine.done:
+            self._lead(mine, action)
+        if mine.error is not None:
+            raise mine.error
+        return mine.result  # type: ignore[return-value]
+
+    def _lead(self, mine: _Write[Any], action: str) -> None:
+        try:
+            while not mine.done:
+                with self._pending_lock:
+                    batch = self._pending[:_MAX_GROUP]
+                    del self._pending[:_MAX_GROUP]
+                try:
+                    with self._lock:
+                        self._commit(batch, action)  # marks every write in it done
+                finally:
+                    for write in batch:
+                        if write is not mine:
+                            write.wake.release()
+        finally:
+            with self._pending_lock:
+                if self._pending:  # hand over: the first still waiting commits next
+                    successor = self._pending[0]
+                    successor.lead = True
+                    successor.wake.release()
+                else:
+                    self._leading = False
+
+    def _commit(self, batch: list[_Write[Any]], action: str) -> None:
+        """One transaction for ``batch``; every write in it ends done (result or error)."""
+        try:
+            try:
+                if len(batch) == 1:
+                    (only,) = batch
+                    with self._transaction(action) as cursor:
+                        only.result = only.op(cursor)
+                    return
+                with self._transaction(action) as cursor:
+                    for write in batch:
+                        cursor.execute("SAVEPOINT kitaru_write")
+                        try:
+                            write.result = write.op(cursor)
+                        except Exception as exc:
+                            cursor.execute("ROLLBACK TO kitaru_write")
+                            if isinstance(exc, sqlite3.Error):
+                                write.error = self._error(exc, action)
+                            else:
+                                write.error = exc
+                        cursor.execute("RELEASE kitaru_write")
+            except Exception as exc:  # the commit failed (or never happened): all of it
+                for index, write in enumerate(batch):
+                    # Each caller raises its own exception object (same type and text).
+                    write.result, write.error = None, exc if index == 0 else _copy(exc)
+            except BaseException:  # interrupted here: the others learn it went unrecorded
+                for write in batch:
+                    write.result = None
+                    write.error = KitaruBackendError(
+                        f"The Kitaru store failed to {action}: the writing thread was interrupted."
+                    )
+                raise
+        finally:
+            for write in batch:
+                write.done = True
+
     def _error(self, exc: sqlite3.Error, action: str) -> KitaruBackendError:
         damaged = damaged_store_error(self._path, exc)
         return damaged or KitaruBackendError(f"The Kitaru store failed to {action}: {exc}")
@@ -125,7 +244,8 @@ class SQLiteDirect:
     ) -> None:
         """A checkpoint's call row, output artifact (and saves) and attempt, in one commit."""
         fast = self._fast
-        with self._transaction("write") as cursor:
+
+        def write(cursor: sqlite3.Cursor) -> None:
             if fence is not None:
                 self._check_owner(cursor, call.exec_id, fence)
             for new in (*extra_artifacts, artifact):
@@ -135,9 +255,12 @@ class SQLiteDirect:
             if attempt is not None:
                 cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
 
+        self._grouped(write, "write")
+
     def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """``sql`` for each of ``rows`` in one commit. A row the database refuses raises the
-        driver's error as is (the caller tells bad data from a failing store)."""
+        """``sql`` for each of ``rows`` in one commit (captured log lines). A row the
+        database refuses raises the driver's error as is: the caller tells bad data
+        from a failing store by it (so this write is not grouped, see ``_grouped``)."""
         try:
             with self._lock:
                 cursor = self._cursor()
@@ -162,12 +285,15 @@ class SQLiteDirect:
     ) -> None:
         """A new execution with its inputs (and a replay's reused calls), in one commit."""
         fast = self._fast
-        with self._transaction("write") as cursor:
+
+        def write(cursor: sqlite3.Cursor) -> None:
             for artifact in artifacts:
                 cursor.execute(fast.artifact.sql, fast.artifact_values(artifact))
             cursor.execute(fast.execution.sql, fast.execution_values(execution))
             for call in calls:
                 cursor.execute(fast.call.sql, fast.call_values(call))
+
+        self._grouped(write, "write")
 
     def cached_output(self, params: Mapping[str, Any]) -> CallRecord | None:
         """The cache lookup, on the writer's connection: a point lookup is short next to
@@ -206,7 +332,8 @@ class SQLiteDirect:
     ) -> bool:
         """The end of a run (see ``Store.finish_execution``) in one commit."""
         fast = self._fast
-        with self._transaction("write") as cursor:
+
+        def write(cursor: sqlite3.Cursor) -> bool:
             if events:
                 _append_events(cursor, events)
             sql = fast.finish_sql(
@@ -221,7 +348,18 @@ class SQLiteDirect:
             changed = cursor.execute(sql, params).fetchone() is not None
             if changed and result is not None:
                 cursor.execute(fast.artifact.sql, fast.artifact_values(result))
-        return changed
+            return changed
+
+        return self._grouped(write, "write")
+
+
+def _copy(exc: Exception) -> Exception:
+    try:
+        duplicate = copy.copy(exc)
+    except Exception:
+        duplicate = KitaruBackendError(str(exc))
+    duplicate.__cause__ = exc.__cause__
+    return duplicate
 
 
 def _append_events(cursor: sqlite3.Cursor, events: Sequence[_events.EventRow]) -> None:

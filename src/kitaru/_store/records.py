@@ -112,6 +112,8 @@ class CallRecord:
     #: Set when the call completed on its first attempt: that attempt's run (the
     #: attempt itself is not stored as a row; see ``Store.attempts_of``).
     run: int | None = None
+    #: The call's arguments, packed (``kitaru._store.call_inputs``); None without any.
+    inputs: str | None = None
     #: The output artifact, joined in when calls are loaded.
     artifact: ArtifactRecord | None = None
 

@@ -85,6 +85,10 @@ checkpoint_calls = sa.Table(
     # call has no attempt row: its one attempt is read from this row instead
     # (one insert and two B-tree pages less per checkpoint).
     sa.Column("run", sa.Integer, nullable=True),
+    # The arguments the call was made with, packed as JSON text (migration 0011;
+    # see _store/call_inputs.py). In the row rather than as artifact rows: no extra
+    # row or index per checkpoint; None for a call without arguments.
+    sa.Column("inputs", sa.Text, nullable=True),
     # Only calls whose output may be reused are looked up by key.
     sa.Index(
         "ix_kitaru_checkpoint_calls_cache_key",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitaru._store import _logs
+from kitaru._store import _logs, call_inputs
 from kitaru._store._lazy import LazyModule
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
@@ -926,8 +926,23 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     # -- artifacts ------------------------------------------------------------------
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
+        """An artifact row, or a checkpoint call's input (ids ``<exec_id>:in:<seq>:<n>``)."""
         if not storable_text(artifact_id):
             return None
+        as_input = call_inputs.parse_input_id(artifact_id)
+        if as_input is not None:
+            exec_id, seq, index = as_input
+            c = t.checkpoint_calls.c
+            with self.read() as conn:
+                row = conn.execute(
+                    sa.select(t.checkpoint_calls).where(c.exec_id == exec_id, c.seq == seq)
+                ).first()
+            inputs = (
+                []
+                if row is None
+                else call_inputs.input_records(_call_from_joined_row(row._mapping))
+            )
+            return inputs[index] if index < len(inputs) else None
         with self.read() as conn:
             row = conn.execute(
                 sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from kitaru._blobs.serializers import NOT_STORED
 from kitaru.cli._output import (
     OutputFormat,
     OutputOption,
@@ -163,6 +164,10 @@ def _load(ref: ArtifactRef) -> tuple[Any, str | None]:
         ) from None
     except Exception as exc:  # e.g. a pickled class that is not importable here
         detail = str(exc) if isinstance(exc, KitaruError) else f"{type(exc).__name__}: {exc}"
+        if ref.serializer == NOT_STORED:  # a call input that was only described
+            raise KitaruBackendError(
+                f"Cannot show the value of artifact {ref.artifact_id} ({ref.name!r}): {detail}"
+            ) from None
         raise KitaruBackendError(
             f"Cannot load the value of artifact {ref.artifact_id} ({ref.name!r}, serializer "
             f"{ref.serializer}): {detail.rstrip('.')}. If its classes live in your code, "

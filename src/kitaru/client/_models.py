@@ -31,6 +31,7 @@ from kitaru._store import (
     WaitRecord,
     WaitStatus,
 )
+from kitaru._store.call_inputs import INPUT_KIND, input_records
 from kitaru.client._deferred import Deferred
 from kitaru.client._time_models import PendingSleep
 from kitaru.config import ImageSettings, KitaruConfig
@@ -156,8 +157,13 @@ class ArtifactRef:
         call_type: str | None = None,
     ) -> ArtifactRef:
         """``producing_call``/``call_type``: name and type of the producing checkpoint."""
+        direction: Literal["input", "output"] = "output"
+        input_type = None
         if record.kind == "saved":
             kind, save_type = record.type, SAVE_TYPE_MANUAL
+        elif record.kind == INPUT_KIND:
+            # An argument the call was made with (see kitaru._store.call_inputs).
+            kind, save_type, direction, input_type = None, SAVE_TYPE_EXTERNAL, "input", "argument"
         elif record.kind == "flow_inputs":
             kind, save_type = None, SAVE_TYPE_EXTERNAL
         else:
@@ -169,6 +175,8 @@ class ArtifactRef:
             save_type=save_type,
             producing_call=producing_call,
             metadata={},
+            direction=direction,
+            input_type=input_type,
             role=record.kind,
             type=record.type,
             serializer=record.serializer,
@@ -333,6 +341,10 @@ class CheckpointCall:
     source_exec_id: str | None = field(default=None, kw_only=True)
     #: The recorded error of a failed call (exception_type, message, traceback).
     error: dict[str, Any] | None = field(default=None, kw_only=True)
+    #: The arguments the call was made with, one ``ArtifactRef`` each (direction
+    #: "input", named by parameter). Kept apart from ``artifacts`` (what the call
+    #: produced) so 0.21 code reading ``artifacts`` sees what it always did.
+    inputs: list[ArtifactRef] = field(default_factory=list, kw_only=True)
 
     @property
     def duration(self) -> float | None:
@@ -377,6 +389,7 @@ class CheckpointCall:
         artifacts.extend(
             ArtifactRef.from_record(record, client, producing_call=call.name) for record in saved
         )
+
         original_call_id = None
         if call.status is CallStatus.CACHED:
             original_call_id = call.artifact.call_id if call.artifact else None
@@ -399,6 +412,7 @@ class CheckpointCall:
             attempts=attempts,
             artifacts=artifacts,
             checkpoint_type=call.type,
+            inputs=[ArtifactRef.from_record(record, client) for record in input_records(call)],
             **_adapter_origin(call.metadata),
             call_status=call.status,
             runtime=call.runtime,
@@ -430,6 +444,7 @@ class CheckpointCall:
             "duration": self.duration,
             "source_exec_id": self.source_exec_id,
             "error": self.error,
+            "inputs": [a.to_dict() for a in self.inputs],
         }
 
 

@@ -98,6 +98,7 @@ def checkpoint(data: dict[str, Any], client: KitaruClient | None) -> CheckpointC
         runtime=data.get("runtime", "inline"),
         source_exec_id=data.get("source_exec_id"),
         error=data.get("error"),
+        inputs=[artifact(a, client) for a in data.get("inputs") or []],
     )
 
 

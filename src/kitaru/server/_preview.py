@@ -53,6 +53,9 @@ def preview(backend: Backend, artifact: ArtifactRecord) -> tuple[bool, Any, str 
                 "with ArtifactRef.load() where the flow's code runs."
             ),
         )
+    if serializer == "not_stored":
+        # A checkpoint input that would need pickle: its description is the data.
+        return False, None, artifact_bytes(backend, artifact).decode("utf-8", "replace")
     if serializer == "flow_inputs":
         return (
             False,

@@ -109,6 +109,8 @@ class Checkpoint(_Open):
     duration: float | None = None
     source_exec_id: str | None = None
     error: dict[str, Any] | None = None
+    #: The arguments the call was made with (direction "input", one per parameter).
+    inputs: list[Artifact] = []
 
 
 class ExecutionSummary(_Open):

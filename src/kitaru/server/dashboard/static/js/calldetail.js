@@ -6,7 +6,7 @@ import { artifactValue } from "./value.js";
 
 export function callDetail(execution, call, _logList) {
   const output = (call.artifacts || []).filter((a) => a.role === "output");
-  const inputs = (call.artifacts || []).filter((a) => a.direction === "input");
+  const inputs = call.inputs || [];
   const saved = (call.artifacts || []).filter((a) => a.role !== "output" && a.direction !== "input");
   const logs = h("ol", { class: "logs", "aria-label": `Logs of ${call.name}` }, h("li", { class: "muted" }, "Loading…"));
   api(`/executions/${encodeURIComponent(execution.exec_id)}/logs?checkpoint=${encodeURIComponent(call.name)}&limit=500`)
@@ -33,7 +33,8 @@ export function callDetail(execution, call, _logList) {
     h("h3", null, "Output"),
     output.length ? output.map(artifactValue) : h("p", { class: "muted" }, call.status === "failed" ? "No output: the call failed." : "No output recorded."),
     h("h3", null, "Inputs"),
-    inputs.length ? inputs.map(artifactValue) : h("p", { class: "muted" }, "Inputs are not stored per call; they come from the flow's inputs and earlier outputs."),
+    h("div", { class: "inputs", "aria-label": `Inputs of ${call.name}` },
+      inputs.length ? inputs.map(artifactValue) : h("p", { class: "muted" }, "No arguments recorded (the call took none, or it was recorded before Kitaru stored call inputs).")),
     h("h3", null, "Metadata"), kv(call.metadata),
     saved.length ? [h("h3", null, "Saved artifacts"), saved.map(artifactValue)] : null,
     h("h3", null, "Attempts"),

@@ -1,4 +1,5 @@
-// An artifact's value: pretty JSON or text, bytes as size + download, pickles marked.
+// An artifact's value: pretty JSON or text, bytes as size + download, pickles marked,
+// an argument that was only described (not stored) shown as its description.
 
 import { api, blob } from "./api.js";
 import { h, replace, pretty, fmtBytes, errorBox } from "./dom.js";
@@ -28,6 +29,16 @@ export function artifactValue(artifact) {
   if (artifact.serializer === "pickle") {
     box.appendChild(h("p", { class: "pickled" }, "⚠ Pickled (cloudpickle): the server never unpickles; load it with ArtifactRef.load() where the flow's code runs. "));
     box.appendChild(downloadButton(artifact));
+    return box;
+  }
+  if (artifact.serializer === "not_stored") {
+    // An argument that would need pickle: only its description was recorded.
+    box.appendChild(h("p", { class: "muted" }, "Not stored (it would need pickle); described as:"));
+    const body = h("div", null, h("span", { class: "muted" }, "Loading…"));
+    box.appendChild(body);
+    api(`/artifacts/${encodeURIComponent(artifact.artifact_id)}/preview`)
+      .then((p) => replace(body, h("pre", { class: "value" }, p.reason || "")))
+      .catch((err) => replace(body, errorBox(err)));
     return box;
   }
   const body = h("div", null, h("span", { class: "muted" }, "Loading…"));
