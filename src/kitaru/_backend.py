@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -21,14 +22,18 @@ from kitaru._store import ArtifactRecord, RecordedCall
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from kitaru._store import Store
 
 #: Values up to this size live in the metadata row: one write, no file.
 INLINE_LIMIT = 64 * 1024
 
-_json_decode = json.JSONDecoder().decode
+#: json.loads' scanner: (text, index) -> (value, end index). typeshed types its argument
+#: oddly; a JSONDecoder is what json.decoder passes it too.
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
 
 
 class Backend:
@@ -166,12 +171,17 @@ class Backend:
 
     def _decode(self, serializer: str, type_path: str | None, data: bytes) -> Any:
         if serializer == JSON:
-            # Kitaru writes JSON as UTF-8: decoding it first skips json.loads' encoding
-            # detection, a third of the cost of a small value (resuming loads thousands).
+            # json.loads' own scanner without its layers (encoding detection, whitespace
+            # regexes), most of the cost of a small value; resuming loads thousands.
+            # Kitaru writes JSON as UTF-8 without surrounding whitespace; anything
+            # else (or a damaged value) takes the usual way, which says what is wrong.
             try:
-                return _json_decode(data.decode("utf-8"))
-            except ValueError:
-                pass  # not UTF-8, or not JSON: deserialize says what is wrong
+                text = data.decode("utf-8")
+                value, end = _scan_json(text, 0)
+                if end == len(text):
+                    return value
+            except (ValueError, StopIteration):
+                pass
         if serializer == INPUTS:
             return unpack_inputs(data)
         return deserialize(Serialized(serializer, type_path, data))

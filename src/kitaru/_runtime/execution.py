@@ -62,6 +62,8 @@ DEFAULT_CONCURRENCY = 16
 #: Statuses of calls whose output a later run reuses (``CallStatus.has_output``); a
 #: ``RecordedCall``'s plain-text status is found in it too (``CallStatus`` is a StrEnum).
 _WITH_OUTPUT = frozenset(s for s in CallStatus if s.has_output)
+#: The span of a checkpoint call while tracing is off (a nullcontext is reusable).
+_NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 class CheckpointSpec(Protocol):
@@ -424,7 +426,7 @@ class ExecutionContext:
     ) -> contextlib.AbstractContextManager[Any]:
         """The tracing span of one checkpoint call (a no-op without the otel extra)."""
         if not tracing.enabled():
-            return contextlib.nullcontext()
+            return _NO_SPAN
         attributes = {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,
