@@ -348,8 +348,9 @@ def test_a_retry_refuses_a_damaged_recorded_output(any_store: str) -> None:
         )
     broken["transform"] = False
     client = KitaruClient()
+    client.executions.retry(handle.exec_id)
     with pytest.raises(KitaruBackendError, match=r"call 'load'.* is corrupted"):
-        client.executions.retry(handle.exec_id, wait=True)
+        handle.wait(timeout=20)
     final = client.executions.get(handle.exec_id)
     assert final.status is ExecutionStatus.FAILED
     assert final.failure is not None
