@@ -34,6 +34,37 @@ _CACHE_LOOKUP = (
 )
 
 
+def _recorded_calls_query() -> sa.Select[Any]:
+    """What a resumed run reads of an execution's calls: ``RecordedCall``'s columns.
+
+    No ORDER BY: sorting by ``seq`` needs a temporary B-tree on SQLite (no index
+    covers it), which costs more than sorting the tuples in Python.
+    """
+    c, a = t.checkpoint_calls.c, t.artifacts.c
+    return (
+        sa.select(
+            c.call_id,
+            c.seq,
+            c.name,
+            c.status,
+            c.concurrent,
+            c.attempts,
+            a.id,
+            a.name,
+            a.serializer,
+            a.type_path,
+            a.sha256,
+            a.inline_data,
+            a.uri,
+        )
+        .select_from(t.checkpoint_calls.outerjoin(t.artifacts, c.artifact_id == a.id))
+        .where(c.exec_id == sa.bindparam("exec_id"))
+    )
+
+
+RECORDED_CALLS = _recorded_calls_query()
+
+
 class _DriverStatement:
     """A Core statement compiled once for SQLite, executed with a plain tuple."""
 
@@ -118,6 +149,8 @@ class _SQLiteStatements:
             .order_by(calls.c.seq),
             dialect,
         )
+        # What a resumed run reads of them (``RecordedCall``).
+        self.recorded_calls = _DriverStatement(RECORDED_CALLS, dialect)
 
     def finish_sql(self, statuses: int | None, fenced: bool) -> str:
         """``UPDATE`` of a run's end, guarded by ``statuses`` placeholders and the fence."""

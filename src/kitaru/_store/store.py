@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import operator
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from kitaru._store._secrets import SecretsMixin
 from kitaru._store._sqlite_direct import SQLiteDirect
 from kitaru._store._statements import (
     _CACHE_LOOKUP,
+    RECORDED_CALLS,
     _pg_record_call,
     _SQLiteStatements,
     dialect_insert,
@@ -54,6 +56,7 @@ from kitaru._store.records import (
     ExecutionRecord,
     ExecutionStatus,
     LogRecord,
+    RecordedCall,
     StaleOwnerError,
     WaitStatus,
 )
@@ -683,6 +686,21 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         with self.read() as conn:
             rows = conn.execute(query).all()
         return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
+
+    def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
+        """The execution's calls as a resumed run of its body reads them, in call order.
+
+        Only the memo's fields and the output's location (see ``RecordedCall``):
+        resuming an execution of ten thousand calls reads them all before its
+        first step, so this is kept to what that needs.
+        """
+        if self._sqlite is not None:
+            return self._sqlite.recorded_calls(exec_id)
+        with self.read() as conn:
+            rows = conn.execute(RECORDED_CALLS, {"exec_id": exec_id}).all()
+        calls = [RecordedCall._make(row) for row in rows]
+        calls.sort(key=operator.attrgetter("seq"))
+        return calls
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])
