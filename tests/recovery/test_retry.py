@@ -356,6 +356,14 @@ def test_a_retry_refuses_a_damaged_recorded_output(any_store: str) -> None:
     assert final.failure is not None
     assert final.failure.origin is FailureOrigin.BACKEND
     assert runs == {"load": 1, "transform": 1}  # nothing ran on the damaged value
+    # retry(wait=True) returns the failed execution (the runner's failure was recorded),
+    # however the waiter and the runner's own report of it interleave.
+    for _ in range(3):
+        again = client.executions.retry(handle.exec_id, wait=True)
+        assert again.status is ExecutionStatus.FAILED
+        assert again.failure is not None
+        assert again.failure.origin is FailureOrigin.BACKEND
+    assert runs == {"load": 1, "transform": 1}
 
 
 @pytest.mark.parametrize(
