@@ -7,6 +7,8 @@ in the metadata row, large ones as content-addressed blobs) and back.
 from __future__ import annotations
 
 import hashlib
+import json
+import json.scanner
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -14,17 +16,24 @@ from typing import TYPE_CHECKING, Any, cast
 from kitaru._blobs import BlobIntegrityError, BlobStore, Serialized, deserialize, serialize
 from kitaru._blobs.inputs import INPUTS
 from kitaru._blobs.inputs import unpack as unpack_inputs
+from kitaru._blobs.serializers import JSON
 from kitaru._ids import uuid4
-from kitaru._store import ArtifactRecord
+from kitaru._store import ArtifactRecord, RecordedCall
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from kitaru._store import Store
 
 #: Values up to this size live in the metadata row: one write, no file.
 INLINE_LIMIT = 64 * 1024
+
+#: json.loads' scanner: (text, index) -> (value, end index). typeshed types its argument
+#: oddly; a JSONDecoder is what json.decoder passes it too.
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
 
 
 class Backend:
@@ -123,30 +132,59 @@ class Backend:
         from the script the execution recorded, else the value is returned as plain data
         with a warning (see kitaru._runtime.script_classes).
         """
-        if artifact.inline_data is not None:
-            data = artifact.inline_data
-            if hashlib.sha256(data).hexdigest() != artifact.sha256:
-                raise BlobIntegrityError(
-                    f"Artifact {artifact.id} ({artifact.name!r}) is corrupted: its stored bytes "
-                    "do not match their recorded hash. Re-run the checkpoint that produced it."
-                )
-        elif artifact.uri is not None:
-            data = self.blobs.get(artifact.uri, artifact.sha256)
-        else:
-            raise KitaruBackendError(
-                f"Artifact {artifact.id} ({artifact.name!r}) has neither inline data nor a URI."
-            )
+        data = self._bytes(
+            artifact.id, artifact.name, artifact.sha256, artifact.inline_data, artifact.uri
+        )
         if from_script:
             from kitaru._runtime.script_classes import from_flow_script
 
             with from_flow_script(self, artifact.exec_id):
-                return self._decode(artifact, data)
-        return self._decode(artifact, data)
+                return self._decode(artifact.serializer, artifact.type_path, data)
+        return self._decode(artifact.serializer, artifact.type_path, data)
 
-    def _decode(self, artifact: ArtifactRecord, data: bytes) -> Any:
-        if artifact.serializer == INPUTS:
+    def load_recorded(self, call: RecordedCall) -> Any:
+        """The output of a recorded call (``load_value`` for a ``RecordedCall``)."""
+        if call.artifact_id is None or call.serializer is None or call.sha256 is None:
+            raise KitaruBackendError(
+                f"Checkpoint call {call.call_id!r} ({call.name}) is recorded as "
+                f"{call.status} but its output artifact is missing from the store."
+            )
+        data = self._bytes(
+            call.artifact_id, call.artifact_name, call.sha256, call.inline_data, call.uri
+        )
+        return self._decode(call.serializer, call.type_path, data)
+
+    def _bytes(
+        self, id: str, name: str | None, sha256: str, inline: bytes | None, uri: str | None
+    ) -> bytes:
+        """An artifact's bytes, checked against their recorded hash."""
+        if inline is not None:
+            if hashlib.sha256(inline).hexdigest() != sha256:
+                raise BlobIntegrityError(
+                    f"Artifact {id} ({name!r}) is corrupted: its stored bytes "
+                    "do not match their recorded hash. Re-run the checkpoint that produced it."
+                )
+            return inline
+        if uri is not None:
+            return self.blobs.get(uri, sha256)
+        raise KitaruBackendError(f"Artifact {id} ({name!r}) has neither inline data nor a URI.")
+
+    def _decode(self, serializer: str, type_path: str | None, data: bytes) -> Any:
+        if serializer == JSON:
+            # json.loads' own scanner without its layers (encoding detection, whitespace
+            # regexes), most of the cost of a small value; resuming loads thousands.
+            # Kitaru writes JSON as UTF-8 without surrounding whitespace; anything
+            # else (or a damaged value) takes the usual way, which says what is wrong.
+            try:
+                text = data.decode("utf-8")
+                value, end = _scan_json(text, 0)
+                if end == len(text):
+                    return value
+            except (ValueError, StopIteration):
+                pass
+        if serializer == INPUTS:
             return unpack_inputs(data)
-        return deserialize(Serialized(artifact.serializer, artifact.type_path, data))
+        return deserialize(Serialized(serializer, type_path, data))
 
     def load_artifact(self, artifact_id: str, *, from_script: bool = False) -> Any:
         record = self.store.get_artifact(artifact_id)

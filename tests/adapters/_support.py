@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests._printed import printed_exec_id
 from tests.recovery._rc_support import child_env, wait_for, wait_lease_expired
 
 
@@ -63,6 +64,6 @@ def crash_child(code: str, *, cwd: Path, ledger_path: Path, hang_in: str, **env:
             child.kill()
             child.wait()
     assert child.returncode == -signal.SIGKILL, f"child exited early:\n{out}\n{err}"
-    exec_id = out.split()[0]
+    exec_id = printed_exec_id(out)
     wait_lease_expired(exec_id)
     return exec_id

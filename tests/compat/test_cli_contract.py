@@ -29,6 +29,7 @@ from kitaru._version import __version__
 from kitaru.cli import app
 from kitaru.client import KitaruClient
 from tests._cli import CliResult as Result
+from tests._printed import printed_exec_id
 
 # --- running the CLI ------------------------------------------------------------------
 
@@ -554,8 +555,7 @@ def test_resume_json_stdout_is_only_the_document(
     runner = flows.start("crashing", 1)
     out, err = runner.communicate(timeout=120)
     assert runner.returncode == -signal.SIGKILL, err
-    # The id the main thread prints may come after the step's own print (threads race).
-    exec_id = next(token for token in out.split() if token not in ("CRASH-PRINT", "1"))
+    exec_id = printed_exec_id(out)
     eventually(
         lambda: KitaruClient().executions.get(exec_id).is_orphaned, what="the lease to expire"
     )

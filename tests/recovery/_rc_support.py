@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kitaru._backend import get_backend
+from tests._printed import printed_exec_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,7 +122,7 @@ def crash_in_child(
         assert child.returncode == -signal.SIGKILL
     else:
         assert child.returncode == 0, err
-    exec_id = out.split()[0]
+    exec_id = printed_exec_id(out)
     wait_lease_expired(exec_id)
     return exec_id
 

@@ -20,6 +20,7 @@ import pytest
 from kitaru import ExecutionStatus, KitaruClient, KitaruStateError
 from kitaru._backend import get_backend
 from kitaru._runtime.leases import runner_gone
+from tests._printed import printed_exec_id
 from tests.recovery._rc_support import (
     REPO_ROOT,
     RUN_FLOW,
@@ -48,7 +49,7 @@ def _kill_a_runner_hanging_in_transform(log: Path, while_alive: Callable[[str], 
         )
         assert child.poll() is None, child.communicate()
         assert child.stdout is not None
-        exec_id = child.stdout.readline().split()[0]
+        exec_id = printed_exec_id(child.stdout.readline())
         while_alive(exec_id)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import Counter
 from typing import Any
@@ -21,7 +23,9 @@ from kitaru import (
     checkpoint,
     flow,
 )
+from kitaru._backend import get_backend
 from kitaru._runtime import control
+from kitaru._store import RecordedCall, schema
 from kitaru.client import CallStatus
 
 runs: Counter[str] = Counter()
@@ -328,3 +332,57 @@ def test_two_concurrent_retries_exactly_one_runs(
     assert handle.wait(timeout=20) == 60
     assert runs == {"load": 1, "transform": 2, "total": 1}
     assert KitaruClient().executions.get(handle.exec_id).run_count == 2
+
+
+def test_a_retry_refuses_a_damaged_recorded_output(any_store: str) -> None:
+    """A memoized call checks its output's bytes against their hash: never a wrong value."""
+    handle = _failed_run()
+    store = get_backend().store
+    (load_call,) = [c for c in store.calls(handle.exec_id) if c.call_id == "load"]
+    assert load_call.artifact_id is not None
+    with store.write() as conn:
+        conn.execute(
+            schema.artifacts.update()
+            .where(schema.artifacts.c.id == load_call.artifact_id)
+            .values(inline_data=b"[0, 1, 2, 99]")
+        )
+    broken["transform"] = False
+    client = KitaruClient()
+    client.executions.retry(handle.exec_id)
+    with pytest.raises(KitaruBackendError, match=r"call 'load'.* is corrupted"):
+        handle.wait(timeout=20)
+    final = client.executions.get(handle.exec_id)
+    assert final.status is ExecutionStatus.FAILED
+    assert final.failure is not None
+    assert final.failure.origin is FailureOrigin.BACKEND
+    assert runs == {"load": 1, "transform": 1}  # nothing ran on the damaged value
+    # retry(wait=True) returns the failed execution (the runner's failure was recorded),
+    # however the waiter and the runner's own report of it interleave.
+    for _ in range(3):
+        again = client.executions.retry(handle.exec_id, wait=True)
+        assert again.status is ExecutionStatus.FAILED
+        assert again.failure is not None
+        assert again.failure.origin is FailureOrigin.BACKEND
+    assert runs == {"load": 1, "transform": 1}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[1, 2]", b" 7", b"7 ", b'{"a": NaN}', '"é"'.encode(), '"x"'.encode("utf-16")],
+)
+def test_recorded_json_outputs_load_as_json_loads_reads_them(data: bytes) -> None:
+    call = RecordedCall(
+        "c", 1, "c", "completed", False, 1, "a-1", "c", "json", None,
+        hashlib.sha256(data).hexdigest(), data, None,
+    )  # fmt: skip
+    assert repr(get_backend().load_recorded(call)) == repr(json.loads(data))
+
+
+def test_a_recorded_json_output_that_does_not_parse_is_a_backend_error() -> None:
+    data = b"[1, 2"
+    call = RecordedCall(
+        "c", 1, "c", "completed", False, 1, "a-1", "c", "json", None,
+        hashlib.sha256(data).hexdigest(), data, None,
+    )  # fmt: skip
+    with pytest.raises(KitaruBackendError, match="serializer 'json'"):
+        get_backend().load_recorded(call)

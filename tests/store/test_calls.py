@@ -14,6 +14,7 @@ from kitaru._store.records import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    RecordedCall,
     StaleOwnerError,
 )
 from kitaru.errors import KitaruBackendError
@@ -116,6 +117,47 @@ def test_calls_are_in_seq_order_and_per_execution(
     assert [c.call_id for c in store.calls(execution.id)] == [c.call_id for c in made]
     assert [c.call_id for c in store.calls(other.id)] == ["step"]
     assert store.calls("no-such-execution") == []
+
+
+def test_recorded_calls_are_what_a_resumed_run_reads(
+    store: Store, records: Records, execution: ExecutionRecord
+) -> None:
+    inline = records.artifact(execution.id, "small", inline_data=b"[1, 2]", serializer="json")
+    blob = records.artifact(
+        execution.id, "big", inline_data=None, uri="file:///tmp/kitaru/ab/cd", size=70_000
+    )
+    made = [
+        records.call(execution.id, "small", 0, artifact=inline),
+        records.call(execution.id, "big", 1, artifact=blob, concurrent=True),
+        records.call(execution.id, "broken", 2, status=CallStatus.FAILED, attempts=3),
+    ]
+    for index, artifact in ((2, None), (0, inline), (1, blob)):  # not in call order
+        store.record_call(made[index], artifact=artifact)
+    other = records.execution()
+    store.create_execution(other)
+    store.record_call(records.call(other.id, "small", 0))
+
+    recorded = store.recorded_calls(execution.id)
+    assert all(isinstance(call, RecordedCall) for call in recorded)
+    assert recorded == [
+        RecordedCall(
+            c.call_id,
+            c.seq,
+            c.name,
+            c.status,
+            c.concurrent,
+            c.attempts,
+            *(
+                (None,) * 7
+                if a is None
+                else (a.id, a.name, a.serializer, a.type_path, a.sha256, a.inline_data, a.uri)
+            ),
+        )
+        for c, a in zip(made, (inline, blob, None), strict=True)
+    ]
+    assert recorded[1].concurrent
+    assert not recorded[0].concurrent
+    assert store.recorded_calls("no-such-execution") == []
 
 
 def test_attempts_in_recording_order(

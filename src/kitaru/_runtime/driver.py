@@ -148,7 +148,7 @@ def run_execution(
                 backend,
                 record,
                 run=record.run_count,
-                recorded=[] if nothing_recorded else store.calls(record.id),
+                recorded=[] if nothing_recorded else store.recorded_calls(record.id),
                 # A replay runs its live part again unless cache=True was asked for.
                 cache_enabled=cache_enabled if replay is None else bool(replay.cache),
                 replay=replay,

@@ -38,6 +38,7 @@ from kitaru._store import (
     CallRecord,
     CallStatus,
     ExecutionRecord,
+    RecordedCall,
     StaleOwnerError,
     WaitRecord,
     call_inputs,
@@ -58,6 +59,11 @@ if TYPE_CHECKING:
 _MAX_BACKOFF_SECONDS = 30.0
 #: Pool size for ``.submit()`` calls of one execution (``max_concurrency`` overrides).
 DEFAULT_CONCURRENCY = 16
+#: Statuses of calls whose output a later run reuses (``CallStatus.has_output``); a
+#: ``RecordedCall``'s plain-text status is found in it too (``CallStatus`` is a StrEnum).
+_WITH_OUTPUT = frozenset(s for s in CallStatus if s.has_output)
+#: The span of a checkpoint call while tracing is off (a nullcontext is reusable).
+_NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 class CheckpointSpec(Protocol):
@@ -135,7 +141,7 @@ class ExecutionContext:
         record: ExecutionRecord,
         *,
         run: int,
-        recorded: list[CallRecord],
+        recorded: Sequence[RecordedCall],
         cache_enabled: bool | None,
         cancel_event: threading.Event,
         replay: ReplayDirectives | None = None,
@@ -154,8 +160,12 @@ class ExecutionContext:
         self._waits = {w.wait_id: w for w in waits or ()}
         self._wait_count = 0
         self._wait_ids: set[str] = set()
-        self._recorded = {call.call_id: call for call in recorded}
-        self._recorded_order = [call.call_id for call in recorded]
+        #: Calls recorded by earlier runs (``RecordedCall``), and the calls this run
+        #: writes (``CallRecord``); both have the fields the memo reads.
+        self._recorded: dict[str, RecordedCall | CallRecord] = {
+            call.call_id: call for call in recorded
+        }
+        self._recorded_order = list(self._recorded)
         self._consumed: set[str] = set()
         self._seen_sequence: list[tuple[str, str]] = []
         self._counts: dict[str, int] = {}
@@ -416,7 +426,7 @@ class ExecutionContext:
     ) -> contextlib.AbstractContextManager[Any]:
         """The tracing span of one checkpoint call (a no-op without the otel extra)."""
         if not tracing.enabled():
-            return contextlib.nullcontext()
+            return _NO_SPAN
         attributes = {
             "kitaru.exec_id": self.exec_id,
             "kitaru.flow": self.record.flow_name,
@@ -431,28 +441,32 @@ class ExecutionContext:
         recorded = self._reuse_or_go_live(spec, call_id)
         if recorded is None:
             return NOT_RECORDED
-        assert recorded.artifact is not None
-        tracing.annotate(status="memoized", recorded_status=recorded.status.value)
+        tracing.annotate(status="memoized", recorded_status=str(recorded.status))
         try:
+            if isinstance(recorded, RecordedCall):
+                return self.backend.load_recorded(recorded)
+            assert recorded.artifact is not None
             return self.backend.load_value(recorded.artifact)
         except Exception as exc:
             self.backend_failed(exc, f"load the recorded output of call {call_id!r}")
 
-    def _reuse_or_go_live(self, spec: CheckpointSpec, call_id: str) -> CallRecord | None:
+    def _reuse_or_go_live(
+        self, spec: CheckpointSpec, call_id: str
+    ) -> RecordedCall | CallRecord | None:
         """The recorded call whose output this call reuses; None once the call is live."""
         self.check_cancelled()
         recorded = self._recorded.get(call_id)
-        if recorded is not None and recorded.name != spec.name:
-            raise self._divergence(
-                f"call {call_id!r} was recorded for checkpoint {recorded.name!r} but the flow "
-                f"body now calls {spec.name!r} there"
-            )
-        # After going live, only concurrent calls' outputs are reused: they may have
-        # completed after a call that was still in flight when the runner died.
-        reusable = not self._live or (recorded is not None and recorded.concurrent)
-        if recorded is not None and recorded.status.has_output and reusable:
-            self._consumed.add(call_id)
-            return recorded
+        if recorded is not None:
+            if recorded.name != spec.name:
+                raise self._divergence(
+                    f"call {call_id!r} was recorded for checkpoint {recorded.name!r} but the "
+                    f"flow body now calls {spec.name!r} there"
+                )
+            # After going live, only concurrent calls' outputs are reused: they may have
+            # completed after a call that was still in flight when the runner died.
+            if recorded.status in _WITH_OUTPUT and (not self._live or recorded.concurrent):
+                self._consumed.add(call_id)
+                return recorded
         if self.replay is not None and call_id in self.replay.rerun and not self._live:
             return None  # a replay reruns it; the reused calls after it stay reused
         self._go_live(call_id)
@@ -731,7 +745,7 @@ class ExecutionContext:
                 for cid in self._recorded_order
                 if cid not in self._consumed
                 and cid != call_id
-                and self._recorded[cid].status.has_output
+                and self._recorded[cid].status in _WITH_OUTPUT
                 and not self._recorded[cid].concurrent
             ]
             if unreached:

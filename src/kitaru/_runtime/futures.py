@@ -79,8 +79,14 @@ class CheckpointFuture:
         return self._future
 
 
+#: Argument types that never hold a future: returned as they are at once.
+_PLAIN = frozenset({int, float, str, bool, bytes, type(None)})
+
+
 def resolve(value: Any) -> Any:
     """Replace futures (also inside lists, tuples and dict values) by their results."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, CheckpointFuture):
         return value.result()
     if isinstance(value, list):
@@ -95,7 +101,7 @@ def resolve(value: Any) -> Any:
 def resolve_arguments(
     args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return tuple(resolve(a) for a in args), {k: resolve(v) for k, v in kwargs.items()}
+    return tuple([resolve(a) for a in args]), {k: resolve(v) for k, v in kwargs.items()}
 
 
 async def resolve_async(value: Any) -> Any:

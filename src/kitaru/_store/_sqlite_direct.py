@@ -20,6 +20,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import copy
+import operator
 import os
 import sqlite3
 import threading
@@ -36,6 +37,7 @@ from kitaru._store.records import (
     CallRecord,
     ExecutionRecord,
     ExecutionStatus,
+    RecordedCall,
     StaleOwnerError,
 )
 from kitaru.errors import KitaruBackendError
@@ -320,6 +322,19 @@ class SQLiteDirect:
             raise self._error(exc, "read") from exc
         return [fast.call_from_row(row) for row in rows]
 
+    def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
+        """An execution's calls as a resumed run reads them, in call order."""
+        try:
+            with self._engine().connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                rows = driver.execute(self._fast.recorded_calls.sql, (exec_id,)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+        calls = list(map(RecordedCall._make, rows))
+        calls.sort(key=_by_seq)
+        return calls
+
     def finish(
         self,
         exec_id: str,
@@ -360,6 +375,9 @@ def _copy(exc: Exception) -> Exception:
         duplicate = KitaruBackendError(str(exc))
     duplicate.__cause__ = exc.__cause__
     return duplicate
+
+
+_by_seq = operator.itemgetter(1)  # RecordedCall.seq
 
 
 def _append_events(cursor: sqlite3.Cursor, events: Sequence[_events.EventRow]) -> None:

@@ -45,6 +45,35 @@ def cache_lookup() -> sa.Select[Any]:
     )
 
 
+@functools.cache
+def recorded_calls_query() -> sa.Select[Any]:
+    """What a resumed run reads of an execution's calls: ``RecordedCall``'s columns.
+
+    No ORDER BY: sorting by ``seq`` needs a temporary B-tree on SQLite (no index
+    covers it), which costs more than sorting the tuples in Python.
+    """
+    c, a = t.checkpoint_calls.c, t.artifacts.c
+    return (
+        sa.select(
+            c.call_id,
+            c.seq,
+            c.name,
+            c.status,
+            c.concurrent,
+            c.attempts,
+            a.id,
+            a.name,
+            a.serializer,
+            a.type_path,
+            a.sha256,
+            a.inline_data,
+            a.uri,
+        )
+        .select_from(t.checkpoint_calls.outerjoin(t.artifacts, c.artifact_id == a.id))
+        .where(c.exec_id == sa.bindparam("exec_id"))
+    )
+
+
 class _DriverStatement:
     """SQL for the ``sqlite3`` driver, executed with a plain tuple of ``names``' values."""
 
@@ -144,6 +173,20 @@ class _SQLiteStatements:
             f"{_qualified(artifacts, c.ARTIFACT_COLUMNS)} "
             f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
             f"WHERE {calls}.exec_id = ? ORDER BY {calls}.seq",
+            ("exec_id",),
+        )
+        # What a resumed run reads of them (``RecordedCall``; ``recorded_calls_query``).
+        call_part = ", ".join(
+            f"{calls}.{name}"
+            for name in ("call_id", "seq", "name", "status", "concurrent", "attempts")
+        )
+        artifact_part = ", ".join(
+            f"{artifacts}.{name}"
+            for name in ("id", "name", "serializer", "type_path", "sha256", "inline_data", "uri")
+        )
+        self.recorded_calls = _DriverStatement(
+            f"SELECT {call_part}, {artifact_part} FROM {calls} LEFT OUTER JOIN {artifacts} "
+            f"ON {join} WHERE {calls}.exec_id = ?",
             ("exec_id",),
         )
 

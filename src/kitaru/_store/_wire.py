@@ -137,6 +137,7 @@ METHODS = frozenset(
         "record_attempt",
         "calls",
         "calls_of",
+        "recorded_calls",
         "attempts",
         "attempts_of",
         "cached_output",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from kitaru.errors import KitaruStateError
 
@@ -116,6 +116,34 @@ class CallRecord:
     inputs: str | None = None
     #: The output artifact, joined in when calls are loaded.
     artifact: ArtifactRecord | None = None
+
+
+class RecordedCall(NamedTuple):
+    """A recorded call as a resumed run of the body needs it (``Store.recorded_calls``).
+
+    Only what the memo, the divergence checks and loading the output read: a
+    resumed run of a long execution loads thousands of these, and a tuple of
+    plain values costs a fraction of a ``CallRecord`` with its ``ArtifactRecord``
+    (no JSON columns decoded, and the garbage collector stops tracking it).
+    ``CallRecord`` (with ``Store.calls``) is the full record.
+    """
+
+    call_id: str
+    seq: int
+    name: str
+    #: A ``CallStatus`` value (plain text: ``CallStatus`` compares equal to it).
+    status: str
+    #: As the driver gives it (SQLite: 0 or 1).
+    concurrent: bool | int
+    attempts: int
+    #: The output artifact's columns (None when the call has no output).
+    artifact_id: str | None
+    artifact_name: str | None
+    serializer: str | None
+    type_path: str | None
+    sha256: str | None
+    inline_data: bytes | None
+    uri: str | None
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import itertools
 import json
+import operator
 import sqlite3
 import threading
 import time
@@ -43,6 +44,7 @@ from kitaru._store._statements import (
     cache_lookup,
     dialect_insert,
     pg_take_cached_sql,
+    recorded_calls_query,
 )
 from kitaru._store._time import TimeMixin, due_suspension, pending_suspension
 from kitaru._store._waits import WaitsMixin
@@ -63,6 +65,7 @@ from kitaru._store.records import (
     ExecutionRecord,
     ExecutionStatus,
     LogRecord,
+    RecordedCall,
     StaleOwnerError,
     WaitStatus,
 )
@@ -775,6 +778,21 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         with self.read() as conn:
             rows = conn.execute(query).all()
         return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
+
+    def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
+        """The execution's calls as a resumed run of its body reads them, in call order.
+
+        Only the memo's fields and the output's location (see ``RecordedCall``):
+        resuming an execution of ten thousand calls reads them all before its
+        first step, so this is kept to what that needs.
+        """
+        if self._sqlite is not None:
+            return self._sqlite.recorded_calls(exec_id)
+        with self.read() as conn:
+            rows = conn.execute(recorded_calls_query(), {"exec_id": exec_id}).all()
+        calls = [RecordedCall._make(row) for row in rows]
+        calls.sort(key=operator.attrgetter("seq"))
+        return calls
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
         return self.attempts_of([exec_id]).get(exec_id, [])

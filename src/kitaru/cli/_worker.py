@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from kitaru._stacks.local import RUNNER_THREAD_PREFIX
 from kitaru.cli._output import (
     Output,
     OutputFormat,
@@ -73,8 +74,17 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _running_threads() -> list[threading.Thread]:
+    """The runner threads of the executions this worker started (``kitaru-exec-<id>``).
+
+    Only those: an idle thread pool some flow code left behind never ends by itself,
+    and waiting for it would hang the worker.
+    """
     current = threading.current_thread()
-    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+    return [
+        t
+        for t in threading.enumerate()
+        if t is not current and t.name.startswith(RUNNER_THREAD_PREFIX) and t.is_alive()
+    ]
 
 
 def _abandon(out: Output) -> None:

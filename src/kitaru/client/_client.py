@@ -186,10 +186,15 @@ class ExecutionsAPI:
             if execution.status.is_finished:
                 return execution
             if runner_failure(exec_id) is not None:
-                # This process's runner failed and could not record it: end the wait.
+                # This process's runner failed itself. Recorded meanwhile (between the
+                # read above and now): return the finished execution like any other.
+                # Not recorded: nothing else will end the wait, so raise.
                 from kitaru.handle import runner_failure_error
 
-                error = runner_failure_error(exec_id, self._backend.store.get_execution(exec_id))
+                record = self._backend.store.get_execution(exec_id)
+                if record is not None and record.status.is_finished:
+                    continue
+                error = runner_failure_error(exec_id, record)
                 if error is not None:
                     raise error
             remaining = None if deadline is None else deadline - time.monotonic()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kitaru._store import _wire
+from kitaru._store.records import RecordedCall
 from kitaru.client._remote import Session
 from kitaru.client._remote_config import (
     ENV_AUTH_TOKEN,
@@ -93,6 +94,11 @@ class HttpStore:
 
         method.__name__ = name
         return method
+
+    def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
+        """``Store.recorded_calls``: its tuples come over the wire as plain tuples."""
+        rows = self._call("recorded_calls", (exec_id,), {})
+        return [RecordedCall._make(row) for row in rows]
 
     def read(self) -> Any:
         raise KitaruFeatureNotAvailableError(
