@@ -5,9 +5,10 @@ Decorate the orchestration function with ``@flow`` and its units of work with
 failed or paused execution continues where it stopped.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kitaru import events
+from kitaru._lazy import lazy_getattr
 from kitaru._runtime.context import current_execution_id, is_replay
 from kitaru._runtime.events import progress
 from kitaru._stacks import (
@@ -119,15 +120,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kitaru' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

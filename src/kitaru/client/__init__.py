@@ -1,7 +1,8 @@
 """``kitaru.client``: read and control executions from code."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kitaru._lazy import lazy_getattr
 from kitaru._store import CallStatus, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -40,15 +41,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kitaru.client' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
