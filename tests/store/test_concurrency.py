@@ -153,6 +153,68 @@ def test_concurrent_fenced_writes_land_or_are_refused_one_by_one(
         assert max(batches) > 1  # the writers that queued up shared a commit
 
 
+def test_a_writer_interrupted_while_queued_leaves_the_others_going(
+    tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a thread queued behind SQLite's group commit takes its write out of the
+    queue (unwritten); the writes already committing and those after it still land."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.fail("SIGINT reaches the main thread only; this test must run there")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        executions = [records.execution() for _ in range(3)]
+        for execution in executions:
+            store.create_execution(execution)
+        direct = store._sqlite
+        assert direct is not None
+        commit = direct._commit
+        committing, release = threading.Event(), threading.Event()
+
+        def held_first(batch: list[Any], action: str) -> None:
+            if not committing.is_set():
+                committing.set()
+                release.wait(30)
+            commit(batch, action)
+
+        monkeypatch.setattr(direct, "_commit", held_first)
+
+        def write(exec_id: str) -> None:
+            local = Records()
+            artifact = local.artifact(exec_id, "step")
+            store.record_call(local.call(exec_id, "step", 0, artifact=artifact), artifact=artifact)
+
+        leader = threading.Thread(target=write, args=(executions[0].id,))
+        leader.start()
+        assert committing.wait(30)
+
+        def interrupt_then_release() -> None:
+            time.sleep(0.3)  # the main thread is queued behind the held commit by now
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            time.sleep(0.3)
+            release.set()
+
+        helper = threading.Thread(target=interrupt_then_release)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            helper.start()
+            with pytest.raises(KeyboardInterrupt):
+                write(executions[1].id)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            release.set()
+            helper.join(30)
+        leader.join(30)
+        after = threading.Thread(target=write, args=(executions[2].id,))
+        after.start()
+        after.join(30)
+        assert not after.is_alive(), "a write after the interrupted one never finished"
+        assert [len(store.calls(e.id)) for e in executions] == [1, 0, 1]
+        assert direct._pending == []
+        assert not direct._leading
+    finally:
+        store.dispose()
+
+
 _WRITER_CHILD = """
 import sys
 sys.path.insert(0, sys.argv[3])

@@ -159,10 +159,14 @@ class SQLiteDirect:
                 mine.wake.acquire()
             else:
                 self._leading = mine.lead = True
-        if not mine.lead:
-            mine.wake.acquire()  # released when done or when made the leader
-        if not mine.done:
-            self._lead(mine, action)
+        try:
+            if not mine.lead:
+                mine.wake.acquire()  # released when done or when made the leader
+            if not mine.done:
+                self._lead(mine, action)
+        except BaseException:  # e.g. Ctrl-C in the main thread: never strand the queue
+            self._withdraw(mine)
+            raise
         if mine.error is not None:
             raise mine.error
         return mine.result  # type: ignore[return-value]
@@ -182,12 +186,27 @@ class SQLiteDirect:
                             write.wake.release()
         finally:
             with self._pending_lock:
-                if self._pending:  # hand over: the first still waiting commits next
-                    successor = self._pending[0]
-                    successor.lead = True
-                    successor.wake.release()
-                else:
-                    self._leading = False
+                if mine in self._pending:  # interrupted before its write was taken
+                    self._pending.remove(mine)
+                self._hand_over()
+
+    def _withdraw(self, mine: _Write[Any]) -> None:
+        """An interrupted caller's write leaves the queue unwritten; a lead it was just
+        given passes on (a write already taken into a batch is committed as usual)."""
+        with self._pending_lock:
+            if mine in self._pending:
+                self._pending.remove(mine)
+                if mine.lead:
+                    self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The first write still waiting commits next (the caller holds _pending_lock)."""
+        if self._pending:
+            successor = self._pending[0]
+            successor.lead = True
+            successor.wake.release()
+        else:
+            self._leading = False
 
     def _commit(self, batch: list[_Write[Any]], action: str) -> None:
         """One transaction for ``batch``; every write in it ends done (result or error)."""
