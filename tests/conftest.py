@@ -8,6 +8,7 @@ test gets a fresh schema there, dropped afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,15 @@ os.environ["KITARU_CONFIG_PATH"] = tempfile.mkdtemp(prefix="kitaru-tests-config-
 from kitaru._backend import forget_backends, get_backend
 from kitaru.config import reset_configuration
 from tests.fakes.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a non-interactive shell (`./dev test &`,
+    # nohup) inherits SIGINT ignored, and so would every process the tests start: the
+    # Ctrl-C tests would press a key nobody hears. Tests run as in a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 POSTGRES_URL_ENV = "KITARU_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = (

@@ -438,7 +438,8 @@ def retryable(x: int = 1) -> int:
 
 @checkpoint
 def crash_noisy(x: int) -> int:
-    print(f"CRASH-PRINT {{x}}")
+    # With its execution id: the process may die before the main thread prints it.
+    print(f"CRASH-PRINT {{x}} {{kitaru.current_execution_id()}}")
     marker = STATE / "crashed"
     if not marker.exists():
         marker.write_text("x")
@@ -564,8 +565,8 @@ def test_resume_json_stdout_is_only_the_document(
     document = json.loads(result.stdout)
     assert_envelope(document, "executions.resume")
     assert document["item"]["status"] == "completed"
-    assert "CRASH-PRINT 1" in result.stderr
-    assert "CRASH-PRINT 1" in _log_messages(exec_id)
+    assert f"CRASH-PRINT 1 {exec_id}" in result.stderr
+    assert f"CRASH-PRINT 1 {exec_id}" in _log_messages(exec_id)
 
 
 def test_resume_id_argument_or_option() -> None:
