@@ -44,8 +44,6 @@ _CONFLICT_RETRIES = 20
 #: One slice of waiting for another writer's lock on PostgreSQL (20 slices in all).
 _LOCK_WAIT_MS = 1_000
 
-_WIDTHS = EVENT_WIDTHS
-
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
@@ -93,7 +91,7 @@ _INSERT_SQL = {
 
 def storable(value: str | None, name: str) -> str | None:
     """``value`` as column ``name`` holds it: escaped for the store, cut to the column's width."""
-    return None if value is None else escape_for_store(value)[: _WIDTHS[name]]
+    return None if value is None else escape_for_store(value)[: EVENT_WIDTHS[name]]
 
 
 def _row(event: EventRow, seq: int) -> tuple[Any, ...]:

@@ -63,20 +63,7 @@ class ScheduleDeleted(BaseModel):
 
 
 def _out(schedule: Schedule) -> ScheduleOut:
-    return ScheduleOut(
-        name=schedule.name,
-        flow_name=schedule.flow_name,
-        flow_id=schedule.flow_id,
-        flow_ref=dict(schedule.flow_ref),
-        cron=schedule.cron,
-        timezone=schedule.timezone,
-        inputs=dict(schedule.inputs),
-        stack=schedule.stack,
-        missed=schedule.missed,
-        paused=schedule.paused,
-        created_at=schedule.created_at,
-        next_run_at=schedule.next_run_at,
-    )
+    return ScheduleOut.model_validate(schedule, from_attributes=True)
 
 
 def _api() -> SchedulesAPI:
