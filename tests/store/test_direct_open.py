@@ -1,7 +1,7 @@
 """Opening a current SQLite store on the driver alone, and the SQL written without SQLAlchemy.
 
 A script that runs flows on a current SQLite store never imports SQLAlchemy
-(``_store/_lazy.py``); these tests check that the plain column lists and SQL it
+(``kitaru/_lazy.py``); these tests check that the plain column lists and SQL it
 uses instead agree with the schema, and that everything else still finds its engine.
 """
 
@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from kitaru._lazy import LazyModule
 from kitaru._store import Store, _columns, _sqlite_new, schema, sqlite_head
 from kitaru._store import engine as store_engine
-from kitaru._store._lazy import LazyModule
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError
@@ -51,24 +51,23 @@ def test_plain_column_lists_match_the_schema(
     assert _columns.JSON_COLUMNS[table.name] == json_columns
 
 
-def test_log_columns_match_the_schema() -> None:
-    assert _names(schema.logs, ("id",)) == _columns.LOG_COLUMNS
-    widths = {
+def _widths(table: sa.Table) -> dict[str, int]:
+    """Lengths of the table's sized text columns."""
+    return {
         c.name: c.type.length
-        for c in schema.logs.columns
+        for c in table.columns
         if isinstance(c.type, sa.String) and c.type.length is not None
     }
-    assert widths == _columns.LOG_WIDTHS
+
+
+def test_log_columns_match_the_schema() -> None:
+    assert _names(schema.logs, ("id",)) == _columns.LOG_COLUMNS
+    assert _widths(schema.logs) == _columns.LOG_WIDTHS
     assert schema.logs.name == _columns.LOGS
 
 
 def test_event_widths_match_the_schema() -> None:
-    widths = {
-        c.name: c.type.length
-        for c in schema.events.columns
-        if isinstance(c.type, sa.String) and c.type.length is not None
-    }
-    assert widths == _columns.EVENT_WIDTHS
+    assert _widths(schema.events) == _columns.EVENT_WIDTHS
     assert schema.events.name == _columns.EVENTS
 
 

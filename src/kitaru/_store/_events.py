@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kitaru._lazy import LazyModule
 from kitaru._store._columns import EVENT_WIDTHS, EVENTS
-from kitaru._store._lazy import LazyModule
 from kitaru._store._logs import escape_for_store
 from kitaru.errors import KitaruBackendError
 

@@ -20,8 +20,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kitaru._lazy import LazyModule
 from kitaru._store._columns import LOG_COLUMNS, LOG_WIDTHS, LOGS
-from kitaru._store._lazy import LazyModule
 from kitaru._store.records import LogRecord
 from kitaru._text import printable_text
 

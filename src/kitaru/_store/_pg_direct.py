@@ -19,7 +19,7 @@ import time
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kitaru._store._lazy import LazyModule
+from kitaru._lazy import LazyModule
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kitaru._lazy import LazyModule
 from kitaru._store import _columns
-from kitaru._store._lazy import LazyModule
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitaru._store._lazy import LazyModule
+from kitaru._lazy import LazyModule
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

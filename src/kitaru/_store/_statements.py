@@ -8,8 +8,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kitaru._lazy import LazyModule
 from kitaru._store import _columns as c
-from kitaru._store._lazy import LazyModule
 from kitaru._store._rows import _CALL_COLUMNS
 from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 

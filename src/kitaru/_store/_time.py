@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitaru._store._lazy import LazyModule
+from kitaru._lazy import LazyModule
 from kitaru._store._rows import _changed, _execution_from_row, _execution_row
 from kitaru._store._statements import dialect_insert
 from kitaru._store.records import (

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitaru._store._lazy import LazyModule
+from kitaru._lazy import LazyModule
 from kitaru._store._rows import _ACTIVE_VALUES, _by_exec, _changed, _wait_from_row, _wait_row
 from kitaru._store._statements import dialect_insert
 from kitaru._store.records import ExecutionStatus, StaleOwnerError, WaitRecord, WaitStatus

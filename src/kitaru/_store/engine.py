@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitaru._lazy import LazyModule
 from kitaru._paths import PRIVATE_FILE_MODE
-from kitaru._store._lazy import LazyModule
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 
