@@ -1,7 +1,8 @@
 """SIGKILL a process in the middle of a fan-out of 20 submissions, resume it in a new one.
 
 The child runs ``_crash_flow.py`` and is killed once a few calls have finished
-(the ledger says so) while others are still running or queued. A new process
+(the store says so) while others are still running or queued: some calls wait on a
+gate file that is created only after the kill, so they are certainly in flight. A new process
 (``python -m kitaru.worker EXEC_ID``, from another directory, once the 1 s lease
 expired) resumes it. Checks: the result is right; calls recorded as completed
 before the kill never ran again; every other call ran exactly once more; each
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from kitaru import KitaruClient
+from tests.fanout._crash_flow import gate_path
 from tests.fanout._support import call_id
 from tests.recovery._fi_harness import (
     child_env,
@@ -87,7 +89,9 @@ def _kill_mid_fan_out(
     }
     if not 0 < len(completed) < N:
         raise HarnessError(f"the kill was not mid-fan-out: {len(completed)} of {N} completed")
-    return exec_id, ledger, completed, read_ledger(ledger)
+    before = read_ledger(ledger)
+    Path(gate_path(str(ledger))).touch()  # held calls may finish in the resumed run
+    return exec_id, ledger, completed, before
 
 
 def _resume_and_verify(
