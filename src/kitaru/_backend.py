@@ -18,7 +18,7 @@ from kitaru._blobs.inputs import INPUTS
 from kitaru._blobs.inputs import unpack as unpack_inputs
 from kitaru._blobs.serializers import JSON
 from kitaru._ids import uuid4
-from kitaru._store import ArtifactRecord, RecordedCall
+from kitaru._store import ArtifactRecord, RecordedCall, call_outputs
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class Backend:
         kind: str,
         type: str | None = None,
         tags: Sequence[str] | None = None,
+        in_row_id: str | None = None,
     ) -> ArtifactRecord:
         """Serialize ``value``; large values are written (durably) to the blob store now.
 
@@ -86,6 +87,7 @@ class Backend:
             kind=kind,
             type=type,
             tags=tags,
+            in_row_id=in_row_id,
         )
 
     def store_serialized(
@@ -98,10 +100,17 @@ class Backend:
         kind: str,
         type: str | None = None,
         tags: Sequence[str] | None = None,
+        in_row_id: str | None = None,
     ) -> ArtifactRecord:
-        """An artifact record for already serialized bytes (blobs written now)."""
+        """An artifact record for already serialized bytes (blobs written now).
+
+        ``in_row_id``: the id a checkpoint's output takes when it is small enough to
+        be kept in its call row (``kitaru._store.call_outputs``).
+        """
         data = serialized.data
+        id = None
         if len(data) <= INLINE_LIMIT:
+            id = in_row_id
             sha = hashlib.sha256(data).hexdigest()
             inline: bytes | None = data
             uri = None
@@ -109,7 +118,7 @@ class Backend:
             uri, sha = self.blobs.put(data)
             inline = None
         return ArtifactRecord(
-            id=uuid4(),
+            id=id or uuid4(),
             exec_id=exec_id,
             call_id=call_id,
             name=name,
@@ -144,14 +153,23 @@ class Backend:
 
     def load_recorded(self, call: RecordedCall) -> Any:
         """The output of a recorded call (``load_value`` for a ``RecordedCall``)."""
-        if call.artifact_id is None or call.serializer is None or call.sha256 is None:
+        if call.artifact_id is None or call.serializer is None:
             raise KitaruBackendError(
                 f"Checkpoint call {call.call_id!r} ({call.name}) is recorded as "
                 f"{call.status} but its output artifact is missing from the store."
             )
-        data = self._bytes(
-            call.artifact_id, call.artifact_name, call.sha256, call.inline_data, call.uri
-        )
+        if call.sha256 is None and call.inline_data is not None:
+            data = call.inline_data  # kept in its call row, with a CRC-32 (call_outputs)
+            if not call_outputs.intact(data, call.crc32):
+                raise BlobIntegrityError(
+                    f"Artifact {call.artifact_id} ({call.artifact_name!r}) is corrupted: its "
+                    "stored bytes do not match their recorded checksum. Re-run the checkpoint "
+                    "that produced it."
+                )
+        else:
+            data = self._bytes(
+                call.artifact_id, call.artifact_name, call.sha256 or "", call.inline_data, call.uri
+            )
         return self._decode(call.serializer, call.type_path, data)
 
     def _bytes(

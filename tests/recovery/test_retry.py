@@ -335,17 +335,22 @@ def test_two_concurrent_retries_exactly_one_runs(
 
 
 def test_a_retry_refuses_a_damaged_recorded_output(any_store: str) -> None:
-    """A memoized call checks its output's bytes against their hash: never a wrong value."""
+    """A memoized call checks its output's bytes against their checksum: never a wrong value.
+
+    The output is small, so it is kept in its call row (``_store.call_outputs``).
+    """
     handle = _failed_run()
     store = get_backend().store
     (load_call,) = [c for c in store.calls(handle.exec_id) if c.call_id == "load"]
-    assert load_call.artifact_id is not None
+    assert load_call.artifact_id == f"{handle.exec_id}:out:{load_call.seq}"
+    calls = schema.checkpoint_calls
     with store.write() as conn:
-        conn.execute(
-            schema.artifacts.update()
-            .where(schema.artifacts.c.id == load_call.artifact_id)
-            .values(inline_data=b"[0, 1, 2, 99]")
+        changed = conn.execute(
+            calls.update()
+            .where(calls.c.exec_id == handle.exec_id, calls.c.call_id == "load")
+            .values(output_data=b"[0, 1, 2, 99]")
         )
+        assert changed.rowcount == 1
     broken["transform"] = False
     client = KitaruClient()
     client.executions.retry(handle.exec_id)

@@ -188,8 +188,8 @@ def test_a_store_that_rejects_a_checkpoints_record_is_a_backend_failure_not_the_
     handle = _rf_flows.store_breaks.run(str(log))
     try:
         assert _rf_flows.started.wait(30)
-        # Recording the call (with its output artifact) now fails inside the store.
-        _rename_table(any_store, "kitaru_artifacts", "kitaru_artifacts_away")
+        # Recording the call (its row holds its small output) now fails inside the store.
+        _rename_table(any_store, "kitaru_checkpoint_calls", "kitaru_calls_away")
     finally:
         _rf_flows.release.set()
     with pytest.raises(KitaruBackendError) as info:
@@ -201,7 +201,7 @@ def test_a_store_that_rejects_a_checkpoints_record_is_a_backend_failure_not_the_
     # flow's 2 retries do not re-run the body on a failing store.
     assert counts(log) == {"prepare": 1, "held": 1}
 
-    _rename_table(any_store, "kitaru_artifacts_away", "kitaru_artifacts")
+    _rename_table(any_store, "kitaru_calls_away", "kitaru_checkpoint_calls")
     execution = KitaruClient().executions.get(handle.exec_id)
     assert execution.status is ExecutionStatus.FAILED
     assert execution.failure is not None

@@ -38,7 +38,7 @@ def _names(table: sa.Table, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     ("table", "columns", "skip"),
     [
         (schema.executions, _columns.EXECUTION_COLUMNS, ()),
-        (schema.checkpoint_calls, _columns.CALL_COLUMNS, ()),
+        (schema.checkpoint_calls, (*_columns.CALL_COLUMNS, *_columns.OUTPUT_COLUMNS), ()),
         (schema.artifacts, _columns.ARTIFACT_COLUMNS, ()),
         (schema.checkpoint_attempts, _columns.ATTEMPT_COLUMNS, ("id",)),
     ],

@@ -42,6 +42,7 @@ from kitaru._store import (
     StaleOwnerError,
     WaitRecord,
     call_inputs,
+    call_outputs,
 )
 from kitaru._text import printable_text, storable_text
 from kitaru.errors import (
@@ -171,6 +172,10 @@ class ExecutionContext:
         self._counts: dict[str, int] = {}
         self._used_ids: set[str] = set()
         self._next_seq = max((c.seq for c in recorded), default=0) + 1
+        #: Which recorded call holds each seq: a new call whose seq another call holds
+        #: (the body changed between runs) keeps its output out of its row, whose id
+        #: (``<exec_id>:out:<seq>``) would then name two outputs.
+        self._seq_holders = {c.seq: c.call_id for c in recorded}
         #: Order of new calls, reserved when the body makes (or submits) them, so
         #: concurrent calls are listed in call order, not in finishing order.
         self._reserved_seq: dict[str, int] = {}
@@ -652,15 +657,7 @@ class ExecutionContext:
         run: int | None = None,
         keep: bool = True,
     ) -> CallRecord:
-        existing = self._recorded.get(call_id)
-        if existing is not None:
-            seq = existing.seq
-        elif call_id in self._reserved_seq:
-            seq = self._reserved_seq[call_id]
-        else:
-            with self._lock:
-                seq = self._next_seq
-                self._next_seq += 1
+        seq = self._seq_of(call_id)
         record = CallRecord(
             exec_id=self.exec_id,
             call_id=call_id,
@@ -685,6 +682,27 @@ class ExecutionContext:
         if keep:
             self._recorded.setdefault(call_id, record)
         return record
+
+    def _seq_of(self, call_id: str) -> int:
+        """The call's position in the body (stable across its writes and runs)."""
+        existing = self._recorded.get(call_id)
+        if existing is not None:
+            return existing.seq
+        seq = self._reserved_seq.get(call_id)
+        if seq is None:
+            with self._lock:
+                seq = self._reserved_seq.setdefault(call_id, self._next_seq)
+                if seq == self._next_seq:
+                    self._next_seq += 1
+        return seq
+
+    def output_id(self, call_id: str) -> str | None:
+        """The id the call's output takes if it is kept in the call row, or None when
+        its seq is another recorded call's (see ``_store.call_outputs``)."""
+        seq = self._seq_of(call_id)
+        if self._seq_holders.get(seq, call_id) != call_id:
+            return None
+        return call_outputs.output_id(self.exec_id, seq)
 
     def _record(
         self,
@@ -944,7 +962,12 @@ class _LiveCall:
         ended = time.time()
         try:
             artifact = ctx.backend.make_artifact(
-                value, exec_id=ctx.exec_id, call_id=self.call_id, name=spec.name, kind="output"
+                value,
+                exec_id=ctx.exec_id,
+                call_id=self.call_id,
+                name=spec.name,
+                kind="output",
+                in_row_id=ctx.output_id(self.call_id),
             )
         except SerializationError as exc:
             ctx.failed_checkpoint = spec.name

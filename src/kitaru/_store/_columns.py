@@ -60,6 +60,9 @@ CALL_COLUMNS = (
     "run",
     "inputs",
 )
+#: A small output kept in the call row (``call_outputs``); after ``CALL_COLUMNS`` in the
+#: table, and not fields of ``CallRecord`` (its ``artifact`` carries them).
+OUTPUT_COLUMNS = ("output_serializer", "output_type_path", "output_data", "output_crc32")
 ARTIFACT_COLUMNS = (
     "id",
     "exec_id",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitaru._lazy import LazyModule
-from kitaru._store import _columns
+from kitaru._store import _columns, call_outputs
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
@@ -84,7 +84,11 @@ def _execution_from_row(row: Mapping[Any, Any]) -> ExecutionRecord:
     return ExecutionRecord(**values)
 
 
-def _call_row(record: CallRecord) -> dict[str, Any]:
+def _call_row(
+    record: CallRecord, output: call_outputs.RowOutput = call_outputs.NO_OUTPUT
+) -> dict[str, Any]:
+    """The call's columns; ``output``: its in-row output's (``call_outputs.row_values``)."""
+    serializer, type_path, data, crc32 = output
     return {
         "exec_id": record.exec_id,
         "call_id": record.call_id,
@@ -104,6 +108,10 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
         "concurrent": record.concurrent,
         "run": record.run,
         "inputs": record.inputs,
+        "output_serializer": serializer,
+        "output_type_path": type_path,
+        "output_data": data,
+        "output_crc32": crc32,
     }
 
 
@@ -114,6 +122,19 @@ def _call_from_joined_row(row: Mapping[Any, Any]) -> CallRecord:
     artifact = None
     if row.get("artifact__id") is not None:
         artifact = _artifact_from_row({name: row[f"artifact__{name}"] for name in _ART_COLUMNS})
+    elif row.get("output_serializer") is not None:
+        artifact = call_outputs.record(
+            values["exec_id"],
+            values["call_id"],
+            values["seq"],
+            values["name"],
+            values["ended_at"],
+            row["output_serializer"],
+            row["output_type_path"],
+            row["output_data"],
+            row["output_crc32"],
+        )
+        values["artifact_id"] = artifact.id
     return CallRecord(**values, artifact=artifact)
 
 

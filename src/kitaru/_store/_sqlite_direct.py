@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
+from kitaru._store import call_outputs
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
@@ -262,9 +263,15 @@ class SQLiteDirect:
         attempt: AttemptRecord | None,
         fence: int | None,
         extra_artifacts: Sequence[ArtifactRecord] = (),
+        output: call_outputs.RowOutput = call_outputs.NO_OUTPUT,
     ) -> None:
-        """A checkpoint's call row, output artifact (and saves) and attempt, in one commit."""
+        """A checkpoint's call row, output artifact (and saves) and attempt, in one commit.
+
+        ``output``: the values of the row's output columns, for an output kept in it
+        (``call_outputs``; ``artifact`` is None then).
+        """
         fast = self._fast
+        values = fast.call_values(call) + output
 
         def write(cursor: sqlite3.Cursor) -> None:
             if fence is not None:
@@ -272,7 +279,7 @@ class SQLiteDirect:
             for new in (*extra_artifacts, artifact):
                 if new is not None:
                     cursor.execute(fast.artifact.sql, fast.artifact_values(new))
-            cursor.execute(fast.call.sql, fast.call_values(call))
+            cursor.execute(fast.call.sql, values)
             if attempt is not None:
                 cursor.execute(fast.attempt.sql, fast.attempt_values(attempt))
 
@@ -312,7 +319,7 @@ class SQLiteDirect:
                 cursor.execute(fast.artifact.sql, fast.artifact_values(artifact))
             cursor.execute(fast.execution.sql, fast.execution_values(execution))
             for call in calls:
-                cursor.execute(fast.call.sql, fast.call_values(call))
+                cursor.execute(fast.call.sql, fast.call_values(call) + call_outputs.NO_OUTPUT)
 
         self._grouped(write, "write")
 

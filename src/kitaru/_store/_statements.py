@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store import _columns as c
+from kitaru._store import call_outputs
 from kitaru._store._rows import _CALL_COLUMNS
 from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 
@@ -24,14 +25,15 @@ else:  # imported on first use: the SQLite direct path needs neither (see _lazy)
 
 @functools.cache
 def cache_lookup() -> sa.Select[Any]:
-    """The newest completed call of another execution with a cache key, with its artifact."""
+    """The newest completed call of another execution with a cache key, with its output
+    (an artifact row, or the call row's own output columns)."""
     return (
         sa.select(
             t.checkpoint_calls,
             *[col.label(f"artifact__{col.name}") for col in t.artifacts.columns],
         )
         .select_from(
-            t.checkpoint_calls.join(
+            t.checkpoint_calls.outerjoin(
                 t.artifacts, t.checkpoint_calls.c.artifact_id == t.artifacts.c.id
             )
         )
@@ -39,6 +41,11 @@ def cache_lookup() -> sa.Select[Any]:
             t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
             t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
             t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
+            # Its output: an artifact row, or kept in the call row (call_outputs).
+            sa.or_(
+                t.artifacts.c.id.is_not(None),
+                t.checkpoint_calls.c.output_serializer.is_not(None),
+            ),
         )
         .order_by(t.checkpoint_calls.c.ended_at.desc())
         .limit(1)
@@ -50,9 +57,11 @@ def recorded_calls_query() -> sa.Select[Any]:
     """What a resumed run reads of an execution's calls: ``RecordedCall``'s columns.
 
     No ORDER BY: sorting by ``seq`` needs a temporary B-tree on SQLite (no index
-    covers it), which costs more than sorting the tuples in Python.
+    covers it), which costs more than sorting the tuples in Python. An output kept
+    in the call row comes in the artifact's places (``call_outputs``; no sha256).
     """
     c, a = t.checkpoint_calls.c, t.artifacts.c
+    own = c.output_serializer.is_not(None)  # the output is in the row: its id and name
     return (
         sa.select(
             c.call_id,
@@ -61,13 +70,16 @@ def recorded_calls_query() -> sa.Select[Any]:
             c.status,
             c.concurrent,
             c.attempts,
-            a.id,
-            a.name,
-            a.serializer,
-            a.type_path,
+            sa.func.coalesce(
+                a.id, c.artifact_id, sa.case((own, c.exec_id + ":out:" + sa.cast(c.seq, sa.Text)))
+            ),
+            sa.func.coalesce(a.name, sa.case((own, c.name))),
+            sa.func.coalesce(a.serializer, c.output_serializer),
+            sa.func.coalesce(a.type_path, c.output_type_path),
             a.sha256,
-            a.inline_data,
+            sa.func.coalesce(a.inline_data, c.output_data),
             a.uri,
+            c.output_crc32,
         )
         .select_from(t.checkpoint_calls.outerjoin(t.artifacts, c.artifact_id == a.id))
         .where(c.exec_id == sa.bindparam("exec_id"))
@@ -127,14 +139,16 @@ class _SQLiteStatements:
     (``tests/store`` checks them against the schema): no SQLAlchemy needed."""
 
     def __init__(self) -> None:
+        call_columns = (*c.CALL_COLUMNS, *c.OUTPUT_COLUMNS)
         updates = ", ".join(
             f"{name} = excluded.{name}"
-            for name in c.CALL_COLUMNS
+            for name in call_columns
             if name not in ("exec_id", "call_id")
         )
         self.artifact = _insert(c.ARTIFACTS, c.ARTIFACT_COLUMNS, " ON CONFLICT (id) DO NOTHING")
+        # Parameters: ``call_values(record)`` followed by the output columns' values.
         self.call = _insert(
-            c.CALLS, c.CALL_COLUMNS, f" ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
+            c.CALLS, call_columns, f" ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
         )
         # Without the autoincrement id, which SQLite assigns.
         self.attempt = _insert(c.ATTEMPTS, c.ATTEMPT_COLUMNS)
@@ -142,17 +156,23 @@ class _SQLiteStatements:
         # Records straight to parameters, for the checkpoint hot path.
         self.execution_values = self.execution.record_values()
         self.artifact_values = self.artifact.record_values()
-        self.call_values = self.call.record_values()
+        self.call_values = _DriverStatement(
+            "", c.CALL_COLUMNS, c.JSON_COLUMNS[c.CALLS]
+        ).record_values()
         self.attempt_values = self.attempt.record_values()
         self.owner = f"SELECT fence, status FROM {c.EXECUTIONS} WHERE id = ?"
         calls, artifacts = c.CALLS, c.ARTIFACTS
         join = f"{calls}.artifact_id = {artifacts}.id"
+        # Rows of these read for ``call_from_row``: the call's columns, its output
+        # columns, then its artifact row's (NULLs when the output is in the row).
+        call_part = _qualified(calls, (*c.CALL_COLUMNS, *c.OUTPUT_COLUMNS))
         self.cache_lookup = _DriverStatement(
-            f"SELECT {_qualified(calls, c.CALL_COLUMNS)}, "
-            f"{_qualified(artifacts, c.ARTIFACT_COLUMNS, 'artifact__')} "
-            f"FROM {calls} JOIN {artifacts} ON {join} "
+            f"SELECT {call_part}, {_qualified(artifacts, c.ARTIFACT_COLUMNS, 'artifact__')} "
+            f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
             f"WHERE {calls}.cache_key = ? AND {calls}.status = '{CallStatus.COMPLETED.value}' "
-            f"AND {calls}.exec_id != ? ORDER BY {calls}.ended_at DESC LIMIT 1",
+            f"AND {calls}.exec_id != ? "
+            f"AND ({artifacts}.id IS NOT NULL OR {calls}.output_serializer IS NOT NULL) "
+            f"ORDER BY {calls}.ended_at DESC LIMIT 1",
             ("cache_key", "exclude_exec_id"),
         )
         # The end of a run: values in this order, then the id and the guards.
@@ -169,23 +189,27 @@ class _SQLiteStatements:
         self._call_names = c.CALL_COLUMNS
         self._artifact_names = c.ARTIFACT_COLUMNS
         self.calls = _DriverStatement(
-            f"SELECT {_qualified(calls, c.CALL_COLUMNS)}, "
-            f"{_qualified(artifacts, c.ARTIFACT_COLUMNS)} "
+            f"SELECT {call_part}, {_qualified(artifacts, c.ARTIFACT_COLUMNS)} "
             f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
             f"WHERE {calls}.exec_id = ? ORDER BY {calls}.seq",
             ("exec_id",),
         )
         # What a resumed run reads of them (``RecordedCall``; ``recorded_calls_query``).
-        call_part = ", ".join(
+        memo_part = ", ".join(
             f"{calls}.{name}"
             for name in ("call_id", "seq", "name", "status", "concurrent", "attempts")
         )
-        artifact_part = ", ".join(
-            f"{artifacts}.{name}"
-            for name in ("id", "name", "serializer", "type_path", "sha256", "inline_data", "uri")
+        a, o = artifacts, calls
+        own = f"CASE WHEN {o}.output_serializer IS NOT NULL THEN"
+        artifact_part = (
+            f"COALESCE({a}.id, {o}.artifact_id, {own} {o}.exec_id || ':out:' || {o}.seq END), "
+            f"COALESCE({a}.name, {own} {o}.name END), "
+            f"COALESCE({a}.serializer, {o}.output_serializer), "
+            f"COALESCE({a}.type_path, {o}.output_type_path), {a}.sha256, "
+            f"COALESCE({a}.inline_data, {o}.output_data), {a}.uri, {o}.output_crc32"
         )
         self.recorded_calls = _DriverStatement(
-            f"SELECT {call_part}, {artifact_part} FROM {calls} LEFT OUTER JOIN {artifacts} "
+            f"SELECT {memo_part}, {artifact_part} FROM {calls} LEFT OUTER JOIN {artifacts} "
             f"ON {join} WHERE {calls}.exec_id = ?",
             ("exec_id",),
         )
@@ -206,13 +230,16 @@ class _SQLiteStatements:
         return sql
 
     def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
-        """A row of ``calls`` as a record (JSON columns decoded; ``{}``/``[]`` without a parser)."""
+        """A row of ``calls`` (or ``cache_lookup``) as a record (JSON columns decoded;
+        ``{}``/``[]`` without a parser; an in-row output as its artifact record)."""
         n = len(self._call_names)
         values = dict(zip(self._call_names, row[:n], strict=True))
         values["status"] = CallStatus(values["status"])
         values["concurrent"] = bool(values["concurrent"])
         values["metadata"] = json_value(values["metadata"])
         values["error"] = json_value(values["error"])
+        serializer, type_path, data, crc32 = row[n : n + 4]
+        n += 4
         artifact = None
         if row[n] is not None:
             art = dict(zip(self._artifact_names, row[n:], strict=True))
@@ -220,6 +247,19 @@ class _SQLiteStatements:
             if art["inline_data"] is not None:
                 art["inline_data"] = bytes(art["inline_data"])
             artifact = ArtifactRecord(**art)
+        elif serializer is not None:
+            artifact = call_outputs.record(
+                values["exec_id"],
+                values["call_id"],
+                values["seq"],
+                values["name"],
+                values["ended_at"],
+                serializer,
+                type_path,
+                data,
+                crc32,
+            )
+            values["artifact_id"] = artifact.id
         return CallRecord(**values, artifact=artifact)
 
 
@@ -275,7 +315,7 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa
         index_elements=["exec_id", "call_id"],
         set_={
             name: call.excluded[name]
-            for name in _CALL_COLUMNS
+            for name in (*_CALL_COLUMNS, *c.OUTPUT_COLUMNS)
             if name not in ("exec_id", "call_id")
         },
     )
@@ -309,7 +349,8 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     calls, artifacts, ex = t.checkpoint_calls.name, t.artifacts.name, t.executions.name
     call_columns = [c.name for c in t.checkpoint_calls.columns]
     from_hit = {
-        "artifact_id": "hit.artifact_id",
+        # An output kept in the hit's row is taken by its id (call_outputs.output_id).
+        "artifact_id": "COALESCE(hit.artifact_id, hit.exec_id || ':out:' || hit.seq::TEXT)",
         "source_exec_id": "hit.exec_id",
         "metadata": "hit.metadata",
     }
@@ -327,9 +368,11 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     )
     return (
         f"WITH hit AS (SELECT {hit_columns} FROM {calls} AS c "
-        f"JOIN {artifacts} AS a ON c.artifact_id = a.id "
+        f"LEFT OUTER JOIN {artifacts} AS a ON c.artifact_id = a.id "
         f"WHERE c.cache_key = %(cache_key)s AND c.status = '{CallStatus.COMPLETED.value}' "
-        f"AND c.exec_id <> %(exclude_exec_id)s ORDER BY c.ended_at DESC LIMIT 1), "
+        f"AND c.exec_id <> %(exclude_exec_id)s "
+        "AND (a.id IS NOT NULL OR c.output_serializer IS NOT NULL) "
+        "ORDER BY c.ended_at DESC LIMIT 1), "
         f"taken AS (INSERT INTO {calls} ({', '.join(call_columns)}) "
         f"SELECT {values} FROM hit WHERE EXISTS (SELECT 1 FROM {ex} "
         f"WHERE {ex}.id = %(g_exec_id)s AND {ex}.fence = %(g_fence)s::INTEGER "

@@ -144,6 +144,8 @@ class RecordedCall(NamedTuple):
     sha256: str | None
     inline_data: bytes | None
     uri: str | None
+    #: For an output kept in its call row (no ``sha256``): the CRC-32 of its bytes.
+    crc32: int | None = None
 
 
 @dataclass(slots=True)

@@ -69,7 +69,9 @@ checkpoint_calls = sa.Table(
     sa.Column("runtime", sa.String(16), nullable=False),
     # completed | failed | cached | reused | running
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("artifact_id", sa.String(36), nullable=True),
+    # A uuid (a row of ``artifacts``) or, for an output another call keeps in its row,
+    # ``<exec_id>:out:<seq>`` (see _store/call_outputs.py): longer than a uuid.
+    sa.Column("artifact_id", sa.String(64), nullable=True),
     # name + source hash + input hash; only set on calls whose output may be reused.
     sa.Column("cache_key", sa.String(255), nullable=True),
     # For cached/reused calls: the execution whose output was taken.
@@ -89,6 +91,15 @@ checkpoint_calls = sa.Table(
     # see _store/call_inputs.py). In the row rather than as artifact rows: no extra
     # row or index per checkpoint; None for a call without arguments.
     sa.Column("inputs", sa.Text, nullable=True),
+    # A small output kept in the call row instead of an artifact row (migration 0012;
+    # see _store/call_outputs.py): one row and B-tree per checkpoint instead of three.
+    # Its artifact id is ``<exec_id>:out:<seq>`` and ``artifact_id`` stays NULL.
+    sa.Column("output_serializer", sa.String(32), nullable=True),
+    sa.Column("output_type_path", sa.String(512), nullable=True),
+    sa.Column("output_data", sa.LargeBinary, nullable=True),
+    # CRC-32 of output_data: a damaged value is refused, never returned (a hash is
+    # for blobs kept elsewhere; this guards bytes in the row against damage).
+    sa.Column("output_crc32", sa.BigInteger, nullable=True),
     # Only calls whose output may be reused are looked up by key.
     sa.Index(
         "ix_kitaru_checkpoint_calls_cache_key",
@@ -119,7 +130,9 @@ checkpoint_attempts = sa.Table(
 artifacts = sa.Table(
     "kitaru_artifacts",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    # A uuid; or ``<exec_id>:out:<seq>`` for an in-row output kept here when the
+    # execution that held it was deleted while other calls still use it.
+    sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("exec_id", sa.String(36), nullable=True),
     sa.Column("call_id", sa.String(512), nullable=True),
     sa.Column("name", sa.String(255), nullable=False),

@@ -2,7 +2,7 @@
 """The SQLite schema at ``REVISION`` as the migrations create it (generated: do not
 edit; regenerate with ``python -m kitaru._store._sqlite_new``, see ``_sqlite_new``)."""
 
-REVISION = "0011"
+REVISION = "0012"
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT kitaru_alembic_version_pkc PRIMARY KEY (version_num)\n)",
@@ -17,7 +17,7 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX ix_kitaru_waits_status ON kitaru_waits (status)",
     "CREATE TABLE kitaru_logs (\n\tid INTEGER NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tts FLOAT NOT NULL, \n\tstream VARCHAR(16) NOT NULL, \n\tlevel VARCHAR(16), \n\tlogger VARCHAR(255), \n\tmessage TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)",
     "CREATE INDEX ix_kitaru_logs_exec ON kitaru_logs (exec_id, id)",
-    "CREATE TABLE \"kitaru_checkpoint_calls\" (\n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\ttype VARCHAR(64), \n\truntime VARCHAR(16) NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tartifact_id VARCHAR(36), \n\tcache_key VARCHAR(255), \n\tsource_exec_id VARCHAR(36), \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tmetadata JSON NOT NULL, \n\terror JSON, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tconcurrent BOOLEAN DEFAULT 0 NOT NULL, run INTEGER, inputs TEXT, \n\tPRIMARY KEY (exec_id, call_id)\n)",
+    "CREATE TABLE \"kitaru_checkpoint_calls\" (\n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\ttype VARCHAR(64), \n\truntime VARCHAR(16) NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tartifact_id VARCHAR(36), \n\tcache_key VARCHAR(255), \n\tsource_exec_id VARCHAR(36), \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tmetadata JSON NOT NULL, \n\terror JSON, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tconcurrent BOOLEAN DEFAULT 0 NOT NULL, run INTEGER, inputs TEXT, output_serializer VARCHAR(32), output_type_path VARCHAR(512), output_data BLOB, output_crc32 BIGINT, \n\tPRIMARY KEY (exec_id, call_id)\n)",
     "CREATE TABLE kitaru_events (\n\texec_id VARCHAR(36) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tkind VARCHAR(255) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tcorrelation_id VARCHAR(255), \n\tidx INTEGER, \n\tpayload TEXT NOT NULL, \n\tts FLOAT NOT NULL, \n\tPRIMARY KEY (exec_id, seq)\n)",
     "CREATE INDEX ix_kitaru_checkpoint_calls_cache_key ON kitaru_checkpoint_calls (cache_key) WHERE cache_key IS NOT NULL",
     "CREATE TABLE kitaru_service_accounts (\n\tid VARCHAR(36) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\tdescription TEXT, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (id), \n\tUNIQUE (name)\n)",

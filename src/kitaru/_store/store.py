@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
-from kitaru._store import _logs, call_inputs
+from kitaru._store import _columns, _logs, call_inputs, call_outputs
 from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
@@ -75,10 +75,12 @@ from kitaru.errors import KitaruBackendError, KitaruStateError, execution_not_fo
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from kitaru._store import _events, time_schema
+    from kitaru._store import _delete, _events, _outputs, time_schema
     from kitaru._store import schema as t
 else:  # imported on first use (see _lazy); events only once a flow publishes one
+    _delete = LazyModule("kitaru._store._delete")
     _events = LazyModule("kitaru._store._events")
+    _outputs = LazyModule("kitaru._store._outputs")
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
     time_schema = LazyModule("kitaru._store.time_schema")
@@ -177,7 +179,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
             index_elements=["exec_id", "call_id"],
             set_={
                 name: call_insert.excluded[name]
-                for name in _CALL_COLUMNS
+                for name in (*_CALL_COLUMNS, *_columns.OUTPUT_COLUMNS)
                 if name not in ("exec_id", "call_id")
             },
         )
@@ -601,63 +603,11 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     def delete_execution(self, exec_id: str) -> list[str]:
         """Remove an execution and every artifact nothing else needs any more.
 
-        Candidates are the artifacts the execution owns and those its calls
-        reused from other executions (cache, replay). One survives if a
-        remaining call still points at it or its owning execution still exists.
         Returns the blob URIs no remaining artifact row uses, for the caller to
-        delete from the blob store after the commit.
+        delete from the blob store after the commit (see ``_delete``).
         """
-        c, a, at, ex = t.checkpoint_calls, t.artifacts, t.checkpoint_attempts, t.executions
         with self.write() as conn:
-            owned = {r[0] for r in conn.execute(sa.select(a.c.id).where(a.c.exec_id == exec_id))}
-            reused = {
-                r[0]
-                for r in conn.execute(
-                    sa.select(c.c.artifact_id).where(
-                        c.c.exec_id == exec_id, c.c.artifact_id.is_not(None)
-                    )
-                )
-            }
-            conn.execute(at.delete().where(at.c.exec_id == exec_id))
-            conn.execute(t.waits.delete().where(t.waits.c.exec_id == exec_id))
-            conn.execute(
-                time_schema.suspensions.delete().where(time_schema.suspensions.c.exec_id == exec_id)
-            )
-            conn.execute(t.logs.delete().where(t.logs.c.exec_id == exec_id))
-            _events.delete_events(conn, exec_id)
-            conn.execute(c.delete().where(c.c.exec_id == exec_id))
-            conn.execute(ex.delete().where(ex.c.id == exec_id))
-            candidates = list(owned | reused)
-            if not candidates:
-                return []
-            still_referenced = {
-                r[0]
-                for r in conn.execute(
-                    sa.select(c.c.artifact_id).where(c.c.artifact_id.in_(candidates))
-                )
-            }
-            owner_alive = {
-                r[0]
-                for r in conn.execute(
-                    sa.select(a.c.id)
-                    .select_from(a.join(ex, a.c.exec_id == ex.c.id))
-                    .where(a.c.id.in_(candidates))
-                )
-            }
-            doomed = [aid for aid in candidates if aid not in still_referenced | owner_alive]
-            if not doomed:
-                return []
-            uris = {
-                r[0]
-                for r in conn.execute(
-                    sa.select(a.c.uri).where(a.c.id.in_(doomed), a.c.uri.is_not(None))
-                )
-            }
-            conn.execute(a.delete().where(a.c.id.in_(doomed)))
-            still_used = {
-                r[0] for r in conn.execute(sa.select(a.c.uri).where(a.c.uri.in_(list(uris))))
-            }
-        return sorted(uris - still_used)
+            return _delete.delete_execution(conn, exec_id)
 
     def set_status(
         self,
@@ -692,8 +642,12 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         under that fence; otherwise nothing is written and ``StaleOwnerError``
         is raised (a cancelled or taken-over runner must not touch its calls).
         """
+        # A small output is kept in the call row (call_outputs): no artifact row.
+        output = call_outputs.row_values(call, artifact)
+        if output is not call_outputs.NO_OUTPUT:
+            artifact = None
         if self._autocommit_engine is not None and not extra_artifacts:
-            params = {f"c_{k}": v for k, v in _call_row(call).items()}
+            params = {f"c_{k}": v for k, v in _call_row(call, output).items()}
             params["g_exec_id"] = call.exec_id
             params["g_fence"] = fence
             if artifact is not None:
@@ -728,12 +682,12 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
                     conn.execute(self._insert_artifact, _artifact_row(saved))
                 if artifact is not None:
                     conn.execute(self._insert_artifact, _artifact_row(artifact))
-                conn.execute(self._upsert_call, _call_row(call))
+                conn.execute(self._upsert_call, _call_row(call, output))
                 if attempt is not None:
                     conn.execute(self._insert_attempt, _attempt_row(attempt))
             return
         assert self._sqlite is not None
-        self._sqlite.record_call(call, artifact, attempt, fence, extra_artifacts)
+        self._sqlite.record_call(call, artifact, attempt, fence, extra_artifacts, output)
 
     def mark_running(self, call: CallRecord, *, fence: int) -> None:
         """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
@@ -766,18 +720,22 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         """Calls of several executions in one query, grouped by execution, in call order."""
         if self._sqlite is not None and len(exec_ids) == 1:
             # Resuming a long execution loads every call: straight from the driver.
-            return _by_exec(self._sqlite.calls(exec_ids[0]))
-        c = t.checkpoint_calls
-        a = t.artifacts
-        query = (
-            sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
-            .select_from(c.outerjoin(a, c.c.artifact_id == a.c.id))
-            .where(c.c.exec_id.in_(list(exec_ids)))
-            .order_by(c.c.exec_id, c.c.seq)
-        )
-        with self.read() as conn:
-            rows = conn.execute(query).all()
-        return _by_exec([_call_from_joined_row(row._mapping) for row in rows])
+            calls = self._sqlite.calls(exec_ids[0])
+        else:
+            c = t.checkpoint_calls
+            a = t.artifacts
+            query = (
+                sa.select(c, *[col.label(f"artifact__{col.name}") for col in a.columns])
+                .select_from(c.outerjoin(a, c.c.artifact_id == a.c.id))
+                .where(c.c.exec_id.in_(list(exec_ids)))
+                .order_by(c.c.exec_id, c.c.seq)
+            )
+            with self.read() as conn:
+                rows = conn.execute(query).all()
+            calls = [_call_from_joined_row(row._mapping) for row in rows]
+        if any(c.artifact is None and c.artifact_id for c in calls):
+            _outputs.resolve_taken(self.read, calls)  # outputs other calls keep in their rows
+        return _by_exec(calls)
 
     def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
         """The execution's calls as a resumed run of its body reads them, in call order.
@@ -787,11 +745,15 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         first step, so this is kept to what that needs.
         """
         if self._sqlite is not None:
-            return self._sqlite.recorded_calls(exec_id)
-        with self.read() as conn:
-            rows = conn.execute(recorded_calls_query(), {"exec_id": exec_id}).all()
-        calls = [RecordedCall._make(row) for row in rows]
-        calls.sort(key=operator.attrgetter("seq"))
+            calls = self._sqlite.recorded_calls(exec_id)
+        else:
+            with self.read() as conn:
+                rows = conn.execute(recorded_calls_query(), {"exec_id": exec_id}).all()
+            calls = [RecordedCall._make(row) for row in rows]
+            calls.sort(key=operator.attrgetter("seq"))
+        taken = call_outputs.taken_ids(calls)
+        if taken:  # outputs of other executions' calls, kept in their rows
+            calls = _outputs.fill_recorded(self.read, calls, taken)
         return calls
 
     def attempts(self, exec_id: str) -> list[AttemptRecord]:
@@ -944,7 +906,8 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     # -- artifacts ------------------------------------------------------------------
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord | None:
-        """An artifact row, or a checkpoint call's input (ids ``<exec_id>:in:<seq>:<n>``)."""
+        """An artifact row, a checkpoint call's input (ids ``<exec_id>:in:<seq>:<n>``) or an
+        output kept in a call row (``<exec_id>:out:<seq>``)."""
         if not storable_text(artifact_id):
             return None
         as_input = call_inputs.parse_input_id(artifact_id)
@@ -962,6 +925,10 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
             )
             return inputs[index] if index < len(inputs) else None
         with self.read() as conn:
+            in_row = _outputs.in_row_output(conn, artifact_id)
+            if in_row is not None:
+                return in_row
+            # An artifact row; also an in-row output whose execution was deleted.
             row = conn.execute(
                 sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)
             ).first()
@@ -990,7 +957,14 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
             query = query.limit(limit)
         with self.read() as conn:
             rows = conn.execute(query).all()
-        return [_artifact_from_row(row._mapping) for row in rows]
+            found = [_artifact_from_row(row._mapping) for row in rows]
+            if kind in (None, call_outputs.OUTPUT_KIND):  # outputs kept in call rows
+                in_rows = _outputs.in_row_outputs(
+                    conn, exec_id=exec_id, name=name, call_id=call_id, limit=limit
+                )
+                if in_rows:
+                    found = sorted(found + in_rows, key=lambda r: (r.created_at, r.id))
+        return found if limit is None else found[:limit]
 
 
 def _store_error(url: sa.URL, exc: sa.exc.DBAPIError, action: str) -> KitaruBackendError | None:

@@ -472,7 +472,13 @@ def _call_counts(conn: sa.Connection, exec_ids: sa.Select[Any]) -> dict[str, tup
             c.exec_id,
             sa.func.count(),
             sa.func.sum(sa.case((c.status.in_(["cached", "reused"]), one), else_=zero)),
-            sa.func.sum(sa.case((c.artifact_id.is_not(None), one), else_=zero)),
+            # An output is an artifact row or kept in the call row (_store.call_outputs).
+            sa.func.sum(
+                sa.case(
+                    (sa.or_(c.artifact_id.is_not(None), c.output_serializer.is_not(None)), one),
+                    else_=zero,
+                )
+            ),
         )
         .where(c.exec_id.in_(exec_ids.scalar_subquery()), is_step)
         .group_by(c.exec_id)
