@@ -129,6 +129,22 @@ def test_a_cache_hit_and_a_replay_record_the_inputs_they_ran_with(any_store: str
     assert [(ref.name, ref.load()) for ref in rerun.inputs] == [("x", 20)]
 
 
+@flow
+def doubling_twice(x: int) -> int:
+    return double(double(x))
+
+
+def test_a_call_a_replay_reuses_shows_the_inputs_it_ran_with(any_store: str) -> None:
+    source = doubling_twice.run(3)
+    assert source.wait(timeout=30) == 12
+    client = KitaruClient()
+    replay = client.executions.replay(source.exec_id, at="double:2", wait=True)
+    reused, rerun = client.executions.get(replay.results[0].replay_exec_id).checkpoints
+    assert reused.call_status is CallStatus.REUSED
+    assert [(ref.name, ref.load()) for ref in reused.inputs] == [("x", 3)]
+    assert [(ref.name, ref.load()) for ref in rerun.inputs] == [("x", 6)]
+
+
 def test_an_unknown_input_id_is_an_unknown_artifact(any_store: str) -> None:
     handle = doubling.run(1)
     handle.wait(timeout=30)

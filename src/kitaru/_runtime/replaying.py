@@ -450,6 +450,7 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
                 metadata=metadata,
                 started_at=now,
                 ended_at=now,
+                inputs=call.inputs,  # what the source's call ran with, shown on the replay
             )
         )
 
