@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from kitaru._backend import INLINE_LIMIT
 from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
 from kitaru._runtime import events, logcapture, tracing
 from kitaru._runtime.context import CheckpointFrame, current_checkpoint
@@ -627,8 +628,6 @@ class ExecutionContext:
         """Pack the call's arguments now, before its body can change them."""
         if (not args and not kwargs) or not call_inputs.recording():
             return
-        from kitaru._backend import INLINE_LIMIT
-
         named = call_inputs.named_arguments(spec.func, args, kwargs)
         self._inputs[call_id] = call_inputs.pack(named, self.backend.blobs.put, INLINE_LIMIT)
 
