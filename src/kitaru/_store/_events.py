@@ -98,29 +98,32 @@ def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
     """The values of ``event`` at position ``seq``, in ``_INSERT_SQL``'s order.
 
     Text is escaped here unless the writer did it already (``prepared``: once per
-    checkpoint run for the columns all of its events share).
+    checkpoint run for the columns all of its events share). A compact lifecycle
+    event is stored shorter still (see ``_COMPACT_CODES``).
     """
     if event.prepared:
-        return (
-            event.exec_id,
-            seq,
-            event.kind,
-            event.call_id,
-            event.checkpoint,
-            event.correlation_id,
-            event.index,
-            event.payload,
-            event.ts,
-        )
+        kind, checkpoint, correlation_id = event.kind, event.checkpoint, event.correlation_id
+        call_id, payload = event.call_id, event.payload
+    else:
+        kind = storable(event.kind, "kind") or ""
+        call_id = storable(event.call_id, "call_id")
+        checkpoint = storable(event.checkpoint, "checkpoint")
+        correlation_id = storable(event.correlation_id, "correlation_id")
+        payload = escape_for_store(event.payload)
+    if payload == "":
+        code = _COMPACT_CODES.get(kind)
+        if code is not None:
+            kind = code
+            correlation_id = _short_correlation(correlation_id, checkpoint)
     return (
         event.exec_id,
         seq,
-        storable(event.kind, "kind"),
-        storable(event.call_id, "call_id"),
-        storable(event.checkpoint, "checkpoint"),
-        storable(event.correlation_id, "correlation_id"),
+        kind,
+        call_id,
+        checkpoint,
+        correlation_id,
         event.index,
-        escape_for_store(event.payload),
+        payload,
         event.ts,
     )
 
@@ -236,12 +239,37 @@ def read_events(
     """Events after position ``after``, oldest first; ``checkpoint`` is a name or call id."""
     ev = t.events.c
     query = sa.select(t.events).where(ev.exec_id == exec_id, ev.seq > after).order_by(ev.seq)
+    compact = ev.payload == ""  # a compact lifecycle event's row (see _COMPACT_CODES)
+    # Its kind and correlation id are read as their full values, not as stored.
+    coded = sa.and_(compact, ev.kind.in_(list(_FROM_CODE)))
     if kinds is not None:
-        query = query.where(ev.kind.in_(list(kinds)))
+        codes = [_COMPACT_CODES[k] for k in kinds if k in _COMPACT_CODES]
+        query = query.where(
+            sa.or_(
+                sa.and_(ev.kind.in_(list(kinds)), sa.not_(coded)),
+                sa.and_(compact, ev.kind.in_(codes)),
+            )
+        )
     if checkpoint is not None:
         query = query.where(sa.or_(ev.checkpoint == checkpoint, ev.call_id == checkpoint))
     if correlation_ids is not None:
-        query = query.where(ev.correlation_id.in_(list(correlation_ids)))
+        short = [
+            (name, suffix)
+            for name, suffix in map(_split_correlation, correlation_ids)
+            if suffix is not None
+        ]
+        whole = [cid for cid in correlation_ids if ":" in cid]  # never a shortened one
+        bare = [cid for cid in correlation_ids if ":" not in cid]
+        query = query.where(
+            sa.or_(
+                ev.correlation_id.in_(whole),
+                sa.and_(ev.correlation_id.in_(bare), sa.not_(coded)),
+                *[
+                    sa.and_(coded, ev.checkpoint == name, ev.correlation_id == suffix)
+                    for name, suffix in short
+                ],
+            )
+        )
     if limit is not None:
         query = query.limit(limit)
     with read() as conn:
@@ -254,13 +282,49 @@ _COMPACT_KINDS = {
     "kitaru.checkpoint.started": "started",
     "kitaru.checkpoint.returned": "returned",
 }
+#: Two of these are stored per checkpoint, so their rows are kept short: the kind as a
+#: code, and the automatic correlation id ``kitaru.checkpoint:<checkpoint>:<hex>`` as
+#: its ``<hex>`` (the rest is in the ``checkpoint`` column). Only rows with an empty
+#: payload are read this way (no other event has one), so older rows and user events
+#: named like a code read as they were written.
+_COMPACT_CODES = {"kitaru.checkpoint.started": "~s", "kitaru.checkpoint.returned": "~r"}
+_FROM_CODE = {code: kind for kind, code in _COMPACT_CODES.items()}
+_CORRELATION_PREFIX = "kitaru.checkpoint:"
+
+
+def _short_correlation(correlation_id: str | None, checkpoint: str | None) -> str | None:
+    if correlation_id is None or checkpoint is None:
+        return correlation_id
+    name, suffix = _split_correlation(correlation_id)
+    return suffix if name == checkpoint and suffix is not None else correlation_id
+
+
+def _split_correlation(correlation_id: str) -> tuple[str | None, str | None]:
+    """``(checkpoint, hex)`` of an automatic correlation id; ``(None, None)`` otherwise."""
+    if not correlation_id.startswith(_CORRELATION_PREFIX):
+        return None, None
+    name, colon, suffix = correlation_id[len(_CORRELATION_PREFIX) :].rpartition(":")
+    if not colon or not suffix or ":" in suffix:
+        return None, None
+    return name, suffix
 
 
 def _record(row: Any) -> EventRecord:
     text = row["payload"]
-    status = _COMPACT_KINDS.get(row["kind"]) if text == "" else None
+    kind, correlation_id = row["kind"], row["correlation_id"]
+    status = None
+    if text == "":
+        kind = _FROM_CODE.get(kind, kind)
+        status = _COMPACT_KINDS.get(kind)
+        if (
+            status is not None
+            and correlation_id is not None
+            and row["checkpoint"] is not None
+            and ":" not in correlation_id
+        ):
+            correlation_id = f"{_CORRELATION_PREFIX}{row['checkpoint']}:{correlation_id}"
     if status is not None:
-        payload: Any = {"kitaru": _kitaru_block(row), "status": status}
+        payload: Any = {"kitaru": _kitaru_block(row, correlation_id), "status": status}
     else:
         try:
             payload = json.loads(text)
@@ -269,24 +333,24 @@ def _record(row: Any) -> EventRecord:
     return EventRecord(
         exec_id=row["exec_id"],
         seq=row["seq"],
-        kind=row["kind"],
+        kind=kind,
         payload=payload if isinstance(payload, dict) else {"value": payload},
         ts=row["ts"],
         call_id=row["call_id"],
         checkpoint=row["checkpoint"],
-        correlation_id=row["correlation_id"],
+        correlation_id=correlation_id,
         index=row["idx"],
     )
 
 
-def _kitaru_block(row: Any) -> dict[str, Any]:
+def _kitaru_block(row: Any, correlation_id: str | None) -> dict[str, Any]:
     """Kitaru's own block of a compact lifecycle event, from the row's columns."""
     return {
         "source": "kitaru",
         "execution_id": row["exec_id"],
         "checkpoint_id": row["call_id"],
         "checkpoint_name": row["checkpoint"],
-        "correlation_id": row["correlation_id"],
+        "correlation_id": correlation_id,
     }
 
 
