@@ -236,9 +236,9 @@ class Flow(Generic[P, R]):
                 return FlowHandle(exec_id, backend=backend)
         if remote is not None:
             _launch_remote(remote, backend, record)
-        else:
-            control.start(backend, record, self, tuple(args), kwargs, fresh=True)
-        return FlowHandle(exec_id, backend=backend)
+            return FlowHandle(exec_id, backend=backend)
+        live = control.start(backend, record, self, tuple(args), kwargs, fresh=True)
+        return FlowHandle(exec_id, backend=backend, live=live)
 
     def schedule(
         self,
