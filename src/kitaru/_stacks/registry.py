@@ -168,7 +168,7 @@ def get_stack(name_or_id: str) -> StackInfo:
 def find_stack(name_or_id: str) -> StackInfo | None:
     """Like :func:`get_stack` but returns None for an unknown stack."""
     ref = _check_ref(name_or_id, "find_stack()")
-    data = read_global_config()
+    data = read_global_config_shared()  # a .run() on a named stack asks
     record = _find_record(data, ref)
     if record is None:
         return None
