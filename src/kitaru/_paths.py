@@ -63,6 +63,10 @@ def make_private_dir(path: str | os.PathLike[str]) -> bool:
 
 def config_dir() -> Path:
     """Return the Kitaru state directory, creating it if it does not exist yet."""
+    key = _location_key()
+    known = _dirs.get(key)
+    if known is not None and os.path.isdir(known):  # one stat: every .run() asks
+        return known
     override = os.environ.get(CONFIG_PATH_ENV, "").strip()
     if override:
         path = Path(override).expanduser().absolute()
@@ -78,7 +82,31 @@ def config_dir() -> Path:
             f"Cannot create the Kitaru config directory {path}: {exc}. "
             f"Set {CONFIG_PATH_ENV} to a writable directory."
         ) from exc
+    _dirs[key] = path
     return path
+
+
+#: The config directory by what config_dir() derives it from (see _location_key).
+_dirs: dict[tuple[str | None, ...], Path] = {}
+
+
+def _location_key() -> tuple[str | None, ...]:
+    """What the config directory's path depends on: the override (with the cwd when it
+    is relative, the home when it starts with ``~``), else platformdirs' inputs."""
+    override = os.environ.get(CONFIG_PATH_ENV, "").strip()
+    if override:
+        tilde = override.startswith("~")
+        home = os.environ.get("HOME") if tilde else None
+        profile = os.environ.get("USERPROFILE") if tilde else None  # expanduser on Windows
+        relative = not os.path.isabs(os.path.expanduser(override))
+        return (override, home, profile, os.getcwd() if relative else None)
+    return (
+        None,
+        os.environ.get("XDG_CONFIG_HOME"),
+        os.environ.get("HOME"),
+        os.environ.get("APPDATA"),
+        os.environ.get("LOCALAPPDATA"),
+    )
 
 
 def default_store_url() -> str:
@@ -223,14 +251,7 @@ def read_global_config_shared() -> dict[str, Any]:
 
 def _read_shared() -> dict[str, Any]:
     global _shared
-    override = os.environ.get(CONFIG_PATH_ENV)
-    relative = override is not None and not os.path.isabs(os.path.expanduser(override.strip()))
-    env = (
-        override,
-        os.environ.get("XDG_CONFIG_HOME"),
-        os.environ.get("HOME"),
-        os.getcwd() if relative else None,  # a relative override is against the cwd
-    )
+    env = _location_key()
     path = _file_by_env.get(env)
     if path is None:  # as read_global_config does: creates the config directory
         path = _file_by_env[env] = str(global_config_file())

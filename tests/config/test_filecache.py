@@ -228,3 +228,32 @@ def test_where_a_flow_is_defined_is_looked_up_once(monkeypatch: pytest.MonkeyPat
     assert lookups[0] <= 1
     assert refs[0] == refs[1] == refs[2]
     assert refs[0]["file"] == str(Path(__file__).resolve())
+
+
+# -- the config directory ----------------------------------------------------------------
+
+
+def test_config_dir_deleted_or_moved_between_two_runs_is_made_again(
+    isolated_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from kitaru._paths import config_dir
+
+    assert config_dir() == isolated_config
+    shutil.rmtree(isolated_config)
+    assert config_dir() == isolated_config
+    assert isolated_config.is_dir()
+    assert (isolated_config.stat().st_mode & 0o777) == 0o700
+    moved = tmp_path / "moved-config"
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(moved))
+    assert config_dir() == moved
+    assert moved.is_dir()
+    # A relative override is against the cwd of the moment.
+    monkeypatch.setenv("KITARU_CONFIG_PATH", "rel-config")
+    assert config_dir() == Path.cwd() / "rel-config"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert config_dir() == elsewhere / "rel-config"
+    assert (elsewhere / "rel-config").is_dir()
