@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,8 +63,18 @@ def settled(version: Version, looked_at_ns: int) -> bool:
     return max(version[3], version[4]) < looked_at_ns - SETTLE_NS
 
 
-#: Lookups already made in the current :func:`one_look` block, by what they look up.
-_looks: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+class _Looks:
+    """The lookups of one :func:`one_look` block (what was looked up -> the result)."""
+
+    __slots__ = ("found", "open", "thread")
+
+    def __init__(self) -> None:
+        self.found: dict[str, Any] = {}
+        self.open = True
+        self.thread = threading.get_ident()
+
+
+_looks: contextvars.ContextVar[_Looks | None] = contextvars.ContextVar(
     "kitaru_config_looks", default=None
 )
 
@@ -74,24 +85,28 @@ def one_look() -> Iterator[None]:
 
     A ``.run()`` consults the project file for its settings, its input limit and
     its LLM settings: one look serves them all (and they agree on one version of
-    the file). Local to the thread (and task) that enters it.
+    the file). Only for the thread that entered the block, and only while it is
+    open: a thread or task that inherits the context (a runner started inside)
+    looks for itself.
     """
-    token = _looks.set({})
+    looks = _Looks()
+    token = _looks.set(looks)
     try:
         yield
     finally:
+        looks.open = False
         _looks.reset(token)
 
 
 def looked(what: str, look: Callable[[], _T]) -> _T:
     """``look()``, or what it returned earlier in the enclosing :func:`one_look` block."""
     looks = _looks.get()
-    if looks is None:
+    if looks is None or not looks.open or looks.thread != threading.get_ident():
         return look()
     try:
-        return looks[what]  # type: ignore[no-any-return]
+        return looks.found[what]  # type: ignore[no-any-return]
     except KeyError:
-        value = looks[what] = look()  # an exception is not kept: the next call raises again
+        value = looks.found[what] = look()  # an exception is not kept: the next call raises
         return value
 
 

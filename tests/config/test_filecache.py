@@ -257,3 +257,28 @@ def test_config_dir_deleted_or_moved_between_two_runs_is_made_again(
     monkeypatch.chdir(elsewhere)
     assert config_dir() == elsewhere / "rel-config"
     assert (elsewhere / "rel-config").is_dir()
+
+
+def test_one_look_serves_only_its_own_thread_and_only_while_open() -> None:
+    import contextvars
+    import threading
+
+    calls: list[str] = []
+
+    def look() -> int:
+        calls.append(threading.current_thread().name)
+        return len(calls)
+
+    inherited: list[int] = []
+    with _filecache.one_look():
+        assert _filecache.looked("x", look) == 1
+        assert _filecache.looked("x", look) == 1
+        context = contextvars.copy_context()  # as a thread inheriting it would see it
+        thread = threading.Thread(
+            target=lambda: inherited.append(context.run(_filecache.looked, "x", look))
+        )
+        thread.start()
+        thread.join()
+    assert inherited == [2]  # looked again: another thread
+    assert context.run(_filecache.looked, "x", look) == 3  # the block has ended
+    assert _filecache.looked("x", look) == 4
