@@ -31,9 +31,9 @@ def _snapshot(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def registry_snapshot() -> dict[str, Any]:
     """The user's registry as stored (``{"aliases": {...}, "default": ...}``)."""
-    from kitaru._paths import read_global_config
+    from kitaru._paths import read_global_config_shared
 
-    return _snapshot(read_global_config())
+    return _snapshot(read_global_config_shared())  # a copy: the shared dict stays as read
 
 
 def frozen_llm_config() -> dict[str, Any]:

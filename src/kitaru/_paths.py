@@ -21,6 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from kitaru import _filecache
+from kitaru._filecache import Version, looked, settled, version_of
 from kitaru.errors import KitaruBackendError
 
 CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
@@ -61,6 +63,10 @@ def make_private_dir(path: str | os.PathLike[str]) -> bool:
 
 def config_dir() -> Path:
     """Return the Kitaru state directory, creating it if it does not exist yet."""
+    key = _location_key()
+    known = _dirs.get(key)
+    if known is not None and os.path.isdir(known):  # one stat: every .run() asks
+        return known
     override = os.environ.get(CONFIG_PATH_ENV, "").strip()
     if override:
         path = Path(override).expanduser().absolute()
@@ -76,7 +82,31 @@ def config_dir() -> Path:
             f"Cannot create the Kitaru config directory {path}: {exc}. "
             f"Set {CONFIG_PATH_ENV} to a writable directory."
         ) from exc
+    _dirs[key] = path
     return path
+
+
+#: The config directory by what config_dir() derives it from (see _location_key).
+_dirs: dict[tuple[str | None, ...], Path] = {}
+
+
+def _location_key() -> tuple[str | None, ...]:
+    """What the config directory's path depends on: the override (with the cwd when it
+    is relative, the home when it starts with ``~``), else platformdirs' inputs."""
+    override = os.environ.get(CONFIG_PATH_ENV, "").strip()
+    if override:
+        tilde = override.startswith("~")
+        home = os.environ.get("HOME") if tilde else None
+        profile = os.environ.get("USERPROFILE") if tilde else None  # expanduser on Windows
+        relative = not os.path.isabs(os.path.expanduser(override))
+        return (override, home, profile, os.getcwd() if relative else None)
+    return (
+        None,
+        os.environ.get("XDG_CONFIG_HOME"),
+        os.environ.get("HOME"),
+        os.environ.get("APPDATA"),
+        os.environ.get("LOCALAPPDATA"),
+    )
 
 
 def default_store_url() -> str:
@@ -201,6 +231,52 @@ def read_global_config() -> dict[str, Any]:
     return data
 
 
+#: The last read of the global config for read_global_config_shared: (the file, its
+#: version and whether that is settled, the parsed content). See kitaru._filecache.
+_shared: tuple[str, Version | None, bool, dict[str, Any]] | None = None
+_shared_lock = threading.Lock()
+#: The config file's path by what config_dir() derives it from (environment, cwd).
+_file_by_env: dict[tuple[str | None, ...], str] = {}
+
+
+def read_global_config_shared() -> dict[str, Any]:
+    """:func:`read_global_config`, read again only when the file changed.
+
+    For lookups on the ``.run()`` path (the active stack, the model registry). The
+    dict is shared with later callers: never modify it (read-modify-write goes
+    through :func:`update_global_config`).
+    """
+    return looked("global config", _read_shared)
+
+
+def _read_shared() -> dict[str, Any]:
+    global _shared
+    env = _location_key()
+    path = _file_by_env.get(env)
+    if path is None:  # as read_global_config does: creates the config directory
+        path = _file_by_env[env] = str(global_config_file())
+    looked_at = _filecache.now_ns()
+    try:
+        version = version_of(os.stat(path))
+    except FileNotFoundError:
+        return {}  # no file reads as an empty config (and there is nothing to keep)
+    except OSError:
+        version = None  # read_global_config says what is wrong
+    shared = _shared
+    if (
+        shared is not None
+        and shared[0] == path
+        and shared[2]
+        and version is not None
+        and shared[1] == version
+    ):
+        return shared[3]
+    data = read_global_config()
+    with _shared_lock:
+        _shared = (path, version, version is not None and settled(version, looked_at), data)
+    return data
+
+
 def write_global_config(data: dict[str, Any]) -> None:
     """Atomically replace the global config file with ``data``."""
     try:
@@ -278,6 +354,7 @@ __all__ = [
     "global_config_lock",
     "make_private_dir",
     "read_global_config",
+    "read_global_config_shared",
     "update_global_config",
     "write_global_config",
 ]

@@ -14,12 +14,16 @@ Each warning is given once per process for one content of the file, as a
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from kitaru import _filecache
+from kitaru._filecache import Version, file_version, looked, settled
 from kitaru.errors import KitaruUsageError
 
 #: Every key Kitaru reads from [tool.kitaru].
@@ -44,14 +48,24 @@ class KitaruConfigWarning(UserWarning):
 def find_pyproject(start: Path | None = None) -> Path | None:
     """The nearest ``pyproject.toml`` from ``start`` (default: the cwd) upward."""
     try:
-        here = (start or Path.cwd()).absolute()
+        here = str(start.absolute()) if start is not None else os.getcwd()
     except OSError:  # the cwd was deleted
         return None
-    for directory in (here, *here.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
+    for name, candidate in _candidates(here):
+        if os.path.isfile(name):
             return candidate
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates(here: str) -> tuple[tuple[str, Path], ...]:
+    """``pyproject.toml`` in ``here`` and each parent, nearest first (built once per cwd:
+    every ``.run()`` looks, so only the ``stat`` of each is left to do)."""
+    directory = Path(here)
+    return tuple(
+        (str(candidate), candidate)
+        for candidate in (d / "pyproject.toml" for d in (directory, *directory.parents))
+    )
 
 
 @dataclass
@@ -60,10 +74,15 @@ class _Parsed:
     table: dict[str, Any] | None  # None: the file cannot be used
     problem: str | None = None  # why not, for the error or the warning
     warned: bool = False
+    #: The file's version when ``raw`` was read, and whether that alone tells a later
+    #: change (see kitaru._filecache); until then the file is read and compared again.
+    version: Version | None = None
+    settled: bool = False
 
 
-# path -> last parse. Keyed on content, not mtime: a rewrite within the
-# filesystem's timestamp granularity must not be missed.
+# path -> last parse. Keyed on content; the file is not read again only while its
+# version is unchanged and settled (a rewrite within the filesystem's timestamp
+# granularity must not be missed).
 _cache: dict[Path, _Parsed] = {}
 _lock = threading.Lock()
 
@@ -80,18 +99,11 @@ def pyproject_table(*, strict: bool) -> tuple[Path, dict[str, Any]] | None:
     A file that cannot be used raises ``KitaruUsageError`` when ``strict``;
     otherwise it warns (once) and reads as no file at all.
     """
-    path = find_pyproject()
-    if path is None:
+    found = looked("pyproject", _look)
+    if found is None:
         return None
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
+    path, parsed = found
     with _lock:
-        parsed = _cache.get(path)
-        if parsed is None or parsed.raw != raw:
-            parsed = _parse(path, raw)
-            _cache[path] = parsed
         if parsed.table is not None:
             return path, parsed.table
         if strict:
@@ -106,6 +118,34 @@ def pyproject_table(*, strict: bool) -> tuple[Path, dict[str, Any]] | None:
                 "applied until the file is fixed; running a flow fails until then."
             )
         return None
+
+
+def _look() -> tuple[Path, _Parsed] | None:
+    """The nearest pyproject and its parse; read again unless its version says unchanged."""
+    path = find_pyproject()
+    if path is None:
+        return None
+    looked_at = _filecache.now_ns()
+    version = file_version(str(path))
+    with _lock:
+        parsed = _cache.get(path)
+    if parsed is None or not parsed.settled or version is None or parsed.version != version:
+        try:
+            raw = _read(path)
+        except OSError:
+            return None
+        with _lock:
+            parsed = _cache.get(path)
+            if parsed is None or parsed.raw != raw:
+                parsed = _parse(path, raw)
+                _cache[path] = parsed
+            parsed.version = version
+            parsed.settled = version is not None and settled(version, looked_at)
+    return path, parsed
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
 
 
 def _parse(path: Path, raw: bytes) -> _Parsed:

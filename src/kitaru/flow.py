@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from kitaru._backend import get_backend
+from kitaru._filecache import one_look
 from kitaru._ids import uuid4
 from kitaru._runtime import control
 from kitaru._runtime.context import current_checkpoint, current_execution
@@ -127,6 +128,28 @@ class Flow(Generic[P, R]):
         schedule: tuple[str, float] | None = None,
     ) -> FlowHandle:
         """``.run()`` outside a flow body (also a child's start, a schedule's slot)."""
+        with one_look():  # each configuration file is looked at once for this start
+            return self._submit(
+                args,
+                kwargs,
+                options,
+                max_concurrency,
+                execution_id,
+                parent_exec_id=parent_exec_id,
+                schedule=schedule,
+            )
+
+    def _submit(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        max_concurrency: int | None,
+        execution_id: str | uuid.UUID | None,
+        *,
+        parent_exec_id: str | None,
+        schedule: tuple[str, float] | None,
+    ) -> FlowHandle:
         where = f"{self.name}.run(...)"
         stack = options.get("stack")
         if stack is not None and (not isinstance(stack, str) or not stack):
@@ -213,9 +236,9 @@ class Flow(Generic[P, R]):
                 return FlowHandle(exec_id, backend=backend)
         if remote is not None:
             _launch_remote(remote, backend, record)
-        else:
-            control.start(backend, record, self, tuple(args), kwargs, fresh=True)
-        return FlowHandle(exec_id, backend=backend)
+            return FlowHandle(exec_id, backend=backend)
+        live = control.start(backend, record, self, tuple(args), kwargs, fresh=True)
+        return FlowHandle(exec_id, backend=backend, live=live)
 
     def schedule(
         self,

@@ -26,6 +26,7 @@ from kitaru.errors import (
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
+    from kitaru._runtime.driver import LiveExecution
 
 # Cross-process waiting polls the store, starting fast and backing off.
 _POLL_START = 0.01
@@ -36,7 +37,9 @@ _PROMPT_CHECK = 0.25
 class FlowHandle:
     """Returned by ``my_flow.run(...)``; ``wait()`` blocks for the result."""
 
-    def __init__(self, exec_id: str, *, backend: Backend | None = None) -> None:
+    def __init__(
+        self, exec_id: str, *, backend: Backend | None = None, live: LiveExecution | None = None
+    ) -> None:
         if backend is None:
             from kitaru._backend import get_backend
             from kitaru.client._remote_client import connected_backend
@@ -46,6 +49,9 @@ class FlowHandle:
             backend = get_backend() if remote is None else cast("Backend", remote)
         self._exec_id = exec_id
         self._backend = backend
+        #: The run this process started for the handle (``.run()``): once it ended with
+        #: a result, wait() returns it as a Future would, without reading the store.
+        self._live = live
 
     def __repr__(self) -> str:
         return f"FlowHandle(exec_id={self._exec_id!r})"
@@ -100,7 +106,7 @@ class FlowHandle:
         delay = _POLL_START
         prompted: set[str] = set()
         while True:
-            live = get_live(self._exec_id)
+            live = get_live(self._exec_id) or self._live
             if live is not None:
                 # Woken by the runner itself, no polling.
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

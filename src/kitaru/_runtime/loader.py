@@ -12,11 +12,15 @@ defined in the script resolve.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import inspect
+import os
 import runpy
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,35 +43,77 @@ class FlowCodeNotFoundError(KitaruStateError):
 
 
 def find_project_root(start: Path) -> Path | None:
-    for directory in (start, *start.parents):
-        if (directory / PROJECT_MARKER).is_dir():
+    found = _project_root(str(start), set())
+    return Path(found) if found is not None else None
+
+
+def _project_root(start: str, checked: set[str]) -> str | None:
+    """The nearest directory from ``start`` up holding ``.kitaru/`` (skipping, and adding
+    to, ``checked``: directories already looked at for this lookup)."""
+    for directory, marker in _marker_candidates(start):
+        if directory in checked:
+            continue
+        if os.path.isdir(marker):
             return directory
+        checked.add(directory)
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _marker_candidates(start: str) -> tuple[tuple[str, str], ...]:
+    """(directory, its ``.kitaru``) for ``start`` and each parent: every ``.run()`` looks
+    (a project may be created at any time), so only the ``stat`` is left to do each time."""
+    path = Path(start)
+    return tuple((str(d), str(d / PROJECT_MARKER)) for d in (path, *path.parents))
 
 
 def flow_reference(func: Callable[..., Any]) -> dict[str, Any]:
     """Where to find ``func`` again from another process."""
+    module = func.__module__
+    file, module_root = _code_place(func, module)
+    cwd = os.getcwd()
+    checked: set[str] = set()
+    project = _project_root(os.path.dirname(file) if file else cwd, checked)
+    if project is None:
+        project = _project_root(cwd, checked)
+    return {
+        "module": "__main__" if module == "__mp_main__" else module,
+        "qualname": func.__qualname__,
+        "file": file,
+        "module_root": module_root,
+        "project_root": project,
+        "cwd": cwd,
+    }
+
+
+#: func -> (its module, source file, module root): found once per function, as the
+#: code a function runs does not move (the lookup costs a dozen system calls).
+_places: weakref.WeakKeyDictionary[Any, tuple[str, str | None, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _code_place(func: Callable[..., Any], module: str) -> tuple[str | None, str | None]:
+    try:
+        known = _places.get(func)
+    except TypeError:  # not weak-referenceable: look it up each time
+        known = None
+    if known is not None and known[0] == module:
+        return known[1], known[2]
     try:
         source = inspect.getsourcefile(func)
     except TypeError:
         source = None
-    module = func.__module__
     file = Path(source).resolve() if source else None
     module_root = None
     if file is not None and module not in ("__main__", "__mp_main__"):
         # pkg/sub/mod.py for "pkg.sub.mod" -> the directory holding "pkg".
         depth = module.count(".") + (1 if file.name == "__init__.py" else 0)
         module_root = str(file.parents[depth]) if depth < len(file.parents) else None
-    cwd = Path.cwd()
-    project = find_project_root(file.parent if file else cwd) or find_project_root(cwd)
-    return {
-        "module": "__main__" if module == "__mp_main__" else module,
-        "qualname": func.__qualname__,
-        "file": str(file) if file else None,
-        "module_root": module_root,
-        "project_root": str(project) if project else None,
-        "cwd": str(cwd),
-    }
+    place = (module, str(file) if file else None, module_root)
+    with contextlib.suppress(TypeError):
+        _places[func] = place
+    return place[1], place[2]
 
 
 def load_flow(ref: dict[str, Any], *, exec_id: str) -> Flow[Any, Any]:

@@ -18,7 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kitaru._paths import corrupt_config_error, read_global_config, update_global_config
+from kitaru._paths import (
+    corrupt_config_error,
+    read_global_config,
+    read_global_config_shared,
+    update_global_config,
+)
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
 LOCAL_STACK_NAME = "local"
@@ -163,7 +168,7 @@ def get_stack(name_or_id: str) -> StackInfo:
 def find_stack(name_or_id: str) -> StackInfo | None:
     """Like :func:`get_stack` but returns None for an unknown stack."""
     ref = _check_ref(name_or_id, "find_stack()")
-    data = read_global_config()
+    data = read_global_config_shared()  # a .run() on a named stack asks
     record = _find_record(data, ref)
     if record is None:
         return None
@@ -187,7 +192,7 @@ def get_stack_record(name_or_id: str) -> dict[str, Any]:
 
 def persisted_active_stack() -> str | None:
     """Name of the stack chosen with ``use_stack``, or None if none was chosen."""
-    return _active_name(read_global_config())
+    return _active_name(read_global_config_shared())  # every .run() without a stack asks
 
 
 def use_stack(name_or_id: str) -> StackInfo:
