@@ -123,12 +123,8 @@ def _call_from_joined_row(row: Mapping[Any, Any]) -> CallRecord:
     if row.get("artifact__id") is not None:
         artifact = _artifact_from_row({name: row[f"artifact__{name}"] for name in _ART_COLUMNS})
     elif row.get("output_serializer") is not None:
-        artifact = call_outputs.record(
-            values["exec_id"],
-            values["call_id"],
-            values["seq"],
-            values["name"],
-            values["ended_at"],
+        artifact = call_outputs.record_of_call(
+            values,
             row["output_serializer"],
             row["output_type_path"],
             row["output_data"],

@@ -62,6 +62,7 @@ def recorded_calls_query() -> sa.Select[Any]:
     """
     c, a = t.checkpoint_calls.c, t.artifacts.c
     own = c.output_serializer.is_not(None)  # the output is in the row: its id and name
+    own_id = c.exec_id + call_outputs.ID_MARK + sa.cast(c.seq, sa.Text)
     return (
         sa.select(
             c.call_id,
@@ -70,9 +71,7 @@ def recorded_calls_query() -> sa.Select[Any]:
             c.status,
             c.concurrent,
             c.attempts,
-            sa.func.coalesce(
-                a.id, c.artifact_id, sa.case((own, c.exec_id + ":out:" + sa.cast(c.seq, sa.Text)))
-            ),
+            sa.func.coalesce(a.id, c.artifact_id, sa.case((own, own_id))),
             sa.func.coalesce(a.name, sa.case((own, c.name))),
             sa.func.coalesce(a.serializer, c.output_serializer),
             sa.func.coalesce(a.type_path, c.output_type_path),
@@ -201,8 +200,9 @@ class _SQLiteStatements:
         )
         a, o = artifacts, calls
         own = f"CASE WHEN {o}.output_serializer IS NOT NULL THEN"
+        mark = call_outputs.ID_MARK
         artifact_part = (
-            f"COALESCE({a}.id, {o}.artifact_id, {own} {o}.exec_id || ':out:' || {o}.seq END), "
+            f"COALESCE({a}.id, {o}.artifact_id, {own} {o}.exec_id || '{mark}' || {o}.seq END), "
             f"COALESCE({a}.name, {own} {o}.name END), "
             f"COALESCE({a}.serializer, {o}.output_serializer), "
             f"COALESCE({a}.type_path, {o}.output_type_path), {a}.sha256, "
@@ -248,17 +248,7 @@ class _SQLiteStatements:
                 art["inline_data"] = bytes(art["inline_data"])
             artifact = ArtifactRecord(**art)
         elif serializer is not None:
-            artifact = call_outputs.record(
-                values["exec_id"],
-                values["call_id"],
-                values["seq"],
-                values["name"],
-                values["ended_at"],
-                serializer,
-                type_path,
-                data,
-                crc32,
-            )
+            artifact = call_outputs.record_of_call(values, serializer, type_path, data, crc32)
             values["artifact_id"] = artifact.id
         return CallRecord(**values, artifact=artifact)
 
@@ -350,7 +340,8 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     call_columns = [c.name for c in t.checkpoint_calls.columns]
     from_hit = {
         # An output kept in the hit's row is taken by its id (call_outputs.output_id).
-        "artifact_id": "COALESCE(hit.artifact_id, hit.exec_id || ':out:' || hit.seq::TEXT)",
+        "artifact_id": f"COALESCE(hit.artifact_id, hit.exec_id || '{call_outputs.ID_MARK}' "
+        "|| hit.seq::TEXT)",
         "source_exec_id": "hit.exec_id",
         "metadata": "hit.metadata",
     }

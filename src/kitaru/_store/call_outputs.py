@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from kitaru._store.records import ArtifactRecord, CallRecord, RecordedCall
 
-_ID_MARK = ":out:"
+ID_MARK = ":out:"
 #: The ``kind`` of an output's artifact record (as for artifact rows).
 OUTPUT_KIND = "output"
 #: The row's output columns when it holds none.
@@ -43,12 +44,12 @@ RowOutput = tuple[Any, Any, Any, Any]
 
 def output_id(exec_id: str, seq: int) -> str:
     """The artifact id of the output kept in call ``seq``'s row of ``exec_id``."""
-    return f"{exec_id}{_ID_MARK}{seq}"
+    return f"{exec_id}{ID_MARK}{seq}"
 
 
 def parse_output_id(artifact_id: str) -> tuple[str, int] | None:
     """``(exec_id, call seq)`` of an in-row output's id; None for other ids."""
-    exec_id, mark, seq = artifact_id.partition(_ID_MARK)
+    exec_id, mark, seq = artifact_id.partition(ID_MARK)
     if not mark or not exec_id or not seq.isdigit():
         return None
     return exec_id, int(seq)
@@ -57,7 +58,7 @@ def parse_output_id(artifact_id: str) -> tuple[str, int] | None:
 def id_range(exec_id: str) -> tuple[str, str]:
     """Bounds ``(low, high)`` such that ``low <= id < high`` holds for the in-row
     output ids of ``exec_id`` (a range instead of LIKE: no escaping, index-friendly)."""
-    return f"{exec_id}{_ID_MARK}", f"{exec_id}{_ID_MARK[:-1]};"
+    return f"{exec_id}{ID_MARK}", f"{exec_id}{ID_MARK[:-1]};"
 
 
 def in_row(call: CallRecord, artifact: ArtifactRecord | None) -> bool:
@@ -111,11 +112,28 @@ def record(
     )
 
 
+def record_of_call(
+    call: Mapping[str, Any], serializer: str, type_path: str | None, data: bytes, crc32: int | None
+) -> ArtifactRecord:
+    """``record`` for a call given by its column values (``exec_id``, ``call_id``, ...)."""
+    return record(
+        call["exec_id"],
+        call["call_id"],
+        call["seq"],
+        call["name"],
+        call["ended_at"],
+        serializer,
+        type_path,
+        data,
+        crc32,
+    )
+
+
 def taken_ids(calls: list[RecordedCall]) -> set[str]:
     """Ids of in-row outputs of other calls that ``calls`` took (a cache hit, a replay):
     their rows hold only the id, and the output is read from its owner's row."""
     return {
         call.artifact_id
         for call in calls
-        if call.serializer is None and call.artifact_id is not None and _ID_MARK in call.artifact_id
+        if call.serializer is None and call.artifact_id is not None and ID_MARK in call.artifact_id
     }
