@@ -67,6 +67,17 @@ def test_a_small_output_lives_in_its_call_row_and_reads_as_an_artifact(any_store
     assert out.size == len(b'{"n":3}')
     assert len(out.sha256) == 64
     assert client.artifacts.get(out.artifact_id).load() == {"n": 3}
+    # The row stores the output once: no artifact id beside it (the id is the row's).
+    c = schema.checkpoint_calls.c
+    with get_backend().store.read() as conn:
+        stored_ids = conn.execute(
+            sa.select(c.call_id, c.artifact_id).where(c.exec_id == handle.exec_id).order_by(c.seq)
+        ).all()
+    assert [tuple(r) for r in stored_ids] == [
+        ("small", None),
+        ("large", big_id := second.artifacts[0].artifact_id),
+    ]
+    assert big_id is not None
     # Only the large output (and the flow's inputs and result) are artifact rows.
     assert dict(_output_rows(handle.exec_id)) == {"flow_inputs": 1, "flow_result": 1, "output": 1}
     (big,) = second.artifacts

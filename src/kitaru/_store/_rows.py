@@ -97,7 +97,8 @@ def _call_row(
         "type": record.type,
         "runtime": record.runtime,
         "status": record.status.value,
-        "artifact_id": record.artifact_id,
+        # An in-row output's id is its row's (call_outputs): not stored again.
+        "artifact_id": record.artifact_id if serializer is None else None,
         "cache_key": record.cache_key,
         "source_exec_id": record.source_exec_id,
         "attempts": record.attempts,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
 from kitaru._store import call_outputs
+from kitaru._store._columns import CALL_COLUMNS
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
@@ -57,6 +58,8 @@ Connect = Callable[[], tuple[Callable[[], None], sqlite3.Connection]]
 
 _T = TypeVar("_T")
 
+#: Where a call's ``artifact_id`` is among its statement's parameters.
+_ARTIFACT_ID = CALL_COLUMNS.index("artifact_id")
 #: Most writes one transaction takes (bounds the time a caller waits for the others).
 _MAX_GROUP = 64
 
@@ -271,7 +274,12 @@ class SQLiteDirect:
         (``call_outputs``; ``artifact`` is None then).
         """
         fast = self._fast
-        values = fast.call_values(call) + output
+        values = fast.call_values(call)
+        if output is not call_outputs.NO_OUTPUT:  # its id is the row's: not stored again
+            at = _ARTIFACT_ID
+            values = (*values[:at], None, *values[at + 1 :], *output)
+        else:
+            values += output
 
         def write(cursor: sqlite3.Cursor) -> None:
             if fence is not None:
