@@ -7,11 +7,13 @@ that produced it, and a damaged value is refused rather than returned.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
 from kitaru import KitaruBackendError, KitaruClient, checkpoint, flow
-from kitaru._backend import get_backend
+from kitaru._backend import forget_backends, get_backend
 from kitaru._store import schema
 from kitaru.client import CallStatus
 
@@ -125,6 +127,40 @@ def test_a_cache_hit_takes_the_output_by_id_and_a_retry_reads_it(any_store: str)
 
 
 def test_deleting_the_producer_keeps_what_others_took(any_store: str) -> None:
+    _delete_the_producer()
+
+
+def test_deleting_the_producer_keeps_what_others_took_under_a_natural_collation(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids an execution's outputs go by are found by prefix, whatever the database's
+    collation (ICU's en-US orders ':' and ';' as punctuation, not by code point)."""
+    base = sa.make_url(postgres_url.split("?", 1)[0])
+    database = f"kt_icu_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            try:
+                conn.exec_driver_sql(
+                    f"CREATE DATABASE {database} TEMPLATE template0 "
+                    "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+                )
+            except sa.exc.DBAPIError as exc:
+                pytest.skip(f"this PostgreSQL server cannot create an ICU database: {exc.orig}")
+        monkeypatch.setenv("KITARU_STORE_URL", base.set(database=database).render_as_string(False))
+        forget_backends()
+        get_backend()
+        try:
+            _delete_the_producer()
+        finally:
+            forget_backends()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE {database} WITH (FORCE)")
+    finally:
+        admin.dispose()
+
+
+def _delete_the_producer() -> None:
     source = produce.run(7)
     source.wait(timeout=20)
     taker = produce.run(7)

@@ -144,13 +144,12 @@ def keep_taken_outputs(conn: sa.Connection, exec_id: str) -> None:
     """Before ``exec_id``'s calls are deleted: copy each of its in-row outputs that
     another execution's call took into an artifact row with the same id, so that id
     keeps resolving (``delete_execution`` then keeps it as an artifact still in use)."""
-    low, high = call_outputs.id_range(exec_id)
+    # LIKE on a prefix, not a range: PostgreSQL's collation may order ':' as it likes.
+    mine = _c.artifact_id.startswith(f"{exec_id}{call_outputs.ID_MARK}", autoescape=True)
     taken = {
         row[0]
         for row in conn.execute(
-            sa.select(_c.artifact_id)
-            .where(_c.artifact_id >= low, _c.artifact_id < high, _c.exec_id != exec_id)
-            .distinct()
+            sa.select(_c.artifact_id).where(mine, _c.exec_id != exec_id).distinct()
         )
     }
     if not taken:

@@ -55,12 +55,6 @@ def parse_output_id(artifact_id: str) -> tuple[str, int] | None:
     return exec_id, int(seq)
 
 
-def id_range(exec_id: str) -> tuple[str, str]:
-    """Bounds ``(low, high)`` such that ``low <= id < high`` holds for the in-row
-    output ids of ``exec_id`` (a range instead of LIKE: no escaping, index-friendly)."""
-    return f"{exec_id}{ID_MARK}", f"{exec_id}{ID_MARK[:-1]};"
-
-
 def in_row(call: CallRecord, artifact: ArtifactRecord | None) -> bool:
     """Whether ``artifact`` is ``call``'s own output to be kept in its row."""
     return (
