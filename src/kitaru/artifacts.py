@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from kitaru._runtime.context import current_checkpoint, current_execution
@@ -49,6 +48,8 @@ def load(exec_id: str, name: str) -> Any:
     ``exec_id`` not a UUID → ``KitaruUsageError``; no match, or several →
     ``KitaruRuntimeError`` (Kitaru 0.21's types).
     """
+    import uuid  # here: importing it costs every script's start-up a few ms
+
     from kitaru._backend import get_backend
     from kitaru._runtime.execution import SAVE_CALL_TYPE
 

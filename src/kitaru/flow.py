@@ -6,7 +6,6 @@ import functools
 import hashlib
 import inspect
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
@@ -24,6 +23,8 @@ from kitaru.errors import KitaruUsageError
 from kitaru.handle import FlowHandle
 
 if TYPE_CHECKING:
+    import uuid
+
     from kitaru._backend import Backend
     from kitaru._stacks.ray import RayLaunch
     from kitaru._store import ExecutionRecord

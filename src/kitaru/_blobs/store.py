@@ -18,9 +18,9 @@ import contextlib
 import hashlib
 import os
 import re
-import uuid
 from typing import Any
 
+from kitaru._ids import random_hex
 from kitaru._paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
 from kitaru.errors import KitaruBackendError
 
@@ -226,7 +226,7 @@ class BlobStore:
         except OSError as exc:
             raise self._write_error(path, exc) from exc
         directory = os.path.dirname(path)
-        tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{random_hex(16)}")
         try:
             self._ensure_dir(directory)
             # O_EXCL: the name is fresh. 0600: artifact values are private to the user.

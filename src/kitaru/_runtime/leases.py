@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import platform
 import sys
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kitaru._ids import random_hex
 from kitaru._store import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -53,9 +52,14 @@ def _proc_start(pid: int) -> str | None:
 
 
 def _hostname() -> str:
-    """``socket.gethostname()`` without importing ``socket`` (~3 ms of start-up): on
-    POSIX both are the kernel's node name (``uname``); elsewhere platform asks socket."""
-    return platform.node()
+    """``socket.gethostname()`` without importing ``socket`` or ``platform`` (a few ms of
+    start-up each): on POSIX both are the kernel's node name (``uname``)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket  # Windows
+
+    return socket.gethostname()
 
 
 def _machine_key() -> str:
@@ -79,7 +83,7 @@ _MACHINE = _machine_key()
 
 def _runner_id() -> str:
     pid = os.getpid()
-    tail = f"{pid}:{uuid.uuid4().hex[:8]}:{_MACHINE}:{_proc_start(pid) or '-'}"
+    tail = f"{pid}:{random_hex(4)}:{_MACHINE}:{_proc_start(pid) or '-'}"
     host = _hostname().replace(":", "-")[: _OWNER_MAX - len(tail) - 1]
     return f"{host}:{tail}"
 

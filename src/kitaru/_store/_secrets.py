@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kitaru._ids import uuid4
 from kitaru._lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class SecretsMixin:
             if row is None:
                 if expected_ciphertext is not None:
                     return None
-                secret_id = str(uuid.uuid4())
+                secret_id = uuid4()
                 conn.execute(
                     _schema.secrets.insert().values(
                         id=secret_id,
