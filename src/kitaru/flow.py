@@ -117,6 +117,7 @@ class Flow(Generic[P, R]):
             return start_child(self, args, kwargs, options, max_concurrency)
         return self.submit_execution(args, kwargs, options, max_concurrency, execution_id)
 
+    @one_look()  # each configuration file is looked at once for this start
     def submit_execution(
         self,
         args: tuple[Any, ...],
@@ -129,28 +130,6 @@ class Flow(Generic[P, R]):
         schedule: tuple[str, float] | None = None,
     ) -> FlowHandle:
         """``.run()`` outside a flow body (also a child's start, a schedule's slot)."""
-        with one_look():  # each configuration file is looked at once for this start
-            return self._submit(
-                args,
-                kwargs,
-                options,
-                max_concurrency,
-                execution_id,
-                parent_exec_id=parent_exec_id,
-                schedule=schedule,
-            )
-
-    def _submit(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: dict[str, Any],
-        max_concurrency: int | None,
-        execution_id: str | uuid.UUID | None,
-        *,
-        parent_exec_id: str | None,
-        schedule: tuple[str, float] | None,
-    ) -> FlowHandle:
         where = f"{self.name}.run(...)"
         stack = options.get("stack")
         if stack is not None and (not isinstance(stack, str) or not stack):
