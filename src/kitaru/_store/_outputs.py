@@ -40,8 +40,16 @@ _RECORD_COLUMNS = (
 )
 
 
-def _records(conn: sa.Connection, where: Iterable[Any]) -> list[ArtifactRecord]:
-    query = sa.select(*_RECORD_COLUMNS).where(_c.output_serializer.is_not(None), *where)
+def _records(
+    conn: sa.Connection, where: Iterable[Any], limit: int | None = None
+) -> list[ArtifactRecord]:
+    """In-row outputs of the calls ``where`` selects, oldest first."""
+    query = (
+        sa.select(*_RECORD_COLUMNS)
+        .where(_c.output_serializer.is_not(None), *where)
+        .order_by(_c.ended_at)
+        .limit(limit)
+    )
     return [call_outputs.record(*row) for row in conn.execute(query).all()]
 
 
@@ -71,14 +79,7 @@ def in_row_outputs(
         where.append(_c.name == name)
     if call_id is not None:
         where.append(_c.call_id == call_id)
-    query = (
-        sa.select(*_RECORD_COLUMNS)
-        .where(_c.output_serializer.is_not(None), *where)
-        .order_by(_c.ended_at)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return [call_outputs.record(*row) for row in conn.execute(query).all()]
+    return _records(conn, where, limit)
 
 
 def _outputs_of(connect: Connect, ids: set[str]) -> dict[str, ArtifactRecord]:
@@ -104,15 +105,9 @@ def _outputs_of(connect: Connect, ids: set[str]) -> dict[str, ArtifactRecord]:
     return found
 
 
-def resolve_taken(connect: Connect, calls: Sequence[CallRecord]) -> None:
-    """Give calls that took another call's in-row output (cache, replay) that output."""
-    taken = {
-        c.artifact_id
-        for c in calls
-        if c.artifact is None and c.artifact_id is not None and c.status.has_output
-    }
-    if not taken:
-        return
+def resolve_taken(connect: Connect, calls: Sequence[CallRecord], taken: set[str]) -> None:
+    """Give calls that took another call's in-row output (cache, replay; ``taken``, see
+    ``call_outputs.taken_by``) that output."""
     found = _outputs_of(connect, taken)
     for call in calls:
         if call.artifact is None and call.artifact_id in found:

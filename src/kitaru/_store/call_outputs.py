@@ -13,7 +13,7 @@ its ``artifact_id`` and the store reads the output from the owner's row.
 
 * The runtime chooses: an output gets the in-row id when it is small
   (``Backend.store_serialized(in_row_id=...)``); the store keeps an artifact whose
-  id is the call's own in-row id in the row (``in_row``), anything else as a row of
+  id is the call's own in-row id in the row (``row_values``), anything else as a row of
   ``kitaru_artifacts`` as before (large values, saved artifacts, older stores).
 * An in-row output is stored with a CRC-32 of its bytes, not a SHA-256 (8 bytes
   instead of 64): damage is caught when it is read (the record's ``sha256`` is
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kitaru._store.records import ArtifactRecord, CallRecord, RecordedCall
@@ -55,18 +55,15 @@ def parse_output_id(artifact_id: str) -> tuple[str, int] | None:
     return exec_id, int(seq)
 
 
-def in_row(call: CallRecord, artifact: ArtifactRecord | None) -> bool:
-    """Whether ``artifact`` is ``call``'s own output to be kept in its row."""
-    return (
-        artifact is not None
-        and artifact.inline_data is not None
-        and artifact.id == output_id(call.exec_id, call.seq)
-    )
-
-
 def row_values(call: CallRecord, artifact: ArtifactRecord | None) -> RowOutput:
-    """The call row's output columns (``_columns.OUTPUT_COLUMNS``) for ``artifact``."""
-    if artifact is None or artifact.inline_data is None or not in_row(call, artifact):
+    """The call row's output columns (``_columns.OUTPUT_COLUMNS``) for ``artifact``:
+    its values when it is ``call``'s own small output (its id is the call's in-row id),
+    else ``NO_OUTPUT`` (it is an artifact row, or there is none)."""
+    if (
+        artifact is None
+        or artifact.inline_data is None
+        or artifact.id != output_id(call.exec_id, call.seq)
+    ):
         return NO_OUTPUT
     data = artifact.inline_data
     return artifact.serializer, artifact.type_path, data, zlib.crc32(data)
@@ -123,11 +120,21 @@ def record_of_call(
     )
 
 
-def taken_ids(calls: list[RecordedCall]) -> set[str]:
+def taken_ids(calls: Sequence[RecordedCall]) -> set[str]:
     """Ids of in-row outputs of other calls that ``calls`` took (a cache hit, a replay):
-    their rows hold only the id, and the output is read from its owner's row."""
+    their rows hold only the id (no serializer of their own), and the output is read
+    from its owner's row."""
     return {
-        call.artifact_id
-        for call in calls
-        if call.serializer is None and call.artifact_id is not None and ID_MARK in call.artifact_id
+        c.artifact_id
+        for c in calls
+        if c.serializer is None and c.artifact_id is not None and ID_MARK in c.artifact_id
+    }
+
+
+def taken_by(calls: Sequence[CallRecord]) -> set[str]:
+    """``taken_ids`` for full call records (no ``artifact`` of their own)."""
+    return {
+        c.artifact_id
+        for c in calls
+        if c.artifact is None and c.artifact_id is not None and ID_MARK in c.artifact_id
     }

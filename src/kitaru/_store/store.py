@@ -733,8 +733,9 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
             with self.read() as conn:
                 rows = conn.execute(query).all()
             calls = [_call_from_joined_row(row._mapping) for row in rows]
-        if any(c.artifact is None and c.artifact_id for c in calls):
-            _outputs.resolve_taken(self.read, calls)  # outputs other calls keep in their rows
+        taken = call_outputs.taken_by(calls)
+        if taken:  # outputs of other executions' calls, kept in their rows
+            _outputs.resolve_taken(self.read, calls, taken)
         return _by_exec(calls)
 
     def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
