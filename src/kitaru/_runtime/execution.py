@@ -45,6 +45,7 @@ from kitaru._store import (
     call_inputs,
     call_outputs,
 )
+from kitaru._store.records import WITH_OUTPUT
 from kitaru._text import printable_text, storable_text
 from kitaru.errors import (
     FailureOrigin,
@@ -61,9 +62,6 @@ if TYPE_CHECKING:
 _MAX_BACKOFF_SECONDS = 30.0
 #: Pool size for ``.submit()`` calls of one execution (``max_concurrency`` overrides).
 DEFAULT_CONCURRENCY = 16
-#: Statuses of calls whose output a later run reuses (``CallStatus.has_output``); a
-#: ``RecordedCall``'s plain-text status is found in it too (``CallStatus`` is a StrEnum).
-_WITH_OUTPUT = frozenset(s for s in CallStatus if s.has_output)
 #: The span of a checkpoint call while tracing is off (a nullcontext is reusable).
 _NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
@@ -470,7 +468,7 @@ class ExecutionContext:
                 )
             # After going live, only concurrent calls' outputs are reused: they may have
             # completed after a call that was still in flight when the runner died.
-            if recorded.status in _WITH_OUTPUT and (not self._live or recorded.concurrent):
+            if recorded.status in WITH_OUTPUT and (not self._live or recorded.concurrent):
                 self._consumed.add(call_id)
                 return recorded
         if self.replay is not None and call_id in self.replay.rerun and not self._live:
@@ -762,7 +760,7 @@ class ExecutionContext:
                 for cid in self._recorded_order
                 if cid not in self._consumed
                 and cid != call_id
-                and self._recorded[cid].status in _WITH_OUTPUT
+                and self._recorded[cid].status in WITH_OUTPUT
                 and not self._recorded[cid].concurrent
             ]
             if unreached:

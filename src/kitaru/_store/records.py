@@ -45,10 +45,12 @@ class CallStatus(StrEnum):
 
     @property
     def has_output(self) -> bool:
-        return self in _WITH_OUTPUT
+        return self in WITH_OUTPUT
 
 
-_WITH_OUTPUT = frozenset({CallStatus.COMPLETED, CallStatus.CACHED, CallStatus.REUSED})
+#: Statuses of calls with an output a later run reuses. A ``RecordedCall``'s plain-text
+#: status is found in it too (``CallStatus`` is a StrEnum).
+WITH_OUTPUT = frozenset({CallStatus.COMPLETED, CallStatus.CACHED, CallStatus.REUSED})
 
 
 class StaleOwnerError(KitaruStateError):
