@@ -158,33 +158,40 @@ class Backend:
                 f"Checkpoint call {call.call_id!r} ({call.name}) is recorded as "
                 f"{call.status} but its output artifact is missing from the store."
             )
-        if call.sha256 is None and call.inline_data is not None:
-            data = call.inline_data  # kept in its call row, with a CRC-32 (call_outputs)
-            if not call_outputs.intact(data, call.crc32):
-                raise BlobIntegrityError(
-                    f"Artifact {call.artifact_id} ({call.artifact_name!r}) is corrupted: its "
-                    "stored bytes do not match their recorded checksum. Re-run the checkpoint "
-                    "that produced it."
-                )
-        else:
-            data = self._bytes(
-                call.artifact_id, call.artifact_name, call.sha256 or "", call.inline_data, call.uri
-            )
+        data = self._bytes(
+            call.artifact_id,
+            call.artifact_name,
+            call.sha256,
+            call.inline_data,
+            call.uri,
+            call.crc32,
+        )
         return self._decode(call.serializer, call.type_path, data)
 
     def _bytes(
-        self, id: str, name: str | None, sha256: str, inline: bytes | None, uri: str | None
+        self,
+        id: str,
+        name: str | None,
+        sha256: str | None,
+        inline: bytes | None,
+        uri: str | None,
+        crc32: int | None = None,
     ) -> bytes:
-        """An artifact's bytes, checked against their recorded hash."""
+        """An artifact's bytes, checked against their recorded hash (an output kept in its
+        call row has a CRC-32 instead: ``kitaru._store.call_outputs``)."""
         if inline is not None:
-            if hashlib.sha256(inline).hexdigest() != sha256:
+            if sha256 is None:
+                intact, what = call_outputs.intact(inline, crc32), "checksum"
+            else:
+                intact, what = hashlib.sha256(inline).hexdigest() == sha256, "hash"
+            if not intact:
                 raise BlobIntegrityError(
-                    f"Artifact {id} ({name!r}) is corrupted: its stored bytes "
-                    "do not match their recorded hash. Re-run the checkpoint that produced it."
+                    f"Artifact {id} ({name!r}) is corrupted: its stored bytes do not match "
+                    f"their recorded {what}. Re-run the checkpoint that produced it."
                 )
             return inline
         if uri is not None:
-            return self.blobs.get(uri, sha256)
+            return self.blobs.get(uri, sha256 or "")
         raise KitaruBackendError(f"Artifact {id} ({name!r}) has neither inline data nor a URI.")
 
     def _decode(self, serializer: str, type_path: str | None, data: bytes) -> Any:
