@@ -55,12 +55,19 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def settled(version: Version, looked_at_ns: int) -> bool:
-    """True if any later write to the file must give it another version.
+def settled(version: Version | None, looked_at_ns: int) -> bool:
+    """True if any later write to the file must give it another version (False for
+    no version).
 
     ``looked_at_ns`` is :func:`now_ns` from before ``version`` was taken.
     """
-    return max(version[3], version[4]) < looked_at_ns - SETTLE_NS
+    return version is not None and max(version[3], version[4]) < looked_at_ns - SETTLE_NS
+
+
+def unchanged(kept: Version | None, kept_settled: bool, now: Version | None) -> bool:
+    """Whether a file read when its version was ``kept`` (:func:`settled` then or not)
+    may be used as read, its version being ``now``; else it must be read again."""
+    return kept_settled and now is not None and kept == now
 
 
 class _Looks:
@@ -118,5 +125,6 @@ __all__ = [
     "now_ns",
     "one_look",
     "settled",
+    "unchanged",
     "version_of",
 ]

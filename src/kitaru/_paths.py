@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kitaru import _filecache
-from kitaru._filecache import Version, looked, settled, version_of
+from kitaru._filecache import Version, looked, settled, unchanged, version_of
 from kitaru.errors import KitaruBackendError
 
 CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
@@ -263,17 +263,11 @@ def _read_shared() -> dict[str, Any]:
     except OSError:
         version = None  # read_global_config says what is wrong
     shared = _shared
-    if (
-        shared is not None
-        and shared[0] == path
-        and shared[2]
-        and version is not None
-        and shared[1] == version
-    ):
+    if shared is not None and shared[0] == path and unchanged(shared[1], shared[2], version):
         return shared[3]
     data = read_global_config()
     with _shared_lock:
-        _shared = (path, version, version is not None and settled(version, looked_at), data)
+        _shared = (path, version, settled(version, looked_at), data)
     return data
 
 

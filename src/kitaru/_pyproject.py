@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kitaru import _filecache
-from kitaru._filecache import Version, file_version, looked, settled
+from kitaru._filecache import Version, file_version, looked, settled, unchanged
 from kitaru.errors import KitaruUsageError
 
 #: Every key Kitaru reads from [tool.kitaru].
@@ -129,7 +129,7 @@ def _look() -> tuple[Path, _Parsed] | None:
     version = file_version(str(path))
     with _lock:
         parsed = _cache.get(path)
-    if parsed is None or not parsed.settled or version is None or parsed.version != version:
+    if parsed is None or not unchanged(parsed.version, parsed.settled, version):
         try:
             raw = _read(path)
         except OSError:
@@ -140,7 +140,7 @@ def _look() -> tuple[Path, _Parsed] | None:
                 parsed = _parse(path, raw)
                 _cache[path] = parsed
             parsed.version = version
-            parsed.settled = version is not None and settled(version, looked_at)
+            parsed.settled = settled(version, looked_at)
     return path, parsed
 
 
