@@ -473,3 +473,30 @@ def test_take_cached_by_a_stale_runner_writes_nothing(store: Store, records: Rec
     with pytest.raises(StaleOwnerError):
         store.take_cached(taking, key, fence=1)
     assert store.calls(taking.exec_id) == []
+
+
+def test_a_running_mark_that_lands_late_does_not_hide_the_calls_end(
+    store: Store, records: Records, execution: ExecutionRecord
+) -> None:
+    """The progress thread's mark may be written after the call ended (it races the call's
+    own final write): it must not turn a completed or just-failed call back into running."""
+    failed = records.call(execution.id, "flaky", 0, status=CallStatus.FAILED, attempts=2)
+    store.record_call(failed, fence=execution.fence)
+    output = records.artifact(execution.id, "done")
+    store.record_call(records.call(execution.id, "done", 1, artifact=output), artifact=output)
+    for call_id, seq in (("flaky", 0), ("done", 1)):
+        late = records.call(
+            execution.id, call_id, seq, status=CallStatus.RUNNING, attempts=0, ended_at=None
+        )
+        store.mark_running(late, fence=execution.fence)
+    assert {c.call_id: c.status for c in store.calls(execution.id)} == {
+        "flaky": CallStatus.FAILED,
+        "done": CallStatus.COMPLETED,
+    }
+    # A later run retrying the failed call (its mark counts the 2 earlier attempts) shows.
+    retry = records.call(
+        execution.id, "flaky", 0, status=CallStatus.RUNNING, attempts=2, ended_at=None
+    )
+    store.mark_running(retry, fence=execution.fence)
+    (flaky, _) = store.calls(execution.id)
+    assert (flaky.status, flaky.ended_at) == (CallStatus.RUNNING, None)

@@ -6,8 +6,8 @@ dict insert) and one background thread per process records a ``running`` row
 for calls still in flight after ``KITARU_RUNNING_MARK_AFTER`` seconds (default
 1). The LLM and tool calls worth watching get marked; millisecond checkpoints
 never pay for it. The row is written through the execution's fence and never
-replaces a completed call, so a mark that loses the race with the completion
-is harmless.
+replaces a completed call, nor one the call's own run recorded as failed, so a
+mark that loses the race with the call's end is harmless.
 """
 
 from __future__ import annotations

@@ -199,7 +199,10 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     def _mark_running(self) -> sa.Insert:
         calls = t.checkpoint_calls
         running = dialect_insert(self._is_sqlite)(calls)
-        # A running mark never replaces a call that already has an output.
+        # A running mark never replaces a call that already has an output, nor the
+        # failure its own run recorded meanwhile (the mark is written by another thread
+        # and may land after it): that row counts more attempts than the mark, which
+        # carries those of earlier runs. An earlier run's failure is replaced (a retry).
         statement: sa.Insert = running.on_conflict_do_update(
             index_elements=["exec_id", "call_id"],
             set_={
@@ -207,7 +210,10 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
                 "started_at": running.excluded.started_at,
                 "ended_at": None,
             },
-            where=calls.c.status.in_([CallStatus.FAILED.value, CallStatus.RUNNING.value]),
+            where=sa.and_(
+                calls.c.status.in_([CallStatus.FAILED.value, CallStatus.RUNNING.value]),
+                calls.c.attempts <= running.excluded.attempts,
+            ),
         )
         return statement
 
