@@ -1,9 +1,9 @@
 """The two lifecycle events of every checkpoint are stored short, and read back whole.
 
 ``kitaru.checkpoint.started``/``returned`` without fields are stored with a code for
-their kind and only the random part of their automatic correlation id
-(``_store/_events.py``); readers, filters and the stream see the full values. Runs on
-every store.
+their kind and only the random part of their automatic correlation id; a run that
+published nothing in between stores both as one pair row (``_store/_event_codes.py``).
+Readers, filters, cursors and limits see the full events. Runs on every store.
 """
 
 from __future__ import annotations
@@ -82,3 +82,74 @@ def test_lifecycle_events_are_stored_short_and_read_back_whole(any_store: str) -
         (RETURNED, first.correlation_id),
     ]
     assert store.events(handle.exec_id, correlation_ids=[compact[0][1]]) == []
+
+
+@checkpoint
+def quiet(n: int) -> int:
+    return n + 1
+
+
+@flow
+def quiet_steps(n: int) -> int:
+    return quiet(n) + quiet(n + 1) + quiet(n + 2)
+
+
+def test_a_quiet_checkpoint_run_is_one_pair_row_read_back_as_two_events(any_store: str) -> None:
+    handle = quiet_steps.run(1)
+    assert handle.wait(timeout=30) == 9
+    kitaru.events.flush()
+    stored = _stored(handle.exec_id)
+    assert len(stored) == 3  # one row per checkpoint run
+    assert all(kind.startswith("~p") and payload == "" for kind, _, payload in stored)
+
+    store = get_backend().store
+    events = store.events(handle.exec_id)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e.kind for e in events] == [STARTED, RETURNED] * 3
+    assert [e.call_id for e in events] == [
+        "quiet",
+        "quiet",
+        "quiet:2",
+        "quiet:2",
+        "quiet:3",
+        "quiet:3",
+    ]
+    assert [e.index for e in events] == [0, 1] * 3
+    for started, returned in zip(events[::2], events[1::2], strict=True):
+        assert started.correlation_id == returned.correlation_id
+        assert started.correlation_id.startswith("kitaru.checkpoint:quiet:")
+        assert started.payload == {
+            "kitaru": {
+                "source": "kitaru",
+                "execution_id": handle.exec_id,
+                "checkpoint_id": started.call_id,
+                "checkpoint_name": "quiet",
+                "correlation_id": started.correlation_id,
+            },
+            "status": "started",
+        }
+        assert returned.payload["status"] == "returned"
+        assert started.ts <= returned.ts
+
+    # A cursor between the two halves of a pair, and limits that cut through pairs.
+    assert [(e.seq, e.kind) for e in store.events(handle.exec_id, after=1, limit=2)] == [
+        (2, RETURNED),
+        (3, STARTED),
+    ]
+    assert [e.seq for e in store.events(handle.exec_id, limit=3)] == [1, 2, 3]
+    assert [e.seq for e in store.events(handle.exec_id, after=5)] == [6]
+    assert store.events(handle.exec_id, after=6) == []
+    # Kind filters take one half of a pair; a pair whose wanted half is behind the
+    # cursor does not use up the limit.
+    assert [e.seq for e in store.events(handle.exec_id, kinds=[RETURNED])] == [2, 4, 6]
+    assert [e.seq for e in store.events(handle.exec_id, kinds=[STARTED], after=1, limit=1)] == [3]
+    second = events[2].correlation_id
+    assert [e.seq for e in store.events(handle.exec_id, correlation_ids=[second])] == [3, 4]
+    assert [e.seq for e in store.events(handle.exec_id, checkpoint="quiet:3")] == [5, 6]
+
+    # The client's stream, and resuming it from a cursor between a pair's halves.
+    client = KitaruClient().executions
+    streamed = list(client.events(handle.exec_id, reconnect=False))
+    assert [(e.cursor, e.kind) for e in streamed] == [(str(e.seq), e.kind) for e in events]
+    resumed = list(client.events(handle.exec_id, since=streamed[2].cursor, reconnect=False))
+    assert [e.cursor for e in resumed] == ["4", "5", "6"]

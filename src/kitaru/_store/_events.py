@@ -19,11 +19,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
+from kitaru._store import _event_codes as codes
 from kitaru._store._columns import EVENT_WIDTHS, EVENTS
 from kitaru._store._logs import escape_for_store
 from kitaru.errors import KitaruBackendError
@@ -99,7 +100,7 @@ def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
 
     Text is escaped here unless the writer did it already (``prepared``: once per
     checkpoint run for the columns all of its events share). A compact lifecycle
-    event is stored shorter still (see ``_COMPACT_CODES``).
+    event is stored shorter still (see ``_event_codes``).
     """
     if event.prepared:
         kind, checkpoint, correlation_id = event.kind, event.checkpoint, event.correlation_id
@@ -111,10 +112,10 @@ def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
         correlation_id = storable(event.correlation_id, "correlation_id")
         payload = escape_for_store(event.payload)
     if payload == "":
-        code = _COMPACT_CODES.get(kind)
+        code = codes.CODES.get(kind)
         if code is not None:
             kind = code
-            correlation_id = _short_correlation(correlation_id, checkpoint)
+            correlation_id = codes.short_correlation(correlation_id, checkpoint)
     return (
         event.exec_id,
         seq,
@@ -176,9 +177,42 @@ def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgre
 
 
 def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
-    """Insert rows of ``batch``, numbered on from the execution's last position."""
-    base = last or 0
-    return [_row(event, base + i) for i, event in enumerate(batch, 1)]
+    """Insert rows of ``batch``, numbered on from the execution's last position.
+
+    A plain started event directly followed by its returned event is one pair row
+    at the returned event's position (see ``_event_codes``).
+    """
+    rows: list[tuple[Any, ...]] = []
+    position = last or 0
+    i, count = 0, len(batch)
+    while i < count:
+        event = batch[i]
+        position += 1
+        if i + 1 < count and _pairs(event, batch[i + 1]):
+            position += 1
+            row = _row(event, position)
+            rows.append((*row[:2], codes.pair_kind(event.ts, batch[i + 1].ts), *row[3:]))
+            i += 2
+        else:
+            rows.append(_row(event, position))
+            i += 1
+    return rows
+
+
+def _pairs(started: EventRow, returned: EventRow) -> bool:
+    """Whether two events of a batch are one checkpoint run's plain started, returned."""
+    return (
+        started.kind == codes.STARTED
+        and returned.kind == codes.RETURNED
+        and started.payload == ""
+        and returned.payload == ""
+        and started.index is not None
+        and returned.index == started.index + 1
+        and returned.call_id == started.call_id
+        and returned.checkpoint == started.checkpoint
+        and returned.correlation_id == started.correlation_id
+        and returned.exec_id == started.exec_id
+    )
 
 
 def append_in_transaction(
@@ -236,18 +270,24 @@ def read_events(
     correlation_ids: Sequence[str] | None = None,
     limit: int | None = None,
 ) -> list[EventRecord]:
-    """Events after position ``after``, oldest first; ``checkpoint`` is a name or call id."""
+    """Events after position ``after``, oldest first; ``checkpoint`` is a name or call id.
+
+    Compact rows are matched by what they stand for (``_event_codes``): in SQL as
+    far as a row goes, then each event a pair row holds on its own.
+    """
     ev = t.events.c
-    query = sa.select(t.events).where(ev.exec_id == exec_id, ev.seq > after).order_by(ev.seq)
-    compact = ev.payload == ""  # a compact lifecycle event's row (see _COMPACT_CODES)
+    query = sa.select(t.events).where(ev.exec_id == exec_id).order_by(ev.seq)
+    compact = ev.payload == ""  # a compact lifecycle event's row
+    pair = sa.and_(compact, ev.kind.like(f"{codes.PAIR}%"))
     # Its kind and correlation id are read as their full values, not as stored.
-    coded = sa.and_(compact, ev.kind.in_(list(_FROM_CODE)))
+    coded = sa.or_(sa.and_(compact, ev.kind.in_(list(codes.FROM_CODE))), pair)
     if kinds is not None:
-        codes = [_COMPACT_CODES[k] for k in kinds if k in _COMPACT_CODES]
+        wanted = [codes.CODES[k] for k in kinds if k in codes.CODES]
         query = query.where(
             sa.or_(
                 sa.and_(ev.kind.in_(list(kinds)), sa.not_(coded)),
-                sa.and_(compact, ev.kind.in_(codes)),
+                sa.and_(compact, ev.kind.in_(wanted)),
+                *([pair] if wanted else []),
             )
         )
     if checkpoint is not None:
@@ -255,7 +295,7 @@ def read_events(
     if correlation_ids is not None:
         short = [
             (name, suffix)
-            for name, suffix in map(_split_correlation, correlation_ids)
+            for name, suffix in map(codes.split_correlation, correlation_ids)
             if suffix is not None
         ]
         whole = [cid for cid in correlation_ids if ":" in cid]  # never a shortened one
@@ -271,75 +311,47 @@ def read_events(
             )
         )
     if limit is not None:
-        query = query.limit(limit)
+        query = query.limit(limit)  # rows: each stands for up to two events
+    wanted_kinds = None if kinds is None else set(kinds)
+    records: list[EventRecord] = []
+    bound = after
     with read() as conn:
-        rows = conn.execute(query).all()
-    return [_record(row._mapping) for row in rows]
+        while True:
+            rows = conn.execute(query.where(ev.seq > bound)).all()
+            records.extend(
+                _record(event)
+                for row in rows
+                for event in codes.expand(row._mapping)
+                if event["seq"] > after and (wanted_kinds is None or event["kind"] in wanted_kinds)
+            )
+            # A pair row may hold none of the events asked for (its other half was):
+            # read on until ``limit`` events are found or the rows run out.
+            if limit is None or len(records) >= limit or len(rows) < limit:
+                break
+            bound = rows[-1].seq
+    return records if limit is None else records[:limit]
 
 
-#: Lifecycle events stored without a payload, and the status their document names.
-_COMPACT_KINDS = {
-    "kitaru.checkpoint.started": "started",
-    "kitaru.checkpoint.returned": "returned",
-}
-#: Two of these are stored per checkpoint, so their rows are kept short: the kind as a
-#: code, and the automatic correlation id ``kitaru.checkpoint:<checkpoint>:<hex>`` as
-#: its ``<hex>`` (the rest is in the ``checkpoint`` column). Only rows with an empty
-#: payload are read this way (no other event has one), so older rows and user events
-#: named like a code read as they were written.
-_COMPACT_CODES = {"kitaru.checkpoint.started": "~s", "kitaru.checkpoint.returned": "~r"}
-_FROM_CODE = {code: kind for kind, code in _COMPACT_CODES.items()}
-_CORRELATION_PREFIX = "kitaru.checkpoint:"
-
-
-def _short_correlation(correlation_id: str | None, checkpoint: str | None) -> str | None:
-    if correlation_id is None or checkpoint is None:
-        return correlation_id
-    name, suffix = _split_correlation(correlation_id)
-    return suffix if name == checkpoint and suffix is not None else correlation_id
-
-
-def _split_correlation(correlation_id: str) -> tuple[str | None, str | None]:
-    """``(checkpoint, hex)`` of an automatic correlation id; ``(None, None)`` otherwise."""
-    if not correlation_id.startswith(_CORRELATION_PREFIX):
-        return None, None
-    name, colon, suffix = correlation_id[len(_CORRELATION_PREFIX) :].rpartition(":")
-    if not colon or not suffix or ":" in suffix:
-        return None, None
-    return name, suffix
-
-
-def _record(row: Any) -> EventRecord:
-    text = row["payload"]
-    kind, correlation_id = row["kind"], row["correlation_id"]
-    status = None
-    if text == "":
-        kind = _FROM_CODE.get(kind, kind)
-        status = _COMPACT_KINDS.get(kind)
-        if (
-            status is not None
-            and correlation_id is not None
-            and row["checkpoint"] is not None
-            and ":" not in correlation_id
-        ):
-            correlation_id = f"{_CORRELATION_PREFIX}{row['checkpoint']}:{correlation_id}"
+def _record(event: Mapping[str, Any]) -> EventRecord:
+    """The record of one event ``_event_codes.expand`` gave."""
+    correlation_id, status = event["correlation_id"], event["status"]
     if status is not None:
-        payload: Any = {"kitaru": _kitaru_block(row, correlation_id), "status": status}
+        payload: Any = {"kitaru": _kitaru_block(event, correlation_id), "status": status}
     else:
         try:
-            payload = json.loads(text)
+            payload = json.loads(event["payload"])
         except ValueError:
-            payload = {"raw": text}
+            payload = {"raw": event["payload"]}
     return EventRecord(
-        exec_id=row["exec_id"],
-        seq=row["seq"],
-        kind=kind,
+        exec_id=event["exec_id"],
+        seq=event["seq"],
+        kind=event["kind"],
         payload=payload if isinstance(payload, dict) else {"value": payload},
-        ts=row["ts"],
-        call_id=row["call_id"],
-        checkpoint=row["checkpoint"],
+        ts=event["ts"],
+        call_id=event["call_id"],
+        checkpoint=event["checkpoint"],
         correlation_id=correlation_id,
-        index=row["idx"],
+        index=event["idx"],
     )
 
 
