@@ -67,7 +67,7 @@ def pair_micros(kind: str) -> int | None:
         return None
 
 
-def expand(row: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def expand(row: Mapping[Any, Any]) -> Iterator[dict[str, Any]]:
     """The event(s) a stored row stands for, as row-like mappings with full values.
 
     A compact row gives its full kind, correlation id and a ``status``; a pair row
