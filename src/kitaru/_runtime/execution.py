@@ -182,6 +182,8 @@ class ExecutionContext:
         self._concurrent_ids: set[str] = set()
         #: Each live call's packed arguments, for its call row (``_store.call_inputs``).
         self._inputs: dict[str, str | None] = {}
+        # Read once per run: the environment lookup would cost every call.
+        self._record_inputs = call_inputs.recording()
         self._live = False
         self._lock = threading.Lock()
         #: Name of the checkpoint whose failure propagated, for the failure record.
@@ -544,7 +546,8 @@ class ExecutionContext:
         if value is not NOT_RECORDED:
             return value
         live = _LiveCall(self, spec, call_id, cache_key)
-        with live.in_flight():
+        flight = live.begin_flight()
+        try:
             while True:
                 frame = live.next_attempt()
                 token = current_checkpoint.set(frame)
@@ -564,6 +567,8 @@ class ExecutionContext:
                 finally:
                     current_checkpoint.reset(token)
                 return live.succeeded(value)
+        finally:
+            live.end_flight(flight)
 
     async def finish_call_async(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
@@ -576,7 +581,8 @@ class ExecutionContext:
         if value is not NOT_RECORDED:
             return value
         live = _LiveCall(self, spec, call_id, cache_key)
-        with live.in_flight():
+        flight = live.begin_flight()
+        try:
             while True:
                 frame = live.next_attempt()
                 token = current_checkpoint.set(frame)
@@ -601,6 +607,8 @@ class ExecutionContext:
                 finally:
                     current_checkpoint.reset(token)
                 return live.succeeded(value)
+        finally:
+            live.end_flight(flight)
 
     def _replayed_call(
         self, spec: CheckpointSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: str
@@ -624,10 +632,14 @@ class ExecutionContext:
         self, spec: CheckpointSpec, call_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> None:
         """Pack the call's arguments now, before its body can change them."""
-        if (not args and not kwargs) or not call_inputs.recording():
+        if (not args and not kwargs) or not self._record_inputs:
             return
         named = call_inputs.named_arguments(spec.func, args, kwargs)
-        self._inputs[call_id] = call_inputs.pack(named, self.backend.blobs.put, INLINE_LIMIT)
+        self._inputs[call_id] = call_inputs.pack(named, self._put_blob, INLINE_LIMIT)
+
+    def _put_blob(self, data: bytes) -> tuple[str, str]:
+        """A large argument's bytes to the blob store (opened only when one comes)."""
+        return self.backend.blobs.put(data)
 
     def replay_runtime_context(self) -> Any:
         """The ``kitaru.replay.ReplayRuntimeContext`` of this replayed execution."""
@@ -851,9 +863,9 @@ class _LiveCall:
         self.metadata: dict[str, Any] = {}
         self.frame: CheckpointFrame | None = None
 
-    @contextlib.contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Calls that outlast KITARU_RUNNING_MARK_AFTER show as running (see progress)."""
+    def begin_flight(self) -> int:
+        """Register the call in flight: if it outlasts KITARU_RUNNING_MARK_AFTER it shows
+        as running (see progress). Pair with ``end_flight`` in a ``finally``."""
         ctx, spec, call_id = self.ctx, self.spec, self.call_id
         store, fence = ctx.backend.store, ctx.record.fence
         previous, started = self.previous, self.first_started
@@ -869,12 +881,11 @@ class _LiveCall:
             )
             store.mark_running(running, fence=fence)
 
-        token = in_flight.begin(mark)
-        try:
-            yield
-        finally:
-            in_flight.end(token)
-            logcapture.end_call(self.ctx, self.call_id)
+        return in_flight.begin(mark)
+
+    def end_flight(self, token: int) -> None:
+        in_flight.end(token)
+        logcapture.end_call(self.ctx, self.call_id)
 
     def next_attempt(self) -> CheckpointFrame:
         self.ctx.check_cancelled()

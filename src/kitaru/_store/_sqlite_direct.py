@@ -24,7 +24,7 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -128,15 +128,15 @@ class SQLiteDirect:
             cursor.execute("ROLLBACK")
         return cursor
 
-    @contextlib.contextmanager
-    def _transaction(self, action: str) -> Iterator[sqlite3.Cursor]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the writer lock; store errors typed."""
+    def _transaction(self, action: str, op: Callable[[sqlite3.Cursor], None]) -> None:
+        """``op`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` under the writer lock; store
+        errors typed. (A plain call, not a context manager: it runs once per checkpoint.)"""
         try:
             with self._lock:
                 cursor = self._cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield cursor
+                    op(cursor)
                 except BaseException:
                     if cursor.connection.in_transaction:  # SQLite may have ended it already
                         cursor.execute("ROLLBACK")
@@ -218,10 +218,14 @@ class SQLiteDirect:
             try:
                 if len(batch) == 1:
                     (only,) = batch
-                    with self._transaction(action) as cursor:
+
+                    def one(cursor: sqlite3.Cursor) -> None:
                         only.result = only.op(cursor)
+
+                    self._transaction(action, one)
                     return
-                with self._transaction(action) as cursor:
+
+                def each(cursor: sqlite3.Cursor) -> None:
                     for write in batch:
                         cursor.execute("SAVEPOINT kitaru_write")
                         try:
@@ -233,6 +237,8 @@ class SQLiteDirect:
                             else:
                                 write.error = exc
                         cursor.execute("RELEASE kitaru_write")
+
+                self._transaction(action, each)
             except Exception as exc:  # the commit failed (or never happened): all of it
                 for index, write in enumerate(batch):
                     # Each caller raises its own exception object (same type and text).
