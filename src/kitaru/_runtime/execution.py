@@ -764,6 +764,8 @@ class ExecutionContext:
     # -- divergence and cancellation -------------------------------------------------------
 
     def _go_live(self, call_id: str) -> None:
+        if self._live:  # once live, always live: no lock needed to see it
+            return
         with self._lock:
             if self._live:
                 return
