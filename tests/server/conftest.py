@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,14 +94,18 @@ def server_env(home: Path, store_url: str, **extra: str) -> dict[str, str]:
     return process_env(home, KITARU_STORE_URL=store_url, **extra)
 
 
+#: How ``start_server`` runs the ``kitaru`` command (a test may run it patched).
+CLI = ("-m", "kitaru.cli")
+
+
 def start_server(
-    home: Path, store_url: str, log: Path, *args: str, **env: str
+    home: Path, store_url: str, log: Path, *args: str, cli: Sequence[str] = CLI, **env: str
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kitaru.cli", "server", "start", "--port", str(port), *args],
+            [sys.executable, *cli, "server", "start", "--port", str(port), *args],
             env=server_env(home, store_url, **env),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -134,6 +138,17 @@ def stop(process: subprocess.Popen[Any]) -> None:
 def server(
     store_url: str, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Server]:
+    yield from serve(store_url, kitaru_home, monkeypatch, tmp_path)
+
+
+def serve(
+    store_url: str,
+    kitaru_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cli: Sequence[str] = CLI,
+) -> Iterator[Server]:
+    """A server over ``store_url`` with admin, read and runner keys (see ``server``)."""
     monkeypatch.setenv("KITARU_STORE_URL", store_url)
     forget_backends()
     store = get_backend().store  # creates and migrates the store
@@ -142,7 +157,7 @@ def server(
     _reader, read_key = create_key(store, "ci", "reader", "read")
     _runner, runner_key = create_key(store, "ci", "runner", "runner")
     log = tmp_path / "server.log"
-    url, process = start_server(kitaru_home, store_url, log)
+    url, process = start_server(kitaru_home, store_url, log, cli=cli)
     try:
         yield Server(url, admin_key, read_key, store_url, process, log, runner_key)
     finally:

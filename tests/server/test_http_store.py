@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from kitaru.client import KitaruClient
-from tests.server.conftest import REPO_ROOT, RUN_FLOW, Server, process_env
+from tests.server.conftest import REPO_ROOT, RUN_FLOW, Server, process_env, serve
 
 
 def _env(server: Server, key: str, home: Path) -> dict[str, str]:
@@ -47,9 +50,33 @@ handle.wait()
 """
 
 
+#: The ``kitaru`` command of a server from before ``Store.recorded_calls`` existed.
+OLD_SERVER_CLI = (
+    "-c",
+    "from kitaru._store import _wire; "
+    "_wire.METHODS = _wire.METHODS - {'recorded_calls'}; "
+    "from kitaru.cli._app import main; main()",
+)
+
+
+@pytest.fixture(params=["server", "older server"])
+def any_server(
+    request: pytest.FixtureRequest,
+    store_url: str,
+    kitaru_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[Server]:
+    """This version's server, and one too old to answer ``recorded_calls`` (a resumed
+    run then reads the full call records: ``HttpStore.recorded_calls``)."""
+    cli = OLD_SERVER_CLI if request.param == "older server" else ("-m", "kitaru.cli")
+    yield from serve(store_url, kitaru_home, monkeypatch, tmp_path, cli=cli)
+
+
 def test_a_runner_killed_mid_checkpoint_is_resumed_by_a_worker_of_the_server(
-    server: Server, tmp_path: Path
+    any_server: Server, tmp_path: Path
 ) -> None:
+    server = any_server
     marker = tmp_path / "started"
     env = _env(server, server.runner_key, tmp_path / "runner-home")
     runner = subprocess.Popen(

@@ -149,6 +149,26 @@ class RecordedCall(NamedTuple):
     #: For an output kept in its call row (no ``sha256``): the CRC-32 of its bytes.
     crc32: int | None = None
 
+    @classmethod
+    def of(cls, call: CallRecord) -> RecordedCall:
+        """The same from a full record (a server too old to send these reads ``calls``)."""
+        out = call.artifact
+        return cls(
+            call.call_id,
+            call.seq,
+            call.name,
+            call.status.value,
+            call.concurrent,
+            call.attempts,
+            None if out is None else out.id,
+            None if out is None else out.name,
+            None if out is None else out.serializer,
+            None if out is None else out.type_path,
+            None if out is None else out.sha256,
+            None if out is None else out.inline_data,
+            None if out is None else out.uri,
+        )
+
 
 @dataclass(slots=True)
 class ExecutionRecord:

@@ -96,8 +96,18 @@ class HttpStore:
         return method
 
     def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
-        """``Store.recorded_calls``: its tuples come over the wire as plain tuples."""
-        rows = self._call("recorded_calls", (exec_id,), {})
+        """``Store.recorded_calls``: its tuples come over the wire as plain tuples.
+
+        A server older than this method answers that it has no such store method: a
+        resumed run then reads the full records instead (slower, the same calls).
+        """
+        try:
+            rows = self._call("recorded_calls", (exec_id,), {})
+        except KitaruUsageError as exc:
+            if "'recorded_calls' is not a store method" not in str(exc):
+                raise
+            calls = sorted(self._call("calls", (exec_id,), {}), key=lambda call: call.seq)
+            return [RecordedCall.of(call) for call in calls]
         return [RecordedCall(*row) for row in rows]  # an older server sends no crc32
 
     def read(self) -> Any:
