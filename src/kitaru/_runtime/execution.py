@@ -764,10 +764,12 @@ class ExecutionContext:
     # -- divergence and cancellation -------------------------------------------------------
 
     def _go_live(self, call_id: str) -> None:
-        if self._live:  # once live, always live: no lock needed to see it
-            return
+        if not self._live:  # once live, always live: seeing it needs no lock
+            self._go_live_locked(call_id)
+
+    def _go_live_locked(self, call_id: str) -> None:
         with self._lock:
-            if self._live:
+            if self._live:  # another call went live meanwhile
                 return
             unreached = [
                 cid
