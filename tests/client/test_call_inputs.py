@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pydantic
 import pytest
 
@@ -163,3 +165,65 @@ def test_recording_inputs_can_be_turned_off(
     (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
     assert call.inputs == []
     assert call.artifacts[0].load() == 12
+
+
+@checkpoint
+def make_big(n: int) -> str:
+    return BIG + str(n)
+
+
+@checkpoint
+def measure(text: str) -> int:
+    return len(text)
+
+
+@flow
+def produce(n: int) -> str:
+    return make_big(n)
+
+
+@flow
+def consume(text: str) -> int:
+    return measure(text)
+
+
+def _blob_files(client: KitaruClient, exec_id: str) -> set[str]:
+    """The blob store files an execution's calls refer to (outputs and arguments)."""
+    execution = client.executions.get(exec_id)
+    refs = [ref for call in execution.checkpoints for ref in (*call.artifacts, *call.inputs)]
+    return {ref.uri for ref in refs if ref.uri is not None}
+
+
+def test_deleting_an_execution_deletes_its_large_arguments(any_store: str) -> None:
+    client = KitaruClient()
+    handle = consume.run(BIG)
+    assert handle.wait(timeout=30) == len(BIG)
+    files = _blob_files(client, handle.exec_id)
+    assert len(files) == 1
+    assert all(os.path.exists(f) for f in files)
+
+    client.executions.delete(handle.exec_id)
+    assert not any(os.path.exists(f) for f in files)
+
+
+def test_a_blob_another_execution_takes_as_an_argument_outlives_its_producer(
+    any_store: str,
+) -> None:
+    # The blob store is content-addressed: one execution's output and another's
+    # argument with the same bytes are one file.
+    client = KitaruClient()
+    produced = produce.run(1)
+    value = produced.wait(timeout=30)
+    consumed = consume.run(value)
+    assert consumed.wait(timeout=30) == len(value)
+    files = _blob_files(client, produced.exec_id)
+    assert files
+    assert files == _blob_files(client, consumed.exec_id)
+
+    client.executions.delete(produced.exec_id)
+    assert all(os.path.exists(f) for f in files)
+    (call,) = client.executions.get(consumed.exec_id).checkpoints
+    assert [(ref.name, ref.load()) for ref in call.inputs] == [("text", value)]
+
+    client.executions.delete(consumed.exec_id)
+    assert not any(os.path.exists(f) for f in files)

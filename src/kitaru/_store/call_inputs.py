@@ -163,6 +163,30 @@ def input_records(call: CallRecord) -> list[ArtifactRecord]:
         return [_described(call, 0, "inputs", None, note)]
 
 
+def blob_uris(inputs: str | None) -> set[str]:
+    """The blob store URIs packed ``inputs`` refer to (arguments too large for the row)."""
+    if not inputs:
+        return set()
+    try:
+        entries = json.loads(inputs)
+    except ValueError:  # damaged text: nothing to find in it
+        return set()
+    if not isinstance(entries, list):
+        return set()
+    return {
+        str(entry[4])
+        for entry in entries
+        if isinstance(entry, list) and len(entry) == 7 and entry[1] is not None and entry[3] is None
+    }
+
+
+def uri_pattern(uri: str) -> str:
+    """A ``LIKE ... ESCAPE '\\'`` pattern matching packed inputs that refer to ``uri``."""
+    quoted = _COMPACT.encode(uri)  # as it appears in the packed text
+    escaped = quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _record(call: CallRecord, index: int, entry: list[Any]) -> ArtifactRecord:
     name = str(entry[0])
     if len(entry) == 2:
