@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from alembic.script import ScriptDirectory
 
 from kitaru._store import Store, schema, sqlite_head
 from kitaru._store import engine as store_engine
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruBackendError, KitaruUsageError
 
 from ._support import Records, finish, release_together
 
@@ -147,6 +150,45 @@ def test_opening_again_is_a_no_op(
         assert _version_rows(store_url) == [schema.SCHEMA_REVISION]
     finally:
         second.dispose()
+
+
+def test_a_store_of_a_newer_kitaru_is_refused_untouched(
+    store_url: str, records: Records, tmp_path: Path
+) -> None:
+    """A revision this version has no migration for came from a newer Kitaru: its rows
+    may be in a form this one would misread, so it is refused, with the fix named."""
+    store = Store(store_url)
+    execution = records.execution()
+    store.create_execution(execution)
+    store.dispose()
+    engine = _raw_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
+    finally:
+        engine.dispose()
+
+    with pytest.raises(
+        KitaruBackendError, match=r"revision 0099, written by a newer Kitaru"
+    ) as info:
+        Store(store_url)
+    assert "Upgrade Kitaru" in str(info.value)
+    assert _version_rows(store_url) == ["0099"]
+
+    # The command line says the same, as JSON, without a traceback.
+    cli = subprocess.run(
+        [sys.executable, "-m", "kitaru.cli", "executions", "list", "-o", "json"],
+        env={**os.environ, "KITARU_STORE_URL": store_url, "KITARU_CONFIG_PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 1
+    assert cli.stdout == ""
+    error = json.loads(cli.stderr)["error"]
+    assert error["type"] == "KitaruBackendError"
+    assert "newer Kitaru" in error["message"]
+    assert _version_rows(store_url) == ["0099"]
 
 
 def test_a_failed_migration_leaves_no_partial_schema(

@@ -349,10 +349,23 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to head; cheap (one query) when it already is."""
+    """Bring the schema to head; cheap (one query) when it already is.
+
+    A store at a revision this Kitaru does not know (written by a newer one) is
+    refused untouched: its rows may be in a form this version would misread.
+    """
     try:
-        if current_revision(engine) == SCHEMA_REVISION:
+        revision = current_revision(engine)
+        if revision == SCHEMA_REVISION:
             return
+        if revision is not None and not _known_revision(revision):
+            shown = engine.url.render_as_string(hide_password=True)
+            raise KitaruBackendError(
+                f"The Kitaru store at {shown} is at schema revision {revision}, written by a "
+                f"newer Kitaru than this one (which knows revisions up to {SCHEMA_REVISION}). "
+                "Upgrade Kitaru where this runs (install the newer version from its "
+                "repository or wheel) to use this store; nothing in it was changed."
+            )
         with _migration_lock(engine) as conn:
             _run_alembic_upgrade(conn)
     except sa.exc.DBAPIError as exc:
@@ -399,6 +412,14 @@ def migration_file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations (``NNNN_*.py``)."""
+    return any(
+        path.name.startswith(f"{revision}_")
+        for path in (_MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    )
 
 
 def _run_alembic_upgrade(conn: sa.Connection) -> None:

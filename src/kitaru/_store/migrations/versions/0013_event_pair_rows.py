@@ -1,0 +1,27 @@
+"""Lifecycle event pair rows (``kitaru._store._event_codes``): no schema change.
+
+A checkpoint run that published nothing between its started and returned events
+stores both as one ``kitaru_events`` row. The tables are unchanged; the revision
+marks the new row form, so a Kitaru from before it refuses this store instead of
+misreading those rows.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Nothing to change: existing rows keep their form and read as before."""
+
+
+def downgrade() -> None:
+    """Nothing to undo in the tables. Pair rows written since stay; an older Kitaru
+    reads each as one event of an unknown kind."""
