@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import sqlalchemy as sa
 
-from kitaru._store import Store
+from kitaru._store import Store, cache_keys
 from kitaru._store.records import (
     ArtifactRecord,
     CallRecord,
@@ -30,8 +30,10 @@ def execution(store: Store, records: Records) -> ExecutionRecord:
 
 
 def _with_artifact(call: CallRecord, artifact: ArtifactRecord | None) -> CallRecord:
-    """What ``calls()`` returns for ``call``: the same record with its artifact joined in."""
+    """What ``calls()`` returns for ``call``: the same record with its artifact joined in,
+    and its cache key in the form the store keeps (``cache_keys``)."""
     call.artifact = artifact
+    call.cache_key = cache_keys.stored(call.cache_key)
     return call
 
 

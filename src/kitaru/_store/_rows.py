@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitaru._lazy import LazyModule
-from kitaru._store import _columns, call_outputs
+from kitaru._store import _columns, cache_keys, call_outputs
 from kitaru._store.records import (
     ArtifactRecord,
     AttemptRecord,
@@ -99,7 +99,7 @@ def _call_row(
         "status": record.status.value,
         # An in-row output's id is its row's (call_outputs): not stored again.
         "artifact_id": record.artifact_id if serializer is None else None,
-        "cache_key": record.cache_key,
+        "cache_key": cache_keys.stored(record.cache_key),  # stored short (cache_keys)
         "source_exec_id": record.source_exec_id,
         "attempts": record.attempts,
         "metadata": record.metadata,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store import _columns as c
-from kitaru._store import call_outputs
+from kitaru._store import cache_keys, call_outputs
 from kitaru._store._rows import _CALL_COLUMNS
 from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
 
@@ -38,7 +38,10 @@ def cache_lookup() -> sa.Select[Any]:
             )
         )
         .where(
-            t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
+            # The stored form, or the form written before it (see cache_keys).
+            t.checkpoint_calls.c.cache_key.in_(
+                [sa.bindparam("cache_key"), sa.bindparam("legacy_cache_key")]
+            ),
             t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
             t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
             # Its output: an artifact row, or kept in the call row (call_outputs).
@@ -95,21 +98,28 @@ class _DriverStatement:
         self.names: list[str] = list(names)
         self._json = [name in json_columns for name in self.names]
 
-    def record_values(self) -> Callable[[Any], tuple[Any, ...]]:
+    def record_values(
+        self, convert: Mapping[str, Callable[[Any], Any]] | None = None
+    ) -> Callable[[Any], tuple[Any, ...]]:
         """A function from a record (attributes named like the columns) to this
         statement's parameters: generated once, so a checkpoint builds its rows
-        without an intermediate dict (enum values and JSON columns converted)."""
+        without an intermediate dict (enum values and JSON columns converted, and
+        the columns in ``convert`` passed through their function)."""
+        convert = dict(convert or {})
         parts = []
         for name, is_json in zip(self.names, self._json, strict=True):
             if not name.isidentifier():
                 raise ValueError(f"column {name!r} is not an attribute name")
             if is_json:
                 parts.append(f"None if r.{name} is None else dumps(r.{name})")
+            elif name in convert:
+                parts.append(f"convert_{name}(r.{name})")
             else:  # a StrEnum status binds as its text
                 parts.append(f"r.{name}")
         source = f"lambda r: ({', '.join(parts)},)"
+        names = {f"convert_{name}": function for name, function in convert.items()}
         # Only column names of Kitaru's own tables go into the source.
-        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": json.dumps})
+        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": json.dumps, **names})
         return function
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -157,7 +167,7 @@ class _SQLiteStatements:
         self.artifact_values = self.artifact.record_values()
         self.call_values = _DriverStatement(
             "", c.CALL_COLUMNS, c.JSON_COLUMNS[c.CALLS]
-        ).record_values()
+        ).record_values({"cache_key": cache_keys.stored})
         self.attempt_values = self.attempt.record_values()
         self.owner = f"SELECT fence, status FROM {c.EXECUTIONS} WHERE id = ?"
         calls, artifacts = c.CALLS, c.ARTIFACTS
@@ -168,11 +178,11 @@ class _SQLiteStatements:
         self.cache_lookup = _DriverStatement(
             f"SELECT {call_part}, {_qualified(artifacts, c.ARTIFACT_COLUMNS, 'artifact__')} "
             f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
-            f"WHERE {calls}.cache_key = ? AND {calls}.status = '{CallStatus.COMPLETED.value}' "
-            f"AND {calls}.exec_id != ? "
+            f"WHERE {calls}.cache_key IN (?, ?) "
+            f"AND {calls}.status = '{CallStatus.COMPLETED.value}' AND {calls}.exec_id != ? "
             f"AND ({artifacts}.id IS NOT NULL OR {calls}.output_serializer IS NOT NULL) "
             f"ORDER BY {calls}.ended_at DESC LIMIT 1",
-            ("cache_key", "exclude_exec_id"),
+            ("cache_key", "legacy_cache_key", "exclude_exec_id"),
         )
         # The end of a run: values in this order, then the id and the guards.
         self.finish_columns = (
@@ -330,7 +340,7 @@ def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> d
 def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     """One PostgreSQL statement for a cache hit: find it and record the call that takes it.
 
-    Parameters: ``cache_key``, ``exclude_exec_id``, the new call's ``c_*`` columns
+    Parameters: ``cache_keys.lookup_params``, ``exclude_exec_id``, the new call's ``c_*`` columns
     (``artifact_id``, ``source_exec_id`` and ``metadata`` come from the hit) and the
     fence guard's ``g_exec_id``/``g_fence``. The row returned is the hit's call
     and artifact (``artifact__*``) plus ``kitaru_written`` (0: fenced out); no row:
@@ -360,7 +370,8 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     return (
         f"WITH hit AS (SELECT {hit_columns} FROM {calls} AS c "
         f"LEFT OUTER JOIN {artifacts} AS a ON c.artifact_id = a.id "
-        f"WHERE c.cache_key = %(cache_key)s AND c.status = '{CallStatus.COMPLETED.value}' "
+        "WHERE c.cache_key IN (%(cache_key)s, %(legacy_cache_key)s) "
+        f"AND c.status = '{CallStatus.COMPLETED.value}' "
         f"AND c.exec_id <> %(exclude_exec_id)s "
         "AND (a.id IS NOT NULL OR c.output_serializer IS NOT NULL) "
         "ORDER BY c.ended_at DESC LIMIT 1), "

@@ -1,0 +1,31 @@
+"""How checkpoint cache keys are stored and looked up.
+
+The runtime's key is ``<checkpoint hash>:<inputs hash>`` (97 characters of hex).
+Every cached call stores it in its row and in the cache-key index, so it is stored
+short: the base64url text of 24 bytes of its SHA-256 (32 characters, 192 bits).
+That saves about 130 bytes per checkpoint and keeps the index dense.
+
+Only the store maps keys: the runtime, the wire to a server and the store contract
+speak the runtime's key. A row written before keys were stored short (97
+characters, with a ``:``) is still a hit: a lookup matches either form.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+
+def stored(key: str | None) -> str | None:
+    """The form ``key`` is stored in. A key already in that form (no ``:``) is
+    unchanged, so rows copied from the store (a replay's reused calls) keep theirs."""
+    if key is None or ":" not in key:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8")).digest()[:24]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def lookup_params(key: str) -> dict[str, Any]:
+    """A lookup's parameters: the stored form and the form written before it."""
+    return {"cache_key": stored(key), "legacy_cache_key": key}
