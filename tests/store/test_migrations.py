@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 
 import kitaru
-from kitaru._store import Store, engine
+from kitaru._store import Store, cache_keys, engine
 from kitaru._store.schema import SCHEMA_REVISION
 
 
@@ -23,8 +23,12 @@ def _alembic(conn: sa.Connection) -> Config:
 
 
 def _at_revision(url: str, revision: str) -> None:
-    """A store whose schema stops at ``revision`` (as an older Kitaru left it)."""
-    eng = engine.create_engine(url)
+    """A store whose schema stops at ``revision`` (as an older Kitaru left it).
+
+    On a plain SQLAlchemy engine: Kitaru's own (``engine.create_engine``) would first
+    bring the new store to head.
+    """
+    eng = sa.create_engine(url)
     try:
         with eng.begin() as conn:
             command.upgrade(_alembic(conn), revision)
@@ -84,6 +88,46 @@ def test_a_0006_store_keeps_its_attempts_and_cache_after_the_upgrade(store_url: 
         # The partial index still serves the cache lookup.
         if store.dialect == "sqlite":
             assert "ix_kitaru_checkpoint_calls_cache_key" in plan
+    finally:
+        store.dispose()
+
+
+def test_a_0012_store_keeps_its_cache_hits_with_keys_stored_short(store_url: str) -> None:
+    """Migration 0013 stores the cache keys written before in their short form, in SQL
+    on PostgreSQL and in Python on SQLite: both must give what the runtime looks up."""
+    _at_revision(store_url, "0012")
+    long_key = "0123456789abcdef" * 2 + ":" + "fedcba9876543210" * 4
+    eng = sa.create_engine(store_url)
+    now = time.time()
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO kitaru_executions (id, flow_name, flow_ref, status, stack, config, "
+                "metadata, created_at, run_count, fence) VALUES ('e1', 'f', '{}', 'completed', "
+                "'local', '{}', '{}', :now, 1, 1)"
+            ),
+            {"now": now},
+        )
+        for call_id, key in (("step", long_key), ("other", "k1"), ("none", None)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO kitaru_checkpoint_calls (exec_id, call_id, seq, name, runtime, "
+                    "status, cache_key, attempts, metadata, started_at, ended_at, concurrent, "
+                    "output_serializer, output_data) VALUES ('e1', :call_id, 0, 'step', "
+                    "'inline', 'completed', :key, 1, '{}', :now, :now, false, 'json', :data)"
+                ),
+                {"call_id": call_id, "key": key, "now": now, "data": b"7"},
+            )
+    eng.dispose()
+
+    store = Store(store_url)  # opening migrates
+    try:
+        keys = {call.call_id: call.cache_key for call in store.calls("e1")}
+        assert keys == {"step": cache_keys.stored(long_key), "other": "k1", "none": None}
+        assert len(keys["step"] or "") == 32
+        hit = store.cached_output(long_key, exclude_exec_id="someone-else")
+        assert hit is not None
+        assert hit.call_id == "step"
     finally:
         store.dispose()
 

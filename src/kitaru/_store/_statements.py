@@ -38,10 +38,7 @@ def cache_lookup() -> sa.Select[Any]:
             )
         )
         .where(
-            # The stored form, or the form written before it (see cache_keys).
-            t.checkpoint_calls.c.cache_key.in_(
-                [sa.bindparam("cache_key"), sa.bindparam("legacy_cache_key")]
-            ),
+            t.checkpoint_calls.c.cache_key == sa.bindparam("cache_key"),
             t.checkpoint_calls.c.status == CallStatus.COMPLETED.value,
             t.checkpoint_calls.c.exec_id != sa.bindparam("exclude_exec_id"),
             # Its output: an artifact row, or kept in the call row (call_outputs).
@@ -178,11 +175,11 @@ class _SQLiteStatements:
         self.cache_lookup = _DriverStatement(
             f"SELECT {call_part}, {_qualified(artifacts, c.ARTIFACT_COLUMNS, 'artifact__')} "
             f"FROM {calls} LEFT OUTER JOIN {artifacts} ON {join} "
-            f"WHERE {calls}.cache_key IN (?, ?) "
-            f"AND {calls}.status = '{CallStatus.COMPLETED.value}' AND {calls}.exec_id != ? "
+            f"WHERE {calls}.cache_key = ? AND {calls}.status = '{CallStatus.COMPLETED.value}' "
+            f"AND {calls}.exec_id != ? "
             f"AND ({artifacts}.id IS NOT NULL OR {calls}.output_serializer IS NOT NULL) "
             f"ORDER BY {calls}.ended_at DESC LIMIT 1",
-            ("cache_key", "legacy_cache_key", "exclude_exec_id"),
+            ("cache_key", "exclude_exec_id"),
         )
         # The end of a run: values in this order, then the id and the guards.
         self.finish_columns = (
@@ -340,7 +337,7 @@ def _bound_values(table: sa.Table, prefix: str, skip: tuple[str, ...] = ()) -> d
 def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     """One PostgreSQL statement for a cache hit: find it and record the call that takes it.
 
-    Parameters: ``cache_keys.lookup_params``, ``exclude_exec_id``, the new call's ``c_*`` columns
+    Parameters: ``cache_key`` (stored form), ``exclude_exec_id``, the new call's ``c_*`` columns
     (``artifact_id``, ``source_exec_id`` and ``metadata`` come from the hit) and the
     fence guard's ``g_exec_id``/``g_fence``. The row returned is the hit's call
     and artifact (``artifact__*``) plus ``kitaru_written`` (0: fenced out); no row:
@@ -370,8 +367,7 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     return (
         f"WITH hit AS (SELECT {hit_columns} FROM {calls} AS c "
         f"LEFT OUTER JOIN {artifacts} AS a ON c.artifact_id = a.id "
-        "WHERE c.cache_key IN (%(cache_key)s, %(legacy_cache_key)s) "
-        f"AND c.status = '{CallStatus.COMPLETED.value}' "
+        f"WHERE c.cache_key = %(cache_key)s AND c.status = '{CallStatus.COMPLETED.value}' "
         f"AND c.exec_id <> %(exclude_exec_id)s "
         "AND (a.id IS NOT NULL OR c.output_serializer IS NOT NULL) "
         "ORDER BY c.ended_at DESC LIMIT 1), "

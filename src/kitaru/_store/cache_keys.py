@@ -1,4 +1,4 @@
-"""How checkpoint cache keys are stored and looked up.
+"""How checkpoint cache keys are stored.
 
 The runtime's key is ``<checkpoint hash>:<inputs hash>`` (97 characters of hex).
 Every cached call stores it in its row and in the cache-key index, so it is stored
@@ -6,15 +6,13 @@ short: the base64url text of 24 bytes of its SHA-256 (32 characters, 192 bits).
 That saves about 130 bytes per checkpoint and keeps the index dense.
 
 Only the store maps keys: the runtime, the wire to a server and the store contract
-speak the runtime's key. A row written before keys were stored short (97
-characters, with a ``:``) is still a hit: a lookup matches either form.
+speak the runtime's key. Migration 0013 converted the keys stored before.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
 
 
 def stored(key: str | None) -> str | None:
@@ -24,8 +22,3 @@ def stored(key: str | None) -> str | None:
         return key
     digest = hashlib.sha256(key.encode("utf-8")).digest()[:24]
     return base64.urlsafe_b64encode(digest).decode("ascii")
-
-
-def lookup_params(key: str) -> dict[str, Any]:
-    """A lookup's parameters: the stored form and the form written before it."""
-    return {"cache_key": stored(key), "legacy_cache_key": key}

@@ -802,7 +802,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
 
     def cached_output(self, cache_key: str, *, exclude_exec_id: str) -> CallRecord | None:
         """The newest completed call of another execution with this cache key, if any."""
-        params = {**cache_keys.lookup_params(cache_key), "exclude_exec_id": exclude_exec_id}
+        params = {"cache_key": cache_keys.stored(cache_key), "exclude_exec_id": exclude_exec_id}
         if self._sqlite is not None:  # runs before every live checkpoint with the cache on
             return self._sqlite.cached_output(params)
         if self._pg_direct is not None:
@@ -826,7 +826,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         if self._pg_direct is not None and fence is not None:
             params = {f"c_{k}": v for k, v in _call_row(call).items()}
             params.update(
-                cache_keys.lookup_params(cache_key),
+                cache_key=cache_keys.stored(cache_key),
                 exclude_exec_id=call.exec_id,
                 g_exec_id=call.exec_id,
                 g_fence=fence,
