@@ -36,19 +36,24 @@ def _at_revision(url: str, revision: str) -> None:
         eng.dispose()
 
 
+def _insert_execution(conn: sa.Connection, now: float) -> None:
+    """Execution ``e1``, completed, with the columns every revision has."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO kitaru_executions (id, flow_name, flow_ref, status, stack, config, "
+            "metadata, created_at, run_count, fence) VALUES ('e1', 'f', '{}', 'completed', "
+            "'local', '{}', '{}', :now, 1, 1)"
+        ),
+        {"now": now},
+    )
+
+
 def test_a_0006_store_keeps_its_attempts_and_cache_after_the_upgrade(store_url: str) -> None:
     _at_revision(store_url, "0006")
     eng = sa.create_engine(store_url)
     now = time.time()
     with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO kitaru_executions (id, flow_name, flow_ref, status, stack, config, "
-                "metadata, created_at, run_count, fence) VALUES ('e1', 'f', '{}', 'completed', "
-                "'local', '{}', '{}', :now, 1, 1)"
-            ),
-            {"now": now},
-        )
+        _insert_execution(conn, now)
         conn.execute(
             sa.text(
                 "INSERT INTO kitaru_checkpoint_calls (exec_id, call_id, seq, name, runtime, "
@@ -100,14 +105,7 @@ def test_a_0012_store_keeps_its_cache_hits_with_keys_stored_short(store_url: str
     eng = sa.create_engine(store_url)
     now = time.time()
     with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO kitaru_executions (id, flow_name, flow_ref, status, stack, config, "
-                "metadata, created_at, run_count, fence) VALUES ('e1', 'f', '{}', 'completed', "
-                "'local', '{}', '{}', :now, 1, 1)"
-            ),
-            {"now": now},
-        )
+        _insert_execution(conn, now)
         for call_id, key in (("step", long_key), ("other", "k1"), ("none", None)):
             conn.execute(
                 sa.text(
