@@ -149,7 +149,7 @@ def keep_taken_outputs(conn: sa.Connection, exec_id: str) -> None:
     }
     if not taken:
         return
+    insert = dialect_insert(conn.dialect.name == "sqlite")(t.artifacts).on_conflict_do_nothing()
     for record in _records(conn, [_c.exec_id == exec_id]):
         if record.id in taken:
-            insert = dialect_insert(conn.dialect.name == "sqlite")(t.artifacts)
-            conn.execute(insert.on_conflict_do_nothing(), _artifact_row(record))
+            conn.execute(insert, _artifact_row(record))
