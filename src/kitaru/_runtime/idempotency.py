@@ -9,7 +9,6 @@ inserts the execution and the others get that one back.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from kitaru._text import storable_text
@@ -22,20 +21,14 @@ if TYPE_CHECKING:
 #: Longest ``execution_id=`` string (the store's ``idempotency_key`` column).
 MAX_KEY = 255
 _NAMESPACE = "6f1d3c52-2a7e-4f3e-9a51-6b8f6d2b7c10"
-
-
-@functools.cache
-def _uuid() -> Any:
-    """The ``uuid`` module, imported when first needed: it imports ``platform`` (a few ms
-    of every script's start-up) and most starts give no ``execution_id=``."""
-    import uuid
-
-    return uuid
+# ``uuid`` is imported where used: it imports ``platform`` (a few ms of every script's
+# start-up), and most starts give no ``execution_id=``.
 
 
 def execution_ids(value: Any, *, where: str) -> tuple[str, str | None]:
     """``(exec_id, idempotency_key)`` for an ``execution_id=`` (a UUID has no key)."""
-    uuid = _uuid()
+    import uuid
+
     if isinstance(value, uuid.UUID):
         return str(value), None
     if not isinstance(value, str) or not value:
@@ -56,7 +49,8 @@ def execution_ids(value: Any, *, where: str) -> tuple[str, str | None]:
 
 def child_exec_id(parent_exec_id: str, call_id: str) -> str:
     """The id of the child a parent's call starts: the same on every resume."""
-    uuid = _uuid()
+    import uuid
+
     return str(uuid.uuid5(uuid.UUID(_NAMESPACE), f"child:{parent_exec_id}/{call_id}"))
 
 
