@@ -181,6 +181,8 @@ _SCRIPT = textwrap.dedent(
     @checkpoint(cache=False)
     def step(x: int) -> int:
         print("line from the step")
+        # Stored now by the events writer, not with the run's end: no SQLAlchemy either.
+        kitaru.events.publish("note", {"x": x}, flush=True)
         return x + 1
 
     @flow
@@ -194,6 +196,8 @@ _SCRIPT = textwrap.dedent(
     print(sorted(m for m in heavy if m in sys.modules))
     logs = kitaru.KitaruClient().executions.logs(handle.exec_id)
     print([entry.message for entry in logs])
+    events = kitaru.KitaruClient().executions.events(handle.exec_id)
+    print([event.kind for event in events if event.kind == "note"])
     """
 )
 
@@ -211,9 +215,14 @@ def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Pat
         return child.stdout.strip()
 
     run()  # a new store
-    # The lines the step printed were stored (read through the client, which loads
-    # SQLAlchemy: after the check).
-    assert run().splitlines() == ["line from the step", "[]", "['line from the step']"]
+    # The lines the step printed and its event were stored (read through the client,
+    # which loads SQLAlchemy: after the check).
+    assert run().splitlines() == [
+        "line from the step",
+        "[]",
+        "['line from the step']",
+        "['note']",
+    ]
 
 
 # -- a new store: the head schema without Alembic ---------------------------------------

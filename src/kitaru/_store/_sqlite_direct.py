@@ -319,6 +319,12 @@ class SQLiteDirect:
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
 
+    def insert_events(self, events: Sequence[_events.EventRow]) -> None:
+        """Events published outside a checkpoint's commit, appended in a grouped commit:
+        no SQLAlchemy, and no transaction of their own next to the checkpoints'. (One
+        writer at a time: positions read under the write lock cannot be taken meanwhile.)"""
+        self._grouped(lambda cursor: _events.append_with_cursor(cursor, events), "write")
+
     def create_execution(
         self,
         execution: ExecutionRecord,

@@ -905,6 +905,9 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     # -- events (see _events.py) ------------------------------------------------------
 
     def insert_events(self, events: Sequence[_events.EventRow]) -> None:
+        if self._sqlite is not None:
+            self._sqlite.insert_events(events)
+            return
         _events.insert_events(self.write, events, postgres=not self._is_sqlite)
 
     def events(self, exec_id: str, **filters: Any) -> list[_events.EventRecord]:
