@@ -541,6 +541,48 @@ def test_a_ray_client_address_runs_the_execution_on_the_cluster(
     assert "working on 5" in messages
 
 
+def test_a_client_server_that_fails_to_start_is_tried_again(
+    ray_client_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's client proxy sometimes loses the per-connection server it spawns (under
+    load); the connection is tried again instead of failing the run. Other failures are
+    not retried."""
+    import ray
+
+    from kitaru._stacks import ray as ray_stack
+
+    real_init, calls = ray.init, []
+
+    def flaky_init(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["address"])
+        if len(calls) == 1:  # the message Ray's proxier sends back in this case
+            raise ConnectionAbortedError(
+                "Initialization failure from server:\nTraceback (most recent call last):\n"
+                "RuntimeError: Starting Ray client server failed. See "
+                "ray_client_server_23000.err for detailed logs."
+            )
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", flaky_init)
+    stack = {"name": "via-client", "config": {"address": ray_client_address}}
+    try:
+        assert ray_stack.connect(stack) is True  # connected: the cluster is this machine
+        assert calls == [ray_client_address, ray_client_address]
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+    def broken_init(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["address"])
+        raise ConnectionError("ray client connection timeout")
+
+    monkeypatch.setattr(ray, "init", broken_init)
+    calls.clear()
+    with pytest.raises(KitaruStackNotRemoteExecutableUsageError, match="connection timeout"):
+        ray_stack.connect(stack)
+    assert calls == [ray_client_address]
+
+
 @pytest.mark.postgres
 def test_runs_on_a_postgresql_store(
     ray_stack: str, flows: FlowsFactory, postgres_url: str, monkeypatch: pytest.MonkeyPatch

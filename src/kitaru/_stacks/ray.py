@@ -260,7 +260,7 @@ def connect(stack: Mapping[str, Any], *, job_env: Mapping[str, Any] | None = Non
             if not client:
                 options.update(configure_logging=False, logging_level=logging.WARNING)
             try:
-                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, **options)
+                _init(ray, address, options)
             except Exception as exc:
                 raise KitaruStackNotRemoteExecutableUsageError(
                     f"Cannot connect to the Ray cluster of stack {stack['name']!r} at "
@@ -274,6 +274,31 @@ def connect(stack: Mapping[str, Any], *, job_env: Mapping[str, Any] | None = Non
         if address not in _local_cluster:
             _local_cluster[address] = _all_nodes_local(ray.nodes())  # type: ignore[no-untyped-call]
         return _local_cluster[address]
+
+
+#: What a Ray Client server answers when the per-connection server it spawned died
+#: while starting (seen under load): a fault of that attempt, not of the cluster.
+_CLIENT_SERVER_STARTUP_FAILED: Final = (
+    "Starting Ray client server failed",
+    "Proxy failed to Connect to backend",
+)
+_INIT_ATTEMPTS: Final = 3
+
+
+def _init(ray: Any, address: str, options: dict[str, Any]) -> None:
+    """``ray.init``, tried again after a Ray Client server's failed start."""
+    for attempt in range(1, _INIT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, **options)
+            return
+        except Exception as exc:
+            transient = any(text in str(exc) for text in _CLIENT_SERVER_STARTUP_FAILED)
+            if not transient or attempt == _INIT_ATTEMPTS:
+                raise
+            logger.info("Ray Client server failed to start (attempt %d); retrying", attempt)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            time.sleep(0.5 * attempt)
 
 
 def _check_listening(name: str, address: str) -> None:
