@@ -174,6 +174,7 @@ def test_a_missing_directory_is_refused_on_direct_open(tmp_path: Path) -> None:
 _SCRIPT = textwrap.dedent(
     """
     import sys
+    import time
     import kitaru
     import kitaru._runtime.logcapture
     from kitaru import checkpoint, flow
@@ -183,6 +184,7 @@ _SCRIPT = textwrap.dedent(
         print("line from the step")
         # Stored now by the events writer, not with the run's end: no SQLAlchemy either.
         kitaru.events.publish("note", {"x": x}, flush=True)
+        time.sleep(0.5)  # the lease (0.6 s here) is renewed meanwhile: no SQLAlchemy either
         return x + 1
 
     @flow
@@ -205,6 +207,7 @@ _SCRIPT = textwrap.dedent(
 def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     env["KITARU_CONFIG_PATH"] = str(kitaru_home)
+    env["KITARU_LEASE_SECONDS"] = "0.6"
     env["PYTHONPATH"] = str(SRC)
 
     def run() -> str:

@@ -204,6 +204,21 @@ def test_renew_leases(store: Store, records: Records) -> None:
     assert store.renew_leases("me", {}, lease_seconds=60) == {}
 
 
+def test_renew_leases_of_many_executions(store: Store, records: Records) -> None:
+    """A runner holding more executions than one statement binds renews them all."""
+    held = [records.execution(lease_owner="me", lease_expires_at=1.0, fence=1) for _ in range(1100)]
+    for execution in held:
+        store.create_execution(execution)
+
+    statuses = store.renew_leases("me", {e.id: 1 for e in held}, lease_seconds=60)
+
+    assert statuses == {e.id: ExecutionStatus.RUNNING for e in held}
+    for execution in (held[0], held[550], held[-1]):
+        renewed = store.require_execution(execution.id).lease_expires_at
+        assert renewed is not None
+        assert renewed > 1_000_000_000
+
+
 def test_orphaned_lists_running_executions_with_expired_leases(
     store: Store, records: Records
 ) -> None:

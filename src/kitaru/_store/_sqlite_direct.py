@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
 from kitaru._store import call_outputs
-from kitaru._store._columns import CALL_COLUMNS
+from kitaru._store._columns import CALL_COLUMNS, EXECUTIONS
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
@@ -319,6 +319,33 @@ class SQLiteDirect:
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
 
+    def renew_leases(
+        self, owner: str, fences: Mapping[str, int], expires_at: float
+    ) -> list[tuple[str, str, int]]:
+        """Extend ``owner``'s leases on ``fences``' executions (see ``Store.renew_leases``);
+        returns each one's (id, status, fence). A runner's lease keeper calls this every
+        few seconds for as long as it runs: no SQLAlchemy for it."""
+        ids = list(fences)
+
+        def write(cursor: sqlite3.Cursor) -> list[tuple[str, str, int]]:
+            found: list[tuple[str, str, int]] = []
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = ids[start : start + _IDS_PER_STATEMENT]
+                marks = ",".join("?" * len(chunk))
+                cursor.execute(
+                    f"UPDATE {EXECUTIONS} SET lease_expires_at = ? "
+                    f"WHERE id IN ({marks}) AND lease_owner = ?",
+                    (expires_at, *chunk, owner),
+                )
+                found.extend(
+                    cursor.execute(
+                        f"SELECT id, status, fence FROM {EXECUTIONS} WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                )
+            return found
+
+        return self._grouped(write, "renew leases")
+
     def insert_events(self, events: Sequence[_events.EventRow]) -> None:
         """Events published outside a checkpoint's commit, appended in a grouped commit:
         no SQLAlchemy, and no transaction of their own next to the checkpoints'. (One
@@ -412,6 +439,10 @@ class SQLiteDirect:
             return changed
 
         return self._grouped(write, "write")
+
+
+#: Ids bound in one ``IN (...)`` (far below SQLite's limit on host parameters).
+_IDS_PER_STATEMENT = 500
 
 
 def _copy(exc: Exception) -> Exception:

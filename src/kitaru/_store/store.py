@@ -496,18 +496,22 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
         """
         if not fences:
             return {}
-        ex = t.executions.c
         now = time.time()
         statuses: dict[str, ExecutionStatus | None] = dict.fromkeys(fences)
-        with self.write() as conn:
-            conn.execute(
-                t.executions.update()
-                .where(ex.id.in_(list(fences)), ex.lease_owner == owner)
-                .values(lease_expires_at=now + lease_seconds)
-            )
-            rows = conn.execute(
-                sa.select(ex.id, ex.status, ex.fence).where(ex.id.in_(list(fences)))
-            ).all()
+        rows: Sequence[tuple[str, str, int]]
+        if self._sqlite is not None:
+            rows = self._sqlite.renew_leases(owner, fences, now + lease_seconds)
+        else:
+            ex = t.executions.c
+            with self.write() as conn:
+                conn.execute(
+                    t.executions.update()
+                    .where(ex.id.in_(list(fences)), ex.lease_owner == owner)
+                    .values(lease_expires_at=now + lease_seconds)
+                )
+                rows = conn.execute(
+                    sa.select(ex.id, ex.status, ex.fence).where(ex.id.in_(list(fences)))
+                ).all()
         for exec_id, status, fence in rows:
             statuses[exec_id] = (
                 ExecutionStatus(status) if fence == fences[exec_id] else ExecutionStatus.CANCELLED
