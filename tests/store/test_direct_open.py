@@ -179,12 +179,19 @@ _SCRIPT = textwrap.dedent(
     import kitaru._runtime.logcapture
     from kitaru import checkpoint, flow
 
-    @checkpoint(cache=False)
+    failures = []
+
+    # What a run does besides its checkpoints' commits needs no SQLAlchemy either:
+    @checkpoint(cache=False, retries=1)
     def step(x: int) -> int:
         print("line from the step")
-        # Stored now by the events writer, not with the run's end: no SQLAlchemy either.
+        if not failures:  # a failed attempt recorded, then the retry
+            failures.append(x)
+            raise ValueError("first attempt fails")
+        # stored by the events writer now, not with the run's end
         kitaru.events.publish("note", {"x": x}, flush=True)
-        time.sleep(0.5)  # the lease (0.6 s here) is renewed meanwhile: no SQLAlchemy either
+        # meanwhile the lease (0.6 s) is renewed and the call marked running (after 0.2 s)
+        time.sleep(0.5)
         return x + 1
 
     @flow
@@ -208,6 +215,7 @@ def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     env["KITARU_CONFIG_PATH"] = str(kitaru_home)
     env["KITARU_LEASE_SECONDS"] = "0.6"
+    env["KITARU_RUNNING_MARK_AFTER"] = "0.2"
     env["PYTHONPATH"] = str(SRC)
 
     def run() -> str:
@@ -222,8 +230,9 @@ def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Pat
     # which loads SQLAlchemy: after the check).
     assert run().splitlines() == [
         "line from the step",
+        "line from the step",
         "[]",
-        "['line from the step']",
+        "['line from the step', 'line from the step']",
         "['note']",
     ]
 

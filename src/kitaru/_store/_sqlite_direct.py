@@ -299,6 +299,29 @@ class SQLiteDirect:
 
         self._grouped(write, "write")
 
+    def record_attempt(self, attempt: AttemptRecord, fence: int | None) -> None:
+        """A failed attempt's row (the checkpoint is retried, or its failure recorded)."""
+        fast = self._fast
+        values = fast.attempt_values(attempt)
+
+        def write(cursor: sqlite3.Cursor) -> None:
+            if fence is not None:
+                self._check_owner(cursor, attempt.exec_id, fence)
+            cursor.execute(fast.attempt.sql, values)
+
+        self._grouped(write, "write")
+
+    def mark_running(self, call: CallRecord, fence: int) -> None:
+        """A long call shown as running (see ``Store.mark_running``)."""
+        fast = self._fast
+        values = fast.call_values(call) + call_outputs.NO_OUTPUT
+
+        def write(cursor: sqlite3.Cursor) -> None:
+            self._check_owner(cursor, call.exec_id, fence)
+            cursor.execute(fast.mark_running.sql, values)
+
+        self._grouped(write, "write")
+
     def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """``sql`` for each of ``rows`` in one commit (captured log lines). A row the
         database refuses raises the driver's error as is: the caller tells bad data

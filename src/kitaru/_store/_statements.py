@@ -156,6 +156,16 @@ class _SQLiteStatements:
         self.call = _insert(
             c.CALLS, call_columns, f" ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
         )
+        # A long call's running mark (``Store.mark_running``): it never replaces a call
+        # that has an output or the failure its own run recorded meanwhile.
+        self.mark_running = _insert(
+            c.CALLS,
+            call_columns,
+            " ON CONFLICT (exec_id, call_id) DO UPDATE SET status = excluded.status, "
+            "started_at = excluded.started_at, ended_at = NULL "
+            f"WHERE {c.CALLS}.status IN ('failed', 'running') "
+            f"AND {c.CALLS}.attempts <= excluded.attempts",
+        )
         # Without the autoincrement id, which SQLite assigns.
         self.attempt = _insert(c.ATTEMPTS, c.ATTEMPT_COLUMNS)
         self.execution = _insert(c.EXECUTIONS, c.EXECUTION_COLUMNS)

@@ -701,11 +701,17 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
 
     def mark_running(self, call: CallRecord, *, fence: int) -> None:
         """Show a long call as running (see ``_runtime.progress``); a no-op once it has ended."""
+        if self._sqlite is not None:
+            self._sqlite.mark_running(call, fence)
+            return
         with self.write() as conn:
             self._check_owner(conn, call.exec_id, fence)
             conn.execute(self._mark_running, _call_row(call))
 
     def record_attempt(self, attempt: AttemptRecord, *, fence: int | None = None) -> None:
+        if self._sqlite is not None:
+            self._sqlite.record_attempt(attempt, fence)
+            return
         with self.write() as conn:
             if fence is not None:
                 self._check_owner(conn, attempt.exec_id, fence)
