@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from kitaru._lazy import LazyModule
-from kitaru._store import Store, _columns, _sqlite_new, schema, sqlite_head
+from kitaru._store import ExecutionStatus, Store, _columns, _sqlite_new, schema, sqlite_head
 from kitaru._store import engine as store_engine
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError
 
-from ._support import Records
+from ._support import Records, new_id
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -136,6 +136,49 @@ def test_a_current_store_opens_without_an_engine(tmp_path: Path, records: Record
         store.dispose()
 
 
+def test_an_execution_reads_the_same_without_and_with_an_engine(
+    tmp_path: Path, records: Records
+) -> None:
+    """``get_execution`` on the driver (no engine yet) decodes every column as the
+    SQLAlchemy query does: JSON columns, NULLs, floats, the status."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    Store(url).dispose()
+    store = Store(url)
+    try:
+        plain = records.execution()
+        full = records.execution(
+            status=ExecutionStatus.FAILED,
+            flow_ref={"module": "pkg.flows", "qualname": "f", "file": "/p/é.py"},
+            config={"cache": False, "retries": 2, "image": None, "tags": ["a", "b"]},
+            failure={"type": "ValueError", "message": "bad 'input' \u2603", "origin": None},
+            metadata={"nested": {"n": 1, "x": 1.5, "list": [1, None]}, "empty": {}},
+            replay_plan={"from": "step:2", "overrides": {}},
+            original_exec_id=plain.id,
+            started_at=1_700_000_000.25,
+            ended_at=1_700_000_001.0,
+            run_count=3,
+            lease_owner="host:123",
+            lease_expires_at=1_700_000_030.5,
+            fence=4,
+            parent_exec_id=plain.id,
+            idempotency_key="order-42",
+            schedule_name="nightly",
+            schedule_slot=1_700_000_000.0,
+        )
+        for execution in (plain, full):
+            store.create_execution(execution)
+        direct = [store.get_execution(e.id) for e in (plain, full)]
+        assert store._engine is None  # read on the driver
+        assert direct == [plain, full]
+        assert store.get_execution(new_id()) is None
+
+        assert store.list_executions()  # now there is an engine: reads go through it
+        assert store._engine is not None
+        assert [store.get_execution(e.id) for e in (plain, full)] == direct
+    finally:
+        store.dispose()
+
+
 def test_a_store_behind_the_schema_is_migrated_on_open(tmp_path: Path) -> None:
     from alembic import command
     from alembic.config import Config
@@ -198,8 +241,18 @@ _SCRIPT = textwrap.dedent(
     def one(x: int) -> int:
         return step(x)
 
+    @flow(retries=0)
+    def broken() -> None:
+        raise RuntimeError("the flow fails")
+
     handle = one.run(1)
     assert handle.wait() == 2
+    try:  # the failure is read back from the store
+        broken.run().wait()
+    except kitaru.errors.KitaruExecutionError as exc:
+        assert "the flow fails" in str(exc), exc
+    else:
+        raise AssertionError("the failed flow's wait() returned")
     kitaru._runtime.logcapture.flush()
     heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "kitaru._store.schema")
     print(sorted(m for m in heavy if m in sys.modules))

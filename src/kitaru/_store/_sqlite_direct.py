@@ -406,6 +406,17 @@ class SQLiteDirect:
         # The call's columns, then its artifact's: the layout call_from_row reads.
         return None if found is None else self._fast.call_from_row(found)
 
+    def get_execution(self, exec_id: str) -> ExecutionRecord | None:
+        """One execution by id, on the writer's connection (a point lookup, as the cache
+        lookup is): ``FlowHandle.wait()`` reads it, and needs no SQLAlchemy for it."""
+        fast = self._fast
+        try:
+            with self._lock:
+                found = self._cursor().execute(fast.execution_by_id, (exec_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+        return None if found is None else fast.execution_from_row(found)
+
     def calls(self, exec_id: str) -> list[CallRecord]:
         """An execution's calls with their output artifacts (resuming loads them all)."""
         fast = self._fast

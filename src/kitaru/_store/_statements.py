@@ -12,7 +12,13 @@ from kitaru._lazy import LazyModule
 from kitaru._store import _columns as c
 from kitaru._store import cache_keys, call_outputs
 from kitaru._store._rows import _CALL_COLUMNS
-from kitaru._store.records import ArtifactRecord, CallRecord, CallStatus, ExecutionStatus
+from kitaru._store.records import (
+    ArtifactRecord,
+    CallRecord,
+    CallStatus,
+    ExecutionRecord,
+    ExecutionStatus,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -177,6 +183,9 @@ class _SQLiteStatements:
         ).record_values({"cache_key": cache_keys.stored})
         self.attempt_values = self.attempt.record_values()
         self.owner = f"SELECT fence, status FROM {c.EXECUTIONS} WHERE id = ?"
+        self.execution_by_id = (
+            f"SELECT {', '.join(c.EXECUTION_COLUMNS)} FROM {c.EXECUTIONS} WHERE id = ?"
+        )
         calls, artifacts = c.CALLS, c.ARTIFACTS
         join = f"{calls}.artifact_id = {artifacts}.id"
         # Rows of these read for ``call_from_row``: the call's columns, its output
@@ -245,6 +254,15 @@ class _SQLiteStatements:
             sql = f"UPDATE {c.EXECUTIONS} SET {sets} WHERE {where} RETURNING id"
             self._finish[key] = sql
         return sql
+
+    @staticmethod
+    def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
+        """A row of ``execution_by_id`` as a record (JSON columns decoded)."""
+        values = dict(zip(c.EXECUTION_COLUMNS, row, strict=True))
+        for name in c.JSON_COLUMNS[c.EXECUTIONS]:
+            values[name] = json_value(values[name])
+        values["status"] = ExecutionStatus(values["status"])
+        return ExecutionRecord(**values)
 
     def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
         """A row of ``calls`` (or ``cache_lookup``) as a record (JSON columns decoded;

@@ -297,6 +297,11 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin):
     def get_execution(self, exec_id: str) -> ExecutionRecord | None:
         if not storable_text(exec_id):
             return None  # e.g. undecodable bytes from argv: no stored id can equal it
+        if self._sqlite is not None and self._engine is None:
+            # A script waiting for its flow (a failed one reads its failure here) has
+            # no engine yet: it need not import SQLAlchemy for one row. A process that
+            # has an engine (a server, a client) reads through its pool instead.
+            return self._sqlite.get_execution(exec_id)
         with self.read() as conn:
             row = conn.execute(sa.select(t.executions).where(t.executions.c.id == exec_id)).first()
         return None if row is None else _execution_from_row(row._mapping)
