@@ -35,6 +35,10 @@ _RECYCLE_SECONDS = 300.0
 
 
 class _Compiled:
+    #: The result's column names, learnt from the first execution (the same SQL always
+    #: returns the same columns; psycopg builds its description anew on every call).
+    labels: list[str] | None = None
+
     def __init__(self, statement: Any, dialect: sa.Dialect) -> None:
         if isinstance(statement, str):  # SQL written for psycopg already
             self.sql, self.defaults, self.json = statement, {}, []
@@ -89,7 +93,9 @@ class PgDirect:
             cursor = kept.cursor
             cursor.execute(compiled.sql, params, prepare=True)
             row = cursor.fetchone()
-            labels = [d.name for d in cursor.description or ()]
+            labels = compiled.labels
+            if labels is None and row is not None:
+                labels = compiled.labels = [d.name for d in cursor.description or ()]
         except psycopg.Error as exc:
             self._discard(kept)
             raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
@@ -97,7 +103,7 @@ class PgDirect:
             self._discard(kept)  # its state is unknown (interrupted mid-statement)
             raise
         self._idle.put(kept)
-        return None if row is None else dict(zip(labels, row, strict=True))
+        return None if row is None or labels is None else dict(zip(labels, row, strict=True))
 
     def _take(self) -> _Kept | None:
         if os.getpid() != self._pid:  # a forked child never uses its parent's sockets
