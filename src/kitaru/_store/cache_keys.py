@@ -12,6 +12,7 @@ speak the runtime's key. Migration 0013 converted the keys stored before.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 
@@ -20,5 +21,10 @@ def stored(key: str | None) -> str | None:
     unchanged, so rows copied from the store (a replay's reused calls) keep theirs."""
     if key is None or ":" not in key:
         return key
+    return _short(key)
+
+
+@functools.lru_cache(maxsize=1024)  # a live call maps its key 2-3 times (lookup, row)
+def _short(key: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8")).digest()[:24]
     return base64.urlsafe_b64encode(digest).decode("ascii")
