@@ -211,6 +211,33 @@ def test_calls_answered_from_the_cache_publish_nothing(any_store: str) -> None:
     assert _events(second.exec_id) == []
 
 
+@checkpoint
+def oddly_named() -> int:
+    kitaru.events.publish("note\udcff", {"a": 1}, correlation_id="co\x00rr\udcffid")
+    kitaru.events.publish("nul", {"a": 2}, correlation_id="nul\x00only")
+    kitaru.events.publish("plain", {"a": 3}, correlation_id="ascii-id")
+    return 1
+
+
+@flow
+def odd_text_flow() -> int:
+    return oddly_named()
+
+
+def test_text_no_store_holds_is_stored_escaped(any_store: str) -> None:
+    """NUL (PostgreSQL refuses it) and lone surrogates (no store holds them) in a kind
+    or a correlation id come back escaped; plain text as it was (call ids refuse both)."""
+    handle = odd_text_flow.run()
+    assert handle.wait() == 1
+    events = _events(handle.exec_id)
+    assert [(e.kind, e.correlation_id) for e in events[1:4]] == [
+        ("note\\udcff", "co\\x00rr\\udcffid"),
+        ("nul", "nul\\x00only"),
+        ("plain", "ascii-id"),
+    ]
+    assert {e.checkpoint_id for e in events} == {"oddly_named"}
+
+
 # --- filters and cursors --------------------------------------------------------------------------
 
 

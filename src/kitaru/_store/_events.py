@@ -92,7 +92,11 @@ _INSERT_SQL = {
 
 def storable(value: str | None, name: str) -> str | None:
     """``value`` as column ``name`` holds it: escaped for the store, cut to the column's width."""
-    return None if value is None else escape_for_store(value)[: EVENT_WIDTHS[name]]
+    if value is None:
+        return None
+    if value.isascii() and "\x00" not in value:  # the usual case: nothing to escape
+        return value[: EVENT_WIDTHS[name]]
+    return escape_for_store(value)[: EVENT_WIDTHS[name]]
 
 
 def _row(event: EventRow, seq: int) -> tuple[Any, ...]:
