@@ -137,3 +137,40 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"child exited with {proc.returncode}:\n{err}"
     return out
+
+
+def full_execution(records: Records) -> ExecutionRecord:
+    """An execution with every field set to a non-default, type-exercising value."""
+    return records.execution(
+        flow_name="train_model",
+        flow_ref={"module": "pkg.pipelines", "qualname": "Train.run", "file": "/src/p.py"},
+        status=ExecutionStatus.WAITING,
+        stack="gpu-cluster",
+        config={
+            "stack": "gpu-cluster",
+            "cache": False,
+            "retries": 3,
+            "image": None,
+            "ratio": 0.1,
+            "sources": ["a.py", "b/c.py"],
+            "nested": {"deep": {"list": [1, 2.5, "x", None, True]}},
+            "unicode": "naïve - 東京 🚀 \u00e9\u0301",
+        },
+        created_at=1_731_234_567.123456,
+        metadata={"owner": "ana", "tags": ["x", "y"], "score": 0.875},
+        inputs_artifact_id=new_id(),
+        result_artifact_id=new_id(),
+        failure={"type": "ValueError", "message": "bad", "origin": "user_code"},
+        original_exec_id=new_id(),
+        replay_plan={"from": "step:2", "overrides": {"step:1": {"x": 1}}},
+        started_at=1_731_234_568.000001,
+        ended_at=1_731_234_599.999999,
+        run_count=3,
+        lease_owner="host-1:pid-42:thread-7",
+        lease_expires_at=1_731_234_630.5,
+        fence=2,
+        parent_exec_id=new_id(),
+        idempotency_key="order-42",
+        schedule_name="nightly",
+        schedule_slot=1_731_234_000.0,
+    )

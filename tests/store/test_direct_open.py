@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from kitaru._lazy import LazyModule
-from kitaru._store import ExecutionStatus, Store, _columns, _sqlite_new, schema, sqlite_head
+from kitaru._store import Store, _columns, _sqlite_new, schema, sqlite_head
 from kitaru._store import engine as store_engine
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError
 
-from ._support import Records, new_id
+from ._support import Records, full_execution, new_id
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -146,25 +146,7 @@ def test_an_execution_reads_the_same_without_and_with_an_engine(
     store = Store(url)
     try:
         plain = records.execution()
-        full = records.execution(
-            status=ExecutionStatus.FAILED,
-            flow_ref={"module": "pkg.flows", "qualname": "f", "file": "/p/é.py"},
-            config={"cache": False, "retries": 2, "image": None, "tags": ["a", "b"]},
-            failure={"type": "ValueError", "message": "bad 'input' \u2603", "origin": None},
-            metadata={"nested": {"n": 1, "x": 1.5, "list": [1, None]}, "empty": {}},
-            replay_plan={"from": "step:2", "overrides": {}},
-            original_exec_id=plain.id,
-            started_at=1_700_000_000.25,
-            ended_at=1_700_000_001.0,
-            run_count=3,
-            lease_owner="host:123",
-            lease_expires_at=1_700_000_030.5,
-            fence=4,
-            parent_exec_id=plain.id,
-            idempotency_key="order-42",
-            schedule_name="nightly",
-            schedule_slot=1_700_000_000.0,
-        )
+        full = full_execution(records)  # every field set
         for execution in (plain, full):
             store.create_execution(execution)
         direct = [store.get_execution(e.id) for e in (plain, full)]
