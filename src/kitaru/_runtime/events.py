@@ -125,7 +125,10 @@ class _Writer:
     """Queues events and writes them to their store in batches, off the hot path."""
 
     def __init__(self) -> None:
-        self._pending: list[_Queued] = []
+        # Queued events by execution (and store), each list in publish order: a run's
+        # end takes its own in O(1) (take_execution), however many others are queued.
+        self._pending: dict[tuple[str, int], list[_Queued]] = {}
+        self._count = 0  # events in _pending
         self._cond = threading.Condition()
         self._queued = 0
         self._written = 0
@@ -135,8 +138,14 @@ class _Writer:
         self._batch_lock = threading.Lock()
 
     def put(self, item: _Queued) -> None:
+        lane = item[0]
         with self._cond:
-            self._pending.append(item)
+            queue = self._pending.get((lane.exec_id, id(lane.store)))
+            if queue is None:
+                self._pending[(lane.exec_id, id(lane.store))] = [item]
+            else:
+                queue.append(item)
+            self._count += 1
             self._queued += 1
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -144,7 +153,7 @@ class _Writer:
                 )
                 self._thread.start()
                 atexit.register(self.flush, 5.0)
-            elif len(self._pending) >= _BATCH:
+            elif self._count >= _BATCH:
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -173,11 +182,11 @@ class _Writer:
                 # sleep until something is (a waiting flush() must not make it spin).
                 deadline = time.monotonic() + _FLUSH_SECONDS
                 while True:
-                    if self._pending and (self._flushers or len(self._pending) >= _BATCH):
+                    if self._count and (self._flushers or self._count >= _BATCH):
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        if self._pending:
+                        if self._count:
                             break
                         deadline = time.monotonic() + _FLUSH_SECONDS
                         remaining = _FLUSH_SECONDS
@@ -185,7 +194,8 @@ class _Writer:
             # Held from taking a batch until it is stored: see take_execution().
             with self._batch_lock:
                 with self._cond:
-                    batch, self._pending = self._pending, []
+                    queues, self._pending, self._count = self._pending, {}, 0
+                batch = [item for queue in queues.values() for item in queue]
                 failed = 0
                 if batch:
                     failed = _write_batch(batch)
@@ -203,11 +213,10 @@ class _Writer:
         the positions stay in the order the events were published.
         """
         with self._batch_lock, self._cond:
-            mine = [i for i in self._pending if i[0].exec_id == exec_id and i[0].store is store]
+            mine = self._pending.pop((exec_id, id(store)), None)
             if not mine:
                 return []
-            taken = {id(i) for i in mine}
-            self._pending = [i for i in self._pending if id(i) not in taken]
+            self._count -= len(mine)
             # Handed over: flush() need not wait for them.
             self._written += len(mine)
             self._cond.notify_all()
