@@ -114,19 +114,22 @@ raw_commits(1500)  # a full-size WAL (1,000 frames before the first checkpoint)
 live.run(N).wait()  # and Kitaru's (each step writes several frames)
 misses.run(N, 10**9).wait()
 
-def per_step(run):
-    t = time.perf_counter()
+def per_step(run, cpu):
+    # Wall seconds per step; its CPU seconds (all threads, events included) go to cpu.
+    t, c = time.perf_counter(), time.process_time()
     empty.run().wait()
-    base = time.perf_counter() - t
-    t = time.perf_counter()
+    base, base_cpu = time.perf_counter() - t, time.process_time() - c
+    t, c = time.perf_counter(), time.process_time()
     run()
+    kitaru.events.flush()
+    cpu.append((time.process_time() - c - base_cpu) / N)
     return (time.perf_counter() - t - base) / N
 
-raws, offs, missed = [], [], []
+raws, offs, missed, offs_cpu, missed_cpu = [], [], [], [], []
 for r in range(3):
     raws.append(raw_commits(300))
-    offs.append(per_step(lambda: live.run(N).wait()))
-    missed.append(per_step(lambda r=r: misses.run(N, r * 10**6).wait()))
+    offs.append(per_step(lambda: live.run(N).wait(), offs_cpu))
+    missed.append(per_step(lambda r=r: misses.run(N, r * 10**6).wait(), missed_cpu))
 raw_s = statistics.median(raws)
 
 # Frames and bytes per step: checkpoints of the WAL off on a fresh connection.
@@ -156,6 +159,8 @@ report(
     cache_miss_ms=statistics.median(missed) * 1e3,
     cache_off_ratio=statistics.median(o / r for o, r in zip(offs, raws)),
     cache_miss_ratio=statistics.median(m / r for m, r in zip(missed, raws)),
+    cache_off_cpu_us=statistics.median(offs_cpu) * 1e6,
+    cache_miss_cpu_us=statistics.median(missed_cpu) * 1e6,
     wal_frames_per_step=frames,
     bytes_per_step=grown,
 )
@@ -245,13 +250,14 @@ def three(i):
     return c(b(a(i)))
 
 three.run(-1).wait()
-t = time.perf_counter()
+t, cpu0 = time.perf_counter(), time.process_time()
 handles = [three.run(i) for i in range(N)]
 submitted = time.perf_counter() - t
 for h in handles:
     h.wait()
 total = time.perf_counter() - t
-report(executions_per_s=N / total, submit_ms=submitted * 1e3)
+cpu = time.process_time() - cpu0
+report(executions_per_s=N / total, submit_ms=submitted * 1e3, cpu_per_execution_ms=cpu / N * 1e3)
 """
 
 _FANOUT = """
@@ -342,6 +348,8 @@ FIGURES = [
     ("step", "cache_off_ratio", "  / raw commit", "x", True),
     ("step", "cache_miss_ms", "no-op checkpoint, cache on (live miss)", "ms", True),
     ("step", "cache_miss_ratio", "  / raw commit", "x", True),
+    ("step", "cache_off_cpu_us", "CPU per step, all threads, cache off", "us", True),
+    ("step", "cache_miss_cpu_us", "CPU per step, all threads, live miss", "us", True),
     ("step", "wal_frames_per_step", "WAL frames written per step (cache miss)", "", True),
     ("step", "bytes_per_step", "bytes the database grows per step (cache miss)", "B", True),
     (
@@ -356,6 +364,7 @@ FIGURES = [
     ("resume", "client_retry_ms", "  client retry() returns", "ms", True),
     ("volume", "executions_per_s", "executions x 3 steps started with .run()", "/s", False),
     ("volume", "submit_ms", "  time to submit them all", "ms", True),
+    ("volume", "cpu_per_execution_ms", "  CPU per execution, all threads", "ms", True),
     ("fanout", "fanout_ms", "fan-out 16 x 100 ms (.submit)", "ms", True),
 ]
 SECTIONS = ["step", "script", "resume", "volume", "fanout"]
@@ -366,7 +375,7 @@ def _fmt(value: float | None, unit: str) -> str:
         return "ERROR"
     if unit == "x":
         return f"{value:.2f}x"
-    if unit in ("B", "/s"):
+    if unit in ("B", "/s", "us"):
         return f"{value:.0f} {unit}".strip()
     if unit == "":
         return f"{value:.2f}"
