@@ -139,10 +139,11 @@ class _Writer:
 
     def put(self, item: _Queued) -> None:
         lane = item[0]
+        key = (lane.exec_id, id(lane.store))
         with self._cond:
-            queue = self._pending.get((lane.exec_id, id(lane.store)))
+            queue = self._pending.get(key)
             if queue is None:
-                self._pending[(lane.exec_id, id(lane.store))] = [item]
+                self._pending[key] = [item]
             else:
                 queue.append(item)
             self._count += 1
