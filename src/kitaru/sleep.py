@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.sleeps import seconds_of, sleep_in_body
 from kitaru.errors import KitaruContextError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 
 def sleep(duration: float | timedelta, *, name: str | None = None) -> None:

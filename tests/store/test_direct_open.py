@@ -237,6 +237,8 @@ _SCRIPT = textwrap.dedent(
         raise AssertionError("the failed flow's wait() returned")
     kitaru._runtime.logcapture.flush()
     heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "kitaru._store.schema")
+    # Nor what only other stores or other features need (start-up cost of every script).
+    heavy += ("kitaru._store._pg_direct", "concurrent.futures", "pickle", "runpy")
     print(sorted(m for m in heavy if m in sys.modules))
     logs = kitaru.KitaruClient().executions.logs(handle.exec_id)
     print([entry.message for entry in logs])

@@ -19,7 +19,6 @@ import enum
 import hashlib
 import importlib
 import json
-import pickle
 import sys
 import warnings
 from collections.abc import Callable
@@ -445,6 +444,8 @@ def deserialize(s: Serialized) -> Any:
             return _deserialize_tuple(s.data)
         if serializer == PICKLE:
             _check_pickle_load(s)
+            import pickle  # cloudpickle's output: most stores never hold one
+
             return pickle.loads(s.data)
     except KitaruError:
         raise

@@ -7,7 +7,6 @@ running; the first call without one goes live, and so does everything after.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import contextvars
 import hashlib
@@ -56,6 +55,8 @@ from kitaru.errors import (
 logger = logging.getLogger("kitaru")
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from kitaru._backend import Backend
     from kitaru._runtime.replaying import ReplayDirectives
 
@@ -371,6 +372,8 @@ class ExecutionContext:
         after: Sequence[CheckpointFuture] = (),
     ) -> CheckpointFuture:
         """Run a call on this execution's bounded pool; the memo is consulted now."""
+        import concurrent.futures  # only flows that submit pay for it
+
         self._concurrent_ids.add(call_id)
         found = self.begin_call(spec, call_id)
         if found is not NOT_RECORDED:

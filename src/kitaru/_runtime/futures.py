@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported by the first .submit() (see ExecutionContext.submit)
+    import concurrent.futures
 
 
 class CheckpointFuture:
@@ -36,7 +38,7 @@ class CheckpointFuture:
     def result(self, timeout: float | None = None) -> Any:
         try:
             value = self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:  # concurrent.futures' (the builtin since 3.11)
             raise  # the outcome is still unknown: not collected
         except BaseException:
             self._collect(failed=True)

@@ -17,7 +17,6 @@ import functools
 import importlib
 import inspect
 import os
-import runpy
 import sys
 import threading
 import weakref
@@ -203,6 +202,8 @@ def _run_script(path: str) -> Any:
     script_dir = str(Path(path).parent)
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
+    import runpy  # only when a script's flow is loaded again
+
     namespace = runpy.run_path(path, run_name="__mp_main__")
     module = type(sys)("__mp_main__")
     module.__dict__.update(namespace)

@@ -12,10 +12,10 @@ and ``kitaru worker`` resumes it when the sleep is over or the child has ended
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from kitaru._runtime.waits import POLL_SECONDS, WaitSuspended
@@ -53,8 +53,10 @@ def release_after() -> float:
 
 def seconds_of(duration: Any) -> float:
     """``duration`` (seconds or a ``timedelta``) as non-negative seconds."""
-    if isinstance(duration, timedelta):
-        seconds = duration.total_seconds()
+    # A timedelta means datetime is imported already: import kitaru does not pay for it.
+    datetime = sys.modules.get("datetime")
+    if datetime is not None and isinstance(duration, datetime.timedelta):
+        seconds: float = duration.total_seconds()
     elif isinstance(duration, int | float) and not isinstance(duration, bool):
         seconds = float(duration)
     else:

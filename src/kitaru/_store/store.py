@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from kitaru._lazy import LazyModule
 from kitaru._store import _columns, _logs, cache_keys, call_inputs, call_outputs
 from kitaru._store._ownership import OwnershipMixin
-from kitaru._store._pg_direct import AllBusy, PgDirect
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
     _CALL_COLUMNS,
@@ -75,12 +74,14 @@ from kitaru.errors import KitaruBackendError, execution_not_found
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from kitaru._store import _delete, _events, _outputs, time_schema
+    from kitaru._store import _delete, _events, _outputs, _pg_direct, time_schema
     from kitaru._store import schema as t
+    from kitaru._store._pg_direct import PgDirect
 else:  # imported on first use (see _lazy); events only once a flow publishes one
     _delete = LazyModule("kitaru._store._delete")
     _events = LazyModule("kitaru._store._events")
     _outputs = LazyModule("kitaru._store._outputs")
+    _pg_direct = LazyModule("kitaru._store._pg_direct")  # PostgreSQL only
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
     time_schema = LazyModule("kitaru._store.time_schema")
@@ -149,7 +150,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             for art, att, fenced in itertools.product((False, True), repeat=3):
                 self._pg_record_call[(art, att, fenced)] = _pg_record_call(art, att, fenced)
-            self._pg_direct = PgDirect(
+            self._pg_direct = _pg_direct.PgDirect(
                 self.engine,
                 {
                     **self._pg_record_call,
@@ -479,7 +480,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
                 if self._pg_direct.fetch(key, params) is None:
                     raise self._stale(call.exec_id, fence)
                 return
-            except AllBusy:
+            except _pg_direct.AllBusy:
                 pass
             statement = self._pg_record_call[key]  # every fast connection is busy
             try:
@@ -625,7 +626,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
         if self._sqlite is not None:  # runs before every live checkpoint with the cache on
             return self._sqlite.cached_output(params)
         if self._pg_direct is not None:
-            with contextlib.suppress(AllBusy):
+            with contextlib.suppress(_pg_direct.AllBusy):
                 found = self._pg_direct.fetch("cache_lookup", params)
                 return None if found is None else _call_from_joined_row(found)
         engine = self._autocommit_engine or self.engine
@@ -653,7 +654,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             )
             try:
                 found = self._pg_direct.fetch("take_cached", params)
-            except AllBusy:
+            except _pg_direct.AllBusy:
                 pass
             else:
                 if found is None:
