@@ -70,6 +70,8 @@ def _candidates(here: str) -> tuple[tuple[str, Path], ...]:
 
 @dataclass
 class _Parsed:
+    """The last read of a pyproject.toml."""
+
     raw: bytes
     table: dict[str, Any] | None  # None: the file cannot be used
     problem: str | None = None  # why not, for the error or the warning

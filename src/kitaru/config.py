@@ -537,6 +537,8 @@ def _pyproject_where(path: Path, key: str) -> str:
 
 @dataclass(frozen=True)
 class _Layer:
+    """The settings one source gives (None: not set there)."""
+
     source: str
     stack: str | None = None
     cache: bool | None = None

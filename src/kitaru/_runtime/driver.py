@@ -268,13 +268,22 @@ def _record_runner_failure(
         _runner_failures[record.id] = live
 
 
-@dataclass
 class _Outcome:
-    ok: bool
-    value: Any = None
-    failure: dict[str, Any] | None = None
-    cancelled: bool = False
-    suspended: bool = False
+    """How a run of the body ended."""
+
+    __slots__ = ("cancelled", "failure", "ok", "suspended", "value")
+
+    def __init__(
+        self,
+        *,
+        ok: bool,
+        value: Any = None,
+        failure: dict[str, Any] | None = None,
+        cancelled: bool = False,
+        suspended: bool = False,
+    ) -> None:
+        self.ok, self.value, self.failure = ok, value, failure
+        self.cancelled, self.suspended = cancelled, suspended
 
     @property
     def status(self) -> str:

@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kitaru._ids import random_hex
@@ -128,11 +127,13 @@ def lease_seconds() -> float:
     return float(os.environ.get("KITARU_LEASE_SECONDS", "30"))
 
 
-@dataclass
 class _Held:
-    store: Store
-    fence: int
-    cancel: threading.Event
+    """An execution whose lease this process renews."""
+
+    __slots__ = ("cancel", "fence", "store")
+
+    def __init__(self, store: Store, fence: int, cancel: threading.Event) -> None:
+        self.store, self.fence, self.cancel = store, fence, cancel
 
 
 class LeaseKeeper:

@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 logger = logging.getLogger("kitaru")
 
@@ -28,11 +27,13 @@ def mark_after() -> float:
     return float(os.environ.get("KITARU_RUNNING_MARK_AFTER", "1.0"))
 
 
-@dataclass
 class _InFlight:
-    started: float
-    mark: Callable[[], None]
-    marked: bool = False
+    """A call in flight: when it started, and how to mark it running."""
+
+    __slots__ = ("mark", "marked", "started")
+
+    def __init__(self, started: float, mark: Callable[[], None]) -> None:
+        self.started, self.mark, self.marked = started, mark, False
 
 
 class InFlightCalls:

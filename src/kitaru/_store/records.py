@@ -63,6 +63,8 @@ class StaleOwnerError(KitaruStateError):
 
 @dataclass(slots=True)
 class ArtifactRecord:
+    """A stored value: inline bytes or a blob, and what wrote it."""
+
     id: str
     exec_id: str | None
     call_id: str | None
@@ -81,6 +83,8 @@ class ArtifactRecord:
 
 @dataclass(slots=True)
 class AttemptRecord:
+    """A run of a checkpoint call that failed or was retried (a first success is in the call)."""
+
     exec_id: str
     call_id: str
     attempt: int
@@ -95,6 +99,8 @@ class AttemptRecord:
 
 @dataclass(slots=True)
 class CallRecord:
+    """One checkpoint call of an execution, as stored."""
+
     exec_id: str
     call_id: str
     seq: int
@@ -172,6 +178,8 @@ class RecordedCall(NamedTuple):
 
 @dataclass(slots=True)
 class ExecutionRecord:
+    """One execution of a flow, as stored."""
+
     id: str
     flow_name: str
     flow_ref: dict[str, Any]
@@ -210,6 +218,8 @@ class WaitStatus(StrEnum):
 
 @dataclass(slots=True)
 class WaitRecord:
+    """A ``kitaru.wait()`` point of an execution and its answer."""
+
     exec_id: str
     wait_id: str
     status: WaitStatus
@@ -226,6 +236,8 @@ class WaitRecord:
 
 @dataclass(slots=True)
 class LogRecord:
+    """A captured log line or stream line of an execution."""
+
     exec_id: str
     ts: float
     stream: str
@@ -259,6 +271,8 @@ class SuspensionRecord:
 
 @dataclass(slots=True)
 class ScheduleRecord:
+    """A schedule that starts a flow at the slots of a cron expression."""
+
     name: str
     flow_name: str
     flow_ref: dict[str, Any]
@@ -274,6 +288,8 @@ class ScheduleRecord:
 
 @dataclass(slots=True)
 class ScheduleFireRecord:
+    """A schedule slot claimed by a worker, and the execution it starts."""
+
     schedule_name: str
     slot: float
     exec_id: str

@@ -25,6 +25,8 @@ CREDENTIALS_FILENAME = "credentials.json"
 
 @dataclass(frozen=True)
 class Connection:
+    """A Kitaru server and the API key to use it with."""
+
     url: str
     api_key: str = field(repr=False)
     #: connect() | environment | kitaru login
