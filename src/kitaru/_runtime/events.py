@@ -570,6 +570,10 @@ def child_env(frame: CheckpointFrame) -> dict[str, str]:
     lane = frame.events
     if lane is None:
         return {}
+    # The child stores its events itself, at once: what this process queued for the
+    # execution (the attempt's started event) is stored first, or the child's events
+    # would take earlier positions whenever the child is quicker than the writer.
+    flush_execution(lane.exec_id, lane.store)
     return {CORRELATION_ENV: lane.correlation_id, NEXT_INDEX_ENV: str(lane.next_index)}
 
 
