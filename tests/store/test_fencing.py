@@ -101,16 +101,18 @@ def test_a_stale_checkpoint_write_with_saved_artifacts_raises(
     assert store.get_artifact(output.id) is None
 
 
+@pytest.mark.parametrize("lone_row", [False, True])
 def test_a_checkpoint_write_after_cancel_raises(
-    store: Store, records: Records, cancelled: ExecutionRecord
+    store: Store, records: Records, cancelled: ExecutionRecord, lone_row: bool
 ) -> None:
-    artifact = records.artifact(cancelled.id, "step")
+    """``lone_row``: the usual checkpoint, its call row alone (one guarded statement on
+    SQLite); else with its output artifact and an attempt row."""
+    artifact = None if lone_row else records.artifact(cancelled.id, "step")
     call = records.call(cancelled.id, "step", artifact=artifact)
+    attempt = None if lone_row else records.attempt(cancelled.id, "step")
 
     with pytest.raises(StaleOwnerError):
-        store.record_call(
-            call, artifact=artifact, attempt=records.attempt(cancelled.id, "step"), fence=1
-        )
+        store.record_call(call, artifact=artifact, attempt=attempt, fence=1)
 
     assert store.calls(cancelled.id) == []
     assert store.require_execution(cancelled.id).status is ExecutionStatus.CANCELLED

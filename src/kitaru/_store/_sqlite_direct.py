@@ -67,10 +67,12 @@ _MAX_GROUP = 64
 class _Write(Generic[_T]):
     """One caller's write, waiting for the commit that covers it."""
 
-    __slots__ = ("done", "error", "lead", "op", "result", "wake")
+    __slots__ = ("done", "error", "lead", "op", "result", "single", "wake")
 
-    def __init__(self, op: Callable[[sqlite3.Cursor], _T]) -> None:
+    def __init__(self, op: Callable[[sqlite3.Cursor], _T], single: bool) -> None:
         self.op = op
+        #: ``op`` is one statement: alone in a commit, SQLite's own transaction is enough.
+        self.single = single
         self.done = False
         #: This caller commits the queue (see SQLiteDirect._grouped).
         self.lead = False
@@ -145,7 +147,18 @@ class SQLiteDirect:
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
 
-    def _grouped(self, op: Callable[[sqlite3.Cursor], _T], action: str) -> _T:
+    def _statement(self, action: str, write: _Write[Any]) -> None:
+        """A one-statement write in SQLite's implicit transaction: a write statement takes
+        the write lock when it starts (as BEGIN IMMEDIATE would) and commits when done."""
+        try:
+            with self._lock:
+                write.result = write.op(self._cursor())
+        except sqlite3.Error as exc:
+            raise self._error(exc, action) from exc
+
+    def _grouped(
+        self, op: Callable[[sqlite3.Cursor], _T], action: str, *, single: bool = False
+    ) -> _T:
         """Run ``op`` in a write transaction, with whatever other threads queued meanwhile.
 
         One caller at a time leads: it commits the queue in batches until its own
@@ -155,7 +168,7 @@ class SQLiteDirect:
         if self._pid != os.getpid():  # a forked child: nothing of the parent's queue
             self._pending, self._pending_lock = [], threading.Lock()
             self._leading, self._pid = False, os.getpid()
-        mine: _Write[_T] = _Write(op)
+        mine: _Write[_T] = _Write(op, single)
         with self._pending_lock:
             self._pending.append(mine)
             if self._leading:
@@ -218,6 +231,9 @@ class SQLiteDirect:
             try:
                 if len(batch) == 1:
                     (only,) = batch
+                    if only.single:  # one statement: its own transaction, no BEGIN/COMMIT
+                        self._statement(action, only)
+                        return
 
                     def one(cursor: sqlite3.Cursor) -> None:
                         only.result = only.op(cursor)
@@ -286,6 +302,16 @@ class SQLiteDirect:
             values = (*values[:at], None, *values[at + 1 :], *output)
         else:
             values += output
+        if fence is not None and artifact is None and attempt is None and not extra_artifacts:
+            # The usual checkpoint: one guarded statement (see _statements.guarded_call).
+            guarded, sql = (*values, call.exec_id, fence), fast.guarded_call
+
+            def write_row(cursor: sqlite3.Cursor) -> None:
+                if cursor.execute(sql, guarded).rowcount != 1:
+                    raise self._stale(call.exec_id, fence)
+
+            self._grouped(write_row, "write", single=True)
+            return
 
         def write(cursor: sqlite3.Cursor) -> None:
             if fence is not None:

@@ -162,6 +162,18 @@ class _SQLiteStatements:
         self.call = _insert(
             c.CALLS, call_columns, f" ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
         )
+        # The same write guarded by the execution's fence in the statement itself:
+        # parameters as for ``call``, then the execution's id and fence. It writes no
+        # row (rowcount 0) unless the execution is running under that fence, so a lone
+        # call row is one statement, which SQLite commits on its own (no BEGIN/COMMIT).
+        # (The SELECT's WHERE also keeps the upsert's ON CONFLICT unambiguous.)
+        running = ExecutionStatus.RUNNING.value
+        self.guarded_call = (
+            f"INSERT INTO {c.CALLS} ({', '.join(call_columns)}) "
+            f"SELECT {', '.join('?' * len(call_columns))} WHERE EXISTS (SELECT 1 FROM "
+            f"{c.EXECUTIONS} WHERE id = ? AND fence = ? AND status = '{running}') "
+            f"ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates}"
+        )
         # A long call's running mark (``Store.mark_running``): it never replaces a call
         # that has an output or the failure its own run recorded meanwhile.
         self.mark_running = _insert(
