@@ -280,6 +280,40 @@ time.sleep(60)
 """
 
 
+_KILLED_LONE_ROW_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from _support import Records
+from kitaru._store import Store
+from kitaru._store.records import ExecutionStatus
+
+store = Store(sys.argv[1])
+records = Records()
+execution = records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1)
+store.create_execution(execution)
+# The usual checkpoint: its call row alone, through the fence (one statement on SQLite).
+store.record_call(records.call(execution.id, "train", 0), fence=1)
+print(execution.id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_lone_fenced_call_row_survives_sigkill(store_url: str, spawn: Spawn) -> None:
+    """Durable when record_call returns: the commit is not left to a later write."""
+    child = spawn(_KILLED_LONE_ROW_CHILD, store_url, _SUPPORT_DIR)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert line, f"the child died before recording: {child.communicate()[1]}"
+    store = Store(store_url)
+    try:
+        [call] = store.calls(line.strip())
+        assert (call.call_id, call.status) == ("train", CallStatus.COMPLETED)
+    finally:
+        store.dispose()
+
+
 def test_a_recorded_call_survives_sigkill(store_url: str, spawn: Spawn) -> None:
     child = spawn(_KILLED_CHILD, store_url, _SUPPORT_DIR)
     assert child.stdout is not None

@@ -152,7 +152,10 @@ class SQLiteDirect:
         the write lock when it starts (as BEGIN IMMEDIATE would) and commits when done."""
         try:
             with self._lock:
-                write.result = write.op(self._cursor())
+                cursor = self._cursor()
+                write.result = write.op(cursor)
+                if cursor.connection.in_transaction:  # never left open (see configure_sqlite)
+                    cursor.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
 
