@@ -153,6 +153,61 @@ def test_concurrent_fenced_writes_land_or_are_refused_one_by_one(
         assert max(batches) > 1  # the writers that queued up shared a commit
 
 
+def test_a_row_the_database_refuses_in_a_shared_commit_fails_alone(
+    store: Store, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lone call rows sharing a commit go in without savepoints (a failing statement is
+    undone alone): one the database refuses fails its caller only, the others land."""
+    direct = getattr(store, "_sqlite", None)
+    if direct is None:
+        pytest.skip("SQLite's group commit (this store commits each write itself)")
+    executions = [
+        records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1) for _ in range(4)
+    ]
+    for execution in executions:
+        store.create_execution(execution)
+    batches: list[int] = []
+    commit = direct._commit
+
+    def slow_first(batch: list[Any], action: str) -> None:
+        batches.append(len(batch))
+        if len(batches) == 1:
+            time.sleep(0.3)  # the other three queue up meanwhile and share the next commit
+        commit(batch, action)
+
+    monkeypatch.setattr(direct, "_commit", slow_first)
+    outcome: dict[int, str] = {}
+
+    def write(index: int) -> None:
+        call = records.call(executions[index].id, "step", 0)
+        if index == 2:
+            call.name = None  # type: ignore[assignment]  # NOT NULL: refused
+        try:
+            store.record_call(call, fence=1)
+            outcome[index] = "written"
+        except Exception as exc:
+            outcome[index] = f"{type(exc).__name__}: {exc}"
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    time.sleep(0.1)
+    others = [threading.Thread(target=write, args=(i,)) for i in (1, 2, 3)]
+    for thread in others:
+        thread.start()
+    for thread in (first, *others):
+        thread.join(timeout=30)
+    assert batches == [1, 3]
+    assert {i: text.split(":")[0] for i, text in outcome.items()} == {
+        0: "written",
+        1: "written",
+        2: "KitaruBackendError",
+        3: "written",
+    }
+    assert "NOT NULL" in outcome[2]
+    for index, execution in enumerate(executions):
+        assert [c.call_id for c in store.calls(execution.id)] == ([] if index == 2 else ["step"])
+
+
 def test_a_writer_interrupted_while_queued_leaves_the_others_going(
     tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:

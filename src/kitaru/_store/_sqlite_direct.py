@@ -246,16 +246,25 @@ class SQLiteDirect:
 
                 def each(cursor: sqlite3.Cursor) -> None:
                     for write in batch:
-                        cursor.execute("SAVEPOINT kitaru_write")
+                        # A one-statement write needs no savepoint: a statement that
+                        # fails is undone alone and the transaction goes on (SQLite's
+                        # default ABORT), unless SQLite ended the transaction itself.
+                        if not write.single:
+                            cursor.execute("SAVEPOINT kitaru_write")
                         try:
                             write.result = write.op(cursor)
                         except Exception as exc:
-                            cursor.execute("ROLLBACK TO kitaru_write")
+                            if write.single:
+                                if not cursor.connection.in_transaction:
+                                    raise  # all of the batch is undone: all of it fails
+                            else:
+                                cursor.execute("ROLLBACK TO kitaru_write")
                             if isinstance(exc, sqlite3.Error):
                                 write.error = self._error(exc, action)
                             else:
                                 write.error = exc
-                        cursor.execute("RELEASE kitaru_write")
+                        if not write.single:
+                            cursor.execute("RELEASE kitaru_write")
 
                 self._transaction(action, each)
             except Exception as exc:  # the commit failed (or never happened): all of it
