@@ -154,13 +154,14 @@ def test_concurrent_fenced_writes_land_or_are_refused_one_by_one(
 
 
 def test_a_row_the_database_refuses_in_a_shared_commit_fails_alone(
-    store: Store, records: Records, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lone call rows sharing a commit go in without savepoints (a failing statement is
-    undone alone): one the database refuses fails its caller only, the others land."""
-    direct = getattr(store, "_sqlite", None)
-    if direct is None:
-        pytest.skip("SQLite's group commit (this store commits each write itself)")
+    """SQLite's group commit: lone call rows sharing a commit go in without savepoints (a
+    failing statement is undone alone), so one the database refuses fails its caller
+    only, and the others land."""
+    store = Store(f"sqlite:///{tmp_path / 'k.db'}")
+    direct = store._sqlite
+    assert direct is not None
     executions = [
         records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1) for _ in range(4)
     ]
@@ -206,6 +207,7 @@ def test_a_row_the_database_refuses_in_a_shared_commit_fails_alone(
     assert "NOT NULL" in outcome[2]
     for index, execution in enumerate(executions):
         assert [c.call_id for c in store.calls(execution.id)] == ([] if index == 2 else ["step"])
+    store.dispose()
 
 
 def test_a_writer_interrupted_while_queued_leaves_the_others_going(
