@@ -41,6 +41,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CURRENT_SRC = HERE.parent / "src"
+sys.path.insert(0, str(HERE))
+import workloads  # noqa: E402  (the workloads' code, counted here the same)
 
 _PRELUDE = """
 import os, sys
@@ -69,43 +71,15 @@ live.run(N, os.getpid() * 10**6).wait()
 kitaru.events.flush()
 """
 
-_EXECUTIONS = """
-@checkpoint
-def a(i):
-    return i
-
-@checkpoint
-def b(i):
-    return i + 1
-
-@checkpoint
-def c(i):
-    return i + 2
-
-@flow
-def three(i):
-    return c(b(a(i)))
-
+_EXECUTIONS = (
+    workloads.THREE_STEP_FLOW
+    + """
 three.run(-1).wait()
 for i in range(N):
     three.run(i).wait()
 kitaru.events.flush()
 """
-
-_SCRIPT = """
-from kitaru import checkpoint, flow
-
-@checkpoint
-def step(x: int) -> int:
-    return x + 1
-
-@flow
-def one(x: int) -> int:
-    return step(x)
-
-if __name__ == "__main__":
-    assert one.run(1).wait() == 2
-"""
+)
 
 SECTIONS = ["step_off", "step_miss", "execution", "script", "import"]
 _LABELS = {
@@ -177,7 +151,7 @@ def measure(name: str, src: Path) -> float:
         env = {"KITARU_CONFIG_PATH": str(work / "home")}
         if name == "script":
             script = work / "script.py"
-            script.write_text(_SCRIPT)
+            script.write_text(workloads.SCRIPT_FILE)
             args = [sys.executable, str(script)]
         else:
             args = [sys.executable, "-c", "import kitaru"]

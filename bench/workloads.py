@@ -166,7 +166,8 @@ report(
 )
 """
 
-_SCRIPT_FILE = """
+#: A script running a one-checkpoint flow (also counted by instructions.py).
+SCRIPT_FILE = """
 from kitaru import checkpoint, flow
 
 @checkpoint
@@ -230,9 +231,8 @@ handle.wait()
 report(runner_ms=runner * 1e3, client_retry_ms=client_returned * 1e3)
 """
 
-_VOLUME = """
-N = int(sys.argv[2])
-
+#: A flow of three checkpoints (also counted by instructions.py).
+THREE_STEP_FLOW = """
 @checkpoint
 def a(i):
     return i
@@ -248,7 +248,14 @@ def c(i):
 @flow
 def three(i):
     return c(b(a(i)))
+"""
 
+_VOLUME = (
+    """
+N = int(sys.argv[2])
+"""
+    + THREE_STEP_FLOW
+    + """
 three.run(-1).wait()
 t, cpu0 = time.perf_counter(), time.process_time()
 handles = [three.run(i) for i in range(N)]
@@ -259,6 +266,7 @@ total = time.perf_counter() - t
 cpu = time.process_time() - cpu0
 report(executions_per_s=N / total, submit_ms=submitted * 1e3, cpu_per_execution_ms=cpu / N * 1e3)
 """
+)
 
 _FANOUT = """
 @checkpoint
@@ -302,7 +310,7 @@ def _run_python(src: Path, code: str, workdir: Path, *args: str) -> dict[str, An
 def _script(src: Path, workdir: Path) -> dict[str, Any]:
     """Wall time of ``python script.py`` (one-checkpoint flow), existing and new store."""
     script = workdir / "script.py"
-    script.write_text(_SCRIPT_FILE)
+    script.write_text(SCRIPT_FILE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     env["PYTHONPATH"] = str(src)
     # As for a user: the first run writes the .pyc files the others load. Without

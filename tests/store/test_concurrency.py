@@ -355,30 +355,31 @@ time.sleep(60)
 """
 
 
-def test_a_lone_fenced_call_row_survives_sigkill(store_url: str, spawn: Spawn) -> None:
-    """Durable when record_call returns: the commit is not left to a later write."""
-    child = spawn(_KILLED_LONE_ROW_CHILD, store_url, _SUPPORT_DIR)
-    assert child.stdout is not None
-    line = child.stdout.readline()
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
-    assert line, f"the child died before recording: {child.communicate()[1]}"
-    store = Store(store_url)
-    try:
-        [call] = store.calls(line.strip())
-        assert (call.call_id, call.status) == ("train", CallStatus.COMPLETED)
-    finally:
-        store.dispose()
-
-
-def test_a_recorded_call_survives_sigkill(store_url: str, spawn: Spawn) -> None:
-    child = spawn(_KILLED_CHILD, store_url, _SUPPORT_DIR)
+def _recorded_then_killed(spawn: Spawn, child_code: str, store_url: str) -> str:
+    """Run ``child_code`` until it says it recorded, SIGKILL it; the line it printed."""
+    child = spawn(child_code, store_url, _SUPPORT_DIR)
     assert child.stdout is not None
     line = child.stdout.readline()
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert line, f"the child died before recording: {child.communicate()[1]}"
     assert child.returncode == -signal.SIGKILL
+    return line
+
+
+def test_a_lone_fenced_call_row_survives_sigkill(store_url: str, spawn: Spawn) -> None:
+    """Durable when record_call returns: the commit is not left to a later write."""
+    exec_id = _recorded_then_killed(spawn, _KILLED_LONE_ROW_CHILD, store_url).strip()
+    store = Store(store_url)
+    try:
+        [call] = store.calls(exec_id)
+        assert (call.call_id, call.status) == ("train", CallStatus.COMPLETED)
+    finally:
+        store.dispose()
+
+
+def test_a_recorded_call_survives_sigkill(store_url: str, spawn: Spawn) -> None:
+    line = _recorded_then_killed(spawn, _KILLED_CHILD, store_url)
     exec_id, artifact_id = line.split()
 
     store = Store(store_url)
