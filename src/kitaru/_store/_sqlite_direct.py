@@ -311,7 +311,18 @@ class SQLiteDirect:
         values = fast.call_values(call)
         if output is not call_outputs.NO_OUTPUT:  # its id is the row's: not stored again
             at = _ARTIFACT_ID
-            values = (*values[:at], None, *values[at + 1 :], *output)
+            serializer, type_path, data, crc32 = output
+            # A bytearray: bound as a BLOB without the driver's adapter lookup (see
+            # _statements: call_values); read back as bytes like any BLOB.
+            values = (
+                *values[:at],
+                None,
+                *values[at + 1 :],
+                serializer,
+                type_path,
+                bytearray(data),
+                crc32,
+            )
         else:
             values += output
         if fence is not None and artifact is None and attempt is None and not extra_artifacts:

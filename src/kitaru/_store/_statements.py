@@ -192,7 +192,11 @@ class _SQLiteStatements:
         self.artifact_values = self.artifact.record_values()
         self.call_values = _DriverStatement(
             "", c.CALL_COLUMNS, c.JSON_COLUMNS[c.CALLS]
-        ).record_values({"cache_key": cache_keys.stored})
+        ).record_values(
+            # An int, not a bool: the driver binds exact ints, str, float and bytearray
+            # as they are, and sends anything else through its adapter lookup (~0.4 µs).
+            {"cache_key": cache_keys.stored, "concurrent": int}
+        )
         self.attempt_values = self.attempt.record_values()
         self.owner = f"SELECT fence, status FROM {c.EXECUTIONS} WHERE id = ?"
         self.execution_by_id = (
