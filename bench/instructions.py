@@ -6,7 +6,7 @@ Usage::
 
 Wall-clock figures of a shared 2-core VM move by 10-50% between runs of the same
 code; ``valgrind --tool=callgrind`` counts the instructions a process executes, all
-threads included, and gives the same count to about 0.1% run after run. This counts:
+threads included, and gives about the same count (within ~0.3%) run after run. This counts:
 
 ``step_off`` / ``step_miss``
     One no-op checkpoint, cache off and cache on with fresh inputs (a live miss):
