@@ -74,8 +74,9 @@ class Server:
 RUN_FLOW = """
 from tests.server import _flows
 handle = _flows.{flow}.run({args})
-print("EXEC", handle.exec_id, flush=True)
-print("RESULT", handle.wait(timeout=60), flush=True)
+# One write per line: the flow's steps print from another thread meanwhile.
+print("EXEC " + handle.exec_id + "\\n", end="", flush=True)
+print("RESULT " + str(handle.wait(timeout=60)) + "\\n", end="", flush=True)
 """
 
 

@@ -32,7 +32,7 @@ def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # The step prints while the main thread prints the id: the two may share a line.
-    exec_id = re.search(r"EXEC (\S+)", result.stdout)
+    exec_id = re.search(r"EXEC ([0-9a-f-]{36})", result.stdout)
     assert exec_id is not None, result.stdout
     assert re.search(r"^RESULT 5$", result.stdout, re.M), result.stdout
     # The runner had no access to the store: everything it recorded went through the server.
@@ -45,7 +45,7 @@ def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> No
 CRASH = """
 from tests.server import _flows
 handle = _flows.crashy.run(3, {marker!r})
-print("EXEC", handle.exec_id, flush=True)
+print("EXEC " + handle.exec_id + "\\n", end="", flush=True)  # one write: steps print meanwhile
 handle.wait()
 """
 
