@@ -282,7 +282,9 @@ _CLIENT_SERVER_STARTUP_FAILED: Final = (
     "Starting Ray client server failed",
     "Proxy failed to Connect to backend",
 )
-_INIT_ATTEMPTS: Final = 3
+#: Seen failing twice in a row on a loaded 2-core machine (each try takes the proxier
+#: ~40 s to give up): worth a few tries before a run fails.
+_INIT_ATTEMPTS: Final = 5
 
 
 def _init(ray: Any, address: str, options: dict[str, Any]) -> None:
@@ -298,7 +300,7 @@ def _init(ray: Any, address: str, options: dict[str, Any]) -> None:
             logger.info("Ray Client server failed to start (attempt %d); retrying", attempt)
             with contextlib.suppress(Exception):
                 ray.shutdown()
-            time.sleep(0.5 * attempt)
+            time.sleep(min(2.0 * attempt, 5.0))  # let the loaded proxier settle
 
 
 def _check_listening(name: str, address: str) -> None:
