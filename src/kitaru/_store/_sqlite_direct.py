@@ -71,7 +71,8 @@ class _Write(Generic[_T]):
 
     def __init__(self, op: Callable[[sqlite3.Cursor], _T], single: bool) -> None:
         self.op = op
-        #: ``op`` is one statement: alone in a commit, SQLite's own transaction is enough.
+        #: ``op`` is one write statement: SQLite's own transaction is enough (see
+        #: SQLiteDirect._transaction), and in a shared one it needs no savepoint.
         self.single = single
         self.done = False
         #: This caller commits the queue (see SQLiteDirect._grouped).
@@ -130,31 +131,28 @@ class SQLiteDirect:
             cursor.execute("ROLLBACK")
         return cursor
 
-    def _transaction(self, action: str, op: Callable[[sqlite3.Cursor], None]) -> None:
+    def _transaction(
+        self, action: str, op: Callable[[sqlite3.Cursor], None], *, implicit: bool = False
+    ) -> None:
         """``op`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` under the writer lock; store
-        errors typed. (A plain call, not a context manager: it runs once per checkpoint.)"""
+        errors typed. (A plain call, not a context manager: it runs once per checkpoint.)
+
+        ``implicit``: ``op`` is one write statement, which SQLite runs in a transaction of
+        its own: it takes the write lock when it starts (as BEGIN IMMEDIATE would) and
+        commits when it ends, so neither BEGIN nor COMMIT is sent."""
         try:
             with self._lock:
                 cursor = self._cursor()
-                cursor.execute("BEGIN IMMEDIATE")
+                if not implicit:
+                    cursor.execute("BEGIN IMMEDIATE")
                 try:
                     op(cursor)
                 except BaseException:
                     if cursor.connection.in_transaction:  # SQLite may have ended it already
                         cursor.execute("ROLLBACK")
                     raise
-                cursor.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error(exc, action) from exc
-
-    def _statement(self, action: str, write: _Write[Any]) -> None:
-        """A one-statement write in SQLite's implicit transaction: a write statement takes
-        the write lock when it starts (as BEGIN IMMEDIATE would) and commits when done."""
-        try:
-            with self._lock:
-                cursor = self._cursor()
-                write.result = write.op(cursor)
-                if cursor.connection.in_transaction:  # never left open (see configure_sqlite)
+                # (An implicit one is never left open: see configure_sqlite.)
+                if not implicit or cursor.connection.in_transaction:
                     cursor.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
@@ -234,14 +232,11 @@ class SQLiteDirect:
             try:
                 if len(batch) == 1:
                     (only,) = batch
-                    if only.single:  # one statement: its own transaction, no BEGIN/COMMIT
-                        self._statement(action, only)
-                        return
 
                     def one(cursor: sqlite3.Cursor) -> None:
                         only.result = only.op(cursor)
 
-                    self._transaction(action, one)
+                    self._transaction(action, one, implicit=only.single)
                     return
 
                 def each(cursor: sqlite3.Cursor) -> None:
@@ -249,21 +244,21 @@ class SQLiteDirect:
                         # A one-statement write needs no savepoint: a statement that
                         # fails is undone alone and the transaction goes on (SQLite's
                         # default ABORT), unless SQLite ended the transaction itself.
-                        if not write.single:
+                        savepoint = not write.single
+                        if savepoint:
                             cursor.execute("SAVEPOINT kitaru_write")
                         try:
                             write.result = write.op(cursor)
                         except Exception as exc:
-                            if write.single:
-                                if not cursor.connection.in_transaction:
-                                    raise  # all of the batch is undone: all of it fails
-                            else:
+                            if savepoint:
                                 cursor.execute("ROLLBACK TO kitaru_write")
+                            elif not cursor.connection.in_transaction:
+                                raise  # all of the batch is undone: all of it fails
                             if isinstance(exc, sqlite3.Error):
                                 write.error = self._error(exc, action)
                             else:
                                 write.error = exc
-                        if not write.single:
+                        if savepoint:
                             cursor.execute("RELEASE kitaru_write")
 
                 self._transaction(action, each)
