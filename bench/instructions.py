@@ -96,11 +96,22 @@ def _scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="kitaru-instr-", dir=shm if shm.is_dir() else None))
 
 
-def _count(args: list[str], src: Path, cwd: Path, env_extra: dict[str, str]) -> int:
-    """Instructions of one process (all threads) under callgrind."""
+def _env(src: Path, **extra: str) -> dict[str, str]:
+    """The environment of every run, warm-up and counted: Kitaru from ``src``, none of the
+    caller's ``KITARU_*`` settings, and .pyc files written (the warm-up writes them for
+    the counted run; compiling is not what is counted)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiling .pyc files is not what is counted
-    env.update(env_extra, PYTHONPATH=str(src))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(extra, PYTHONPATH=str(src))
+    return env
+
+
+def _warm(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    subprocess.run(args, env=env, cwd=cwd, check=True, capture_output=True, timeout=900)
+
+
+def _count(args: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Instructions of one process (all threads) under callgrind."""
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args],
         env=env,
@@ -117,25 +128,14 @@ def _count(args: list[str], src: Path, cwd: Path, env_extra: dict[str, str]) -> 
 
 def _per_unit(src: Path, code: str, count: int, *extra: str) -> float:
     """(a run of ``count`` units - a run of none) / count, each in a fresh store."""
-    program = _PRELUDE + textwrap.dedent(code)
+    program = [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)]
+    env = _env(src)
     totals = []
     for n in (0, count):
         work = _scratch()
         try:
-            # A first run writes the .pyc files the counted run loads.
-            for counted in (False, True):
-                args = [sys.executable, "-c", program, str(work / "w"), str(n), *extra]
-                if counted:
-                    totals.append(_count(args, src, work, {}))
-                else:
-                    subprocess.run(
-                        [*args[:3], str(work / "warm"), "1", *extra],
-                        check=True,
-                        env={**os.environ, "PYTHONPATH": str(src)},
-                        cwd=work,
-                        capture_output=True,
-                        timeout=900,
-                    )
+            _warm([*program, str(work / "warm"), "1", *extra], env, work)
+            totals.append(_count([*program, str(work / "w"), str(n), *extra], env, work))
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return (totals[1] - totals[0]) / count
@@ -148,22 +148,15 @@ def measure(name: str, src: Path) -> float:
         return _per_unit(src, _EXECUTIONS, 300)
     work = _scratch()
     try:
-        env = {"KITARU_CONFIG_PATH": str(work / "home")}
+        env = _env(src, KITARU_CONFIG_PATH=str(work / "home"))
         if name == "script":
             script = work / "script.py"
             script.write_text(workloads.SCRIPT_FILE)
             args = [sys.executable, str(script)]
         else:
             args = [sys.executable, "-c", "import kitaru"]
-        subprocess.run(
-            args,
-            env={**os.environ, **env, "PYTHONPATH": str(src)},
-            cwd=work,
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )  # store, .pyc files
-        return float(_count(args, src, work, env))
+        _warm(args, env, work)  # the store and the .pyc files
+        return float(_count(args, env, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
