@@ -566,13 +566,14 @@ def progress(
 
 
 def child_env(frame: CheckpointFrame) -> dict[str, str]:
-    """Environment for an isolated attempt's process, so it continues this lane."""
+    """Environment for an isolated attempt's process, so it continues this lane; called
+    just before the child starts, it first stores what this process queued for the
+    execution (the attempt's started event): the child stores its own events at once,
+    and they would otherwise take earlier positions whenever it is quicker than the
+    writer."""
     lane = frame.events
     if lane is None:
         return {}
-    # The child stores its events itself, at once: what this process queued for the
-    # execution (the attempt's started event) is stored first, or the child's events
-    # would take earlier positions whenever the child is quicker than the writer.
     flush_execution(lane.exec_id, lane.store)
     return {CORRELATION_ENV: lane.correlation_id, NEXT_INDEX_ENV: str(lane.next_index)}
 
