@@ -15,7 +15,8 @@ threads included, and gives about the same count (within ~0.3%) run after run. T
     One execution of a 3-checkpoint flow started with ``.run()`` and waited for,
     one after another: (300 executions - none) / 300.
 ``script``
-    ``python script.py`` running a one-checkpoint flow on an existing store.
+    ``python script.py`` running a one-checkpoint flow on an existing store, as a user
+    runs it: no ``KITARU_CONFIG_PATH``, the default directory under a scratch ``HOME``.
 ``import``
     ``python -c "import kitaru"``.
 
@@ -30,7 +31,6 @@ counted on that code, and the table shows the ratio. Reporting only; needs valgr
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -96,16 +96,6 @@ def _scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="kitaru-instr-", dir=shm if shm.is_dir() else None))
 
 
-def _env(src: Path, **extra: str) -> dict[str, str]:
-    """The environment of every run, warm-up and counted: Kitaru from ``src``, none of the
-    caller's ``KITARU_*`` settings, and .pyc files written (the warm-up writes them for
-    the counted run; compiling is not what is counted)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(extra, PYTHONPATH=str(src))
-    return env
-
-
 def _warm(args: list[str], env: dict[str, str], cwd: Path) -> None:
     subprocess.run(args, env=env, cwd=cwd, check=True, capture_output=True, timeout=900)
 
@@ -129,7 +119,7 @@ def _count(args: list[str], env: dict[str, str], cwd: Path) -> int:
 def _per_unit(src: Path, code: str, count: int, *extra: str) -> float:
     """(a run of ``count`` units - a run of none) / count, each in a fresh store."""
     program = [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)]
-    env = _env(src)
+    env = workloads.bench_env(src)
     totals = []
     for n in (0, count):
         work = _scratch()
@@ -148,7 +138,7 @@ def measure(name: str, src: Path) -> float:
         return _per_unit(src, _EXECUTIONS, 300)
     work = _scratch()
     try:
-        env = _env(src, KITARU_CONFIG_PATH=str(work / "home"))
+        env = workloads.bench_env(src, HOME=str(work / "home"))
         if name == "script":
             script = work / "script.py"
             script.write_text(workloads.SCRIPT_FILE)

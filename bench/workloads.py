@@ -289,9 +289,19 @@ report(fanout_ms=statistics.median(times) * 1e3)
 """
 
 
+def bench_env(src: Path, **extra: str) -> dict[str, str]:
+    """The environment of every measured process: Kitaru from ``src``, none of the
+    caller's ``KITARU_*`` or ``XDG_*`` settings, and .pyc files written as for a user
+    (the first run writes those the others load; under ``PYTHONDONTWRITEBYTECODE=1``
+    every run would recompile every module)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITARU_", "XDG_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(extra, PYTHONPATH=str(src))
+    return env
+
+
 def _run_python(src: Path, code: str, workdir: Path, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env["PYTHONPATH"] = str(src)
+    env = bench_env(src)
     proc = subprocess.run(
         [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(workdir), *args],
         env=env,
@@ -308,17 +318,17 @@ def _run_python(src: Path, code: str, workdir: Path, *args: str) -> dict[str, An
 
 
 def _script(src: Path, workdir: Path) -> dict[str, Any]:
-    """Wall time of ``python script.py`` (one-checkpoint flow), existing and new store."""
+    """Wall time of ``python script.py`` (one-checkpoint flow), existing and new store.
+
+    As a user runs it: no ``KITARU_CONFIG_PATH``, the store in the default directory
+    under a scratch ``HOME``.
+    """
     script = workdir / "script.py"
     script.write_text(SCRIPT_FILE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env["PYTHONPATH"] = str(src)
-    # As for a user: the first run writes the .pyc files the others load. Without
-    # this, a PYTHONDONTWRITEBYTECODE=1 environment recompiles every module every run.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = bench_env(src)
 
     def once(home: Path) -> float:
-        env["KITARU_CONFIG_PATH"] = str(home)
+        env["HOME"] = str(home)
         t = time.perf_counter()
         subprocess.run([sys.executable, str(script)], env=env, cwd=workdir, check=True)
         return time.perf_counter() - t

@@ -68,13 +68,7 @@ def config_dir() -> Path:
     if known is not None and os.path.isdir(known):  # one stat: every .run() asks
         return known
     override = os.environ.get(CONFIG_PATH_ENV, "").strip()
-    if override:
-        path = Path(override).expanduser().absolute()
-    else:
-        # platformdirs costs ~25 ms to import; only pay it when it is needed.
-        import platformdirs
-
-        path = Path(platformdirs.user_config_dir("kitaru"))
+    path = Path(override).expanduser().absolute() if override else _user_config_dir()
     try:
         make_private_dir(path)
     except OSError as exc:
@@ -84,6 +78,27 @@ def config_dir() -> Path:
         ) from exc
     _dirs[key] = path
     return path
+
+
+def _user_config_dir() -> Path:
+    """The platform's user config directory for ``kitaru`` (platformdirs' answer).
+
+    On Linux with an absolute ``XDG_CONFIG_HOME``, or none and an absolute ``HOME``,
+    that is ``$XDG_CONFIG_HOME/kitaru`` or ``~/.config/kitaru``, decided here: importing
+    platformdirs costs every run ~5 ms (it pulls in tempfile, random, bz2, lzma).
+    Every other case (another platform, a relative or missing home) is platformdirs'
+    to answer. ``tests/config/test_paths.py`` checks both agree.
+    """
+    if sys.platform == "linux" and not hasattr(sys, "getandroidapilevel"):
+        xdg = os.environ.get("XDG_CONFIG_HOME", "")
+        if os.path.isabs(xdg):
+            return Path(os.path.join(xdg, "kitaru"))
+        home = os.environ.get("HOME", "")
+        if not xdg.strip() and os.path.isabs(home):
+            return Path(os.path.join(home, ".config", "kitaru"))
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("kitaru"))
 
 
 #: The config directory by what config_dir() derives it from (see _location_key).
