@@ -173,3 +173,89 @@ def test_downgrading_0007_turns_first_attempts_back_into_rows(
     finally:
         eng.dispose()
     assert [tuple(r) for r in stored] == expected
+
+
+def test_a_0013_store_reads_the_same_events_after_the_upgrade(store_url: str) -> None:
+    """Migration 0014 moves SQLite's events into their key's B-tree; the stream reads as
+    before (plain, compact and pair rows), and new events go on after it."""
+    _at_revision(store_url, "0013")
+    eng = sa.create_engine(store_url)
+    now = time.time()
+    rows = [
+        # exec_id, seq, kind, call_id, checkpoint, correlation_id, idx, payload, ts
+        ("e1", 1, "note", None, None, None, None, '{"text": "hi"}', now),
+        ("e1", 3, "~p40", "step", "step", "ab12", 0, "", now + 1),  # stands for 2 and 3
+        ("e1", 4, "~s", "step:2", "step", "cd34", 0, "", now + 2),
+        ("e2", 1, "note", None, None, None, None, '{"text": "other"}', now),
+    ]
+    with eng.begin() as conn:
+        _insert_execution(conn, now)
+        conn.execute(
+            sa.text(
+                "INSERT INTO kitaru_events (exec_id, seq, kind, call_id, checkpoint, "
+                "correlation_id, idx, payload, ts) VALUES (:e, :s, :k, :c, :n, :r, :i, :p, :t)"
+            ),
+            [
+                dict(zip(("e", "s", "k", "c", "n", "r", "i", "p", "t"), row, strict=True))
+                for row in rows
+            ],
+        )
+    eng.dispose()
+
+    store = Store(store_url)  # opening migrates
+    try:
+        assert engine.current_revision(store.engine) == SCHEMA_REVISION
+        events = store.events("e1")
+        assert [(e.seq, e.kind, e.call_id, e.correlation_id) for e in events] == [
+            (1, "note", None, None),
+            (2, "kitaru.checkpoint.started", "step", "kitaru.checkpoint:step:ab12"),
+            (3, "kitaru.checkpoint.returned", "step", "kitaru.checkpoint:step:ab12"),
+            (4, "kitaru.checkpoint.started", "step:2", "kitaru.checkpoint:step:cd34"),
+        ]
+        assert events[0].payload == {"text": "hi"}
+        assert [e.payload for e in store.events("e2")] == [{"text": "other"}]
+        if store.dialect == "sqlite":
+            with store.read() as conn:
+                created = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'kitaru_events'"
+                ).scalar()
+                indexes = conn.exec_driver_sql(
+                    "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'kitaru_events' "
+                    "AND type = 'index'"
+                ).scalar()
+            assert str(created).endswith("WITHOUT ROWID")
+            assert indexes == 0  # the key is the table: no second copy of it
+        # Positions taken are refused as before; new events go on after the last.
+        with pytest.raises(sa.exc.IntegrityError), store.write() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO kitaru_events (exec_id, seq, kind, payload, ts) "
+                "VALUES ('e1', 4, 'dup', '{}', 0)"
+            )
+        from kitaru._store._events import EventRow
+
+        store.insert_events([EventRow(exec_id="e1", kind="later", payload="{}", ts=now + 3)])
+        assert [(e.seq, e.kind) for e in store.events("e1", after=4)] == [(5, "later")]
+    finally:
+        store.dispose()
+
+
+def test_downgrading_0014_gives_the_events_their_rowid_table_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    _at_revision(url, "0014")
+    eng = sa.create_engine(url)
+    try:
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO kitaru_events (exec_id, seq, kind, payload, ts) "
+                "VALUES ('e1', 1, 'note', '{}', 0), ('e1', 2, 'note', '{}', 1)"
+            )
+            command.downgrade(_alembic(conn), "0013")
+        with eng.connect() as conn:
+            created = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'kitaru_events'"
+            ).scalar()
+            kept = conn.exec_driver_sql("SELECT exec_id, seq FROM kitaru_events").all()
+    finally:
+        eng.dispose()
+    assert "WITHOUT ROWID" not in str(created)
+    assert [tuple(r) for r in kept] == [("e1", 1), ("e1", 2)]

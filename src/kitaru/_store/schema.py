@@ -209,6 +209,8 @@ events = sa.Table(
     # The JSON document, as text: serialized once, where it was published.
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
+    # SQLite: the rows live in the primary key's B-tree, not twice (migration 0014).
+    sqlite_with_rowid=False,
 )
 
 # Sleeps, child joins and schedules (migration 0010) live in their own module.

@@ -2,7 +2,7 @@
 """The SQLite schema at ``REVISION`` as the migrations create it (generated: do not
 edit; regenerate with ``python -m kitaru._store._sqlite_new``, see ``_sqlite_new``)."""
 
-REVISION = "0013"
+REVISION = "0014"
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT kitaru_alembic_version_pkc PRIMARY KEY (version_num)\n)",
@@ -18,7 +18,6 @@ DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_logs (\n\tid INTEGER NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tts FLOAT NOT NULL, \n\tstream VARCHAR(16) NOT NULL, \n\tlevel VARCHAR(16), \n\tlogger VARCHAR(255), \n\tmessage TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)",
     "CREATE INDEX ix_kitaru_logs_exec ON kitaru_logs (exec_id, id)",
     "CREATE TABLE \"kitaru_checkpoint_calls\" (\n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\ttype VARCHAR(64), \n\truntime VARCHAR(16) NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tartifact_id VARCHAR(36), \n\tcache_key VARCHAR(255), \n\tsource_exec_id VARCHAR(36), \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tmetadata JSON NOT NULL, \n\terror JSON, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tconcurrent BOOLEAN DEFAULT 0 NOT NULL, run INTEGER, inputs TEXT, output_serializer VARCHAR(32), output_type_path VARCHAR(512), output_data BLOB, output_crc32 BIGINT, \n\tPRIMARY KEY (exec_id, call_id)\n)",
-    "CREATE TABLE kitaru_events (\n\texec_id VARCHAR(36) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tkind VARCHAR(255) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tcorrelation_id VARCHAR(255), \n\tidx INTEGER, \n\tpayload TEXT NOT NULL, \n\tts FLOAT NOT NULL, \n\tPRIMARY KEY (exec_id, seq)\n)",
     "CREATE INDEX ix_kitaru_checkpoint_calls_cache_key ON kitaru_checkpoint_calls (cache_key) WHERE cache_key IS NOT NULL",
     "CREATE TABLE kitaru_service_accounts (\n\tid VARCHAR(36) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\tdescription TEXT, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (id), \n\tUNIQUE (name)\n)",
     "CREATE TABLE kitaru_api_keys (\n\tid VARCHAR(36) NOT NULL, \n\taccount_id VARCHAR(36) NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\taccess VARCHAR(16) NOT NULL, \n\tkey_hash VARCHAR(64) NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\trotated_at FLOAT, \n\tlast_used_at FLOAT, \n\tPRIMARY KEY (id), \n\tCONSTRAINT uq_kitaru_api_keys_account_name UNIQUE (account_id, name)\n)",
@@ -31,4 +30,5 @@ DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_schedules (\n\tname VARCHAR(255) NOT NULL, \n\tflow_name VARCHAR(255) NOT NULL, \n\tflow_ref JSON NOT NULL, \n\tcron VARCHAR(255) NOT NULL, \n\ttimezone VARCHAR(64) NOT NULL, \n\tinputs JSON NOT NULL, \n\tstack VARCHAR(255), \n\tmissed VARCHAR(16) NOT NULL, \n\tpaused BOOLEAN DEFAULT 0 NOT NULL, \n\tcursor FLOAT NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (name)\n)",
     "CREATE TABLE kitaru_schedule_fires (\n\tschedule_name VARCHAR(255) NOT NULL, \n\tslot FLOAT NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tclaimed_by VARCHAR(64) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tPRIMARY KEY (schedule_name, slot)\n)",
     "CREATE INDEX ix_kitaru_schedule_fires_unstarted ON kitaru_schedule_fires (claimed_at) WHERE started_at IS NULL",
+    'CREATE TABLE "kitaru_events" (\n\texec_id VARCHAR(36) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tkind VARCHAR(255) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tcorrelation_id VARCHAR(255), \n\tidx INTEGER, \n\tpayload TEXT NOT NULL, \n\tts FLOAT NOT NULL, \n\tPRIMARY KEY (exec_id, seq)\n) WITHOUT ROWID',
 )
