@@ -18,7 +18,6 @@ import functools
 import os
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -68,18 +67,24 @@ def _candidates(here: str) -> tuple[tuple[str, Path], ...]:
     )
 
 
-@dataclass
 class _Parsed:
-    """The last read of a pyproject.toml."""
+    """The last read of a pyproject.toml (a plain class: a dataclass costs ~1 ms at import).
 
-    raw: bytes
-    table: dict[str, Any] | None  # None: the file cannot be used
-    problem: str | None = None  # why not, for the error or the warning
-    warned: bool = False
-    #: The file's version when ``raw`` was read, and whether that alone tells a later
-    #: change (see kitaru._filecache); until then the file is read and compared again.
-    version: Version | None = None
-    settled: bool = False
+    ``table`` is None when the file cannot be used, and ``problem`` says why (for the
+    error or the warning). ``version`` is the file's version when ``raw`` was read,
+    and ``settled`` whether that alone tells a later change (see kitaru._filecache);
+    until then the file is read and compared again.
+    """
+
+    __slots__ = ("problem", "raw", "settled", "table", "version", "warned")
+
+    def __init__(
+        self, raw: bytes, table: dict[str, Any] | None, problem: str | None = None
+    ) -> None:
+        self.raw, self.table, self.problem = raw, table, problem
+        self.warned = False
+        self.version: Version | None = None
+        self.settled = False
 
 
 # path -> last parse. Keyed on content; the file is not read again only while its

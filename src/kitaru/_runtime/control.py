@@ -22,13 +22,7 @@ from kitaru._runtime.leases import RUNNER_ID, lease_seconds, runner_gone
 from kitaru._runtime.loader import load_flow
 from kitaru._runtime.waits import to_json, type_adapter, wake
 from kitaru._stacks.local import launch_local
-from kitaru._store import (
-    ArtifactRecord,
-    ExecutionRecord,
-    ExecutionStatus,
-    WaitRecord,
-    WaitStatus,
-)
+from kitaru._store import ArtifactRecord, ExecutionRecord, ExecutionStatus, WaitStatus
 from kitaru.errors import (
     KitaruBackendError,
     KitaruStateError,
@@ -38,6 +32,7 @@ from kitaru.errors import (
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
+    from kitaru._store.records_extra import WaitRecord
     from kitaru.flow import Flow
 
 _ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)

@@ -34,13 +34,11 @@ from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
-    AttemptRecord,
     CallRecord,
     CallStatus,
     ExecutionRecord,
     RecordedCall,
     StaleOwnerError,
-    WaitRecord,
     call_inputs,
     call_outputs,
 )
@@ -59,6 +57,7 @@ if TYPE_CHECKING:
 
     from kitaru._backend import Backend
     from kitaru._runtime.replaying import ReplayDirectives
+    from kitaru._store.records_extra import AttemptRecord, WaitRecord
 
 _MAX_BACKOFF_SECONDS = 30.0
 #: Pool size for ``.submit()`` calls of one execution (``max_concurrency`` overrides).
@@ -913,6 +912,8 @@ class _LiveCall:
         ctx, spec = self.ctx, self.spec
         events.failed(self.frame, exc)
         ended = time.time()
+        from kitaru._store.records_extra import AttemptRecord
+
         attempt = AttemptRecord(
             exec_id=ctx.exec_id,
             call_id=self.call_id,
@@ -1011,6 +1012,19 @@ class _LiveCall:
         # A first attempt that completes is kept in the call row itself (``run``);
         # attempt rows are for calls that failed or were retried.
         first = number == 1
+        retried: AttemptRecord | None = None
+        if not first:
+            from kitaru._store.records_extra import AttemptRecord
+
+            retried = AttemptRecord(
+                exec_id=ctx.exec_id,
+                call_id=self.call_id,
+                attempt=number,
+                run=ctx.run,
+                status=CallStatus.COMPLETED.value,
+                started_at=self.started,
+                ended_at=ended,
+            )
         ctx._record(
             ctx._call_record(
                 spec,
@@ -1026,17 +1040,7 @@ class _LiveCall:
             ),
             artifact=artifact,
             saves=[] if self.frame is None else self.frame.saves,
-            attempt=None
-            if first
-            else AttemptRecord(
-                exec_id=ctx.exec_id,
-                call_id=self.call_id,
-                attempt=number,
-                run=ctx.run,
-                status=CallStatus.COMPLETED.value,
-                started_at=self.started,
-                ended_at=ended,
-            ),
+            attempt=retried,
         )
         return value
 

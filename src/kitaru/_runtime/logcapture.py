@@ -32,11 +32,11 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kitaru._runtime.context import current_checkpoint, current_execution
-from kitaru._store import LogRecord
 
 if TYPE_CHECKING:
     from kitaru._runtime.execution import ExecutionContext
     from kitaru._store import Store
+    from kitaru._store.records_extra import LogRecord
 
 _FLUSH_SECONDS = 0.2
 _BATCH = 500
@@ -131,6 +131,8 @@ def _emit(stream: str, message: str, *, level: str | None = None, name: str | No
     if ctx is None or not enabled():
         return
     frame = current_checkpoint.get()
+    from kitaru._store.records_extra import LogRecord
+
     _writer.put(
         ctx.backend.store,
         LogRecord(
@@ -206,6 +208,8 @@ def _finish_partial_lines(ctx: ExecutionContext, *, call_id: str | None = None) 
         ]
         leftovers = [(key, _partial.pop(key)) for key in keys]
     for (_, line_call_id, stream), text in leftovers:
+        from kitaru._store.records_extra import LogRecord
+
         _writer.put(
             ctx.backend.store,
             LogRecord(

@@ -19,11 +19,12 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from kitaru._runtime.waits import POLL_SECONDS, WaitSuspended
-from kitaru._store import ExecutionStatus, StaleOwnerError, SuspensionRecord, SuspensionStatus
+from kitaru._store import ExecutionStatus, StaleOwnerError, SuspensionStatus
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
     from kitaru._runtime.execution import ExecutionContext
+    from kitaru._store.records_extra import SuspensionRecord
 
 #: The wait release threshold: ``kitaru.wait()``'s default timeout, after which a
 #: waiting runner lets go. Sleeps and child waits longer than it release too.
@@ -152,6 +153,8 @@ def release(ctx: ExecutionContext, what: str) -> None:
 def sleep_in_body(ctx: ExecutionContext, seconds: float, name: str | None) -> None:
     sleep_id = _sleep_id(ctx, name)
     now = time.time()
+    from kitaru._store.records_extra import SuspensionRecord
+
     stored = _open(
         ctx,
         SuspensionRecord(
@@ -183,6 +186,8 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
     """Block the parent body until child ``child_id`` has ended (released if long)."""
     store = ctx.backend.store
     suspension_id = f"join:{child_id}"
+    from kitaru._store.records_extra import SuspensionRecord
+
     stored = _open(
         ctx,
         SuspensionRecord(

@@ -15,11 +15,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from kitaru._store import ExecutionStatus, StaleOwnerError, WaitRecord, WaitStatus
+from kitaru._store import ExecutionStatus, StaleOwnerError, WaitStatus
 from kitaru.errors import KitaruUsageError, KitaruWaitAbortedError
 
 if TYPE_CHECKING:
     from kitaru._runtime.execution import ExecutionContext
+    from kitaru._store.records_extra import WaitRecord
 
 #: How often a live runner looks for input given by another process.
 POLL_SECONDS = 0.1
@@ -113,6 +114,8 @@ def wait_in_body(
     wait_id = ctx.assign_wait_id(name)
     recorded = ctx.recorded_wait(wait_id)
     if recorded is None or recorded.status is WaitStatus.PENDING:
+        from kitaru._store.records_extra import WaitRecord
+
         record = WaitRecord(
             exec_id=ctx.exec_id,
             wait_id=wait_id,

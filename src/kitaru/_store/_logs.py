@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store._columns import LOG_COLUMNS, LOG_WIDTHS, LOGS
-from kitaru._store.records import LogRecord
 from kitaru._text import printable_text
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from kitaru._store import schema as t
+    from kitaru._store.records_extra import LogRecord
 else:  # imported on first use (see _lazy)
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")

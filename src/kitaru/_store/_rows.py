@@ -12,12 +12,10 @@ from kitaru._lazy import LazyModule
 from kitaru._store import _columns, cache_keys, call_outputs
 from kitaru._store.records import (
     ArtifactRecord,
-    AttemptRecord,
     CallRecord,
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
-    WaitRecord,
     WaitStatus,
 )
 
@@ -25,6 +23,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from kitaru._store import schema as t
+    from kitaru._store.records_extra import AttemptRecord, WaitRecord
 else:  # imported on first use (see _lazy)
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
@@ -59,7 +58,7 @@ _RUNNING = ExecutionStatus.RUNNING.value
 _ACTIVE_VALUES = (ExecutionStatus.RUNNING.value, ExecutionStatus.WAITING.value)
 
 
-_R = TypeVar("_R", CallRecord, AttemptRecord, WaitRecord)
+_R = TypeVar("_R", CallRecord, "AttemptRecord", "WaitRecord")
 
 
 def _by_exec(records: list[_R]) -> dict[str, list[_R]]:
@@ -187,6 +186,8 @@ def _wait_from_row(row: Mapping[Any, Any]) -> WaitRecord:
     values["status"] = WaitStatus(values["status"])
     if values["schema_pickle"] is not None:
         values["schema_pickle"] = bytes(values["schema_pickle"])
+    from kitaru._store.records_extra import WaitRecord
+
     return WaitRecord(**values)
 
 

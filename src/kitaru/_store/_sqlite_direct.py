@@ -35,7 +35,6 @@ from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
     ArtifactRecord,
-    AttemptRecord,
     CallRecord,
     ExecutionRecord,
     ExecutionStatus,
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from kitaru._store import _events
+    from kitaru._store.records_extra import AttemptRecord
 else:  # imported once a run ends with events to store (see _lazy)
     _events = LazyModule("kitaru._store._events")
 

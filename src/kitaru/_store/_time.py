@@ -20,10 +20,7 @@ from kitaru._store.records import (
     ArtifactRecord,
     ExecutionRecord,
     ExecutionStatus,
-    ScheduleFireRecord,
-    ScheduleRecord,
     StaleOwnerError,
-    SuspensionRecord,
     SuspensionStatus,
 )
 from kitaru.errors import KitaruStateError
@@ -33,6 +30,7 @@ if TYPE_CHECKING:
 
     from kitaru._store import schema as t
     from kitaru._store import time_schema as ts
+    from kitaru._store.records_extra import ScheduleFireRecord, ScheduleRecord, SuspensionRecord
 else:  # imported on first use (see _lazy)
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")
@@ -63,6 +61,8 @@ class _StoreCore(Protocol):
 def _suspension_from_row(row: Mapping[Any, Any]) -> SuspensionRecord:
     values = {col.name: row[col.name] for col in ts.suspensions.columns}
     values["status"] = SuspensionStatus(values["status"])
+    from kitaru._store.records_extra import SuspensionRecord
+
     return SuspensionRecord(**values)
 
 
@@ -75,6 +75,8 @@ def _suspension_row(record: SuspensionRecord) -> dict[str, Any]:
 def _schedule_from_row(row: Mapping[Any, Any]) -> ScheduleRecord:
     values = {col.name: row[col.name] for col in ts.schedules.columns}
     values["paused"] = bool(values["paused"])
+    from kitaru._store.records_extra import ScheduleRecord
+
     return ScheduleRecord(**values)
 
 
@@ -346,6 +348,8 @@ class TimeMixin:
                 .order_by(f.c.claimed_at)
                 .limit(limit)
             ).all()
+        from kitaru._store.records_extra import ScheduleFireRecord
+
         return [
             ScheduleFireRecord(**{col.name: row._mapping[col.name] for col in f.columns})
             for row in rows
@@ -357,6 +361,8 @@ class TimeMixin:
             rows = conn.execute(
                 sa.select(f).where(f.c.schedule_name == name).order_by(f.c.slot)
             ).all()
+        from kitaru._store.records_extra import ScheduleFireRecord
+
         return [
             ScheduleFireRecord(**{col.name: row._mapping[col.name] for col in f.columns})
             for row in rows

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kitaru._lazy import LazyModule
 from kitaru._store._rows import _ACTIVE_VALUES, _by_exec, _changed, _wait_from_row, _wait_row
 from kitaru._store._statements import dialect_insert
-from kitaru._store.records import ExecutionStatus, StaleOwnerError, WaitRecord, WaitStatus
+from kitaru._store.records import ExecutionStatus, StaleOwnerError, WaitStatus
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from kitaru._store import schema as t
+    from kitaru._store.records_extra import WaitRecord
 else:  # imported on first use (see _lazy)
     sa = LazyModule("sqlalchemy")
     t = LazyModule("kitaru._store.schema")

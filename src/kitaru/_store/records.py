@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kitaru.errors import KitaruStateError
 
@@ -79,22 +79,6 @@ class ArtifactRecord:
     inline_data: bytes | None = None
     uri: str | None = None
     tags: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class AttemptRecord:
-    """A run of a checkpoint call that failed or was retried (a first success is in the call)."""
-
-    exec_id: str
-    call_id: str
-    attempt: int
-    run: int
-    status: str
-    started_at: float
-    ended_at: float | None = None
-    exception_type: str | None = None
-    message: str | None = None
-    traceback: str | None = None
 
 
 @dataclass(slots=True)
@@ -216,84 +200,30 @@ class WaitStatus(StrEnum):
     SUPERSEDED = "superseded"
 
 
-@dataclass(slots=True)
-class WaitRecord:
-    """A ``kitaru.wait()`` point of an execution and its answer."""
-
-    exec_id: str
-    wait_id: str
-    status: WaitStatus
-    created_at: float
-    name: str | None = None
-    question: str | None = None
-    json_schema: dict[str, Any] | None = None
-    schema_pickle: bytes | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    timeout: float | None = None
-    value: Any = None
-    answered_at: float | None = None
-
-
-@dataclass(slots=True)
-class LogRecord:
-    """A captured log line or stream line of an execution."""
-
-    exec_id: str
-    ts: float
-    stream: str
-    message: str
-    call_id: str | None = None
-    checkpoint: str | None = None
-    level: str | None = None
-    logger: str | None = None
-    id: int | None = None
-
-
 class SuspensionStatus(StrEnum):
     PENDING = "pending"
     DONE = "done"
 
 
-@dataclass(slots=True)
-class SuspensionRecord:
-    """A point where a flow body waits for time (a sleep) or for a child execution."""
+#: Built on first use, in :mod:`kitaru._store.records_extra` (a plain run needs none).
+EXTRA_RECORDS = frozenset(
+    {
+        "AttemptRecord",
+        "LogRecord",
+        "ScheduleFireRecord",
+        "ScheduleRecord",
+        "SuspensionRecord",
+        "WaitRecord",
+    }
+)
 
-    exec_id: str
-    suspension_id: str
-    kind: str
-    status: SuspensionStatus
-    created_at: float
-    name: str | None = None
-    wake_at: float | None = None
-    child_exec_id: str | None = None
-    ended_at: float | None = None
-
-
-@dataclass(slots=True)
-class ScheduleRecord:
-    """A schedule that starts a flow at the slots of a cron expression."""
-
-    name: str
-    flow_name: str
-    flow_ref: dict[str, Any]
-    cron: str
-    timezone: str
-    cursor: float
-    created_at: float
-    inputs: dict[str, Any] = field(default_factory=dict)
-    stack: str | None = None
-    missed: str = "skip"
-    paused: bool = False
+if TYPE_CHECKING:
+    pass
 
 
-@dataclass(slots=True)
-class ScheduleFireRecord:
-    """A schedule slot claimed by a worker, and the execution it starts."""
+def __getattr__(name: str) -> Any:
+    if name in EXTRA_RECORDS:
+        from kitaru._store import records_extra
 
-    schedule_name: str
-    slot: float
-    exec_id: str
-    claimed_by: str
-    claimed_at: float
-    #: When the slot's execution was created (None: claimed, not started yet).
-    started_at: float | None = None
+        return getattr(records_extra, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -59,12 +59,10 @@ from kitaru._store.engine import (
 )
 from kitaru._store.records import (
     ArtifactRecord,
-    AttemptRecord,
     CallRecord,
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
-    LogRecord,
     RecordedCall,
     StaleOwnerError,
 )
@@ -77,6 +75,7 @@ if TYPE_CHECKING:
     from kitaru._store import _delete, _events, _outputs, _pg_direct, time_schema
     from kitaru._store import schema as t
     from kitaru._store._pg_direct import PgDirect
+    from kitaru._store.records_extra import AttemptRecord, LogRecord
 else:  # imported on first use (see _lazy); events only once a flow publishes one
     _delete = LazyModule("kitaru._store._delete")
     _events = LazyModule("kitaru._store._events")
@@ -601,6 +600,8 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
                 .where(c.c.exec_id.in_(ids), c.c.run.is_not(None))
                 .order_by(c.c.ended_at)
             ).all()
+        from kitaru._store.records_extra import AttemptRecord
+
         records = [AttemptRecord(**{k: row._mapping[k] for k in _ATTEMPT_COLUMNS}) for row in rows]
         if firsts:
             stored = {(r.exec_id, r.call_id, r.attempt) for r in records}
@@ -720,6 +721,8 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             query = query.limit(limit)
         with self.read() as conn:
             rows = conn.execute(query).all()
+        from kitaru._store.records_extra import LogRecord
+
         return [LogRecord(**{c.name: row._mapping[c.name] for c in t.logs.columns}) for row in rows]
 
     # -- events (see _events.py) ------------------------------------------------------

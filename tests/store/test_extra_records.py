@@ -1,0 +1,60 @@
+"""The records a plain run does not need are built on first use, and are the same classes
+wherever they are reached from."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import kitaru._store as store_package
+from kitaru._store import records, records_extra
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.mark.parametrize("name", sorted(records.EXTRA_RECORDS))
+def test_an_extra_record_is_one_class_from_every_module(name: str) -> None:
+    cls = getattr(records_extra, name)
+    assert getattr(records, name) is cls
+    assert getattr(store_package, name) is cls
+    assert dataclasses.is_dataclass(cls)
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchRecord"):
+        _ = records.NoSuchRecord  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="NoSuchRecord"):
+        _ = store_package.NoSuchRecord  # type: ignore[attr-defined]
+
+
+def test_a_plain_run_never_builds_them(kitaru_home: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from kitaru import checkpoint, flow
+
+        @checkpoint
+        def double(x):
+            return 2 * x
+
+        @flow
+        def twice(x):
+            return double(double(x))
+
+        assert twice.run(3).wait() == 12
+        print("kitaru._store.records_extra" in sys.modules)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
+    env.update(KITARU_CONFIG_PATH=str(kitaru_home), PYTHONPATH=str(SRC))
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["False"]
