@@ -259,3 +259,47 @@ def test_downgrading_0014_gives_the_events_their_rowid_table_back(tmp_path: Path
         eng.dispose()
     assert "WITHOUT ROWID" not in str(created)
     assert [tuple(r) for r in kept] == [("e1", 1), ("e1", 2)]
+
+
+def test_upgrading_an_existing_store_says_so_on_stderr_step_by_step(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A user whose store is upgraded sees it happen (a step may rebuild a big table),
+    and from which revision: an older Kitaru cannot open the store afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    _at_revision(store_url, "0012")
+    script = (
+        "import sys; from kitaru._store import Store\n"
+        "store = Store(sys.argv[1]); store.dispose(); print('opened')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
+    env.update(
+        KITARU_CONFIG_PATH=str(tmp_path / "home"),
+        PYTHONPATH=str(Path(engine.__file__).parents[2]),
+    )
+
+    def open_store() -> subprocess.CompletedProcess[str]:
+        child = subprocess.run(
+            [sys.executable, "-c", script, store_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout == "opened\n"  # the report never goes to stdout
+        return child
+
+    lines = open_store().stderr.splitlines()
+    assert lines[0].startswith("Upgrading the Kitaru store at ")
+    assert f"from schema revision 0012 to {SCHEMA_REVISION}" in lines[0]
+    assert "Older Kitaru versions cannot open it afterwards" in lines[0]
+    applied = [line.split()[1] for line in lines[1:-1]]
+    assert applied == [f"{n:04d}" for n in range(13, int(SCHEMA_REVISION) + 1)]
+    assert all(" applied in " in line for line in lines[1:-1])
+    assert lines[-1].startswith(f"Kitaru store upgraded to schema revision {SCHEMA_REVISION} (")
+    # At head, opening says nothing.
+    assert open_store().stderr == ""

@@ -140,7 +140,7 @@ def test_opening_again_is_a_no_op(
     first.create_execution(execution)
     first.dispose()
 
-    def must_not_migrate(_conn: sa.Connection) -> None:
+    def must_not_migrate(_conn: sa.Connection, _shown_url: str) -> None:
         raise AssertionError("a store at head must not run Alembic again")
 
     monkeypatch.setattr(store_engine, "_run_alembic_upgrade", must_not_migrate)

@@ -15,6 +15,8 @@ context.configure(
     target_metadata=metadata,
     version_table="kitaru_alembic_version",
     render_as_batch=connection.dialect.name == "sqlite",
+    # Kitaru's progress report for an existing store (see kitaru._store.engine).
+    on_version_apply=context.config.attributes.get("on_version_apply", ()),
 )
 with context.begin_transaction():
     context.run_migrations()
