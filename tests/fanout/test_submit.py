@@ -347,7 +347,12 @@ def test_default_pool_runs_sixteen_at_once() -> None:
     @checkpoint
     def busy(i: int) -> int:
         started = tracker.enter(i)
-        time.sleep(0.4)
+        # Stay until sixteen run side by side (not a fixed sleep: on a loaded machine
+        # the first could end before the sixteenth starts). A pool narrower than
+        # sixteen never gets there, and the peak then stays below it.
+        deadline = time.monotonic() + 5
+        while tracker.peak < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
         tracker.leave(i, started)
         return i
 
