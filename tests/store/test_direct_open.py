@@ -239,6 +239,8 @@ _SCRIPT = textwrap.dedent(
     heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "kitaru._store.schema")
     # Nor what only other stores or other features need (start-up cost of every script).
     heavy += ("kitaru._store._pg_direct", "concurrent.futures", "pickle", "runpy")
+    # Nor sqlite3's dbapi2 wrapper, which imports datetime for adapters never used.
+    heavy += ("sqlite3.dbapi2", "datetime")
     print(sorted(m for m in heavy if m in sys.modules))
     logs = kitaru.KitaruClient().executions.logs(handle.exec_id)
     print([entry.message for entry in logs])

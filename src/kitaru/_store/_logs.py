@@ -16,12 +16,12 @@ missing) is raised: retrying record by record would only fail again.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store._columns import LOG_COLUMNS, LOG_WIDTHS, LOGS
+from kitaru._store._driver import sqlite3
 from kitaru._text import printable_text
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ import contextlib
 import copy
 import operator
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from kitaru._lazy import LazyModule
 from kitaru._store import call_outputs
 from kitaru._store._columns import CALL_COLUMNS, EXECUTIONS
+from kitaru._store._driver import sqlite3
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (

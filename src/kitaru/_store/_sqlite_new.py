@@ -12,12 +12,12 @@ regenerated: ``python -m kitaru._store._sqlite_new`` (then ``ruff format``).
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 
 from kitaru._store import sqlite_head
+from kitaru._store._driver import sqlite3
 from kitaru._store.revision import SCHEMA_REVISION
 
 _VERSION_TABLE = "kitaru_alembic_version"

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._paths import PRIVATE_FILE_MODE
+from kitaru._store._driver import sqlite3
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 

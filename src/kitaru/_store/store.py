@@ -12,7 +12,6 @@ import functools
 import itertools
 import json
 import operator
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store import _columns, _logs, cache_keys, call_inputs, call_outputs
+from kitaru._store._driver import sqlite3
 from kitaru._store._ownership import OwnershipMixin
 from kitaru._store._rows import (
     _ATTEMPT_COLUMNS,
