@@ -67,8 +67,7 @@ def config_dir() -> Path:
     known = _dirs.get(key)
     if known is not None and os.path.isdir(known):  # one stat: every .run() asks
         return known
-    override = os.environ.get(CONFIG_PATH_ENV, "").strip()
-    path = Path(override).expanduser().absolute() if override else _user_config_dir()
+    path = _config_path()
     try:
         make_private_dir(path)
     except OSError as exc:
@@ -78,6 +77,18 @@ def config_dir() -> Path:
         ) from exc
     _dirs[key] = path
     return path
+
+
+def existing_config_dir() -> Path | None:
+    """The Kitaru state directory if it exists already (never created here)."""
+    known = _dirs.get(_location_key())
+    path = known if known is not None else _config_path()
+    return path if os.path.isdir(path) else None
+
+
+def _config_path() -> Path:
+    override = os.environ.get(CONFIG_PATH_ENV, "").strip()
+    return Path(override).expanduser().absolute() if override else _user_config_dir()
 
 
 def _user_config_dir() -> Path:
@@ -359,6 +370,7 @@ __all__ = [
     "corrupt_config_error",
     "default_artifacts_root",
     "default_store_url",
+    "existing_config_dir",
     "global_config_file",
     "global_config_lock",
     "make_private_dir",

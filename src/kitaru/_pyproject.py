@@ -14,6 +14,7 @@ Each warning is given once per process for one content of the file, as a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -73,15 +74,21 @@ class _Parsed:
     ``table`` is None when the file cannot be used, and ``problem`` says why (for the
     error or the warning). ``version`` is the file's version when ``raw`` was read,
     and ``settled`` whether that alone tells a later change (see kitaru._filecache);
-    until then the file is read and compared again.
+    until then the file is read and compared again. ``raw`` is None for a parse
+    taken from the disk cache (below). ``clean``: nothing to warn about.
     """
 
-    __slots__ = ("problem", "raw", "settled", "table", "version", "warned")
+    __slots__ = ("clean", "problem", "raw", "settled", "table", "version", "warned")
 
     def __init__(
-        self, raw: bytes, table: dict[str, Any] | None, problem: str | None = None
+        self,
+        raw: bytes | None,
+        table: dict[str, Any] | None,
+        problem: str | None = None,
+        *,
+        clean: bool = False,
     ) -> None:
-        self.raw, self.table, self.problem = raw, table, problem
+        self.raw, self.table, self.problem, self.clean = raw, table, problem, clean
         self.warned = False
         self.version: Version | None = None
         self.settled = False
@@ -136,6 +143,11 @@ def _look() -> tuple[Path, _Parsed] | None:
     version = file_version(str(path))
     with _lock:
         parsed = _cache.get(path)
+    if parsed is None and version is not None:
+        known = _disk_cached(path, version)
+        if known is not None:
+            with _lock:
+                parsed = _cache.setdefault(path, known)
     if parsed is None or not unchanged(parsed.version, parsed.settled, version):
         try:
             raw = _read(path)
@@ -148,6 +160,8 @@ def _look() -> tuple[Path, _Parsed] | None:
                 _cache[path] = parsed
             parsed.version = version
             parsed.settled = settled(version, looked_at)
+        if parsed.settled and parsed.clean and version is not None:
+            _disk_keep(path, version, parsed.table)
     return path, parsed
 
 
@@ -167,14 +181,83 @@ def _parse(path: Path, raw: bytes) -> _Parsed:
     table = tool.get("kitaru", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         return _Parsed(raw, None, f"[tool.kitaru] must be a table, got {type(table).__name__}")
-    for key in sorted(set(table) - set(KNOWN_KEYS)):
+    unknown = sorted(set(table) - set(KNOWN_KEYS))
+    for key in unknown:
         close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         _warn(
             f"Unknown key {key!r} in [tool.kitaru] of {path}; it is ignored.{hint} "
             f"Valid keys: {', '.join(KNOWN_KEYS)}."
         )
-    return _Parsed(raw, table)
+    return _Parsed(raw, table, clean=not unknown)
+
+
+# -- the parse kept on disk, for the next process ---------------------------------------
+#
+# Parsing needs tomllib, whose import (with the ``datetime`` it pulls in) costs ~8 ms,
+# more than the rest of a one-step ``python script.py``'s own work. A project file
+# rarely changes between runs, so a clean parse (valid, no unknown key) is kept in the
+# config directory under the file's version, and only a *settled* version (see
+# kitaru._filecache): a later write must give the file another version. A file that
+# warns or fails is parsed each time, so its warning or error is given each time. The
+# cache is only ever a shortcut: a missing, unreadable or damaged one is ignored.
+
+_DISK_CACHE = "pyproject-cache.json"
+_DISK_CACHE_ENTRIES = 64
+
+
+def _disk_cached(path: Path, version: Version) -> _Parsed | None:
+    entry = _disk_entries().get(str(path))
+    if not isinstance(entry, dict) or entry.get("version") != list(version):
+        return None
+    table = entry.get("table")
+    if not isinstance(table, dict):
+        return None
+    parsed = _Parsed(None, table, clean=True)
+    parsed.version, parsed.settled = version, True
+    return parsed
+
+
+def _disk_entries() -> dict[str, Any]:
+    import json
+
+    from kitaru._paths import existing_config_dir
+
+    directory = existing_config_dir()
+    if directory is None:
+        return {}
+    try:
+        with open(directory / _DISK_CACHE, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _disk_keep(path: Path, version: Version, table: dict[str, Any] | None) -> None:
+    import json
+
+    from kitaru._paths import PRIVATE_FILE_MODE, existing_config_dir
+
+    directory = existing_config_dir()
+    if directory is None or table is None:
+        return
+    entries = _disk_entries()
+    entries.pop(str(path), None)
+    entries[str(path)] = {"version": list(version), "table": table}
+    while len(entries) > _DISK_CACHE_ENTRIES:  # the oldest kept first
+        entries.pop(next(iter(entries)))
+    target = directory / _DISK_CACHE
+    tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        payload = json.dumps(entries, allow_nan=False).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with open(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, target)  # readers see the old file or the new one, whole
+    except (OSError, TypeError, ValueError):  # e.g. a TOML date: not JSON, not kept
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _warn(message: str) -> None:
