@@ -441,10 +441,13 @@ class SQLiteDirect:
         """The cache lookup, on the writer's connection: a point lookup is short next to
         the commits it would queue behind anyway, and it saves a pool checkout."""
         fast = self._fast.cache_lookup
+        values = fast.values(params)
         try:
             with self._lock:
                 cursor = self._cursor()
-                found = cursor.execute(fast.sql, fast.values(params)).fetchone()
+                if cursor.execute(self._fast.cache_probe, values).fetchone() is None:
+                    return None  # a miss: no completed call has the key
+                found = cursor.execute(fast.sql, values).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from exc
         # The call's columns, then its artifact's: the layout call_from_row reads.
