@@ -6,13 +6,13 @@ in the metadata row, large ones as content-addressed blobs) and back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import json.scanner
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from kitaru import _digest
 from kitaru._blobs import BlobIntegrityError, BlobStore, Serialized, deserialize, serialize
 from kitaru._blobs.inputs import INPUTS
 from kitaru._blobs.inputs import unpack as unpack_inputs
@@ -111,7 +111,7 @@ class Backend:
         id = None
         if len(data) <= INLINE_LIMIT:
             id = in_row_id
-            sha = hashlib.sha256(data).hexdigest()
+            sha = _digest.sha256(data).hexdigest()
             inline: bytes | None = data
             uri = None
         else:
@@ -183,7 +183,7 @@ class Backend:
             if sha256 is None:
                 intact, what = call_outputs.intact(inline, crc32), "checksum"
             else:
-                intact, what = hashlib.sha256(inline).hexdigest() == sha256, "hash"
+                intact, what = _digest.sha256(inline).hexdigest() == sha256, "hash"
             if not intact:
                 raise BlobIntegrityError(
                     f"Artifact {id} ({name!r}) is corrupted: its stored bytes do not match "

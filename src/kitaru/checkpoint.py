@@ -8,12 +8,12 @@ output it already recorded for that call.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from kitaru import _digest
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import NOT_RECORDED, ExecutionContext, code_hash
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments, resolve_async
@@ -58,7 +58,7 @@ class Checkpoint(Generic[P, R]):
     def cache_prefix(self) -> str:
         """Name + source hash, the part of the cache key that does not depend on inputs."""
         if self._cache_prefix is None:
-            digest = hashlib.sha256(f"{self.name}\0{code_hash(self.func)}".encode()).hexdigest()
+            digest = _digest.sha256(f"{self.name}\0{code_hash(self.func)}".encode()).hexdigest()
             self._cache_prefix = digest[:32] + ":"
         return self._cache_prefix
 

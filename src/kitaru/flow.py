@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
+from kitaru import _digest
 from kitaru._backend import get_backend
 from kitaru._filecache import one_look
 from kitaru._ids import uuid4
@@ -167,7 +167,7 @@ class Flow(Generic[P, R]):
                         signature=self._signature,
                         check_size=False,
                     )
-                    sha = hashlib.sha256(packed.serialized().data).hexdigest()
+                    sha = _digest.sha256(packed.serialized().data).hexdigest()
                 check_same_start(
                     backend, existing, flow_name=self.name, inputs_sha=sha, given=str(execution_id)
                 )

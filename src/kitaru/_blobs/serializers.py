@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-import hashlib
 import importlib
 import json
 import sys
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, cast
 
+from kitaru import _digest
 from kitaru.errors import (
     KitaruBackendError,
     KitaruError,
@@ -522,7 +522,7 @@ def fingerprint(value: object) -> str | None:
     try:
         if _is_json(value):
             canonical = _SORTED.encode(value)
-            return hashlib.sha256(b"kitaru-fp-1:json:" + canonical.encode("ascii")).hexdigest()
+            return _digest.sha256(b"kitaru-fp-1:json:" + canonical.encode("ascii")).hexdigest()
     except (ValueError, RecursionError):
         pass
     try:
@@ -535,7 +535,7 @@ def fingerprint(value: object) -> str | None:
         if leaf is None:
             return None
         canonical = json.dumps(["pickle", leaf])
-    return hashlib.sha256(b"kitaru-fp-1:tagged:" + canonical.encode("ascii")).hexdigest()
+    return _digest.sha256(b"kitaru-fp-1:tagged:" + canonical.encode("ascii")).hexdigest()
 
 
 class _Unserializable(Exception):
@@ -593,7 +593,7 @@ def _pickle_digest(value: object) -> str | None:
     import cloudpickle
 
     try:
-        return hashlib.sha256(cloudpickle.dumps(value)).hexdigest()
+        return _digest.sha256(cloudpickle.dumps(value)).hexdigest()
     except Exception:
         return None
 

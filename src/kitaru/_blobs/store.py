@@ -15,11 +15,11 @@ Local files are private to the user (0600 files, 0700 directories).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from typing import Any
 
+from kitaru import _digest
 from kitaru._ids import random_hex
 from kitaru._paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
 from kitaru.errors import KitaruBackendError
@@ -103,7 +103,7 @@ class BlobStore:
 
         Storing it again leaves an intact file alone and replaces a damaged one.
         """
-        sha = hashlib.sha256(data).hexdigest()
+        sha = _digest.sha256(data).hexdigest()
         if self._local:
             uri = os.path.join(self._root, sha[:2], sha[2:])
             self._put_local(uri, data, sha)
@@ -139,7 +139,7 @@ class BlobStore:
                 f"artifact {uri} could not be read: {type(exc).__name__}: {exc}. Check that "
                 "the artifact store is reachable and that this process may read it."
             ) from exc
-        actual = hashlib.sha256(data).hexdigest()
+        actual = _digest.sha256(data).hexdigest()
         if actual != sha256.lower():
             raise BlobIntegrityError(
                 f"artifact {uri} is corrupted: its content has SHA-256 {actual}, but "
@@ -285,7 +285,7 @@ class BlobStore:
                 # Only read back when the sizes agree; a damaged object is rewritten.
                 if (
                     fs.size(path) == len(data)
-                    and hashlib.sha256(fs.cat_file(path)).hexdigest() == sha
+                    and _digest.sha256(fs.cat_file(path)).hexdigest() == sha
                 ):
                     return
             except FileNotFoundError:
@@ -304,6 +304,8 @@ class BlobStore:
 
 def _local_sha256(path: str) -> str:
     """SHA-256 hex of a local file, read in chunks (FileNotFoundError if it is absent)."""
+    import hashlib  # files are long: OpenSSL's SHA-256, loaded here on first use
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_READ_CHUNK):

@@ -43,12 +43,12 @@ body makes the call (that fixes the call id) and await what it returns.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from kitaru import _digest
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import ExecutionContext, code_hash, retry_backoff
 from kitaru.errors import KitaruContextError, KitaruUsageError
@@ -92,7 +92,7 @@ class DurableCallSpec:
 
     def cache_prefix(self) -> str:
         if self._cache_prefix is None:
-            digest = hashlib.sha256(
+            digest = _digest.sha256(
                 f"{self.type}\0{self.name}\0{code_hash(self.func)}".encode()
             ).hexdigest()
             self._cache_prefix = digest[:32] + ":"

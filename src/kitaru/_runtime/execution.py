@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import inspect
 import logging
 import os
@@ -20,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from kitaru import _digest
 from kitaru._backend import INLINE_LIMIT
 from kitaru._blobs import BlobIntegrityError, SerializationError, fingerprint
 from kitaru._runtime import events, logcapture, tracing
@@ -129,7 +129,7 @@ def code_hash(func: Callable[..., Any]) -> str:
     except (OSError, TypeError):
         code = getattr(func, "__code__", None)
         source = repr((code.co_code, code.co_consts)).encode() if code else repr(func).encode()
-    return hashlib.sha256(source).hexdigest()
+    return _digest.sha256(source).hexdigest()
 
 
 class ExecutionContext:

@@ -14,13 +14,13 @@ lets a resume take over at once instead of waiting out the lease.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 import threading
 from typing import TYPE_CHECKING
 
+from kitaru import _digest
 from kitaru._ids import random_hex
 from kitaru._store import ExecutionStatus
 
@@ -74,7 +74,7 @@ def _machine_key() -> str:
         parts.append(os.readlink("/proc/self/ns/pid"))
     except OSError:
         pass  # not Linux: the hostname is all there is
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+    return _digest.sha256("|".join(parts).encode()).hexdigest()[:8]
 
 
 _MACHINE = _machine_key()

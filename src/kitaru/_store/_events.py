@@ -14,7 +14,6 @@ commits late (which an autoincrement id shared by concurrent writers would).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import random
@@ -260,6 +259,8 @@ def _lock_timed_out(exc: BaseException) -> bool:
 
 def _lock_key(exec_id: str) -> int:
     """A stable signed 64-bit key per execution (the same in every process)."""
+    import hashlib  # only PostgreSQL locks by this key: OpenSSL loads on first use
+
     digest = hashlib.blake2b(f"kitaru.events:{exec_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
+
+from kitaru import _digest
 
 
 def stored(key: str | None) -> str | None:
@@ -26,5 +27,5 @@ def stored(key: str | None) -> str | None:
 
 @functools.lru_cache(maxsize=1024)  # a live call maps its key 2-3 times (lookup, row)
 def _short(key: str) -> str:
-    digest = hashlib.sha256(key.encode("utf-8")).digest()[:24]
+    digest = _digest.sha256(key.encode("utf-8")).digest()[:24]
     return base64.urlsafe_b64encode(digest).decode("ascii")

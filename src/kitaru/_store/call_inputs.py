@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import inspect
 import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kitaru import _digest
 from kitaru._blobs.serializers import JSON, NOT_STORED, serialize
 from kitaru._store.records import ArtifactRecord, CallRecord
 
@@ -215,7 +215,7 @@ def _stored(
         serializer=serializer,
         type_path=type_path,
         size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=_digest.sha256(data).hexdigest(),
         inline_data=data,
         created_at=call.started_at or 0.0,
     )

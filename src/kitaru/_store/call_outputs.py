@@ -26,11 +26,11 @@ its ``artifact_id`` and the store reads the output from the owner's row.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kitaru import _digest
 from kitaru._store.records import ArtifactRecord, CallRecord, RecordedCall
 
 ID_MARK = ":out:"
@@ -97,7 +97,7 @@ def record(
         serializer=serializer,
         type_path=type_path,
         size=len(data),
-        sha256=hashlib.sha256(data).hexdigest() if intact(data, crc32) else "",
+        sha256=_digest.sha256(data).hexdigest() if intact(data, crc32) else "",
         inline_data=data,
         created_at=ended_at or 0.0,
     )
