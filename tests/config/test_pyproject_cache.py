@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+from tests._env import process_env
 
 _SCRIPT = """
 import json, sys, warnings
@@ -40,12 +40,10 @@ def project(tmp_path: Path) -> Path:
 
 
 def _settings(project: Path, home: Path, *, settle_now: bool = False) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(KITARU_CONFIG_PATH=str(home), PYTHONPATH=str(SRC))
     child = subprocess.run(
         [sys.executable, "-c", _SCRIPT, "settle-now" if settle_now else "-"],
         cwd=project,
-        env=env,
+        env=process_env(home),
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
 import time
@@ -19,6 +18,7 @@ need("mcp", "mcp")
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from kitaru.client import KitaruClient  # noqa: E402
+from tests._env import process_env  # noqa: E402
 
 FLOWS = Path(__file__).with_name("_mcp_flows.py")
 
@@ -46,9 +46,7 @@ EXPECTED_TOOLS = {
 def _server(home: Path) -> StdioServerParameters:
     script = shutil.which("kitaru-mcp", path=str(Path(sys.executable).parent))
     assert script is not None, "the kitaru-mcp console script is not installed"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env["KITARU_CONFIG_PATH"] = str(home)
-    return StdioServerParameters(command=script, env=env, cwd=str(home.parent))
+    return StdioServerParameters(command=script, env=process_env(home), cwd=str(home.parent))
 
 
 def _session(home: Path, body: Callable[[Client], Awaitable[None]]) -> None:

@@ -32,6 +32,7 @@ else:
 from kitaru._backend import forget_backends, get_backend
 from kitaru.server._accounts import create_account, create_key
 from tests._cli import in_process
+from tests._env import process_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,17 +79,6 @@ handle = _flows.{flow}.run({args})
 print("EXEC " + handle.exec_id + "\\n", end="", flush=True)
 print("RESULT " + str(handle.wait(timeout=60)) + "\\n", end="", flush=True)
 """
-
-
-def process_env(home: Path, **kitaru: str) -> dict[str, str]:
-    """This environment without the test's KITARU_* settings, with ``kitaru`` instead."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(
-        KITARU_CONFIG_PATH=str(home),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-        **kitaru,
-    )
-    return env
 
 
 def server_env(home: Path, store_url: str, **extra: str) -> dict[str, str]:

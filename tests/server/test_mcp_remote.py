@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ need("mcp", "mcp")
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from kitaru import checkpoint, flow  # noqa: E402
+from tests._env import process_env  # noqa: E402
 from tests.server.conftest import Server  # noqa: E402
 
 
@@ -35,12 +35,9 @@ def test_mcp_reads_executions_through_the_server(server: Server, tmp_path: Path)
     assert handle.wait(timeout=30) == "HELLO"
     script = shutil.which("kitaru-mcp", path=str(Path(sys.executable).parent))
     assert script is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
     # Its own config dir and no store URL: only the server connection.
-    env.update(
-        KITARU_CONFIG_PATH=str(tmp_path / "mcp-home"),
-        KITARU_SERVER_URL=server.url,
-        KITARU_AUTH_TOKEN=server.admin_key,
+    env = process_env(
+        tmp_path / "mcp-home", KITARU_SERVER_URL=server.url, KITARU_AUTH_TOKEN=server.admin_key
     )
 
     async def main() -> list[Any]:

@@ -7,7 +7,6 @@ uses instead agree with the schema, and that everything else still finds its eng
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -24,10 +23,9 @@ from kitaru._store import engine as store_engine
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.revision import SCHEMA_REVISION
 from kitaru.errors import KitaruBackendError
+from tests._env import process_env
 
 from ._support import Records, full_execution, new_id
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _names(table: sa.Table, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -251,11 +249,7 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_a_flow_on_a_current_sqlite_store_imports_no_sqlalchemy(kitaru_home: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env["KITARU_CONFIG_PATH"] = str(kitaru_home)
-    env["KITARU_LEASE_SECONDS"] = "0.6"
-    env["KITARU_RUNNING_MARK_AFTER"] = "0.2"
-    env["PYTHONPATH"] = str(SRC)
+    env = process_env(kitaru_home, KITARU_LEASE_SECONDS="0.6", KITARU_RUNNING_MARK_AFTER="0.2")
 
     def run() -> str:
         child = subprocess.run(

@@ -4,7 +4,6 @@ wherever they are reached from; nor does a plain run load OpenSSL (see kitaru._d
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,8 +13,7 @@ import pytest
 
 import kitaru._store as store_package
 from kitaru._store import records, records_extra
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from tests._env import process_env
 
 
 @pytest.mark.parametrize("name", sorted(records.EXTRA_RECORDS))
@@ -51,10 +49,12 @@ def test_a_plain_run_never_builds_them_nor_loads_openssl(kitaru_home: Path) -> N
         print("kitaru._store.records_extra" in sys.modules, "_hashlib" in sys.modules)
         """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(KITARU_CONFIG_PATH=str(kitaru_home), PYTHONPATH=str(SRC))
     child = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        env=process_env(kitaru_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["False", "False"]

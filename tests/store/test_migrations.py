@@ -266,20 +266,17 @@ def test_upgrading_an_existing_store_says_so_on_stderr_step_by_step(
 ) -> None:
     """A user whose store is upgraded sees it happen (a step may rebuild a big table),
     and from which revision: an older Kitaru cannot open the store afterwards."""
-    import os
     import subprocess
     import sys
+
+    from tests._env import process_env
 
     _at_revision(store_url, "0012")
     script = (
         "import sys; from kitaru._store import Store\n"
         "store = Store(sys.argv[1]); store.dispose(); print('opened')\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KITARU_")}
-    env.update(
-        KITARU_CONFIG_PATH=str(tmp_path / "home"),
-        PYTHONPATH=str(Path(engine.__file__).parents[2]),
-    )
+    env = process_env(tmp_path / "home")
 
     def open_store() -> subprocess.CompletedProcess[str]:
         child = subprocess.run(
