@@ -13,7 +13,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kitaru.errors import KitaruUsageError
@@ -23,16 +22,37 @@ ENV_AUTH_TOKEN = "KITARU_AUTH_TOKEN"
 CREDENTIALS_FILENAME = "credentials.json"
 
 
-@dataclass(frozen=True)
 class Connection:
-    """A Kitaru server and the API key to use it with."""
+    """A Kitaru server and the API key to use it with; ``source`` says where it was set
+    (``connect()``, the environment, ``kitaru login``...).
 
-    url: str
-    api_key: str = field(repr=False)
-    #: connect() | environment | kitaru login
-    source: str
-    verify: bool | str = True
-    timeout: float = 30.0
+    Compared by value, and its repr leaves the key out. A plain class: this module is
+    imported by every run (to learn that no server is used), and building a dataclass
+    costs ~1 ms at import.
+    """
+
+    __slots__ = ("api_key", "source", "timeout", "url", "verify")
+
+    def __init__(
+        self, url: str, api_key: str, source: str, verify: bool | str = True, timeout: float = 30.0
+    ) -> None:
+        self.url, self.api_key, self.source, self.verify = url, api_key, source, verify
+        self.timeout = timeout
+
+    def _key(self) -> tuple[str, str, str, bool | str, float]:
+        return (self.url, self.api_key, self.source, self.verify, self.timeout)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Connection) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(url={self.url!r}, source={self.source!r}, verify={self.verify!r}, "
+            f"timeout={self.timeout!r})"
+        )
 
 
 _lock = threading.Lock()
