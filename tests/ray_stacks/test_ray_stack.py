@@ -567,7 +567,10 @@ def test_a_client_server_that_fails_to_start_is_tried_again(
     stack = {"name": "via-client", "config": {"address": ray_client_address}}
     try:
         assert ray_stack.connect(stack) is True  # connected: the cluster is this machine
-        assert calls == [ray_client_address, ray_client_address]
+        # The failure was tried again. (Under load the real proxy can lose its server
+        # too, the very case this retries, and then it is tried once more.)
+        assert len(calls) >= 2
+        assert set(calls) == {ray_client_address}
         assert ray.is_initialized()
     finally:
         ray.shutdown()
