@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from alembic.config import Config
 import kitaru
 from kitaru._store import Store, cache_keys, engine
 from kitaru._store.schema import SCHEMA_REVISION
+from tests._env import process_env
 
 
 def _alembic(conn: sa.Connection) -> Config:
@@ -266,11 +269,6 @@ def test_upgrading_an_existing_store_says_so_on_stderr_step_by_step(
 ) -> None:
     """A user whose store is upgraded sees it happen (a step may rebuild a big table),
     and from which revision: an older Kitaru cannot open the store afterwards."""
-    import subprocess
-    import sys
-
-    from tests._env import process_env
-
     _at_revision(store_url, "0012")
     script = (
         "import sys; from kitaru._store import Store\n"

@@ -343,10 +343,15 @@ _STUCK_TRANSACTION_MS = 10_000
 
 def current_revision(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("kitaru_alembic_version"):
-            return None
-        row = conn.exec_driver_sql("SELECT version_num FROM kitaru_alembic_version").first()
-        return None if row is None else str(row[0])
+        return _revision_of(conn)
+
+
+def _revision_of(conn: sa.Connection) -> str | None:
+    """The store's schema revision; None for a store with no tables yet."""
+    if not sa.inspect(conn).has_table("kitaru_alembic_version"):
+        return None
+    row = conn.exec_driver_sql("SELECT version_num FROM kitaru_alembic_version").first()
+    return None if row is None else str(row[0])
 
 
 def migrate(engine: sa.Engine) -> None:
@@ -432,13 +437,11 @@ def _run_alembic_upgrade(conn: sa.Connection, shown_url: str) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS_DIR))
     config.attributes["connection"] = conn
     # Read again under the lock: another process may have upgraded the store meanwhile.
-    row = None
-    if sa.inspect(conn).has_table("kitaru_alembic_version"):
-        row = conn.exec_driver_sql("SELECT version_num FROM kitaru_alembic_version").first()
-    if row is None:  # a new store: its tables are created, nothing to report
+    revision = _revision_of(conn)
+    if revision is None:  # a new store: its tables are created, nothing to report
         command.upgrade(config, "head")
         return
-    progress = _UpgradeProgress(shown_url, str(row[0]))
+    progress = _UpgradeProgress(shown_url, revision)
     config.attributes["on_version_apply"] = progress.applied
     command.upgrade(config, "head")
     progress.done()
