@@ -8,6 +8,7 @@ Readers, filters, cursors and limits see the full events. Runs on every store.
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 import kitaru
@@ -153,3 +154,63 @@ def test_a_quiet_checkpoint_run_is_one_pair_row_read_back_as_two_events(any_stor
     assert [(e.cursor, e.kind) for e in streamed] == [(str(e.seq), e.kind) for e in events]
     resumed = list(client.events(handle.exec_id, since=streamed[2].cursor, reconnect=False))
     assert [e.cursor for e in resumed] == ["4", "5", "6"]
+
+
+def test_a_started_event_joined_by_its_returned_one_is_one_pair_row(any_store: str) -> None:
+    """The runtime joins a quiet run's two events before queueing the second
+    (``EventRow.returned_ts``); a row that claims a join it cannot be is refused whole."""
+    from kitaru._store._events import EventRow
+    from kitaru.errors import KitaruUsageError
+
+    handle = quiet_steps.run(5)
+    handle.wait(timeout=30)
+    kitaru.events.flush()
+    store = get_backend().store
+    before = _stored(handle.exec_id)
+    joined = EventRow(
+        exec_id=handle.exec_id,
+        kind=STARTED,
+        payload="",
+        ts=100.0,
+        call_id="extra",
+        checkpoint="quiet",
+        correlation_id="kitaru.checkpoint:quiet:00ff",
+        index=0,
+        returned_ts=100.25,
+    )
+    store.insert_events([joined])
+    assert _stored(handle.exec_id)[len(before) :] == [("~p250000", "00ff", "")]
+    last = store.events(handle.exec_id)[-2:]
+    assert [(e.kind, e.index, e.ts, e.call_id) for e in last] == [
+        (STARTED, 0, 100.0, "extra"),
+        (RETURNED, 1, 100.25, "extra"),
+    ]
+    assert last[0].correlation_id == last[1].correlation_id == "kitaru.checkpoint:quiet:00ff"
+
+    for bad in (
+        {"kind": "my.kind"},
+        {"payload": '{"x": 1}'},
+        {"index": None},
+        {"returned_ts": "later"},
+        {"returned_ts": float("nan")},
+    ):
+        row = EventRow(
+            **{
+                name: getattr(joined, name)
+                for name in (
+                    "exec_id",
+                    "kind",
+                    "payload",
+                    "ts",
+                    "call_id",
+                    "checkpoint",
+                    "correlation_id",
+                    "index",
+                    "returned_ts",
+                )
+            }
+            | bad
+        )
+        with pytest.raises(KitaruUsageError, match="returned_ts"):
+            store.insert_events([joined, row])
+        assert len(_stored(handle.exec_id)) == len(before) + 1  # nothing of the batch

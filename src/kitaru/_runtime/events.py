@@ -10,7 +10,10 @@ cached and overridden calls run no function and publish nothing.
 Cost: the lifecycle events must not add a commit (or a round trip) to a
 checkpoint. They are appended to an in-memory queue (a tuple; the payload is
 built later) and one background thread per process writes the queue in
-batches, as captured logs are written. ``flush`` makes everything queued so
+batches, as captured logs are written. A returned event whose started event is
+still the last one queued for its execution joins it there (one queued item, one
+stored row: see ``_store._event_codes``), which is the common case of a short
+checkpoint that publishes nothing. ``flush`` makes everything queued so
 far durable; the driver calls it before it records the end of a run, so a
 reader that sees a finished execution has seen all its events.
 
@@ -69,6 +72,7 @@ class Lane:
         "checkpoint_type",
         "correlation_id",
         "exec_id",
+        "started_item",
         "store",
     )
 
@@ -91,6 +95,8 @@ class Lane:
         self.correlation_id = correlation_id or f"kitaru.checkpoint:{checkpoint}:{random_hex(16)}"
         self._next = next_index
         self._lock = threading.Lock()
+        #: The queued started event, which the returned event may join (see _Writer).
+        self.started_item: list[Any] | None = None
 
     def reserve(self, index: int | None = None) -> int:
         """The next index, or ``index`` itself when it is not behind the counter."""
@@ -117,8 +123,12 @@ class Lane:
 
 # -- the writer ------------------------------------------------------------------------
 
-#: (lane, kind, fields as JSON text or None, ts, index, correlation id override)
-_Queued = tuple[Lane, str, str | None, float, int, str | None]
+#: (lane, kind, fields as JSON text or None, ts, index, correlation id override): a
+#: tuple, or a list for a started event, which its returned event may turn into a
+#: ``_PAIR`` item in place (then the fields slot holds the returned event's ts).
+_Queued = tuple[Lane, str, str | None, float, int, str | None] | list[Any]
+#: The kind of a queued started event joined by its returned event.
+_PAIR = "kitaru.checkpoint.started+returned"
 
 
 class _Writer:
@@ -156,6 +166,26 @@ class _Writer:
                 atexit.register(self.flush, 5.0)
             elif self._count >= _BATCH:
                 self._cond.notify_all()
+
+    def join_started(self, lane: Lane, ts: float, index: int) -> bool:
+        """Turn the lane's queued started event into a started+returned pair; False if
+        it was taken for writing already or anything was queued after it.
+
+        Only the last item of its execution's queue may be joined: the pair is stored
+        at the started event's place, so nothing published in between (by this lane or
+        another) can end up after its returned event. Joining queues no new item, so
+        the counts ``flush`` waits on stay as they are.
+        """
+        item = lane.started_item
+        lane.started_item = None
+        if item is None or index != item[4] + 1:
+            return False
+        with self._cond:
+            queue = self._pending.get((lane.exec_id, id(lane.store)))
+            if not queue or queue[-1] is not item:
+                return False
+            item[1], item[2] = _PAIR, ts
+        return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is written; False on timeout or a lost batch."""
@@ -259,6 +289,9 @@ def _rows(batch: list[_Queued]) -> dict[int, tuple[Store, list[EventRow]]]:
                 storable(lane.checkpoint, "checkpoint"),
                 storable(lane.correlation_id, "correlation_id"),
             )
+        returned_ts = None
+        if kind is _PAIR:  # a plain started event joined by its returned one
+            kind, returned_ts, fields = STARTED, fields, None
         row = EventRow(
             exec_id=lane.exec_id,
             kind=kind if kind in _OWN_KINDS else storable(kind, "kind") or "",
@@ -272,6 +305,7 @@ def _rows(batch: list[_Queued]) -> dict[int, tuple[Store, list[EventRow]]]:
             else storable(correlation_id, "correlation_id"),
             index=index,
             prepared=True,
+            returned_ts=returned_ts,
         )
         by_store.setdefault(id(lane.store), (lane.store, []))[1].append(row)
     return by_store
@@ -379,13 +413,18 @@ def flush_execution(exec_id: str, store: Store) -> None:
 def started(frame: CheckpointFrame, store: Store, checkpoint_type: str | None) -> None:
     lane = Lane(store, frame.exec_id, frame.call_id, frame.name, checkpoint_type)
     frame.events = lane
-    _writer.put((lane, STARTED, None, time.time(), lane.reserve(), None))
+    item = [lane, STARTED, None, time.time(), lane.reserve(), None]
+    if checkpoint_type is None:  # a plain started event: its returned one may join it
+        lane.started_item = item
+    _writer.put(item)
 
 
 def returned(frame: CheckpointFrame | None) -> None:
     lane = None if frame is None else frame.events
     if lane is not None:
-        _writer.put((lane, RETURNED, None, time.time(), lane.reserve(), None))
+        ts, index = time.time(), lane.reserve()
+        if not _writer.join_started(lane, ts, index):
+            _writer.put((lane, RETURNED, None, ts, index, None))
 
 
 def failed(frame: CheckpointFrame | None, error: BaseException) -> None:

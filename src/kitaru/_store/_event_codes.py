@@ -9,7 +9,8 @@ has) and with:
 - the automatic correlation id ``kitaru.checkpoint:<checkpoint>:<hex>`` as its
   ``<hex>`` (the rest is in the ``checkpoint`` column);
 - a started event directly followed by its run's returned event (nothing published
-  in between, written in one batch) as **one pair row** ``~p<µs>``: it sits at the
+  in between, written in one batch; the runtime joins the two before it queues the
+  returned one, ``EventRow.returned_ts``) as **one pair row** ``~p<µs>``: it sits at the
   returned event's position ``seq`` and stands for ``seq - 1`` too (that position
   has no row of its own), with the started event's ``ts`` and ``idx``; ``<µs>`` is the
   time from started to returned. A checkpoint then adds one event row, not two.

@@ -26,7 +26,7 @@ from kitaru._lazy import LazyModule
 from kitaru._store import _event_codes as codes
 from kitaru._store._columns import EVENT_WIDTHS, EVENTS
 from kitaru._store._logs import escape_for_store
-from kitaru.errors import KitaruBackendError
+from kitaru.errors import KitaruBackendError, KitaruUsageError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -59,6 +59,9 @@ class EventRow:
     index: int | None = None
     #: Text already escaped and cut to its columns' widths (see ``storable``).
     prepared: bool = False
+    #: Set on a plain started event: its run's plain returned event followed at this
+    #: time, with the next index, and is stored with it as one pair row.
+    returned_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +194,13 @@ def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
     while i < count:
         event = batch[i]
         position += 1
-        if i + 1 < count and _pairs(event, batch[i + 1]):
+        if event.returned_ts is not None:  # joined by the runtime already
+            _check_joined(event)
+            position += 1
+            row = _row(event, position)
+            rows.append((*row[:2], codes.pair_kind(event.ts, event.returned_ts), *row[3:]))
+            i += 1
+        elif i + 1 < count and _pairs(event, batch[i + 1]):
             position += 1
             row = _row(event, position)
             rows.append((*row[:2], codes.pair_kind(event.ts, batch[i + 1].ts), *row[3:]))
@@ -200,6 +209,26 @@ def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
             rows.append(_row(event, position))
             i += 1
     return rows
+
+
+def _check_joined(event: EventRow) -> None:
+    """A started event with ``returned_ts`` must be one a pair row can stand for (the
+    runtime only joins such; a row sent over HTTP is checked here)."""
+    ts, returned = event.ts, event.returned_ts
+    if not (
+        event.kind == codes.STARTED
+        and event.payload == ""
+        and isinstance(event.index, int)
+        and isinstance(ts, int | float)
+        and isinstance(returned, int | float)
+        and not isinstance(returned, bool)
+        and abs(returned - ts) < 1e9  # also false for NaN and infinity
+    ):
+        raise KitaruUsageError(
+            f"Event of kind {event.kind!r} at ts={ts!r} has returned_ts={returned!r}; only "
+            "a plain kitaru.checkpoint.started event (empty payload, an index) may carry "
+            "the time of its returned event."
+        )
 
 
 def _pairs(started: EventRow, returned: EventRow) -> bool:
