@@ -15,6 +15,7 @@ from kitaru import (
     FailureOrigin,
     KitaruBackendError,
     KitaruClient,
+    KitaruError,
     KitaruUsageError,
     KitaruUserCodeError,
     checkpoint,
@@ -339,6 +340,49 @@ def test_get_shows_the_checkpoint_in_progress_as_running(
     assert [(c.call_id, c.status, c.call_status) for c in final.checkpoints] == [
         ("slow_call", ExecutionStatus.COMPLETED, CallStatus.COMPLETED)
     ]
+
+
+def test_cancel_ends_the_call_it_interrupted(
+    any_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled execution shows no call as running: the one in flight ends failed,
+    saying so, and its runner records nothing more for it."""
+    monkeypatch.setenv("KITARU_RUNNING_MARK_AFTER", "0.05")
+    started, release = threading.Event(), threading.Event()
+
+    @checkpoint
+    def slow_call() -> int:
+        started.set()
+        release.wait(20)
+        return 1
+
+    @flow
+    def slow() -> int:
+        return slow_call()
+
+    handle = slow.run()
+    client = KitaruClient().executions
+    try:
+        assert started.wait(10)
+        deadline = time.monotonic() + 10
+        while not client.get(handle.exec_id).checkpoints and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.cancel(handle.exec_id)
+    finally:
+        release.set()
+    with pytest.raises(KitaruError, match="cancel"):
+        handle.wait(timeout=20)
+    final = client.get(handle.exec_id)
+    assert final.status is ExecutionStatus.CANCELLED
+    (call,) = final.checkpoints
+    assert (call.call_id, call.status, call.call_status) == (
+        "slow_call",
+        ExecutionStatus.FAILED,
+        CallStatus.FAILED,
+    )
+    assert call.ended_at is not None
+    assert call.failure is not None
+    assert "cancelled while this call was running" in call.failure.message
 
 
 _RETRY_MARKER: list[Path] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import copy
+import json
 import operator
 import os
 import threading
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
 from kitaru._store import call_outputs
-from kitaru._store._columns import CALL_COLUMNS, EXECUTIONS
+from kitaru._store._columns import CALL_COLUMNS, CALLS, EXECUTIONS
 from kitaru._store._driver import sqlite3
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
@@ -498,6 +499,7 @@ class SQLiteDirect:
         fence: int | None,
         result: ArtifactRecord | None,
         events: Sequence[_events.EventRow],
+        interrupted: tuple[float, dict[str, Any]] | None = None,
     ) -> bool:
         """The end of a run (see ``Store.finish_execution``) in one commit."""
         fast = self._fast
@@ -517,10 +519,20 @@ class SQLiteDirect:
             changed = cursor.execute(sql, params).fetchone() is not None
             if changed and result is not None:
                 cursor.execute(fast.artifact.sql, fast.artifact_values(result))
+            if changed and interrupted is not None:
+                cursor.execute(
+                    _END_RUNNING_CALLS, (interrupted[0], json.dumps(interrupted[1]), exec_id)
+                )
             return changed
 
         return self._grouped(write, "write")
 
+
+#: A cancelled run's calls left showing as running end failed (see finish_execution).
+_END_RUNNING_CALLS = (
+    f"UPDATE {CALLS} SET status = 'failed', ended_at = ?, error = ? "
+    "WHERE exec_id = ? AND status = 'running'"
+)
 
 #: Ids bound in one ``IN (...)`` (far below SQLite's limit on host parameters).
 _IDS_PER_STATEMENT = 500

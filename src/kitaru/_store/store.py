@@ -374,6 +374,11 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
 
         ``events`` (the run's last queued events) are stored first in the same
         transaction, best effort: events the store refuses are left out.
+
+        A run that ends ``cancelled`` also ends the calls it left showing as running
+        (``_runtime.progress`` marks long ones): they end ``failed``, with an error
+        that says the execution was cancelled, in the same transaction. Their runner
+        can no longer write them (its writes need a running execution).
         """
         values = {
             "status": status.value,
@@ -384,6 +389,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             "lease_expires_at": None,
         }
         statuses = None if only_if_status is None else list(only_if_status)
+        interrupted = _interrupted_call_error(status, values["ended_at"])
         if self._sqlite is not None:
             row = dict(values, failure=None if failure is None else json.dumps(values["failure"]))
             return self._sqlite.finish(
@@ -393,6 +399,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
                 fence=fence,
                 result=result,
                 events=events,
+                interrupted=interrupted,
             )
         ex = t.executions.c
         update = t.executions.update().where(ex.id == exec_id)
@@ -407,6 +414,17 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             changed = _changed(conn, update)
             if changed and result is not None:
                 conn.execute(self._insert_artifact, _artifact_row(result))
+            if changed and interrupted is not None:
+                calls = t.checkpoint_calls.c
+                conn.execute(
+                    t.checkpoint_calls.update()
+                    .where(calls.exec_id == exec_id, calls.status == CallStatus.RUNNING.value)
+                    .values(
+                        status=CallStatus.FAILED.value,
+                        ended_at=interrupted[0],
+                        error=interrupted[1],
+                    )
+                )
         return bool(changed)
 
     def insert_calls(
@@ -836,3 +854,16 @@ def forget_stores() -> None:
         for store in _stores.values():
             store.dispose()
         _stores.clear()
+
+
+def _interrupted_call_error(
+    status: ExecutionStatus, ended_at: float
+) -> tuple[float, dict[str, Any]] | None:
+    """``(ended_at, error)`` for the calls a run ending with ``status`` leaves running."""
+    if status is not ExecutionStatus.CANCELLED:
+        return None
+    return ended_at, {
+        "exception_type": "KitaruCancelled",
+        "message": "The execution was cancelled while this call was running; its "
+        "output was not recorded.",
+    }
