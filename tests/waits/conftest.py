@@ -178,3 +178,18 @@ def one_error_line(stderr: str) -> str:
 
 
 Json = dict[str, Any]
+
+
+def interrupt_while_waiting(exec_id: str) -> None:
+    """Stop a released waiting execution as Ctrl-C in its runner would have: cancelled,
+    resumable, its wait still pending (``resume`` then runs the body again)."""
+    from kitaru._backend import get_backend
+    from kitaru._runtime.control import INTERRUPTED_FAILURE
+    from kitaru._store import ExecutionStatus
+
+    assert get_backend().store.finish_execution(
+        exec_id,
+        status=ExecutionStatus.CANCELLED,
+        failure=dict(INTERRUPTED_FAILURE),
+        only_if_status=[ExecutionStatus.WAITING],
+    )

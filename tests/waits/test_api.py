@@ -25,6 +25,7 @@ from tests.waits._flows import Plan
 from tests.waits.conftest import (
     assert_not_finished,
     eventually,
+    interrupt_while_waiting,
     wait_for_status,
     wait_until_live_waiting,
     wait_until_released,
@@ -302,6 +303,9 @@ def test_a_wait_the_body_no_longer_reaches_is_superseded(
     wait_until_released(client, handle.exec_id)
     # Resumed without an answer, the body now takes the other branch.
     state.write_text("second")
+    # Stopped by Ctrl-C while it waited, then resumed without an answer: the body
+    # now takes the other branch.
+    interrupt_while_waiting(handle.exec_id)
     client.executions.resume(handle.exec_id)
     execution = eventually_released_at(client, handle.exec_id, "second")
     assert [w.wait_id for w in execution.pending_waits] == ["second"]

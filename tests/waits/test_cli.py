@@ -19,6 +19,7 @@ from tests.waits import _flows
 from tests.waits.conftest import (
     eventually,
     exec_threads,
+    interrupt_while_waiting,
     one_error_line,
     wait_until_live_waiting,
     wait_until_released,
@@ -294,6 +295,9 @@ def test_input_to_a_superseded_wait_is_one_error_line(client: KitaruClient, tmp_
     handle = _flows.branching.run(str(state), 0)
     wait_until_released(client, handle.exec_id)
     state.write_text("second")
+    # Stopped by Ctrl-C while it waited, then resumed without an answer: the body
+    # now takes the other branch.
+    interrupt_while_waiting(handle.exec_id)
     client.executions.resume(handle.exec_id)
     eventually(
         lambda: (

@@ -142,13 +142,20 @@ def test_worker_resumes_a_waiting_execution_whose_wait_was_answered(
     assert handle.wait(timeout=30) == "through"
 
 
-def test_resume_of_a_waiting_execution_without_input_waits_again(client: KitaruClient) -> None:
+def test_resume_of_a_waiting_execution_without_input_is_a_state_error(
+    client: KitaruClient,
+) -> None:
+    """0.21's contract: resuming an execution with pending waits is a KitaruStateError;
+    the input is what continues it."""
     handle = _flows.typed.run("int", 0)
-    wait_until_released(client, handle.exec_id)
-    client.executions.resume(handle.exec_id)
-    execution = wait_until_released(client, handle.exec_id)
-    assert execution.run_count == 2
-    assert [w.wait_id for w in execution.pending_waits] == ["ask-int"]
+    before = wait_until_released(client, handle.exec_id)
+    with pytest.raises(KitaruStateError, match=r"waiting for input \(wait 'ask-int'\)") as caught:
+        client.executions.resume(handle.exec_id)
+    assert f"kitaru executions input {handle.exec_id}" in str(caught.value)
+    after = client.executions.get(handle.exec_id)
+    assert after.status is ExecutionStatus.WAITING
+    assert after.run_count == before.run_count == 1
+    assert [w.wait_id for w in after.pending_waits] == ["ask-int"]
     client.executions.input(handle.exec_id, value=3)
     assert handle.wait(timeout=30)["data"] == 3
 

@@ -164,6 +164,8 @@ def resume(backend: Backend, exec_id: str) -> LiveExecution:
     """
     record = backend.store.require_execution(exec_id)
     now = time.time()
+    if record.status is ExecutionStatus.WAITING:
+        _refuse_pending_waits(backend, record)
     if _resumable_stop(record):
         return _claim_and_start(
             backend, record, from_status=(record.status,), require_expired_lease=False
@@ -191,6 +193,20 @@ def resume(backend: Backend, exec_id: str) -> LiveExecution:
             f"runner died, or waiting ones, can be resumed: {hint}."
         )
     return _claim_and_start(backend, record, from_status=_ACTIVE, require_expired_lease=True)
+
+
+def _refuse_pending_waits(backend: Backend, record: ExecutionRecord) -> None:
+    """A waiting execution resumes once its input arrives, not before (0.21's contract:
+    ``resume`` of an execution with pending waits is a ``KitaruStateError``)."""
+    pending = [w.wait_id for w in backend.store.waits(record.id) if w.status is WaitStatus.PENDING]
+    if pending:
+        names = ", ".join(repr(name) for name in pending)
+        raise KitaruStateError(
+            f"Execution {record.id} is waiting for input ({'waits' if len(pending) > 1 else 'wait'} "
+            f"{names}); there is nothing to resume yet. Give the input with `kitaru executions "
+            f"input {record.id} --value JSON` (or KitaruClient().executions.input(...)): the "
+            "execution continues by itself then."
+        )
 
 
 def _resumable_stop(record: ExecutionRecord) -> bool:
