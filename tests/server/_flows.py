@@ -74,3 +74,13 @@ def bulky(n: int) -> str:
 def big_crashy(n: int, marker: str) -> int:
     data = bulky(n)
     return len(data) + slow(len(data), marker)
+
+
+@checkpoint(type="tool_call", cache=False)
+def shell_tool(command: str) -> str:
+    return f"ran {command}"
+
+
+@flow(cache=False)
+def tooling(command: str) -> str:
+    return shell_tool(command)

@@ -288,3 +288,45 @@ def test_stream_follows_a_live_execution(server: Server) -> None:
     assert ("status", "waiting") in seen
     assert ("log", "adding 5 and 2") in seen
     assert seen[-1] == ("end", "completed")
+
+
+def test_replay_code_overrides_need_a_runner_key_and_are_never_imported_by_the_server(
+    server: Server,
+) -> None:
+    """A 'code' override names code that workers import and run: a read-write key may
+    not give one (403, nothing written); a runner key may, and the server only checks
+    its form (it imports no user code: a module that does not exist here is accepted)."""
+    source = _flows.tooling.run("ls")
+    assert source.wait(timeout=30) == "ran ls"
+    body = {
+        "executions": [source.exec_id],
+        "at": "shell_tool",
+        "invocation_overrides": {"shell_tool": {"code": "os.system", "input": {"command": "id"}}},
+    }
+    before = len(KitaruClient().executions.list())
+    refused = server.admin.post("/replays", json=body)
+    assert refused.status_code == 403, refused.text
+    error = _error(refused)
+    assert error["type"] == "KitaruPermissionError"
+    assert "--runner" in error["message"]
+    assert "'shell_tool'" in error["message"]
+    assert len(KitaruClient().executions.list()) == before
+    by_name = {**body, "invocation_overrides": None}
+    by_name["checkpoint_overrides"] = {"shell_tool": {"code": "os.system"}}
+    assert server.admin.post("/replays", json=by_name).status_code == 403
+
+    runner = server.client(server.runner_key)
+    malformed = {**body, "invocation_overrides": {"shell_tool": {"code": "not a path!"}}}
+    bad = runner.post("/replays", json=malformed)
+    assert bad.status_code == 400, bad.text
+    assert "module.function" in _error(bad)["message"]
+    elsewhere = {
+        **body,
+        "invocation_overrides": {"shell_tool": {"code": "kitaru_qa_nowhere.tools.run"}},
+    }
+    accepted = runner.post("/replays", json=elsewhere)
+    assert accepted.status_code == 200, accepted.text
+    assert len(KitaruClient().executions.list()) == before + 1
+    # Output overrides stay a read-write key's right.
+    plain = {**body, "invocation_overrides": {"shell_tool": {"output": "stubbed"}}}
+    assert server.admin.post("/replays", json=plain).status_code == 200

@@ -201,10 +201,11 @@ def _refuse_pending_waits(backend: Backend, record: ExecutionRecord) -> None:
     pending = [w.wait_id for w in backend.store.waits(record.id) if w.status is WaitStatus.PENDING]
     if pending:
         names = ", ".join(repr(name) for name in pending)
+        which = "waits" if len(pending) > 1 else "wait"
         raise KitaruStateError(
-            f"Execution {record.id} is waiting for input ({'waits' if len(pending) > 1 else 'wait'} "
-            f"{names}); there is nothing to resume yet. Give the input with `kitaru executions "
-            f"input {record.id} --value JSON` (or KitaruClient().executions.input(...)): the "
+            f"Execution {record.id} is waiting for input ({which} {names}); there is "
+            f"nothing to resume yet. Give the input with `kitaru executions input "
+            f"{record.id} --value JSON` (or KitaruClient().executions.input(...)): the "
             "execution continues by itself then."
         )
 

@@ -84,6 +84,9 @@ class ReplayRequest:
     expect_flow: str | None = None
     #: Names accepted as keywords of the replay call (for "did you mean" hints).
     keywords: Sequence[str] = ()
+    #: Import ``code`` overrides now to check them. The server does not: it never runs
+    #: user code (importing a module runs it); the worker imports them when it runs.
+    import_code: bool = True
 
 
 def check_entry(entry: Any, where: str) -> dict[str, Any]:
@@ -367,7 +370,10 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
                     f"(its type is {call.type!r}); only @checkpoint(type={TOOL_CALL!r}) calls "
                     "can run replacement code."
                 )
-            import_code(entry["code"], where=where)
+            if request.import_code:
+                import_code(entry["code"], where=where)
+            else:
+                check_code_path(entry["code"], where=where)
             code_overrides[call.call_id] = entry["code"].strip()
         if "model" in entry:
             if call.type != LLM_CALL:
@@ -652,6 +658,16 @@ def _convert_input(spec: Any, value: Any, *, where: str) -> tuple[tuple[Any, ...
         )
     name = names[0]
     return (), {name: convert(value, hints.get(name), what=f"{where}: input {name!r}")}
+
+
+def check_code_path(path: object, *, where: str) -> None:
+    """``path`` has the form ``module.function`` (checked without importing it)."""
+    module_name, _, attr = str(path).strip().rpartition(".")
+    names = [*module_name.split("."), attr] if module_name else []
+    if not names or not all(name.isidentifier() for name in names):
+        raise KitaruUsageError(
+            f"{where}: code {path!r} is not 'module.function' (dotted Python names)."
+        )
 
 
 def import_code(path: str, *, where: str) -> Callable[..., Any]:

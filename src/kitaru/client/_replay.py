@@ -138,8 +138,10 @@ def submit_replay(
     expect_flow: str | None = None,
     keywords: Sequence[str] = REPLAY_KEYWORDS,
     launch: Callable[[Backend, replaying.Prepared], Any] = replaying.submit,
+    import_code: bool = True,
 ) -> ReplaySubmission:
-    """``launch`` writes and starts a prepared replay (the server hands it to a worker)."""
+    """``launch`` writes and starts a prepared replay (the server hands it to a worker);
+    ``import_code=False``: ``code`` overrides are checked for form only (the server)."""
     refs = exec_refs(execution)
     selector = _selector(at, from_)
     if on_error is None:
@@ -181,6 +183,7 @@ def submit_replay(
         settings=dict(settings or {}),
         expect_flow=expect_flow,
         keywords=keywords,
+        import_code=import_code,
     )
 
     backend = api._backend

@@ -17,6 +17,7 @@ from kitaru.client._models import Execution, LogEntry, PendingWait
 from kitaru.errors import KitaruUsageError
 from kitaru.server import _control, _listing, _stream
 from kitaru.server._auth import Reader, Writer
+from kitaru.server._errors import ApiError
 from kitaru.server._schemas import (
     Deleted,
     ErrorResponse,
@@ -293,9 +294,20 @@ replays = APIRouter(prefix="/replays", tags=["executions"], responses=_ERRORS)
     response_model=ReplaySubmissionBody,
     summary="Replay executions from a checkpoint (a worker runs the new executions)",
 )
-def replay(body: ReplayRequest, _key: Writer) -> dict[str, Any]:
+def replay(body: ReplayRequest, key: Writer) -> dict[str, Any]:
     from kitaru.client._replay import submit_replay
 
+    named = _code_overrides(body)
+    if named and key.access != "runner":
+        raise ApiError(
+            403,
+            "KitaruPermissionError",
+            f"API key {key.name!r} of service account {key.account!r} may not replay with "
+            f"'code' overrides ({', '.join(repr(n) for n in named)}): they name code that "
+            "workers import and run, which needs a key created with --runner (as recording "
+            "executions and creating schedules do). Output, input and model overrides need "
+            "only a read-write key.",
+        )
     client = _client()
     submission = submit_replay(
         client.executions,
@@ -309,6 +321,17 @@ def replay(body: ReplayRequest, _key: Writer) -> dict[str, Any]:
         wait=False,
         on_error=body.on_error,
         launch=_control.hand_off_replay,
+        import_code=False,  # the server never imports user code; the worker does
     )
     document: dict[str, Any] = submission.to_json()
     return document
+
+
+def _code_overrides(body: ReplayRequest) -> list[str]:
+    """The checkpoints and calls whose override entry gives ``code``."""
+    named: list[str] = []
+    for overrides in (body.checkpoint_overrides, body.invocation_overrides):
+        for name, entry in (overrides or {}).items():
+            if isinstance(entry, dict) and "code" in entry:
+                named.append(name)
+    return named
