@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import kitaru
 from kitaru._version import __version__
 from tests.cli.conftest import Invoke
 
@@ -198,6 +199,9 @@ def test_status_json_shows_sources_and_hides_password(
     assert "s3cret" not in result.stdout
     assert item["store_url"] == "postgresql+psycopg://kit:***@db.example:5432/k"
     assert item["config_dir"] == str(kitaru_home)
+    # 0.21's snapshot names, as `kitaru info` has them.
+    assert item["config_directory"] == str(kitaru_home)
+    assert item["sdk_version"] == kitaru.__version__
     assert item["active_stack"]["name"] == "local"
     settings = item["settings"]
     assert settings["retries"] == {"value": 3, "source": "env:KITARU_RETRIES"}

@@ -148,7 +148,9 @@ def status(output: OutputOption = OutputFormat.TEXT) -> None:
     """
     with command("status", output) as out:
         data = collect_status()
-        out.item(data, lambda console: _render(data, console))
+        # 0.21's runtime snapshot names (as `kitaru info` has them), beside our own.
+        item = {"sdk_version": data["version"], "config_directory": data["config_dir"], **data}
+        out.item(item, lambda console: _render(data, console))
 
 
 def register(app: typer.Typer) -> None:
