@@ -422,3 +422,41 @@ def test_retry_returns_the_execution_and_its_checkpoints_on_first_use(
     assert [c.call_id for c in restarted.checkpoints] == ["_first", "_second"]
     assert {a.name for a in restarted.artifacts} >= {"_first", "_second"}
     assert restarted.checkpoints == KitaruClient().executions.get(handle.exec_id).checkpoints
+
+
+def test_ids_may_be_uuid_objects_or_capitals_and_anything_else_is_a_usage_error(
+    any_store: str,
+) -> None:
+    import uuid
+
+    handle = _flows_for_ids.run(1)
+    handle.wait(timeout=30)
+    client = KitaruClient()
+    assert client.executions.get(uuid.UUID(handle.exec_id)).exec_id == handle.exec_id
+    assert client.executions.get(handle.exec_id.upper()).exec_id == handle.exec_id
+    artifact = client.artifacts.list(handle.exec_id)[0]
+    assert client.artifacts.get(artifact.artifact_id.upper()).artifact_id == artifact.artifact_id
+    calls = [
+        lambda: client.executions.get(None),  # type: ignore[arg-type]
+        lambda: client.executions.retry(7),  # type: ignore[arg-type]
+        lambda: client.executions.cancel(["x"]),  # type: ignore[arg-type]
+        lambda: client.executions.logs(None),  # type: ignore[arg-type]
+        lambda: client.executions.pending_waits(5),  # type: ignore[arg-type]
+        lambda: client.executions.input(None, wait="a", value=1),  # type: ignore[arg-type]
+        lambda: client.artifacts.get(None),  # type: ignore[arg-type]
+        lambda: client.artifacts.list(b"id"),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(KitaruUsageError, match=r"id must be a string \(or a uuid.UUID\)"):
+            call()
+    assert client.executions.get(handle.exec_id).status is ExecutionStatus.COMPLETED
+
+
+@checkpoint
+def _id_step(x: int) -> int:
+    return x
+
+
+@flow
+def _flows_for_ids(x: int) -> int:
+    return _id_step(x)

@@ -25,13 +25,39 @@ _SHOWN = 5
 _WHAT = {"executions": "execution", "artifacts": "artifact"}
 
 
+def id_text(ref: object, what: str) -> str:
+    """``ref`` as id text: a string, or a ``uuid.UUID``; a UUID written in capitals
+    in its usual form reads as the lower-case one ids are stored as.
+
+    Anything else is a ``KitaruUsageError`` naming what was given.
+    """
+    if isinstance(ref, str):
+        text = ref
+    elif type(ref).__name__ == "UUID" and type(ref).__module__ == "uuid":
+        return str(ref)
+    else:
+        raise KitaruUsageError(
+            f"An {what} id must be a string (or a uuid.UUID), got {type(ref).__name__} {ref!r}."
+        )
+    if len(text) == FULL_ID_LENGTH and text != text.lower():
+        import uuid
+
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            return text
+    return text
+
+
 def resolve_id(store: Store, table: IdTable, ref: str) -> str:
     """The full id that ``ref`` (an id or a unique prefix of one) names.
 
     Text that matches no id comes back unchanged, so that the caller's lookup
     reports it as unknown the usual way. An ambiguous prefix raises
-    ``KitaruUsageError`` listing the ids it matches.
+    ``KitaruUsageError`` listing the ids it matches; an id that is not text (or a
+    ``uuid.UUID``), a ``KitaruUsageError`` too.
     """
+    ref = id_text(ref, _WHAT[table])
     if len(ref) < MIN_PREFIX or len(ref) >= FULL_ID_LENGTH or not _storable(ref):
         return ref
     from kitaru._store._lookup import ids_with_prefix  # SQLAlchemy: not at `import kitaru`

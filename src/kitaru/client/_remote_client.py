@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kitaru.client import _remote_models as models
 from kitaru.client._client import LOG_SOURCES, _at_least_one, _page, _statuses
 from kitaru.client._events import ExecutionEvent
+from kitaru.client._ids import id_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
     KitaruNotFoundError,
@@ -45,7 +46,7 @@ class RemoteStore:
     def require_execution(self, exec_id: str) -> ExecutionRecord:
         from kitaru._store import ExecutionRecord, ExecutionStatus
 
-        data = self.session.get(f"/executions/{exec_id}/result")
+        data = self.session.get(f"/executions/{_path_id(exec_id, 'execution')}/result")
         return ExecutionRecord(
             id=data["exec_id"],
             flow_name=data["flow_name"],
@@ -84,7 +85,7 @@ class RemoteBackend:
         from kitaru._blobs.inputs import INPUTS
         from kitaru._blobs.inputs import unpack as unpack_inputs
 
-        meta = self.session.get(f"/artifacts/{artifact_id}")
+        meta = self.session.get(f"/artifacts/{_path_id(artifact_id, 'artifact')}")
         data = self.session.request("GET", f"/artifacts/{meta['artifact_id']}/data", raw=True)
         if meta.get("serializer") == INPUTS:
             return unpack_inputs(data)
@@ -101,7 +102,9 @@ class RemoteExecutionsAPI:
 
     def resolve_id(self, exec_id: str) -> str:
         try:
-            found: str = self._session.get(f"/executions/{exec_id}")["exec_id"]
+            found: str = self._session.get(f"/executions/{_path_id(exec_id, 'execution')}")[
+                "exec_id"
+            ]
         except KitaruUsageError:
             raise
         except Exception:
@@ -109,7 +112,7 @@ class RemoteExecutionsAPI:
         return found
 
     def get(self, exec_id: str) -> Execution:
-        return self._execution(self._session.get(f"/executions/{exec_id}"))
+        return self._execution(self._session.get(f"/executions/{_path_id(exec_id, 'execution')}"))
 
     def _pages(
         self, *, flow: str | None, status: Any, wanted: int | None, schedule: str | None = None
@@ -178,7 +181,9 @@ class RemoteExecutionsAPI:
             delay = min(delay * 2, _POLL_MAX)
 
     def _control(self, exec_id: str, action: str, wait: bool = False) -> Execution:
-        execution = self._execution(self._session.post(f"/executions/{exec_id}/{action}"))
+        execution = self._execution(
+            self._session.post(f"/executions/{_path_id(exec_id, 'execution')}/{action}")
+        )
         return self.wait(execution.exec_id) if wait else execution
 
     def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
@@ -194,7 +199,7 @@ class RemoteExecutionsAPI:
 
     def delete(self, exec_id: str, *, recursive: bool = False) -> None:
         suffix = "?recursive=true" if recursive else ""
-        self._session.request("DELETE", f"/executions/{exec_id}{suffix}")
+        self._session.request("DELETE", f"/executions/{_path_id(exec_id, 'execution')}{suffix}")
 
     def input(
         self, exec_id: str, *, wait: str | None = None, value: Any = None, resume: bool = True
@@ -208,21 +213,25 @@ class RemoteExecutionsAPI:
         from pydantic_core import to_jsonable_python
 
         body = {"wait": wait, "value": to_jsonable_python(value)}
-        return self._execution(self._session.post(f"/executions/{exec_id}/input", body))
+        return self._execution(
+            self._session.post(f"/executions/{_path_id(exec_id, 'execution')}/input", body)
+        )
 
     def abort_wait(
         self, exec_id: str, *, wait: str | None = None, resume: bool = True
     ) -> Execution:
         del resume
         return self._execution(
-            self._session.post(f"/executions/{exec_id}/abort-wait", {"wait": wait})
+            self._session.post(
+                f"/executions/{_path_id(exec_id, 'execution')}/abort-wait", {"wait": wait}
+            )
         )
 
     def pending_waits(self, exec_id: str | None = None) -> builtins.list[PendingWait]:
         if exec_id is None:
             waiting = self.list(status="waiting")
             return [w for e in waiting for w in e.pending_waits]
-        page = self._session.get(f"/executions/{exec_id}/waits")
+        page = self._session.get(f"/executions/{_path_id(exec_id, 'execution')}/waits")
         return [models.pending_wait(w) for w in page["items"]]
 
     def logs(
@@ -250,7 +259,7 @@ class RemoteExecutionsAPI:
         while limit is None or len(out) < limit:
             batch = _BATCH * 10 if limit is None else min(_BATCH * 10, limit - len(out))
             page = self._session.get(
-                f"/executions/{exec_id}/logs",
+                f"/executions/{_path_id(exec_id, 'execution')}/logs",
                 checkpoint=checkpoint,
                 source=source or "all",
                 limit=batch,
@@ -303,7 +312,7 @@ class RemoteExecutionsAPI:
         from datetime import datetime
 
         for kind, data in self._session.stream(
-            f"/executions/{exec_id}/stream",
+            f"/executions/{_path_id(exec_id, 'execution')}/stream",
             since=f"{cursor}.0",
             follow=str(follow).lower(),
             logs="false",
@@ -499,7 +508,7 @@ class RemoteArtifactsAPI:
     ) -> builtins.list[ArtifactRef]:
         _at_least_one(limit=limit)
         page = self._session.get(
-            f"/executions/{exec_id}/artifacts",
+            f"/executions/{_path_id(exec_id, 'execution')}/artifacts",
             name=name,
             kind=kind,
             producing_call=producing_call,
@@ -510,7 +519,9 @@ class RemoteArtifactsAPI:
         return [r for r in refs if type is None or r.type == type]
 
     def get(self, artifact_id: str) -> ArtifactRef:
-        return models.artifact(self._session.get(f"/artifacts/{artifact_id}"), self._client)
+        return models.artifact(
+            self._session.get(f"/artifacts/{_path_id(artifact_id, 'artifact')}"), self._client
+        )
 
 
 def attach_remote(client: KitaruClient, server_url: str | None, auth_token: str | None) -> None:
@@ -539,3 +550,10 @@ def connected_backend() -> RemoteBackend | None:
 
     connection = current_connection()
     return None if connection is None else RemoteBackend(session_for(connection))
+
+
+def _path_id(ref: object, what: str) -> str:
+    """An id as one URL path segment (checked as the local client checks it)."""
+    from urllib.parse import quote
+
+    return quote(id_text(ref, what), safe="")
