@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -241,10 +242,14 @@ def test_retry_that_fails_again_exits_1(cli: Invoke, flows: Flows) -> None:
     exec_id = run_failing(flows)
     (flows.state / "think-failed-once").unlink()  # make it fail once more
     result = cli("executions", "retry", exec_id, "-o", "json")
+    # A failing command: the error document on stderr, stdout empty (0.21's CLI contract).
     assert result.exit_code == 1
-    item = result.json()["item"]
-    assert item["status"] == "failed"
-    assert item["run_count"] == 2
+    assert result.stdout == ""
+    error = json.loads(result.stderr)
+    assert error["command"] == "executions.retry"
+    assert error["error"]["type"] == "KitaruUserCodeError"
+    assert "model overloaded" in error["error"]["message"]
+    assert KitaruClient().executions.get(exec_id).run_count == 2
 
     (flows.state / "think-failed-once").unlink()
     table = cli("executions", "retry", exec_id)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from kitaru.client import KitaruClient
     from kitaru.client._models import Execution, PendingWait
     from kitaru.client._prompt import PromptOutcome
+    from kitaru.errors import KitaruError
 
 app = typer.Typer(
     help=(
@@ -239,6 +240,10 @@ def _finish_run(
         final = _wait_for_run(client, exec_id)
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
+    if out.json and final.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        # A failing command: exit 1 with the error document on stderr, stdout empty.
+        error = _run_error(final)
+        out.fail(type(error).__name__, str(error))
     out.item(execution_item(final), lambda console: render_execution(final, console))
     if final.status is ExecutionStatus.WAITING:
         # Don't hold this process until the wait's timeout: release it now; input
@@ -256,6 +261,21 @@ def _finish_run(
                 + "\n"
             )
         raise typer.Exit(EXIT_ERROR)
+
+
+def _run_error(final: Execution) -> KitaruError:
+    """The typed error ``FlowHandle.wait()`` raises for an execution that ended so."""
+    from kitaru.handle import failure_error
+
+    failure: dict[str, Any] = {}
+    if final.failure is not None:
+        failure = {
+            "origin": final.failure.origin.value,
+            "message": final.failure.message,
+            "exception_type": final.failure.exception_type,
+            "checkpoint": final.failure.checkpoint,
+        }
+    return failure_error(final.exec_id, final.flow_name or "?", final.status, failure)
 
 
 @app.command("resume")
