@@ -83,7 +83,9 @@ def leaf_commands() -> list[tuple[str, ...]]:
 
 
 def dotted(path: tuple[str, ...]) -> str:
-    return ".".join(part.replace("-", "_") for part in path)
+    """0.21's dotted name: groups as they are, the command's own ``-`` as ``_``
+    (``log-store.show``, ``executions.diff_matrix``)."""
+    return ".".join([*path[:-1], path[-1].replace("-", "_")])
 
 
 COMMANDS = leaf_commands()

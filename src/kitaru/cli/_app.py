@@ -176,12 +176,14 @@ def _register() -> None:
     import kitaru.cli._logs
     import kitaru.cli._replay  # noqa: F401  (adds `executions replay`)
     from kitaru.cli._analysis import register as register_analysis
+    from kitaru.cli._analytics import app as analytics_app
     from kitaru.cli._artifacts import app as artifacts_app
     from kitaru.cli._auth import app as auth_app
     from kitaru.cli._clean import app as clean_app
     from kitaru.cli._executions import app as executions_app
     from kitaru.cli._info import register as register_info
     from kitaru.cli._init import register as register_init
+    from kitaru.cli._log_store import app as log_store_app
     from kitaru.cli._models import app as models_app
     from kitaru.cli._schedules import app as schedules_app
     from kitaru.cli._secrets import app as secrets_app
@@ -204,6 +206,8 @@ def _register() -> None:
     app.add_typer(auth_app, name="auth")
     app.add_typer(models_app, name="model")
     app.add_typer(secrets_app, name="secrets")
+    app.add_typer(log_store_app, name="log-store")
+    app.add_typer(analytics_app, name="analytics")
 
 
 _register()

@@ -103,8 +103,13 @@ def page_of(items: Sequence[Any], page: int | None, size: int | None) -> list[An
 
 
 def command_name(path: str) -> str:
-    """A command path, dotted: ``executions diff-matrix`` -> ``executions.diff_matrix``."""
-    return ".".join(part.replace("-", "_") for part in path.replace(".", " ").split()) or "kitaru"
+    """A command path, dotted as 0.21 names it: groups keep their names, a command's
+    own name takes ``_`` for ``-`` (``executions diff-matrix`` ->
+    ``executions.diff_matrix``, ``log-store show`` -> ``log-store.show``)."""
+    parts = path.replace(".", " ").split()
+    if not parts:
+        return "kitaru"
+    return ".".join([*parts[:-1], parts[-1].replace("-", "_")])
 
 
 class UsageProblem(Exception):
