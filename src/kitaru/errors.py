@@ -121,6 +121,15 @@ class KitaruLogRetrievalError(KitaruBackendError):
     """Captured logs could not be read back."""
 
 
+class KitaruAuthenticationError(KitaruError):
+    """A Kitaru server refused the API key (HTTP 401): unknown, rotated or deleted."""
+
+
+class KitaruPermissionError(KitaruError):
+    """The API key may not do this on the server (HTTP 403), e.g. a read-only key on a
+    control route, or a key without --runner recording executions."""
+
+
 class KitaruWaitAbortedError(KitaruError):
     """The pending wait was aborted instead of answered.
 
@@ -410,6 +419,7 @@ class KitaruPlainDataWarning(KitaruWarning):
 __all__ = [
     "FailureOrigin",
     "KitaruAmbiguousFlowResultError",
+    "KitaruAuthenticationError",
     "KitaruBackendError",
     "KitaruContextError",
     "KitaruDeploymentInputValuesError",
@@ -419,6 +429,7 @@ __all__ = [
     "KitaruFeatureNotAvailableError",
     "KitaruLogRetrievalError",
     "KitaruNotFoundError",
+    "KitaruPermissionError",
     "KitaruPlainDataWarning",
     "KitaruRuntimeError",
     "KitaruStackIntegrationDependencyError",

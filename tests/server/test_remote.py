@@ -250,6 +250,53 @@ def test_cli_login_logout_and_same_json(
     assert cli("status", "-o", "json").json()["item"]["connection"] is None
 
 
+def test_login_takes_0_21s_connection_options(
+    server: Server, cli: Any, kitaru_home: Path, tmp_path: Path
+) -> None:
+    """--timeout, --no-verify-ssl and --ssl-ca-cert are kept with the login and used by
+    every later process; --refresh is accepted; --project is not supported."""
+    login = cli(
+        "login", server.url, "--api-key", server.admin_key, "--timeout", "7.5",
+        "--no-verify-ssl", "--refresh", "-o", "json",
+    )  # fmt: skip
+    assert login.exit_code == 0, login.stderr
+    saved = json.loads((kitaru_home / "credentials.json").read_text())
+    assert (saved["verify"], saved["timeout"]) == (False, 7.5)
+    connection = KitaruClient().connection
+    assert connection is not None
+    assert (connection.verify, connection.timeout) == (False, 7.5)
+    assert cli("executions", "list", "-o", "json").exit_code == 0
+
+    import certifi
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    again = cli("login", server.url, "--api-key", server.admin_key, "--ssl-ca-cert", str(bundle))
+    assert again.exit_code == 0, again.stderr
+    connection = KitaruClient().connection
+    assert connection is not None
+    assert (connection.verify, connection.timeout) == (str(bundle.resolve()), 30.0)
+
+    for args, error_type, words in [
+        (["--project", "p"], "KitaruFeatureNotAvailableError", "--project"),
+        (["--ssl-ca-cert", str(tmp_path / "nope.pem")], "KitaruUsageError", "no such file"),
+        (["--no-verify-ssl", "--ssl-ca-cert", str(bundle)], "KitaruUsageError", "not both"),
+        (["--ssl-ca-cert", str(kitaru_home / "credentials.json")], "KitaruUsageError", "PEM"),
+        (["--timeout", "0"], "KitaruUsageError", "--timeout"),
+    ]:
+        refused = cli("login", server.url, "--api-key", server.admin_key, *args, "-o", "json")
+        assert refused.exit_code == 1, args
+        assert refused.stdout == ""
+        error = json.loads(refused.stderr)["error"]
+        assert error["type"] == error_type
+        assert words in error["message"]
+    # The login in place is left as it was.
+    assert json.loads((kitaru_home / "credentials.json").read_text())["verify"] == str(
+        bundle.resolve()
+    )
+    assert cli("logout").exit_code == 0
+
+
 def test_login_without_url_starts_a_local_server(
     cli: Any, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

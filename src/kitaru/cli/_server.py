@@ -353,10 +353,34 @@ def login(
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="Port of the local server.")
     ] = DEFAULT_PORT,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Check the key again and save it anew (always done).")
+    ] = False,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="Not supported: a Kitaru server serves one store."),
+    ] = None,
+    no_verify_ssl: Annotated[
+        bool, typer.Option("--no-verify-ssl", help="Do not check the server's TLS certificate.")
+    ] = False,
+    ssl_ca_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--ssl-ca-cert", help="CA bundle (PEM file) to check the server's certificate with."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", help="Seconds to wait for each answer of the server (default 30)."
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Log this machine in to a Kitaru server (or start one for the local store)."""
+    del refresh  # every login checks the key and saves it anew
     with command("login", output) as out:
+        verify, seconds = _tls_and_timeout(project, no_verify_ssl, ssl_ca_cert, timeout)
         from kitaru.client._remote import check_login
         from kitaru.client._remote_config import normalize_url, save_credentials
 
@@ -376,8 +400,8 @@ def login(
                     "(the server prints an admin key on its first start)."
                 )
             key = api_key
-        version = check_login(url, key)
-        path = save_credentials(url, key)
+        version = check_login(url, key, verify=verify, timeout=seconds or 30.0)
+        path = save_credentials(url, key, verify=verify, timeout=seconds)
         data = {"url": url, "server_version": version, "credentials": str(path), "pid": started}
 
         def render(console: Console) -> None:
@@ -386,6 +410,39 @@ def login(
             console.print(f"Logged in to {escape(url)} (Kitaru {escape(version)}).")
 
         out.item(data, render)
+
+
+def _tls_and_timeout(
+    project: str | None, no_verify_ssl: bool, ssl_ca_cert: str | None, timeout: float | None
+) -> tuple[bool | str, float | None]:
+    """``login``'s connection options, checked: (verify, timeout)."""
+    from kitaru.errors import KitaruFeatureNotAvailableError
+
+    if project is not None:
+        raise KitaruFeatureNotAvailableError(
+            "kitaru login --project is not supported: a Kitaru server serves one store."
+        )
+    if no_verify_ssl and ssl_ca_cert:
+        raise KitaruUsageError("Give --no-verify-ssl or --ssl-ca-cert, not both.")
+    if timeout is not None and not timeout > 0:
+        raise KitaruUsageError(f"--timeout must be seconds > 0, got {timeout}.")
+    if ssl_ca_cert:
+        import ssl
+
+        path = Path(ssl_ca_cert).expanduser()
+        if not path.is_file():
+            raise KitaruUsageError(
+                f"--ssl-ca-cert {ssl_ca_cert}: no such file; give the path of a PEM CA bundle."
+            )
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise KitaruUsageError(
+                f"--ssl-ca-cert {ssl_ca_cert} is not a PEM CA bundle ({exc}); give the "
+                "certificate(s) of the authority that signed the server's certificate."
+            ) from None
+        return str(path.resolve()), timeout
+    return (not no_verify_ssl), timeout
 
 
 def logout(output: OutputOption = OutputFormat.TEXT) -> None:

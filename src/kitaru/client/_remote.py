@@ -12,17 +12,14 @@ from typing import Any
 
 from kitaru import errors
 from kitaru.client._remote_config import Connection
-from kitaru.errors import KitaruBackendError, KitaruError
+from kitaru.errors import (
+    KitaruAuthenticationError,
+    KitaruBackendError,
+    KitaruError,
+    KitaruPermissionError,
+)
 
 API = "/api/v1"
-
-
-class KitaruAuthenticationError(KitaruError):
-    """The server refused the API key (401)."""
-
-
-class KitaruPermissionError(KitaruError):
-    """The API key may not do this (403: a read-only key on a control route)."""
 
 
 _EXTRA: dict[str, type[BaseException]] = {
@@ -149,9 +146,9 @@ def session_for(connection: Connection) -> Session:
         return found
 
 
-def check_login(url: str, api_key: str) -> str:
+def check_login(url: str, api_key: str, *, verify: bool | str = True, timeout: float = 30.0) -> str:
     """The server's version, if ``api_key`` is accepted there (else the server's error)."""
-    return check_connection(Connection(url, api_key, "login"))
+    return check_connection(Connection(url, api_key, "login", verify=verify, timeout=timeout))
 
 
 def check_connection(connection: Connection) -> str:

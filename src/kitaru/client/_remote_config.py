@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from kitaru.errors import KitaruUsageError
 
@@ -100,13 +101,20 @@ def credentials_file() -> Path:
     return config_dir() / CREDENTIALS_FILENAME
 
 
-def save_credentials(url: str, api_key: str) -> Path:
-    """Write the login (0600, replaced atomically)."""
+def save_credentials(
+    url: str, api_key: str, *, verify: bool | str = True, timeout: float | None = None
+) -> Path:
+    """Write the login (0600, replaced atomically), with its TLS and timeout settings."""
     path = credentials_file()
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    data: dict[str, Any] = {"server_url": url, "api_key": api_key}
+    if verify is not True:
+        data["verify"] = verify  # False, or a CA bundle's path
+    if timeout is not None:
+        data["timeout"] = timeout
     with os.fdopen(fd, "w") as f:
-        json.dump({"server_url": url, "api_key": api_key}, f)
+        json.dump(data, f)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
@@ -136,12 +144,20 @@ def _saved() -> Connection | None:
             "`kitaru login` again."
         ) from None
     url, key = data.get("server_url"), data.get("api_key")
-    if not isinstance(url, str) or not isinstance(key, str):
+    verify, timeout = data.get("verify", True), data.get("timeout", 30.0)
+    if (
+        not isinstance(url, str)
+        or not isinstance(key, str)
+        or not isinstance(verify, bool | str)
+        or isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not timeout > 0
+    ):
         raise KitaruUsageError(
             f"The saved login in {path} is incomplete; run `kitaru logout` and `kitaru login` "
             "again."
         )
-    return Connection(url, key, "kitaru login")
+    return Connection(url, key, "kitaru login", verify=verify, timeout=float(timeout))
 
 
 def current_connection() -> Connection | None:
