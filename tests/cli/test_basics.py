@@ -234,3 +234,23 @@ def test_json_output_is_only_json(kitaru_proc: Invoke) -> None:
     result = kitaru_proc("status", "-o", "json")
     assert result.exit_code == 0
     json.loads(result.stdout)  # the whole of stdout is one JSON document
+
+
+def test_server_start_on_a_busy_port_is_one_typed_error(cli: Invoke) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = cli("server", "start", "--port", port, "-o", "json")
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        error = json.loads(result.stderr)["error"]
+        assert error["type"] == "KitaruUsageError"
+        assert f"127.0.0.1:{port}" in error["message"]
+        assert "--port" in error["message"]
+        text = cli("server", "start", "--port", port)
+        assert text.exit_code == 1
+        assert text.stderr.startswith("Error: Cannot serve on")
+        assert "Kitaru server on" not in text.stdout + text.stderr

@@ -156,6 +156,7 @@ def start(
                 os.environ[env_name] = str(value)
         if cors_origin:
             os.environ[_settings.ENV_CORS] = ",".join(cors_origin)
+        _check_can_listen(host, port)  # before a first admin key is made and printed
         use_store_only()
         forget_backends()
         backend = get_backend()  # opens (and migrates) the store before serving
@@ -189,6 +190,25 @@ def start(
         finally:
             if supervisor is not None:
                 supervisor.stop()
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """A typed error now, rather than uvicorn's own message and exit code later."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise KitaruUsageError(
+            f"Cannot serve on {host}:{port}: {reason}. Another process may be listening "
+            "there (`kitaru server status` shows a background Kitaru server); choose another "
+            "--port, or another --host."
+        ) from None
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
