@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,35 @@ def test_server_start_on_a_busy_port_is_one_typed_error(cli: Invoke) -> None:
         assert text.exit_code == 1
         assert text.stderr.startswith("Error: Cannot serve on")
         assert "Kitaru server on" not in text.stdout + text.stderr
+
+
+@kitaru.checkpoint
+def _not_a_number() -> float:
+    kitaru.log(score=float("nan"), bounds=[float("-inf"), 1.5])
+    return float("inf")
+
+
+@kitaru.flow
+def _odd_numbers() -> float:
+    return _not_a_number()
+
+
+def test_json_output_is_strict_json_even_with_nan_and_infinity(cli: Invoke) -> None:
+    handle = _odd_numbers.run()
+    assert handle.wait(timeout=30) == float("inf")
+
+    def strict(text: str) -> Any:
+        def refuse(name: str) -> None:
+            raise AssertionError(f"non-standard JSON constant {name}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    for args in (["executions", "get", handle.exec_id], ["executions", "list"]):
+        result = cli(*args, "-o", "json")
+        assert result.exit_code == 0, result.stderr
+        document = strict(result.stdout)
+        assert document["command"].startswith("executions.")
+    item = strict(cli("executions", "get", handle.exec_id, "-o", "json").stdout)["item"]
+    (call,) = item["checkpoints"]
+    assert call["metadata"]["score"] is None
+    assert call["metadata"]["bounds"] == [None, 1.5]

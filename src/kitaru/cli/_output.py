@@ -24,6 +24,7 @@ documents carry the escape as text, so they stay valid UTF-8 JSON.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -157,8 +158,25 @@ def _json_default(value: Any) -> Any:
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: strict JSON has no NaN (the
+    server answers null for them too)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def dumps(document: Mapping[str, Any]) -> str:
-    text = json.dumps(document, indent=2, default=_json_default, ensure_ascii=False)
+    try:
+        text = json.dumps(
+            document, indent=2, default=_json_default, ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:  # a NaN or an infinity somewhere: written as null
+        text = json.dumps(_finite(document), indent=2, default=_json_default, ensure_ascii=False)
     # Lone surrogates can only sit inside JSON strings here; write each as the text
     # "\udcff" (an escaped backslash + "udcff"), which any UTF-8 JSON reader accepts.
     if _SURROGATE_RE.search(text):
