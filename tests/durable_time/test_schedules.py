@@ -79,6 +79,9 @@ def test_schedule_commands_create_show_pause_resume_and_delete(client: KitaruCli
         (["--cron", "* * * * *", "--inputs", "{nope"], "not valid JSON"),
         (["--cron", "* * * * *", "--missed", "sometimes"], "not a missed-slot policy"),
         (["--cron", "* * * * *", "--inputs", '{"nope": 1}'], "nope"),
+        (["--cron", "0 0 30 2 *"], "has no time to fire"),  # 30 February
+        (["--cron", "5 * * * * * 2030"], "not a valid cron expression"),  # a 7th field
+        (["--cron", "* * * * * * 1999"], "not a valid cron expression"),
     ],
 )
 def test_bad_schedules_are_refused_with_one_line(args: list[str], message: str) -> None:
@@ -104,6 +107,36 @@ def test_the_api_refuses_duplicates_unknown_flows_and_unknown_names(
     assert shown.returncode != 0
     assert shown.stdout == ""
     assert json.loads(shown.stderr)["error"]["type"] == "KitaruStateError"
+
+
+def test_a_schedule_that_can_never_fire_blocks_neither_listing_nor_the_others(
+    any_store: str, client: KitaruClient
+) -> None:
+    """A store may hold one from before such expressions were refused: it shows no next
+    run, the worker warns about it, and every other schedule fires as usual."""
+    with pytest.raises(KitaruUsageError, match="has no time to fire"):
+        _flows.tick.schedule(name="never", cron="0 0 30 2 *")
+    assert client.schedules.list() == []
+    client.schedules.create("every-second", flow=_flows.tick, cron="* * * * * *")
+    good = get_backend().store.get_schedule("every-second")
+    assert good is not None
+    from dataclasses import replace
+
+    get_backend().store.create_schedule(replace(good, name="never", cron="0 0 30 2 *"))
+    listed = {s.name: s for s in client.schedules.list()}
+    assert listed["never"].next_run_at is None
+    assert listed["every-second"].next_run_at is not None
+    assert client.schedules.get("never").next_run_at is None
+    shown = kitaru_cli("schedule", "list", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    warned: set[str] = set()
+    fire_due(get_backend(), warned=warned, now=good.cursor + 2.5)
+    assert warned == {"never"}
+    eventually(
+        lambda: len(client.executions.list(schedule="every-second")) == 2,
+        what="the good schedule's two slots",
+    )
+    assert client.executions.list(schedule="never") == []
 
 
 def test_three_racing_workers_fire_each_slot_exactly_once(

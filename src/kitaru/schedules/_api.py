@@ -125,11 +125,14 @@ class SchedulesAPI:
         self._backend = backend
 
     def _model(self, record: ScheduleRecord) -> Schedule:
-        upcoming = (
-            None
-            if record.paused
-            else _cron.next_slot(record.cron, record.timezone, max(record.cursor, time.time()))
-        )
+        upcoming = None
+        if not record.paused:
+            try:
+                upcoming = _cron.next_slot(
+                    record.cron, record.timezone, max(record.cursor, time.time())
+                )
+            except KitaruUsageError:
+                upcoming = None  # stored before such expressions were refused: never fires
         return Schedule.from_record(record, upcoming)
 
     def create(

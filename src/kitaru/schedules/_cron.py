@@ -7,6 +7,7 @@ schedule's time zone (``zoneinfo``), so a daily 07:00 in Europe/Berlin stays at
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,18 +40,30 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def validate(cron: str, timezone: str) -> None:
-    """A clear ``KitaruUsageError`` for a bad cron expression or time zone."""
+def validate(cron: str, timezone: str, *, now: float | None = None) -> None:
+    """A clear ``KitaruUsageError`` for a bad cron expression or time zone, or for one
+    that never fires again (30 February; a year in the past)."""
     zone(timezone)
     croniter = _croniter()
-    if not isinstance(cron, str) or not croniter.is_valid(
-        cron, second_at_beginning=_second_first(cron)
+    if (
+        not isinstance(cron, str)
+        or len(cron.split()) not in (5, 6)
+        or not croniter.is_valid(cron, second_at_beginning=_second_first(cron))
     ):
         raise KitaruUsageError(
             f"{cron!r} is not a valid cron expression: use five fields (minute hour "
             "day-of-month month day-of-week, e.g. '0 7 * * *'), or six with seconds first "
             "('*/10 * * * * *')."
         )
+    next_slot(cron, timezone, time.time() if now is None else now)
+
+
+def _never(cron: str, timezone: str, exc: Exception) -> KitaruUsageError:
+    return KitaruUsageError(
+        f"Cron expression {cron!r} (time zone {timezone}) has no time to fire: it matches "
+        f"no date from now on (e.g. '0 0 30 2 *', 30 February) ({exc}). Give an "
+        "expression that matches real dates."
+    )
 
 
 def _second_first(cron: str) -> bool:
@@ -64,7 +77,10 @@ def slots_after(cron: str, timezone: str, after: float, until: float, *, limit: 
     it = croniter(cron, start, second_at_beginning=_second_first(cron))
     found: list[float] = []
     while True:
-        slot = float(it.get_next(float))
+        try:
+            slot = float(it.get_next(float))
+        except (ValueError, OverflowError) as exc:  # croniter's CroniterBadDateError
+            raise _never(cron, timezone, exc) from None
         if slot > until:
             break
         found.append(slot)
@@ -74,6 +90,11 @@ def slots_after(cron: str, timezone: str, after: float, until: float, *, limit: 
 
 
 def next_slot(cron: str, timezone: str, after: float) -> float:
+    """The first slot after ``after``; ``KitaruUsageError`` if there is none."""
     croniter = _croniter()
     start = datetime.fromtimestamp(after, tz=UTC).astimezone(zone(timezone))
-    return float(croniter(cron, start, second_at_beginning=_second_first(cron)).get_next(float))
+    try:
+        it = croniter(cron, start, second_at_beginning=_second_first(cron))
+        return float(it.get_next(float))
+    except (ValueError, OverflowError) as exc:  # croniter's CroniterBadDateError
+        raise _never(cron, timezone, exc) from None
