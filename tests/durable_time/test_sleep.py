@@ -77,6 +77,34 @@ def test_sleep_is_refused_outside_a_flow_body_and_for_bad_durations() -> None:
     with pytest.raises(KitaruExecutionError, match="duration >= 0"):
         naps_backwards.run().wait()
 
+    # A wake-up time must be a date: past year 9999 nothing could show it.
+    for too_long in (1e12, timedelta(days=4_000_000)):
+        with pytest.raises(KitaruUsageError, match="at most"):
+            seconds_of(too_long)
+
+    @flow(cache=False)
+    def naps_for_ever() -> None:
+        kitaru.sleep(1e12)
+
+    handle = naps_for_ever.run()
+    with pytest.raises(KitaruExecutionError, match="at most"):
+        handle.wait()
+    # Listing and showing the store still work (they failed on such a date).
+    from kitaru.client import KitaruClient
+
+    assert KitaruClient().executions.get(handle.exec_id).status.value == "failed"
+    assert KitaruClient().executions.list()
+
+
+def test_a_stored_date_past_year_9999_reads_as_the_latest_date() -> None:
+    from datetime import UTC, datetime
+
+    from kitaru.client._models import _dt
+
+    assert _dt(1e12 * 366) == datetime.max.replace(tzinfo=UTC)
+    assert _dt(-1e15) == datetime.min.replace(tzinfo=UTC)
+    assert _dt(0.0) == datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def test_a_long_sleep_releases_the_execution_and_a_worker_process_wakes_it(
     any_store: str,

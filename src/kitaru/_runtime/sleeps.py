@@ -69,7 +69,16 @@ def seconds_of(duration: Any) -> float:
         raise KitaruUsageError(
             f"kitaru.sleep() needs a finite duration >= 0 seconds, got {duration!r}."
         )
+    if seconds > MAX_SLEEP_SECONDS:
+        raise KitaruUsageError(
+            f"kitaru.sleep() takes at most {MAX_SLEEP_SECONDS:.0f} seconds (1,000 years: "
+            f"its wake-up time must be a date), got {duration!r}."
+        )
     return seconds
+
+
+#: The longest sleep: its wake-up time stays a date every reader can show (year < 9999).
+MAX_SLEEP_SECONDS = 1000 * 365.25 * 86400
 
 
 def _sleep_id(ctx: ExecutionContext, name: str | None) -> str:

@@ -57,7 +57,12 @@ _OUTPUT_KIND_BY_CALL_TYPE = {"llm_call": "response", "tool_call": "output"}
 
 
 def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # e.g. a wake-up time past year 9999
+        return datetime.max.replace(tzinfo=UTC) if value > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str | None:

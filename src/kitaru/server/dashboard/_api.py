@@ -42,7 +42,10 @@ def _iso(ts: float | None) -> str | None:
         return None
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # past year 9999: the latest date there is
+        return (datetime.max if ts > 0 else datetime.min).replace(tzinfo=UTC).isoformat()
 
 
 @router.get("/me", response_model=KeyInfo, summary="The API key of this request")
