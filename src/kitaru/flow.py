@@ -249,7 +249,7 @@ class Flow(Generic[P, R]):
 
     def replay(
         self,
-        execution: Any,
+        execution: Any = None,
         *,
         at: str | None = None,
         flow_overrides: Mapping[str, Any] | None = None,

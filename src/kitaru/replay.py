@@ -165,6 +165,27 @@ class ReplaySubmission:
             "compare_url": self.compare_url,
         }
 
+    @property
+    def exec_id(self) -> str:
+        """The new execution's id when one replay was started (releases up to 0.18
+        returned an object with ``exec_id``); ``KitaruStateError`` otherwise."""
+        return self._only_row().replay_exec_id
+
+    @property
+    def original_exec_id(self) -> str | None:
+        """The source execution's id when one replay was started (as ``exec_id``)."""
+        return self._only_row().original_exec_id
+
+    def _only_row(self) -> ReplayResultRow:
+        if len(self.results) != 1:
+            from kitaru.errors import KitaruStateError
+
+            raise KitaruStateError(
+                f"This submission started {len(self.results)} replays, so it has no single "
+                "exec_id: read each one's from .results (row.replay_exec_id)."
+            )
+        return self.results[0]
+
     def wait_for_handles(self) -> ReplaySubmission:
         """Wait for every replay that was submitted without waiting; returns self.
 

@@ -682,6 +682,27 @@ def test_legacy_spelling_still_works(any_store: str) -> None:
     assert _result(submission) == "OLD (depth 1)"
     assert submission.plan.checkpoint_overrides == {"plan_topics": {"output": {"topics": ["old"]}}}
     assert submission.plan.flow_overrides == {"topic": "ignored before at"}
+    # The object those releases returned had the new execution's id (and its source's).
+    (row,) = submission.results
+    assert submission.exec_id == row.replay_exec_id
+    assert submission.original_exec_id == source
+    assert client.executions.get(submission.exec_id).original_exec_id == source
+
+    # exec_id= instead of the first argument, on the flow and on the client.
+    by_flow = answer.replay(exec_id=source, from_="write_answer")
+    assert by_flow.original_exec_id == source
+    from kitaru import FlowHandle
+
+    assert _result(by_flow) == FlowHandle(source).wait(timeout=30)  # nothing overridden
+    by_client = client.executions.replay(exec_id=source, at="write_answer")
+    assert by_client.original_exec_id == source
+    with pytest.raises(KitaruUsageError, match="execution id"):
+        client.executions.replay(at="write_answer")
+
+    several = client.executions.replay([source, source], at="write_answer", wait=False)
+    several.wait_for_handles()
+    with pytest.raises(KitaruStateError, match="no single exec_id"):
+        _ = several.exec_id
 
 
 @pytest.mark.parametrize(

@@ -252,7 +252,7 @@ class ExecutionsAPI:
 
     def replay(
         self,
-        execution: str | Sequence[str] | Execution,
+        execution: str | Sequence[str] | Execution | None = None,
         *,
         at: str | None = None,
         flow_overrides: Mapping[str, Any] | None = None,

@@ -347,7 +347,7 @@ class RemoteExecutionsAPI:
 
     def replay(
         self,
-        execution: Any,
+        execution: Any = None,
         *,
         at: str | None = None,
         flow_overrides: Mapping[str, Any] | None = None,
@@ -368,7 +368,7 @@ class RemoteExecutionsAPI:
         """
         from pydantic_core import to_jsonable_python
 
-        from kitaru.client._replay import exec_refs
+        from kitaru.client._replay import exec_refs, legacy_execution
         from kitaru.errors import execution_error_from_failure
         from kitaru.replay import (
             ReplayFailureRow,
@@ -379,7 +379,7 @@ class RemoteExecutionsAPI:
             summarize,
         )
 
-        refs = exec_refs(execution)
+        refs = exec_refs(legacy_execution(execution, flow_inputs))
         if at is not None and from_ is not None and at != from_:
             raise KitaruUsageError(
                 f"Pass either at= or the older from_=, not both (got at={at!r}, from_={from_!r})."

@@ -49,6 +49,14 @@ FLOW_REPLAY_KEYWORDS = (*REPLAY_KEYWORDS, "stack", "image", "cache", "retries")
 ON_ERROR = ("collect", "fail")
 
 
+def legacy_execution(execution: Any, flow_inputs: dict[str, Any]) -> Any:
+    """``execution``, or the ``exec_id=`` keyword releases up to 0.18 took instead
+    (taken out of ``flow_inputs``, where it lands otherwise)."""
+    if execution is None and "exec_id" in flow_inputs:
+        return flow_inputs.pop("exec_id")
+    return execution
+
+
 def exec_refs(execution: Any) -> builtins.list[str]:
     """The execution ids of ``execution``: an id, an Execution, or a sequence of them."""
     if isinstance(execution, str) or hasattr(execution, "exec_id"):
@@ -142,7 +150,8 @@ def submit_replay(
 ) -> ReplaySubmission:
     """``launch`` writes and starts a prepared replay (the server hands it to a worker);
     ``import_code=False``: ``code`` overrides are checked for form only (the server)."""
-    refs = exec_refs(execution)
+    flow_inputs = dict(flow_inputs or {})
+    refs = exec_refs(legacy_execution(execution, flow_inputs))
     selector = _selector(at, from_)
     if on_error is None:
         on_error = "fail" if len(refs) == 1 else "collect"
