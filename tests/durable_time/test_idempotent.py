@@ -46,12 +46,22 @@ def test_the_same_id_with_other_inputs_or_another_flow_is_refused(
     assert [e.exec_id for e in client.executions.list()] == [first.exec_id]
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 256, "nul\x00byte", 42, b"bytes"])
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("", "non-empty"),
+        ("x" * 256, "at most 255 characters"),
+        ("nul\x00byte", "NUL character"),  # named as such, not as a length
+        (42, "non-empty string"),
+        (b"bytes", "non-empty string"),
+    ],
+)
 def test_bad_execution_ids_are_usage_errors_and_start_nothing(
-    bad: object, client: KitaruClient
+    bad: object, words: str, client: KitaruClient
 ) -> None:
-    with pytest.raises(KitaruUsageError, match="execution_id="):
+    with pytest.raises(KitaruUsageError, match="execution_id=") as caught:
         _flows.echo.run(1, execution_id=bad)  # type: ignore[arg-type]
+    assert words in str(caught.value)
     assert client.executions.list() == []
     assert _flows.echo.run(1, execution_id="y" * 255).wait() == 1  # the limit itself is fine
 

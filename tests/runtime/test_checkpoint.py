@@ -135,7 +135,8 @@ def test_duplicate_explicit_id_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad_id", "named"), [("step-\udc80", "not valid Unicode"), ("x" * 513, "at most 512")]
+    ("bad_id", "named"),
+    [("step-\udc80", "not valid Unicode"), ("x" * 513, "at most 512"), ("a\x00b", "NUL character")],
 )
 def test_an_id_the_store_cannot_hold_is_a_usage_error_at_the_call(
     any_store: str, bad_id: str, named: str

@@ -1057,8 +1057,13 @@ def _check_storable_id(name: str, call_id: str) -> None:
             f"({printable_text(call_id)!r}: it holds undecodable characters); pass an id made "
             "of ordinary text."
         )
-    if len(call_id) > _MAX_CALL_ID or "\x00" in call_id:
+    if "\x00" in call_id:
         raise KitaruUsageError(
-            f"id= for checkpoint {name!r} must be at most {_MAX_CALL_ID} characters without "
-            f"NUL characters, got {len(call_id)} characters."
+            f"id= for checkpoint {name!r} holds a NUL character (\\x00), which no store "
+            f"keeps: got {call_id!r}. Remove it."
+        )
+    if len(call_id) > _MAX_CALL_ID:
+        raise KitaruUsageError(
+            f"id= for checkpoint {name!r} must be at most {_MAX_CALL_ID} characters, got "
+            f"{len(call_id)} characters."
         )

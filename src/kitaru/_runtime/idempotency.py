@@ -36,10 +36,15 @@ def execution_ids(value: Any, *, where: str) -> tuple[str, str | None]:
             f"execution_id= in {where} must be a non-empty string (at most {MAX_KEY} "
             f"characters) or a uuid.UUID, got {value!r}."
         )
-    if len(value) > MAX_KEY or "\x00" in value or not storable_text(value):
+    if "\x00" in value or not storable_text(value):
         raise KitaruUsageError(
-            f"execution_id= in {where} must be at most {MAX_KEY} characters of ordinary text "
-            f"(no NUL), got {len(value)} characters. Hash longer keys first."
+            f"execution_id= in {where} must be ordinary text: {value[:60]!r} holds a NUL "
+            "character or undecodable characters, which no store keeps."
+        )
+    if len(value) > MAX_KEY:
+        raise KitaruUsageError(
+            f"execution_id= in {where} must be at most {MAX_KEY} characters, got "
+            f"{len(value)} characters. Hash longer keys first."
         )
     try:
         return str(uuid.UUID(value)), None
