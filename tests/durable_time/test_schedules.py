@@ -133,8 +133,8 @@ def test_a_schedule_that_can_never_fire_blocks_neither_listing_nor_the_others(
     fire_due(get_backend(), warned=warned, now=good.cursor + 2.5)
     assert warned == {"never"}
     eventually(
-        lambda: len(client.executions.list(schedule="every-second")) == 2,
-        what="the good schedule's two slots",
+        lambda: len(client.executions.list(schedule="every-second")) >= 2,
+        what="the good schedule's slots",
     )
     assert client.executions.list(schedule="never") == []
 

@@ -225,6 +225,11 @@ def test_invalid_input_is_refused_with_details_and_nothing_is_stored(
     assert "Field required" in message
     assert "steps" in message
     assert "valid integer" in message
+    # One detail per problem, with the field it is about (for a form), as the server gives.
+    details = {tuple(d["path"]): d for d in info.value.details}
+    assert set(details) == {("title",), ("steps",)}
+    assert details[("title",)]["message"] == "Field required"
+    assert "valid integer" in details[("steps",)]["message"]
 
     with pytest.raises(KitaruWaitValidationError, match="valid dictionary"):
         client.executions.input(handle.exec_id, value=42)

@@ -443,6 +443,33 @@ def _schema_type(backend: Backend, exec_id: str, wait: WaitRecord) -> Any:
             ) from None
 
 
+def _validated(adapter: Any, value: Any, wait_id: str, exec_id: str) -> Any:
+    """``value`` validated by the wait's type as Pydantic does (``"3"`` becomes 3 for an
+    int, defaults are filled in); every problem is listed in ``details``."""
+    try:
+        return adapter.validate_python(value)
+    except Exception as exc:  # pydantic.ValidationError, and friends
+        errors = getattr(exc, "errors", None)
+        problems = errors() if callable(errors) else []
+        details = [
+            {
+                "path": [p for p in problem.get("loc", ()) if isinstance(p, str | int)],
+                "message": str(problem.get("msg", "")),
+                "keyword": str(problem.get("type", "")),
+            }
+            for problem in problems[:50]
+        ]
+        shown = "; ".join(
+            f"{'/'.join(str(p) for p in d['path']) or '(the value)'}: {d['message']}"
+            for d in details[:5]
+        )
+        raise KitaruWaitValidationError(
+            f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
+            f"{shown or exc}. The execution is still waiting; send a corrected value.",
+            details=details,
+        ) from None
+
+
 def give_input(
     backend: Backend,
     exec_id: str,
@@ -457,13 +484,7 @@ def give_input(
     stored_value: Any = None
     if not abort and chosen.schema_pickle is not None:
         adapter = type_adapter(_schema_type(backend, exec_id, chosen))
-        try:
-            stored_value = to_json(adapter, adapter.validate_python(value))
-        except Exception as exc:  # pydantic.ValidationError, and friends
-            raise KitaruWaitValidationError(
-                f"Input for wait {chosen.wait_id!r} of execution {exec_id} does not match its "
-                f"schema: {exc}"
-            ) from None
+        stored_value = to_json(adapter, _validated(adapter, value, chosen.wait_id, exec_id))
     elif not abort and chosen.json_schema is None and value is not None:
         raise KitaruWaitValidationError(
             f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "
@@ -492,7 +513,8 @@ def resume_released(backend: Backend, exec_id: str) -> bool:
     record = backend.store.get_execution(exec_id)
     if record is None or record.status is not ExecutionStatus.WAITING:
         return False
-    if record.lease_expires_at is not None and record.lease_expires_at >= time.time():
+    held = record.lease_expires_at is not None and record.lease_expires_at >= time.time()
+    if held and not _runner_gone(record):  # a runner of this machine that exited holds none
         return False
     try:
         resume(backend, exec_id)
