@@ -413,3 +413,33 @@ def test_statistics_and_cohort_through_the_server_match_the_store(server: Server
         )
     finally:
         set_connection(None)
+
+
+def test_a_server_with_a_small_page_cap_still_lists_everything(
+    store_url: str, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The client learns the server's --max-page-size and pages within it."""
+    from kitaru.server._accounts import create_account, create_key
+    from tests.server.conftest import start_server, stop
+
+    monkeypatch.setenv("KITARU_STORE_URL", store_url)
+    forget_backends()
+    done = [_flows.adder.run(i) for i in range(7)]
+    for handle in done:
+        handle.wait(timeout=30)
+    create_account(get_backend().store, "ci")
+    _key, raw = create_key(get_backend().store, "ci", "reader", "read")
+    log = tmp_path / "capped.log"
+    url, process = start_server(kitaru_home, store_url, log, "--max-page-size", "3")
+    try:
+        version = httpx.get(f"{url}/api/v1/version", headers={"Authorization": f"Bearer {raw}"})
+        assert version.json()["max_page_size"] == 3
+        remote = KitaruClient(server_url=url, auth_token=raw)
+        listed = remote.executions.list()
+        assert sorted(e.exec_id for e in listed) == sorted(h.exec_id for h in done)
+        assert len(remote.executions.list(limit=5)) == 5
+        assert len(remote.executions.list(page=2, size=4)) == 3
+        logs = remote.executions.logs(done[0].exec_id)
+        assert logs
+    finally:
+        stop(process)

@@ -97,6 +97,18 @@ class Session:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean)
 
+    def page_size(self, wanted: int) -> int:
+        """``wanted``, or less if the server returns fewer rows per page (asked once)."""
+        cap = getattr(self, "_page_cap", None)
+        if cap is None:
+            try:
+                found = self.get("/version").get("max_page_size")
+            except KitaruError:
+                found = None
+            cap = found if isinstance(found, int) and found >= 1 else 0  # 0: not told
+            self._page_cap = cap
+        return min(wanted, cap) if cap else wanted
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {})
 

@@ -127,6 +127,7 @@ class RemoteExecutionsAPI:
         seen = 0
         while wanted is None or seen < wanted:
             batch = _BATCH if wanted is None else min(_BATCH, wanted - seen)
+            batch = self._session.page_size(batch)
             page = self._session.get("/executions", **params, limit=batch, cursor=cursor)
             for item in page["items"]:
                 seen += 1
@@ -257,7 +258,8 @@ class RemoteExecutionsAPI:
         out: builtins.list[LogEntry] = []
         after = after_id
         while limit is None or len(out) < limit:
-            batch = _BATCH * 10 if limit is None else min(_BATCH * 10, limit - len(out))
+            most = self._session.page_size(_BATCH) * 10  # log pages: 10x the row cap
+            batch = most if limit is None else min(most, limit - len(out))
             page = self._session.get(
                 f"/executions/{_path_id(exec_id, 'execution')}/logs",
                 checkpoint=checkpoint,

@@ -134,5 +134,7 @@ def health() -> dict[str, Any]:
 
 
 @router.get("/version", response_model=Version, tags=["server"], summary="Server version")
-def version(_key: Reader) -> dict[str, Any]:
-    return {"version": __version__, "api": "v1"}
+def version(request: Request, _key: Reader) -> dict[str, Any]:
+    # The page cap too: clients page within it (a server started with a small one).
+    cap: int = request.app.state.settings.max_page_size
+    return {"version": __version__, "api": "v1", "max_page_size": cap}

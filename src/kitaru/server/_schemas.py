@@ -224,6 +224,8 @@ class Health(BaseModel):
 class Version(BaseModel):
     version: str
     api: str = "v1"
+    #: The most rows one page returns (``kitaru server start --max-page-size``).
+    max_page_size: int | None = None
 
 
 class WaitInput(BaseModel):
