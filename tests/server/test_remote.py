@@ -443,3 +443,39 @@ def test_a_server_with_a_small_page_cap_still_lists_everything(
         assert logs
     finally:
         stop(process)
+
+
+def test_login_to_a_url_that_is_not_a_kitaru_server_is_a_backend_error(
+    cli: Any, kitaru_home: Path
+) -> None:
+    """A service answering JSON of another shape: one typed error, nothing saved."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"unexpected": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{other.server_address[1]}"
+    try:
+        result = cli("login", url, "--api-key", "kt_whatever", "-o", "json")
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        error = json.loads(result.stderr)["error"]
+        assert error["type"] == "KitaruBackendError"
+        assert "not as a Kitaru server does" in error["message"]
+        assert not (kitaru_home / "credentials.json").exists()
+        with pytest.raises(KitaruBackendError, match="Check the URL"):
+            kitaru.connect(url, api_key="kt_whatever")
+    finally:
+        other.shutdown()

@@ -164,9 +164,18 @@ def check_login(url: str, api_key: str, *, verify: bool | str = True, timeout: f
 
 
 def check_connection(connection: Connection) -> str:
+    """The server's Kitaru version; ``KitaruBackendError`` if the URL answers, but not as
+    a Kitaru server does."""
     session = Session(connection)
     try:
-        version: str = session.get("/version")["version"]
+        answer = session.get("/version")
     finally:
         session.close()
+    version = answer.get("version") if isinstance(answer, dict) else None
+    if not isinstance(version, str) or answer.get("api") != "v1":
+        raise KitaruBackendError(
+            f"{connection.url} answered {API}/version, but not as a Kitaru server does (no "
+            "Kitaru version in its answer). Check the URL: it should be the address `kitaru "
+            "server start` printed."
+        )
     return version
