@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,23 @@ def test_only_runner_keys_may_record(server: Server) -> None:
     # Only the listed record types decode: anything else is refused, never built.
     forged = {"positional": [{"$k": "record", "t": "Popen", "v": {}}], "keywords": {}}
     assert runner.post("/store/get_execution", json=forged).status_code in (400, 422)
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("get_status", {"positional": [{"a": 1}], "keywords": {}}),
+        ("get_execution", {"positional": [{"a": 1}], "keywords": {}}),
+        ("list_executions", {"positional": [], "keywords": {"limit": "abc"}}),
+        ("get_status", {"positional": [], "keywords": {"nope": 1}}),
+    ],
+)
+def test_store_calls_with_wrongly_typed_arguments_are_400s(
+    server: Server, method: str, body: dict[str, Any]
+) -> None:
+    answer = server.client(server.runner_key).post(f"/store/{method}", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "KitaruUsageError"
+    assert f"store.{method}" in error["message"]
+    assert "Traceback" not in error["message"]

@@ -14,6 +14,7 @@ artifact root, written to and read from the server's own root (body cap
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -23,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 
 from kitaru._backend import get_backend
 from kitaru._store import StaleOwnerError, _wire
+from kitaru.errors import KitaruError
 from kitaru.server._auth import Runner
 from kitaru.server._errors import ApiError
 from kitaru.server._schemas import ErrorResponse
@@ -113,8 +115,19 @@ def call(method: str, body: StoreCall, _key: Runner) -> dict[str, Any]:
             "KitaruBackendError",
             f"The store refused store.{method}: {type(exc.orig).__name__}: {exc.orig}",
         ) from None
-    except TypeError as exc:  # wrong arguments for the method
+    except KitaruError:
+        raise  # typed already (the app's handlers answer it)
+    except (TypeError, ValueError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+        # Arguments of the wrong type for the method (a dict for an id, text for a
+        # limit): the caller's mistake, refused before anything is written.
         raise ApiError(
             400, "KitaruUsageError", f"Bad arguments for store.{method}: {exc}"
+        ) from None
+    except sa_exc.StatementError as exc:  # the same, found while binding the statement
+        binding = (sa_exc.ProgrammingError, sa_exc.InterfaceError, sa_exc.DataError)
+        if isinstance(exc, sa_exc.DBAPIError) and not isinstance(exc, binding):
+            raise  # the database failed (unreachable, locked): not the caller's mistake
+        raise ApiError(
+            400, "KitaruUsageError", f"Bad arguments for store.{method}: {exc.orig}"
         ) from None
     return {"result": _wire.encode(result)}
