@@ -116,9 +116,13 @@ def test_client_through_server_matches_local(server: Server) -> None:
         e.cursor for e in local.executions.events(done.exec_id, since=first.cursor)
     ]
 
-    # Same error types as a local call.
-    with pytest.raises(KitaruBackendError, match="Failed to load execution"):
+    # Same error types as a local call; the server's store location is not told.
+    with pytest.raises(KitaruBackendError, match="Failed to load execution") as unknown:
         remote.executions.get("00000000-0000-0000-0000-000000000000")
+    assert "the server's store" in str(unknown.value)
+    store = get_backend().store
+    assert store.url not in str(unknown.value)
+    assert repr(store) not in str(unknown.value)
     with pytest.raises(KitaruUsageError):
         remote.executions.list(limit=0)
     with pytest.raises(KitaruUsageError, match="source"):

@@ -93,7 +93,7 @@ def install(app: FastAPI) -> None:
 
     async def kitaru_error(_request: Request, exc: Exception) -> JSONResponse:
         details = getattr(exc, "details", None) if isinstance(exc, errors.KitaruError) else None
-        return error_response(status_of(exc), _public_type(exc), str(exc), details)
+        return error_response(status_of(exc), _public_type(exc), _without_store(str(exc)), details)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -134,3 +134,18 @@ def install(app: FastAPI) -> None:
 def _describe(error: Any) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{where or 'body'}: {error.get('msg', 'invalid')}"
+
+
+def _without_store(message: str) -> str:
+    """``message`` without the server's store location (a path on the server, a database
+    host): a client needs neither, and a read-only key must not learn them."""
+    from kitaru._backend import get_backend
+
+    try:
+        store = get_backend().store
+    except Exception:  # no store open: nothing of it to hide
+        return message
+    for shown in (repr(store), store.url):
+        if shown and shown in message:
+            message = message.replace(shown, "the server's store")
+    return message
