@@ -124,6 +124,17 @@ def test_auth_cli(cli: Any, kitaru_home: Path) -> None:
     assert cli("auth", "api-keys", "delete", "bot", "ro").exit_code == 0
     runner = cli("auth", "api-keys", "create", "bot", "run", "--runner", "-o", "json")
     assert runner.json()["item"]["access"] == "runner"
+    # Lists page as every list command does (--page/--size).
+    names = [k["name"] for k in cli("auth", "api-keys", "list", "-o", "json").json()["items"]]
+    assert len(names) == 2
+    paged = cli("auth", "api-keys", "list", "--page", "2", "--size", "1", "-o", "json").json()
+    assert [k["name"] for k in paged["items"]] == names[1:]
+    assert paged["count"] == 1
+    assert cli("auth", "api-keys", "list", "--page", "0").exit_code == 1
+    accounts = cli("auth", "service-accounts", "list", "--page", "1", "--size", "1", "-o", "json")
+    assert [a["name"] for a in accounts.json()["items"]] == ["bot"]
+    past = cli("auth", "service-accounts", "list", "--page", "5", "-o", "json").json()
+    assert past["items"] == []
     assert cli("auth", "api-keys", "create", "bot", "x", "--runner", "--read-only").exit_code == 1
     missing = cli("auth", "api-keys", "delete", "bot", "ro", "-o", "json")
     assert missing.exit_code == 1

@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kitaru.cli._output import OutputFormat, OutputOption, command, fmt_time
+from kitaru.cli._output import (
+    OutputFormat,
+    OutputOption,
+    PageOption,
+    SizeOption,
+    command,
+    fmt_time,
+    page_of,
+)
 from kitaru.errors import KitaruUsageError
 
 app = typer.Typer(help="Service accounts and API keys of the Kitaru server.", no_args_is_help=True)
@@ -57,12 +65,14 @@ def create_account(
 
 
 @accounts_app.command("list")
-def list_accounts(output: OutputOption = OutputFormat.TEXT) -> None:
+def list_accounts(
+    page: PageOption = None, size: SizeOption = None, output: OutputOption = OutputFormat.TEXT
+) -> None:
     """List service accounts."""
     with command("auth service-accounts list", output) as out:
         from kitaru.server._accounts import list_accounts as list_all
 
-        accounts = list_all(_store())
+        accounts = page_of(list_all(_store()), page, size)
 
         def render(console: Console) -> None:
             if not accounts:
@@ -127,13 +137,15 @@ def create_key(
 @keys_app.command("list")
 def list_keys(
     account: Annotated[str | None, typer.Argument(help="Only this account's keys.")] = None,
+    page: PageOption = None,
+    size: SizeOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """List API keys (never the keys themselves)."""
     with command("auth api-keys list", output) as out:
         from kitaru.server._accounts import list_keys as list_all
 
-        keys = list_all(_store(), account)
+        keys = page_of(list_all(_store(), account), page, size)
 
         def render(console: Console) -> None:
             if not keys:
