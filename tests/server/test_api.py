@@ -327,6 +327,13 @@ def test_replay_code_overrides_need_a_runner_key_and_are_never_imported_by_the_s
     accepted = runner.post("/replays", json=elsewhere)
     assert accepted.status_code == 200, accepted.text
     assert len(KitaruClient().executions.list()) == before + 1
-    # Output overrides stay a read-write key's right.
+    # Output overrides stay a read-write key's right; the source may be given as the
+    # client names it (`execution`: one id, or a list).
     plain = {**body, "invocation_overrides": {"shell_tool": {"output": "stubbed"}}}
     assert server.admin.post("/replays", json=plain).status_code == 200
+    one = {k: v for k, v in plain.items() if k != "executions"} | {"execution": source.exec_id}
+    named = server.admin.post("/replays", json=one)
+    assert named.status_code == 200, named.text
+    assert [r["original_exec_id"] for r in named.json()["results"]] == [source.exec_id]
+    both = {**plain, "execution": source.exec_id}
+    assert server.admin.post("/replays", json=both).status_code == 422

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Open(BaseModel):
@@ -250,8 +250,22 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    executions: list[str] = Field(min_length=1, description="Source execution ids.")
+    executions: list[str] = Field(
+        min_length=1,
+        description="Source execution ids (`execution`, one id or a list, as the client's "
+        "argument is named, is accepted too).",
+    )
     at: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _execution_as_the_client_names_it(cls, data: Any) -> Any:
+        """``execution`` (the client's argument) for ``executions``; not both."""
+        if isinstance(data, dict) and "execution" in data and "executions" not in data:
+            data = dict(data)
+            given = data.pop("execution")
+            data["executions"] = [given] if isinstance(given, str) else given
+        return data
     flow_overrides: dict[str, Any] | None = None
     checkpoint_overrides: dict[str, Any] | None = None
     invocation_overrides: dict[str, Any] | None = None
