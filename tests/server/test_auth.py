@@ -162,3 +162,22 @@ def test_first_start_prints_an_admin_key_once(kitaru_home: Path, tmp_path: Path)
     _url, process = start_server(kitaru_home, store_url, log2)
     stop(process)
     assert not [line for line in log2.read_text().splitlines() if line.startswith("kt_")]
+
+
+def test_a_keys_last_use_is_recorded_at_most_once_a_minute(server: Server) -> None:
+    from kitaru._backend import get_backend
+    from kitaru.server._accounts import list_keys
+
+    def last_used(name: str) -> float | None:
+        (key,) = [k for k in list_keys(get_backend().store) if k.name == name]
+        return key.last_used_at
+
+    assert last_used("reader") is None
+    before = time.time()
+    assert server.reader.get("/executions").status_code == 200
+    first = last_used("reader")
+    assert first is not None
+    assert before - 1 <= first <= time.time() + 1
+    assert server.reader.get("/executions").status_code == 200
+    assert last_used("reader") == first  # not a write per request
+    assert last_used("admin") is None  # only the key that was used

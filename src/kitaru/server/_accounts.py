@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ import sqlalchemy as sa
 
 from kitaru._store import auth_schema as t
 from kitaru.errors import KitaruStateError, KitaruUsageError
+
+logger = logging.getLogger("kitaru.server")
 
 if TYPE_CHECKING:
     from kitaru._store import Store
@@ -258,7 +262,36 @@ def verify(store: Store, raw: str) -> ApiKey | None:
         row = conn.execute(_key_query().where(t.api_keys.c.id == key_id)).first()
     expected = row.key_hash if row is not None else _hash("")
     matches = hmac.compare_digest(expected.encode(), _hash(raw).encode())
-    return _key(row) if row is not None and matches else None
+    if row is None or not matches:
+        return None
+    key = _key(row)
+    _note_use(store, key)
+    return key
+
+
+#: How often a key's ``last_used_at`` is written at most (a write per request would
+#: make every read of the API a commit).
+USE_RECORDED_EVERY = 60.0
+_noted: dict[str, float] = {}
+_noted_lock = threading.Lock()
+
+
+def _note_use(store: Store, key: ApiKey) -> None:
+    """Record that ``key`` was used now, unless that was recorded less than a minute ago."""
+    now = time.time()
+    recorded = key.last_used_at or 0.0
+    with _noted_lock:
+        last = max(recorded, _noted.get(key.id, 0.0))
+        if now - last < USE_RECORDED_EVERY:
+            return
+        _noted[key.id] = now
+    try:
+        with store.write() as conn:
+            conn.execute(
+                t.api_keys.update().where(t.api_keys.c.id == key.id).values(last_used_at=now)
+            )
+    except Exception:  # bookkeeping only: never refuse a request for it
+        logger.debug("Could not record the use of API key %s", key.id, exc_info=True)
 
 
 def ensure_admin_key(store: Store) -> str | None:
