@@ -255,3 +255,21 @@ def tty_main(kind: str, timeout: float) -> None:
     print(f"EXEC {handle.exec_id}", flush=True)
     result = handle.wait(timeout=60)
     print(f"RESULT {result['data']!r} {result['type']}", flush=True)
+
+
+@checkpoint(cache=False)
+def before_the_question(x: int) -> int:
+    return x * 10
+
+
+@checkpoint(cache=False)
+def after_the_answer(base: int, answer: int) -> int:
+    return base + answer
+
+
+@flow(cache=False)
+def asks_in_between(x: int) -> int:
+    """A checkpoint, a question, a checkpoint: replays from the second need no answer."""
+    base = before_the_question(x)
+    answer = kitaru.wait(schema=int, name="num", timeout=30)
+    return after_the_answer(base, answer)

@@ -233,15 +233,24 @@ def test_executions_retry_that_reaches_a_wait_waits(
     assert client.executions.get(handle.exec_id).run_count == 3
 
 
-def test_replay_that_reaches_a_wait_waits(any_store: str, client: KitaruClient) -> None:
+def test_replay_keeps_the_answers_before_at_and_asks_again_after_it(
+    any_store: str, client: KitaruClient
+) -> None:
     source = _flows.ask_between.run(0)
     wait_until_released(client, source.exec_id)
     client.executions.input(source.exec_id, value=1)
     assert source.wait(timeout=30) == {"value": 1, "tail": "b-1", "replay": False}
+    from kitaru.handle import FlowHandle
 
-    # Replaying from the checkpoint after the wait runs the body again: it reaches the
-    # wait, which this new execution has no answer for, so it waits like a normal run.
-    submission = client.executions.replay(source.exec_id, at="step:2", wait=False)
+    # Replaying from the checkpoint after the wait: the body reaches the wait again, and
+    # it keeps the source's answer, as the calls before `at` keep their outputs.
+    after = client.executions.replay(source.exec_id, at="step:2", wait=True)
+    (row,) = after.results
+    assert client.executions.get(row.replay_exec_id).status is ExecutionStatus.COMPLETED
+    assert FlowHandle(row.replay_exec_id).get() == {"value": 1, "tail": "b-1", "replay": True}
+
+    # Replaying from before the wait: the wait comes after `at`, so it asks again.
+    submission = client.executions.replay(source.exec_id, at="step", wait=False)
     replay = client.executions.get(submission.results[0].replay_exec_id)
     execution = wait_until_released(client, replay.exec_id)
     assert execution.original_exec_id == source.exec_id
@@ -250,8 +259,6 @@ def test_replay_that_reaches_a_wait_waits(any_store: str, client: KitaruClient) 
     client.executions.input(replay.exec_id, value=2)
     final = client.executions.wait(replay.exec_id, timeout=30)
     assert final.status is ExecutionStatus.COMPLETED
-    from kitaru.handle import FlowHandle
-
     assert FlowHandle(replay.exec_id).get() == {"value": 2, "tail": "b-2", "replay": True}
     # The source keeps its own answer.
     assert source.wait(timeout=5)["value"] == 1

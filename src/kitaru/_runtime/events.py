@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._ids import random_hex
 from kitaru._runtime.context import current_checkpoint
@@ -289,9 +289,9 @@ def _rows(batch: list[_Queued]) -> dict[int, tuple[Store, list[EventRow]]]:
                 storable(lane.checkpoint, "checkpoint"),
                 storable(lane.correlation_id, "correlation_id"),
             )
-        returned_ts = None
+        returned_ts: float | None = None
         if kind is _PAIR:  # a plain started event joined by its returned one
-            kind, returned_ts, fields = STARTED, fields, None
+            kind, returned_ts, fields = STARTED, cast(float, fields), None
         row = EventRow(
             exec_id=lane.exec_id,
             kind=kind if kind in _OWN_KINDS else storable(kind, "kind") or "",

@@ -44,6 +44,7 @@ from kitaru.errors import KitaruStateError, KitaruUsageError
 if TYPE_CHECKING:
     from kitaru._backend import Backend
     from kitaru._runtime.driver import LiveExecution
+    from kitaru._store.records_extra import WaitRecord
     from kitaru.flow import Flow
 
 #: Fields of an override entry (``model`` only for ``llm_call`` checkpoints).
@@ -304,6 +305,28 @@ class Prepared:
     inputs: ArtifactRecord
     reused: list[CallRecord]
     artifacts: list[ArtifactRecord]
+    #: The source's answered waits the body reaches before ``at``, with their answers.
+    waits: list[WaitRecord] = field(default_factory=list)
+
+
+def _answered_before(
+    store: Any, source_id: str, start_call: CallRecord, exec_id: str
+) -> list[WaitRecord]:
+    """The source's waits answered (or aborted) before its ``at`` call started, for the
+    replay: as its reused calls do not run again, these do not ask again."""
+    from dataclasses import replace
+
+    from kitaru._store import WaitStatus
+
+    started = start_call.started_at
+    if started is None:
+        return []
+    done = (WaitStatus.ANSWERED, WaitStatus.ABORTED)
+    return [
+        replace(wait, exec_id=exec_id)
+        for wait in store.waits(source_id)
+        if wait.status in done and wait.created_at <= started
+    ]
 
 
 def _flow_inputs(
@@ -501,6 +524,7 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
         inputs=inputs,
         reused=reused,
         artifacts=artifacts,
+        waits=_answered_before(store, source_id, start_call, exec_id),
     )
 
 
@@ -511,7 +535,11 @@ def submit(backend: Backend, prepared: Prepared) -> LiveExecution:
     remote = prepare_remote(backend, prepared.record)
     record = prepared.record if remote is None else remote.dispatch_record(prepared.record)
     backend.store.create_execution(
-        record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
+        record,
+        prepared.inputs,
+        calls=prepared.reused,
+        artifacts=prepared.artifacts,
+        waits=prepared.waits,
     )
     if remote is not None:
         from kitaru._runtime.driver import LiveExecution

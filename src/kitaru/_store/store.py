@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from kitaru._store import _delete, _events, _outputs, _pg_direct, time_schema
     from kitaru._store import schema as t
     from kitaru._store._pg_direct import PgDirect
-    from kitaru._store.records_extra import AttemptRecord, LogRecord
+    from kitaru._store.records_extra import AttemptRecord, LogRecord, WaitRecord
 else:  # imported on first use (see _lazy); events only once a flow publishes one
     _delete = LazyModule("kitaru._store._delete")
     _events = LazyModule("kitaru._store._events")
@@ -280,9 +280,11 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
         *,
         calls: Sequence[CallRecord] = (),
         artifacts: Sequence[ArtifactRecord] = (),
+        waits: Sequence[WaitRecord] = (),
     ) -> None:
-        """Insert an execution with its inputs (and, for a replay, its reused calls)."""
-        if self._sqlite is not None:
+        """Insert an execution with its inputs (and, for a replay, its reused calls and
+        the answered waits its body reaches before its first live call)."""
+        if self._sqlite is not None and not waits:
             new = [a for a in (inputs, *artifacts) if a is not None]
             self._sqlite.create_execution(execution, new, calls)
             return
@@ -293,6 +295,11 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             conn.execute(self._insert_execution, _execution_row(execution))
             for call in calls:
                 conn.execute(self._upsert_call, _call_row(call))
+            if waits:
+                from kitaru._store._rows import _wait_row
+
+                for wait in waits:
+                    conn.execute(t.waits.insert().values(_wait_row(wait)))
 
     def get_execution(self, exec_id: str) -> ExecutionRecord | None:
         if not storable_text(exec_id):
@@ -380,16 +387,17 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
         that says the execution was cancelled, in the same transaction. Their runner
         can no longer write them (its writes need a running execution).
         """
+        ended = time.time() if now is None else now
         values = {
             "status": status.value,
-            "ended_at": time.time() if now is None else now,
+            "ended_at": ended,
             "result_artifact_id": None if result is None else result.id,
             "failure": None if failure is None else dict(failure),
             "lease_owner": None,
             "lease_expires_at": None,
         }
         statuses = None if only_if_status is None else list(only_if_status)
-        interrupted = _interrupted_call_error(status, values["ended_at"])
+        interrupted = _interrupted_call_error(status, ended)
         if self._sqlite is not None:
             row = dict(values, failure=None if failure is None else json.dumps(values["failure"]))
             return self._sqlite.finish(

@@ -170,5 +170,9 @@ def hand_off_replay(backend: Backend, prepared: Any) -> None:
     record.lease_owner = HANDOFF_OWNER
     record.lease_expires_at = time.time()
     backend.store.create_execution(
-        record, prepared.inputs, calls=prepared.reused, artifacts=prepared.artifacts
+        record,
+        prepared.inputs,
+        calls=prepared.reused,
+        artifacts=prepared.artifacts,
+        waits=prepared.waits,
     )
