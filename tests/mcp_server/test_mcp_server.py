@@ -123,7 +123,7 @@ def test_run_answer_inspect_and_replay_over_stdio(kitaru_home: Path) -> None:
         stats = await _ok(client, "kitaru_executions_statistics", group_by=["status"])
         assert stats["groups"][0]["keys"] == {"status": "completed"}
 
-        # The replay reuses draft's recorded output and waits for its own answer.
+        # The replay reuses draft's recorded output and the answer given before publish.
         replay = await _ok(
             client,
             "kitaru_executions_replay",
@@ -133,8 +133,6 @@ def test_run_answer_inspect_and_replay_over_stdio(kitaru_home: Path) -> None:
             wait=False,
         )
         replay_id = replay["results"][0]["replay_exec_id"]
-        await _until(client, replay_id, "waiting")
-        await _ok(client, "kitaru_executions_input", exec_id=replay_id, value=False)
         replayed = await _until(client, replay_id, "completed")
         assert replayed["original_exec_id"] == exec_id
         assert [c["call_status"] for c in replayed["checkpoints"]] == ["reused", "completed"]

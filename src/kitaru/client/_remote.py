@@ -65,11 +65,16 @@ class Session:
             ) from None
 
         self.connection = connection
+        verify: Any = connection.verify
+        if isinstance(verify, str):  # a CA bundle: httpx takes it as an SSL context
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(
             base_url=connection.url + API,
             headers={"Authorization": f"Bearer {connection.api_key}"},
             timeout=connection.timeout,
-            verify=connection.verify,
+            verify=verify,
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
