@@ -251,7 +251,7 @@ def _finish_run(
         from kitaru.client._prompt import let_go_here
 
         let_go_here([exec_id])
-        out.note(f"Execution {exec_id} is waiting for input; it continues once it gets it.")
+        out.note(_still_waiting(final))
     elif final.status is not ExecutionStatus.COMPLETED:
         if not out.json:
             reason = final.failure.message if final.failure and final.failure.message else ""
@@ -261,6 +261,22 @@ def _finish_run(
                 + "\n"
             )
         raise typer.Exit(EXIT_ERROR)
+
+
+def _still_waiting(final: Execution) -> str:
+    """What a waiting execution waits for, and what continues it."""
+    exec_id = final.exec_id
+    if final.status_reason == "sleeping":
+        return (
+            f"Execution {exec_id} is sleeping (kitaru.sleep); a `kitaru worker` wakes it when "
+            "its time comes."
+        )
+    if final.status_reason == "waiting_for_child":
+        return (
+            f"Execution {exec_id} is waiting for a child execution; it continues when the "
+            "child finishes (a `kitaru worker` resumes children whose process is gone)."
+        )
+    return f"Execution {exec_id} is waiting for input; it continues once it gets it."
 
 
 def _run_error(final: Execution) -> KitaruError:

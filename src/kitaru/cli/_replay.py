@@ -268,6 +268,12 @@ def replay(
         from kitaru.client import KitaruClient
 
         client = KitaruClient()
+        if client.connection is not None and wait is not False:
+            out.note(
+                "Through a server, a worker runs the replays (`kitaru worker` connected to "
+                "it, or `kitaru server start --worker`); waiting for them (--no-wait returns "
+                "at once)..."
+            )
         # In JSON mode `command()` already sends the replayed flows' prints to stderr.
         submission = client.executions.replay(
             ids,
