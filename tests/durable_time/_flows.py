@@ -59,3 +59,20 @@ def other(x: int) -> int:
 @flow(cache=False)
 def tick(label: str = "tick") -> str:
     return label
+
+
+@checkpoint(cache=False)
+def needs_marker(path: str) -> str:
+    """Fails until the file at ``path`` exists (a cause the test fixes)."""
+    with open(path, encoding="utf-8") as marker:
+        return marker.read()
+
+
+@flow(cache=False)
+def fragile_child(path: str) -> str:
+    return needs_marker(path)
+
+
+@flow(cache=False)
+def fragile_parent(path: str) -> str:
+    return "parent got " + fragile_child.run(path).wait()

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from kitaru import KitaruStateError
+from kitaru import KitaruExecutionError, KitaruStateError
 from kitaru._backend import get_backend
 from kitaru._store import ExecutionStatus
 from kitaru.client import KitaruClient
@@ -151,3 +152,22 @@ def test_a_child_started_just_before_a_crash_is_found_again_not_started_twice(
     assert handle.wait() == 0
     assert client.executions.get(parent_id).children == [orphan_child]
     assert len(client.executions.list(flow="child")) == 1
+
+
+def test_retrying_a_parent_retries_the_child_that_failed_it(
+    any_store: str, client: KitaruClient, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.txt"
+    handle = _flows.fragile_parent.run(str(marker))
+    with pytest.raises(KitaruExecutionError):
+        handle.wait(timeout=30)
+    (child,) = client.executions.list(flow="fragile_child")
+    assert child.status is ExecutionStatus.FAILED
+
+    marker.write_text("fixed")  # the cause is fixed; the parent's failure says retry it
+    client.executions.retry(handle.exec_id, wait=True)
+    assert FlowHandle(handle.exec_id).wait(timeout=30) == "parent got fixed"
+    again = client.executions.get(child.exec_id)
+    assert again.status is ExecutionStatus.COMPLETED
+    assert again.run_count == 2  # the same child, run again: no second child
+    assert [e.exec_id for e in client.executions.list(flow="fragile_child")] == [child.exec_id]

@@ -11,6 +11,7 @@ and ``kitaru worker`` resumes it when the sleep is over or the child has ended
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -208,7 +209,7 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
             child_exec_id=child_id,
         ),
     )
-    if stored.status is SuspensionStatus.DONE:
+    if stored.status is SuspensionStatus.DONE and not _retry_failed_child(ctx, child_id):
         return
     deadline = time.monotonic() + release_after()
     from kitaru._runtime.driver import get_live
@@ -231,6 +232,21 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
             ctx.cancel_event.wait(pause)
         ctx.check_cancelled()
     _end(ctx, suspension_id)
+
+
+def _retry_failed_child(ctx: ExecutionContext, child_id: str) -> bool:
+    """A parent run again after it saw its child fail (``retry``) retries the child too,
+    here, instead of failing on its recorded failure again. True if it did."""
+    from kitaru._runtime import control
+    from kitaru.errors import KitaruStateError
+
+    with ctx.backend_op(f"read child execution {child_id}"):
+        child = ctx.backend.store.get_execution(child_id)
+    if child is None or child.status is not ExecutionStatus.FAILED:
+        return False
+    with contextlib.suppress(KitaruStateError):  # another process retried it first
+        control.retry(ctx.backend, child_id)
+    return True
 
 
 def waiting_reason(record_status: ExecutionStatus, pending: list[SuspensionRecord]) -> str | None:
