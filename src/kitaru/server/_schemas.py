@@ -256,6 +256,12 @@ class ReplayRequest(BaseModel):
         "argument is named, is accepted too).",
     )
     at: str
+    flow_overrides: dict[str, Any] | None = None
+    checkpoint_overrides: dict[str, Any] | None = None
+    invocation_overrides: dict[str, Any] | None = None
+    skip: list[str] | None = None
+    tag: str | None = None
+    on_error: Literal["collect", "fail"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -266,12 +272,6 @@ class ReplayRequest(BaseModel):
             given = data.pop("execution")
             data["executions"] = [given] if isinstance(given, str) else given
         return data
-    flow_overrides: dict[str, Any] | None = None
-    checkpoint_overrides: dict[str, Any] | None = None
-    invocation_overrides: dict[str, Any] | None = None
-    skip: list[str] | None = None
-    tag: str | None = None
-    on_error: Literal["collect", "fail"] | None = None
 
 
 class ReplayRow(_Open):
