@@ -45,8 +45,9 @@ def test_fan_out_children_are_recorded_calls_of_the_parent(
     assert json.loads(shown.stdout)["item"]["children"] == execution.children
 
 
+@pytest.mark.parametrize("by", ["worker", "resume"])
 def test_a_killed_parent_resumes_with_the_same_children(
-    any_store: str, client: KitaruClient, spawn: Callable[..., subprocess.Popen[str]]
+    any_store: str, client: KitaruClient, spawn: Callable[..., subprocess.Popen[str]], by: str
 ) -> None:
     script = (
         "from tests.durable_time._flows import parent\n"
@@ -67,8 +68,11 @@ def test_a_killed_parent_resumes_with_the_same_children(
     runner.communicate()
     before = sorted(c.id for c in store.children(exec_id))
 
+    # A worker resumes every orphan; `resume` of the parent alone resumes the children
+    # it joins too (their runner died with it), without waiting for a worker.
+    command = ["worker", "--once"] if by == "worker" else ["executions", "resume", exec_id]
     worker = subprocess.run(
-        [sys.executable, "-m", "kitaru.cli", "worker", "--once"],
+        [sys.executable, "-m", "kitaru.cli", *command],
         capture_output=True,
         text=True,
         timeout=90,
@@ -77,6 +81,7 @@ def test_a_killed_parent_resumes_with_the_same_children(
     )
     assert worker.returncode == 0, worker.stderr
     eventually(lambda: client.executions.get(exec_id).status.is_finished, what="the parent to end")
+    assert all(c.status is ExecutionStatus.COMPLETED for c in store.children(exec_id))
     assert FlowHandle(exec_id).get() == 0 + 2
     assert sorted(c.id for c in store.children(exec_id)) == before  # no second children
     assert len(client.executions.list()) == 3

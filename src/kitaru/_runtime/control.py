@@ -216,6 +216,11 @@ def _resumable_stop(record: ExecutionRecord) -> bool:
     return finished and bool((record.failure or {}).get("resumable"))
 
 
+def runner_is_gone(record: ExecutionRecord) -> bool:
+    """Whether the process holding ``record``'s lease is certainly not running it."""
+    return _runner_gone(record)
+
+
 def _runner_gone(record: ExecutionRecord) -> bool:
     """The process holding the lease is certainly not running the execution any more."""
     owner = record.lease_owner

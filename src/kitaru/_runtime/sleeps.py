@@ -211,6 +211,7 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
     )
     if stored.status is SuspensionStatus.DONE and not _retry_failed_child(ctx, child_id):
         return
+    _resume_orphaned_child(ctx, child_id)
     deadline = time.monotonic() + release_after()
     from kitaru._runtime.driver import get_live
 
@@ -247,6 +248,26 @@ def _retry_failed_child(ctx: ExecutionContext, child_id: str) -> bool:
     with contextlib.suppress(KitaruStateError):  # another process retried it first
         control.retry(ctx.backend, child_id)
     return True
+
+
+def _resume_orphaned_child(ctx: ExecutionContext, child_id: str) -> None:
+    """A child whose runner is gone (the parent's process died with it) continues here,
+    as the parent does, rather than waiting for a ``kitaru worker``."""
+    from kitaru._runtime import control
+    from kitaru._runtime.driver import get_live
+    from kitaru.errors import KitaruError
+
+    if get_live(child_id) is not None:
+        return  # running in this process
+    with ctx.backend_op(f"read child execution {child_id}"):
+        child = ctx.backend.store.get_execution(child_id)
+    if child is None or child.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+        return
+    expired = child.lease_expires_at is None or child.lease_expires_at < time.time()
+    if not (expired or control.runner_is_gone(child)):
+        return  # its runner is alive elsewhere
+    with contextlib.suppress(KitaruError):  # taken first, waiting for input, code missing
+        control.resume(ctx.backend, child_id)
 
 
 def waiting_reason(record_status: ExecutionStatus, pending: list[SuspensionRecord]) -> str | None:
