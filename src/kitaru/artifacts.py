@@ -54,7 +54,7 @@ def load(exec_id: str, name: str) -> Any:
     from kitaru._runtime.execution import SAVE_CALL_TYPE
 
     try:
-        uuid.UUID(str(exec_id))
+        exec_id = str(uuid.UUID(str(exec_id)))  # as stored: lower case, with dashes
     except ValueError:
         raise KitaruUsageError(
             f"kitaru.load({exec_id!r}, {name!r}): the execution id must be a UUID, as "

@@ -271,6 +271,7 @@ def test_load_by_checkpoint_name_call_id_saved_name_and_from_another_execution(
     assert kitaru.load(exec_id, "scratch") == [3]
     assert kitaru.load(exec_id, "body-note") == "from the body"
     assert kitaru.load(exec_id, "repeat:2") == 40
+    assert kitaru.load(exec_id.upper(), "produce") == {"x": 3}  # the same UUID
     # From the body of another execution.
     other = load_elsewhere.run(exec_id)
     assert other.wait(timeout=30) == [{"x": 3}, [3]]
