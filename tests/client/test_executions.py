@@ -22,6 +22,7 @@ from kitaru import (
     flow,
 )
 from kitaru.client import CallStatus, Execution
+from kitaru.handle import FlowHandle
 
 
 @checkpoint(type="llm_call")
@@ -303,10 +304,13 @@ def test_page_without_a_size_is_refused(any_store: str) -> None:
         KitaruClient().executions.list(page=2)
 
 
-def test_get_shows_the_checkpoint_in_progress_as_running(
-    any_store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Calls still running after KITARU_RUNNING_MARK_AFTER seconds get a "running" row.
+def _slow_call_shown_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[FlowHandle, threading.Event, Execution]:
+    """A flow whose one call runs until ``release`` is set, started and shown running.
+
+    Calls still running after KITARU_RUNNING_MARK_AFTER seconds get a "running" row.
+    """
     monkeypatch.setenv("KITARU_RUNNING_MARK_AFTER", "0.05")
     started, release = threading.Event(), threading.Event()
 
@@ -327,8 +331,18 @@ def test_get_shows_the_checkpoint_in_progress_as_running(
         while True:
             execution = KitaruClient().executions.get(handle.exec_id)
             if execution.checkpoints or time.monotonic() > deadline:
-                break
+                return handle, release, execution
             time.sleep(0.02)
+    except BaseException:
+        release.set()
+        raise
+
+
+def test_get_shows_the_checkpoint_in_progress_as_running(
+    any_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle, release, execution = _slow_call_shown_running(monkeypatch)
+    try:
         assert execution.status is ExecutionStatus.RUNNING
         assert [(c.call_id, c.status) for c in execution.checkpoints] == [
             ("slow_call", ExecutionStatus.RUNNING)
@@ -347,26 +361,9 @@ def test_cancel_ends_the_call_it_interrupted(
 ) -> None:
     """A cancelled execution shows no call as running: the one in flight ends failed,
     saying so, and its runner records nothing more for it."""
-    monkeypatch.setenv("KITARU_RUNNING_MARK_AFTER", "0.05")
-    started, release = threading.Event(), threading.Event()
-
-    @checkpoint
-    def slow_call() -> int:
-        started.set()
-        release.wait(20)
-        return 1
-
-    @flow
-    def slow() -> int:
-        return slow_call()
-
-    handle = slow.run()
+    handle, release, _running = _slow_call_shown_running(monkeypatch)
     client = KitaruClient().executions
     try:
-        assert started.wait(10)
-        deadline = time.monotonic() + 10
-        while not client.get(handle.exec_id).checkpoints and time.monotonic() < deadline:
-            time.sleep(0.02)
         client.cancel(handle.exec_id)
     finally:
         release.set()
