@@ -84,3 +84,13 @@ def shell_tool(command: str) -> str:
 @flow(cache=False)
 def tooling(command: str) -> str:
     return shell_tool(command)
+
+
+@checkpoint(cache=False)
+def texty(n: int) -> str:
+    return "y" * n  # under the inline limit: kept in the call row
+
+
+@flow(cache=False)
+def textflow(n: int) -> str:
+    return texty(n)

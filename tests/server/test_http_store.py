@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -155,3 +156,41 @@ def test_store_calls_with_wrongly_typed_arguments_are_400s(
     assert error["type"] == "KitaruUsageError"
     assert f"store.{method}" in error["message"]
     assert "Traceback" not in error["message"]
+
+
+def test_a_write_the_server_refuses_as_too_large_fails_the_run_as_the_stores_failure(
+    server: Server, tmp_path: Path
+) -> None:
+    """A 413 on a runner's store call is the store failing under it (origin backend: no
+    retry spent, resumable), not an error in the flow."""
+    from tests.server.conftest import Server as _Server
+    from tests.server.conftest import start_server, stop
+
+    url, process = start_server(
+        Path(os.environ["KITARU_CONFIG_PATH"]),
+        server.store_url,
+        tmp_path / "capped.log",
+        KITARU_SERVER_MAX_BODY_BYTES="6000",
+    )
+    try:
+        capped = _Server(
+            url, server.admin_key, server.read_key, server.store_url, process, tmp_path
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", RUN_FLOW.format(flow="textflow", args=20_000)],
+            env=_env(capped, server.runner_key, tmp_path / "runner-home"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO_ROOT,
+        )
+    finally:
+        stop(process)
+    assert result.returncode != 0
+    exec_id = re.search(r"EXEC ([0-9a-f-]{36})", result.stdout)
+    assert exec_id is not None, result.stdout + result.stderr[-2000:]
+    execution = KitaruClient().executions.get(exec_id[1])
+    assert execution.status.value == "failed"
+    assert execution.failure is not None
+    assert execution.failure.origin.value == "backend", execution.failure
+    assert "refused to store" in execution.failure.message

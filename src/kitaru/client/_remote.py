@@ -45,8 +45,11 @@ def error_from(status: int, body: Any) -> BaseException:
         cls = errors.KitaruStateError if issubclass(cls, errors.KitaruStateError) else KitaruError
     if issubclass(cls, errors.KitaruWaitValidationError):
         details = info.get("details")
-        return cls(message, details=details if isinstance(details, list) else None)
-    return cls(message)
+        error: BaseException = cls(message, details=details if isinstance(details, list) else None)
+    else:
+        error = cls(message)
+    error.http_status = status  # type: ignore[attr-defined]  # see Session.store_request
+    return error
 
 
 class Session:
@@ -97,6 +100,19 @@ class Session:
                 body = None
             raise error_from(response.status_code, body)
         return response.content if raw else response.json()
+
+    def store_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``request`` for a runner's store calls: a body the server refuses as too large
+        (413) is the store failing under the runner (origin ``backend``: no retry is
+        spent, the execution can be resumed), not a mistake in the flow."""
+        try:
+            return self.request(method, path, **kwargs)
+        except KitaruError as exc:
+            if getattr(exc, "http_status", None) != 413:
+                raise
+            raise KitaruBackendError(
+                f"The Kitaru server at {self.connection.url} refused to store this: {exc}"
+            ) from None
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}

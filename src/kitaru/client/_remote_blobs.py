@@ -34,7 +34,7 @@ class ServerBlobs:
 
     def put(self, data: bytes) -> tuple[str, str]:
         """Upload ``data``; its (uri, sha256) in the server's artifact root."""
-        answer = self._session.request(
+        answer = self._session.store_request(
             "PUT",
             "/store/blobs",
             content=data,

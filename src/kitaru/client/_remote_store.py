@@ -82,7 +82,7 @@ class HttpStore:
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         body = {"positional": _wire.encode(list(args)), "keywords": _wire.encode(kwargs)}
-        answer = self._session.request("POST", f"/store/{method}", json=body)
+        answer = self._session.store_request("POST", f"/store/{method}", json=body)
         return _wire.decode(answer["result"])
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
