@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitaru._blobs import BlobLocationError, SerializationError
@@ -448,6 +449,31 @@ def _schema_type(backend: Backend, exec_id: str, wait: WaitRecord) -> Any:
             ) from None
 
 
+#: Problems an answer refused for its schema lists at most: enough for any form, and a
+#: bound on the answer to a huge invalid value.
+MAX_INPUT_DETAILS = 50
+
+
+def shown_problems(problems: Iterable[tuple[Iterable[Any], str]]) -> str:
+    """The first problems of a refused answer in words: ``path: message; ...``."""
+    return "; ".join(
+        f"{'/'.join(str(p) for p in path) or '(the value)'}: {message}"
+        for path, message in itertools.islice(problems, 5)
+    )
+
+
+def input_refused(
+    wait_id: str, exec_id: str, shown: str, details: list[dict[str, Any]]
+) -> KitaruWaitValidationError:
+    """The error for an answer that does not match its wait's schema (here or on the
+    server): the problems in words, and one by one in ``details``."""
+    return KitaruWaitValidationError(
+        f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
+        f"{shown}. The execution is still waiting; send a corrected value.",
+        details=details[:MAX_INPUT_DETAILS],
+    )
+
+
 def _validated(adapter: Any, value: Any, wait_id: str, exec_id: str) -> Any:
     """``value`` validated by the wait's type as Pydantic does (``"3"`` becomes 3 for an
     int, defaults are filled in); every problem is listed in ``details``."""
@@ -456,23 +482,16 @@ def _validated(adapter: Any, value: Any, wait_id: str, exec_id: str) -> Any:
     except Exception as exc:  # pydantic.ValidationError, and friends
         errors = getattr(exc, "errors", None)
         problems = errors() if callable(errors) else []
-        details = [
+        details: list[dict[str, Any]] = [
             {
                 "path": [p for p in problem.get("loc", ()) if isinstance(p, str | int)],
                 "message": str(problem.get("msg", "")),
                 "keyword": str(problem.get("type", "")),
             }
-            for problem in problems[:50]
+            for problem in problems[:MAX_INPUT_DETAILS]
         ]
-        shown = "; ".join(
-            f"{'/'.join(str(p) for p in d['path']) or '(the value)'}: {d['message']}"
-            for d in details[:5]
-        )
-        raise KitaruWaitValidationError(
-            f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
-            f"{shown or exc}. The execution is still waiting; send a corrected value.",
-            details=details,
-        ) from None
+        shown = shown_problems((d["path"], d["message"]) for d in details)
+        raise input_refused(wait_id, exec_id, shown or str(exc), details) from None
 
 
 def give_input(

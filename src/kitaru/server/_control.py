@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from kitaru._limits import check_wait_input
-from kitaru._runtime.control import pick_wait
+from kitaru._runtime.control import MAX_INPUT_DETAILS, input_refused, pick_wait, shown_problems
 from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
 from kitaru.errors import KitaruStateError, KitaruWaitValidationError
 
@@ -134,19 +134,9 @@ def _validate(value: Any, schema: dict[str, Any], *, wait_id: str, exec_id: str)
         ) from None
     problems = sorted(validator_cls(schema).iter_errors(value), key=lambda e: list(e.path))
     if problems:
-        shown = "; ".join(
-            f"{'/'.join(str(p) for p in e.absolute_path) or '(the value)'}: {e.message}"
-            for e in problems[:5]
-        )
-        raise KitaruWaitValidationError(
-            f"Input for wait {wait_id!r} of execution {exec_id} does not match its schema: "
-            f"{shown}. The execution is still waiting; send a corrected value.",
-            details=[_detail(e) for e in problems[:_MAX_DETAILS]],
-        )
-
-
-#: Enough for any form; bounds the answer to a huge invalid value.
-_MAX_DETAILS = 50
+        shown = shown_problems((e.absolute_path, e.message) for e in problems)
+        details = [_detail(e) for e in problems[:MAX_INPUT_DETAILS]]
+        raise input_refused(wait_id, exec_id, shown, details)
 
 
 def _detail(error: jsonschema.ValidationError) -> dict[str, Any]:
