@@ -68,6 +68,8 @@ class Session:
             ) from None
 
         self.connection = connection
+        #: The server's most rows per page: None until asked, 0 if it does not tell.
+        self._page_cap: int | None = None
         verify: Any = connection.verify
         if isinstance(verify, str):  # a CA bundle: httpx takes it as an SSL context
             import ssl
@@ -120,7 +122,7 @@ class Session:
 
     def page_size(self, wanted: int) -> int:
         """``wanted``, or less if the server returns fewer rows per page (asked once)."""
-        cap = getattr(self, "_page_cap", None)
+        cap = self._page_cap
         if cap is None:
             try:
                 found = self.get("/version").get("max_page_size")

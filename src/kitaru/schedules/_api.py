@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import re
 import sys
@@ -127,12 +128,11 @@ class SchedulesAPI:
     def _model(self, record: ScheduleRecord) -> Schedule:
         upcoming = None
         if not record.paused:
-            try:
+            # One stored before such expressions were refused may never fire: no next run.
+            with contextlib.suppress(KitaruUsageError):
                 upcoming = _cron.next_slot(
                     record.cron, record.timezone, max(record.cursor, time.time())
                 )
-            except KitaruUsageError:
-                upcoming = None  # stored before such expressions were refused: never fires
         return Schedule.from_record(record, upcoming)
 
     def create(

@@ -40,7 +40,7 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def validate(cron: str, timezone: str, *, now: float | None = None) -> None:
+def validate(cron: str, timezone: str) -> None:
     """A clear ``KitaruUsageError`` for a bad cron expression or time zone, or for one
     that never fires again (30 February; a year in the past)."""
     zone(timezone)
@@ -55,7 +55,7 @@ def validate(cron: str, timezone: str, *, now: float | None = None) -> None:
             "day-of-month month day-of-week, e.g. '0 7 * * *'), or six with seconds first "
             "('*/10 * * * * *')."
         )
-    next_slot(cron, timezone, time.time() if now is None else now)
+    next_slot(cron, timezone, time.time())
 
 
 def _never(cron: str, timezone: str, exc: Exception) -> KitaruUsageError:
