@@ -19,19 +19,24 @@ from kitaru.client import KitaruClient
 from tests.server.conftest import REPO_ROOT, RUN_FLOW, Server, process_env, serve
 
 
-def _env(server: Server, key: str, home: Path) -> dict[str, str]:
-    return process_env(home, KITARU_STORE_URL=f"kitaru+{server.url}", KITARU_AUTH_TOKEN=key)
+def _env(url: str, key: str, home: Path) -> dict[str, str]:
+    return process_env(home, KITARU_STORE_URL=f"kitaru+{url}", KITARU_AUTH_TOKEN=key)
 
 
-def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_FLOW.format(flow="adder", args=4)],
-        env=_env(server, server.runner_key, tmp_path / "runner-home"),
+def _run_flow(url: str, key: str, home: Path, flow: str, args: object) -> Any:
+    """``_flows.<flow>(args)`` run in a process that records through the server at ``url``."""
+    return subprocess.run(
+        [sys.executable, "-c", RUN_FLOW.format(flow=flow, args=args)],
+        env=_env(url, key, home),
         capture_output=True,
         text=True,
         timeout=120,
         cwd=REPO_ROOT,
     )
+
+
+def test_a_flow_records_through_the_server(server: Server, tmp_path: Path) -> None:
+    result = _run_flow(server.url, server.runner_key, tmp_path / "runner-home", "adder", 4)
     assert result.returncode == 0, result.stderr[-3000:]
     # The step prints while the main thread prints the id: the two may share a line.
     exec_id = re.search(r"EXEC ([0-9a-f-]{36})", result.stdout)
@@ -80,7 +85,7 @@ def test_a_runner_killed_mid_checkpoint_is_resumed_by_a_worker_of_the_server(
 ) -> None:
     server = any_server
     marker = tmp_path / "started"
-    env = _env(server, server.runner_key, tmp_path / "runner-home")
+    env = _env(server.url, server.runner_key, tmp_path / "runner-home")
     runner = subprocess.Popen(
         [sys.executable, "-c", CRASH.format(marker=str(marker))],
         env={**env, "KITARU_TEST_SLOW": "1", "KITARU_LEASE_SECONDS": "2"},
@@ -163,7 +168,6 @@ def test_a_write_the_server_refuses_as_too_large_fails_the_run_as_the_stores_fai
 ) -> None:
     """A 413 on a runner's store call is the store failing under it (origin backend: no
     retry spent, resumable), not an error in the flow."""
-    from tests.server.conftest import Server as _Server
     from tests.server.conftest import start_server, stop
 
     url, process = start_server(
@@ -173,17 +177,7 @@ def test_a_write_the_server_refuses_as_too_large_fails_the_run_as_the_stores_fai
         KITARU_SERVER_MAX_BODY_BYTES="6000",
     )
     try:
-        capped = _Server(
-            url, server.admin_key, server.read_key, server.store_url, process, tmp_path
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", RUN_FLOW.format(flow="textflow", args=20_000)],
-            env=_env(capped, server.runner_key, tmp_path / "runner-home"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO_ROOT,
-        )
+        result = _run_flow(url, server.runner_key, tmp_path / "runner-home", "textflow", 20_000)
     finally:
         stop(process)
     assert result.returncode != 0
