@@ -60,12 +60,15 @@ NEXT_INDEX_ENV = "KITARU_EVENT_NEXT_INDEX"
 
 report_logger = logging.getLogger("kitaru.events")
 
+#: Guards every lane's index counter. A lane is seldom shared between threads, so one
+#: lock for all costs no waiting, and spares a lock per checkpoint run.
+_lanes_lock = threading.Lock()
+
 
 class Lane:
     """The events of one checkpoint attempt: correlation id and index counter."""
 
     __slots__ = (
-        "_lock",
         "_next",
         "call_id",
         "checkpoint",
@@ -94,13 +97,12 @@ class Lane:
         self.checkpoint_type = checkpoint_type
         self.correlation_id = correlation_id or f"kitaru.checkpoint:{checkpoint}:{random_hex(16)}"
         self._next = next_index
-        self._lock = threading.Lock()
         #: The queued started event, which the returned event may join (see _Writer).
         self.started_item: list[Any] | None = None
 
     def reserve(self, index: int | None = None) -> int:
         """The next index, or ``index`` itself when it is not behind the counter."""
-        with self._lock:
+        with _lanes_lock:
             if index is None:
                 index = self._next
             elif index < self._next:
@@ -117,7 +119,7 @@ class Lane:
         return self._next
 
     def advance_to(self, next_index: int) -> None:
-        with self._lock:
+        with _lanes_lock:
             self._next = max(self._next, next_index)
 
 
@@ -139,7 +141,10 @@ class _Writer:
         # end takes its own in O(1) (take_execution), however many others are queued.
         self._pending: dict[tuple[str, int], list[_Queued]] = {}
         self._count = 0  # events in _pending
-        self._cond = threading.Condition()
+        # The condition's own lock, taken directly where nothing waits or is woken:
+        # ``with`` on a Condition runs two Python-level calls, twice per checkpoint.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queued = 0
         self._written = 0
         self._failures = 0
@@ -150,7 +155,7 @@ class _Writer:
     def put(self, item: _Queued) -> None:
         lane = item[0]
         key = (lane.exec_id, id(lane.store))
-        with self._cond:
+        with self._lock:
             queue = self._pending.get(key)
             if queue is None:
                 self._pending[key] = [item]
@@ -180,7 +185,7 @@ class _Writer:
         lane.started_item = None
         if item is None or index != item[4] + 1:
             return False
-        with self._cond:
+        with self._lock:
             queue = self._pending.get((lane.exec_id, id(lane.store)))
             if not queue or queue[-1] is not item:
                 return False

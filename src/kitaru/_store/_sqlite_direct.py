@@ -133,8 +133,8 @@ class SQLiteDirect:
         return cursor
 
     def _transaction(
-        self, action: str, op: Callable[[sqlite3.Cursor], None], *, implicit: bool = False
-    ) -> None:
+        self, action: str, op: Callable[[sqlite3.Cursor], _T], *, implicit: bool = False
+    ) -> _T:
         """``op`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` under the writer lock; store
         errors typed. (A plain call, not a context manager: it runs once per checkpoint.)
 
@@ -147,7 +147,7 @@ class SQLiteDirect:
                 if not implicit:
                     cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    op(cursor)
+                    result = op(cursor)
                 except BaseException:
                     if cursor.connection.in_transaction:  # SQLite may have ended it already
                         cursor.execute("ROLLBACK")
@@ -157,6 +157,7 @@ class SQLiteDirect:
                     cursor.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
+        return result
 
     def _grouped(
         self, op: Callable[[sqlite3.Cursor], _T], action: str, *, single: bool = False
@@ -165,19 +166,28 @@ class SQLiteDirect:
 
         One caller at a time leads: it commits the queue in batches until its own
         write is done, wakes the callers it committed for and hands the lead to the
-        first one still waiting. The others sleep until woken (no lock convoy).
+        first one still waiting. The others sleep until woken (no lock convoy). A
+        caller that finds nobody committing writes alone, with no queue entry: the
+        usual case of one flow running its checkpoints one after another.
         """
         if self._pid != os.getpid():  # a forked child: nothing of the parent's queue
             self._pending, self._pending_lock = [], threading.Lock()
             self._leading, self._pid = False, os.getpid()
-        mine: _Write[_T] = _Write(op, single)
         with self._pending_lock:
-            self._pending.append(mine)
-            if self._leading:
+            alone = not self._leading
+            if alone:
+                self._leading = True
+            else:  # another caller commits: queue up and sleep until woken
+                mine: _Write[_T] = _Write(op, single)
+                self._pending.append(mine)
                 mine.wake = _thread.allocate_lock()
                 mine.wake.acquire()
-            else:
-                self._leading = mine.lead = True
+        if alone:  # nobody is committing: no queue to join, this write goes alone
+            try:
+                return self._transaction(action, op, implicit=single)
+            finally:
+                with self._pending_lock:
+                    self._hand_over()
         try:
             if not mine.lead:
                 mine.wake.acquire()  # released when done or when made the leader
@@ -233,11 +243,7 @@ class SQLiteDirect:
             try:
                 if len(batch) == 1:
                     (only,) = batch
-
-                    def one(cursor: sqlite3.Cursor) -> None:
-                        only.result = only.op(cursor)
-
-                    self._transaction(action, one, implicit=only.single)
+                    only.result = self._transaction(action, only.op, implicit=only.single)
                     return
 
                 def each(cursor: sqlite3.Cursor) -> None:
