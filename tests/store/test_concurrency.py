@@ -23,7 +23,6 @@ THREADS = 4
 CALLS_PER_THREAD = 50
 
 
-
 def _slow_first_transaction(direct: Any, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """The first write transaction of SQLite's group commit takes ``seconds`` longer."""
     transaction, calls = direct._transaction, []
@@ -47,6 +46,7 @@ def _batch_sizes(direct: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(direct, "_commit", counted)
     return sizes
+
 
 def test_threads_recording_calls_on_one_store(store: Store, records: Records) -> None:
     executions = [records.execution() for _ in range(THREADS)]
