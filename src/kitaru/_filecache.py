@@ -110,11 +110,11 @@ def looked(what: str, look: Callable[[], _T]) -> _T:
     looks = _looks.get()
     if looks is None or not looks.open or looks.thread != threading.get_ident():
         return look()
-    try:
-        return looks.found[what]  # type: ignore[no-any-return]
-    except KeyError:
-        value = looks.found[what] = look()  # an exception is not kept: the next call raises
-        return value
+    found = looks.found
+    if what in found:  # (not try/except KeyError: the first look of each is the usual one)
+        return found[what]  # type: ignore[no-any-return]
+    value = found[what] = look()  # an exception is not kept: the next call raises
+    return value
 
 
 __all__ = [

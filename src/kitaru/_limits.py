@@ -21,11 +21,11 @@ K/M/G count in 1024s) or ``unlimited``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
+from kitaru import _environ
 from kitaru.errors import KitaruUsageError, KitaruWaitValidationError
 
 ENV_MAX_FLOW_INPUT_BYTES: Final = "KITARU_MAX_FLOW_INPUT_BYTES"
@@ -91,7 +91,7 @@ def _limit(key: str, env: str, default: int) -> int | None:
         return parse_size(
             configured, setting=key, where=f"kitaru.configure({key}=...)", default=default
         )
-    raw = os.environ.get(env, "").strip()
+    raw = _environ.get(env, "").strip()
     if raw:
         return parse_size(
             raw, setting=env, where="fix or unset the environment variable", default=default

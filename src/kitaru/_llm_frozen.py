@@ -7,9 +7,10 @@ script that makes no model call.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
+
+from kitaru import _environ
 
 CONFIG_KEY = "models"
 ENV_DEFAULT_MODEL = "KITARU_DEFAULT_MODEL"
@@ -44,7 +45,7 @@ def frozen_llm_config() -> dict[str, Any]:
     registry = registry_snapshot()
     if registry["aliases"]:
         frozen["model_registry"] = registry
-    default = os.environ.get(ENV_DEFAULT_MODEL, "").strip()
+    default = _environ.get(ENV_DEFAULT_MODEL, "").strip()
     if default:
         frozen["default_model"] = default
     return frozen

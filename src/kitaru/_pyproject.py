@@ -52,7 +52,8 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     except OSError:  # the cwd was deleted
         return None
     for name, candidate in _candidates(here):
-        if os.path.isfile(name):
+        # access() first: a missing file is a False, not an exception to catch.
+        if os.access(name, os.F_OK) and os.path.isfile(name):
             return candidate
     return None
 

@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+from kitaru import _environ
 from kitaru._pyproject import clear_cache as clear_pyproject_cache
 from kitaru._pyproject import find_pyproject, pyproject_table
 from kitaru.errors import KitaruUsageError
@@ -467,7 +468,7 @@ def reset_configuration() -> None:
 
 def _env(name: str) -> str | None:
     # An empty variable counts as unset: `KITARU_CACHE= cmd` is a common way to clear it.
-    value = os.environ.get(name)
+    value = _environ.get(name)
     if value is None or not value.strip():
         return None
     return value.strip()

@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from kitaru import _digest
+from kitaru import _digest, _environ
 from kitaru._ids import random_hex
 from kitaru._store import ExecutionStatus
 
@@ -124,7 +124,7 @@ def runner_gone(owner: str) -> bool:
 
 def lease_seconds() -> float:
     """How long a claim lasts without renewal (``KITARU_LEASE_SECONDS``, default 30)."""
-    return float(os.environ.get("KITARU_LEASE_SECONDS", "30"))
+    return float(_environ.get("KITARU_LEASE_SECONDS", "30"))
 
 
 class _Held:

@@ -52,7 +52,9 @@ def _project_root(start: str, checked: set[str]) -> str | None:
     for directory, marker in _marker_candidates(start):
         if directory in checked:
             continue
-        if os.path.isdir(marker):
+        # access() first: a missing path is a False, not an exception to catch (most
+        # directories up the tree hold no marker; every .run() looks).
+        if os.access(marker, os.F_OK) and os.path.isdir(marker):
             return directory
         checked.add(directory)
     return None

@@ -25,12 +25,12 @@ lines is reported once, through a logger whose records are never captured.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kitaru import _environ
 from kitaru._runtime.context import current_checkpoint, current_execution
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ _install_lock = threading.Lock()
 
 def enabled() -> bool:
     """``KITARU_CAPTURE_LOGS=0`` turns capture off (it is on by default)."""
-    return os.environ.get("KITARU_CAPTURE_LOGS", "1").strip().lower() not in ("0", "false", "no")
+    return _environ.get("KITARU_CAPTURE_LOGS", "1").strip().lower() not in ("0", "false", "no")
 
 
 def install() -> None:

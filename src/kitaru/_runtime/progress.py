@@ -13,10 +13,11 @@ mark that loses the race with the call's end is harmless.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
+
+from kitaru import _environ
 
 logger = logging.getLogger("kitaru")
 
@@ -24,7 +25,7 @@ _POLL_SECONDS = 0.1
 
 
 def mark_after() -> float:
-    return float(os.environ.get("KITARU_RUNNING_MARK_AFTER", "1.0"))
+    return float(_environ.get("KITARU_RUNNING_MARK_AFTER", "1.0"))
 
 
 class _InFlight:

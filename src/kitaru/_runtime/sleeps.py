@@ -12,13 +12,13 @@ and ``kitaru worker`` resumes it when the sleep is over or the child has ended
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from kitaru import _environ
 from kitaru._runtime.waits import POLL_SECONDS, WaitSuspended
 from kitaru._store import ExecutionStatus, StaleOwnerError, SuspensionStatus
 from kitaru.errors import KitaruUsageError
@@ -39,7 +39,7 @@ _assigned_lock = threading.Lock()
 
 def release_after() -> float:
     """Seconds a sleep or child wait may take in place before the runner lets go."""
-    raw = os.environ.get(ENV_RELEASE_AFTER)
+    raw = _environ.get(ENV_RELEASE_AFTER)
     if raw is None or not raw.strip():
         return DEFAULT_RELEASE_AFTER
     try:

@@ -31,11 +31,10 @@ import base64
 import functools
 import inspect
 import json
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kitaru import _digest
+from kitaru import _digest, _environ
 from kitaru._blobs.serializers import JSON, NOT_STORED, serialize
 from kitaru._store.records import ArtifactRecord, CallRecord
 
@@ -88,7 +87,7 @@ def named_arguments(
 
 def recording() -> bool:
     """``KITARU_RECORD_INPUTS=0`` turns recording off (arguments that hold secrets)."""
-    return os.environ.get(ENV_RECORD, "1").strip().lower() not in ("0", "false", "no", "off")
+    return _environ.get(ENV_RECORD, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def pack(arguments: list[tuple[str, Any]], put_blob: PutBlob, inline_limit: int) -> str | None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitaru import _environ
 from kitaru._lazy import LazyModule
 from kitaru._paths import PRIVATE_FILE_MODE
 from kitaru._store._driver import sqlite3
@@ -102,7 +103,7 @@ def prepare_sqlite_file(path: Path) -> None:
 
 def sqlite_synchronous() -> str:
     """``PRAGMA synchronous`` for store connections (``KITARU_SQLITE_SYNCHRONOUS``)."""
-    synchronous = os.environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
+    synchronous = _environ.get("KITARU_SQLITE_SYNCHRONOUS", "full").strip().upper()
     if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
         raise KitaruUsageError(
             f"KITARU_SQLITE_SYNCHRONOUS={synchronous.lower()!r} is not supported; use 'full' "
