@@ -91,6 +91,14 @@ def recorded_calls_query() -> sa.Select[Any]:
     )
 
 
+def _dumps(value: Any) -> str:
+    """``json.dumps(value)``; an empty mapping (a call's usual metadata) without the
+    encoder, which costs a checkpoint's write ~2 µs for ``{}``."""
+    if type(value) is dict and not value:
+        return "{}"
+    return json.dumps(value)
+
+
 class _DriverStatement:
     """SQL for the ``sqlite3`` driver, executed with a plain tuple of ``names``' values."""
 
@@ -122,7 +130,7 @@ class _DriverStatement:
         source = f"lambda r: ({', '.join(parts)},)"
         names = {f"convert_{name}": function for name, function in convert.items()}
         # Only column names of Kitaru's own tables go into the source.
-        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": json.dumps, **names})
+        function: Callable[[Any], tuple[Any, ...]] = eval(source, {"dumps": _dumps, **names})
         return function
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
