@@ -1,8 +1,8 @@
 """Cache keys are stored short, and still hit.
 
 The runtime's key (checkpoint hash ``:`` inputs hash, 97 characters) is stored as
-32 characters (``_store/cache_keys.py``). Keys stored before are converted by
-migration 0013 (``tests/store/test_migrations.py``). Runs on every store.
+21 characters (``_store/cache_keys.py``). Keys stored before are converted by
+migrations 0013 and 0015 (``tests/store/test_migrations.py``). Runs on every store.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_a_cache_key_is_stored_short_and_hits(any_store: str) -> None:
     assert first.wait(timeout=30) == 30
     (key,) = _keys(first.exec_id)
     assert key is not None
-    assert len(key) == 32
+    assert len(key) == 21
     assert ":" not in key
 
     second = pricing.run(3)

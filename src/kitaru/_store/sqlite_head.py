@@ -2,7 +2,7 @@
 """The SQLite schema at ``REVISION`` as the migrations create it (generated: do not
 edit; regenerate with ``python -m kitaru._store._sqlite_new``, see ``_sqlite_new``)."""
 
-REVISION = "0014"
+REVISION = "0015"
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT kitaru_alembic_version_pkc PRIMARY KEY (version_num)\n)",
