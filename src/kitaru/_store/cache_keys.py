@@ -19,7 +19,6 @@ import functools
 
 from kitaru import _digest
 
-
 #: Characters of a stored key: 21 of base64 hold 126 bits (the 22nd would be half padding).
 SHORT_LENGTH = 21
 
