@@ -14,7 +14,8 @@ import sqlalchemy as sa
 import kitaru
 from kitaru import KitaruClient, checkpoint, flow
 from kitaru._backend import get_backend
-from kitaru._store import schema
+from kitaru._store import _event_codes, schema
+from kitaru._store._event_codes import call_token
 
 STARTED = "kitaru.checkpoint.started"
 RETURNED = "kitaru.checkpoint.returned"
@@ -50,7 +51,9 @@ def test_lifecycle_events_are_stored_short_and_read_back_whole(any_store: str) -
     stored = _stored(handle.exec_id)
     compact = [(kind, cid) for kind, cid, payload in stored if payload == ""]
     assert [kind for kind, _ in compact] == ["~s", "~r", "~s", "~r"]
-    assert all(cid is not None and ":" not in cid and len(cid) == 32 for _, cid in compact)
+    # The correlation id's own part: 16 hex digits of the call id's hash, "<run>.<attempt>".
+    tokens = [call_token("step") + "1.1"] * 2 + [call_token("step:2") + "1.1"] * 2
+    assert [cid for _, cid in compact] == tokens
 
     events = list(KitaruClient().executions.events(handle.exec_id, reconnect=False))
     kinds = [(e.checkpoint_id, e.kind) for e in events]
@@ -95,13 +98,25 @@ def quiet_steps(n: int) -> int:
     return quiet(n) + quiet(n + 1) + quiet(n + 2)
 
 
-def test_a_quiet_checkpoint_run_is_one_pair_row_read_back_as_two_events(any_store: str) -> None:
+@pytest.mark.parametrize("as_run", [True, False], ids=["one run row", "pair rows"])
+def test_quiet_checkpoint_runs_are_stored_short_and_read_back_as_two_events_each(
+    any_store: str, as_run: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consecutive quiet runs are one run row; each alone is one pair row (a run of at
+    most one pair). Readers, filters, cursors and limits see the same events."""
+    if not as_run:
+        monkeypatch.setattr(_event_codes, "RUN_MAX", 1)
     handle = quiet_steps.run(1)
     assert handle.wait(timeout=30) == 9
     kitaru.events.flush()
     stored = _stored(handle.exec_id)
-    assert len(stored) == 3  # one row per checkpoint run
-    assert all(kind.startswith("~p") and payload == "" for kind, _, payload in stored)
+    if as_run:
+        ((kind, correlation_id, payload),) = stored  # one row for the three runs
+        assert (kind, correlation_id) == ("~P", None)
+        assert payload.count("\x1e") == 2
+    else:
+        assert len(stored) == 3  # one row per checkpoint run
+        assert all(kind.startswith("~p") and payload == "" for kind, _, payload in stored)
 
     store = get_backend().store
     events = store.events(handle.exec_id)
@@ -214,3 +229,43 @@ def test_a_started_event_joined_by_its_returned_one_is_one_pair_row(any_store: s
         with pytest.raises(KitaruUsageError, match="returned_ts"):
             store.insert_events([joined, row])
         assert len(_stored(handle.exec_id)) == len(before) + 1  # nothing of the batch
+
+
+@checkpoint
+def named(n: int) -> int:
+    return n
+
+
+@flow
+def named_steps() -> int:
+    # An automatic id, an explicit one that names another checkpoint's way, one holding
+    # a run's separator (stored as a pair row), and a checkpoint named like a call id.
+    return named(1) + named(2, id="other:7") + named(3, id="odd\x1eid") + named(4)
+
+
+def test_a_run_keeps_call_ids_and_checkpoint_names_it_cannot_derive(any_store: str) -> None:
+    handle = named_steps.run()
+    assert handle.wait(timeout=30) == 10
+    kitaru.events.flush()
+    kinds = [kind[:2] for kind, _, _ in _stored(handle.exec_id)]
+    assert kinds == ["~P", "~p", "~p"]  # named, other:7 | odd\x1eid | named:2
+    events = get_backend().store.events(handle.exec_id)
+    assert [(e.seq, e.call_id, e.checkpoint, e.kind) for e in events] == [
+        (seq, call_id, "named", kind)
+        for seq, (call_id, kind) in enumerate(
+            [
+                (call_id, kind)
+                for call_id in ("named", "other:7", "odd\x1eid", "named:2")
+                for kind in (STARTED, RETURNED)
+            ],
+            start=1,
+        )
+    ]
+    for started, returned in zip(events[::2], events[1::2], strict=True):
+        assert started.correlation_id == returned.correlation_id
+        assert started.correlation_id.startswith(
+            f"kitaru.checkpoint:named:{call_token(started.call_id)}"
+        )
+    assert len({e.correlation_id for e in events}) == 4
+    other = get_backend().store.events(handle.exec_id, checkpoint="other:7")
+    assert [(e.seq, e.kind) for e in other] == [(3, STARTED), (4, RETURNED)]

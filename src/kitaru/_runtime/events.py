@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._ids import random_hex
 from kitaru._runtime.context import current_checkpoint
+from kitaru._store._event_codes import lane_correlation
 from kitaru.errors import KitaruContextError, KitaruUsageError
 
 if TYPE_CHECKING:
@@ -89,13 +90,19 @@ class Lane:
         *,
         correlation_id: str | None = None,
         next_index: int = 0,
+        run_attempt: str | None = None,
     ) -> None:
         self.store = store
         self.exec_id = exec_id
         self.call_id = call_id
         self.checkpoint = checkpoint
         self.checkpoint_type = checkpoint_type
-        self.correlation_id = correlation_id or f"kitaru.checkpoint:{checkpoint}:{random_hex(16)}"
+        if correlation_id is None:
+            # A checkpoint run's own: unique per call and run_attempt ("<run>.<attempt>"),
+            # so a store can rebuild it instead of keeping it (see _event_codes).
+            suffix = run_attempt if run_attempt is not None else f"x{random_hex(8)}"
+            correlation_id = lane_correlation(checkpoint, call_id, suffix)
+        self.correlation_id = correlation_id
         self._next = next_index
         #: The queued started event, which the returned event may join (see _Writer).
         self.started_item: list[Any] | None = None
@@ -415,8 +422,15 @@ def flush_execution(exec_id: str, store: Store) -> None:
 # -- lifecycle hooks (called by the runtime for every live attempt) -----------------------
 
 
-def started(frame: CheckpointFrame, store: Store, checkpoint_type: str | None) -> None:
-    lane = Lane(store, frame.exec_id, frame.call_id, frame.name, checkpoint_type)
+def started(frame: CheckpointFrame, store: Store, checkpoint_type: str | None, *, run: int) -> None:
+    lane = Lane(
+        store,
+        frame.exec_id,
+        frame.call_id,
+        frame.name,
+        checkpoint_type,
+        run_attempt=f"{run}.{frame.attempt}",
+    )
     frame.events = lane
     item = [lane, STARTED, None, time.time(), lane.reserve(), None]
     if checkpoint_type is None:  # a plain started event: its returned one may join it

@@ -905,7 +905,7 @@ class _LiveCall:
             self.previous + self.attempt,
             self.metadata,
         )
-        events.started(self.frame, self.ctx.backend.store, self.spec.type)
+        events.started(self.frame, self.ctx.backend.store, self.spec.type, run=self.ctx.run)
         return self.frame
 
     def failed(self, exc: Exception) -> float:

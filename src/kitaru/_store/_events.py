@@ -183,32 +183,93 @@ def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgre
 
 
 def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
-    """Insert rows of ``batch``, numbered on from the execution's last position.
+    """Insert rows of ``batch`` (one execution's), numbered on from its last position.
 
     A plain started event directly followed by its returned event is one pair row
-    at the returned event's position (see ``_event_codes``).
+    at the returned event's position, and consecutive pairs are one run row at the
+    last position of the run (see ``_event_codes``).
     """
-    rows: list[tuple[Any, ...]] = []
-    position = last or 0
+    # (event, its returned event's ts for a pair, else None), in order.
+    units: list[tuple[EventRow, float | None]] = []
     i, count = 0, len(batch)
     while i < count:
         event = batch[i]
-        position += 1
         if event.returned_ts is not None:  # joined by the runtime already
             _check_joined(event)
-            position += 1
-            row = _row(event, position)
-            rows.append((*row[:2], codes.pair_kind(event.ts, event.returned_ts), *row[3:]))
+            units.append((event, event.returned_ts))
             i += 1
         elif i + 1 < count and _pairs(event, batch[i + 1]):
-            position += 1
-            row = _row(event, position)
-            rows.append((*row[:2], codes.pair_kind(event.ts, batch[i + 1].ts), *row[3:]))
+            units.append((event, batch[i + 1].ts))
             i += 2
         else:
-            rows.append(_row(event, position))
+            units.append((event, None))
             i += 1
+    rows: list[tuple[Any, ...]] = []
+    position = last or 0
+    k = 0
+    while k < len(units):
+        event, returned = units[k]
+        if returned is None:
+            position += 1
+            rows.append(_row(event, position))
+            k += 1
+            continue
+        run = _run_from(units, k)
+        if len(run) > 1:
+            position += 2 * len(run)
+            rows.append(_run_row(run, position))
+            k += len(run)
+            continue
+        position += 2
+        row = _row(event, position)
+        rows.append((*row[:2], codes.pair_kind(event.ts, returned), *row[3:]))
+        k += 1
     return rows
+
+
+#: A pair in a run: (started event, returned ts, (call id, checkpoint, correlation suffix)).
+_RunPair = tuple[EventRow, float, tuple[str, str, str]]
+
+
+def _run_from(units: list[tuple[EventRow, float | None]], start: int) -> list[_RunPair]:
+    """The pairs from ``units[start]`` on that one run row can stand for."""
+    run: list[_RunPair] = []
+    for event, returned in units[start : start + codes.RUN_MAX]:
+        if returned is None or not isinstance(event.index, int):
+            break
+        if event.prepared:
+            call_id, checkpoint, correlation_id = (
+                event.call_id,
+                event.checkpoint,
+                event.correlation_id,
+            )
+        else:
+            call_id = storable(event.call_id, "call_id")
+            checkpoint = storable(event.checkpoint, "checkpoint")
+            correlation_id = storable(event.correlation_id, "correlation_id")
+        suffix = codes.run_suffix(correlation_id, checkpoint, call_id)
+        if suffix is None or call_id is None or checkpoint is None:
+            break
+        run.append((event, returned, (call_id, checkpoint, suffix)))
+    return run
+
+
+def _run_row(run: list[_RunPair], position: int) -> tuple[Any, ...]:
+    """The run row standing for ``run``'s pairs, the last at ``position``."""
+    first_ts = run[0][0].ts
+    payload = codes.RUN_SEPARATOR.join(
+        codes.run_entry(
+            call_id,
+            checkpoint,
+            suffix,
+            event.index or 0,
+            round((event.ts - first_ts) * 1e6),
+            round((returned - event.ts) * 1e6),
+        )
+        for event, returned, (call_id, checkpoint, suffix) in run
+    )
+    exec_id = run[0][0].exec_id
+    return (exec_id, position, codes.RUN, None, None, None, None, payload, first_ts)
 
 
 def _check_joined(event: EventRow) -> None:
@@ -315,17 +376,20 @@ def read_events(
     pair = sa.and_(compact, ev.kind.like(f"{codes.PAIR}%"))
     # Its kind and correlation id are read as their full values, not as stored.
     coded = sa.or_(sa.and_(compact, ev.kind.in_(list(codes.FROM_CODE))), pair)
+    # An event run's row: its events' values are in its payload, so the filters below
+    # let it through, and its events are matched one by one once read.
+    run = ev.kind == codes.RUN
     if kinds is not None:
         wanted = [codes.CODES[k] for k in kinds if k in codes.CODES]
         query = query.where(
             sa.or_(
                 sa.and_(ev.kind.in_(list(kinds)), sa.not_(coded)),
                 sa.and_(compact, ev.kind.in_(wanted)),
-                *([pair] if wanted else []),
+                *([pair, run] if wanted else []),
             )
         )
     if checkpoint is not None:
-        query = query.where(sa.or_(ev.checkpoint == checkpoint, ev.call_id == checkpoint))
+        query = query.where(sa.or_(ev.checkpoint == checkpoint, ev.call_id == checkpoint, run))
     if correlation_ids is not None:
         short = [
             (name, suffix)
@@ -342,28 +406,45 @@ def read_events(
                     sa.and_(coded, ev.checkpoint == name, ev.correlation_id == suffix)
                     for name, suffix in short
                 ],
+                *([run] if short else []),
             )
         )
     if limit is not None:
-        query = query.limit(limit)  # rows: each stands for up to two events
+        query = query.limit(limit)  # rows: each stands for one event or more
     wanted_kinds = None if kinds is None else set(kinds)
+    wanted_correlations = None if correlation_ids is None else set(correlation_ids)
     records: list[EventRecord] = []
     bound = after
     with read() as conn:
         while True:
             rows = conn.execute(query.where(ev.seq > bound)).all()
-            records.extend(
-                _record(event)
-                for row in rows
-                for event in codes.expand(row._mapping)
-                if event["seq"] > after and (wanted_kinds is None or event["kind"] in wanted_kinds)
-            )
-            # A pair row may hold none of the events asked for (its other half was):
-            # read on until ``limit`` events are found or the rows run out.
+            for row in rows:
+                mapping = row._mapping
+                from_run = mapping["kind"] == codes.RUN and mapping["payload"] != ""
+                for event in codes.expand(mapping):
+                    if event["seq"] <= after:
+                        continue
+                    if wanted_kinds is not None and event["kind"] not in wanted_kinds:
+                        continue
+                    if from_run and not _run_event_wanted(event, checkpoint, wanted_correlations):
+                        continue
+                    records.append(_record(event))
+            # A pair or run row may hold none of the events asked for (another part
+            # was): read on until ``limit`` events are found or the rows run out.
             if limit is None or len(records) >= limit or len(rows) < limit:
                 break
             bound = rows[-1].seq
     return records if limit is None else records[:limit]
+
+
+def _run_event_wanted(
+    event: Mapping[str, Any], checkpoint: str | None, correlation_ids: set[str] | None
+) -> bool:
+    """The checkpoint and correlation filters, for an event of a run row (whose row
+    passed them in SQL whatever it holds)."""
+    if checkpoint is not None and checkpoint not in (event["checkpoint"], event["call_id"]):
+        return False
+    return correlation_ids is None or event["correlation_id"] in correlation_ids
 
 
 def _record(event: Mapping[str, Any]) -> EventRecord:
