@@ -33,6 +33,7 @@ so is stored as a pair row. The runs take ~25 bytes a checkpoint instead of ~125
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -59,6 +60,7 @@ _CORRELATION_PREFIX = "kitaru.checkpoint:"
 _TOKEN_HEX, _SUFFIX_MAX = 16, 24
 
 
+@functools.lru_cache(maxsize=1024)  # a lane's id is made, then checked when stored
 def call_token(call_id: str) -> str:
     """The call's part of its lanes' correlation ids: 64 bits of its id's SHA-256."""
     return _digest.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:_TOKEN_HEX]
