@@ -188,3 +188,52 @@ def test_a_write_the_server_refuses_as_too_large_fails_the_run_as_the_stores_fai
     assert execution.failure is not None
     assert execution.failure.origin.value == "backend", execution.failure
     assert "refused to store" in execution.failure.message
+
+
+#: The ``kitaru`` command of a server that speaks another store protocol (a newer one).
+OTHER_PROTOCOL_SERVER_CLI = (
+    "-c",
+    "from kitaru._store import _wire; _wire.PROTOCOL = 99; "
+    "from kitaru.cli._app import main; main()",
+)
+
+
+@pytest.fixture
+def other_protocol_server(
+    store_url: str, kitaru_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Server]:
+    yield from serve(store_url, kitaru_home, monkeypatch, tmp_path, cli=OTHER_PROTOCOL_SERVER_CLI)
+
+
+def test_a_runner_refuses_a_server_of_another_store_protocol_before_writing(
+    other_protocol_server: Server, tmp_path: Path
+) -> None:
+    """Version skew between a runner and its server is one clear error up front, not a
+    failure on the first request the server cannot decode."""
+    server = other_protocol_server
+    result = _run_flow(server.url, server.runner_key, tmp_path / "runner-home", "adder", 4)
+    assert result.returncode != 0
+    assert "KitaruBackendError" in result.stderr
+    assert "speaks store protocol 99" in result.stderr
+    assert "speaks protocol 1" in result.stderr
+    assert "same Kitaru version" in result.stderr
+    assert KitaruClient().executions.list() == []  # nothing was written
+
+
+def test_the_server_refuses_a_store_call_stating_another_protocol(server: Server) -> None:
+    version = server.reader.get("/version").json()
+    assert version["protocol"] == 1
+    body = {"positional": ["nope"], "keywords": {}}
+    with server.client(server.runner_key) as runner:
+        other = runner.post(
+            "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": "2"}
+        )
+        assert other.status_code == 409, other.text
+        assert other.json()["error"]["type"] == "KitaruBackendError"
+        assert "protocol 2" in other.json()["error"]["message"]
+        same = runner.post(
+            "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": "1"}
+        )
+        unstated = runner.post("/store/get_execution", json=body)  # a client before the check
+    assert same.status_code == unstated.status_code == 200, (same.text, unstated.text)
+    assert same.json() == unstated.json() == {"result": None}

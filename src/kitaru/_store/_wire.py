@@ -29,6 +29,27 @@ from kitaru._store.records import (
 )
 from kitaru.errors import KitaruUsageError
 
+#: The form of the store contract over HTTP. Bump it with any change that a server or a
+#: runner of the previous form would misread (a new record field, a changed argument):
+#: each side then refuses the other at once with one clear error, instead of failing
+#: on the first request the other cannot decode. A server that reports none speaks 1.
+PROTOCOL = 1
+#: The request header a client states its protocol in (``POST /store/{method}``).
+PROTOCOL_HEADER = "X-Kitaru-Store-Protocol"
+
+
+def protocol_mismatch(server_url: str, server: object, client: object, server_version: str) -> str:
+    """The message for a runner and a server that speak different store protocols."""
+    from kitaru._version import __version__
+
+    return (
+        f"The Kitaru server at {server_url} (Kitaru {server_version}) speaks store protocol "
+        f"{server}, and this Kitaru ({__version__}) speaks protocol {client}: a runner and "
+        "the server it records through must run the same Kitaru version. Upgrade the older "
+        "of the two (install both from the same checkout or wheel)."
+    )
+
+
 _RECORDS: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (

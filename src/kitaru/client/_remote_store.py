@@ -23,9 +23,10 @@ from kitaru.client._remote_config import (
     current_connection,
     normalize_url,
 )
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import KitaruBackendError, KitaruFeatureNotAvailableError, KitaruUsageError
 
 SCHEMES = ("kitaru+http://", "kitaru+https://")
+_PROTOCOL_HEADERS = {_wire.PROTOCOL_HEADER: str(_wire.PROTOCOL)}
 
 
 def is_http_store(url: str) -> bool:
@@ -71,6 +72,7 @@ class HttpStore:
         self.url = f"kitaru+{server}"
         self.dialect = "http"
         self._session = Session(Connection(server, api_key(server), "store URL"))
+        self._protocol_checked = False
 
     def __repr__(self) -> str:
         return f"HttpStore({self.url!r})"
@@ -81,9 +83,26 @@ class HttpStore:
         return self._session.connection.api_key
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self._protocol_checked:
+            self._check_protocol()
         body = {"positional": _wire.encode(list(args)), "keywords": _wire.encode(kwargs)}
-        answer = self._session.store_request("POST", f"/store/{method}", json=body)
+        answer = self._session.store_request(
+            "POST", f"/store/{method}", json=body, headers=_PROTOCOL_HEADERS
+        )
         return _wire.decode(answer["result"])
+
+    def _check_protocol(self) -> None:
+        """Refuse a server of another store protocol before the first store call (once)."""
+        answer = self._session.get("/version")
+        found = answer.get("protocol", 1) if isinstance(answer, dict) else 1
+        if found != _wire.PROTOCOL:
+            version = answer.get("version") if isinstance(answer, dict) else None
+            raise KitaruBackendError(
+                _wire.protocol_mismatch(
+                    self._session.connection.url, found, _wire.PROTOCOL, str(version or "?")
+                )
+            )
+        self._protocol_checked = True
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in _wire.METHODS:

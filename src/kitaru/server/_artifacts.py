@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from kitaru._backend import get_backend
+from kitaru._store import _wire
 from kitaru._version import __version__
 from kitaru.client import KitaruClient
 from kitaru.client._ids import resolve_id
@@ -137,4 +138,4 @@ def health() -> dict[str, Any]:
 def version(request: Request, _key: Reader) -> dict[str, Any]:
     # The page cap too: clients page within it (a server started with a small one).
     cap: int = request.app.state.settings.max_page_size
-    return {"version": __version__, "api": "v1", "max_page_size": cap}
+    return {"version": __version__, "api": "v1", "max_page_size": cap, "protocol": _wire.PROTOCOL}

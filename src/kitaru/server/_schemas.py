@@ -226,6 +226,9 @@ class Version(BaseModel):
     api: str = "v1"
     #: The most rows one page returns (``kitaru server start --max-page-size``).
     max_page_size: int | None = None
+    #: The store contract's form over HTTP (``kitaru._store._wire.PROTOCOL``): runners
+    #: refuse a server that speaks another.
+    protocol: int = 1
 
 
 class WaitInput(BaseModel):

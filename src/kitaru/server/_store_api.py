@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 
 from kitaru._backend import get_backend
 from kitaru._store import StaleOwnerError, _wire
+from kitaru._version import __version__
 from kitaru.errors import KitaruError
 from kitaru.server._auth import Runner
 from kitaru.server._errors import ApiError
@@ -92,7 +93,15 @@ class StoreResult(BaseModel):
 
 
 @router.post("/{method}", response_model=StoreResult, summary="Call a store contract method")
-def call(method: str, body: StoreCall, _key: Runner) -> dict[str, Any]:
+def call(method: str, body: StoreCall, request: Request, _key: Runner) -> dict[str, Any]:
+    stated = request.headers.get(_wire.PROTOCOL_HEADER)
+    if stated is not None and stated.strip() != str(_wire.PROTOCOL):
+        # A runner of another Kitaru version: refused before its arguments are decoded.
+        raise ApiError(
+            409,
+            "KitaruBackendError",
+            _wire.protocol_mismatch("this address", _wire.PROTOCOL, stated[:20], __version__),
+        )
     if method not in _wire.METHODS:
         raise ApiError(
             404, "KitaruUsageError", f"{method!r} is not a store method callable over HTTP."
