@@ -76,3 +76,26 @@ def fragile_child(path: str) -> str:
 @flow(cache=False)
 def fragile_parent(path: str) -> str:
     return "parent got " + fragile_child.run(path).wait()
+
+
+@checkpoint(cache=False)
+def until_marker(path: str) -> str:
+    """Waits (up to 60 s) for the file at ``path``: a child a test can cancel mid-run."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(path, encoding="utf-8") as marker:
+        return marker.read()
+
+
+@flow(cache=False)
+def slow_child(path: str) -> str:
+    return until_marker(path)
+
+
+@flow(cache=False)
+def slow_parent(path: str) -> str:
+    return "parent got " + slow_child.run(path).wait()

@@ -176,3 +176,27 @@ def test_retrying_a_parent_retries_the_child_that_failed_it(
     assert again.status is ExecutionStatus.COMPLETED
     assert again.run_count == 2  # the same child, run again: no second child
     assert [e.exec_id for e in client.executions.list(flow="fragile_child")] == [child.exec_id]
+
+
+def test_retrying_a_parent_runs_the_child_that_was_cancelled_under_it_again(
+    any_store: str, client: KitaruClient, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.txt"
+    handle = _flows.slow_parent.run(str(marker))
+    child_id = eventually(lambda: [e.exec_id for e in client.executions.list(flow="slow_child")])[0]
+    eventually(lambda: client.executions.get(child_id).status is ExecutionStatus.RUNNING)
+    client.executions.cancel(child_id)
+    with pytest.raises(KitaruExecutionError):
+        handle.wait(timeout=30)
+    assert client.executions.get(child_id).status is ExecutionStatus.CANCELLED
+
+    marker.write_text("ready")
+    client.executions.retry(handle.exec_id, wait=True)
+    assert FlowHandle(handle.exec_id).wait(timeout=60) == "parent got ready"
+    again = client.executions.get(child_id)
+    assert again.status is ExecutionStatus.COMPLETED
+    assert again.run_count == 2  # the same child, run again: no second child
+    assert [e.exec_id for e in client.executions.list(flow="slow_child")] == [child_id]
+    # Users still retry failed executions only.
+    with pytest.raises(KitaruStateError, match="only failed executions"):
+        client.executions.retry(child_id)

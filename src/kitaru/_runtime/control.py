@@ -234,17 +234,22 @@ def _runner_gone(record: ExecutionRecord) -> bool:
     return runner_gone(owner)
 
 
-def retry(backend: Backend, exec_id: str) -> LiveExecution:
-    """Run a failed execution again under the same id, reusing completed checkpoints."""
+def retry(backend: Backend, exec_id: str, *, cancelled_too: bool = False) -> LiveExecution:
+    """Run a failed execution again under the same id, reusing completed checkpoints.
+
+    ``cancelled_too``: a cancelled one as well (a child whose parent is retried past it:
+    the parent needs its result; users retry failed executions only)."""
     record = backend.store.require_execution(exec_id)
-    if record.status is not ExecutionStatus.FAILED:
+    allowed = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED) if cancelled_too else _FAILED
+    if record.status not in allowed:
         raise KitaruStateError(
             f"Execution {exec_id} is {record.status.value}; only failed executions can be "
             "retried (resume a crashed one, replay a finished one)."
         )
-    return _claim_and_start(
-        backend, record, from_status=(ExecutionStatus.FAILED,), require_expired_lease=False
-    )
+    return _claim_and_start(backend, record, from_status=allowed, require_expired_lease=False)
+
+
+_FAILED = (ExecutionStatus.FAILED,)
 
 
 def _claim_and_start(

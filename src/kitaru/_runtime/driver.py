@@ -94,7 +94,9 @@ def register_live(exec_id: str) -> LiveExecution:
     with _live_lock:
         _runner_failures.pop(exec_id, None)
         live = _live.get(exec_id)
-        if live is None or live.done.is_set():
+        # A cancelled run may still be stopping (a checkpoint finishing its work): the
+        # next run gets its own entry, not the old one's cancel flag.
+        if live is None or live.done.is_set() or live.cancel.is_set():
             live = LiveExecution(exec_id)
             _live[exec_id] = live
         return live

@@ -209,7 +209,7 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
             child_exec_id=child_id,
         ),
     )
-    if stored.status is SuspensionStatus.DONE and not _retry_failed_child(ctx, child_id):
+    if stored.status is SuspensionStatus.DONE and not _retry_ended_child(ctx, child_id):
         return
     _resume_orphaned_child(ctx, child_id)
     deadline = time.monotonic() + release_after()
@@ -235,18 +235,19 @@ def join_child(ctx: ExecutionContext, child_id: str) -> None:
     _end(ctx, suspension_id)
 
 
-def _retry_failed_child(ctx: ExecutionContext, child_id: str) -> bool:
-    """A parent run again after it saw its child fail (``retry``) retries the child too,
-    here, instead of failing on its recorded failure again. True if it did."""
+def _retry_ended_child(ctx: ExecutionContext, child_id: str) -> bool:
+    """A parent run again after it saw its child fail or be cancelled (``retry``) runs
+    the child again too, here, from where it stopped, instead of failing on its recorded
+    end again. True if it did."""
     from kitaru._runtime import control
     from kitaru.errors import KitaruStateError
 
     with ctx.backend_op(f"read child execution {child_id}"):
         child = ctx.backend.store.get_execution(child_id)
-    if child is None or child.status is not ExecutionStatus.FAILED:
+    if child is None or child.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
         return False
     with contextlib.suppress(KitaruStateError):  # another process retried it first
-        control.retry(ctx.backend, child_id)
+        control.retry(ctx.backend, child_id, cancelled_too=True)
     return True
 
 
