@@ -100,24 +100,34 @@ def test_a_0006_store_keeps_its_attempts_and_cache_after_the_upgrade(store_url: 
         store.dispose()
 
 
-def test_a_0014_store_keeps_its_cache_hits_with_keys_cut_to_21_characters(
-    store_url: str,
-) -> None:
-    """Migration 0015 cuts the 32-character keys of 0013 to the 21 the runtime now looks
-    up (their first 21 are the same); other values are left alone."""
+_LONG_KEY = "0123456789abcdef" * 2 + ":" + "fedcba9876543210" * 4
+
+
+def _as_0013(key: str) -> str:
+    """What migration 0013 stored for a runtime cache key (24 bytes of SHA-256, base64)."""
     import base64
     import hashlib
 
-    _at_revision(store_url, "0014")
-    long_key = "0123456789abcdef" * 2 + ":" + "fedcba9876543210" * 4
-    digest = hashlib.sha256(long_key.encode()).digest()[:24]
-    as_0013 = base64.urlsafe_b64encode(digest).decode("ascii")  # what 0013 stored
-    assert len(as_0013) == 32
+    return base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()[:24]).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("revision", "stored"),
+    [("0012", _LONG_KEY), ("0014", _as_0013(_LONG_KEY))],
+    ids=["0012: the runtime's key", "0014: 32 characters"],
+)
+def test_an_older_store_keeps_its_cache_hits_with_keys_stored_short(
+    store_url: str, revision: str, stored: str
+) -> None:
+    """Migration 0013 stores the cache keys written before it in their short form (in SQL
+    on PostgreSQL, in Python on SQLite), and 0015 cuts those 32 characters to the 21 the
+    runtime looks up now: both must give what the runtime looks up."""
+    _at_revision(store_url, revision)
     eng = sa.create_engine(store_url)
     now = time.time()
     with eng.begin() as conn:
         _insert_execution(conn, now)
-        for call_id, key in (("step", as_0013), ("other", "k1"), ("none", None)):
+        for call_id, key in (("step", stored), ("other", "k1"), ("none", None)):
             conn.execute(
                 sa.text(
                     "INSERT INTO kitaru_checkpoint_calls (exec_id, call_id, seq, name, runtime, "
@@ -132,42 +142,9 @@ def test_a_0014_store_keeps_its_cache_hits_with_keys_cut_to_21_characters(
     store = Store(store_url)  # opening migrates
     try:
         keys = {call.call_id: call.cache_key for call in store.calls("e1")}
-        assert keys == {"step": as_0013[:21], "other": "k1", "none": None}
-        assert keys["step"] == cache_keys.stored(long_key)
-        hit = store.cached_output(long_key, exclude_exec_id="someone-else")
-        assert hit is not None
-        assert hit.call_id == "step"
-    finally:
-        store.dispose()
-
-
-def test_a_0012_store_keeps_its_cache_hits_with_keys_stored_short(store_url: str) -> None:
-    """Migration 0013 stores the cache keys written before in their short form, in SQL
-    on PostgreSQL and in Python on SQLite: both must give what the runtime looks up."""
-    _at_revision(store_url, "0012")
-    long_key = "0123456789abcdef" * 2 + ":" + "fedcba9876543210" * 4
-    eng = sa.create_engine(store_url)
-    now = time.time()
-    with eng.begin() as conn:
-        _insert_execution(conn, now)
-        for call_id, key in (("step", long_key), ("other", "k1"), ("none", None)):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO kitaru_checkpoint_calls (exec_id, call_id, seq, name, runtime, "
-                    "status, cache_key, attempts, metadata, started_at, ended_at, concurrent, "
-                    "output_serializer, output_data) VALUES ('e1', :call_id, 0, 'step', "
-                    "'inline', 'completed', :key, 1, '{}', :now, :now, false, 'json', :data)"
-                ),
-                {"call_id": call_id, "key": key, "now": now, "data": b"7"},
-            )
-    eng.dispose()
-
-    store = Store(store_url)  # opening migrates
-    try:
-        keys = {call.call_id: call.cache_key for call in store.calls("e1")}
-        assert keys == {"step": cache_keys.stored(long_key), "other": "k1", "none": None}
-        assert len(keys["step"] or "") == cache_keys.SHORT_LENGTH
-        hit = store.cached_output(long_key, exclude_exec_id="someone-else")
+        assert keys == {"step": cache_keys.stored(_LONG_KEY), "other": "k1", "none": None}
+        assert keys["step"] == _as_0013(_LONG_KEY)[: cache_keys.SHORT_LENGTH]
+        hit = store.cached_output(_LONG_KEY, exclude_exec_id="someone-else")
         assert hit is not None
         assert hit.call_id == "step"
     finally:
