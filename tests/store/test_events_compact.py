@@ -269,3 +269,43 @@ def test_a_run_keeps_call_ids_and_checkpoint_names_it_cannot_derive(any_store: s
     assert len({e.correlation_id for e in events}) == 4
     other = get_backend().store.events(handle.exec_id, checkpoint="other:7")
     assert [(e.seq, e.kind) for e in other] == [(3, STARTED), (4, RETURNED)]
+
+
+@pytest.mark.parametrize("as_run", [True, False], ids=["one run row", "pair rows"])
+def test_compact_rows_give_back_each_event_in_the_microsecond_it_was_published(
+    any_store: str, as_run: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times inside pair and run rows are whole microseconds: differences of unrounded
+    times read back one microsecond off about half the time."""
+    import random
+    from datetime import UTC, datetime
+
+    from kitaru._store._event_codes import lane_correlation
+    from kitaru._store._events import EventRow
+
+    if not as_run:
+        monkeypatch.setattr(_event_codes, "RUN_MAX", 1)
+    rnd = random.Random(7)
+    truth: list[float] = []
+    rows = []
+    ts = 1796044560.0
+    for number in range(1, 21):
+        call_id = "step" if number == 1 else f"step:{number}"
+        started = ts = ts + rnd.random() * 1e-3
+        returned = started + rnd.random() * 1e-5
+        correlation = lane_correlation("step", call_id, "1.1")
+        rows.append(
+            EventRow(
+                "e-us", STARTED, "", started, call_id, "step", correlation, 0, returned_ts=returned
+            )
+        )
+        truth += [started, returned]
+    store = get_backend().store
+    store.insert_events(rows)
+    kinds = {kind[:2] for kind, _, _ in _stored("e-us")}
+    assert kinds == ({"~P"} if as_run else {"~p"})
+
+    def shown(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+    assert [shown(e.ts) for e in store.events("e-us")] == [shown(t) for t in truth]

@@ -222,7 +222,8 @@ def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
             continue
         position += 2
         row = _row(event, position)
-        rows.append((*row[:2], codes.pair_kind(event.ts, returned), *row[3:]))
+        started = codes.micros(event.ts) / 1e6  # see codes.micros
+        rows.append((*row[:2], codes.pair_kind(event.ts, returned), *row[3:8], started))
         k += 1
     return rows
 
@@ -256,20 +257,23 @@ def _run_from(units: list[tuple[EventRow, float | None]], start: int) -> list[_R
 
 def _run_row(run: list[_RunPair], position: int) -> tuple[Any, ...]:
     """The run row standing for ``run``'s pairs, the last at ``position``."""
-    first_ts = run[0][0].ts
-    payload = codes.RUN_SEPARATOR.join(
-        codes.run_entry(
-            call_id,
-            checkpoint,
-            suffix,
-            event.index or 0,
-            round((event.ts - first_ts) * 1e6),
-            round((returned - event.ts) * 1e6),
+    first = codes.micros(run[0][0].ts)  # times in whole microseconds: see codes.micros
+    entries = []
+    for event, returned, (call_id, checkpoint, suffix) in run:
+        started = codes.micros(event.ts)
+        entries.append(
+            codes.run_entry(
+                call_id,
+                checkpoint,
+                suffix,
+                event.index or 0,
+                started - first,
+                codes.micros(returned) - started,
+            )
         )
-        for event, returned, (call_id, checkpoint, suffix) in run
-    )
+    payload = codes.RUN_SEPARATOR.join(entries)
     exec_id = run[0][0].exec_id
-    return (exec_id, position, codes.RUN, None, None, None, None, payload, first_ts)
+    return (exec_id, position, codes.RUN, None, None, None, None, payload, first / 1e6)
 
 
 def _check_joined(event: EventRow) -> None:
