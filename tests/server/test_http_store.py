@@ -230,10 +230,65 @@ def test_the_server_refuses_a_store_call_stating_another_protocol(server: Server
         )
         assert other.status_code == 409, other.text
         assert other.json()["error"]["type"] == "KitaruBackendError"
-        assert "protocol 2" in other.json()["error"]["message"]
+        assert "states protocol '2'" in other.json()["error"]["message"]
+        assert "speaks store protocol 1" in other.json()["error"]["message"]
+        # Refused before the body is read: a body of another form is not what is wrong.
+        reshaped = runner.post(
+            "/store/get_execution",
+            json={"positional": "not a list"},
+            headers={"X-Kitaru-Store-Protocol": "2"},
+        )
+        assert reshaped.status_code == 409, reshaped.text
+        empty = runner.post(
+            "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": ""}
+        )
+        assert empty.status_code == 200, empty.text  # states none: served
         same = runner.post(
             "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": "1"}
         )
         unstated = runner.post("/store/get_execution", json=body)  # a client before the check
     assert same.status_code == unstated.status_code == 200, (same.text, unstated.text)
     assert same.json() == unstated.json() == {"result": None}
+
+
+REPLAY_THROUGH_SERVER = """
+import json
+from tests.server import _flows
+from kitaru.errors import KitaruFeatureNotAvailableError
+handle = _flows.adder.run(4)
+assert handle.wait(timeout=60) == 5
+try:
+    _flows.adder.replay(handle.exec_id, at="add", cache=True, wait=False)
+except KitaruFeatureNotAvailableError as exc:
+    refused = str(exc)
+submission = _flows.adder.replay(handle.exec_id, at="add", x=10, wait=False)
+(row,) = submission.results
+print(json.dumps({"source": handle.exec_id, "replay": row.replay_exec_id, "refused": refused}))
+"""
+
+
+def test_a_flow_replays_through_the_server_and_a_worker_runs_it(
+    server: Server, tmp_path: Path
+) -> None:
+    """``my_flow.replay(...)`` in a process that records through a server: the server
+    plans it, a worker runs it (it crashed with an AttributeError before)."""
+    result = subprocess.run(
+        [sys.executable, "-c", REPLAY_THROUGH_SERVER],
+        env=_env(server.url, server.runner_key, tmp_path / "runner-home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "cannot change cache" in ids["refused"]
+    from kitaru.worker import run_worker
+
+    assert run_worker(once=True) == 1
+    replayed = KitaruClient().executions.wait(ids["replay"], timeout=60)
+    assert replayed.status.value == "completed"
+    assert replayed.original_exec_id == ids["source"]
+    from kitaru.handle import FlowHandle
+
+    assert FlowHandle(ids["replay"]).wait(timeout=60) == 11

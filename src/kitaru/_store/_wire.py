@@ -38,15 +38,29 @@ PROTOCOL = 1
 PROTOCOL_HEADER = "X-Kitaru-Store-Protocol"
 
 
-def protocol_mismatch(server_url: str, server: object, client: object, server_version: str) -> str:
-    """The message for a runner and a server that speak different store protocols."""
+_SAME_VERSION = (
+    "a runner and the server it records through must run the same Kitaru version. Upgrade "
+    "the older of the two (install both from the same checkout or wheel)."
+)
+
+
+def server_speaks_other(server_url: str, server: object, server_version: object) -> str:
+    """What a runner says of a server whose ``/version`` names another protocol."""
     from kitaru._version import __version__
 
     return (
         f"The Kitaru server at {server_url} (Kitaru {server_version}) speaks store protocol "
-        f"{server}, and this Kitaru ({__version__}) speaks protocol {client}: a runner and "
-        "the server it records through must run the same Kitaru version. Upgrade the older "
-        "of the two (install both from the same checkout or wheel)."
+        f"{server!r}, and this Kitaru ({__version__}) speaks protocol {PROTOCOL}: " + _SAME_VERSION
+    )
+
+
+def request_states_other(stated: str) -> str:
+    """What a server says of a store call whose header states another protocol."""
+    from kitaru._version import __version__
+
+    return (
+        f"This Kitaru server (Kitaru {__version__}) speaks store protocol {PROTOCOL}, and the "
+        f"request states protocol {stated[:20]!a} in {PROTOCOL_HEADER}: " + _SAME_VERSION
     )
 
 

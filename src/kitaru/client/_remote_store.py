@@ -94,13 +94,12 @@ class HttpStore:
     def _check_protocol(self) -> None:
         """Refuse a server of another store protocol before the first store call (once)."""
         answer = self._session.get("/version")
-        found = answer.get("protocol", 1) if isinstance(answer, dict) else 1
-        if found != _wire.PROTOCOL:
+        found = answer.get("protocol", 1) if isinstance(answer, dict) else None
+        # Only the number itself: not "1", true or 1.0.
+        if type(found) is not int or found != _wire.PROTOCOL:
             version = answer.get("version") if isinstance(answer, dict) else None
             raise KitaruBackendError(
-                _wire.protocol_mismatch(
-                    self._session.connection.url, found, _wire.PROTOCOL, str(version or "?")
-                )
+                _wire.server_speaks_other(self._session.connection.url, found, version or "?")
             )
         self._protocol_checked = True
 

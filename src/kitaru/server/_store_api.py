@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 
 from kitaru._backend import get_backend
 from kitaru._store import StaleOwnerError, _wire
-from kitaru._version import __version__
 from kitaru.errors import KitaruError
 from kitaru.server._auth import Runner
 from kitaru.server._errors import ApiError
@@ -92,16 +91,19 @@ class StoreResult(BaseModel):
     result: Any = None
 
 
+def same_protocol(request: Request) -> None:
+    """Refuse a store call stating another store protocol (a runner of another Kitaru
+    version), before its body is read; a call that states none is served."""
+    stated = (request.headers.get(_wire.PROTOCOL_HEADER) or "").strip()
+    if stated and stated != str(_wire.PROTOCOL):
+        raise ApiError(409, "KitaruBackendError", _wire.request_states_other(stated))
+
+
+SameProtocol = Annotated[None, Depends(same_protocol)]
+
+
 @router.post("/{method}", response_model=StoreResult, summary="Call a store contract method")
-def call(method: str, body: StoreCall, request: Request, _key: Runner) -> dict[str, Any]:
-    stated = request.headers.get(_wire.PROTOCOL_HEADER)
-    if stated is not None and stated.strip() != str(_wire.PROTOCOL):
-        # A runner of another Kitaru version: refused before its arguments are decoded.
-        raise ApiError(
-            409,
-            "KitaruBackendError",
-            _wire.protocol_mismatch("this address", _wire.PROTOCOL, stated[:20], __version__),
-        )
+def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) -> dict[str, Any]:
     if method not in _wire.METHODS:
         raise ApiError(
             404, "KitaruUsageError", f"{method!r} is not a store method callable over HTTP."
