@@ -19,7 +19,7 @@ from kitaru._runtime.idempotency import check_same_start, execution_ids
 from kitaru._runtime.loader import flow_reference
 from kitaru._runtime.signature import FlowSignature
 from kitaru.config import ImageSettings, resolve_settings, validate_cache, validate_retries
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 from kitaru.handle import FlowHandle
 
 if TYPE_CHECKING:
@@ -285,8 +285,26 @@ class Flow(Generic[P, R]):
             "cache": validate_cache(cache, where=where),
             "retries": validate_retries(retries, where=where),
         }
+        executions = KitaruClient().executions
+        if not hasattr(executions, "_backend"):  # recording through a Kitaru server
+            return self._replay_through_server(
+                executions,
+                execution,
+                settings,
+                at=at,
+                flow_overrides=flow_overrides,
+                checkpoint_overrides=checkpoint_overrides,
+                invocation_overrides=invocation_overrides,
+                skip=skip,
+                tag=tag,
+                wait=wait,
+                on_error=on_error,
+                from_=from_,
+                overrides=overrides,
+                **flow_inputs,
+            )
         return submit_replay(
-            KitaruClient().executions,
+            executions,
             execution,
             at=at,
             flow_overrides=flow_overrides,
@@ -303,6 +321,36 @@ class Flow(Generic[P, R]):
             expect_flow=self.name,
             keywords=FLOW_REPLAY_KEYWORDS,
         )
+
+    def _replay_through_server(
+        self,
+        executions: Any,
+        execution: Any,
+        settings: Mapping[str, Any],
+        **arguments: Any,
+    ) -> ReplaySubmission:
+        """``replay`` where the client talks to a Kitaru server: the server plans the
+        replays and a ``kitaru worker`` runs them (see ``KitaruClient().executions``)."""
+        given = sorted(name for name, value in settings.items() if value is not None)
+        if given:
+            raise KitaruFeatureNotAvailableError(
+                f"{self.name}.replay(...) through a Kitaru server cannot change "
+                f"{', '.join(given)}: the replays keep their source's settings there. Leave "
+                f"{' and '.join(given)} out, or replay against the store itself."
+            )
+        from kitaru.client._replay import exec_refs, legacy_execution
+
+        execution = legacy_execution(execution, arguments)  # the <=0.18 exec_id= keyword
+        for ref in exec_refs(execution):
+            source = executions.get(ref)
+            if source.flow_name != self.name:
+                raise KitaruUsageError(
+                    f"Execution {source.exec_id} belongs to flow {source.flow_name!r}, not "
+                    f"{self.name!r}; replay it with {source.flow_name}.replay(...) or "
+                    "KitaruClient().executions.replay(...)."
+                )
+        submission: ReplaySubmission = executions.replay(execution, **arguments)
+        return submission
 
 
 def _prepare_remote(

@@ -483,3 +483,24 @@ def test_login_to_a_url_that_is_not_a_kitaru_server_is_a_backend_error(
             kitaru.connect(url, api_key="kt_whatever")
     finally:
         other.shutdown()
+
+
+def test_waiting_on_a_handed_over_execution_says_it_needs_a_worker(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``retry(wait=True)`` through a server with no worker up: the wait says what it
+    waits for (once), instead of blocking without a word."""
+    from kitaru.client import _remote_client
+    from kitaru.errors import KitaruTimeoutError
+
+    handle = _flows.failing.run(5)
+    with pytest.raises(Exception, match="boom"):
+        handle.wait(timeout=30)
+    monkeypatch.setattr(_remote_client, "_NO_WORKER_HINT_AFTER", 0.2)
+    remote = KitaruClient(server_url=server.url, auth_token=server.admin_key)
+    remote.executions.retry(handle.exec_id)
+    with caplog.at_level("WARNING", logger="kitaru"), pytest.raises(KitaruTimeoutError):
+        remote.executions.wait(handle.exec_id, timeout=1.0)
+    hints = [r.getMessage() for r in caplog.records if "kitaru worker" in r.getMessage()]
+    assert len(hints) == 1, hints
+    assert handle.exec_id in hints[0]

@@ -86,6 +86,7 @@ class OwnershipMixin:
         expected_fence: int,
         require_expired_lease: bool,
         now: float | None = None,
+        count_run: bool = True,
     ) -> ExecutionRecord | None:
         """Take ownership of an execution to run its body again.
 
@@ -93,6 +94,8 @@ class OwnershipMixin:
         the execution since it was read (same ``fence``), it is in one of
         ``from_status`` and, when asked, its previous owner's lease expired.
         Exactly one of several concurrent claimers gets the record back.
+        ``count_run=False``: the claimer hands it on rather than running it (the
+        server's hand-over to a worker); the worker's claim counts the run.
         """
         now = time.time() if now is None else now
         ex = t.executions.c
@@ -109,7 +112,7 @@ class OwnershipMixin:
             ended_at=None,
             failure=None,
             result_artifact_id=None,
-            run_count=ex.run_count + 1,
+            run_count=ex.run_count + (1 if count_run else 0),
             lease_owner=owner,
             lease_expires_at=now + lease_seconds,
             fence=ex.fence + 1,

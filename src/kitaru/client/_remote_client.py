@@ -9,6 +9,7 @@ done by a ``kitaru worker`` on the server's store, never in the server.
 from __future__ import annotations
 
 import builtins
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 #: Rows asked for per request when a call needs more (the server's default cap is 500).
 _BATCH = 200
 _POLL_MAX = 0.5
+#: The lease owner of an execution the server handed to workers (retry, resume, replay).
+HANDOFF_OWNER = "kitaru-server:handoff"
+#: Seconds ``wait`` waits on a handed-over execution before saying it needs a worker.
+_NO_WORKER_HINT_AFTER = 10.0
+
+logger = logging.getLogger("kitaru")
+
+
+def _handed_off(execution: Execution) -> bool:
+    """Still held by the server's hand-over: no worker has taken it."""
+    return execution.lease_owner == HANDOFF_OWNER and not execution.status.is_finished
 
 
 class RemoteStore:
@@ -165,11 +177,21 @@ class RemoteExecutionsAPI:
     def wait(self, exec_id: str, timeout: float | None = None) -> Execution:
         started = time.monotonic()
         delay = 0.02
+        hinted = False
         while True:
             execution = self.get(exec_id)
             if execution.status.is_finished:
                 return execution
             elapsed = time.monotonic() - started
+            if not hinted and elapsed >= _NO_WORKER_HINT_AFTER and _handed_off(execution):
+                hinted = True  # the server handed it over and no worker has taken it yet
+                logger.warning(
+                    "Execution %s is waiting for a `kitaru worker` on the server's store to "
+                    "run it; none has taken it yet. Start one where the flow's code is "
+                    "(`kitaru worker`), or stop waiting with Ctrl-C: it runs once a worker "
+                    "is up.",
+                    execution.exec_id,
+                )
             if timeout is not None and elapsed >= timeout:
                 raise KitaruTimeoutError(
                     exec_id=execution.exec_id,

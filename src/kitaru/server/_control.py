@@ -18,13 +18,12 @@ import jsonschema
 from kitaru._limits import check_wait_input
 from kitaru._runtime.control import MAX_INPUT_DETAILS, input_refused, pick_wait, shown_problems
 from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
+from kitaru.client._remote_client import HANDOFF_OWNER
 from kitaru.errors import KitaruStateError, KitaruWaitValidationError
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
 
-#: The lease owner of an execution the server handed to workers.
-HANDOFF_OWNER = "kitaru-server:handoff"
 _ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 
 
@@ -36,6 +35,7 @@ def _hand_off(backend: Backend, record: ExecutionRecord, from_status: ExecutionS
         from_status=(from_status,),
         expected_fence=record.fence,
         require_expired_lease=False,
+        count_run=False,  # the worker that takes it over counts the run
     )
     if claimed is None:
         raise KitaruStateError(
