@@ -119,7 +119,9 @@ def test_client_through_server_matches_local(server: Server) -> None:
     # Same error types as a local call; the server's store location is not told.
     with pytest.raises(KitaruBackendError, match="Failed to load execution") as unknown:
         remote.executions.get("00000000-0000-0000-0000-000000000000")
-    assert "the server's store" in str(unknown.value)
+    assert "in the server's store" in str(unknown.value)
+    assert "the the server's" not in str(unknown.value)
+    assert "store the server's store" not in str(unknown.value)
     store = get_backend().store
     assert store.url not in str(unknown.value)
     assert repr(store) not in str(unknown.value)

@@ -316,3 +316,34 @@ def test_upgrading_an_existing_store_says_so_on_stderr_step_by_step(
     assert lines[-1].startswith(f"Kitaru store upgraded to schema revision {SCHEMA_REVISION} (")
     # At head, opening says nothing.
     assert open_store().stderr == ""
+
+
+def test_processes_racing_to_upgrade_a_store_report_it_once(store_url: str, tmp_path: Path) -> None:
+    """Each opens an old store at once: one upgrades it; the others, waiting on the
+    migration lock meanwhile, find it at head and say nothing (not 'from 0015 to 0015')."""
+    _at_revision(store_url, "0012")
+    script = (
+        "import sys, time; from kitaru._store import Store\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "Store(sys.argv[1]).dispose()\n"
+    )
+    env = process_env(tmp_path / "home")
+    start = f"{time.time() + 2.0:.3f}"  # all begin together, after their imports
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, store_url, start],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    reports = []
+    for child in children:
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 0, stderr
+        reports.append(stderr)
+    upgrading = [r for r in reports if "Upgrading the Kitaru store" in r]
+    assert len(upgrading) == 1, reports
+    assert f"from schema revision 0012 to {SCHEMA_REVISION}" in upgrading[0]

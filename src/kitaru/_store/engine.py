@@ -442,6 +442,8 @@ def _run_alembic_upgrade(conn: sa.Connection, shown_url: str) -> None:
     if revision is None:  # a new store: its tables are created, nothing to report
         command.upgrade(config, "head")
         return
+    if revision == SCHEMA_REVISION:  # another process upgraded it while this one waited
+        return
     progress = _UpgradeProgress(shown_url, revision)
     config.attributes["on_version_apply"] = progress.applied
     command.upgrade(config, "head")

@@ -147,5 +147,7 @@ def _without_store(message: str) -> str:
         return message
     for shown in (repr(store), store.url):
         if shown and shown in message:
+            # "in the store <location>" reads "in the server's store", not "the ... the".
+            message = message.replace(f"the store {shown}", "the server's store")
             message = message.replace(shown, "the server's store")
     return message
