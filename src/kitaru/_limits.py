@@ -190,3 +190,20 @@ __all__ = [
     "max_flow_input_bytes",
     "max_wait_input_bytes",
 ]
+
+
+#: The longest flow or checkpoint name the stores keep (``VARCHAR(255)`` columns), and
+#: the longest checkpoint ``type=`` label (``VARCHAR(64)``).
+MAX_NAME, MAX_TYPE_LABEL = 255, 64
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` of a flow or checkpoint, if the stores can keep it; else a usage error at
+    decoration (PostgreSQL refused a longer one when the call was recorded, failing the
+    whole execution)."""
+    if len(name) > MAX_NAME:
+        raise KitaruUsageError(
+            f"The {what} name {name[:40]!r}... is {len(name)} characters long; the store "
+            f"keeps at most {MAX_NAME}. Give the function a shorter name."
+        )
+    return name

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from kitaru import _digest
+from kitaru._limits import MAX_TYPE_LABEL, check_name
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.execution import NOT_RECORDED, ExecutionContext, code_hash
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments, resolve_async
@@ -41,13 +42,14 @@ class Checkpoint(Generic[P, R]):
         if not callable(func):
             raise KitaruUsageError(f"@checkpoint decorates a function, got {func!r}.")
         self.func = func
-        self.name: str = getattr(func, "__name__", type_name(func))
+        self.name: str = check_name(getattr(func, "__name__", type_name(func)), "checkpoint")
         where = f"@checkpoint for {self.name!r}"
         self.retries: int = validate_retries(retries, where=where) or 0
         self.cache: bool | None = validate_cache(cache, where=where)
-        if type is not None and not isinstance(type, str):
+        if type is not None and (not isinstance(type, str) or len(type) > MAX_TYPE_LABEL):
             raise KitaruUsageError(
-                f"type= in {where} must be a string label such as 'llm_call', got {type!r}."
+                f"type= in {where} must be a string label of at most {MAX_TYPE_LABEL} "
+                f"characters such as 'llm_call', got {type!r}."
             )
         self.type = type
         self.runtime: str = _validate_runtime(runtime, where)

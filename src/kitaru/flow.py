@@ -13,6 +13,7 @@ from kitaru import _digest
 from kitaru._backend import get_backend
 from kitaru._filecache import one_look
 from kitaru._ids import uuid4
+from kitaru._limits import check_name
 from kitaru._runtime import control
 from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru._runtime.idempotency import check_same_start, execution_ids
@@ -57,7 +58,7 @@ class Flow(Generic[P, R]):
         if not callable(func):
             raise KitaruUsageError(f"@flow decorates a function, got {func!r}.")
         self.func = func
-        self.name: str = getattr(func, "__name__", type(func).__name__)
+        self.name: str = check_name(getattr(func, "__name__", type(func).__name__), "flow")
         where = f"@flow for {self.name!r}"
         if stack is not None and (not isinstance(stack, str) or not stack):
             raise KitaruUsageError(f"stack= in {where} must be a stack name, got {stack!r}.")
