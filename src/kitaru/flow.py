@@ -286,37 +286,27 @@ class Flow(Generic[P, R]):
             "cache": validate_cache(cache, where=where),
             "retries": validate_retries(retries, where=where),
         }
+        given: dict[str, Any] = {
+            "at": at,
+            "flow_overrides": flow_overrides,
+            "checkpoint_overrides": checkpoint_overrides,
+            "invocation_overrides": invocation_overrides,
+            "skip": skip,
+            "tag": tag,
+            "wait": wait,
+            "on_error": on_error,
+            "from_": from_,
+            "overrides": overrides,
+        }
         executions = KitaruClient().executions
         if not hasattr(executions, "_backend"):  # recording through a Kitaru server
             return self._replay_through_server(
-                executions,
-                execution,
-                settings,
-                at=at,
-                flow_overrides=flow_overrides,
-                checkpoint_overrides=checkpoint_overrides,
-                invocation_overrides=invocation_overrides,
-                skip=skip,
-                tag=tag,
-                wait=wait,
-                on_error=on_error,
-                from_=from_,
-                overrides=overrides,
-                **flow_inputs,
+                executions, execution, settings, **given, **flow_inputs
             )
         return submit_replay(
             executions,
             execution,
-            at=at,
-            flow_overrides=flow_overrides,
-            checkpoint_overrides=checkpoint_overrides,
-            invocation_overrides=invocation_overrides,
-            skip=skip,
-            tag=tag,
-            wait=wait,
-            on_error=on_error,
-            from_=from_,
-            overrides=overrides,
+            **given,
             flow_inputs=flow_inputs,
             settings=settings,
             expect_flow=self.name,
