@@ -36,7 +36,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         version=__version__,
         description=(
             "Executions, waits, artifacts and control of a Kitaru store over HTTP. Every "
-            "route but /api/v1/health needs 'Authorization: Bearer <API key>'."
+            "route that reads or changes data needs 'Authorization: Bearer <API key>'; "
+            "/api/v1/health, this document and the Swagger UI are served without one."
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
