@@ -12,6 +12,7 @@ if os.environ.get("CI") != "true":
     pytest.importorskip("playwright", reason="needs Playwright for Python: pip install -e '.[dev]'")
 from playwright.sync_api import Page, expect
 
+from kitaru import build_compare_url_for_executions
 from kitaru.client import KitaruClient
 from tests.dashboard import _flows
 from tests.dashboard.conftest import Dash, login, shot, wait_status
@@ -202,6 +203,19 @@ def test_replay_with_an_override_then_compare_and_delete(dash: Dash, page: Page)
     expect(row).to_contain_text("≠ differs")
     expect(row).to_contain_text("100")
     shot(page, "compare")
+
+    # 0.21's link for three executions opens on the first two and offers the third.
+    other = _flows.adder.run(4)
+    other.wait()
+    link = build_compare_url_for_executions(
+        server_url=dash.url, flow_id="adder", exec_ids=[source.exec_id, new_id, other.exec_id]
+    )
+    assert link is not None
+    page.goto(link)
+    expect(page.locator("#compare-more")).to_contain_text(other.exec_id[:8])
+    page.locator("#compare-more a").click()
+    expect(page).to_have_url(re.compile(f"#/compare/{source.exec_id}/{other.exec_id}$"))
+    expect(page.locator("#compare tr[data-name='square']")).to_contain_text("≠ differs")
 
     page.goto(f"{dash.url}/#/executions/{new_id}")
     page.locator("[data-action='delete']").click()

@@ -351,6 +351,11 @@ def test_replay_through_the_server(server: Server) -> None:
     [row] = submission.results
     assert row.original_exec_id == source.exec_id
     assert submission.plan.matched_targets
+    # The dashboard's comparison of the two, on this server (0.21: a UI compare link).
+    link = f"{server.url}/#/compare/{source.exec_id}/{row.replay_exec_id}"
+    assert row.compare_url == submission.compare_url == link
+    assert kitaru.compare_url_for_executions([source.exec_id, row.replay_exec_id]) == link
+    assert kitaru.diff(source.exec_id, row.replay_exec_id, client=remote).urls == [link]
     replayed = remote.executions.get(row.replay_exec_id)
     assert replayed.original_exec_id == source.exec_id
     set_connection(None)

@@ -5,6 +5,12 @@ so that ``import kitaru`` stays cheap.
 """
 
 from kitaru.analysis._cohort import CohortQuery, CohortResult, cohort
+from kitaru.analysis._compare_urls import (
+    build_compare_url,
+    build_compare_url_for_executions,
+    build_compare_urls,
+    compare_url_for_executions,
+)
 from kitaru.analysis._diff import (
     CheckpointDiff,
     CohortDiff,
@@ -38,7 +44,11 @@ __all__ = [
     "ExecutionStatisticsMetricAggregation",
     "ExecutionStatisticsMetricSource",
     "ExecutionStatisticsTimeGranularity",
+    "build_compare_url",
+    "build_compare_url_for_executions",
+    "build_compare_urls",
     "cohort",
+    "compare_url_for_executions",
     "diff",
     "diff_cohort",
     "diff_matrix",

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kitaru.analysis._compare_urls import build_compare_urls, server_url_of
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
@@ -69,8 +70,9 @@ class ExecutionDiff:
 
     original_exec_id: str
     compared: list[tuple[str, list[CheckpointDiff]]]
-    #: UI compare links by replay id (None: Kitaru has no compare page).
-    urls: dict[str, str | None]
+    #: Dashboard links, one per compared execution (with the original); none when the
+    #: client reads a store directly (no server, so no dashboard to link to).
+    urls: list[str]
     warnings: list[str]
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +82,7 @@ class ExecutionDiff:
                 {"replay_exec_id": replay_id, "checkpoints": [d.to_dict() for d in diffs]}
                 for replay_id, diffs in self.compared
             ],
-            "urls": dict(self.urls),
+            "urls": list(self.urls),
             "warnings": list(self.warnings),
         }
 
@@ -190,7 +192,9 @@ def align(original: Execution, replay: Execution) -> list[CheckpointDiff]:
     return diffs
 
 
-def _compare(original: Execution, others: Sequence[Execution], *, explicit: bool) -> ExecutionDiff:
+def _compare(
+    original: Execution, others: Sequence[Execution], *, explicit: bool, server: str | None
+) -> ExecutionDiff:
     warnings: list[str] = []
     if not others:
         warnings.append(
@@ -213,7 +217,12 @@ def _compare(original: Execution, others: Sequence[Execution], *, explicit: bool
     return ExecutionDiff(
         original_exec_id=original.exec_id,
         compared=compared,
-        urls={other.exec_id: None for other in others},
+        urls=build_compare_urls(
+            original_exec_id=original.exec_id,
+            replay_exec_ids=[other.exec_id for other in others],
+            server_url=server,
+            flow_id=original.flow_name,
+        ),
         warnings=warnings,
     )
 
@@ -224,13 +233,14 @@ def diff(original: Any, *executions: Any, client: KitaruClient | None = None) ->
     Each argument is an execution id (or unique prefix) or an ``Execution``.
     Unknown ids raise ``KitaruBackendError``.
     """
-    api = _client(client).executions
+    resolved = _client(client)
+    api = resolved.executions
     source = api.get(_exec_id(original, "diff()'s original"))
     if executions:
         others = [api.get(_exec_id(e, "An execution to compare")) for e in executions]
     else:
         others = [api.get(exec_id) for exec_id in replays_of(api, source.exec_id)]
-    return _compare(source, others, explicit=bool(executions))
+    return _compare(source, others, explicit=bool(executions), server=server_url_of(resolved))
 
 
 def replays_of(api: Any, exec_id: str) -> list[str]:
@@ -258,11 +268,17 @@ def diff_matrix(
     exec_ids: CohortResult | Iterable[Any], *, client: KitaruClient | None = None
 ) -> CohortDiff:
     """Every execution compared with every other one: one row per execution."""
-    api = _client(client).executions
-    executions = [api.get(exec_id) for exec_id in _ids(exec_ids, "diff_matrix()")]
+    resolved = _client(client)
+    executions = [resolved.executions.get(i) for i in _ids(exec_ids, "diff_matrix()")]
+    server = server_url_of(resolved)
     return CohortDiff(
         rows=[
-            _compare(execution, [o for o in executions if o is not execution], explicit=False)
+            _compare(
+                execution,
+                [o for o in executions if o is not execution],
+                explicit=False,
+                server=server,
+            )
             for execution in executions
         ]
     )

@@ -451,7 +451,11 @@ class RemoteExecutionsAPI:
                 status = "completed" if final.status.value == "completed" else "failed"
             results.append(
                 ReplayResultRow(
-                    row["original_exec_ref"], row["original_exec_id"], row["replay_exec_id"], status
+                    row["original_exec_ref"],
+                    row["original_exec_id"],
+                    row["replay_exec_id"],
+                    status,
+                    compare_url=row.get("compare_url") or self._compare(row),
                 )
             )
         failures = [
@@ -479,8 +483,16 @@ class RemoteExecutionsAPI:
             failures=failures,
             skipped=skipped,
             summary=summarize(results, failures, skipped),
-            compare_url=data.get("compare_url"),
+            # One link for one replay; several have one each, on their rows.
+            compare_url=data.get("compare_url")
+            or (results[0].compare_url if len(results) == 1 else None),
         )
+
+    def _compare(self, row: Mapping[str, Any]) -> str | None:
+        """The dashboard link comparing a replay with its source, on this server."""
+        from kitaru.analysis._compare_urls import link
+
+        return link(self._session.connection.url, [row["original_exec_id"], row["replay_exec_id"]])
 
     def statistics(
         self,

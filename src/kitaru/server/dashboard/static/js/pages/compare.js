@@ -16,7 +16,7 @@ async function outputOf(call) {
   }
 }
 
-export async function render(main, { a, b }) {
+export async function render(main, { a, b, search }) {
   const [left, right] = await Promise.all([
     api(`/executions/${encodeURIComponent(a)}`), api(`/executions/${encodeURIComponent(b)}`),
   ]);
@@ -47,6 +47,7 @@ export async function render(main, { a, b }) {
   replace(main,
     h("h1", null, "Compare executions"),
     relation ? h("p", { class: "relation", id: "relation" }, `⇄ ${relation}`) : null,
+    more(a, search),
     h("div", { class: "split" }, head(left), head(right)),
     h("table", { class: "list compare", id: "compare" },
       h("thead", null, h("tr", null, ["Checkpoint", "Left", "Right", "Output"].map((c) => h("th", { scope: "col" }, c)))),
@@ -66,4 +67,14 @@ export async function render(main, { a, b }) {
   });
   replace(tbody, rows);
   return null;
+}
+
+// A link for more than two executions (kitaru.build_compare_url_for_executions) opens on
+// the first two; the others are offered here, each against the first.
+function more(a, search) {
+  const others = (search && search.get("more") || "").split(",").map((x) => x.trim()).filter(Boolean);
+  if (!others.length) return null;
+  return h("p", { id: "compare-more" }, `Compare ${shortId(a)} also with: `,
+    others.map((o, i) => [i ? ", " : null,
+      h("a", { href: `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(o)}`, class: "mono" }, shortId(o))]));
 }
