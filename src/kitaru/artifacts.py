@@ -8,6 +8,7 @@ from kitaru._runtime.context import current_checkpoint, current_execution
 from kitaru.errors import KitaruContextError, KitaruRuntimeError, KitaruUsageError
 
 ARTIFACT_TYPES = ("prompt", "response", "context", "input", "output", "blob")
+_TAG_COLLECTIONS = (list, tuple, set, frozenset)
 
 
 def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None = None) -> None:
@@ -24,8 +25,9 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
             f"kitaru.save({name!r}, type={type!r}): type must be one of "
             f"{', '.join(ARTIFACT_TYPES)}."
         )
-    tag_list = list(tags or [])
-    if not all(isinstance(tag, str) for tag in tag_list):
+    # A collection of strings: a bare string (iterable, as its characters) is refused.
+    tag_list = [] if tags is None else list(tags) if isinstance(tags, _TAG_COLLECTIONS) else None
+    if tag_list is None or not all(isinstance(tag, str) for tag in tag_list):
         raise KitaruUsageError(f"kitaru.save({name!r}, tags=...) takes a list of strings.")
     ctx = current_execution.get()
     if ctx is None:
@@ -37,9 +39,11 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
     if frame is None:
         ctx.save_in_body(name, value, type=type, tags=tag_list)
         return
-    artifact = ctx.saved_artifact(name, value, call_id=frame.call_id, type=type, tags=tag_list)
-    frame.saves[:] = [a for a in frame.saves if a.name != name]  # last save of a name wins
-    frame.saves.append(artifact)
+    # Every save is kept, as in the flow body and in 0.21: loading a name saved twice is
+    # then ambiguous (KitaruRuntimeError) rather than silently the last value.
+    frame.saves.append(
+        ctx.saved_artifact(name, value, call_id=frame.call_id, type=type, tags=tag_list)
+    )
 
 
 def load(exec_id: str, name: str) -> Any:

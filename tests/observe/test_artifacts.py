@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,15 +166,39 @@ def saves_twice_same_name() -> int:
 
 
 @flow
-def last_save_wins_flow() -> int:
+def saves_twice_flow() -> int:
     return saves_twice_same_name()
 
 
-def test_saving_a_name_twice_in_one_call_keeps_the_last(any_store: str) -> None:
-    handle = last_save_wins_flow.run()
+def test_saving_a_name_twice_in_one_call_keeps_both(any_store: str) -> None:
+    # As in the flow body and in 0.21: nothing saved is dropped, and a load by that name
+    # is ambiguous instead of silently giving one of them.
+    handle = saves_twice_flow.run()
     handle.wait(timeout=30)
     saved = _saved(handle.exec_id)
-    assert [(r.name, r.type, r.load()) for r in saved] == [("note", "context", "second")]
+    assert sorted((r.name, r.type, r.load()) for r in saved) == [
+        ("note", "context", "second"),
+        ("note", "output", "first"),
+    ]
+    with pytest.raises(KitaruRuntimeError, match=r"several|more than one|ambiguous"):
+        kitaru.load(handle.exec_id, "note")
+
+
+@checkpoint
+def saves_with_tags(tags: Any) -> int:
+    kitaru.save("tagged", 1, tags=tags)
+    return 0
+
+
+@flow
+def tags_flow(tags: Any) -> int:
+    return saves_with_tags(tags)
+
+
+@pytest.mark.parametrize("tags", ["abc", b"ab", 5, [1, 2], ["ok", None]])
+def test_tags_must_be_a_list_of_strings(any_store: str, tags: Any) -> None:
+    with pytest.raises(KitaruUserCodeError, match=r"KitaruUsageError.*takes a list of strings"):
+        tags_flow.run(tags).wait(timeout=30)
 
 
 # --- in the flow body: durable, not saved twice -------------------------------------------

@@ -195,6 +195,11 @@ def bad_timeout() -> Any:
     return kitaru.wait(schema=bool, timeout=-1)
 
 
+@flow
+def bad_wait_argument(arguments: dict[str, Any]) -> Any:
+    return kitaru.wait(schema=bool, **arguments)
+
+
 # --- retries and replays --------------------------------------------------------------
 
 

@@ -58,6 +58,30 @@ def test_negative_timeout_is_a_usage_error() -> None:
     assert info.value.exception_type == "kitaru.errors.KitaruUsageError"
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"metadata": "notadict"}, "must be a dict with string keys"),
+        ({"metadata": {1: "x"}}, "must be a dict with string keys"),
+        ({"metadata": {"when": object()}}, "not JSON-serializable"),
+        ({"question": 42}, "question=...) must be a string"),
+        ({"timeout": True}, "timeout=...) must be seconds"),
+        ({"timeout": float("inf")}, "timeout=...) must be seconds"),
+        ({"timeout": float("nan")}, "timeout=...) must be seconds"),
+    ],
+)
+def test_bad_wait_arguments_are_usage_errors(
+    client: KitaruClient, arguments: dict[str, Any], message: str
+) -> None:
+    # Refused in the flow's code, with the argument named; nothing is recorded.
+    handle = _flows.bad_wait_argument.run(arguments)
+    with pytest.raises(KitaruUserCodeError) as info:
+        handle.wait(timeout=30)
+    assert info.value.exception_type == "kitaru.errors.KitaruUsageError"
+    assert message in (info.value.exception_message or "")
+    assert get_backend().store.waits(handle.exec_id) == []
+
+
 # --- schemas and the types wait() returns ---------------------------------------------------
 
 ANSWERS: dict[str, tuple[Any, Any, str, str | None]] = {

@@ -11,8 +11,10 @@ recorded under the same wait id.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitaru._store import ExecutionStatus, StaleOwnerError, WaitStatus
@@ -99,6 +101,34 @@ def _pickle_schema(schema: Any) -> bytes | None:
         return None
 
 
+def _check_arguments(timeout: Any, question: Any, metadata: Any) -> None:
+    """``wait()``'s plain arguments, refused before anything is recorded."""
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 <= timeout < float("inf")
+    ):
+        raise KitaruUsageError(f"wait(timeout=...) must be seconds >= 0 or None, got {timeout!r}.")
+    if question is not None and not isinstance(question, str):
+        raise KitaruUsageError(
+            f"wait(question=...) must be a string or None, got {type(question).__name__}."
+        )
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise KitaruUsageError(
+            "wait(metadata=...) must be a dict with string keys or None, got "
+            f"{type(metadata).__name__}: {metadata!r:.80}."
+        )
+    try:
+        json.dumps(dict(metadata))
+    except (TypeError, ValueError) as exc:
+        raise KitaruUsageError(
+            f"wait(metadata=...) is not JSON-serializable ({exc}). Pass plain data: str, "
+            "numbers, bools, lists and dicts of them."
+        ) from None
+
+
 def wait_in_body(
     ctx: ExecutionContext,
     *,
@@ -108,8 +138,7 @@ def wait_in_body(
     timeout: float | None,
     metadata: dict[str, Any] | None,
 ) -> Any:
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
-        raise KitaruUsageError(f"wait(timeout=...) must be seconds >= 0 or None, got {timeout!r}.")
+    _check_arguments(timeout, question, metadata)
     adapter = type_adapter(schema)
     wait_id = ctx.assign_wait_id(name)
     recorded = ctx.recorded_wait(wait_id)
