@@ -276,7 +276,7 @@ def test_input_errors(client: KitaruClient) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["executions", "input", "--value", "1"],  # no id without --interactive
+        ["executions", "input", "--value", "1"],  # no id, and no wait pending anywhere
         ["executions", "input", "x", "--abort", "--value", "1"],
         ["executions", "input", "--interactive", "--value", "1"],
         ["executions", "input", "--interactive", "--abort"],
@@ -287,6 +287,28 @@ def test_bad_option_combinations_exit_1(args: list[str]) -> None:
     result = kitaru(*args)
     assert result.exit_code == 1
     one_error_line(result.stderr)
+
+
+def test_input_without_an_id_answers_the_only_pending_wait(client: KitaruClient) -> None:
+    # 0.21: `executions input [ID]` answers the only pending wait (several: an error).
+    first = released_run("int")
+    answered = kitaru("executions", "input", "--value", "5", "-o", "json")
+    assert answered.exit_code == 0, answered.stderr
+    assert answered.json()["item"]["exec_id"] == first
+    assert answered.json()["item"]["input"]["value"] == 5
+
+    second, third = released_run("int"), released_run("bool")
+    several = kitaru("executions", "input", "--value", "5", "-o", "json")
+    assert several.exit_code == 1
+    message = several.error_json()["error"]["message"]
+    for expected in ("2 waits", second, third):
+        assert expected in message
+    assert {w.exec_id for w in client.executions.pending_waits(None)} == {second, third}
+
+    named = kitaru("executions", "input", "--wait", "ask-bool", "--value", "true", "-o", "json")
+    assert named.exit_code == 0, named.stderr
+    assert named.json()["item"]["exec_id"] == third
+    assert [w.exec_id for w in client.executions.pending_waits(None)] == [second]
 
 
 def test_input_to_a_superseded_wait_is_one_error_line(client: KitaruClient, tmp_path: Path) -> None:

@@ -468,7 +468,10 @@ OptionalExecIdArg = Annotated[
     str | None,
     typer.Argument(
         metavar="EXEC_ID",
-        help="Execution id (optional with --interactive: then every waiting execution).",
+        help=(
+            "Execution id; without it, the only pending wait in the store is answered "
+            "(with --interactive: every waiting execution is asked about)."
+        ),
         show_default=False,
     ),
 ]
@@ -673,13 +676,29 @@ def input_(
             _input_interactive(out, exec_id, resume=not no_resume)
             return
         if exec_id is None:
-            raise UsageProblem(
-                "Missing EXEC_ID: give the execution to answer, or use --interactive to be "
-                "asked about every waiting execution."
-            )
+            exec_id = _only_waiting_execution(wait)
         if abort and value is not None:
             raise UsageProblem("--abort resolves the wait without an answer; drop --value.")
         _input_one(out, exec_id, wait=wait, value=value, abort=abort, no_resume=no_resume)
+
+
+def _only_waiting_execution(wait: str | None) -> str:
+    """No EXEC_ID: the execution of the only pending wait in the store (0.21's rule),
+    or of the only one named ``wait``."""
+    pending = _client().executions.pending_waits(None)
+    if wait is not None:
+        pending = [w for w in pending if wait in (w.name, w.wait_id)]
+    if len(pending) == 1:
+        return str(pending[0].exec_id)
+    which = "" if wait is None else f" named {wait!r}"
+    if not pending:
+        raise UsageProblem(f"No execution is waiting for input{which}; nothing to answer.")
+    listed = ", ".join(f"{w.exec_id} ({w.name or w.wait_id})" for w in pending[:5])
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    raise UsageProblem(
+        f"{len(pending)} waits{which} are pending: {listed}{more}. Give the EXEC_ID (and "
+        "--wait NAME) to answer one, or use --interactive to be asked about each."
+    )
 
 
 def _input_one(
