@@ -90,13 +90,32 @@ def gated(log: str, gate: str) -> int:
     return second(log, gated_first(log, gate))
 
 
+@checkpoint(cache=False)
+def gated_part(log: str, gate: str, i: int) -> int:
+    note(log, f"part {i} start {os.getpid()}")
+    while not Path(gate).exists():
+        time.sleep(0.02)
+    return i
+
+
+@flow(cache=False, max_concurrency=2)
+def gated_fan_out(log: str, gate: str, n: int) -> list[int]:
+    """``n`` calls two at a time, each held at ``gate``: the rest wait in the pool."""
+    return [f.result() for f in [gated_part.submit(log, gate, i) for i in range(n)]]
+
+
 def main(argv: list[str]) -> None:
     """``python -c 'from tests.recovery._rc_flows import main; main(...)'``: run a flow.
 
     Prints the execution id first, then ``RESULT <value>`` or ``ERROR <status>``.
     """
     which, log, *rest = argv
-    handle = pipeline.run(log, int(rest[0])) if which == "pipeline" else gated.run(log, rest[0])
+    if which == "pipeline":
+        handle = pipeline.run(log, int(rest[0]))
+    elif which == "gated_fan_out":
+        handle = gated_fan_out.run(log, rest[0], int(rest[1]))
+    else:
+        handle = gated.run(log, rest[0])
     print(handle.exec_id, flush=True)
     try:
         print(f"RESULT {handle.wait(timeout=60)}", flush=True)

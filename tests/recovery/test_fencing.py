@@ -117,6 +117,61 @@ def test_cancel_from_another_process_stops_a_runner_at_its_next_write(
     assert calls == 0
 
 
+def _parts_started(log: Path) -> list[tuple[int, int]]:
+    """(call index, pid) of every ``gated_part`` body that started."""
+    found = []
+    for line in read_log(log):
+        _, index, _, pid = line.split()
+        found.append((int(index), int(pid)))
+    return found
+
+
+@pytest.mark.parametrize("lost_by", ["cancel", "takeover"])
+def test_a_fan_out_that_lost_its_execution_starts_no_more_calls(
+    any_store: str, tmp_path: Path, lost_by: str
+) -> None:
+    # Two calls run, six wait in the pool. Once the execution is cancelled or taken over,
+    # the runner's two calls are refused at their writes, and the six it had not started
+    # must never start there: their bodies (paid LLM calls...) would run for nothing.
+    log, gate = tmp_path / "parts.log", tmp_path / "gate"
+    child = start(
+        ["-c", RUN_FLOW, "gated_fan_out", str(log), str(gate), "8"],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_LEASE_SECONDS=LONG_LEASE),  # its lease keeper never notices
+    )
+    try:
+        wait_for(lambda: len(read_log(log)) == 2, what="the child's first two calls")
+        exec_id = KitaruClient().executions.latest(flow="gated_fan_out").exec_id
+        if lost_by == "cancel":
+            assert KitaruClient().executions.cancel(exec_id).status is ExecutionStatus.CANCELLED
+            gate.touch()
+        else:
+            pause_runner(child.pid, any_store)
+            _expire_lease(exec_id)
+            gate.touch()
+            resumed = KitaruClient().executions.resume(exec_id, wait=True)
+            assert resumed.status is ExecutionStatus.COMPLETED
+            os.kill(child.pid, signal.SIGCONT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+    in_child = sorted(index for index, pid in _parts_started(log) if pid == child.pid)
+    assert in_child == [0, 1], (out, err)
+    assert "Traceback" not in err
+    final = KitaruClient().executions.get(exec_id)
+    if lost_by == "cancel":
+        assert final.status is ExecutionStatus.CANCELLED
+        assert [c for c in final.checkpoints if c.status is CallStatus.COMPLETED] == []
+    else:  # the new owner ran every call, each once there
+        assert final.status is ExecutionStatus.COMPLETED
+        here = sorted(index for index, pid in _parts_started(log) if pid == os.getpid())
+        assert here == list(range(8))
+        assert final.checkpoints == resumed.checkpoints
+
+
 MANY_GATED = """
 import sys
 from tests.recovery._rc_flows import gated

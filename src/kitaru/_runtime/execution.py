@@ -288,7 +288,7 @@ class ExecutionContext:
                 self.exec_id, fields, fence=self.record.fence
             )
         except StaleOwnerError as exc:
-            raise CancelledError(str(exc)) from None
+            raise self.lost(exc) from None
         except Exception as exc:
             self.backend_failed(exc, "record kitaru.log() metadata")
 
@@ -520,7 +520,7 @@ class ExecutionContext:
             try:
                 hit = self.backend.store.take_cached(taking, cache_key, fence=self.record.fence)
             except StaleOwnerError as exc:
-                raise CancelledError(str(exc)) from None
+                raise self.lost(exc) from None
             except Exception as exc:
                 self.backend_failed(exc, f"look up the cache for call {call_id!r}")
             if hit is not None:
@@ -736,7 +736,7 @@ class ExecutionContext:
                 fence=self.record.fence,
             )
         except StaleOwnerError as exc:
-            raise CancelledError(str(exc)) from None
+            raise self.lost(exc) from None
         except Exception as exc:
             self.backend_failed(exc, f"record checkpoint call {call.call_id!r} ({call.name})")
 
@@ -744,7 +744,7 @@ class ExecutionContext:
         try:
             self.backend.store.record_attempt(attempt, fence=self.record.fence)
         except StaleOwnerError as exc:
-            raise CancelledError(str(exc)) from None
+            raise self.lost(exc) from None
         except Exception as exc:
             self.backend_failed(exc, f"record an attempt of checkpoint call {attempt.call_id!r}")
 
@@ -815,6 +815,13 @@ class ExecutionContext:
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
+
+    def lost(self, exc: StaleOwnerError) -> CancelledError:
+        """A write was refused: this runner no longer owns the execution (cancelled, or
+        taken over). Every thread of it then stops at its next checkpoint boundary (a
+        fan-out's queued calls start no body), not only the one that found out."""
+        self.cancel_event.set()
+        return CancelledError(str(exc))
 
 
 def _run_isolated(

@@ -125,26 +125,22 @@ def _recorded(ctx: ExecutionContext, suspension_id: str) -> SuspensionRecord | N
 
 
 def _open(ctx: ExecutionContext, record: SuspensionRecord) -> SuspensionRecord:
-    from kitaru._runtime.execution import CancelledError
-
     known = _recorded(ctx, record.suspension_id) if ctx.run > 1 else None
     if known is not None:
         return known
     try:
         return ctx.backend.store.open_suspension(record, fence=ctx.record.fence)
     except StaleOwnerError as exc:
-        raise CancelledError(str(exc)) from None
+        raise ctx.lost(exc) from None
     except Exception as exc:
         ctx.backend_failed(exc, f"record {record.kind} {record.suspension_id!r}")
 
 
 def _end(ctx: ExecutionContext, suspension_id: str) -> None:
-    from kitaru._runtime.execution import CancelledError
-
     try:
         ctx.backend.store.end_suspension(ctx.exec_id, suspension_id, fence=ctx.record.fence)
     except StaleOwnerError as exc:
-        raise CancelledError(str(exc)) from None
+        raise ctx.lost(exc) from None
     except Exception as exc:
         ctx.backend_failed(exc, f"record the end of {suspension_id!r}")
 
@@ -156,6 +152,7 @@ def release(ctx: ExecutionContext, what: str) -> None:
     with ctx.backend_op(f"release execution {ctx.exec_id} at {what}"):
         released = ctx.backend.store.release_suspended(ctx.exec_id, fence=ctx.record.fence)
     if not released:
+        ctx.cancel_event.set()  # lost: no other thread of it goes on either
         raise CancelledError(f"Execution {ctx.exec_id} was cancelled or taken over at {what}.")
     raise WaitSuspended(f"Execution {ctx.exec_id} released at {what}")
 

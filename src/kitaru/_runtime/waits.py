@@ -160,9 +160,7 @@ def wait_in_body(
         try:
             recorded = ctx.backend.store.open_wait(record, fence=ctx.record.fence)
         except StaleOwnerError as exc:
-            from kitaru._runtime.execution import CancelledError
-
-            raise CancelledError(str(exc)) from None
+            raise ctx.lost(exc) from None
         except Exception as exc:
             ctx.backend_failed(exc, f"record wait {wait_id!r}")
         if recorded.status is WaitStatus.PENDING:
