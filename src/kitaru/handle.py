@@ -212,13 +212,23 @@ def runner_failure_error(
         return None
     if record is not None and record.fence != failed.fence:
         return None  # another process took it over since: wait for that run
+    if failed.failure_recorded:
+        return failure_error(
+            exec_id, failed.flow_name or "?", ExecutionStatus.FAILED, failed.failure
+        )
+    # Still "running" in the store: retry refuses it (it is not failed), resume continues it.
     note = (
-        ""
-        if failed.failure_recorded
-        else "\n(The store could not record this failure: it still lists the execution as running.)"
+        "\n(The store could not record this failure: it still lists the execution as "
+        f"running. Once the store works again, continue it with `kitaru executions resume "
+        f"{exec_id}`.)"
     )
     return failure_error(
-        exec_id, failed.flow_name or "?", ExecutionStatus.FAILED, failed.failure, note=note
+        exec_id,
+        failed.flow_name or "?",
+        ExecutionStatus.FAILED,
+        failed.failure,
+        note=note,
+        retry_hint=False,
     )
 
 
@@ -238,8 +248,12 @@ def failure_error(
     failure: dict[str, Any],
     *,
     note: str = "",
+    retry_hint: bool = True,
 ) -> KitaruExecutionError:
-    """The typed error for an execution that ended (or stopped) with ``failure``."""
+    """The typed error for an execution that ended (or stopped) with ``failure``.
+
+    ``retry_hint``: end with 0.21's retry command (not for a failure the store could not
+    record: the execution is still running there, and retry refuses it)."""
     origin = FailureOrigin(failure.get("origin", FailureOrigin.UNKNOWN.value))
     checkpoint = failure.get("checkpoint")
     exc_type = failure.get("exception_type")
@@ -261,7 +275,8 @@ def failure_error(
             f"Execution {exec_id} of flow {flow_name!r} stopped because Kitaru's store or "
             f"artifact store failed: {exc_message}{note}\n"
             "Completed checkpoints are kept. Fix the cause (e.g. free disk space, make the "
-            f"store reachable); `kitaru executions resume {exec_id}` also continues it."
+            "store reachable)"
+            + (f"; `kitaru executions resume {exec_id}` also continues it." if retry_hint else ".")
         )
     else:
         where = f" in checkpoint {checkpoint!r}" if checkpoint else ""
@@ -269,7 +284,7 @@ def failure_error(
             f"Execution {exec_id} of flow {flow_name!r} failed{where}: "
             f"{exc_type}: {exc_message}{note}"
         )
-    hint = format_recovery_hint(exec_id, status=status)
+    hint = format_recovery_hint(exec_id, status=status) if retry_hint else None
     if hint is not None:
         message = f"{message}\n{hint}"  # 0.21: the message ends with the retry command
     error = execution_error_from_failure(

@@ -78,6 +78,10 @@ def test_a_full_disk_fails_the_execution_promptly_and_resume_completes_it(
 
     message = _assert_backend_error(info.value, handle.exec_id)
     assert "No space left on device" in message
+    if "could not record this failure" in message:  # the full disk refused that as well
+        assert "executions retry" not in message  # it is still running: retry refuses it
+    else:
+        assert f"kitaru executions retry {handle.exec_id}" in message  # 0.21's last line
     with pytest.raises(KitaruBackendError):
         handle.get()
     # Neither the checkpoint's retries nor the flow's re-ran user code on a full disk.
@@ -213,3 +217,39 @@ def test_a_store_that_rejects_a_checkpoints_record_is_a_backend_failure_not_the_
     assert resumed.status is ExecutionStatus.COMPLETED
     assert handle.wait(timeout=60) == 2
     assert counts(log) == {"prepare": 1, "held": 2}
+
+
+@pytest.mark.parametrize("origin", ["backend", "user_code"])
+def test_a_failure_the_store_could_not_record_points_at_resume_not_retry(origin: str) -> None:
+    # The store still lists the execution as running: `retry` would refuse it.
+    from kitaru._runtime import driver
+    from kitaru.handle import runner_failure_error
+
+    exec_id = "0196f000-0000-7000-8000-000000000001"
+    live = driver.register_live(exec_id)
+    live.failure = {"origin": origin, "message": "disk I/O error", "exception_type": "OSError"}
+    live.fence, live.flow_name, live.failure_recorded = 1, "pipeline", False
+    with driver._live_lock:
+        driver._runner_failures[exec_id] = live
+    try:
+        error = runner_failure_error(exec_id, None)
+    finally:
+        with driver._live_lock:
+            driver._runner_failures.pop(exec_id, None)
+            driver._live.pop(exec_id, None)
+    assert error is not None
+    message = str(error)
+    assert "still lists the execution as running" in message
+    assert f"kitaru executions resume {exec_id}" in message
+    assert "executions retry" not in message
+
+    live.failure_recorded = True  # recorded as failed: 0.21's retry line ends it
+    with driver._live_lock:
+        driver._runner_failures[exec_id] = live
+    try:
+        recorded = runner_failure_error(exec_id, None)
+    finally:
+        with driver._live_lock:
+            driver._runner_failures.pop(exec_id, None)
+    assert recorded is not None
+    assert str(recorded).rstrip().endswith(f"kitaru executions retry {exec_id}")
