@@ -365,6 +365,8 @@ def test_artifacts_list_filters_by_name_kind_type_and_call(any_store: str) -> No
     handle.wait(timeout=30)
     client = KitaruClient()
     everything = client.artifacts.list(handle.exec_id)
+    # The flow's arguments are its input; everything else is something it produced.
+    assert [r.direction for r in everything] == ["input"] + ["output"] * 6
     assert [(r.role, r.name) for r in everything] == [
         ("flow_inputs", "inputs"),
         ("saved", "scratch"),

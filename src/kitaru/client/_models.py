@@ -170,7 +170,9 @@ class ArtifactRef:
             # An argument the call was made with (see kitaru._store.call_inputs).
             kind, save_type, direction, input_type = None, SAVE_TYPE_EXTERNAL, "input", "argument"
         elif record.kind == "flow_inputs":
-            kind, save_type = None, SAVE_TYPE_EXTERNAL
+            # The arguments the flow was started with: an input of the execution, as a
+            # call's arguments are of the call.
+            kind, save_type, direction, input_type = None, SAVE_TYPE_EXTERNAL, "input", "flow"
         else:
             kind, save_type = _OUTPUT_KIND_BY_CALL_TYPE.get(call_type or ""), SAVE_TYPE_STEP_OUTPUT
         return cls(
