@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from kitaru._backend import get_backend
 from kitaru.client import KitaruClient
 from kitaru.errors import KitaruWaitValidationError
 from tests.server import _flows
@@ -200,6 +202,43 @@ def test_wait_answered_with_valid_and_invalid_input(server: Server) -> None:
     )
     assert ok.status_code == 200, ok.text
     assert handle.wait(timeout=30) == "3:True:ana"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"approved": "yes", "reviewer": "ana"},  # Pydantic's lax bool
+        {"approved": 1, "reviewer": "ana", "unknown": "dropped"},  # extra keys dropped
+    ],
+)
+def test_wait_answers_are_coerced_as_the_flows_own_type_would(
+    server: Server, answer: dict[str, Any]
+) -> None:
+    # Where the flow runs, wait(schema=Approval) takes these; the server, which only has
+    # the JSON schema, takes them too and stores what the type makes of them.
+    local, remote = _flows.approval.run(2), _flows.approval.run(2)
+    _wait_status(local.exec_id, "waiting")
+    _wait_status(remote.exec_id, "waiting")
+    KitaruClient().executions.input(local.exec_id, wait="review", value=answer)
+    ok = server.admin.post(
+        f"/executions/{remote.exec_id}/input", json={"wait": "review", "value": answer}
+    )
+    assert ok.status_code == 200, ok.text
+    assert remote.wait(timeout=30) == local.wait(timeout=30) == "3:True:ana"
+    [stored] = get_backend().store.waits(remote.exec_id)
+    assert stored.value == {"approved": True, "reviewer": "ana"}
+    # What the type refuses, the server still refuses with the schema's own words.
+    still = _flows.approval.run(2)
+    _wait_status(still.exec_id, "waiting")
+    refused = server.admin.post(
+        f"/executions/{still.exec_id}/input",
+        json={"wait": "review", "value": {"approved": "maybe", "reviewer": "ana"}},
+    )
+    assert refused.status_code == 422
+    assert _error(refused)["details"] == [
+        {"path": ["approved"], "message": "'maybe' is not of type 'boolean'", "keyword": "type"}
+    ]
+    KitaruClient().executions.cancel(still.exec_id)
 
 
 def test_abort_and_cancel(server: Server) -> None:

@@ -4,8 +4,9 @@ The server never runs flow code (that would load cloudpickled inputs and the
 flow's module in the server process). ``retry`` and ``resume`` claim the
 execution with a lease that has already run out, which is exactly what an
 orphan looks like: any ``kitaru worker`` on the same store picks it up and runs
-it. Wait input is checked against the wait's JSON schema with ``jsonschema``;
-the runner turns the stored JSON into the schema's type where the flow runs.
+it. Wait input is coerced as the flow's type would coerce it (``_lax``), then
+checked against the wait's JSON schema with ``jsonschema``; the runner turns the
+stored JSON into the schema's type where the flow runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kitaru._runtime.control import MAX_INPUT_DETAILS, input_refused, pick_wait,
 from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
 from kitaru.client._remote_client import HANDOFF_OWNER
 from kitaru.errors import KitaruStateError, KitaruWaitValidationError
+from kitaru.server._lax import coerced
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -107,8 +109,9 @@ def give_input(
     stored: Any = None
     if not abort:
         if chosen.json_schema is not None:
-            _validate(value, chosen.json_schema, wait_id=chosen.wait_id, exec_id=exec_id)
-            stored = value
+            # Coerced first as the flow's own type would coerce it (see _lax).
+            stored = coerced(value, chosen.json_schema)
+            _validate(stored, chosen.json_schema, wait_id=chosen.wait_id, exec_id=exec_id)
         elif chosen.schema_pickle is None and value is not None:
             raise KitaruWaitValidationError(
                 f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "

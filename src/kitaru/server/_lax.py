@@ -1,0 +1,98 @@
+"""Wait answers coerced as the flow's own type would coerce them (Pydantic's lax mode).
+
+Where the flow runs, ``kitaru.wait(schema=T)`` validates an answer with Pydantic in
+lax mode: ``"3"`` is an ``int``, ``"yes"`` a ``bool``, ``2.0`` an ``int``. The server
+never has ``T`` (it never unpickles), only the wait's JSON schema, which a strict
+JSON Schema validator would hold to the letter: the same answer would be accepted
+by one and refused by the other. So the server builds, from the JSON schema, a plain
+type of the same shape (``int``, ``list[...]``, a ``TypedDict``, a ``Literal``, a
+union...), lets Pydantic coerce the answer with it, and only then checks it against
+the JSON schema (for the constraints a type does not carry: bounds, patterns...).
+Anything it cannot map stays ``Any``: checked by the JSON schema alone, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, Required, Union, cast
+
+from typing_extensions import TypedDict  # Pydantic needs it before Python 3.12
+
+#: Deeper than this (or a ``$ref`` cycle) is left to the JSON schema alone.
+_MAX_DEPTH = 24
+
+_SCALARS: dict[str, Any] = {
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "string": str,
+    "null": type(None),
+}
+
+
+def coerced(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` as Pydantic would coerce it for the type ``schema`` describes, in JSON
+    form; ``value`` unchanged when it does not coerce (the JSON schema then says why)."""
+    from pydantic import TypeAdapter
+
+    try:
+        shape = _shape(schema, schema.get("$defs") or {}, 0)
+        adapter: TypeAdapter[Any] = TypeAdapter(shape)
+        return adapter.dump_python(adapter.validate_python(value), mode="json")
+    except Exception:  # refused, or a schema no type mirrors: the JSON schema decides
+        return value
+
+
+def _shape(schema: Any, defs: dict[str, Any], depth: int) -> Any:
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        return Any
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref.removeprefix("#/$defs/")) if ref.startswith("#/$defs/") else None
+        return _shape(target, defs, depth + 1)
+    if "const" in schema:
+        return Literal[schema["const"]] if _literal(schema["const"]) else Any
+    if isinstance(schema.get("enum"), list):
+        values = schema["enum"]
+        return Literal[tuple(values)] if values and all(map(_literal, values)) else Any
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return Union[tuple(_shape(o, defs, depth + 1) for o in options)]  # noqa: UP007
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return Union[tuple(_typed(k, schema, defs, depth) for k in kind)]  # noqa: UP007
+    return _typed(kind, schema, defs, depth)
+
+
+def _typed(kind: Any, schema: dict[str, Any], defs: dict[str, Any], depth: int) -> Any:
+    if kind in _SCALARS:
+        return _SCALARS[kind]
+    if kind == "array":
+        prefix = schema.get("prefixItems")
+        if isinstance(prefix, list):  # a tuple of fixed length, else the JSON schema's alone
+            if not prefix or schema.get("maxItems") != len(prefix):
+                return Any
+            return tuple[tuple(_shape(item, defs, depth + 1) for item in prefix)]  # type: ignore[misc]
+        return list[_shape(schema.get("items"), defs, depth + 1)]  # type: ignore[misc]
+    if kind == "object":
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and properties:
+            required = set(schema.get("required") or ())
+            fields = {
+                name: (Required if name in required else NotRequired)[_shape(sub, defs, depth + 1)]
+                for name, sub in properties.items()
+            }
+            answer: Any = cast(Any, TypedDict("Answer", fields))  # type: ignore[operator]
+            # Keys it does not name: refused (additionalProperties false), kept (true or a
+            # schema, which checks them next), else dropped, as a Pydantic model drops them.
+            extra = schema.get("additionalProperties")
+            mode = "forbid" if extra is False else "allow" if extra is not None else "ignore"
+            answer.__pydantic_config__ = {"extra": mode}
+            return answer
+        extra = schema.get("additionalProperties")
+        return dict[str, _shape(extra, defs, depth + 1) if isinstance(extra, dict) else Any]  # type: ignore[misc]
+    return Any
+
+
+def _literal(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | bool)
