@@ -104,6 +104,19 @@ def gated_fan_out(log: str, gate: str, n: int) -> list[int]:
     return [f.result() for f in [gated_part.submit(log, gate, i) for i in range(n)]]
 
 
+@checkpoint(runtime="isolated")
+def held_in_a_process(log: str, gate: str) -> int:
+    note(log, f"isolated {os.getpid()}")
+    while not Path(gate).exists():
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@flow(cache=False)
+def isolated_hold(log: str, gate: str) -> int:
+    return held_in_a_process(log, gate)
+
+
 def main(argv: list[str]) -> None:
     """``python -c 'from tests.recovery._rc_flows import main; main(...)'``: run a flow.
 
@@ -112,6 +125,8 @@ def main(argv: list[str]) -> None:
     which, log, *rest = argv
     if which == "pipeline":
         handle = pipeline.run(log, int(rest[0]))
+    elif which == "isolated_hold":
+        handle = isolated_hold.run(log, rest[0])
     elif which == "gated_fan_out":
         handle = gated_fan_out.run(log, rest[0], int(rest[1]))
     else:

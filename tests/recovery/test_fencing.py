@@ -172,6 +172,45 @@ def test_a_fan_out_that_lost_its_execution_starts_no_more_calls(
         assert final.checkpoints == resumed.checkpoints
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_an_isolated_call_dies_with_its_runner(any_store: str, tmp_path: Path) -> None:
+    # Killed with its runner, the call's process must not go on beside the run a resume
+    # starts: the two copies of the call would overlap.
+    log, gate = tmp_path / "isolated.log", tmp_path / "gate"
+    child = start(
+        ["-c", RUN_FLOW, "isolated_hold", str(log), str(gate)], cwd=REPO_ROOT, env=child_env()
+    )
+    isolated: int | None = None
+    try:
+        wait_for(lambda: bool(read_log(log)), timeout=60, what="the isolated call")
+        isolated = int(read_log(log)[0].split()[1])
+        assert _alive(isolated)
+        child.kill()
+        child.wait()
+        wait_for(lambda: not _alive(isolated), timeout=10, what="the isolated call to die")
+        exec_id = KitaruClient().executions.latest(flow="isolated_hold").exec_id
+        gate.touch()
+        resumed = KitaruClient().executions.resume(exec_id, wait=True)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if isolated is not None and _alive(isolated):
+            os.kill(isolated, signal.SIGKILL)
+    assert resumed.status is ExecutionStatus.COMPLETED
+    second = int(read_log(log)[1].split()[1])
+    assert [line.split()[0] for line in read_log(log)] == ["isolated", "isolated"]
+    assert second != isolated
+
+
 MANY_GATED = """
 import sys
 from tests.recovery._rc_flows import gated

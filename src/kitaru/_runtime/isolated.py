@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import Serialized, deserialize, serialize
 from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
+from kitaru._parent_death import die_with_parent, parent_env
 from kitaru._runtime import events
 from kitaru._store import ArtifactRecord
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from kitaru._runtime.execution import CheckpointSpec, ExecutionContext
 
 _POLL_SECONDS = 0.05
+#: The child checks that its runner (this process) is still its parent.
+_ENV_PARENT = "KITARU_ISOLATED_PARENT"
 
 
 class IsolatedCheckpointError(RuntimeError):
@@ -82,6 +85,9 @@ def run_isolated(
         # The child must import what the parent could (the flow's modules, scripts' dirs).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.update(events.child_env(frame))  # the child's events continue this attempt's
+        # If this runner dies, its child dies too: a resume runs the call again, and two
+        # copies must not overlap (see child_main).
+        env.update(parent_env(_ENV_PARENT))
         command = [
             sys.executable,
             "-m",
@@ -231,6 +237,8 @@ class _ChildContext:
 def child_main(argv: list[str]) -> int:
     """Run the pickled call named by ``argv`` and write the report; see the module docstring."""
     uri, sha, report_path, exec_id, call_id, name = argv
+    # SIGKILL (not a signal the call's code could catch or ignore) when the runner dies.
+    die_with_parent(_ENV_PARENT, signal.SIGKILL)
     import pickle
 
     from kitaru._runtime.context import CheckpointFrame, current_checkpoint, current_execution

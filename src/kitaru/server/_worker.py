@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 
+from kitaru._parent_death import die_with_parent, parent_env
+
 logger = logging.getLogger("kitaru.server")
 
 #: ``KITARU_SERVER_WORKER=1`` turns the worker on like ``--worker``.
@@ -68,7 +70,7 @@ class WorkerSupervisor:
             env.pop(name, None)
         env["KITARU_STORE_URL"] = self._store_url
         env["KITARU_ARTIFACTS_ROOT"] = self._artifacts_root
-        env[_ENV_PARENT] = str(os.getpid())
+        env.update(parent_env(_ENV_PARENT))
         return env
 
     def _spawn(self) -> None:
@@ -131,25 +133,12 @@ class WorkerSupervisor:
             process.wait()
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the server dies, even by SIGKILL (no orphaned worker)."""
-    parent = os.environ.get(_ENV_PARENT, "")
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            pr_set_pdeathsig = 1
-            libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if parent.isdigit() and os.getppid() != int(parent):
-        sys.exit(0)  # the server died before prctl took effect
-
-
 def main(argv: list[str] | None = None) -> None:
     from kitaru.cli import main as cli_main
     from kitaru.client._remote_config import use_store_only
 
-    _die_with_parent()
+    # Linux: SIGTERM when the server dies, even by SIGKILL (no orphaned worker).
+    die_with_parent(_ENV_PARENT, signal.SIGTERM)
     use_store_only()
     args = ["worker", *(sys.argv[1:] if argv is None else argv)]
     sys.argv = ["kitaru", *args]
