@@ -104,6 +104,17 @@ def gated_fan_out(log: str, gate: str, n: int) -> list[int]:
     return [f.result() for f in [gated_part.submit(log, gate, i) for i in range(n)]]
 
 
+@checkpoint(retries=2, cache=False)
+def always_fails(log: str) -> int:
+    note(log, f"attempt {os.getpid()}")
+    raise RuntimeError("still broken")
+
+
+@flow(cache=False)
+def failing_with_retries(log: str) -> int:
+    return always_fails(log)
+
+
 @checkpoint(runtime="isolated")
 def held_in_a_process(log: str, gate: str) -> int:
     note(log, f"isolated {os.getpid()}")
@@ -125,6 +136,8 @@ def main(argv: list[str]) -> None:
     which, log, *rest = argv
     if which == "pipeline":
         handle = pipeline.run(log, int(rest[0]))
+    elif which == "failing_with_retries":
+        handle = failing_with_retries.run(log)
     elif which == "isolated_hold":
         handle = isolated_hold.run(log, rest[0])
     elif which == "gated_fan_out":

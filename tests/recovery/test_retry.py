@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from kitaru._backend import get_backend
 from kitaru._runtime import control
 from kitaru._store import RecordedCall, schema
 from kitaru.client import CallStatus
+from tests.recovery._rc_support import REPO_ROOT, RUN_FLOW, child_env, read_log, start, wait_for
 
 runs: Counter[str] = Counter()
 broken = {"transform": True, "body": False}
@@ -391,3 +393,35 @@ def test_a_recorded_json_output_that_does_not_parse_is_a_backend_error() -> None
     )  # fmt: skip
     with pytest.raises(KitaruBackendError, match="serializer 'json'"):
         get_backend().load_recorded(call)
+
+
+def test_a_checkpoints_retries_go_on_after_its_runner_died(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # retries=2 is three attempts in all, even when the runner dies during a backoff and
+    # the execution is resumed elsewhere: the budget goes on, it does not start over.
+    log = tmp_path / "attempts.log"
+    child = start(
+        ["-c", RUN_FLOW, "failing_with_retries", str(log)],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_RETRY_BACKOFF="60"),  # the child sits in its first backoff
+    )
+    try:
+        wait_for(lambda: len(read_log(log)) == 1, timeout=60, what="the first attempt")
+        exec_id = KitaruClient().executions.latest(flow="failing_with_retries").exec_id
+        # Killed once its first failure is recorded (a failure it could not record is
+        # not known to anyone, and does not count).
+        wait_for(lambda: len(get_backend().store.attempts(exec_id)) == 1, what="its record")
+        child.kill()
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    monkeypatch.setenv("KITARU_RETRY_BACKOFF", "0.01")
+    final = KitaruClient().executions.resume(exec_id, wait=True)
+    assert final.status is ExecutionStatus.FAILED
+    assert len(read_log(log)) == 3  # one before the kill, two after it
+    [call] = final.checkpoints
+    assert [a.status for a in call.attempts] == [ExecutionStatus.FAILED] * 3
+    assert [a.attempt_id.rsplit("#", 1)[1] for a in call.attempts] == ["1", "2", "3"]

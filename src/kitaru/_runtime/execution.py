@@ -193,6 +193,9 @@ class ExecutionContext:
         #: body did with the exception (see _runtime.failures).
         self.backend_failure: RunnerBackendError | None = None
         self.max_concurrency = int(record.config.get("max_concurrency") or DEFAULT_CONCURRENCY)
+        #: Attempt numbers earlier runs recorded per call (read once, when a later run's
+        #: first call goes live; a first run has none): see ``interrupted_attempts``.
+        self._attempts_before: dict[str, list[int]] | None = {} if run <= 1 else None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures: list[CheckpointFuture] = []
 
@@ -812,6 +815,24 @@ class ExecutionContext:
             failure_origin=FailureOrigin.DIVERGENCE,
         )
 
+    def interrupted_attempts(self, call_id: str, recorded_attempts: int) -> int:
+        """Failed attempts of ``call_id`` that an earlier run recorded after the call's
+        own row (``recorded_attempts``): a run that died during the call's retries.
+        They count against its ``retries`` when the call goes on here; a call whose
+        row says it failed (a retry of the execution) starts a fresh budget instead."""
+        if self._attempts_before is None:
+            with self._lock:
+                if self._attempts_before is None:
+                    found: dict[str, list[int]] = {}
+                    with self.backend_op("read the recorded attempts of checkpoint calls"):
+                        for attempt in self.backend.store.attempts(self.exec_id):
+                            found.setdefault(attempt.call_id, []).append(attempt.attempt)
+                    self._attempts_before = found
+        numbers = self._attempts_before.get(call_id, ())
+        return max((n for n in numbers if n > recorded_attempts), default=recorded_attempts) - (
+            recorded_attempts
+        )
+
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
@@ -868,7 +889,11 @@ class _LiveCall:
         self.call_id = call_id
         self.cache_key = cache_key
         recorded = ctx._recorded.get(call_id)
-        self.previous = 0 if recorded is None else recorded.attempts
+        previous = 0 if recorded is None else recorded.attempts
+        #: Attempts a run that died meanwhile made: numbered on from, and counted
+        #: against the retries (the budget goes on, it does not start over).
+        self.interrupted = ctx.interrupted_attempts(call_id, previous)
+        self.previous = previous + self.interrupted
         self.first_started = time.time()
         self.attempt = 0
         self.started = self.first_started
@@ -933,9 +958,10 @@ class _LiveCall:
             message=str(exc),
             traceback="".join(traceback.format_exception(exc)),
         )
-        if self.attempt <= spec.retries and _may_retry(spec, exc):
+        used = self.interrupted + self.attempt
+        if used <= spec.retries and _may_retry(spec, exc):
             ctx._record_attempt(attempt)
-            return retry_backoff(self.attempt)
+            return retry_backoff(used)
         ctx._record(
             ctx._call_record(
                 spec,
