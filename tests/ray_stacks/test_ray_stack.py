@@ -294,9 +294,13 @@ def test_image_requirements_and_environment(ray_stack: str, flows: FlowsFactory)
                 "secret": os.environ.get("SERVICE_API_KEY"),
             }
 
+        @checkpoint(runtime="isolated")  # a Ray task of its own: the same environment
+        def probe_isolated():
+            return [os.environ.get("GREETING"), os.environ.get("SERVICE_API_KEY")]
+
         @flow
         def agent():
-            return probe()
+            return {**probe(), "isolated": probe_isolated()}
         """
     )
     handle = module.agent.run(
@@ -310,6 +314,7 @@ def test_image_requirements_and_environment(ray_stack: str, flows: FlowsFactory)
         "termcolor": "termcolor",
         "plain": "hello",
         "secret": "sk-not-for-logs",
+        "isolated": ["hello", "sk-not-for-logs"],
     }
     config = KitaruClient().executions.get(handle.exec_id).config
     runtime_env = config["ray"]["runtime_env"]

@@ -90,6 +90,7 @@ def run_dispatched(payload: dict[str, Any]) -> None:
         num_cpus=payload.get("num_cpus", 1),
         num_gpus=payload.get("num_gpus", 0),
         resources=payload.get("resources") or {},
+        env=payload.get("env") or {},
     )
     threading.Thread(
         target=_enforce_cancel, args=(live,), name="kitaru-ray-cancel", daemon=True

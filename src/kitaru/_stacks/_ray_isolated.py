@@ -28,13 +28,24 @@ if TYPE_CHECKING:
 
 _POLL_SECONDS = 0.05
 _resources: dict[str, Any] | None = None
+#: The environment the execution's actor was given (its image's secret-looking
+#: values among it): each task gets it too, as an argument, never in Ray's env_vars.
+_actor_env: dict[str, str] = {}
 _in_flight: set[Any] = set()
 _lock = threading.Lock()
 
 
-def enable(*, num_cpus: float, num_gpus: float, resources: dict[str, float]) -> None:
-    """In an execution's Ray actor: run isolated checkpoints as Ray tasks from now on."""
-    global _resources
+def enable(
+    *,
+    num_cpus: float,
+    num_gpus: float,
+    resources: dict[str, float],
+    env: dict[str, str] | None = None,
+) -> None:
+    """In an execution's Ray actor: run isolated checkpoints as Ray tasks from now on,
+    each with the actor's own ``env`` (what the execution's process has, they have)."""
+    global _resources, _actor_env
+    _actor_env = dict(env or {})
     _resources = {"num_cpus": num_cpus, "num_gpus": num_gpus}
     if resources:
         _resources["resources"] = dict(resources)
@@ -82,6 +93,7 @@ def run_isolated_on_ray(
         ) from exc
     uri, sha = backend.blobs.put(payload)
     env = {
+        **_actor_env,
         "KITARU_STORE_URL": backend.store.url,
         "KITARU_ARTIFACTS_ROOT": backend.artifacts_root,
         ENV_ALLOW_PICKLE: "1" if pickle_setting()[0] else "0",
