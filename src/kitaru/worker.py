@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kitaru._backend import get_backend
 from kitaru._runtime import control
+from kitaru._runtime.failures import describe, is_backend_error
 from kitaru._runtime.leases import runner_gone, this_machine_owners
 from kitaru._runtime.loader import FlowCodeNotFoundError
 from kitaru._store import ExecutionRecord, ExecutionStatus
@@ -53,27 +54,50 @@ def run_worker(
     resumed = 0
     skipped: set[str] = set()
     warned: set[str] = set()
+    outage = False  # the store (or the server) is unreachable: said once, then retried
     while not stop.is_set():
         next_slot = _fire_schedules(backend, warned) if schedules else None
-        for record in _orphans(backend.store):
-            if record.id in skipped:
-                continue
-            try:
-                control.resume(backend, record.id)
-            except FlowCodeNotFoundError as exc:
-                # Not loadable here: say so once instead of on every poll.
-                skipped.add(record.id)
-                logger.warning("Skipping execution %s: %s", record.id, exc)
-                continue
-            except KitaruStateError as exc:
-                # Another process took it first; if that one dies, a later poll retries.
-                logger.info("Not resuming execution %s: %s", record.id, exc)
-                continue
-            resumed += 1
-            logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)
+        try:
+            resumed += _resume_orphans(backend, skipped)
+        except Exception as exc:
+            if once or not is_backend_error(exc):
+                raise
+            if not outage:
+                logger.warning(
+                    "The store is unreachable (%s); this worker keeps polling and goes on "
+                    "once it answers.",
+                    describe(exc),
+                )
+            outage = True
+        else:
+            if outage:
+                logger.warning("The store answers again; this worker goes on.")
+            outage = False
         if once:
             break
-        stop.wait(_pause(backend.store, poll_interval, next_slot))
+        stop.wait(poll_interval if outage else _pause(backend.store, poll_interval, next_slot))
+    return resumed
+
+
+def _resume_orphans(backend: Backend, skipped: set[str]) -> int:
+    """Resume every orphan there is now (one poll); how many this worker took."""
+    resumed = 0
+    for record in _orphans(backend.store):
+        if record.id in skipped:
+            continue
+        try:
+            control.resume(backend, record.id)
+        except FlowCodeNotFoundError as exc:
+            # Not loadable here: say so once instead of on every poll.
+            skipped.add(record.id)
+            logger.warning("Skipping execution %s: %s", record.id, exc)
+            continue
+        except KitaruStateError as exc:
+            # Another process took it first; if that one dies, a later poll retries.
+            logger.info("Not resuming execution %s: %s", record.id, exc)
+            continue
+        resumed += 1
+        logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)
     return resumed
 
 

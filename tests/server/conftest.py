@@ -90,11 +90,17 @@ CLI = ("-m", "kitaru.cli")
 
 
 def start_server(
-    home: Path, store_url: str, log: Path, *args: str, cli: Sequence[str] = CLI, **env: str
+    home: Path,
+    store_url: str,
+    log: Path,
+    *args: str,
+    cli: Sequence[str] = CLI,
+    port: int | None = None,
+    **env: str,
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, *cli, "server", "start", "--port", str(port), *args],
             env=server_env(home, store_url, **env),

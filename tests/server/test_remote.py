@@ -511,3 +511,54 @@ def test_waiting_on_a_handed_over_execution_says_it_needs_a_worker(
     hints = [r.getMessage() for r in caplog.records if "kitaru worker" in r.getMessage()]
     assert len(hints) == 1, hints
     assert handle.exec_id in hints[0]
+
+
+def test_a_worker_through_a_server_outlives_a_server_outage(
+    server: Server, kitaru_home: Path, tmp_path: Path
+) -> None:
+    # The server goes away and comes back (a restart, a deploy): `kitaru worker` waits
+    # for it instead of exiting, then runs what is handed to it.
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from kitaru.handle import FlowHandle
+    from tests.server.conftest import process_env, start_server, stop
+
+    source = _flows.adder.run(3)
+    assert source.wait() == 4
+    env = process_env(
+        kitaru_home,
+        KITARU_SERVER_URL=server.url,
+        KITARU_AUTH_TOKEN=server.runner_key,
+    )
+    worker_log = tmp_path / "worker.log"
+    with open(worker_log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "kitaru.cli", "worker", "--poll-interval", "0.2"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    restarted = None
+    try:
+        time.sleep(1.0)  # polling the server
+        stop(server.process)
+        time.sleep(1.5)  # a few polls against no server
+        assert worker.poll() is None, worker_log.read_text()
+        port = urlsplit(server.url).port
+        _, restarted = start_server(kitaru_home, server.store_url, server.log, port=port)
+        remote = KitaruClient(server_url=server.url, auth_token=server.admin_key)
+        submission = remote.executions.replay(
+            source.exec_id, at="add", checkpoint_overrides={"add": {"output": 41}}, wait=False
+        )
+        [row] = submission.results
+        assert FlowHandle(row.replay_exec_id).wait(timeout=60) == 41, worker_log.read_text()
+    finally:
+        stop(worker)
+        if restarted is not None:
+            stop(restarted)
+    said = worker_log.read_text()
+    assert said.count("unreachable") == 1, said  # once for the outage, not every poll
+    assert "answers again" in said
+    assert "Traceback" not in said
