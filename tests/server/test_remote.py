@@ -503,7 +503,7 @@ def test_waiting_on_a_handed_over_execution_says_it_needs_a_worker(
     handle = _flows.failing.run(5)
     with pytest.raises(Exception, match="boom"):
         handle.wait(timeout=30)
-    monkeypatch.setattr(_remote_client, "_NO_WORKER_HINT_AFTER", 0.2)
+    monkeypatch.setattr(_remote_client, "NO_WORKER_HINT_AFTER", 0.2)
     remote = KitaruClient(server_url=server.url, auth_token=server.admin_key)
     remote.executions.retry(handle.exec_id)
     with caplog.at_level("WARNING", logger="kitaru"), pytest.raises(KitaruTimeoutError):
@@ -511,6 +511,41 @@ def test_waiting_on_a_handed_over_execution_says_it_needs_a_worker(
     hints = [r.getMessage() for r in caplog.records if "kitaru worker" in r.getMessage()]
     assert len(hints) == 1, hints
     assert handle.exec_id in hints[0]
+
+
+def test_cli_retry_through_a_server_returns_or_says_what_it_waits_for(
+    server: Server, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --no-wait returns at once (a worker of the server runs it, not this process); a
+    # waiting retry says once that no worker has taken it, then ends with the run.
+    import threading
+
+    from kitaru.client import _remote_client
+    from kitaru.worker import run_worker
+
+    first, second = _flows.failing.run(6), _flows.failing.run(7)
+    for handle in (first, second):
+        with pytest.raises(Exception, match="boom"):
+            handle.wait(timeout=30)
+    monkeypatch.setattr(_remote_client, "NO_WORKER_HINT_AFTER", 0.3)
+    kitaru.connect(server.url, api_key=server.admin_key)
+
+    started = time.monotonic()
+    quick = cli("executions", "retry", first.exec_id, "--no-wait", "-o", "json")
+    assert quick.exit_code == 0, quick.stderr
+    assert time.monotonic() - started < 10  # returned, no worker needed
+    assert quick.json()["item"]["exec_id"] == first.exec_id
+
+    # A worker comes up after a while (on the server's store, as a user would run one).
+    later = threading.Timer(2.0, lambda: run_worker(once=True, schedules=False))
+    later.start()
+    try:
+        waited = cli("executions", "retry", second.exec_id)
+    finally:
+        later.join(timeout=60)
+    assert waited.exit_code == 1  # the retry ran and failed again
+    assert waited.stderr.count("none has taken it yet") == 1, waited.stderr
+    assert KitaruClient().executions.get(second.exec_id).status.value == "failed"
 
 
 def test_a_worker_through_a_server_outlives_a_server_outage(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -201,10 +202,13 @@ def _interrupted(out: Output, exec_id: str, *, printed: bool = False) -> NoRetur
     exit_interrupted(out, message, json_error=not printed)
 
 
-def _wait_for_run(client: KitaruClient, exec_id: str) -> Execution:
-    """Block until the run in this process ends: finished, or paused at a wait."""
+def _wait_for_run(out: Output, client: KitaruClient, exec_id: str) -> Execution:
+    """Block until the run ends: finished, or paused at a wait. Through a server, say
+    once (after a while) when no worker has taken it: nothing else would."""
+    from kitaru.client import _remote_client as _remote
     from kitaru.errors import KitaruTimeoutError
 
+    started, hinted = time.monotonic(), client.connection is None
     while True:
         try:
             return client.executions.wait(exec_id, timeout=0.5)
@@ -212,6 +216,10 @@ def _wait_for_run(client: KitaruClient, exec_id: str) -> Execution:
             execution = client.executions.get(exec_id)
             if execution.status is ExecutionStatus.WAITING:
                 return execution
+            if not hinted and time.monotonic() - started >= _remote.NO_WORKER_HINT_AFTER:
+                hinted = True
+                if _remote.handed_off(execution):
+                    out.note(_remote.no_worker_hint(exec_id))
 
 
 def _finish_run(
@@ -224,11 +232,18 @@ def _finish_run(
     execution as a crash would, for ``resume`` or a worker to pick up.
     """
     exec_id = started.exec_id
+    if not wait and client.connection is not None:  # a worker of the server runs it
+        out.item(execution_item(started), lambda console: render_execution(started, console))
+        out.note(
+            f"Handed execution {exec_id} to the server: a `kitaru worker` on its store runs "
+            f"it. Follow it with `kitaru executions get {exec_id}`."
+        )
+        return
     if not wait:
         out.item(execution_item(started), lambda console: render_execution(started, console))
         out.note(f"{verb} execution {exec_id} in this process; exiting when it finishes.")
         try:
-            if _wait_for_run(client, exec_id).status is ExecutionStatus.WAITING:
+            if _wait_for_run(out, client, exec_id).status is ExecutionStatus.WAITING:
                 from kitaru.client._prompt import let_go_here
 
                 let_go_here([exec_id])
@@ -237,7 +252,7 @@ def _finish_run(
         return
     out.note(f"{verb} execution {exec_id}; waiting for it to finish (Ctrl-C to stop)...")
     try:
-        final = _wait_for_run(client, exec_id)
+        final = _wait_for_run(out, client, exec_id)
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
     if out.json and final.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from kitaru.cli._executions import app as executions_app
 from kitaru.cli._output import (
+    Output,
     OutputFormat,
     OutputOption,
     UsageProblem,
@@ -122,7 +123,7 @@ def _render(submission: ReplaySubmission, client: KitaruClient, console: Console
     )
 
 
-def _linger(client: KitaruClient, submission: ReplaySubmission) -> None:
+def _linger(out: Output, client: KitaruClient, submission: ReplaySubmission) -> None:
     """Keep this process (which runs the replays) alive until they end or wait."""
     from kitaru._store import ExecutionStatus
     from kitaru.cli._executions import _wait_for_run
@@ -132,7 +133,7 @@ def _linger(client: KitaruClient, submission: ReplaySubmission) -> None:
         row.replay_exec_id
         for row in submission.results
         if row.handle is not None
-        and _wait_for_run(client, row.replay_exec_id).status is ExecutionStatus.WAITING
+        and _wait_for_run(out, client, row.replay_exec_id).status is ExecutionStatus.WAITING
     ]
     if waiting:
         let_go_here(waiting)
@@ -290,7 +291,7 @@ def replay(
         out.item(submission.to_json(), lambda console: _render(submission, client, console))
         if not submission.wait:
             out.note("The replays run in this process; exiting when they finish.")
-            _linger(client, submission)
+            _linger(out, client, submission)
         if submission.summary.failed:
             # Collected, not raised (--on-error collect): the failures are part of the
             # result, which was printed whole, so the command itself succeeded.

@@ -39,12 +39,20 @@ _POLL_MAX = 0.5
 #: The lease owner of an execution the server handed to workers (retry, resume, replay).
 HANDOFF_OWNER = "kitaru-server:handoff"
 #: Seconds ``wait`` waits on a handed-over execution before saying it needs a worker.
-_NO_WORKER_HINT_AFTER = 10.0
+NO_WORKER_HINT_AFTER = 10.0
 
 logger = logging.getLogger("kitaru")
 
 
-def _handed_off(execution: Execution) -> bool:
+def no_worker_hint(exec_id: str) -> str:
+    return (
+        f"Execution {exec_id} is waiting for a `kitaru worker` on the server's store to run "
+        "it; none has taken it yet. Start one where the flow's code is (`kitaru worker`), or "
+        "stop waiting with Ctrl-C: it runs once a worker is up."
+    )
+
+
+def handed_off(execution: Execution) -> bool:
     """Still held by the server's hand-over: no worker has taken it."""
     return execution.lease_owner == HANDOFF_OWNER and not execution.status.is_finished
 
@@ -183,15 +191,9 @@ class RemoteExecutionsAPI:
             if execution.status.is_finished:
                 return execution
             elapsed = time.monotonic() - started
-            if not hinted and elapsed >= _NO_WORKER_HINT_AFTER and _handed_off(execution):
+            if not hinted and elapsed >= NO_WORKER_HINT_AFTER and handed_off(execution):
                 hinted = True  # the server handed it over and no worker has taken it yet
-                logger.warning(
-                    "Execution %s is waiting for a `kitaru worker` on the server's store to "
-                    "run it; none has taken it yet. Start one where the flow's code is "
-                    "(`kitaru worker`), or stop waiting with Ctrl-C: it runs once a worker "
-                    "is up.",
-                    execution.exec_id,
-                )
+                logger.warning(no_worker_hint(execution.exec_id))
             if timeout is not None and elapsed >= timeout:
                 raise KitaruTimeoutError(
                     exec_id=execution.exec_id,
