@@ -513,6 +513,29 @@ def test_waiting_on_a_handed_over_execution_says_it_needs_a_worker(
     assert handle.exec_id in hints[0]
 
 
+@pytest.mark.parametrize("bad_id", ["", " ", ".", "..", "a/b", "../../etc/passwd"])
+def test_ids_no_store_holds_are_unknown_through_a_server_as_locally(
+    server: Server, bad_id: str
+) -> None:
+    # As a URL path segment such an id would be rewritten ("..") and reach another route
+    # (all pending waits, a bare 404): it is unknown, with the store's own error.
+    waiting = _flows.gate.run(11)
+    _wait_status(waiting.exec_id, "waiting")
+    local = _local()
+    kitaru.connect(server.url, api_key=server.admin_key)
+    remote = KitaruClient()
+    for call in ("get", "pending_waits", "cancel", "logs"):
+        with pytest.raises(KitaruBackendError, match="Failed to load execution") as found:
+            getattr(remote.executions, call)(bad_id)
+        with pytest.raises(KitaruBackendError) as expected:
+            getattr(local.executions, call)(bad_id)
+        assert type(found.value) is type(expected.value)
+    with pytest.raises(KitaruBackendError, match="Failed to load artifact"):
+        remote.artifacts.get(bad_id)
+    assert [w.exec_id for w in remote.executions.pending_waits(None)] == [waiting.exec_id]
+    remote.executions.cancel(waiting.exec_id)
+
+
 def test_cli_retry_through_a_server_returns_or_says_what_it_waits_for(
     server: Server, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

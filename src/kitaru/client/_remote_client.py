@@ -20,9 +20,11 @@ from kitaru.client._events import ExecutionEvent
 from kitaru.client._ids import id_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
+    KitaruBackendError,
     KitaruNotFoundError,
     KitaruTimeoutError,
     KitaruUsageError,
+    execution_not_found,
 )
 
 if TYPE_CHECKING:
@@ -591,7 +593,23 @@ def connected_backend() -> RemoteBackend | None:
 
 
 def _path_id(ref: object, what: str) -> str:
-    """An id as one URL path segment (checked as the local client checks it)."""
+    """An id as one URL path segment (checked as the local client checks it).
+
+    No stored id is empty, ``.``, ``..`` or holds a slash; sent as a path segment, such
+    an id would be rewritten (``..`` climbs a level) and reach another route. It is
+    refused here as the store refuses an id it does not hold."""
     from urllib.parse import quote
 
-    return quote(id_text(ref, what), safe="")
+    text = id_text(ref, what)
+    if text.strip() in ("", ".", "..") or "/" in text or "\\" in text:
+        noun = what.split()[0]  # "execution", "artifact"
+        if noun == "execution":
+            raise execution_not_found(
+                text,
+                "no execution with this id in the server's store. List executions with "
+                "`kitaru executions list`.",
+            )
+        raise KitaruBackendError(
+            f"Failed to load {noun} '{text}': no {noun} with this id in the server's store."
+        )
+    return quote(text, safe="")
