@@ -143,6 +143,14 @@ def test_only_runner_keys_may_record(server: Server) -> None:
     assert runner.post("/store/get_execution", json=forged).status_code in (400, 422)
 
 
+def _nested(depth: int) -> list[Any]:
+    """A list inside a list... ``depth`` deep: valid JSON that a recursive decoder chokes on."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("method", "body"),
     [
@@ -150,6 +158,7 @@ def test_only_runner_keys_may_record(server: Server) -> None:
         ("get_execution", {"positional": [{"a": 1}], "keywords": {}}),
         ("list_executions", {"positional": [], "keywords": {"limit": "abc"}}),
         ("get_status", {"positional": [], "keywords": {"nope": 1}}),
+        ("get_execution", {"positional": [_nested(700)], "keywords": {}}),
     ],
 )
 def test_store_calls_with_wrongly_typed_arguments_are_400s(

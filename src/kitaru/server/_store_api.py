@@ -111,6 +111,10 @@ def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) ->
     try:
         args = _wire.decode(body.positional)
         kwargs = _wire.decode(body.keywords)
+    except RecursionError:
+        raise ApiError(
+            400, "KitaruUsageError", f"The arguments of store.{method} are nested too deeply."
+        ) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ApiError(
             400, "KitaruUsageError", f"Malformed arguments for store.{method}: {exc!r}"
@@ -120,6 +124,10 @@ def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) ->
         result = getattr(store, method)(*args, **kwargs)
     except StaleOwnerError as exc:
         raise ApiError(409, "StaleOwnerError", str(exc)) from None
+    except RecursionError:  # a value nested deeper than the store can serialize
+        raise ApiError(
+            400, "KitaruUsageError", f"A value given to store.{method} is nested too deeply."
+        ) from None
     except sa_exc.IntegrityError as exc:  # e.g. an execution id that exists already
         raise ApiError(
             409,
