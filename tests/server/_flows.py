@@ -94,3 +94,15 @@ def texty(n: int) -> str:
 @flow(cache=False)
 def textflow(n: int) -> str:
     return texty(n)
+
+
+@checkpoint(cache=False)
+def chatter(lines: int) -> int:
+    for i in range(lines):
+        print(f"line {i:05d} " + "z" * 100)
+    return lines
+
+
+@flow(cache=False)
+def chatty_flow(lines: int) -> int:
+    return chatter(lines)

@@ -199,6 +199,31 @@ def test_a_write_the_server_refuses_as_too_large_fails_the_run_as_the_stores_fai
     assert "refused to store" in execution.failure.message
 
 
+def test_a_chatty_checkpoint_keeps_every_line_through_a_server_with_a_small_body_limit(
+    server: Server, tmp_path: Path
+) -> None:
+    # ~240 KB of lines flushed at once, a server taking 32 KB bodies: sent in parts
+    # under its limit (it says it in /version), none of them refused and dropped.
+    from tests.server.conftest import start_server, stop
+
+    url, process = start_server(
+        Path(os.environ["KITARU_CONFIG_PATH"]),
+        server.store_url,
+        tmp_path / "capped.log",
+        KITARU_SERVER_MAX_BODY_BYTES=str(32 * 1024),
+    )
+    try:
+        result = _run_flow(url, server.runner_key, tmp_path / "runner-home", "chatty_flow", 2000)
+    finally:
+        stop(process)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "could not store" not in result.stderr
+    exec_id = re.search(r"EXEC ([0-9a-f-]{36})", result.stdout)
+    assert exec_id is not None, result.stdout[-2000:]
+    lines = [e.message for e in KitaruClient().executions.logs(exec_id[1], limit=10_000)]
+    assert lines == [f"line {i:05d} " + "z" * 100 for i in range(2000)]
+
+
 #: The ``kitaru`` command of a server that speaks another store protocol (a newer one).
 OTHER_PROTOCOL_SERVER_CLI = (
     "-c",

@@ -10,9 +10,10 @@ to directly (the one the server uses: a shared directory or bucket).
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kitaru._store import _wire
 from kitaru._store.records import RecordedCall
@@ -24,6 +25,9 @@ from kitaru.client._remote_config import (
     normalize_url,
 )
 from kitaru.errors import KitaruBackendError, KitaruFeatureNotAvailableError, KitaruUsageError
+
+if TYPE_CHECKING:
+    from kitaru._store.records_extra import LogRecord
 
 SCHEMES = ("kitaru+http://", "kitaru+https://")
 _PROTOCOL_HEADERS = {_wire.PROTOCOL_HEADER: str(_wire.PROTOCOL)}
@@ -73,6 +77,7 @@ class HttpStore:
         self.dialect = "http"
         self._session = Session(Connection(server, api_key(server), "store URL"))
         self._protocol_checked = False
+        self._log_part_bytes = _LOG_PART_BYTES  # see insert_logs
 
     def __repr__(self) -> str:
         return f"HttpStore({self.url!r})"
@@ -102,6 +107,9 @@ class HttpStore:
                 _wire.server_speaks_other(self._session.connection.url, found, version or "?")
             )
         self._protocol_checked = True
+        cap = answer.get("max_body_bytes")
+        if type(cap) is int and cap > 0:  # an older server does not say: the default part
+            self._log_part_bytes = min(_LOG_PART_BYTES, cap // 2)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in _wire.METHODS:
@@ -128,6 +136,17 @@ class HttpStore:
             return [RecordedCall.of(call) for call in calls]
         return [RecordedCall(*row) for row in rows]  # an older server sends no crc32
 
+    def insert_logs(self, records: Sequence[LogRecord]) -> list[tuple[LogRecord, Exception]]:
+        """``Store.insert_logs`` in requests the server takes: a busy checkpoint's batch of
+        lines can outgrow the server's body limit (1 MiB by default), which would refuse
+        it whole; each part holds at most half of that limit (and 256 KiB) of lines."""
+        if not self._protocol_checked:
+            self._check_protocol()  # learns the server's body limit
+        refused: list[tuple[LogRecord, Exception]] = []
+        for part in _parts(records, self._log_part_bytes):
+            refused.extend(self._call("insert_logs", (part,), {}) or ())
+        return refused
+
     def read(self) -> Any:
         raise KitaruFeatureNotAvailableError(
             f"{self!r} has no SQL access: this operation needs the store itself."
@@ -137,3 +156,24 @@ class HttpStore:
 
     def dispose(self) -> None:
         self._session.close()
+
+
+#: About this many bytes of log lines per request (well under a server's default limit).
+_LOG_PART_BYTES = 256 * 1024
+#: What each line adds to its request besides its text (ids, time, names, JSON).
+_LOG_LINE_OVERHEAD = 200
+
+
+def _parts(records: Sequence[LogRecord], budget: int) -> Iterator[list[LogRecord]]:
+    part: list[LogRecord] = []
+    size = 0
+    for record in records:
+        # As JSON: escapes (a non-ASCII character is up to 12 bytes) count too.
+        cost = len(json.dumps(record.message)) + len(record.logger or "") + _LOG_LINE_OVERHEAD
+        if part and size + cost > budget:
+            yield part
+            part, size = [], 0
+        part.append(record)
+        size += cost
+    if part:
+        yield part

@@ -137,5 +137,11 @@ def health() -> dict[str, Any]:
 @router.get("/version", response_model=Version, tags=["server"], summary="Server version")
 def version(request: Request, _key: Reader) -> dict[str, Any]:
     # The page cap too: clients page within it (a server started with a small one).
-    cap: int = request.app.state.settings.max_page_size
-    return {"version": __version__, "api": "v1", "max_page_size": cap, "protocol": _wire.PROTOCOL}
+    settings = request.app.state.settings
+    return {
+        "version": __version__,
+        "api": "v1",
+        "max_page_size": settings.max_page_size,
+        "protocol": _wire.PROTOCOL,
+        "max_body_bytes": settings.max_body_bytes,
+    }

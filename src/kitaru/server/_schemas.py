@@ -229,6 +229,9 @@ class Version(BaseModel):
     #: The store contract's form over HTTP (``kitaru._store._wire.PROTOCOL``): runners
     #: refuse a server that speaks another.
     protocol: int = 1
+    #: The largest request body it takes (``--max-body-bytes``): runners send their log
+    #: lines in parts under it.
+    max_body_bytes: int | None = None
 
 
 class WaitInput(BaseModel):
