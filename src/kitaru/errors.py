@@ -416,6 +416,19 @@ class KitaruPlainDataWarning(KitaruWarning):
     """A stored value was returned as plain JSON data: its class cannot be loaded here."""
 
 
+def public_type_name(exc: BaseException) -> str:
+    """The nearest class of ``exc`` that Kitaru's API names (a ``kitaru.errors`` class):
+    what the CLI's and the server's error documents call it, whatever internal subclass
+    was raised (e.g. an unknown replay selector is a ``KitaruStateError``)."""
+    import sys
+
+    module = sys.modules[__name__]
+    for cls in type(exc).__mro__:
+        if getattr(module, cls.__name__, None) is cls:
+            return str(cls.__name__)
+    return "LookupError" if isinstance(exc, LookupError) else "KitaruError"
+
+
 __all__ = [
     "FailureOrigin",
     "KitaruAmbiguousFlowResultError",

@@ -138,6 +138,10 @@ def test_replay_errors(cli: Invoke, flows: Flows) -> None:
     unknown = cli("executions", "replay", source, "--at", "nope")
     assert unknown.exit_code == 1
     assert_one_error_line(unknown.stderr, "'nope'", "Available checkpoints")
+    # The contract's type (as through a server), not the internal subclass raised.
+    as_json = cli("executions", "replay", source, "--at", "nope", "-o", "json")
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stderr)["error"]["type"] == "KitaruStateError"
 
     bad_key = cli("executions", "replay", source, "--at", "steady", "--override", "ghost=1")
     assert bad_key.exit_code == 1

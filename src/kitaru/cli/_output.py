@@ -38,7 +38,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kitaru.errors import KitaruError
+from kitaru.errors import KitaruError, public_type_name
 
 EXIT_ERROR = 1
 #: Bad command-line input exits 1 as well (Kitaru 0.21's contract; Click's own is 2).
@@ -358,7 +358,7 @@ def command(name: str, fmt: OutputFormat) -> Iterator[Output]:
     except KitaruError as exc:
         if debug_enabled():
             raise
-        out.fail(type(exc).__name__, str(exc) or type(exc).__name__)
+        out.fail(public_type_name(exc), str(exc) or type(exc).__name__)
     except UsageProblem as exc:
         out.fail("UsageError", str(exc), code=EXIT_USAGE)
     except typer.BadParameter as exc:

@@ -77,14 +77,6 @@ def error_response(
     )
 
 
-def _public_type(exc: BaseException) -> str:
-    """The nearest class a client can re-raise (a public ``kitaru.errors`` name)."""
-    for cls in type(exc).__mro__:
-        if getattr(errors, cls.__name__, None) is cls:
-            return str(cls.__name__)
-    return "LookupError" if isinstance(exc, LookupError) else "KitaruError"
-
-
 def install(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -93,7 +85,9 @@ def install(app: FastAPI) -> None:
 
     async def kitaru_error(_request: Request, exc: Exception) -> JSONResponse:
         details = getattr(exc, "details", None) if isinstance(exc, errors.KitaruError) else None
-        return error_response(status_of(exc), _public_type(exc), _without_store(str(exc)), details)
+        return error_response(
+            status_of(exc), errors.public_type_name(exc), _without_store(str(exc)), details
+        )
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
