@@ -23,6 +23,7 @@ from kitaru._backend import get_backend
 from kitaru._store import ExecutionStatus
 from kitaru._store import schema as t
 from kitaru._store.records import CallStatus
+from kitaru.client import Execution
 from tests.recovery._rc_support import (
     REPO_ROOT,
     RUN_FLOW,
@@ -49,6 +50,18 @@ def _expire_lease(exec_id: str) -> None:
         )
 
 
+def _take_over_while_paused(pid: int, store_url: str, exec_id: str, gate: Path) -> Execution:
+    """The runner stalls (VM freeze, GC pause...) past its lease; this process takes the
+    execution over and completes it; then the runner wakes up."""
+    pause_runner(pid, store_url)
+    _expire_lease(exec_id)
+    gate.touch()
+    resumed = KitaruClient().executions.resume(exec_id, wait=True)
+    assert resumed.status is ExecutionStatus.COMPLETED
+    os.kill(pid, signal.SIGCONT)
+    return resumed
+
+
 def test_a_paused_runner_taken_over_stops_at_its_next_write(any_store: str, tmp_path: Path) -> None:
     log = tmp_path / "steps.log"
     gate = tmp_path / "gate"
@@ -59,13 +72,8 @@ def test_a_paused_runner_taken_over_stops_at_its_next_write(any_store: str, tmp_
     )
     try:
         wait_for(lambda: "first start" in read_log(log), what="the child's first checkpoint")
-        pause_runner(child.pid, any_store)  # the runner stalls (VM freeze, GC pause, ...)
         exec_id = KitaruClient().executions.latest(flow="gated").exec_id
-        _expire_lease(exec_id)
-        gate.touch()
-        resumed = KitaruClient().executions.resume(exec_id, wait=True)
-        assert resumed.status is ExecutionStatus.COMPLETED
-        os.kill(child.pid, signal.SIGCONT)
+        resumed = _take_over_while_paused(child.pid, any_store, exec_id, gate)
         out, err = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
@@ -146,12 +154,7 @@ def test_a_fan_out_that_lost_its_execution_starts_no_more_calls(
             assert KitaruClient().executions.cancel(exec_id).status is ExecutionStatus.CANCELLED
             gate.touch()
         else:
-            pause_runner(child.pid, any_store)
-            _expire_lease(exec_id)
-            gate.touch()
-            resumed = KitaruClient().executions.resume(exec_id, wait=True)
-            assert resumed.status is ExecutionStatus.COMPLETED
-            os.kill(child.pid, signal.SIGCONT)
+            resumed = _take_over_while_paused(child.pid, any_store, exec_id, gate)
         out, err = child.communicate(timeout=60)
     finally:
         if child.poll() is None:

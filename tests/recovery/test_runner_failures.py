@@ -228,28 +228,27 @@ def test_a_failure_the_store_could_not_record_points_at_resume_not_retry(origin:
     exec_id = "0196f000-0000-7000-8000-000000000001"
     live = driver.register_live(exec_id)
     live.failure = {"origin": origin, "message": "disk I/O error", "exception_type": "OSError"}
-    live.fence, live.flow_name, live.failure_recorded = 1, "pipeline", False
-    with driver._live_lock:
-        driver._runner_failures[exec_id] = live
-    try:
-        error = runner_failure_error(exec_id, None)
-    finally:
-        with driver._live_lock:
-            driver._runner_failures.pop(exec_id, None)
-            driver._live.pop(exec_id, None)
-    assert error is not None
-    message = str(error)
-    assert "still lists the execution as running" in message
-    assert f"kitaru executions resume {exec_id}" in message
-    assert "executions retry" not in message
+    live.fence, live.flow_name = 1, "pipeline"
 
-    live.failure_recorded = True  # recorded as failed: 0.21's retry line ends it
-    with driver._live_lock:
-        driver._runner_failures[exec_id] = live
+    def error_when(recorded: bool) -> str:
+        live.failure_recorded = recorded
+        with driver._live_lock:
+            driver._runner_failures[exec_id] = live
+        try:
+            error = runner_failure_error(exec_id, None)
+        finally:
+            with driver._live_lock:
+                driver._runner_failures.pop(exec_id, None)
+        assert error is not None
+        return str(error)
+
     try:
-        recorded = runner_failure_error(exec_id, None)
+        message = error_when(recorded=False)
+        assert "still lists the execution as running" in message
+        assert f"kitaru executions resume {exec_id}" in message
+        assert "executions retry" not in message
+        # Recorded as failed: 0.21's retry line ends it.
+        assert error_when(recorded=True).rstrip().endswith(f"kitaru executions retry {exec_id}")
     finally:
         with driver._live_lock:
-            driver._runner_failures.pop(exec_id, None)
-    assert recorded is not None
-    assert str(recorded).rstrip().endswith(f"kitaru executions retry {exec_id}")
+            driver._live.pop(exec_id, None)
