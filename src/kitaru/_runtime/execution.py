@@ -828,10 +828,10 @@ class ExecutionContext:
                         for attempt in self.backend.store.attempts(self.exec_id):
                             found.setdefault(attempt.call_id, []).append(attempt.attempt)
                     self._attempts_before = found
-        numbers = self._attempts_before.get(call_id, ())
-        return max((n for n in numbers if n > recorded_attempts), default=recorded_attempts) - (
-            recorded_attempts
-        )
+        numbers = self._attempts_before.get(call_id)
+        if not numbers:  # the usual case (a first run reads nothing): no generator
+            return 0
+        return max(max(numbers), recorded_attempts) - recorded_attempts
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
