@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kitaru._blobs import Serialized, deserialize, serialize
 from kitaru._blobs.pickle_policy import ENV_ALLOW_PICKLE, pickle_setting
-from kitaru._parent_death import die_with_parent, parent_env
+from kitaru._parent_death import parent_env
 from kitaru._runtime import events
 from kitaru._store import ArtifactRecord
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 _POLL_SECONDS = 0.05
 #: The child checks that its runner (this process) is still its parent.
-_ENV_PARENT = "KITARU_ISOLATED_PARENT"
+ENV_PARENT = "KITARU_ISOLATED_PARENT"
 
 
 class IsolatedCheckpointError(RuntimeError):
@@ -87,7 +87,7 @@ def run_isolated(
         env.update(events.child_env(frame))  # the child's events continue this attempt's
         # If this runner dies, its child dies too: a resume runs the call again, and two
         # copies must not overlap (see child_main).
-        env.update(parent_env(_ENV_PARENT))
+        env.update(parent_env(ENV_PARENT))
         command = [
             sys.executable,
             "-m",
@@ -237,8 +237,6 @@ class _ChildContext:
 def child_main(argv: list[str]) -> int:
     """Run the pickled call named by ``argv`` and write the report; see the module docstring."""
     uri, sha, report_path, exec_id, call_id, name = argv
-    # SIGKILL (not a signal the call's code could catch or ignore) when the runner dies.
-    die_with_parent(_ENV_PARENT, signal.SIGKILL)
     import pickle
 
     from kitaru._runtime.context import CheckpointFrame, current_checkpoint, current_execution
