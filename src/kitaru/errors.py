@@ -399,6 +399,11 @@ def execution_not_found(exec_id: str, detail: str) -> KitaruBackendError:
     return KitaruBackendError(f"Failed to load execution '{exec_id}': {detail}")
 
 
+def artifact_not_found(artifact_id: str, detail: str) -> KitaruBackendError:
+    """The error for an artifact id the store does not hold (as for executions)."""
+    return KitaruBackendError(f"Failed to load artifact '{artifact_id}': {detail}")
+
+
 class KitaruBackendExecutionError(KitaruExecutionError, KitaruBackendError):
     """The execution stopped because the store or the artifact store failed under it.
 

@@ -837,12 +837,12 @@ class ExecutionContext:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
 
-    def lost(self, exc: StaleOwnerError) -> CancelledError:
+    def lost(self, why: StaleOwnerError | str) -> CancelledError:
         """A write was refused: this runner no longer owns the execution (cancelled, or
         taken over). Every thread of it then stops at its next checkpoint boundary (a
         fan-out's queued calls start no body), not only the one that found out."""
         self.cancel_event.set()
-        return CancelledError(str(exc))
+        return CancelledError(str(why))
 
 
 def _run_isolated(

@@ -147,13 +147,10 @@ def _end(ctx: ExecutionContext, suspension_id: str) -> None:
 
 def release(ctx: ExecutionContext, what: str) -> None:
     """Let go of the execution here (no lease, no thread); raises ``WaitSuspended``."""
-    from kitaru._runtime.execution import CancelledError
-
     with ctx.backend_op(f"release execution {ctx.exec_id} at {what}"):
         released = ctx.backend.store.release_suspended(ctx.exec_id, fence=ctx.record.fence)
     if not released:
-        ctx.cancel_event.set()  # lost: no other thread of it goes on either
-        raise CancelledError(f"Execution {ctx.exec_id} was cancelled or taken over at {what}.")
+        raise ctx.lost(f"Execution {ctx.exec_id} was cancelled or taken over at {what}.")
     raise WaitSuspended(f"Execution {ctx.exec_id} released at {what}")
 
 

@@ -18,11 +18,11 @@ from kitaru.client._ids import resolve_id
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.config import resolve_store_location
 from kitaru.errors import (
-    KitaruBackendError,
     KitaruFeatureNotAvailableError,
     KitaruNotFoundError,
     KitaruTimeoutError,
     KitaruUsageError,
+    artifact_not_found,
 )
 
 if TYPE_CHECKING:
@@ -532,9 +532,10 @@ class ArtifactsAPI:
         store = self._backend.store
         record = store.get_artifact(resolve_id(store, "artifacts", artifact_id))
         if record is None:
-            raise KitaruBackendError(
-                f"Failed to load artifact '{artifact_id}': no artifact with this id. "
-                "List an execution's artifacts with `kitaru artifacts list EXEC_ID`."
+            raise artifact_not_found(
+                artifact_id,
+                "no artifact with this id. List an execution's artifacts with "
+                "`kitaru artifacts list EXEC_ID`.",
             )
         calls = []
         if record.exec_id is not None and record.call_id is not None:

@@ -20,10 +20,10 @@ from kitaru.client._events import ExecutionEvent
 from kitaru.client._ids import id_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
-    KitaruBackendError,
     KitaruNotFoundError,
     KitaruTimeoutError,
     KitaruUsageError,
+    artifact_not_found,
     execution_not_found,
 )
 
@@ -602,14 +602,11 @@ def _path_id(ref: object, what: str) -> str:
 
     text = id_text(ref, what)
     if text.strip() in ("", ".", "..") or "/" in text or "\\" in text:
-        noun = what.split()[0]  # "execution", "artifact"
-        if noun == "execution":
+        if what == "execution":
             raise execution_not_found(
                 text,
                 "no execution with this id in the server's store. List executions with "
                 "`kitaru executions list`.",
             )
-        raise KitaruBackendError(
-            f"Failed to load {noun} '{text}': no {noun} with this id in the server's store."
-        )
+        raise artifact_not_found(text, "no artifact with this id in the server's store.")
     return quote(text, safe="")

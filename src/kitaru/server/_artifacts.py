@@ -12,7 +12,7 @@ from kitaru._store import _wire
 from kitaru._version import __version__
 from kitaru.client import KitaruClient
 from kitaru.client._ids import resolve_id
-from kitaru.errors import KitaruBackendError, KitaruUsageError
+from kitaru.errors import KitaruUsageError, artifact_not_found
 from kitaru.server._auth import Reader
 from kitaru.server._preview import artifact_bytes, preview
 from kitaru.server._schemas import (
@@ -64,9 +64,10 @@ def _record(artifact_id: str) -> Any:
     store = get_backend().store
     record = store.get_artifact(resolve_id(store, "artifacts", artifact_id))
     if record is None:
-        raise KitaruBackendError(
-            f"Failed to load artifact '{artifact_id}': no artifact with this id. List an "
-            "execution's artifacts with GET /api/v1/executions/{exec_id}/artifacts."
+        raise artifact_not_found(
+            artifact_id,
+            "no artifact with this id. List an execution's artifacts with GET "
+            "/api/v1/executions/{exec_id}/artifacts.",
         )
     return record
 
