@@ -115,6 +115,13 @@ def failing_with_retries(log: str) -> int:
     return always_fails(log)
 
 
+@flow(retries=2, cache=False)
+def flow_failing_with_retries(log: str) -> int:
+    """Its body fails every time: three runs of the body in all."""
+    note(log, f"body {os.getpid()}")
+    raise RuntimeError("the body is broken")
+
+
 @checkpoint(runtime="isolated")
 def held_in_a_process(log: str, gate: str) -> int:
     note(log, f"isolated {os.getpid()}")
@@ -138,6 +145,8 @@ def main(argv: list[str]) -> None:
         handle = pipeline.run(log, int(rest[0]))
     elif which == "failing_with_retries":
         handle = failing_with_retries.run(log)
+    elif which == "flow_failing_with_retries":
+        handle = flow_failing_with_retries.run(log)
     elif which == "isolated_hold":
         handle = isolated_hold.run(log, rest[0])
     elif which == "gated_fan_out":

@@ -425,3 +425,36 @@ def test_a_checkpoints_retries_go_on_after_its_runner_died(
     [call] = final.checkpoints
     assert [a.status for a in call.attempts] == [ExecutionStatus.FAILED] * 3
     assert [a.attempt_id.rsplit("#", 1)[1] for a in call.attempts] == ["1", "2", "3"]
+
+
+def test_a_flows_retries_go_on_after_its_runner_died(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flow's retries=2 is three runs of its body in all, even when its runner dies
+    # during the flow's backoff and another process resumes the execution; a user's
+    # retry of the failed execution then has a new budget.
+    log = tmp_path / "bodies.log"
+    child = start(
+        ["-c", RUN_FLOW, "flow_failing_with_retries", str(log)],
+        cwd=REPO_ROOT,
+        env=child_env(KITARU_RETRY_BACKOFF="60"),  # the child sits in its first backoff
+    )
+    try:
+        wait_for(lambda: len(read_log(log)) == 1, timeout=60, what="the first run")
+        exec_id = KitaruClient().executions.latest(flow="flow_failing_with_retries").exec_id
+        store = get_backend().store
+        wait_for(lambda: store.require_execution(exec_id).flow_retries == 1, what="its count")
+        child.kill()
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    monkeypatch.setenv("KITARU_RETRY_BACKOFF", "0.01")
+    final = KitaruClient().executions.resume(exec_id, wait=True)
+    assert final.status is ExecutionStatus.FAILED
+    assert len(read_log(log)) == 3  # one before the kill, two after it
+    assert store.require_execution(exec_id).flow_retries == 0  # ended: a new budget
+    again = KitaruClient().executions.retry(exec_id, wait=True)
+    assert again.status is ExecutionStatus.FAILED
+    assert len(read_log(log)) == 6

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kitaru._store import _wire
 from kitaru.client import KitaruClient
 from tests.server.conftest import REPO_ROOT, RUN_FLOW, Server, process_env, serve
 
@@ -249,28 +250,31 @@ def test_a_runner_refuses_a_server_of_another_store_protocol_before_writing(
     assert result.returncode != 0
     assert "KitaruBackendError" in result.stderr
     assert "speaks store protocol 99" in result.stderr
-    assert "speaks protocol 1" in result.stderr
+    assert f"speaks protocol {_wire.PROTOCOL}" in result.stderr
     assert "same Kitaru version" in result.stderr
     assert KitaruClient().executions.list() == []  # nothing was written
 
 
 def test_the_server_refuses_a_store_call_stating_another_protocol(server: Server) -> None:
     version = server.reader.get("/version").json()
-    assert version["protocol"] == 1
+    assert version["protocol"] == _wire.PROTOCOL
+    other_protocol = str(_wire.PROTOCOL + 1)
     body = {"positional": ["nope"], "keywords": {}}
     with server.client(server.runner_key) as runner:
         other = runner.post(
-            "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": "2"}
+            "/store/get_execution",
+            json=body,
+            headers={"X-Kitaru-Store-Protocol": other_protocol},
         )
         assert other.status_code == 409, other.text
         assert other.json()["error"]["type"] == "KitaruBackendError"
-        assert "states protocol '2'" in other.json()["error"]["message"]
-        assert "speaks store protocol 1" in other.json()["error"]["message"]
+        assert f"states protocol '{other_protocol}'" in other.json()["error"]["message"]
+        assert f"speaks store protocol {_wire.PROTOCOL}" in other.json()["error"]["message"]
         # Refused before the body is read: a body of another form is not what is wrong.
         reshaped = runner.post(
             "/store/get_execution",
             json={"positional": "not a list"},
-            headers={"X-Kitaru-Store-Protocol": "2"},
+            headers={"X-Kitaru-Store-Protocol": other_protocol},
         )
         assert reshaped.status_code == 409, reshaped.text
         empty = runner.post(
@@ -278,7 +282,9 @@ def test_the_server_refuses_a_store_call_stating_another_protocol(server: Server
         )
         assert empty.status_code == 200, empty.text  # states none: served
         same = runner.post(
-            "/store/get_execution", json=body, headers={"X-Kitaru-Store-Protocol": "1"}
+            "/store/get_execution",
+            json=body,
+            headers={"X-Kitaru-Store-Protocol": str(_wire.PROTOCOL)},
         )
         unstated = runner.post("/store/get_execution", json=body)  # a client before the check
     assert same.status_code == unstated.status_code == 200, (same.text, unstated.text)

@@ -146,8 +146,10 @@ def run_execution(
     leases.hold(record.id, store, record.fence, live.cancel)
     logcapture.install()
     try:
-        for flow_attempt in range(retries + 1):
-            if flow_attempt:
+        # Retries an earlier runner used are spent (it may have died during a backoff).
+        first = min(record.flow_retries, retries)
+        for flow_attempt in range(first, retries + 1):
+            if flow_attempt > first:
                 if live.cancel.is_set():
                     return
                 restarted = store.start_run(
@@ -157,7 +159,7 @@ def run_execution(
                     return  # cancelled or taken over while backing off
                 record = restarted
             # A brand-new execution has no calls or waits yet: skip the reads.
-            nothing_recorded = fresh and not flow_attempt
+            nothing_recorded = fresh and flow_attempt == 0
             replay = None
             if record.replay_plan:
                 from kitaru._runtime.replaying import load_directives
@@ -208,6 +210,12 @@ def run_execution(
                         retries,
                     )
                     last.store_rest()  # before the next run's events
+                    # Counted before the backoff: a runner that dies during it leaves the
+                    # budget spent for whoever resumes the execution.
+                    if not store.note_flow_retry(
+                        record.id, used=flow_attempt + 1, fence=record.fence
+                    ):
+                        return  # cancelled or taken over meanwhile
                     # A cancel during the backoff ends the wait (and the execution) at once.
                     live.cancel.wait(retry_backoff(flow_attempt + 1))
                     continue

@@ -39,6 +39,7 @@ EXECUTION_COLUMNS = (
     "idempotency_key",
     "schedule_name",
     "schedule_slot",
+    "flow_retries",
 )
 CALL_COLUMNS = (
     "exec_id",

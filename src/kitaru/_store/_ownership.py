@@ -76,6 +76,26 @@ class OwnershipMixin:
             raise KitaruStateError(f"Execution {exec_id!r} disappeared from the store.")
         return _execution_from_row(row._mapping) if changed else None
 
+    def note_flow_retry(self: _StoreCore, exec_id: str, *, used: int, fence: int) -> bool:
+        """Record that the flow body is about to be retried: ``used`` retries of its budget.
+
+        Written before the backoff, so a runner that dies during it leaves the count
+        for whoever resumes the execution. False (nothing written): it was cancelled
+        or taken over meanwhile.
+        """
+        ex = t.executions.c
+        update = (
+            t.executions.update()
+            .where(
+                ex.id == exec_id,
+                ex.fence == fence,
+                ex.status == ExecutionStatus.RUNNING.value,
+            )
+            .values(flow_retries=used)
+        )
+        with self.write() as conn:
+            return _changed(conn, update)
+
     def claim(
         self: _StoreCore,
         exec_id: str,

@@ -239,6 +239,7 @@ class _SQLiteStatements:
             "failure",
             "lease_owner",
             "lease_expires_at",
+            "flow_retries",  # times its current count: 1 keeps it, 0 resets it
         )
         self._finish: dict[tuple[int | None, bool], str] = {}
         # An execution's calls with their output artifacts, as plain tuples.
@@ -276,7 +277,10 @@ class _SQLiteStatements:
         key = (statuses, fenced)
         sql = self._finish.get(key)
         if sql is None:
-            sets = ", ".join(f"{name} = ?" for name in self.finish_columns)
+            sets = ", ".join(
+                f"{name} = {name} * ?" if name == "flow_retries" else f"{name} = ?"
+                for name in self.finish_columns
+            )
             where = "id = ?"
             if statuses is not None:
                 where += f" AND status IN ({', '.join('?' * statuses)})" if statuses else " AND 0"

@@ -190,6 +190,8 @@ class ExecutionRecord:
     #: The schedule and slot (epoch seconds) that started it.
     schedule_name: str | None = None
     schedule_slot: float | None = None
+    #: Flow-level retries used of the frozen ``retries`` budget (see ``note_flow_retry``).
+    flow_retries: int = 0
 
 
 class WaitStatus(StrEnum):

@@ -51,6 +51,9 @@ executions = sa.Table(
     sa.Column("idempotency_key", sa.String(255), nullable=True),
     sa.Column("schedule_name", sa.String(255), nullable=True),
     sa.Column("schedule_slot", sa.Float, nullable=True),
+    # Flow-level retries this failure budget has used (migration 0016): kept across a
+    # crash during the flow's backoff, back to 0 when the execution ends for good.
+    sa.Column("flow_retries", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_kitaru_executions_flow_created", "flow_name", "created_at"),
     sa.Index("ix_kitaru_executions_parent", "parent_exec_id"),
     sa.Index("ix_kitaru_executions_schedule", "schedule_name", "schedule_slot"),

@@ -2,11 +2,11 @@
 """The SQLite schema at ``REVISION`` as the migrations create it (generated: do not
 edit; regenerate with ``python -m kitaru._store._sqlite_new``, see ``_sqlite_new``)."""
 
-REVISION = "0015"
+REVISION = "0016"
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT kitaru_alembic_version_pkc PRIMARY KEY (version_num)\n)",
-    "CREATE TABLE kitaru_executions (\n\tid VARCHAR(36) NOT NULL, \n\tflow_name VARCHAR(255) NOT NULL, \n\tflow_ref JSON NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tstack VARCHAR(255) NOT NULL, \n\tconfig JSON NOT NULL, \n\tinputs_artifact_id VARCHAR(36), \n\tresult_artifact_id VARCHAR(36), \n\tfailure JSON, \n\tmetadata JSON NOT NULL, \n\toriginal_exec_id VARCHAR(36), \n\treplay_plan JSON, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\trun_count INTEGER DEFAULT '0' NOT NULL, \n\tlease_owner VARCHAR(64), \n\tlease_expires_at FLOAT, \n\tfence INTEGER DEFAULT '0' NOT NULL, parent_exec_id VARCHAR(36), idempotency_key VARCHAR(255), schedule_name VARCHAR(255), schedule_slot FLOAT, \n\tPRIMARY KEY (id)\n)",
+    "CREATE TABLE kitaru_executions (\n\tid VARCHAR(36) NOT NULL, \n\tflow_name VARCHAR(255) NOT NULL, \n\tflow_ref JSON NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tstack VARCHAR(255) NOT NULL, \n\tconfig JSON NOT NULL, \n\tinputs_artifact_id VARCHAR(36), \n\tresult_artifact_id VARCHAR(36), \n\tfailure JSON, \n\tmetadata JSON NOT NULL, \n\toriginal_exec_id VARCHAR(36), \n\treplay_plan JSON, \n\tcreated_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\trun_count INTEGER DEFAULT '0' NOT NULL, \n\tlease_owner VARCHAR(64), \n\tlease_expires_at FLOAT, \n\tfence INTEGER DEFAULT '0' NOT NULL, parent_exec_id VARCHAR(36), idempotency_key VARCHAR(255), schedule_name VARCHAR(255), schedule_slot FLOAT, flow_retries INTEGER DEFAULT '0' NOT NULL, \n\tPRIMARY KEY (id)\n)",
     "CREATE INDEX ix_kitaru_executions_flow_created ON kitaru_executions (flow_name, created_at)",
     "CREATE INDEX ix_kitaru_executions_status ON kitaru_executions (status)",
     "CREATE TABLE kitaru_checkpoint_attempts (\n\tid INTEGER NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512) NOT NULL, \n\tattempt INTEGER NOT NULL, \n\trun INTEGER NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\texception_type VARCHAR(255), \n\tmessage TEXT, \n\ttraceback TEXT, \n\tPRIMARY KEY (id)\n)",

@@ -386,6 +386,9 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
         (``_runtime.progress`` marks long ones): they end ``failed``, with an error
         that says the execution was cancelled, in the same transaction. Their runner
         can no longer write them (its writes need a running execution).
+
+        The flow-level retries used (``flow_retries``) go back to 0, so a later retry
+        has a new budget; a ``resumable`` failure keeps them for its resume.
         """
         ended = time.time() if now is None else now
         values = {
@@ -396,10 +399,16 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             "lease_owner": None,
             "lease_expires_at": None,
         }
+        # Multiplied by: 1 keeps the count, 0 resets it (one statement for both).
+        keep_retries = int(bool(failure is not None and failure.get("resumable")))
         statuses = None if only_if_status is None else list(only_if_status)
         interrupted = _interrupted_call_error(status, ended)
         if self._sqlite is not None:
-            row = dict(values, failure=None if failure is None else json.dumps(values["failure"]))
+            row = dict(
+                values,
+                failure=None if failure is None else json.dumps(values["failure"]),
+                flow_retries=keep_retries,
+            )
             return self._sqlite.finish(
                 exec_id,
                 row,
@@ -415,7 +424,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             update = update.where(ex.status.in_([s.value for s in statuses]))
         if fence is not None:
             update = update.where(ex.fence == fence)
-        update = update.values(values)
+        update = update.values({**values, "flow_retries": ex.flow_retries * keep_retries})
         with self.write() as conn:
             if events:
                 _events.append_in_transaction(conn, events, postgres=not self._is_sqlite)
