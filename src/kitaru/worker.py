@@ -87,14 +87,20 @@ def _resume_orphans(backend: Backend, skipped: set[str]) -> int:
             continue
         try:
             control.resume(backend, record.id)
-        except FlowCodeNotFoundError as exc:
-            # Not loadable here: say so once instead of on every poll.
+        except Exception as exc:
+            if isinstance(exc, KitaruStateError) and not isinstance(exc, FlowCodeNotFoundError):
+                # Another process took it first; if that one dies, a later poll retries.
+                logger.info("Not resuming execution %s: %s", record.id, exc)
+                continue
+            if is_backend_error(exc):
+                raise  # the store failed: the whole poll is retried
+            # Not runnable here (its code, its stack or its inputs are missing in this
+            # worker's environment): say so once, and go on with the others. Other
+            # workers of the store may have what it needs; a restart looks again.
             skipped.add(record.id)
-            logger.warning("Skipping execution %s: %s", record.id, exc)
-            continue
-        except KitaruStateError as exc:
-            # Another process took it first; if that one dies, a later poll retries.
-            logger.info("Not resuming execution %s: %s", record.id, exc)
+            logger.warning(
+                "Skipping execution %s (flow %s): %s", record.id, record.flow_name, describe(exc)
+            )
             continue
         resumed += 1
         logger.info("Resumed execution %s (flow %s)", record.id, record.flow_name)

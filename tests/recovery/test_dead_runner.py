@@ -132,3 +132,34 @@ def test_a_worker_takes_over_a_dead_runner_of_this_machine_at_once(
     final = KitaruClient().executions.wait(exec_id, timeout=60)
     assert final.status is ExecutionStatus.COMPLETED
     assert counts(log) == {"fetch": 1, "transform": 2, "transform hanging": 1, "finish": 1}
+
+
+def test_a_worker_skips_an_orphan_it_cannot_run_and_resumes_the_others(
+    any_store: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An orphan on a stack this worker's config does not have (another user's, on a
+    shared store) used to stop the worker, and with it every other resume."""
+    from kitaru._store import schema
+    from kitaru.worker import run_worker
+
+    stranger = _kill_a_runner_hanging_in_transform(tmp_path / "stranger.log", lambda _: None)
+    ours = _kill_a_runner_hanging_in_transform(tmp_path / "ours.log", lambda _: None)
+    with get_backend().store.write() as conn:  # started from a config with that stack
+        conn.execute(
+            schema.executions.update()
+            .where(schema.executions.c.id == stranger)
+            .values(stack="someone-elses")
+        )
+
+    with caplog.at_level("WARNING", logger="kitaru.worker"):
+        assert run_worker(once=True) == 1
+        assert run_worker(once=True) == 0  # still not runnable here; nothing else to do
+
+    final = KitaruClient().executions.wait(ours, timeout=60)
+    assert final.status is ExecutionStatus.COMPLETED
+    skipped = [r.getMessage() for r in caplog.records if "Skipping execution" in r.getMessage()]
+    assert len(skipped) == 2  # once per pass of a fresh run_worker: here, two passes
+    assert stranger in skipped[0]
+    assert "someone-elses" in skipped[0]
+    stored = get_backend().store.require_execution(stranger)
+    assert stored.status is ExecutionStatus.RUNNING  # left for a worker that has the stack
