@@ -361,6 +361,17 @@ def test_abort_from_the_cli(client: KitaruClient) -> None:
     assert "failed" in line
     assert "was aborted" in line
 
+    # In JSON mode, a failing command: the error document on stderr, stdout empty.
+    in_json = _flows.abortable.run(False, 0)
+    wait_until_released(client, in_json.exec_id)
+    failed = kitaru("executions", "input", in_json.exec_id, "--abort", "-o", "json")
+    assert failed.exit_code == 1
+    assert failed.stdout == ""
+    document = failed.error_json()
+    assert document["command"] == "executions.input"
+    assert "was aborted" in document["error"]["message"]
+    assert client.executions.get(in_json.exec_id).status is ExecutionStatus.FAILED
+
 
 def test_no_resume_leaves_it_waiting_for_resume(client: KitaruClient) -> None:
     exec_id = released_run("int")

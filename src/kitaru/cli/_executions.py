@@ -255,10 +255,7 @@ def _finish_run(
         final = _wait_for_run(out, client, exec_id)
     except KeyboardInterrupt:
         _interrupted(out, exec_id)
-    if out.json and final.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
-        # A failing command: exit 1 with the error document on stderr, stdout empty.
-        error = _run_error(final)
-        out.fail(type(error).__name__, str(error))
+    _fail_in_json(out, final)
     out.item(execution_item(final), lambda console: render_execution(final, console))
     if final.status is ExecutionStatus.WAITING:
         # Don't hold this process until the wait's timeout: release it now; input
@@ -569,6 +566,15 @@ def _run_here(out: Output, client: KitaruClient, exec_id: str) -> Execution:
     return client.executions.get(exec_id)
 
 
+def _fail_in_json(out: Output, final: Execution) -> None:
+    """In JSON mode, an execution this command ran that ended failed or cancelled fails
+    the command before anything is printed: its error document on stderr, stdout empty
+    (contract §6). Text mode prints the execution, then ``_fail_if_unsuccessful``."""
+    if out.json and final.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        error = _run_error(final)
+        out.fail(type(error).__name__, str(error))
+
+
 def _fail_if_unsuccessful(out: Output, final: Execution) -> None:
     """Exit 1 when an execution this command ran ended failed or cancelled (as resume does)."""
     if final.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
@@ -793,6 +799,8 @@ def _input_one(
             console.print(escape(f"Answered {which} of execution {exec_id}{shown}."))
         console.print(f"Status: {exec_status(final)}")
 
+    if ran_here:
+        _fail_in_json(out, final)
     out.item(data, render)
     _state_note(out, final, ran_here=ran_here, no_resume=no_resume)
     if ran_here:
@@ -860,12 +868,14 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
             )
         console.print(table)
 
-    out.items(items, render)
     failed_here = [
         e
         for e in sorted(started_here)
         if finals.get(e) is not None
         and finals[e].status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
     ]
+    if failed_here:
+        _fail_in_json(out, finals[failed_here[0]])
+    out.items(items, render)
     if failed_here:
         _fail_if_unsuccessful(out, finals[failed_here[0]])
