@@ -196,13 +196,12 @@ def _validate_runtime(runtime: str | None, where: str) -> str:
 
 
 @overload
-def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
+def checkpoint(func: Callable[P, R]) -> Checkpoint[P, R]: ...
 
 
 @overload
 def checkpoint(
     func: None = None,
-    /,
     *,
     retries: int = 0,
     type: str | None = None,
@@ -213,7 +212,6 @@ def checkpoint(
 
 def checkpoint(
     func: Callable[P, R] | None = None,
-    /,
     *,
     retries: int = 0,
     type: str | None = None,

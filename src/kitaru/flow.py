@@ -405,13 +405,12 @@ def find_flow(module: str, qualname: str, *, file: str | None = None) -> Flow[An
 
 
 @overload
-def flow(func: Callable[P, R], /) -> Flow[P, R]: ...
+def flow(func: Callable[P, R]) -> Flow[P, R]: ...
 
 
 @overload
 def flow(
     func: None = None,
-    /,
     *,
     stack: str | None = None,
     image: Any = None,
@@ -423,7 +422,6 @@ def flow(
 
 def flow(
     func: Callable[P, R] | None = None,
-    /,
     *,
     stack: str | None = None,
     image: Any = None,

@@ -201,14 +201,16 @@ def connect(
     project: str | None = None,
     no_verify_ssl: bool = False,
     ssl_ca_cert: str | None = None,
+    cloud_api_url: str | None = None,
     timeout: float | None = None,
 ) -> None:
     """Talk to the Kitaru server at ``server_url`` from now on, in this process.
 
     The key is checked at once (a wrong one raises the server's error). ``refresh``
-    is accepted for compatibility; ``project`` is not supported.
+    and ``cloud_api_url`` (0.21's ZenML Pro control plane, which a Kitaru server does
+    not have) are accepted for compatibility and unused; ``project`` is not supported.
     """
-    del refresh
+    del refresh, cloud_api_url
     from kitaru.errors import KitaruFeatureNotAvailableError
 
     if project is not None:
