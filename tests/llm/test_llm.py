@@ -261,6 +261,26 @@ def test_credential_order_env_then_alias_secret(
     assert "--secret NAME" in plain["message"]
 
 
+def test_undecryptable_alias_secret_names_the_key_not_a_missing_secret(
+    provider: FakeLlmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from kitaru._llm._registry import register_model
+
+    register_model("fast", "openai/gpt-4o-mini", secret="c")
+    kitaru.create_secret("c", {"OPENAI_API_KEY": "sk-from-the-secret-abcdef123456"})
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setenv("KITARU_SECRETS_KEY", Fernet.generate_key().decode())
+    failed = _catching(model="fast").run().wait()
+    assert failed["type"] == "KitaruStateError"
+    assert "cannot be decrypted" in failed["message"]
+    assert "KITARU_SECRETS_KEY" in failed["message"]
+    assert "does not exist" not in failed["message"]
+    assert "create the secret" not in failed["message"]
+    assert provider.count() == 0
+
+
 def test_mock_response_sends_nothing(
     provider: FakeLlmServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

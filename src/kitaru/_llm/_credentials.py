@@ -25,7 +25,15 @@ def find_credential(provider: Provider, model: ResolvedModel) -> tuple[str | Non
 
         try:
             secret = get_secret(model.secret)
-        except KitaruStateError:
+        except KitaruStateError as exc:
+            if _secret_exists(model.secret):
+                # It exists but cannot be read (e.g. another KITARU_SECRETS_KEY): say so,
+                # re-creating it would not help.
+                raise KitaruStateError(
+                    f"Model {model.spec!r} (alias {model.alias!r}) needs an API key: "
+                    f"{provider.env_var} is not set and the alias's secret {model.secret!r} "
+                    f"cannot be read. {exc}"
+                ) from exc
             raise KitaruUsageError(
                 f"Model {model.spec!r} (alias {model.alias!r}) needs an API key: "
                 f"{provider.env_var} is not set and the alias's secret {model.secret!r} does "
@@ -56,3 +64,10 @@ def find_credential(provider: Provider, model: ResolvedModel) -> tuple[str | Non
         f"variable, or {where} holding {provider.env_var} (kitaru secrets set NAME "
         f"--{provider.env_var}=...)."
     )
+
+
+def _secret_exists(name_or_id: str) -> bool:
+    """Whether a secret with this name or id is stored (only asked after a failed read)."""
+    from kitaru.secrets import list_secrets
+
+    return any(name_or_id in (summary.name, summary.id) for summary in list_secrets())

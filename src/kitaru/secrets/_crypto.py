@@ -92,8 +92,9 @@ def decrypt(name: str, token: str) -> dict[str, str]:
     except (InvalidToken, ValueError):
         raise KitaruStateError(
             f"Secret {name!r} cannot be decrypted with the key from {source}: it was stored "
-            f"with another key. Set {ENV_KEY} to the key used when it was saved, or set the "
-            "secret again."
+            f"with another key. Set {ENV_KEY} to the key used when it was saved (if that key "
+            f"is lost, delete the secret with kitaru secrets delete {name} and save its values "
+            "again)."
         ) from None
     values = json.loads(plain)
     return {str(k): str(v) for k, v in values.items()}
