@@ -155,3 +155,46 @@ def test_runner_call_strategy_is_one_durable_call(env: tuple[Path, FakeLlmServer
     assert len(call.metadata["kitaru_adapter_calls"]) == 6
     assert len(call.llm_usage_records) == 4
     assert ledger(ledger_path) == {"add 1": 1, "add 2": 1}
+
+
+def test_a_model_instance_is_recorded_and_priced_by_its_model_name(
+    env: tuple[Path, FakeLlmServer],
+) -> None:
+    import openai
+    from agents import Agent, RunConfig
+    from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+
+    from kitaru import flow
+    from kitaru.adapters.openai_agents import KitaruRunner
+
+    _, server = env
+
+    def model() -> OpenAIChatCompletionsModel:
+        client = openai.AsyncOpenAI(
+            base_url=server.openai_base_url,
+            api_key="sk-test",
+            default_headers={"Connection": "close"},
+        )
+        return OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client)
+
+    @flow(cache=False)
+    def on_the_agent(prompt: str) -> str:
+        agent = Agent(name="a", instructions="Answer.", model=model())
+        return str(KitaruRunner().run_sync(agent, prompt).final_output)
+
+    @flow(cache=False)
+    def on_the_run_config(prompt: str) -> str:
+        agent = Agent(name="a", instructions="Answer.")
+        config = RunConfig(model=model(), tracing_disabled=True)
+        return str(KitaruRunner().run_sync(agent, prompt, run_config=config).final_output)
+
+    for each in (on_the_agent, on_the_run_config):
+        server.script(Reply(text="hi", input_tokens=100, output_tokens=10))
+        handle = each.run("hello")
+        assert handle.wait(timeout=30) == "hi"
+        (call,) = KitaruClient().executions.get(handle.exec_id).checkpoints
+        (usage,) = call.llm_usage_records
+        assert usage["model"] == "gpt-4o-mini"
+        assert usage["cost_source"] == "estimated"
+        assert usage["cost_usd"] > 0
+    assert [r.model for r in server.requests] == ["gpt-4o-mini", "gpt-4o-mini"]

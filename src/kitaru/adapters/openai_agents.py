@@ -93,6 +93,13 @@ def _load_response(data: dict[str, Any]) -> ModelResponse:
     )
 
 
+def _model_name(model: Model) -> str:
+    """The name usage is recorded (and priced) under: the SDK models keep it in ``.model``
+    (e.g. ``OpenAIChatCompletionsModel(model="gpt-4o-mini", ...)``); else the class name."""
+    name = getattr(model, "model", None)
+    return name if isinstance(name, str) and name else type(model).__name__
+
+
 class KitaruModel(Model):
     """A model whose every response (streamed or not) is a durable ``llm_call``."""
 
@@ -252,7 +259,7 @@ class KitaruRunner:
             clone.model = KitaruModel(
                 model,
                 call_name=self._call_name,
-                model_name=type(model).__name__,
+                model_name=_model_name(model),
                 provider=self._provider,
             )
         clone.tools = [_durable_tool(t) if isinstance(t, FunctionTool) else t for t in agent.tools]
@@ -278,7 +285,7 @@ class KitaruRunner:
             model = KitaruModel(
                 model,
                 call_name=self._call_name,
-                model_name=type(model).__name__,
+                model_name=_model_name(model),
                 provider=self._provider,
             )
         self._agents = {}
