@@ -34,3 +34,13 @@ def read_note(path: str) -> str:
 @flow(cache=False)
 def fragile(path: str) -> str:
     return read_note(path)
+
+
+@flow(cache=False)
+def child(x: int) -> int:
+    return x * 2
+
+
+@flow(cache=False)
+def parent(x: int) -> int:
+    return child.run(x).wait()

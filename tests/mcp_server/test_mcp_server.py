@@ -148,6 +148,47 @@ def test_run_answer_inspect_and_replay_over_stdio(kitaru_home: Path) -> None:
     _session(kitaru_home, body)
 
 
+def test_delete_a_parent_needs_the_recursive_parameter_over_python_m(kitaru_home: Path) -> None:
+    # Served by `python -m kitaru.mcp`, the same server as the console script.
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "kitaru.mcp"],
+        env=process_env(kitaru_home),
+        cwd=str(kitaru_home.parent),
+    )
+
+    async def body(client: Client) -> None:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(tools) >= EXPECTED_TOOLS
+        delete_tool = tools["kitaru_executions_delete"]
+        assert "recursive" in delete_tool.input_schema["properties"]
+        assert "recursive=true" in (delete_tool.description or "")
+
+        started = await _ok(
+            client, "kitaru_executions_run", target=f"{FLOWS}:parent", inputs={"x": 4}, wait=True
+        )
+        parent_id = started["exec_id"]
+        assert started["status"] == "completed"
+        (child_id,) = (await _ok(client, "kitaru_executions_get", exec_id=parent_id))["children"]
+
+        refused = await _error(client, "kitaru_executions_delete", exec_id=parent_id)
+        assert "KitaruStateError" in refused
+        assert child_id in refused
+        assert "kitaru_executions_delete again with recursive=true" in refused
+        assert "--recursive" not in refused
+        assert (await _ok(client, "kitaru_executions_list"))["count"] == 2  # nothing deleted
+
+        deleted = await _ok(client, "kitaru_executions_delete", exec_id=parent_id, recursive=True)
+        assert deleted == {"exec_id": parent_id, "deleted": True}
+        assert (await _ok(client, "kitaru_executions_list"))["count"] == 0
+
+    async def main() -> None:
+        async with Client(server, read_timeout_seconds=60) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
 def test_bad_arguments_are_tool_errors(kitaru_home: Path) -> None:
     async def body(client: Client) -> None:
         missing = await _error(client, "kitaru_executions_get", exec_id="no-such-execution")

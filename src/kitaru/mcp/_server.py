@@ -95,7 +95,9 @@ _TOOLS: list[tuple[str, Callable[..., Any], str, bool]] = [
     (
         "kitaru_executions_delete",
         _tools.executions_delete,
-        "Delete a finished execution and the artifacts nothing else uses.",
+        "Delete a finished execution and the artifacts nothing else uses. An execution "
+        "that started child flows is deleted only with recursive=true, which deletes its "
+        "child executions too.",
         False,
     ),
     (

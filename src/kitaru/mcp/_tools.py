@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kitaru.client import ExecutionStatus, KitaruClient
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruStateError, KitaruUsageError
 
 #: Statuses after which a run tool call stops waiting (waiting needs a person).
 _SETTLED = {
@@ -121,10 +121,23 @@ def executions_replay(
     return _document(submission.to_json())
 
 
-def executions_delete(exec_id: str) -> dict[str, Any]:
+def executions_delete(exec_id: str, recursive: bool = False) -> dict[str, Any]:
     client = _client()
     resolved = client.executions.resolve_id(exec_id)
-    client.executions.delete(resolved)
+    try:
+        client.executions.delete(resolved, recursive=recursive)
+    except KitaruStateError:
+        children = [] if recursive else client.executions.get(resolved).children
+        if not children:
+            raise
+        # The client's message names its Python argument and the CLI flag; here the
+        # way on is this tool's own parameter.
+        shown = ", ".join(children[:5]) + (", ..." if len(children) > 5 else "")
+        raise KitaruStateError(
+            f"Execution {resolved} has {len(children)} child execution(s) ({shown}); nothing "
+            "was deleted. Call kitaru_executions_delete again with recursive=true to delete "
+            "them with it."
+        ) from None
     return {"exec_id": resolved, "deleted": True}
 
 
