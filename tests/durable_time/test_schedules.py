@@ -82,6 +82,7 @@ def test_schedule_commands_create_show_pause_resume_and_delete(client: KitaruCli
         (["--cron", "0 0 30 2 *"], "has no time to fire"),  # 30 February
         (["--cron", "5 * * * * * 2030"], "not a valid cron expression"),  # a 7th field
         (["--cron", "* * * * * * 1999"], "not a valid cron expression"),
+        (["--cron", "* * * * *", "--stack", "nosuch"], "Known stacks: local"),
     ],
 )
 def test_bad_schedules_are_refused_with_one_line(args: list[str], message: str) -> None:
@@ -107,6 +108,24 @@ def test_the_api_refuses_duplicates_unknown_flows_and_unknown_names(
     assert shown.returncode != 0
     assert shown.stdout == ""
     assert json.loads(shown.stderr)["error"]["type"] == "KitaruStateError"
+
+
+def test_an_unknown_stack_is_refused_at_create_not_at_every_slot(client: KitaruClient) -> None:
+    import kitaru
+
+    with pytest.raises(KitaruUsageError) as info:
+        _flows.tick.schedule(cron="* * * * *", stack="nosuch")
+    message = str(info.value)
+    assert "'nosuch'" in message
+    assert "Known stacks: local" in message
+    assert "kitaru stack create nosuch" in message
+    with pytest.raises(KitaruUsageError, match="Known stacks: local"):
+        client.schedules.create("s1", flow=FLOW, cron="* * * * *", stack="nosuch")
+    assert client.schedules.list() == []  # nothing stored
+
+    kitaru.create_stack("nightly", activate=False)
+    made = client.schedules.create("s1", flow=FLOW, cron="* * * * *", stack="nightly")
+    assert made.stack == "nightly"
 
 
 def test_a_schedule_that_can_never_fire_blocks_neither_listing_nor_the_others(

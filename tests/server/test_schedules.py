@@ -51,6 +51,16 @@ def test_connected_client_manages_schedules_like_the_store(
         )
     with pytest.raises(KitaruUsageError):
         schedules.create("bad", flow="tests.server._flows:adder", cron="not a cron")
+    # The server refuses a stack its workers do not know, and stores nothing.
+    with pytest.raises(KitaruUsageError, match="Known stacks: local"):
+        schedules.create(
+            "bad",
+            flow="tests.server._flows:adder",
+            cron="0 7 * * *",
+            inputs={"x": 1},
+            stack="nosuch",
+        )
+    assert [s.name for s in schedules.list()] == ["morning"]
 
     paused = schedules.pause("morning")
     assert paused.paused

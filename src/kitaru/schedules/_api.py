@@ -91,6 +91,19 @@ def check_schedule(
     return dict(inputs)
 
 
+def _check_stack_exists(name: str, stack: str) -> None:
+    """Refuse a stack unknown here, where the slots' workers resolve it (stacks are per
+    user config), so a typo fails at create instead of at every slot."""
+    from kitaru._stacks.registry import get_stack
+
+    try:
+        get_stack(stack)
+    except KitaruUsageError as exc:
+        raise KitaruUsageError(
+            f"Schedule {name!r} cannot use stack {stack!r}: {exc} Nothing was stored."
+        ) from None
+
+
 def resolved_request(
     name: str,
     *,
@@ -174,6 +187,8 @@ class SchedulesAPI:
     ) -> Schedule:
         """Store a schedule of a flow the caller already resolved (the server: no flow code)."""
         inputs = check_schedule(name, cron, timezone, inputs, stack, missed)
+        if stack is not None:
+            _check_stack_exists(name, stack)
         now = time.time()
         record = ScheduleRecord(
             name=name,
