@@ -126,6 +126,23 @@ def test_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kitaru_cli("secrets", "list", "-o", "json").json()["count"] == 0
 
 
+def test_cli_refuses_an_empty_value_like_a_missing_one() -> None:
+    kitaru_cli = in_process()
+    missing = kitaru_cli("secrets", "set", "a", "--KEY", "-o", "json").error_json()
+    for args in (["--KEY="], ["--KEY", ""], ["--OTHER=x", "--KEY="]):
+        result = kitaru_cli("secrets", "set", "a", *args, "-o", "json")
+        assert result.exit_code == 1
+        error = result.error_json()["error"]
+        assert error["type"] == missing["error"]["type"]
+        assert "--KEY" in error["message"]
+        assert "needs a value" in error["message"]
+    assert kitaru.list_secrets() == []  # nothing stored, not even the other key
+
+    kitaru.create_secret("a", {"KEY": "old"})
+    assert kitaru_cli("secrets", "set", "a", "--KEY=").exit_code == 1
+    assert kitaru.get_secret("a").values == {"KEY": "old"}  # not blanked
+
+
 def test_model_cli_and_frozen_config_hold_names_only() -> None:
     kitaru_cli = in_process()
     kitaru.create_secret("oai", {"OPENAI_API_KEY": VALUE})

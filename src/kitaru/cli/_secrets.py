@@ -53,6 +53,11 @@ def _parse_values(args: list[str]) -> dict[str, str]:
                 raise UsageProblem(f"--{key} needs a value: --{key}=value.")
             index += 1
             value = args[index]
+        if not value:  # `--KEY=` (or `--KEY ""`): refused like a missing value, not stored
+            raise UsageProblem(
+                f"--{key} has an empty value: a secret key needs a value. Give it as "
+                f"--{key}=value; nothing was saved."
+            )
         values[key] = value
         index += 1
     if not values:
