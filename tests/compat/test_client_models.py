@@ -375,9 +375,15 @@ def test_models_after_a_real_flow(any_store: str) -> None:
         assert call.source_exec_id == handle.exec_id
         assert call.original_call_id == call.call_id
         assert call.attempts == []
-    # The cached llm call's output is the first execution's; its body (and save) did not run.
-    assert [a.artifact_id for a in cached.checkpoints[1].artifacts] == [output.artifact_id]
-    assert cached.checkpoints[1].artifacts[0].producing_call == "ask"
+    # The cached llm call's output is the first execution's; its body (and save) did not
+    # run, and what it saved comes with it (a row of this execution, the same value).
+    outputs = [a for a in cached.checkpoints[1].artifacts if a.save_type == "step_output"]
+    assert [a.artifact_id for a in outputs] == [output.artifact_id]
+    assert outputs[0].producing_call == "ask"
+    (saved,) = [a for a in cached.checkpoints[1].artifacts if a.save_type == "manual"]
+    assert saved.artifact_id != notes.artifact_id
+    assert (saved.name, saved.kind, saved.producing_call) == (notes.name, "context", "ask")
+    assert saved.load() == {"y": 2}
 
     # -- a replay from "finish": earlier calls reused ------------------------------------------
     replay = _approve_and_finish(client, replay_id(execution.replay(at="finish", wait=False)))

@@ -407,3 +407,66 @@ def test_artifacts_list_filters_by_name_kind_type_and_call(any_store: str) -> No
     assert ref.load() == [6]
     with pytest.raises(KitaruBackendError, match=re.escape("'nope'")):
         client.artifacts.get("nope")
+
+
+# --- a reused call keeps what it saved ---------------------------------------------------
+
+saving_runs: list[str] = []
+
+
+@checkpoint
+def prepares(x: str) -> str:
+    saving_runs.append(x)
+    kitaru.save("prompt_used", "P:" + x, type="prompt")
+    kitaru.save("big_context", b"c" * 200_000, type="context")  # a blob, not inline
+    kitaru.log(tokens=5)
+    return x * 2
+
+
+@checkpoint
+def finishes(y: str) -> str:
+    return y + "!"
+
+
+@flow
+def saving_flow(x: str) -> str:
+    return finishes(prepares(x))
+
+
+def _reused_call_keeps_its_saves(exec_id: str, source_id: str) -> None:
+    assert kitaru.load(exec_id, "prompt_used") == "P:a"
+    assert kitaru.load(exec_id, "big_context") == b"c" * 200_000
+    execution = KitaruClient().executions.get(exec_id)
+    [prep] = [call for call in execution.checkpoints if call.name == "prepares"]
+    assert prep.metadata == {"tokens": 5}
+    assert {a.name for a in prep.artifacts if a.save_type == "manual"} == {
+        "prompt_used",
+        "big_context",
+    }
+    saved = [a for a in execution.artifacts if a.save_type == "manual"]
+    assert sorted(a.name for a in saved) == ["big_context", "prompt_used"]
+    assert all(a.producing_call == prep.call_id for a in saved)
+    # The new execution's own rows: deleting the source keeps them readable.
+    KitaruClient().executions.delete(source_id)
+    assert kitaru.load(exec_id, "big_context") == b"c" * 200_000
+
+
+def test_a_cache_hit_keeps_what_the_cached_call_saved(any_store: str) -> None:
+    saving_runs.clear()
+    first = saving_flow.run("a")
+    first.wait()
+    second = saving_flow.run("a")
+    assert second.wait() == "aa!"
+    assert saving_runs == ["a"]  # answered from the cache
+    _reused_call_keeps_its_saves(second.exec_id, first.exec_id)
+
+
+def test_a_replay_keeps_what_its_reused_calls_saved(any_store: str) -> None:
+    saving_runs.clear()
+    source = saving_flow.run("a")
+    source.wait()
+    submission = KitaruClient().executions.replay(source.exec_id, at="finishes")
+    replay_id = submission.results[0].replay_exec_id
+    KitaruClient().executions.wait(replay_id, timeout=60)
+    assert saving_runs == ["a"]  # reused, not run again
+    _reused_call_keeps_its_saves(replay_id, source.exec_id)

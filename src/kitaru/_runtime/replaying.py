@@ -38,7 +38,9 @@ from kitaru._store import (
     CallStatus,
     ExecutionRecord,
     ExecutionStatus,
+    saved_copies,
 )
+from kitaru._store.records import SAVED_KIND
 from kitaru.errors import KitaruStateError, KitaruUsageError
 
 if TYPE_CHECKING:
@@ -454,6 +456,7 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
             live_outputs[call.call_id] = call.artifact_id  # type: ignore[assignment]
 
     reused: list[CallRecord] = []
+    kept: set[str] = set()  # reused as recorded: with their metadata and saved artifacts
     for call in all_calls:
         if call.seq >= start_call.seq or call.call_id in rerun:
             continue
@@ -463,6 +466,8 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
             metadata = {"overridden": True}
         elif call.status.has_output:
             artifact_id = call.artifact_id
+            metadata = dict(call.metadata)
+            kept.add(call.call_id)
         else:
             continue
         reused.append(
@@ -482,6 +487,12 @@ def prepare(backend: Backend, source_id: str, request: ReplayRequest) -> Prepare
                 inputs=call.inputs,  # what the source's call ran with, shown on the replay
             )
         )
+
+    if kept:
+        saved = store.list_artifacts(exec_id=source_id, kind=SAVED_KIND)
+        # A replay's reused calls keep their call ids: so do their saved artifacts.
+        mine = [artifact for artifact in saved if artifact.call_id in kept]
+        artifacts.extend(saved_copies.copies_for(mine, exec_id=exec_id, now=now))
 
     from kitaru._runtime.control import store_inputs
 

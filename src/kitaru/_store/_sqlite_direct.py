@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
 from kitaru._store import call_outputs
-from kitaru._store._columns import CALL_COLUMNS, CALLS, EXECUTIONS
+from kitaru._store._columns import ARTIFACT_COLUMNS, ARTIFACTS, CALL_COLUMNS, CALLS, EXECUTIONS
 from kitaru._store._driver import sqlite3
 from kitaru._store._statements import _SQLiteStatements
 from kitaru._store.engine import damaged_store_error
 from kitaru._store.records import (
+    SAVED_KIND,
     ArtifactRecord,
     CallRecord,
     ExecutionRecord,
@@ -483,6 +484,15 @@ class SQLiteDirect:
             raise self._error(exc, "read") from exc
         return [fast.call_from_row(row) for row in rows]
 
+    def saved_artifacts(self, exec_id: str, call_id: str) -> list[ArtifactRecord]:
+        """What ``kitaru.save`` wrote in one call (read as ``cached_output`` reads)."""
+        try:
+            with self._lock:
+                rows = self._cursor().execute(_SAVED_OF_CALL, (exec_id, call_id)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+        return [self._fast.artifact_from_row(row) for row in rows]
+
     def recorded_calls(self, exec_id: str) -> list[RecordedCall]:
         """An execution's calls as a resumed run reads them, in call order."""
         try:
@@ -533,6 +543,12 @@ class SQLiteDirect:
 
         return self._grouped(write, "write")
 
+
+#: The saved artifacts of one call, oldest first.
+_SAVED_OF_CALL = (
+    f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM {ARTIFACTS} "
+    f"WHERE exec_id = ? AND call_id = ? AND kind = '{SAVED_KIND}' ORDER BY created_at, id"
+)
 
 #: A cancelled run's calls left showing as running end failed (see finish_execution).
 _END_RUNNING_CALLS = (

@@ -13,6 +13,7 @@ from kitaru._store import _columns as c
 from kitaru._store import cache_keys, call_outputs
 from kitaru._store._rows import _CALL_COLUMNS
 from kitaru._store.records import (
+    SAVED_KIND,
     ArtifactRecord,
     CallRecord,
     CallStatus,
@@ -299,6 +300,14 @@ class _SQLiteStatements:
         values["status"] = ExecutionStatus(values["status"])
         return ExecutionRecord(**values)
 
+    def artifact_from_row(self, row: tuple[Any, ...]) -> ArtifactRecord:
+        """A row of ``ARTIFACT_COLUMNS`` as a record."""
+        art = dict(zip(self._artifact_names, row, strict=True))
+        art["tags"] = json_value(art["tags"])
+        if art["inline_data"] is not None:
+            art["inline_data"] = bytes(art["inline_data"])
+        return ArtifactRecord(**art)
+
     def call_from_row(self, row: tuple[Any, ...]) -> CallRecord:
         """A row of ``calls`` (or ``cache_lookup``) as a record (JSON columns decoded;
         ``{}``/``[]`` without a parser; an in-row output as its artifact record)."""
@@ -312,11 +321,7 @@ class _SQLiteStatements:
         n += 4
         artifact = None
         if row[n] is not None:
-            art = dict(zip(self._artifact_names, row[n:], strict=True))
-            art["tags"] = json_value(art["tags"])
-            if art["inline_data"] is not None:
-                art["inline_data"] = bytes(art["inline_data"])
-            artifact = ArtifactRecord(**art)
+            artifact = self.artifact_from_row(row[n:])
         elif serializer is not None:
             artifact = call_outputs.record_of_call(values, serializer, type_path, data, crc32)
             values["artifact_id"] = artifact.id
@@ -404,7 +409,7 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
     (``artifact_id``, ``source_exec_id`` and ``metadata`` come from the hit) and the
     fence guard's ``g_exec_id``/``g_fence``. The row returned is the hit's call
     and artifact (``artifact__*``) plus ``kitaru_written`` (0: fenced out); no row:
-    no hit.
+    no hit. The hit's saved artifacts are copied to the new call in the same statement.
     """
     calls, artifacts, ex = t.checkpoint_calls.name, t.artifacts.name, t.executions.name
     call_columns = [c.name for c in t.checkpoint_calls.columns]
@@ -427,6 +432,15 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
         [f"c.{name}" for name in call_columns]
         + [f"a.{c.name} AS artifact__{c.name}" for c in t.artifacts.columns]
     )
+    # What the hit's call saved (kitaru.save) becomes the new call's too (saved_copies).
+    copied = {
+        "id": "gen_random_uuid()::TEXT",
+        "exec_id": "%(g_exec_id)s",
+        "call_id": "%(c_call_id)s",
+        "created_at": "%(c_ended_at)s::DOUBLE PRECISION",
+    }
+    artifact_names = [c.name for c in t.artifacts.columns]
+    saved_values = ", ".join(copied.get(name, f"s.{name}") for name in artifact_names)
     return (
         f"WITH hit AS (SELECT {hit_columns} FROM {calls} AS c "
         f"LEFT OUTER JOIN {artifacts} AS a ON c.artifact_id = a.id "
@@ -438,6 +452,10 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
         f"SELECT {values} FROM hit WHERE EXISTS (SELECT 1 FROM {ex} "
         f"WHERE {ex}.id = %(g_exec_id)s AND {ex}.fence = %(g_fence)s::INTEGER "
         f"AND {ex}.status = '{ExecutionStatus.RUNNING.value}') "
-        f"ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates} RETURNING 1) "
+        f"ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates} RETURNING 1), "
+        f"saved AS (INSERT INTO {artifacts} ({', '.join(artifact_names)}) "
+        f"SELECT {saved_values} FROM {artifacts} AS s, hit "
+        f"WHERE s.exec_id = hit.exec_id AND s.call_id = hit.call_id AND s.kind = '{SAVED_KIND}' "
+        "AND EXISTS (SELECT 1 FROM taken)) "
         "SELECT hit.*, (SELECT count(*) FROM taken) AS kitaru_written FROM hit"
     )

@@ -178,6 +178,7 @@ METHODS = frozenset(
         "attempts_of",
         "cached_output",
         "take_cached",
+        "saved_artifacts",
         "merge_execution_metadata",
         "insert_logs",
         "logs",

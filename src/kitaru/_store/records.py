@@ -61,6 +61,10 @@ class StaleOwnerError(KitaruStateError):
     """
 
 
+#: The ``kind`` of an artifact ``kitaru.save`` wrote in a checkpoint.
+SAVED_KIND = "saved"
+
+
 @dataclass(slots=True)
 class ArtifactRecord:
     """A stored value: inline bytes or a blob, and what wrote it."""

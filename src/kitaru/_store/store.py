@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
-from kitaru._store import _columns, _logs, cache_keys, call_inputs, call_outputs
+from kitaru._store import _columns, _logs, cache_keys, call_inputs, call_outputs, saved_copies
 from kitaru._store._driver import sqlite3
 from kitaru._store._ownership import OwnershipMixin
 from kitaru._store._rows import (
@@ -58,6 +58,7 @@ from kitaru._store.engine import (
     sqlite_path,
 )
 from kitaru._store.records import (
+    SAVED_KIND,
     ArtifactRecord,
     CallRecord,
     CallStatus,
@@ -703,8 +704,27 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
             return None
         call.artifact_id, call.source_exec_id = hit.artifact_id, hit.exec_id
         call.metadata = dict(hit.metadata)
-        self.record_call(call, fence=fence)
+        saved = saved_copies.copies_for(
+            self.saved_artifacts(hit.exec_id, hit.call_id),
+            exec_id=call.exec_id,
+            call_id=call.call_id,
+            now=call.ended_at or time.time(),
+        )
+        self.record_call(call, extra_artifacts=saved, fence=fence)
         return hit
+
+    def saved_artifacts(self, exec_id: str, call_id: str) -> list[ArtifactRecord]:
+        """What ``kitaru.save`` wrote in call ``call_id`` of ``exec_id``, oldest first."""
+        if self._sqlite is not None:  # read on every cache hit: without SQLAlchemy
+            return self._sqlite.saved_artifacts(exec_id, call_id)
+        a = t.artifacts.c
+        query = (
+            sa.select(t.artifacts)
+            .where(a.exec_id == exec_id, a.call_id == call_id, a.kind == SAVED_KIND)
+            .order_by(a.created_at, a.id)
+        )
+        with self.read() as conn:
+            return [_artifact_from_row(row._mapping) for row in conn.execute(query)]
 
     def merge_execution_metadata(
         self, exec_id: str, fields: Mapping[str, Any], *, fence: int | None = None
