@@ -11,6 +11,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,62 @@ def test_cli_create_as_a_real_process_exits_1_without_traceback() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "Invalid stack name" in result.stderr
+
+
+def test_cli_create_from_a_file(cli: Invoke, tmp_path: Path) -> None:
+    spec = tmp_path / "stack.yaml"
+    spec.write_text(
+        "name: gpu\n"
+        "type: ray\n"
+        "activate: false\n"
+        "address: 127.0.0.1:6379\n"
+        "runtime_env: {pip: [httpx]}\n"
+        "num_gpus: 1\n"
+        "labels: {team: research}\n"
+    )
+    created = cli("stack", "create", "-f", str(spec), "-o", "json")
+    assert created.exit_code == 0, created.stderr
+    item = created.json()["item"]
+    assert (item["name"], item["is_active"], item["stack_type"]) == ("gpu", False, "ray")
+    shown = cli("stack", "show", "gpu", "-o", "json").json()["item"]
+    assert shown["config"]["address"] == "127.0.0.1:6379"
+    assert shown["config"]["runtime_env"] == {"pip": ["httpx"]}
+    assert shown["config"]["num_gpus"] == 1
+    assert shown["labels"] == {"team": "research"}
+
+    # NAME and options win over the file: the file as a template.
+    other = cli("stack", "create", "other", "--file", str(spec), "--activate", "-o", "json")
+    assert other.exit_code == 0, other.stderr
+    assert (other.json()["item"]["name"], other.json()["item"]["is_active"]) == ("other", True)
+    assert cli("stack", "show", "other", "-o", "json").json()["item"]["config"]["num_gpus"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("name: x\nflavour: ray\n", "unknown setting(s) flavour"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("type: local\n", "Missing NAME"),
+        ("name: x\nactivate: maybe\n", "'activate' must be true or false"),
+        ("name: bad name!\n", "Invalid stack name"),
+    ],
+)
+def test_cli_create_from_a_bad_file_is_one_clear_error(
+    cli: Invoke, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    spec = tmp_path / "stack.yaml"
+    if content is not None:
+        spec.write_text(content)
+    result = cli("stack", "create", "-f", str(spec), "-o", "json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert expected in json.loads(result.stderr)["error"]["message"]
+    assert [s.name for s in kitaru.list_stacks()] == ["local"]
+
+
+def test_cli_create_without_name_or_file_is_a_clear_error(cli: Invoke) -> None:
+    result = cli("stack", "create")
+    assert result.exit_code == 1
+    assert "Missing NAME" in result.stderr

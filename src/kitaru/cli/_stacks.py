@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,9 +17,11 @@ from kitaru.cli._output import (
     OutputOption,
     PageOption,
     SizeOption,
+    UsageProblem,
     command,
     page_of,
 )
+from kitaru.cli._stack_file import read_stack_file
 
 app = typer.Typer(
     help=(
@@ -141,31 +144,47 @@ def use(name: NameArg, output: OutputOption = OutputFormat.TEXT) -> None:
 @app.command("create")
 def create(
     name: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            metavar="NAME",
-            help="Name of the new stack (letters, digits, '-', '_').",
+            metavar="[NAME]",
+            help="Name of the new stack (letters, digits, '-', '_'); optional with --file "
+            "when the file names it.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar="PATH",
+            help="A YAML (or JSON) file with the stack's settings: name, type, activate, "
+            "labels, address, artifact_store, runtime_env, num_cpus, num_gpus, resources. "
+            "Options given here win over the file's values.",
+            show_default=False,
+        ),
+    ] = None,
     activate: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--activate/--no-activate",
             help="Make the new stack the active one (the default); --no-activate keeps "
             "the current active stack.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     stack_type: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--type",
             "-t",
             metavar="TYPE",
-            help="Kind of stack. Available: local (executions run on threads of the "
-            "calling process), ray (executions run on a Ray cluster; needs --address).",
+            help="Kind of stack (default: local). Available: local (executions run on "
+            "threads of the calling process), ray (executions run on a Ray cluster; needs "
+            "--address).",
+            show_default=False,
         ),
-    ] = "local",
+    ] = None,
     address: Annotated[
         str | None,
         typer.Option(
@@ -226,21 +245,44 @@ def create(
     ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Create a named stack and make it the active one (unless --no-activate)."""
+    """Create a named stack and make it the active one (unless --no-activate).
+
+    Its settings come from the options, or from a YAML file (--file) whose values the
+    options override.
+    """
     with command("stack create", output) as out:
         from kitaru._stacks import create_stack, current_stack
 
+        given = {
+            "name": name,
+            "activate": activate,
+            "type": stack_type,
+            "address": address,
+            "artifact_store": artifact_store,
+            "runtime_env": runtime_env,
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            "resources": resources,
+        }
+        settings = {} if file is None else read_stack_file(file)
+        settings.update({key: value for key, value in given.items() if value is not None})
+        if settings.get("name") is None:
+            raise UsageProblem(
+                "Missing NAME: pass the new stack's name"
+                + (" (or set 'name' in the file)." if file is not None else " (or --file).")
+            )
         previous = current_stack().name
         info = create_stack(
-            name,
-            activate=activate,
-            kind=stack_type.strip().lower(),
-            address=address,
-            artifact_store=artifact_store,
-            runtime_env=runtime_env,
-            num_cpus=_whole(num_cpus),
-            num_gpus=_whole(num_gpus),
-            resources=resources,
+            settings["name"],
+            activate=settings.get("activate", True),
+            labels=settings.get("labels"),
+            kind=str(settings.get("type", "local")).strip().lower(),
+            address=settings.get("address"),
+            artifact_store=settings.get("artifact_store"),
+            runtime_env=settings.get("runtime_env"),
+            num_cpus=_whole(settings.get("num_cpus")),
+            num_gpus=_whole(settings.get("num_gpus")),
+            resources=settings.get("resources"),
         )
         data = {
             **_info_dict(info),
@@ -257,9 +299,12 @@ def create(
         out.item(data, render)
 
 
-def _whole(value: float | None) -> float | None:
-    """2.0 from the command line is stored as 2 (what people typed)."""
-    return int(value) if value is not None and value.is_integer() else value
+def _whole(value: Any) -> Any:
+    """2.0 from the command line is stored as 2 (what people typed); anything else is
+    left for ``create_stack`` to check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 @app.command("delete")
