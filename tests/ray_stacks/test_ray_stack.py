@@ -789,3 +789,39 @@ def test_a_lost_node_restarts_the_execution_on_another_one(
         for node in (doomed, spare):
             if node is not None:
                 ray_cluster.remove_node(node, allow_graceful=False)
+
+
+def test_a_runtime_env_ray_cannot_set_up_fails_the_execution_with_rays_reason(
+    ray_address: str, flows: FlowsFactory
+) -> None:
+    """It used to stay 'running', with no reason, until its dispatch lease ran out.
+
+    A conda env that does not exist fails Ray's set-up in seconds (a pip requirement
+    that does not exist fails it too, after ~1-4 minutes of virtualenv tries)."""
+    kitaru.create_stack(
+        "no-such-env",
+        kind="ray",
+        address=ray_address,
+        runtime_env={"conda": "kitaru-no-such-conda-env"},
+        activate=False,
+    )
+    module = flows(
+        """
+        from kitaru import flow
+
+        @flow
+        def agent():
+            return 1
+        """
+    )
+    handle = module.agent.run(stack="no-such-env")
+    with pytest.raises(KitaruExecutionError) as caught:
+        handle.wait(timeout=120)
+    assert caught.value.status is ExecutionStatus.FAILED
+    execution = KitaruClient().executions.get(handle.exec_id)
+    assert execution.failure is not None
+    message = execution.failure.message
+    assert "could not set up the runtime env" in message
+    assert "conda" in message  # Ray's own reason
+    assert f"kitaru executions retry {handle.exec_id}" in message
+    assert execution.checkpoints == []

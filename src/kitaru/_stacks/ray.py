@@ -118,7 +118,7 @@ class RayLaunch:
         actor_cls = _actor_class()
         try:
             runtime_env = upload_code(self.runtime_env.ray)
-            actor_cls.options(
+            actor = actor_cls.options(
                 name=actor_name(record.id),
                 namespace=NAMESPACE,
                 lifetime="detached",
@@ -133,6 +133,9 @@ class RayLaunch:
                 f"Could not start execution {record.id} on ray stack {self.stack['name']!r} "
                 f"({type(exc).__name__}: {exc})."
             ) from exc
+        from kitaru._stacks._ray_watch import watch_start
+
+        watch_start(actor, record, self.backend.store, self.stack["name"], dispatch_seconds())
 
 
 _actor_cls: Any = None
