@@ -347,3 +347,32 @@ def test_processes_racing_to_upgrade_a_store_report_it_once(store_url: str, tmp_
     upgrading = [r for r in reports if "Upgrading the Kitaru store" in r]
     assert len(upgrading) == 1, reports
     assert f"from schema revision 0012 to {SCHEMA_REVISION}" in upgrading[0]
+
+
+def test_a_0016_store_keeps_its_wait_answers_and_its_flow_retries_start_at_0(
+    store_url: str,
+) -> None:
+    # 0016 added executions.flow_retries (0 for existing rows); 0017 rebuilt the waits
+    # table on SQLite so a bare number is kept as written. Existing answers are copied.
+    _at_revision(store_url, "0015")
+    eng = sa.create_engine(store_url)
+    now = time.time()
+    with eng.begin() as conn:
+        _insert_execution(conn, now)
+        for wait_id, value in [("w1", '{"ok": true}'), ("w2", '"text"'), ("w3", "7")]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO kitaru_waits (exec_id, wait_id, name, metadata, status, "
+                    "value, created_at) VALUES ('e1', :w, :w, '{}', 'answered', :v, :now)"
+                ),
+                {"w": wait_id, "v": value, "now": now},
+            )
+    eng.dispose()
+
+    store = Store(store_url)
+    try:
+        assert store.require_execution("e1").flow_retries == 0
+        answers = {w.wait_id: w.value for w in store.waits("e1")}
+        assert answers == {"w1": {"ok": True}, "w2": "text", "w3": 7}
+    finally:
+        store.dispose()

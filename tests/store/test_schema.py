@@ -80,13 +80,16 @@ def _compare_type(
 ) -> bool | None:
     """Types differ as Alembic says, except a VARCHAR's length on SQLite: SQLite does not
     enforce it, and migration 0012 widens ids only on PostgreSQL (altering a column on
-    SQLite rebuilds the table)."""
+    SQLite rebuilds the table). A ``JSONText`` column reads back from SQLite by its
+    declared name ``JSON_TEXT``, which reflection sees as text."""
     if (
         context.dialect.name == "sqlite"
         and isinstance(inspected_type, sa.String)
         and isinstance(metadata_type, sa.String)
     ):
         return False
+    if context.dialect.name == "sqlite" and isinstance(metadata_type, schema.JSONText):
+        return not isinstance(inspected_type, sa.Text)
     return None
 
 

@@ -34,6 +34,7 @@ SCHEMAS: dict[str, Any] = {
     "none": None,
     "bool": bool,
     "int": int,
+    "bigint": int,
     "str": str,
     "dict": dict,
     "model": Plan,

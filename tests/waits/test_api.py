@@ -88,6 +88,8 @@ ANSWERS: dict[str, tuple[Any, Any, str, str | None]] = {
     # kind: (input given, data returned, type name, list item type name)
     "bool": (True, True, "bool", None),
     "int": (7, 7, "int", None),
+    # Beyond 64 bits: exact on SQLite too (it used to come back as a float; migration 0017).
+    "bigint": (2**100 + 1, 2**100 + 1, "int", None),
     "str": ("ship it", "ship it", "str", None),
     "dict": ({"a": [1, 2], "b": None}, {"a": [1, 2], "b": None}, "dict", None),
     # Validation coerces ("3" -> 3) and fills defaults, as Pydantic does.

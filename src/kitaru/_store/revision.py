@@ -4,4 +4,4 @@ Bumped with every migration; checked on open so that a current database never
 pays for importing Alembic (or, on SQLite, SQLAlchemy: see ``engine.open_direct``).
 """
 
-SCHEMA_REVISION = "0016"
+SCHEMA_REVISION = "0017"

@@ -11,9 +11,28 @@ reads and writes, and ``tests/store`` checks that both agree.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 #: Bumped with every migration: it lives in ``revision.py`` (no SQLAlchemy there).
 from kitaru._store.revision import SCHEMA_REVISION  # noqa: F401
+
+
+class JSONText(sa.JSON):
+    """JSON whose SQLite column has text affinity (migration 0017).
+
+    A column declared ``JSON`` has NUMERIC affinity on SQLite: a value that is a bare
+    number is stored as a number, and an integer beyond 64 bits becomes a lossy REAL
+    (a wait answered 123456789012345678901234567890 read back as 1.2345678901234568e+29).
+    Declared ``JSON_TEXT``, the JSON text is kept as written.
+    """
+
+    cache_ok = True
+
+
+@compiles(JSONText, "sqlite")
+def _json_text_on_sqlite(type_: JSONText, compiler: object, **kw: object) -> str:
+    return "JSON_TEXT"
+
 
 metadata = sa.MetaData()
 
@@ -171,7 +190,7 @@ waits = sa.Table(
     # pending | answered | aborted
     sa.Column("status", sa.String(16), nullable=False),
     # The validated answer in JSON form; the flow body gets it back as the schema type.
-    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("value", JSONText, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("answered_at", sa.Float, nullable=True),
     sa.Index("ix_kitaru_waits_status", "status"),

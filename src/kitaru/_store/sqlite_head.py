@@ -2,7 +2,7 @@
 """The SQLite schema at ``REVISION`` as the migrations create it (generated: do not
 edit; regenerate with ``python -m kitaru._store._sqlite_new``, see ``_sqlite_new``)."""
 
-REVISION = "0016"
+REVISION = "0017"
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT kitaru_alembic_version_pkc PRIMARY KEY (version_num)\n)",
@@ -13,8 +13,6 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX ix_kitaru_checkpoint_attempts_call ON kitaru_checkpoint_attempts (exec_id, call_id)",
     "CREATE TABLE kitaru_artifacts (\n\tid VARCHAR(36) NOT NULL, \n\texec_id VARCHAR(36), \n\tcall_id VARCHAR(512), \n\tname VARCHAR(255) NOT NULL, \n\tkind VARCHAR(32) NOT NULL, \n\ttype VARCHAR(32), \n\tserializer VARCHAR(32) NOT NULL, \n\ttype_path VARCHAR(512), \n\tsize INTEGER NOT NULL, \n\tsha256 VARCHAR(64) NOT NULL, \n\tinline_data BLOB, \n\turi VARCHAR(1024), \n\ttags JSON NOT NULL, \n\tcreated_at FLOAT NOT NULL, \n\tPRIMARY KEY (id)\n)",
     "CREATE INDEX ix_kitaru_artifacts_exec ON kitaru_artifacts (exec_id, name)",
-    "CREATE TABLE kitaru_waits (\n\texec_id VARCHAR(36) NOT NULL, \n\twait_id VARCHAR(255) NOT NULL, \n\tname VARCHAR(255), \n\tquestion TEXT, \n\tjson_schema JSON, \n\tschema_pickle BLOB, \n\tmetadata JSON NOT NULL, \n\ttimeout FLOAT, \n\tstatus VARCHAR(16) NOT NULL, \n\tvalue JSON, \n\tcreated_at FLOAT NOT NULL, \n\tanswered_at FLOAT, \n\tPRIMARY KEY (exec_id, wait_id)\n)",
-    "CREATE INDEX ix_kitaru_waits_status ON kitaru_waits (status)",
     "CREATE TABLE kitaru_logs (\n\tid INTEGER NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tts FLOAT NOT NULL, \n\tstream VARCHAR(16) NOT NULL, \n\tlevel VARCHAR(16), \n\tlogger VARCHAR(255), \n\tmessage TEXT NOT NULL, \n\tPRIMARY KEY (id)\n)",
     "CREATE INDEX ix_kitaru_logs_exec ON kitaru_logs (exec_id, id)",
     "CREATE TABLE \"kitaru_checkpoint_calls\" (\n\texec_id VARCHAR(36) NOT NULL, \n\tcall_id VARCHAR(512) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\ttype VARCHAR(64), \n\truntime VARCHAR(16) NOT NULL, \n\tstatus VARCHAR(16) NOT NULL, \n\tartifact_id VARCHAR(36), \n\tcache_key VARCHAR(255), \n\tsource_exec_id VARCHAR(36), \n\tattempts INTEGER DEFAULT '0' NOT NULL, \n\tmetadata JSON NOT NULL, \n\terror JSON, \n\tstarted_at FLOAT, \n\tended_at FLOAT, \n\tconcurrent BOOLEAN DEFAULT 0 NOT NULL, run INTEGER, inputs TEXT, output_serializer VARCHAR(32), output_type_path VARCHAR(512), output_data BLOB, output_crc32 BIGINT, \n\tPRIMARY KEY (exec_id, call_id)\n)",
@@ -31,4 +29,6 @@ DDL: tuple[str, ...] = (
     "CREATE TABLE kitaru_schedule_fires (\n\tschedule_name VARCHAR(255) NOT NULL, \n\tslot FLOAT NOT NULL, \n\texec_id VARCHAR(36) NOT NULL, \n\tclaimed_by VARCHAR(64) NOT NULL, \n\tclaimed_at FLOAT NOT NULL, \n\tstarted_at FLOAT, \n\tPRIMARY KEY (schedule_name, slot)\n)",
     "CREATE INDEX ix_kitaru_schedule_fires_unstarted ON kitaru_schedule_fires (claimed_at) WHERE started_at IS NULL",
     'CREATE TABLE "kitaru_events" (\n\texec_id VARCHAR(36) NOT NULL, \n\tseq INTEGER NOT NULL, \n\tkind VARCHAR(255) NOT NULL, \n\tcall_id VARCHAR(512), \n\tcheckpoint VARCHAR(255), \n\tcorrelation_id VARCHAR(255), \n\tidx INTEGER, \n\tpayload TEXT NOT NULL, \n\tts FLOAT NOT NULL, \n\tPRIMARY KEY (exec_id, seq)\n) WITHOUT ROWID',
+    'CREATE TABLE "kitaru_waits" (\n\texec_id VARCHAR(36) NOT NULL, \n\twait_id VARCHAR(255) NOT NULL, \n\tname VARCHAR(255), \n\tquestion TEXT, \n\tjson_schema JSON, \n\tschema_pickle BLOB, \n\tmetadata JSON NOT NULL, \n\ttimeout FLOAT, \n\tstatus VARCHAR(16) NOT NULL, \n\tvalue JSON_TEXT, \n\tcreated_at FLOAT NOT NULL, \n\tanswered_at FLOAT, \n\tPRIMARY KEY (exec_id, wait_id)\n)',
+    "CREATE INDEX ix_kitaru_waits_status ON kitaru_waits (status)",
 )
