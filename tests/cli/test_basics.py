@@ -257,6 +257,26 @@ def test_server_start_on_a_busy_port_is_one_typed_error(cli: Invoke) -> None:
         assert "Kitaru server on" not in text.stdout + text.stderr
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("999.1.1.1", "is not an address or host name this machine resolves"),
+        ("198.51.100.77", "is not an address of this machine"),  # TEST-NET-2: not ours
+    ],
+)
+def test_server_start_on_a_host_that_is_not_ours_says_so(
+    cli: Invoke, host: str, expected: str
+) -> None:
+    result = cli("server", "start", "--host", host, "--port", "18999", "-o", "json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "KitaruUsageError"
+    assert expected in error["message"]
+    assert "--host" in error["message"]
+    assert "Another process may be listening" not in error["message"]
+
+
 @kitaru.checkpoint
 def _not_a_number() -> float:
     kitaru.log(score=float("nan"), bounds=[float("-inf"), 1.5])

@@ -194,16 +194,30 @@ def start(
 
 def _check_can_listen(host: str, port: int) -> None:
     """A typed error now, rather than uvicorn's own message and exit code later."""
+    import errno
     import socket
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise KitaruUsageError(
+            f"Cannot serve on {host}:{port}: {host!r} is not an address or host name this "
+            f"machine resolves ({getattr(exc, 'strerror', None) or exc}). Pass --host an IP "
+            "address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for all)."
+        ) from None
+    try:
         family, kind, proto, _name, address = infos[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
             probe.bind(address)
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise KitaruUsageError(
+                f"Cannot serve on {host}:{port}: {reason}: {host} is not an address of this "
+                "machine. Pass --host one of its addresses (127.0.0.1 for this machine only, "
+                "0.0.0.0 for all)."
+            ) from None
         raise KitaruUsageError(
             f"Cannot serve on {host}:{port}: {reason}. Another process may be listening "
             "there (`kitaru server status` shows a background Kitaru server); choose another "
