@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -127,3 +128,33 @@ def parked(x: int) -> int:
 def square_flow(x: int) -> int:
     """Only the pagination test runs it: its list filtered by flow is exactly its runs."""
     return square(x)
+
+
+@checkpoint(cache=False)
+def slow(i: int) -> int:
+    return i * 10
+
+
+@flow(cache=False)
+def repeated(n: int) -> list[int]:
+    """One checkpoint called n times: call ids ``slow``, ``slow:2``, ... ``slow:n``."""
+    return [slow(i) for i in range(n)]
+
+
+class Note(BaseModel):
+    reviewer: str
+    ok: bool = True
+
+
+class Deep(BaseModel):
+    tags: list[str]
+    level: Literal["low", "high"]
+    inner: Note | None = None
+
+
+@flow(cache=False)
+def deep_review(x: int) -> str:
+    """A wait whose schema has a list, an enum and an optional nested model."""
+    answer = kitaru.wait(schema=Deep, name="deep", question="How deep?")
+    inner = "none" if answer.inner is None else f"{answer.inner.reviewer}:{answer.inner.ok}"
+    return f"{answer.level}:{','.join(answer.tags)}:{inner}"

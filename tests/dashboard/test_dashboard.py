@@ -13,7 +13,11 @@ if os.environ.get("CI") != "true":
 from playwright.sync_api import Page, expect
 
 from kitaru import build_compare_url_for_executions
+from kitaru._backend import get_backend
+from kitaru._runtime.failures import backend_failure
+from kitaru._store import ExecutionStatus
 from kitaru.client import KitaruClient
+from kitaru.handle import FlowHandle
 from tests.dashboard import _flows
 from tests.dashboard.conftest import Dash, login, shot, wait_status
 
@@ -266,6 +270,9 @@ def test_logs_follow_a_running_execution(dash: Dash, page: Page) -> None:
     expect(logs).to_contain_text("first line 1")
     expect(page.locator("#log-state")).to_contain_text("following")
     assert "later line" not in logs.inner_text()
+    # Its runner holds it (a live lease): the server would refuse a resume.
+    expect(page.locator("[data-action='cancel']")).to_be_visible()
+    expect(page.locator("[data-action='resume']")).to_have_count(0)
     _flows.gate(1).set()  # printed after the page opened: it arrives on the open stream
     expect(logs).to_contain_text("later line 1")
     assert handle.wait(timeout=30) == "later line 1"
@@ -331,3 +338,130 @@ def test_executions_list_pages(dash: Dash, page: Page) -> None:
     page.locator("#prev-page").click()
     expect(rows).to_have_count(2)
     expect(rows.first).to_have_attribute("data-exec", newest_first[0])
+
+
+def test_replay_from_a_later_call_of_a_repeated_checkpoint(dash: Dash, page: Page) -> None:
+    source = _flows.repeated.run(21)
+    assert source.wait() == [i * 10 for i in range(21)]
+    login(page, dash, hash_=f"#/executions/{source.exec_id}/replay")
+    # Every call is offered by its call id (what `at` takes), labelled by its number.
+    at = page.get_by_label("Replay from checkpoint")
+    expect(at.locator("option")).to_have_count(21)
+    values = at.locator("option").evaluate_all("os => os.map(o => o.value)")
+    assert values == ["slow"] + [f"slow:{n}" for n in range(2, 22)]
+    expect(at.locator("option[value='slow:3']")).to_have_text("slow (call 3)")
+    at.select_option("slow:3")
+    # One box for every call of the checkpoint, and one per call behind a disclosure.
+    expect(page.get_by_label("slow (all 21 calls)")).to_be_visible()
+    page.get_by_text("Override one call of slow").click()
+    page.get_by_label("slow (call 5)", exact=True).fill("999")
+    shot(page, "replay-repeated")
+    page.get_by_role("button", name="Start replay").click()
+    page.wait_for_url(re.compile(r"#/executions/(?!" + source.exec_id + ")"))
+    new_id = page.url.rsplit("/", 1)[1]
+    _run_worker()
+    # Calls 1-2 are reused; from call 3 on they run again, but call 5 gives 999.
+    expected = [i * 10 for i in range(21)]
+    expected[4] = 999
+    assert FlowHandle(new_id).wait(timeout=30) == expected
+    expect(page.locator(".title .badge").first).to_contain_text("completed")
+    before = page.locator("#timeline .tl-row[data-call='slow:2']")
+    first_live = page.locator("#timeline .tl-row[data-call='slow:3']")
+    expect(before).to_have_attribute("data-kind", "reused")
+    expect(first_live).to_have_attribute("data-kind", "completed")
+
+
+def test_wait_form_leaves_an_optional_model_unset(dash: Dash, page: Page) -> None:
+    unset = _flows.deep_review.run(1)
+    filled = _flows.deep_review.run(2)
+    wait_status(unset.exec_id, "waiting")
+    wait_status(filled.exec_id, "waiting")
+    login(page, dash, hash_=f"#/executions/{unset.exec_id}")
+    form = page.locator("#waits [data-wait='deep']")
+    # inner: Optional[Note] = None starts unset, its fields hidden.
+    expect(form.get_by_label("Set inner")).not_to_be_checked()
+    expect(form.get_by_label("Reviewer")).to_be_hidden()
+    form.get_by_role("button", name="Add Tags item").click()
+    form.get_by_label("Tags item 1").fill("a")
+    form.get_by_label("Level").select_option(label='"high"')
+    shot(page, "wait-form-optional")
+    form.get_by_role("button", name="Submit answer").click()
+    expect(page.locator("#action-status")).to_contain_text("Answer sent")
+    assert unset.wait(timeout=30) == "high:a:none"
+
+    # Set, it is filled in like any nested model.
+    page.goto(f"{dash.url}/#/executions/{filled.exec_id}")
+    form = page.locator("#waits [data-wait='deep']")
+    form.get_by_label("Set inner").check()
+    form.get_by_label("Reviewer").fill("ana")
+    form.get_by_label("Level").select_option(label='"low"')
+    form.get_by_role("button", name="Submit answer").click()
+    expect(page.locator("#action-status")).to_contain_text("Answer sent")
+    assert filled.wait(timeout=30) == "low::ana:True"
+
+
+def test_resume_is_offered_only_where_the_server_accepts_it(dash: Dash, page: Page) -> None:
+    failed = _flows.failing.run(21)
+    with pytest.raises(Exception, match="boom"):
+        failed.wait()
+    waiting = _flows.reviewed.run(21)
+    wait_status(waiting.exec_id, "waiting")
+    login(page, dash, hash_=f"#/executions/{failed.exec_id}")
+    # A failure in the flow's code: retry it; resume is for a stop it can continue.
+    expect(page.locator("[data-action='retry']")).to_be_visible()
+    expect(page.locator("[data-action='resume']")).to_have_count(0)
+    # Waiting for input: answer it; there is nothing to resume.
+    page.goto(f"{dash.url}/#/executions/{waiting.exec_id}")
+    expect(page.locator("#waits [data-wait='review']")).to_be_visible()
+    expect(page.locator("[data-action='cancel']")).to_be_visible()
+    expect(page.locator("[data-action='resume']")).to_have_count(0)
+
+    # Stopped by a store failure, the failure is resumable: both are offered.
+    store = get_backend().store
+    assert store.finish_execution(
+        failed.exec_id,
+        status=ExecutionStatus.FAILED,
+        failure=backend_failure(OSError("disk full"), checkpoint=None),
+        only_if_status=[ExecutionStatus.FAILED],
+    )
+    page.goto(f"{dash.url}/#/executions/{failed.exec_id}")
+    expect(page.locator("[data-action='retry']")).to_be_visible()
+    page.locator("[data-action='resume']").click()
+    expect(page.locator("#action-status")).to_contain_text("resume: the execution is now running")
+    _run_worker()  # it fails again in boom()
+    expect(page.locator(".title .badge").first).to_contain_text("failed")
+    expect(page.locator("[data-action='resume']")).to_have_count(0)
+    KitaruClient().executions.abort_wait(waiting.exec_id, wait="review")
+    with pytest.raises(Exception, match="abort"):
+        waiting.wait(timeout=30)
+
+
+def test_raw_json_answer_errors_show_with_the_raw_editor(dash: Dash, page: Page) -> None:
+    handle = _flows.reviewed.run(22)
+    wait_status(handle.exec_id, "waiting")
+    login(page, dash, hash_=f"#/executions/{handle.exec_id}")
+    form = page.locator("#waits [data-wait='review']")
+    form.get_by_label("reviewer").fill("ana")
+    form.get_by_role("button", name="Edit as raw JSON").click()
+    raw = form.locator(".raw")
+    expect(form.get_by_label("reviewer")).to_be_hidden()  # the raw JSON is what is sent
+    form.get_by_label("Answer as raw JSON").fill("{nope")
+    form.get_by_role("button", name="Submit answer").click()
+    expect(raw.locator("[role=alert]")).to_contain_text("Invalid JSON")
+    form.get_by_label("Answer as raw JSON").fill(
+        '{"approved": true, "reviewer": "bob", "score": "many"}'
+    )
+    form.get_by_role("button", name="Submit answer").click()
+    expect(raw.locator("[role=alert]")).to_contain_text("KitaruWaitValidationError")
+    expect(raw.locator(".field-error")).to_contain_text("score: 'many' is not of type 'integer'")
+    expect(raw).not_to_contain_text("Invalid JSON")  # a new answer clears old errors
+    # Nothing under the (hidden) form's fields, nor below the form.
+    assert form.locator(".wait-form > .form-status [role=alert]").count() == 0
+    assert all(not t for t in form.locator("[data-path] .field-error").all_inner_texts())
+    shot(page, "wait-raw-error")
+    form.get_by_label("Answer as raw JSON").fill(
+        '{"approved": true, "reviewer": "bob", "score": 3}'
+    )
+    form.get_by_role("button", name="Submit answer").click()
+    expect(page.locator("#action-status")).to_contain_text("Answer sent")
+    assert handle.wait(timeout=30) == "484:True:bob:3"

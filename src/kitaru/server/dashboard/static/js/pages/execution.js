@@ -8,11 +8,45 @@ import { callDetail } from "../calldetail.js";
 import { debounce } from "./executions.js";
 
 const FINISHED = ["completed", "failed", "cancelled"];
+const STOPPED = ["failed", "cancelled"];
+
+// A runner holds the execution while its lease runs: the server's own verdict for a
+// running one (is_orphaned); for a waiting one the lease itself (a runner that lets
+// go at a wait clears it, so this browser's clock only matters for a crashed one).
+function leaseHeld(e) {
+  if (e.status === "running") return !e.is_orphaned && !!e.lease_expires_at;
+  return !!e.lease_expires_at && Date.parse(e.lease_expires_at) > Date.now();
+}
+
+/**
+ * Whether the server's resume (server/_control.py) would accept this execution, so
+ * the button is never offered for a certain 409: a failed or cancelled one whose
+ * stored failure is `resumable` (its store failed, or Ctrl-C), a running one whose
+ * runner is gone, a waiting one with no pending wait that no runner holds.
+ */
+export function canResume(e, storedFailure) {
+  if (STOPPED.includes(e.status)) return !!(storedFailure && storedFailure.resumable);
+  if (e.status === "running") return !leaseHeld(e);
+  if (e.status === "waiting") return !(e.pending_waits || []).length && !leaseHeld(e);
+  return false;
+}
 
 export async function render(main, { id }, ctx) {
   const canWrite = !!(ctx.me && ctx.me.can_write);
   let execution = await api(`/executions/${encodeURIComponent(id)}`);
   const execId = execution.exec_id;
+  // The failure as stored: the execution's view leaves out whether it is resumable.
+  let storedFailure = null;
+  async function readStoredFailure() {
+    let found = null;
+    if (canWrite && STOPPED.includes(execution.status)) {
+      try {
+        found = (await api(`/executions/${encodeURIComponent(execId)}/result`)).failure;
+      } catch (_) { /* no Resume button then: the server would refuse it and say why */ }
+    }
+    storedFailure = found;
+  }
+  await readStoredFailure();
   const header = h("div");
   const actionStatus = h("div", { "aria-live": "polite", id: "action-status" });
   const waitsBox = h("div", { id: "waits" });
@@ -52,8 +86,9 @@ export async function render(main, { id }, ctx) {
     const s = execution.status;
     const box = h("div", { class: "actions", id: "actions" });
     const act = (name, label, run, cls) => h("button", { type: "button", class: cls || "", dataset: { action: name }, onclick: run }, label);
+    // The server retries any failed execution (resumable or not); never another status.
     if (s === "failed") box.appendChild(act("retry", "↻ Retry", () => post("retry")));
-    if (s !== "completed") box.appendChild(act("resume", "▶ Resume", () => post("resume")));
+    if (canResume(execution, storedFailure)) box.appendChild(act("resume", "▶ Resume", () => post("resume")));
     if (!FINISHED.includes(s)) box.appendChild(act("cancel", "⊘ Cancel", () => post("cancel")));
     box.appendChild(h("a", { class: "button", href: `#/executions/${execId}/replay`, dataset: { action: "replay" } }, "⇄ Replay…"));
     if (FINISHED.includes(s)) {
@@ -75,6 +110,7 @@ export async function render(main, { id }, ctx) {
     replace(actionStatus, h("p", { class: "muted" }, `${action}…`));
     try {
       execution = await api(`/executions/${encodeURIComponent(execId)}/${action}`, { method: "POST" });
+      await readStoredFailure();
       replace(actionStatus, h("p", { class: "ok" }, `${action}: the execution is now ${execution.status}.`));
       renderAll();
       startLogs();
@@ -117,22 +153,29 @@ export async function render(main, { id }, ctx) {
     replace(detailBox, callDetail(execution, call, logList));
   }
 
+  let shownSignature = null;
   function renderAll() {
+    shownSignature = signature(execution);
     renderHeader();
     renderWaits();
     renderTimeline();
   }
 
   // What the page shows; re-render only when it changed (keeps focus and open details).
-  const signature = (e) => JSON.stringify([e.status, e.run_count, e.ended_at, e.failure,
-    (e.pending_waits || []).map((w) => w.wait_id),
-    (e.checkpoints || []).map((c) => [c.call_id, c.call_status, c.ended_at, (c.attempts || []).length])]);
+  // It is compared with what was last rendered: a runner's lease runs out with no
+  // change to the execution, and that alone brings the Resume button.
+  function signature(e) {
+    return JSON.stringify([e.status, e.run_count, e.ended_at, e.failure, canResume(e, storedFailure),
+      (e.pending_waits || []).map((w) => w.wait_id),
+      (e.checkpoints || []).map((c) => [c.call_id, c.call_status, c.ended_at, (c.attempts || []).length])]);
+  }
   async function reload() {
     try {
       const fresh = await api(`/executions/${encodeURIComponent(execId)}`);
-      const changed = signature(fresh) !== signature(execution);
+      const before = execution;
       execution = fresh;
-      if (changed) renderAll();
+      if (fresh.status !== before.status || fresh.run_count !== before.run_count) await readStoredFailure();
+      if (signature(fresh) !== shownSignature) renderAll();
     } catch (err) {
       replace(actionStatus, errorBox(err));
     }
