@@ -148,8 +148,10 @@ def load_flow(ref: dict[str, Any], *, exec_id: str) -> Flow[Any, Any]:
     if not isinstance(target, Flow):
         where = ref.get("file") or module
         raise FlowCodeNotFoundError(
-            f"Cannot load flow {qualname!r} of execution {exec_id}: {where} no longer defines "
-            f"a @flow named {qualname!r}. Restore it, or start a new execution."
+            f"Cannot load flow {qualname!r} of execution {exec_id}: {where}, as this process "
+            f"loaded it, defines no @flow named {qualname!r}. If the file gained it since "
+            "(a long-running `kitaru worker` keeps the code it first imported), restart this "
+            "process; otherwise restore the flow, or start a new execution."
         )
     return target
 
