@@ -7,6 +7,8 @@ returns False, and the store is left exactly as the new owner made it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kitaru._store import Store
@@ -219,3 +221,89 @@ def test_a_stopped_writers_open_transaction_does_not_block_others_forever(
     finally:
         stalled.dispose()
         taking_over.dispose()
+
+
+@pytest.mark.parametrize("path", ["one statement", "checked transaction"])
+def test_a_takeover_waits_for_a_checked_write_in_flight(
+    postgres_url: str, records: Records, path: str
+) -> None:
+    """The owner check and the write commit as one: a claim cannot slip in between.
+
+    The runner's write is held (a lock on the artifacts table, as a slow disk or a
+    stalled network would) after its fence check passed. The takeover must either wait
+    for that write to commit, or make it fail: it must never return while the write is
+    still to land (the write would then overwrite the new owner's records). Before
+    the check took a row lock, the claim returned at once and the write landed after.
+    """
+    import threading
+
+    import sqlalchemy as sa
+
+    runner, taker, holder = Store(postgres_url), Store(postgres_url), Store(postgres_url)
+    try:
+        execution = records.execution(status=ExecutionStatus.RUNNING, fence=1, run_count=1)
+        runner.create_execution(execution)
+        artifact = records.artifact(execution.id, "step")
+        call = records.call(execution.id, "step", artifact=artifact)
+        held = holder.engine.connect()
+        held.begin()
+        held.execute(sa.text("LOCK TABLE kitaru_artifacts IN EXCLUSIVE MODE"))
+
+        outcome: list[str] = []
+
+        def write() -> None:
+            try:
+                if path == "one statement":
+                    runner.record_call(call, artifact=artifact, fence=1)
+                else:  # a kitaru.save() in the call: the checked-transaction path
+                    saved = records.artifact(execution.id, "step", kind="saved")
+                    runner.record_call(call, artifact=artifact, extra_artifacts=[saved], fence=1)
+            except StaleOwnerError:
+                outcome.append("refused")
+            else:
+                outcome.append("written")
+
+        writing = threading.Thread(target=write)
+        writing.start()
+        blocked = sa.text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'kitaru_artifacts' AND NOT l.granted"
+        )
+        with taker.engine.connect() as probe:
+            for _ in range(500):
+                if probe.execute(blocked).scalar():
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail("the runner's write never reached the artifacts table")
+
+        seen_at_claim: list[bool] = []
+
+        def take_over() -> None:
+            claimed = taker.claim(
+                execution.id,
+                owner="runner-b",
+                lease_seconds=30,
+                from_status=RESUMABLE,
+                expected_fence=1,
+                require_expired_lease=False,
+            )
+            assert claimed is not None
+            seen_at_claim.append(bool(taker.calls(execution.id)))
+
+        taking = threading.Thread(target=take_over)
+        taking.start()
+        taking.join(timeout=1.0)
+        held.rollback()  # the runner's write goes on
+        held.close()
+        writing.join(timeout=30)
+        taking.join(timeout=30)
+        # Either the takeover waited for the write and saw it (the new owner reads it as
+        # recorded), or the write saw the takeover and was refused: nothing lands after.
+        assert len(outcome) == 1
+        assert seen_at_claim == [outcome == ["written"]]
+        landed = [c.call_id for c in taker.calls(execution.id)]
+        assert landed == (["step"] if outcome == ["written"] else [])
+    finally:
+        for store in (runner, taker, holder):
+            store.dispose()

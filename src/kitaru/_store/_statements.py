@@ -359,12 +359,17 @@ def _pg_record_call(with_artifact: bool, with_attempt: bool, fenced: bool) -> sa
     (no row returned) instead of clobbering the new owner's records.
     """
     ex = t.executions.c
+    # FOR SHARE: a claim committed after this statement's snapshot is seen (the row is
+    # read again at its latest version), and one not yet committed waits for this write.
     guard = (
-        sa.exists().where(
+        sa.select(sa.literal_column("1"))
+        .where(
             ex.id == sa.bindparam("g_exec_id"),
             ex.fence == sa.bindparam("g_fence", type_=sa.Integer),
             ex.status == ExecutionStatus.RUNNING.value,
         )
+        .with_for_update(read=True)
+        .exists()
         if fenced
         else sa.true()
     )
@@ -451,7 +456,7 @@ def pg_take_cached_sql(dialect: sa.Dialect) -> str:
         f"taken AS (INSERT INTO {calls} ({', '.join(call_columns)}) "
         f"SELECT {values} FROM hit WHERE EXISTS (SELECT 1 FROM {ex} "
         f"WHERE {ex}.id = %(g_exec_id)s AND {ex}.fence = %(g_fence)s::INTEGER "
-        f"AND {ex}.status = '{ExecutionStatus.RUNNING.value}') "
+        f"AND {ex}.status = '{ExecutionStatus.RUNNING.value}' FOR SHARE) "
         f"ON CONFLICT (exec_id, call_id) DO UPDATE SET {updates} RETURNING 1), "
         f"saved AS (INSERT INTO {artifacts} ({', '.join(artifact_names)}) "
         f"SELECT {saved_values} FROM {artifacts} AS s, hit "

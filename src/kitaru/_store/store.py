@@ -224,8 +224,19 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
 
     @functools.cached_property
     def _owner_query(self) -> sa.Select[Any]:
+        """The fence check a multi-statement write makes first, in its transaction.
+
+        ``FOR SHARE`` on PostgreSQL: without a lock, a takeover could commit between the
+        check and the write (READ COMMITTED), and a stale runner's write would land after
+        it. With it, a claim waits for this write's commit, and a check made after a
+        claim committed sees the new fence. (SQLite's writes hold the database lock.)
+        """
         ex = t.executions.c
-        return sa.select(ex.fence, ex.status).where(ex.id == sa.bindparam("exec_id"))
+        return (
+            sa.select(ex.fence, ex.status)
+            .where(ex.id == sa.bindparam("exec_id"))
+            .with_for_update(read=True)
+        )
 
     def __repr__(self) -> str:
         if self._engine is None:
