@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -255,3 +256,68 @@ def test_one_worker_pass_resumes_every_orphan_not_a_page(
         assert client.executions.wait(exec_id, timeout=60).status is ExecutionStatus.COMPLETED
         assert FlowHandle(exec_id).get() == 2
     assert get_backend().store.orphaned(limit=None) == []
+
+
+_between: dict[str, threading.Event] = {}  # the current test's gates
+_b_bodies: list[str] = []
+
+
+@kitaru.checkpoint(cache=False)
+def _part_a() -> int:
+    return 1
+
+
+@kitaru.checkpoint(cache=False)
+def _part_b(x: int) -> int:
+    _b_bodies.append("b")  # a paid call, say: it must not run in a runner that lost it
+    return x + 1
+
+
+@kitaru.flow(cache=False)
+def _a_pause_then_b() -> int:
+    a = _part_a()
+    _between["reached"].set()
+    _between["release"].wait(60)
+    return _part_b(a)
+
+
+def test_a_runner_stopped_past_its_lease_starts_no_body_once_taken_over(
+    any_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped past its lease (SIGSTOP, a frozen VM), a runner wakes up with its lease
+    keeper racing its body: the next checkpoint's body must not start if another process
+    took the execution over meanwhile. The runner asks the store first."""
+    from kitaru._runtime import leases
+
+    _between.update(release=threading.Event(), reached=threading.Event())
+    _b_bodies.clear()
+    monkeypatch.setenv("KITARU_LEASE_SECONDS", LONG_LEASE)  # the keeper stays asleep
+    handle = _a_pause_then_b.run()
+    assert _between["reached"].wait(30)
+    store = get_backend().store
+    record = store.require_execution(handle.exec_id)
+    taken = store.claim(  # another process takes it over while this runner "sleeps"
+        record.id,
+        owner="host:1:other-runner",
+        lease_seconds=600,
+        from_status=(ExecutionStatus.RUNNING,),
+        expected_fence=record.fence,
+        require_expired_lease=False,
+    )
+    assert taken is not None
+    # The runner wakes up long after its last renewal (its wall clock jumped).
+    woken = time.time() + 10_000
+    monkeypatch.setattr(leases, "_now", lambda: woken, raising=False)
+    _between["release"].set()
+    wait_for(lambda: get_live_done(handle.exec_id), what="the stale runner to stop")
+    assert _b_bodies == []  # it asked the store before the body, and stopped
+    after = store.require_execution(handle.exec_id)
+    assert (after.fence, after.lease_owner) == (taken.fence, "host:1:other-runner")
+    assert [c.call_id for c in store.calls(handle.exec_id)] == ["_part_a"]
+
+
+def get_live_done(exec_id: str) -> bool:
+    from kitaru._runtime.driver import get_live
+
+    live = get_live(exec_id)
+    return live is None or live.done.is_set()

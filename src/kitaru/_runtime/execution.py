@@ -31,6 +31,7 @@ from kitaru._runtime.failures import (
     runner_error,
 )
 from kitaru._runtime.futures import CheckpointFuture, resolve_arguments
+from kitaru._runtime.leases import leases
 from kitaru._runtime.progress import in_flight
 from kitaru._store import (
     ArtifactRecord,
@@ -837,6 +838,16 @@ class ExecutionContext:
         if self.cancel_event.is_set():
             raise CancelledError(f"Execution {self.exec_id} was cancelled.")
 
+    def check_lease(self) -> None:
+        """Before live user code: stop if this runner may have lost the execution unseen
+        (stopped past its lease and taken over meanwhile; see ``leases.still_held``)."""
+        self.check_cancelled()
+        if not leases.still_held(self.exec_id):
+            raise self.lost(
+                f"Execution {self.exec_id} was taken over or cancelled while this runner "
+                "was stopped past its lease; it runs no more of it."
+            )
+
     def lost(self, why: StaleOwnerError | str) -> CancelledError:
         """A write was refused: this runner no longer owns the execution (cancelled, or
         taken over). Every thread of it then stops at its next checkpoint boundary (a
@@ -926,7 +937,7 @@ class _LiveCall:
         logcapture.end_call(self.ctx, self.call_id)
 
     def next_attempt(self) -> CheckpointFrame:
-        self.ctx.check_cancelled()
+        self.ctx.check_lease()
         self.attempt += 1
         self.started = time.time()
         # The attempt number counts every run of the call, like its attempt rows.

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from kitaru import _digest, _environ
@@ -127,13 +128,22 @@ def lease_seconds() -> float:
     return float(_environ.get("KITARU_LEASE_SECONDS", "30"))
 
 
+def _now() -> float:
+    """Wall-clock time: it runs on while the process is stopped (SIGSTOP, a frozen VM)."""
+    return time.time()
+
+
 class _Held:
     """An execution whose lease this process renews."""
 
-    __slots__ = ("cancel", "fence", "store")
+    __slots__ = ("cancel", "fence", "margin", "store", "valid_until")
 
     def __init__(self, store: Store, fence: int, cancel: threading.Event) -> None:
         self.store, self.fence, self.cancel = store, fence, cancel
+        lease = lease_seconds()
+        #: Until when this process knows the lease holds (its claim or last renewal),
+        #: and how long before that it asks the store again (a renewal period).
+        self.valid_until, self.margin = _now() + lease, lease / 3
 
 
 class LeaseKeeper:
@@ -156,6 +166,34 @@ class LeaseKeeper:
         with self._lock:
             self._held.pop(exec_id, None)
 
+    def still_held(self, exec_id: str) -> bool:
+        """Whether this process may start more of the execution's user code.
+
+        Asked before each live checkpoint body. While the last renewal is recent (the
+        usual case) this is a clock read. A process that was stopped past its lease (a
+        debugger, SIGSTOP, a frozen VM) wakes up with its lease keeper racing its
+        runner: it asks the store first, so a runner whose execution was taken over
+        meanwhile starts no body (a paid call) beside the new owner's.
+        """
+        entry = self._held.get(exec_id)
+        if entry is None:
+            return True  # not a lease this process keeps (e.g. a child process's call)
+        if _now() < entry.valid_until - entry.margin:
+            return True
+        asked_at, lease = _now(), lease_seconds()
+        try:
+            statuses = entry.store.renew_leases(
+                RUNNER_ID, {exec_id: entry.fence}, lease_seconds=lease
+            )
+        except Exception:  # the store cannot say: the fenced write after the body will
+            logger.debug("Could not confirm the lease of %s", exec_id, exc_info=True)
+            return True
+        if statuses.get(exec_id) in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+            entry.valid_until = asked_at + lease
+            return True
+        entry.cancel.set()
+        return False
+
     def _loop(self) -> None:
         while True:
             self._wake.wait(lease_seconds() / 3)
@@ -176,11 +214,14 @@ class LeaseKeeper:
         for entries in by_store.values():
             store = entries[0][1].store
             fences = {exec_id: entry.fence for exec_id, entry in entries}
-            statuses = store.renew_leases(RUNNER_ID, fences, lease_seconds=lease_seconds())
+            asked_at, lease = _now(), lease_seconds()
+            statuses = store.renew_leases(RUNNER_ID, fences, lease_seconds=lease)
             for exec_id, entry in entries:
                 status = statuses.get(exec_id)
                 if status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
                     entry.cancel.set()
+                else:
+                    entry.valid_until = asked_at + lease
 
 
 leases = LeaseKeeper()

@@ -874,8 +874,8 @@ def _input_interactive(out: Output, exec_id: str | None, *, resume: bool) -> Non
         if finals.get(e) is not None
         and finals[e].status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
     ]
-    if failed_here:
-        _fail_in_json(out, finals[failed_here[0]])
+    # Several executions, each with its own outcome: the list is the answer even when
+    # one this command resumed failed (its status says so; the exit code is 1).
     out.items(items, render)
     if failed_here:
         _fail_if_unsuccessful(out, finals[failed_here[0]])
