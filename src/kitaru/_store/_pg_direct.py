@@ -20,6 +20,7 @@ from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
+from kitaru._store.engine import server_closed
 from kitaru.errors import KitaruBackendError
 
 if TYPE_CHECKING:
@@ -113,9 +114,11 @@ class PgDirect:
                 kept = self._idle.get_nowait()
             except queue.Empty:
                 break
-            if time.monotonic() - kept.born < _RECYCLE_SECONDS:
+            if time.monotonic() - kept.born < _RECYCLE_SECONDS and not server_closed(
+                kept.pooled.driver_connection
+            ):
                 return kept
-            self._discard(kept)
+            self._discard(kept)  # too old, or the server ended it (see server_closed)
         with self._lock:
             if self._count >= _MAX_CONNECTIONS:
                 return None

@@ -321,9 +321,16 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
             "install Kitaru with its postgres extra from its repository or wheel "
             "(pip install '/path/to/kitaru[postgres]'), or pip install 'psycopg[binary]'."
         ) from exc
-    # No pre-ping: it would add a round trip to every checkpoint. Connections are
-    # recycled hourly; a dropped connection fails one operation, not the next.
+    # No pre-ping: it would add a round trip to every checkpoint. A connection the
+    # server ended (a restart, a failover, pg_terminate_backend, an idle timeout) is
+    # told apart without one at checkout (``server_closed``) and replaced; connections
+    # are also recycled hourly.
     engine = sa.create_engine(url, pool_size=8, max_overflow=64, pool_recycle=3600)
+
+    @sa.event.listens_for(engine, "checkout")
+    def _replace_ended(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if server_closed(dbapi_connection):
+            raise sa.exc.DisconnectionError("the server ended this connection")  # a new one
 
     @sa.event.listens_for(engine, "connect")
     def _bound_stuck_transactions(dbapi_connection: Any, _record: Any) -> None:
@@ -336,6 +343,24 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         dbapi_connection.commit()
 
     return engine
+
+
+def server_closed(connection: Any) -> bool:
+    """Whether the server ended this idle PostgreSQL connection (a syscall, no round trip).
+
+    An idle connection has nothing to read; when the server ends a session it sends a
+    FATAL message and closes its end, so the socket turns readable. (A notice could too:
+    that connection is then replaced, harmlessly.)
+    """
+    import select
+
+    try:
+        if connection.closed:
+            return True
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True  # no usable socket
+    return bool(readable)
 
 
 #: How long a PostgreSQL transaction of ours may sit idle before the server ends it.
