@@ -12,6 +12,10 @@ A child that raises, calls ``os._exit``, segfaults or runs out of memory only
 fails that attempt: the parent raises ``IsolatedCheckpointError`` and the
 normal retry loop takes over. The child's stdout and stderr are replayed into
 the parent's streams, so log capture files them under the right call.
+
+A flow defined in a script (``python script.py``) that another process resumes or
+retries runs there as ``__mp_main__`` (see ``loader``): the child then loads that
+script the same way before unpickling the call, as multiprocessing's spawn does.
 """
 
 from __future__ import annotations
@@ -234,6 +238,27 @@ class _ChildContext:
         self.backend = get_backend()
 
 
+#: The module of a flow script that a resuming process loaded (see ``loader``), as a
+#: pickle that refers to it spells it. A fresh run's script is ``__main__``, which
+#: cloudpickle sends by value; ``__mp_main__`` it sends by reference.
+_SCRIPT_MODULE = b"__mp_main__"
+
+
+def _load_flow_script(ctx: _ChildContext) -> None:
+    """Load the execution's flow script as its runner did, so the payload's references to
+    ``__mp_main__`` (its helpers, classes, the checkpoint itself) resolve here.
+
+    Only for payloads that name ``__mp_main__`` (a substring test, so a call of a
+    module's flow pays nothing; a false hit costs one read of the execution).
+    """
+    record = ctx.backend.store.get_execution(ctx.exec_id)
+    ref = record.flow_ref if record is not None else {}
+    if ref.get("module") == "__main__":
+        from kitaru._runtime.loader import load_script_main
+
+        load_script_main(ref, exec_id=ctx.exec_id)
+
+
 def child_main(argv: list[str]) -> int:
     """Run the pickled call named by ``argv`` and write the report; see the module docstring."""
     uri, sha, report_path, exec_id, call_id, name = argv
@@ -245,7 +270,10 @@ def child_main(argv: list[str]) -> int:
     report: dict[str, Any]
     frame = CheckpointFrame(exec_id, call_id, name, 1)
     try:
-        func, args, kwargs = pickle.loads(ctx.backend.blobs.get(uri, sha))
+        payload = ctx.backend.blobs.get(uri, sha)
+        if _SCRIPT_MODULE in payload:
+            _load_flow_script(ctx)
+        func, args, kwargs = pickle.loads(payload)
         current_execution.set(cast("ExecutionContext", ctx))
         current_checkpoint.set(frame)
         value = func(*args, **kwargs)

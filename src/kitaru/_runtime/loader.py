@@ -216,6 +216,18 @@ def _run_script(path: str) -> Any:
     return module
 
 
+def load_script_main(ref: dict[str, Any], *, exec_id: str) -> Any:
+    """The script of ``ref`` (a flow run as ``python script.py``) loaded as a resume loads
+    it, as ``__mp_main__`` aliased as ``__main__``.
+
+    For an isolated checkpoint's process: a runner that resumed the flow pickles the
+    script's functions and classes by reference to ``__mp_main__``, which a new process
+    only has once the script is loaded (multiprocessing's spawn does the same).
+    """
+    with _load_lock:
+        return _load_script(ref, exec_id)
+
+
 def script_module(path: str) -> Any:
     """The flow script at ``path`` loaded for its classes, leaving this process's
     ``__main__`` alone (it is the caller's own program)."""
