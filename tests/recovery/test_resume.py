@@ -619,3 +619,46 @@ def test_a_stalled_runner_cannot_overwrite_the_new_owners_calls(
     # add a second "attempt 1" to the history of the execution it no longer owns.
     assert after.checkpoints == resumed.checkpoints
     assert counts(log)["second"] == 1
+
+
+_RAISES_WHEN_LOADED = """
+import os
+from kitaru import checkpoint, flow
+
+REGION = os.environ["KT_TEST_REGION"]  # the script needs it at its top
+
+@checkpoint
+def fails_once() -> str:
+    raise RuntimeError("the first run fails")
+
+@flow
+def needs_region() -> str:
+    return fails_once()
+
+if __name__ == "__main__":
+    handle = needs_region.run()
+    print(handle.exec_id, flush=True)
+    try:
+        handle.wait()
+    except Exception:
+        pass
+"""
+
+
+def test_a_script_that_raises_when_loaded_is_the_users_error_not_kitarus(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "region_flow.py"
+    script.write_text(_RAISES_WHEN_LOADED)
+    result = run([str(script)], cwd=tmp_path, env=child_env(KT_TEST_REGION="eu"))
+    exec_id = result.stdout.split()[0]
+    before = KitaruClient().executions.get(exec_id)
+    assert before.status is ExecutionStatus.FAILED
+    monkeypatch.delenv("KT_TEST_REGION", raising=False)  # this process lacks it
+    with pytest.raises(KitaruStateError) as info:
+        KitaruClient().executions.retry(exec_id)
+    message = str(info.value)
+    assert "KeyError: 'KT_TEST_REGION'" in message
+    assert str(script) in message
+    assert "environment" in message
+    assert KitaruClient().executions.get(exec_id) == before  # nothing changed

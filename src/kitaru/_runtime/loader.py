@@ -178,6 +178,20 @@ def _import_module(ref: dict[str, Any], exec_id: str) -> Any:
             "Run from the project directory (mark it with `kitaru init`), install the "
             "package, or add its directory to PYTHONPATH."
         ) from exc
+    except Exception as exc:
+        raise _failed_to_load(ref, exec_id, f"importing module {module!r}", exc) from exc
+
+
+def _failed_to_load(
+    ref: dict[str, Any], exec_id: str, doing: str, exc: Exception
+) -> FlowCodeNotFoundError:
+    """The flow's own code raised while it was loaded (a missing environment variable,
+    a bad import at its top): the user's to fix, said as such, not as Kitaru's bug."""
+    return FlowCodeNotFoundError(
+        f"Cannot load flow {ref['qualname']!r} of execution {exec_id}: {doing} raised "
+        f"{type(exc).__name__}: {exc}. Fix that code or its environment (e.g. a missing "
+        "environment variable), then try again; nothing was changed."
+    )
 
 
 def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
@@ -191,7 +205,10 @@ def _load_script(ref: dict[str, Any], exec_id: str) -> Any:
             f"the script {path or '(unknown file)'}, which no longer exists. Restore the "
             "script at that path to resume the execution."
         )
-    module = _run_script(path)
+    try:
+        module = _run_script(path)
+    except Exception as exc:
+        raise _failed_to_load(ref, exec_id, f"running the script {path}", exc) from exc
     # Classes and functions defined in the script name "__main__" as their module.
     sys.modules["__mp_main__"] = module
     sys.modules["__main__"] = module
