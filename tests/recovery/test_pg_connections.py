@@ -10,6 +10,7 @@ that failure, leaving the execution running with nobody behind it).
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -61,16 +62,27 @@ def _end_connections(postgres_url: str, name: str) -> int:
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            ended = conn.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = :name"
-                ),
-                {"name": name},
-            ).scalar()
+            # The sessions first, then each ended: a WHERE that ended them could be
+            # evaluated before its name filter, on every session of the server.
+            pids = list(
+                conn.execute(
+                    sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                    {"name": name},
+                ).scalars()
+            )
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(500):  # until those sessions are gone (they end asynchronously)
+                left = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                    {"pids": list(pids)},
+                ).scalar()
+                if not left:
+                    break
+                time.sleep(0.01)
     finally:
         admin.dispose()
-    return int(ended or 0)
+    return len(pids)
 
 
 def test_a_run_goes_on_after_the_server_ended_its_connections(

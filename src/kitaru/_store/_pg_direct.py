@@ -87,24 +87,31 @@ class PgDirect:
             value = params.get(name)
             if value is not None:
                 params[name] = json.dumps(value)
-        kept = self._take()
-        if kept is None:
-            raise AllBusy
-        try:
-            cursor = kept.cursor
-            cursor.execute(compiled.sql, params, prepare=True)
-            row = cursor.fetchone()
-            labels = compiled.labels
-            if labels is None and row is not None:
-                labels = compiled.labels = [d.name for d in cursor.description or ()]
-        except psycopg.Error as exc:
-            self._discard(kept)
-            raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
-        except BaseException:
-            self._discard(kept)  # its state is unknown (interrupted mid-statement)
-            raise
-        self._idle.put(kept)
-        return None if row is None or labels is None else dict(zip(labels, row, strict=True))
+        for tries_left in (1, 0):
+            kept = self._take()
+            if kept is None:
+                raise AllBusy
+            try:
+                cursor = kept.cursor
+                cursor.execute(compiled.sql, params, prepare=True)
+                row = cursor.fetchone()
+                labels = compiled.labels
+                if labels is None and row is not None:
+                    labels = compiled.labels = [d.name for d in cursor.description or ()]
+            except psycopg.Error as exc:
+                self._discard(kept)
+                if tries_left and getattr(exc, "sqlstate", None) in _SESSION_ENDED:
+                    # The server ended the session before the statement ran (or ran it
+                    # in a transaction it then rolled back): on a new one, once.
+                    self._discard_idle()
+                    continue
+                raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
+            except BaseException:
+                self._discard(kept)  # its state is unknown (interrupted mid-statement)
+                raise
+            self._idle.put(kept)
+            return None if row is None or labels is None else dict(zip(labels, row, strict=True))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _take(self) -> _Kept | None:
         if os.getpid() != self._pid:  # a forked child never uses its parent's sockets
@@ -129,6 +136,14 @@ class PgDirect:
             with self._lock:
                 self._count -= 1
             raise
+
+    def _discard_idle(self) -> None:
+        """Drop every kept connection: a server that ended one (a restart) ended them all."""
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def _discard(self, kept: _Kept) -> None:
         with self._lock:
@@ -167,6 +182,11 @@ class PgDirect:
                 self._count -= 1
             kept.pooled.driver_connection.autocommit = False
             kept.pooled.close()  # back to the pool, which the store then disposes
+
+
+#: SQLSTATEs of a session the server ended (admin, crash or immediate shutdown, idle
+#: timeout): an autocommit statement that gets one did not commit.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P05"})
 
 
 class AllBusy(Exception):
