@@ -55,8 +55,9 @@ def run_worker(
     skipped: set[str] = set()
     warned: set[str] = set()
     outage = False  # the store (or the server) is unreachable: said once, then retried
+    firing = _Firing()
     while not stop.is_set():
-        next_slot = _fire_schedules(backend, warned) if schedules else None
+        next_slot = firing.fire(backend, warned) if schedules else None
         try:
             resumed += _resume_orphans(backend, skipped)
         except Exception as exc:
@@ -107,15 +108,32 @@ def _resume_orphans(backend: Backend, skipped: set[str]) -> int:
     return resumed
 
 
-def _fire_schedules(backend: Backend, warned: set[str]) -> float | None:
-    """Fire due schedule slots; when the next one is due (None: no schedule)."""
-    try:
-        from kitaru.schedules._firing import fire_due
+class _Firing:
+    """Fires due schedule slots each poll; a failure is said once, not at every poll
+    (the store or server may be down for a while), and once again when it passes."""
 
-        return fire_due(backend, warned=warned)
-    except Exception as exc:  # the store failed: retried on the next poll
-        logger.warning("Could not fire schedules: %s", exc)
-        return None
+    def __init__(self) -> None:
+        self.failing = False
+
+    def fire(self, backend: Backend, warned: set[str]) -> float | None:
+        """Fire due slots; when the next one is due (None: no schedule, or failed)."""
+        try:
+            from kitaru.schedules._firing import fire_due
+
+            next_slot = fire_due(backend, warned=warned)
+        except Exception as exc:  # the store failed: retried on the next poll
+            if not self.failing:
+                logger.warning(
+                    "Could not fire schedules: %s; this worker tries again at every poll "
+                    "and says when it works again.",
+                    exc,
+                )
+            self.failing = True
+            return None
+        if self.failing:
+            logger.warning("Schedules fire again.")
+        self.failing = False
+        return next_slot
 
 
 def _pause(store: Store, poll_interval: float, next_slot: float | None) -> float:
