@@ -136,12 +136,21 @@ def test_limits(server: Server) -> None:
     assert too_many.status_code == 400
     assert "500" in _error(too_many)["message"]
     huge = api.post(
-        "/executions/x/input",
-        content=b'{"value": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        "/replays",
+        content=b'{"at": "' + b"x" * (2 * 1024 * 1024) + b'"}',
         headers={"Content-Type": "application/json"},
     )
     assert huge.status_code == 413
     assert _error(huge)["type"] == "KitaruUsageError"
+    # An answer to a wait may be larger (room for the largest the wait limit allows);
+    # over that, the refusal is the wait limit's error (see test_wait_answers).
+    huge_answer = api.post(
+        "/executions/x/input",
+        content=b'{"value": "' + b"x" * (4 * 1024 * 1024) + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert huge_answer.status_code == 413
+    assert _error(huge_answer)["type"] == "KitaruWaitValidationError"
     # No CORS unless configured: no Access-Control-* headers for a browser origin.
     cors = api.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in cors.headers

@@ -590,7 +590,12 @@ def _fail_if_unsuccessful(out: Output, final: Execution) -> None:
 
 
 def _state_note(out: Output, final: Execution, *, ran_here: bool, no_resume: bool) -> None:
+    from kitaru.client import _remote_client as _remote
+
     exec_id = final.exec_id
+    if _remote.handed_off(final):  # through a server, with --no-resume: not waited for
+        out.note(_remote.no_worker_hint(exec_id))
+        return
     if final.status is ExecutionStatus.WAITING:
         if final.pending_wait is not None:
             out.note(
@@ -734,6 +739,7 @@ def _input_one(
     from kitaru._backend import get_backend
     from kitaru._runtime import control
     from kitaru.cli._input_support import settle_after_answer, value_candidates
+    from kitaru.client import _remote_client as _remote
     from kitaru.client._prompt import recorded_answer, schema_summary
     from kitaru.errors import KitaruWaitValidationError
 
@@ -769,13 +775,21 @@ def _input_one(
         target = pending[0] if pending else None
     remote = client.connection is not None  # a server's worker resumes it, not this process
     ran_here = not no_resume and not remote and control.resume_released(get_backend(), exec_id)
-    final = (
-        _run_here(out, client, exec_id)
-        if ran_here
-        else settle_after_answer(client, exec_id, None if target is None else target.wait_id)
-    )
-    if answer is not None and target is not None and not remote:
-        answer = recorded_answer(exec_id, target.wait_id)  # as validated and stored
+    # No runner held it: the server handed it to its workers, as a remote retry or resume
+    # does. Wait for one to run it (to its end or next wait), saying once if none does.
+    handed = remote and not no_resume and _remote.handed_off(client.executions.get(exec_id))
+    if ran_here:
+        final = _run_here(out, client, exec_id)
+    elif handed:
+        try:
+            final = _wait_for_run(out, client, exec_id)
+        except KeyboardInterrupt:
+            _interrupted(out, exec_id)
+    else:
+        final = settle_after_answer(client, exec_id, None if target is None else target.wait_id)
+    if answer is not None and target is not None:
+        # As validated and stored (through a server: as the server recorded it).
+        answer = recorded_answer(exec_id, target.wait_id, backend=client._backend)
     outcome = "aborted" if abort else "answered"
     # 0.21's item is the execution; what this input did is under "input".
     data = {
@@ -799,11 +813,11 @@ def _input_one(
             console.print(escape(f"Answered {which} of execution {exec_id}{shown}."))
         console.print(f"Status: {exec_status(final)}")
 
-    if ran_here:
+    if ran_here or handed:
         _fail_in_json(out, final)
     out.item(data, render)
     _state_note(out, final, ran_here=ran_here, no_resume=no_resume)
-    if ran_here:
+    if ran_here or handed:
         _fail_if_unsuccessful(out, final)
 
 

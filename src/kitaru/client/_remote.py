@@ -68,8 +68,8 @@ class Session:
             ) from None
 
         self.connection = connection
-        #: The server's most rows per page: None until asked, 0 if it does not tell.
-        self._page_cap: int | None = None
+        #: The server's ``/version`` answer (page cap, body caps): None until asked.
+        self._info: dict[str, Any] | None = None
         verify: Any = connection.verify
         if isinstance(verify, str):  # a CA bundle: httpx takes it as an SSL context
             import ssl
@@ -120,16 +120,21 @@ class Session:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean)
 
-    def page_size(self, wanted: int) -> int:
-        """``wanted``, or less if the server returns fewer rows per page (asked once)."""
-        cap = self._page_cap
-        if cap is None:
+    def server_info(self) -> dict[str, Any]:
+        """The server's ``/version`` answer (asked once; empty if it does not answer)."""
+        info = self._info
+        if info is None:
             try:
-                found = self.get("/version").get("max_page_size")
+                found = self.get("/version")
             except KitaruError:
                 found = None
-            cap = found if isinstance(found, int) and found >= 1 else 0  # 0: not told
-            self._page_cap = cap
+            info = self._info = found if isinstance(found, dict) else {}
+        return info
+
+    def page_size(self, wanted: int) -> int:
+        """``wanted``, or less if the server returns fewer rows per page (asked once)."""
+        found = self.server_info().get("max_page_size")
+        cap = found if type(found) is int and found >= 1 else 0  # 0: not told
         return min(wanted, cap) if cap else wanted
 
     def post(self, path: str, body: Any = None) -> Any:

@@ -29,6 +29,7 @@ from kitaru.errors import (
 
 if TYPE_CHECKING:
     from kitaru._store import ExecutionRecord, ExecutionStatus
+    from kitaru._store.records_extra import WaitRecord
     from kitaru.analysis._cohort import CohortQuery
     from kitaru.analysis._statistics import ExecutionStatistics
     from kitaru.client._client import KitaruClient
@@ -92,6 +93,31 @@ class RemoteStore:
     def get_status(self, exec_id: str) -> ExecutionStatus | None:
         record = self.get_execution(exec_id)
         return None if record is None else record.status
+
+    def get_wait(self, exec_id: str, wait_id: str) -> WaitRecord | None:
+        """A wait of the execution with its recorded answer: ``kitaru executions input``
+        echoes the answer as stored (``{"score": 7, "comment": "ok"}`` for ``--value
+        '{"score": "7"}'``), through a server as on the store."""
+        from kitaru._store import WaitStatus
+        from kitaru._store.records_extra import WaitRecord
+
+        page = self.session.get(f"/executions/{_path_id(exec_id, 'execution')}/waits", all=True)
+        for item in page["items"]:
+            if item.get("wait_id") != wait_id or "status" not in item:
+                continue  # another wait, or an older server (no recorded answers)
+            return WaitRecord(
+                exec_id=item.get("exec_id") or exec_id,
+                wait_id=wait_id,
+                status=WaitStatus(item["status"]),
+                created_at=0.0,
+                name=item.get("name"),
+                question=item.get("question"),
+                json_schema=item.get("schema"),
+                metadata=dict(item.get("metadata") or {}),
+                timeout=item.get("timeout"),
+                value=item.get("value"),
+            )
+        return None
 
 
 class RemoteBackend:
@@ -234,15 +260,38 @@ class RemoteExecutionsAPI:
         """Answer a wait; the server checks ``value`` against the wait's JSON schema.
 
         The runner (or a worker, if the runner let go) continues the execution;
-        ``resume`` is accepted for compatibility.
+        ``resume`` is accepted for compatibility. What JSON cannot carry as the wait's
+        type would take it is refused here, before anything is sent (see
+        ``_remote_waits``), with the ``KitaruWaitValidationError`` a local call raises.
         """
         del resume
-        from pydantic_core import to_jsonable_python
+        from kitaru.client import _remote_waits
 
-        body = {"wait": wait, "value": to_jsonable_python(value)}
-        return self._execution(
-            self._session.post(f"/executions/{_path_id(exec_id, 'execution')}/input", body)
-        )
+        path = f"/executions/{_path_id(exec_id, 'execution')}"
+        answer, is_plain = _remote_waits.plain(value)
+        if not is_plain:
+            # A datetime, a UUID, a set...: JSON has no such value; the wait's type says
+            # what it becomes (a datetime wait takes its ISO text, a str wait refuses it).
+            schema = self._schema_of(path, wait)
+            answer = _remote_waits.json_answer(answer, schema, wait=wait, exec_id=exec_id)
+        _remote_waits.refuse_non_finite(answer, wait=wait, exec_id=exec_id)
+        body = {"wait": wait, "value": answer}
+        cap = self._session.server_info().get("max_input_body_bytes")
+        if type(cap) is int and cap > 0:
+            size = _remote_waits.body_size(body)
+            if size > cap:
+                raise _remote_waits.too_large(size, cap, wait=wait, exec_id=exec_id)
+        return self._execution(self._session.post(f"{path}/input", body))
+
+    def _schema_of(self, path: str, wait: str | None) -> dict[str, Any] | None:
+        """The JSON schema of the pending wait ``wait`` names (the only one if None);
+        None when there is no such wait (the server then says why it refuses)."""
+        pending = self._session.get(f"{path}/waits")["items"]
+        found = [w for w in pending if wait is None or wait in (w.get("wait_id"), w.get("name"))]
+        if len(found) != 1:
+            return None
+        schema = found[0].get("schema")
+        return schema if isinstance(schema, dict) else None
 
     def abort_wait(
         self, exec_id: str, *, wait: str | None = None, resume: bool = True
@@ -547,15 +596,29 @@ class RemoteArtifactsAPI:
         role: str | None = None,
     ) -> builtins.list[ArtifactRef]:
         _at_least_one(limit=limit)
-        page = self._session.get(
-            f"/executions/{_path_id(exec_id, 'execution')}/artifacts",
-            name=name,
-            kind=kind,
-            producing_call=producing_call,
-            role=role,
-            limit=limit,
-        )
-        refs = [models.artifact(item, self._client) for item in page["items"]]
+        path = f"/executions/{_path_id(exec_id, 'execution')}/artifacts"
+        items: builtins.list[dict[str, Any]] = []
+        offset: int | None = 0
+        # Pages within the server's cap until ``limit`` (or the last page), as ``list``
+        # of executions does: a limit above the cap is not the caller's concern.
+        while offset is not None and (limit is None or len(items) < limit):
+            batch = self._session.page_size(_BATCH if limit is None else limit - len(items))
+            page = self._session.get(
+                path,
+                name=name,
+                kind=kind,
+                producing_call=producing_call,
+                role=role,
+                type=type,
+                limit=batch,
+                offset=offset or None,
+            )
+            items.extend(page["items"])
+            offset = page.get("next_offset")
+            if "next_offset" not in page:
+                break  # an older server: one page
+        refs = [models.artifact(item, self._client) for item in items]
+        # An older server does not filter by type: the same filter here is a no-op otherwise.
         return [r for r in refs if type is None or r.type == type]
 
     def get(self, artifact_id: str) -> ArtifactRef:

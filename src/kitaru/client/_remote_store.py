@@ -10,6 +10,7 @@ to directly (the one the server uses: a shared directory or bucket).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -164,16 +165,43 @@ _LOG_PART_BYTES = 256 * 1024
 _LOG_LINE_OVERHEAD = 200
 
 
+def _cost(record: LogRecord, text: str) -> int:
+    # As JSON: escapes (a non-ASCII character is up to 12 bytes) count too.
+    return len(json.dumps(text)) + len(record.logger or "") + _LOG_LINE_OVERHEAD
+
+
 def _parts(records: Sequence[LogRecord], budget: int) -> Iterator[list[LogRecord]]:
     part: list[LogRecord] = []
     size = 0
-    for record in records:
-        # As JSON: escapes (a non-ASCII character is up to 12 bytes) count too.
-        cost = len(json.dumps(record.message)) + len(record.logger or "") + _LOG_LINE_OVERHEAD
-        if part and size + cost > budget:
-            yield part
-            part, size = [], 0
-        part.append(record)
-        size += cost
+    for whole in records:
+        for record in _pieces(whole, budget):
+            cost = _cost(record, record.message)
+            if part and size + cost > budget:
+                yield part
+                part, size = [], 0
+            part.append(record)
+            size += cost
     if part:
         yield part
+
+
+def _pieces(record: LogRecord, budget: int) -> list[LogRecord]:
+    """``record``, or consecutive lines of its text each under ``budget`` when it alone
+    is over it: one huge ``print`` would be refused whole by the server's body limit
+    (and lost); its pieces keep its time, stream and call, in order."""
+    text = record.message
+    if _cost(record, text) <= budget:
+        return [record]
+    room = max(1, budget - _cost(record, ""))  # bytes of escaped text a piece may take
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        size = min(len(text) - start, room)  # a character is at least one byte
+        while size > 1:
+            escaped = len(json.dumps(text[start : start + size])) - 2
+            if escaped <= room:
+                break
+            size = max(1, size * room // escaped)  # shrinks: escaped > room
+        pieces.append(text[start : start + size])
+        start += size
+    return [dataclasses.replace(record, message=piece) for piece in pieces]

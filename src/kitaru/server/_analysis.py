@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kitaru.client import KitaruClient
 from kitaru.server._auth import Reader
@@ -24,7 +24,13 @@ router = APIRouter(
 
 
 class StatisticsQuery(BaseModel):
-    """``executions.statistics()``'s arguments; entries are tokens or their fields."""
+    """``executions.statistics()``'s arguments; entries are tokens or their fields.
+
+    A key it does not know is refused (as by the other bodies): a misspelt ``group_by``
+    would otherwise give an answer for arguments nobody meant.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     group_by: list[str | dict[str, Any]] = Field(
         default_factory=list,

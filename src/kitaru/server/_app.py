@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,15 +19,35 @@ from kitaru.server import (
     _store_api,
     dashboard,
 )
-from kitaru.server._limits import BodySizeLimit, RequestTimeout
+from kitaru.server._limits import BodyCap, BodySizeLimit, RequestTimeout
 from kitaru.server._settings import ServerSettings
 
 API_PREFIX = "/api/v1"
+#: A uvicorn worker process checks that this process (the server) is still its parent.
+_ENV_PARENT = "KITARU_SERVER_PROCESS"
+
+
+def _die_with_the_server() -> None:
+    """In a uvicorn worker process (``--workers N``): end when the server process that
+    started it dies, even by SIGKILL (Linux), rather than keep serving its port with
+    no one to stop it. SIGTERM: uvicorn shuts the worker down as on ``kitaru server
+    stop``. The server itself (``--workers 1`` serves in it) is no such child."""
+    import multiprocessing
+    import signal
+
+    from kitaru._parent_death import die_with_parent
+
+    parent = multiprocessing.parent_process()  # None but in a multiprocessing child
+    if parent is None or parent.pid is None:
+        return
+    os.environ[_ENV_PARENT] = str(parent.pid)
+    die_with_parent(_ENV_PARENT, signal.SIGTERM)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The server app; settings default to the environment (see ``_settings``)."""
     settings = settings or ServerSettings.from_env()
+    _die_with_the_server()
     # The server never loads a pickled value: whatever a request or the store holds.
     os.environ["KITARU_ALLOW_PICKLE"] = "0"
     # It reads its store itself, whatever login or KITARU_SERVER_URL this machine has.
@@ -61,12 +82,32 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
+    input_route = re.compile(re.escape(f"{API_PREFIX}/executions/") + r"[^/]+/input")
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        per_path={
-            f"{API_PREFIX}/store/blobs": (settings.max_blob_bytes, "KITARU_SERVER_MAX_BLOB_BYTES")
-        },
+        # An answer holding NaN is refused by its route, naming the wait and the place.
+        judged=[input_route],
+        caps=[
+            BodyCap(
+                re.compile(re.escape(f"{API_PREFIX}/store/blobs")),
+                settings.max_blob_bytes,
+                message="The request body is larger than this server accepts ({limit} bytes, "
+                "KITARU_SERVER_MAX_BLOB_BYTES).",
+            ),
+            # An answer to a wait: the same error as over the wait limit (the body cap
+            # leaves room for any answer under it, see ServerSettings.input_body_bytes).
+            BodyCap(
+                input_route,
+                settings.input_body_bytes,
+                error_type="KitaruWaitValidationError",
+                message="The answer is larger than this server accepts for a wait (a "
+                "request body of at most {limit} bytes: room for the largest answer "
+                "KITARU_MAX_WAIT_INPUT_BYTES allows where the server runs). Nothing was "
+                "recorded and the execution is still waiting; answer with a reference (a "
+                "file path or URL) instead of the data.",
+            ),
+        ],
     )
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout)  # outermost
     return app

@@ -45,19 +45,28 @@ def list_artifacts(
     kind: str | None = None,
     producing_call: str | None = None,
     role: str | None = None,
+    type_: Annotated[str | None, Query(alias="type", description="The save type")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[
+        int, Query(ge=0, description="Skip this many (the next_offset of the last page)")
+    ] = 0,
 ) -> dict[str, Any]:
     cap: int = request.app.state.settings.max_page_size
     if limit is not None and limit > cap:
         raise KitaruUsageError(
             f"limit={limit} is more than this server returns at once ({cap}, "
-            "KITARU_SERVER_MAX_PAGE_SIZE)."
+            "KITARU_SERVER_MAX_PAGE_SIZE); page through with offset= (next_offset) instead."
         )
+    size = limit or cap
+    # The whole list, then a page of it: its order (oldest first) is the local client's,
+    # which sorts what it gathers from calls and saved artifacts, not a query's.
     refs = KitaruClient().artifacts.list(
-        exec_id, name=name, kind=kind, producing_call=producing_call, role=role, limit=limit or cap
+        exec_id, name=name, kind=kind, producing_call=producing_call, role=role, type=type_
     )
-    items = [r.to_dict() for r in refs]
-    return {"items": items, "count": len(items)}
+    page = refs[offset : offset + size]
+    items = [r.to_dict() for r in page]
+    more = offset + size < len(refs)
+    return {"items": items, "count": len(items), "next_offset": offset + size if more else None}
 
 
 def _record(artifact_id: str) -> Any:
@@ -145,4 +154,5 @@ def version(request: Request, _key: Reader) -> dict[str, Any]:
         "max_page_size": settings.max_page_size,
         "protocol": _wire.PROTOCOL,
         "max_body_bytes": settings.max_body_bytes,
+        "max_input_body_bytes": settings.input_body_bytes,
     }

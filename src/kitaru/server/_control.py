@@ -20,8 +20,9 @@ from kitaru._limits import check_wait_input
 from kitaru._runtime.control import MAX_INPUT_DETAILS, input_refused, pick_wait, shown_problems
 from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
 from kitaru.client._remote_client import HANDOFF_OWNER
+from kitaru.client._remote_waits import refuse_non_finite
 from kitaru.errors import KitaruStateError, KitaruWaitValidationError
-from kitaru.server._lax import coerced
+from kitaru.server._lax import coerce, format_problems, with_defaults
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend
@@ -104,25 +105,60 @@ def resume(backend: Backend, exec_id: str) -> None:
 def give_input(
     backend: Backend, exec_id: str, *, wait: str | None, value: Any, abort: bool = False
 ) -> None:
-    """Validate and record the answer; the runner (or a worker) continues the execution."""
+    """Validate and record the answer; the runner continues the execution, or a worker
+    when no runner holds it (see ``_hand_off_answered``)."""
     chosen = pick_wait(backend, exec_id, wait)
     stored: Any = None
     if not abort:
         if chosen.json_schema is not None:
             # Coerced first as the flow's own type would coerce it (see _lax).
-            stored = coerced(value, chosen.json_schema)
+            stored, refused = coerce(value, chosen.json_schema)
             _validate(stored, chosen.json_schema, wait_id=chosen.wait_id, exec_id=exec_id)
+            # A date, time or UUID in text the type cannot read: the JSON schema checks
+            # no format, and the runner would fail on it after a 200.
+            unreadable = format_problems(refused, stored)
+            if unreadable:
+                details = [
+                    {"path": path, "message": message, "keyword": "format"}
+                    for path, message in unreadable[:MAX_INPUT_DETAILS]
+                ]
+                raise input_refused(chosen.wait_id, exec_id, shown_problems(unreadable), details)
+            stored = with_defaults(stored, chosen.json_schema)
         elif chosen.schema_pickle is None and value is not None:
             raise KitaruWaitValidationError(
                 f"Wait {chosen.wait_id!r} of execution {exec_id} is a plain continue gate "
                 f"(schema=None); give no value (got {value!r})."
             )
+        # JSON has no NaN or Infinity: stored, the runner would read back something else.
+        refuse_non_finite(stored, wait=chosen.wait_id, exec_id=exec_id)
         check_wait_input(stored, wait_id=chosen.wait_id, exec_id=exec_id)
     status = WaitStatus.ABORTED if abort else WaitStatus.ANSWERED
     if not backend.store.answer_wait(exec_id, chosen.wait_id, status=status, value=stored):
         raise KitaruStateError(
             f"Wait {chosen.wait_id!r} of execution {exec_id} was answered by someone else first."
         )
+    _hand_off_answered(backend, exec_id)
+
+
+def _hand_off_answered(backend: Backend, exec_id: str) -> None:
+    """Hand an answered execution that no runner holds (its runner let go at the wait) to
+    the workers, as ``resume`` does: a client then sees that it waits for a worker
+    (``handed_off``) rather than an execution that looks paused for good. A runner that
+    still holds its lease takes the answer itself: then nothing changes here."""
+    record = backend.store.get_execution(exec_id)
+    if record is None or record.status is not ExecutionStatus.WAITING:
+        return
+    if any(w.status is WaitStatus.PENDING for w in backend.store.waits(exec_id)):
+        return  # still paused at another wait (a body at a wait is at no sleep)
+    backend.store.claim(
+        record.id,
+        owner=HANDOFF_OWNER,
+        lease_seconds=0.0,
+        from_status=(ExecutionStatus.WAITING,),
+        expected_fence=record.fence,
+        require_expired_lease=True,  # never from a live runner
+        count_run=False,  # the worker that takes it over counts the run
+    )
 
 
 def _validate(value: Any, schema: dict[str, Any], *, wait_id: str, exec_id: str) -> None:
@@ -162,6 +198,9 @@ def hand_off_replay(backend: Backend, prepared: Any) -> None:
     record = prepared.record
     record.lease_owner = HANDOFF_OWNER
     record.lease_expires_at = time.time()
+    # The hand-over is not a run: the worker's claim counts the first one (run 1), as a
+    # replay run where it was submitted starts at run 1.
+    record.run_count = 0
     backend.store.create_execution(
         record,
         prepared.inputs,

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from kitaru._backend import get_backend
 from kitaru._store import ExecutionStatus
 from kitaru._store._lookup import saved_artifacts_of
+from kitaru._store.records_extra import WaitRecord
 from kitaru.client import KitaruClient
 from kitaru.client._models import Execution, LogEntry, PendingWait
 from kitaru.errors import KitaruUsageError
@@ -31,7 +32,7 @@ from kitaru.server._schemas import (
     WaitInput,
     WaitList,
 )
-from kitaru.server._settings import DEFAULT_PAGE
+from kitaru.server._settings import DEFAULT_PAGE, MAX_ROW_ID
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422, 503)
@@ -187,7 +188,9 @@ def get_logs(
     request: Request,
     exec_id: str,
     _key: Reader,
-    after: Annotated[int | None, Query(ge=0, description="Only lines after this id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ROW_ID, description="Only lines after this id")
+    ] = None,
     checkpoint: str | None = None,
     source: Annotated[str | None, Query(description="step | runner | all")] = "all",
     limit: Annotated[int, Query(ge=1)] = DEFAULT_PAGE * 10,
@@ -233,9 +236,38 @@ async def stream(
 
 
 @router.get("/{exec_id}/waits", response_model=WaitList, summary="Pending waits")
-def pending_waits(exec_id: str, _key: Reader) -> dict[str, Any]:
+def pending_waits(
+    exec_id: str,
+    _key: Reader,
+    every: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="Every wait of the execution, with its status and the answer "
+            "recorded for it (as validated and stored), not only the pending ones.",
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    if every:
+        items = [_wait_record(w) for w in get_backend().store.waits(_full(exec_id))]
+        return {"items": items, "count": len(items)}
     waits: list[PendingWait] = _client().executions.pending_waits(exec_id)
     return {"items": [w.to_dict() for w in waits], "count": len(waits)}
+
+
+def _wait_record(record: WaitRecord) -> dict[str, Any]:
+    return {
+        **PendingWait.from_record(record).to_dict(),
+        "status": record.status.value,
+        "value": record.value,
+        "answered_at": None if record.answered_at is None else _iso(record.answered_at),
+    }
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 @router.post("/{exec_id}/input", response_model=ExecutionDetail, summary="Answer a wait")

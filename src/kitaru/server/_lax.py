@@ -13,7 +13,10 @@ Anything it cannot map stays ``Any``: checked by the JSON schema alone, as befor
 
 from __future__ import annotations
 
+import copy
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, NotRequired, Required, Union, cast
+from uuid import UUID
 
 from typing_extensions import TypedDict  # Pydantic needs it before Python 3.12
 
@@ -27,19 +30,97 @@ _SCALARS: dict[str, Any] = {
     "string": str,
     "null": type(None),
 }
+#: Strings whose ``format`` names the type Pydantic wrote it for (``datetime`` is
+#: ``{"type": "string", "format": "date-time"}``): coerced as that type, so that an
+#: answer the flow's type would refuse ("yesterday" for a datetime) is refused here.
+_FORMATS: dict[str, Any] = {
+    "date-time": datetime,
+    "date": date,
+    "time": time,
+    "duration": timedelta,
+    "uuid": UUID,
+}
 
 
 def coerced(value: Any, schema: dict[str, Any]) -> Any:
     """``value`` as Pydantic would coerce it for the type ``schema`` describes, in JSON
     form; ``value`` unchanged when it does not coerce (the JSON schema then says why)."""
-    from pydantic import TypeAdapter
+    return coerce(value, schema)[0]
+
+
+def coerce(value: Any, schema: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """``coerced``, and the problems Pydantic found when it refused ``value`` (each with
+    ``loc``, ``msg`` and ``type``); none when it coerced, or when no type mirrors the
+    schema (the JSON schema alone decides then)."""
+    from pydantic import TypeAdapter, ValidationError
 
     try:
         shape = _shape(schema, schema.get("$defs") or {}, 0)
         adapter: TypeAdapter[Any] = TypeAdapter(shape)
-        return adapter.dump_python(adapter.validate_python(value), mode="json")
-    except Exception:  # refused, or a schema no type mirrors: the JSON schema decides
+    except Exception:  # a schema no type mirrors: the JSON schema decides
+        return value, []
+    try:
+        return adapter.dump_python(adapter.validate_python(value), mode="json"), []
+    except ValidationError as exc:
+        return value, [dict(e) for e in exc.errors(include_url=False)]
+    except Exception:  # e.g. a value nested deeper than Pydantic goes: the schema decides
+        return value, []
+
+
+#: Pydantic error types of the date, time, duration and UUID types ``_FORMATS`` maps
+#: to: the JSON schema, which checks no format, would let such an answer through.
+_FORMAT_ERRORS = ("date", "time", "uuid")
+
+
+def format_problems(problems: list[dict[str, Any]], value: Any) -> list[tuple[list[Any], str]]:
+    """The problems of ``coerce`` about a date, time, duration or UUID in text form, as
+    (path into ``value``, message): Pydantic's location also names union branches and
+    types, which are no part of the value's path and are left out."""
+    found: list[tuple[list[Any], str]] = []
+    for problem in problems:
+        if not str(problem.get("type", "")).startswith(_FORMAT_ERRORS):
+            continue
+        path: list[Any] = []
+        here = value
+        for part in problem.get("loc", ()):
+            into_dict = isinstance(here, dict) and isinstance(part, str) and part in here
+            into_list = isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here)
+            if not (into_dict or into_list):
+                continue  # a union branch or a type tag, not a step into the value
+            here = here[part]
+            path.append(part)
+        found.append((path, str(problem.get("msg", "invalid"))))
+    return found
+
+
+def with_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` (valid for ``schema``) with the ``default`` of each property it lacks, as
+    the flow's model fills them in (a ``TypedDict`` has none): the answer is stored as
+    where the flow runs (``{"score": 7, "comment": "ok"}`` for ``{"score": 7}``). After
+    validation: a model's default need not pass its own field's schema."""
+    try:
+        return _with_defaults(copy.deepcopy(value), schema, schema.get("$defs") or {}, 0)
+    except RecursionError:  # nested deeper than Python copies: stored as it came
         return value
+
+
+def _with_defaults(value: Any, schema: Any, defs: dict[str, Any], depth: int) -> Any:
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        return value
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref.removeprefix("#/$defs/")) if ref.startswith("#/$defs/") else None
+        return _with_defaults(value, target, defs, depth + 1)
+    properties = schema.get("properties")
+    if isinstance(value, dict) and isinstance(properties, dict):
+        for name, sub in properties.items():
+            if name in value:
+                value[name] = _with_defaults(value[name], sub, defs, depth + 1)
+            elif isinstance(sub, dict) and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [_with_defaults(item, schema["items"], defs, depth + 1) for item in value]
+    return value
 
 
 def _shape(schema: Any, defs: dict[str, Any], depth: int) -> Any:
@@ -65,6 +146,8 @@ def _shape(schema: Any, defs: dict[str, Any], depth: int) -> Any:
 
 
 def _typed(kind: Any, schema: dict[str, Any], defs: dict[str, Any], depth: int) -> Any:
+    if kind == "string" and isinstance(schema.get("format"), str):
+        return _FORMATS.get(schema["format"], str)
     if kind in _SCALARS:
         return _SCALARS[kind]
     if kind == "array":

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from kitaru._backend import get_backend
 from kitaru.schedules import Schedule, SchedulesAPI
 from kitaru.server._auth import Reader, Runner, Writer
+from kitaru.server._errors import ApiError
 from kitaru.server._schemas import ErrorResponse
 
 router = APIRouter(
@@ -70,6 +71,20 @@ def _api() -> SchedulesAPI:
     return SchedulesAPI(get_backend())
 
 
+def _known(name: str) -> str:
+    """``name``, if a schedule has it; else 404 (an unknown id, as everywhere in the API),
+    with the error type and words of the store-side API (a remote client raises the
+    same ``KitaruStateError`` as a local one)."""
+    from kitaru._store._time import require_schedule
+    from kitaru.errors import KitaruStateError
+
+    try:
+        require_schedule(get_backend().store, name)
+    except KitaruStateError as exc:
+        raise ApiError(404, "KitaruStateError", str(exc)) from None
+    return name
+
+
 @router.get("", response_model=list[ScheduleOut], summary="All schedules")
 def list_schedules(_key: Reader) -> list[ScheduleOut]:
     return [_out(s) for s in _api().list()]
@@ -77,7 +92,7 @@ def list_schedules(_key: Reader) -> list[ScheduleOut]:
 
 @router.get("/{name}", response_model=ScheduleOut, summary="One schedule")
 def get_schedule(_key: Reader, name: str = ScheduleName) -> ScheduleOut:
-    return _out(_api().get(name))
+    return _out(_api().get(_known(name)))
 
 
 @router.post("", response_model=ScheduleOut, status_code=201, summary="Create a schedule")
@@ -110,15 +125,15 @@ def _check_ref(flow_ref: dict[str, Any]) -> None:
 
 @router.post("/{name}/pause", response_model=ScheduleOut, summary="Stop firing slots")
 def pause_schedule(_key: Writer, name: str = ScheduleName) -> ScheduleOut:
-    return _out(_api().pause(name))
+    return _out(_api().pause(_known(name)))
 
 
 @router.post("/{name}/resume", response_model=ScheduleOut, summary="Fire again from now on")
 def resume_schedule(_key: Writer, name: str = ScheduleName) -> ScheduleOut:
-    return _out(_api().resume(name))
+    return _out(_api().resume(_known(name)))
 
 
 @router.delete("/{name}", response_model=ScheduleDeleted, summary="Delete a schedule")
 def delete_schedule(_key: Writer, name: str = ScheduleName) -> ScheduleDeleted:
-    _api().delete(name)
+    _api().delete(_known(name))
     return ScheduleDeleted(deleted=name)

@@ -195,6 +195,9 @@ class WaitList(BaseModel):
 class ArtifactList(BaseModel):
     items: list[Artifact]
     count: int
+    next_offset: int | None = Field(
+        default=None, description="Pass as offset= to get the next page; null on the last."
+    )
 
 
 class ArtifactPreview(BaseModel):
@@ -232,6 +235,10 @@ class Version(BaseModel):
     #: The largest request body it takes (``--max-body-bytes``): runners send their log
     #: lines in parts under it.
     max_body_bytes: int | None = None
+    #: The largest body of an answer to a wait (``POST /executions/{id}/input``): room for
+    #: the largest answer ``KITARU_MAX_WAIT_INPUT_BYTES`` allows there. Clients refuse a
+    #: larger answer before sending it.
+    max_input_body_bytes: int | None = None
 
 
 class WaitInput(BaseModel):

@@ -8,7 +8,9 @@
 ``KITARU_SERVER_REQUEST_TIMEOUT`` (seconds until a request must have started its
 answer, else 504; default 60; streams and downloads may go on after that).
 The store and artifact root are Kitaru's usual ``KITARU_STORE_URL`` and
-``KITARU_ARTIFACTS_ROOT``.
+``KITARU_ARTIFACTS_ROOT``; the largest answer to a wait is Kitaru's usual
+``KITARU_MAX_WAIT_INPUT_BYTES`` (the body cap of the routes that take answers grows
+to hold it, see ``ServerSettings.input_body_bytes``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from kitaru._limits import DEFAULT_MAX_WAIT_INPUT_BYTES, max_wait_input_bytes
 from kitaru.errors import KitaruUsageError
 
 ENV_MAX_BODY = "KITARU_SERVER_MAX_BODY_BYTES"
@@ -28,6 +31,15 @@ DEFAULT_MAX_PAGE = 500
 DEFAULT_PAGE = 50
 DEFAULT_MAX_BLOB = 256 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 60
+#: The largest id the stores' ``INTEGER`` id columns hold (32-bit on PostgreSQL): log
+#: line ids, event positions. A larger one in a request can match nothing and would
+#: make PostgreSQL fail the query, so it is refused as a usage error.
+MAX_ROW_ID = 2**31 - 1
+#: An answer's JSON is measured unescaped (UTF-8); a client may send it escaped
+#: (``\u00e9`` for ``é``, ``\ud83d\ude00`` for an emoji): at most this many times larger.
+_ESCAPE_FACTOR = 3
+#: Room for the rest of an input body (``{"wait": ..., "value": ...}``, whitespace).
+_INPUT_ENVELOPE = 64 * 1024
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -50,6 +62,19 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()
     max_blob_bytes: int = DEFAULT_MAX_BLOB
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    #: ``KITARU_MAX_WAIT_INPUT_BYTES`` where the server runs (None: unlimited).
+    max_wait_input_bytes: int | None = DEFAULT_MAX_WAIT_INPUT_BYTES
+
+    @property
+    def input_body_bytes(self) -> int:
+        """The body cap of the routes that answer waits: room for the largest answer the
+        store accepts, however the client escapes its JSON, so that such an answer is
+        never refused for the body cap (nor one over it, with the cap's error instead of
+        the wait limit's)."""
+        if self.max_wait_input_bytes is None:  # unlimited answers: the general cap
+            return self.max_body_bytes
+        room = _ESCAPE_FACTOR * self.max_wait_input_bytes + _INPUT_ENVELOPE
+        return max(self.max_body_bytes, room)
 
     @classmethod
     def from_env(cls) -> ServerSettings:
@@ -60,4 +85,5 @@ class ServerSettings:
             cors_origins=origins,
             max_blob_bytes=_positive_int(ENV_MAX_BLOB, DEFAULT_MAX_BLOB),
             request_timeout=_positive_int(ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT),
+            max_wait_input_bytes=max_wait_input_bytes(),
         )

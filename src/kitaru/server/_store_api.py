@@ -13,8 +13,11 @@ artifact root, written to and read from the server's own root (body cap
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import sqlite3
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -26,7 +29,7 @@ from kitaru._backend import get_backend
 from kitaru._store import StaleOwnerError, _wire
 from kitaru.errors import KitaruError
 from kitaru.server._auth import Runner
-from kitaru.server._errors import ApiError
+from kitaru.server._errors import MAX_STORED_INT, OUT_OF_RANGE, ApiError, out_of_range
 from kitaru.server._schemas import ErrorResponse
 
 router = APIRouter(
@@ -120,6 +123,7 @@ def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) ->
             400, "KitaruUsageError", f"Malformed arguments for store.{method}: {exc!r}"
         ) from None
     store = get_backend().store
+    _check_numbers(store, method, args, kwargs)
     try:
         result = getattr(store, method)(*args, **kwargs)
     except StaleOwnerError as exc:
@@ -136,6 +140,8 @@ def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) ->
         ) from None
     except KitaruError:
         raise  # typed already (the app's handlers answer it)
+    except OverflowError:  # a number _check_numbers could not see (SQLite cannot bind it)
+        raise ApiError(400, "KitaruUsageError", f"store.{method}: {OUT_OF_RANGE}") from None
     except (TypeError, ValueError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
         # Arguments of the wrong type for the method (a dict for an id, text for a
         # limit): the caller's mistake, refused before anything is written.
@@ -146,7 +152,84 @@ def call(method: str, _key: Runner, _protocol: SameProtocol, body: StoreCall) ->
         binding = (sa_exc.ProgrammingError, sa_exc.InterfaceError, sa_exc.DataError)
         if isinstance(exc, sa_exc.DBAPIError) and not isinstance(exc, binding):
             raise  # the database failed (unreachable, locked): not the caller's mistake
+        if out_of_range(exc):  # e.g. 2**31 for a 32-bit column of PostgreSQL
+            raise ApiError(
+                400, "KitaruUsageError", f"store.{method}: {OUT_OF_RANGE} ({exc.orig})"
+            ) from None
         raise ApiError(
             400, "KitaruUsageError", f"Bad arguments for store.{method}: {exc.orig}"
         ) from None
     return {"result": _wire.encode(result)}
+
+
+def _check_numbers(store: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse an integer argument the store cannot keep (past 64 bits), naming it.
+
+    Looks at the arguments, their items and the fields of records: the values a store
+    method binds to integer columns. Numbers inside JSON data (metadata, inputs) are
+    stored as JSON, which holds any size, and are left alone.
+    """
+    names = _argument_names(store, method, args, kwargs)
+    for name, value in names:
+        found = _too_large(value)
+        if found is not None:
+            where, number = found
+            raise ApiError(
+                400,
+                "KitaruUsageError",
+                f"Argument {name!r}{where} of store.{method} is {number}, outside the range "
+                f"the store keeps: whole numbers from {-MAX_STORED_INT - 1} to "
+                f"{MAX_STORED_INT}. Nothing was stored.",
+            )
+
+
+def _argument_names(
+    store: Any, method: str, args: list[Any], kwargs: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    """(parameter name, value) of each argument (positions where no name is known)."""
+    positions = [(f"#{i}", v) for i, v in enumerate(args)]
+    try:
+        signature = inspect.signature(getattr(type(store), method))
+        bound = signature.bind(store, *args, **kwargs)
+    except (TypeError, ValueError, AttributeError):  # the call itself fails: it says why
+        return [*positions, *kwargs.items()]
+    named: list[tuple[str, Any]] = []
+    for name, value in list(bound.arguments.items())[1:]:
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            named.extend(value.items())  # **filters: each by its own name
+        elif signature.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL:
+            named.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
+        else:
+            named.append((name, value))
+    return named
+
+
+def _too_large(value: Any) -> tuple[str, int] | None:
+    """(where in ``value``, the number) of an integer past 64 bits, if any."""
+    for where, item in _slots(value):
+        integer = isinstance(item, int) and not isinstance(item, bool)
+        if integer and not -MAX_STORED_INT - 1 <= item <= MAX_STORED_INT:
+            return where, item
+    return None
+
+
+def _slots(value: Any) -> Iterator[tuple[str, Any]]:
+    """``value``, its items and the fields of its records (where it says, in words)."""
+    yield "", value
+    if isinstance(value, list | tuple | set):
+        for index, item in enumerate(value):
+            yield f" (item {index})", item
+            for field, inner in _fields(item):
+                yield f" (item {index}, field {field})", inner
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield f" (key {key!r})", item
+    else:
+        for field, inner in _fields(value):
+            yield f" (field {field})", inner
+
+
+def _fields(value: Any) -> Iterator[tuple[str, Any]]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield field.name, getattr(value, field.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,10 @@ from kitaru._backend import get_backend
 from kitaru.client._events import ExecutionEvent
 from kitaru.client._models import LogEntry
 from kitaru.errors import KitaruUsageError
+from kitaru.server._settings import MAX_ROW_ID
 
 _PAGE = 500
+_DIGITS = re.compile(r"[0-9]{1,30}")
 _POLL_MIN = 0.05
 _POLL_MAX = 0.5
 #: A comment line this often keeps proxies from closing an idle stream.
@@ -39,12 +42,23 @@ class Cursor:
         if not text:
             return cls()
         event, _, log = text.strip().partition(".")
-        if not event.isdigit() or (log and not log.isdigit()):
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not _DIGITS.fullmatch(event) or (log and not _DIGITS.fullmatch(log)):
             raise KitaruUsageError(
-                f"since={text!r} is not a stream position; pass the id of the last message "
-                "received (e.g. 12.40), or nothing to start from the beginning."
+                f"since={text!r} (or Last-Event-ID) is not a stream position; pass the id "
+                "of the last message received (e.g. 12.40), or nothing to start from the "
+                "beginning."
             )
-        return cls(int(event), int(log or 0))
+        cursor = cls(int(event), int(log or 0))
+        if max(cursor.event, cursor.log) > MAX_ROW_ID:
+            # No stored event or line has such a position, and the store cannot even
+            # compare one (a 64-bit or 32-bit column): refused before the stream starts.
+            raise KitaruUsageError(
+                f"since={text!r} (or Last-Event-ID) is not a position this server gave: "
+                f"each part is at most {MAX_ROW_ID}. Pass the id of the last message "
+                "received, or nothing to start from the beginning."
+            )
+        return cursor
 
     def __str__(self) -> str:
         return f"{self.event}.{self.log}"

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from kitaru._backend import get_backend
+from kitaru._store import ExecutionStatus, WaitStatus
 from kitaru._store import schema as t
 from kitaru.server._auth import Reader
 from kitaru.server._schemas import ErrorResponse
@@ -80,7 +81,10 @@ def pending_waits(
             ex.status,
         )
         .join(t.executions, ex.id == w.exec_id)
-        .where(w.status == "pending")
+        # As the store's pending_waits(): a wait is pending while its execution waits
+        # for it. A cancelled (or failed, deleted...) execution keeps its wait row
+        # "pending", but nothing can answer it any more.
+        .where(w.status == WaitStatus.PENDING.value, ex.status == ExecutionStatus.WAITING.value)
         .order_by(w.created_at.desc())
         .limit(limit)
     )
