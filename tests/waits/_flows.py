@@ -35,6 +35,7 @@ SCHEMAS: dict[str, Any] = {
     "bool": bool,
     "int": int,
     "bigint": int,
+    "float": float,
     "str": str,
     "dict": dict,
     "model": Plan,

@@ -387,3 +387,18 @@ def test_uncaught_abort_fails_the_execution(client: KitaruClient) -> None:
     assert info.value.exception_type == "kitaru.errors.KitaruWaitAbortedError"
     assert "was aborted" in (info.value.exception_message or "")
     wait_for_status(client, handle.exec_id, "failed")
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_json_cannot_carry_is_refused_and_the_wait_stays_pending(
+    any_store: str, client: KitaruClient, number: float
+) -> None:
+    # As through a server: NaN and Infinity cannot be recorded as JSON (PostgreSQL
+    # refuses them; SQLite read them back as null), on every store alike.
+    handle = _flows.typed.run("float", 0)
+    wait_until_released(client, handle.exec_id)
+    with pytest.raises(KitaruWaitValidationError, match="JSON cannot carry"):
+        client.executions.input(handle.exec_id, value=number)
+    assert [w.wait_id for w in client.executions.pending_waits(handle.exec_id)] == ["ask-float"]
+    client.executions.input(handle.exec_id, value=2.5)
+    assert handle.wait(timeout=30)["data"] == 2.5

@@ -521,6 +521,11 @@ def give_input(
         )
     if not abort:
         check_wait_input(stored_value, wait_id=chosen.wait_id, exec_id=exec_id)
+        # As through a server: JSON cannot carry NaN or Infinity (PostgreSQL refuses the
+        # stored answer), so every store refuses them alike, before anything is recorded.
+        from kitaru.client._remote_waits import refuse_non_finite
+
+        refuse_non_finite(stored_value, wait=chosen.wait_id, exec_id=exec_id)
     status = WaitStatus.ABORTED if abort else WaitStatus.ANSWERED
     if not backend.store.answer_wait(exec_id, chosen.wait_id, status=status, value=stored_value):
         raise KitaruStateError(
