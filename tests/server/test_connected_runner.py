@@ -190,3 +190,59 @@ def test_blob_cap_and_request_deadline(server: Server, tmp_path: Path) -> None:
         assert b"KITARU_SERVER_REQUEST_TIMEOUT" in answer
     finally:
         stop(process)
+
+
+def test_resume_through_a_server_takes_over_at_once_from_a_runner_killed_here(
+    server: Server, tmp_path: Path
+) -> None:
+    """Locally, resume takes over at once from a runner of this machine that is gone; the
+    server cannot check a pid here, so the client tells it. It used to wait the lease out."""
+    home = tmp_path / "runner-home"
+    marker = tmp_path / "started"
+    env = {**_connected_env(server, server.runner_key, home), "KITARU_LEASE_SECONDS": "600"}
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUN.format(n=10, marker=str(marker))],
+        env={**env, "KITARU_TEST_SLOW": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    try:
+        assert runner.stdout is not None
+        exec_id = runner.stdout.readline().split()[1]
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert runner.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    held = KitaruClient().executions.get(exec_id)
+    assert held.lease_expires_at is not None
+    assert held.lease_expires_at.timestamp() > time.time() + 300  # its lease still holds
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "kitaru.cli", "executions", "resume", exec_id, "--no-wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    worker = subprocess.run(
+        [sys.executable, "-m", "kitaru.cli", "worker", "--once", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    final = KitaruClient().executions.get(exec_id)
+    assert final.status.value == "completed", final.failure

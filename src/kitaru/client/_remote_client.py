@@ -21,6 +21,7 @@ from kitaru.client._ids import id_text
 from kitaru.client._models import ArtifactRef, Execution, LogEntry, PendingWait
 from kitaru.errors import (
     KitaruNotFoundError,
+    KitaruStateError,
     KitaruTimeoutError,
     KitaruUsageError,
     artifact_not_found,
@@ -240,8 +241,33 @@ class RemoteExecutionsAPI:
         return self.wait(execution.exec_id) if wait else execution
 
     def resume(self, exec_id: str, *, wait: bool = False) -> Execution:
-        """Hand the execution to a worker on the server's store (``wait``: until it ends)."""
-        return self._control(exec_id, "resume", wait)
+        """Hand the execution to a worker on the server's store (``wait``: until it ends).
+
+        Refused while a runner's lease holds it; when that runner was a process of this
+        machine that is gone (killed), the server is told so and takes over at once, as
+        a local resume does, instead of waiting out the lease.
+        """
+        try:
+            return self._control(exec_id, "resume", wait)
+        except KitaruStateError:
+            owner = self._gone_owner(exec_id)
+            if owner is None:
+                raise
+        path = f"/executions/{_path_id(exec_id, 'execution')}/resume"
+        answer = self._session.request("POST", path, json={}, params={"gone_owner": owner})
+        execution = self._execution(answer)
+        return self.wait(execution.exec_id) if wait else execution
+
+    def _gone_owner(self, exec_id: str) -> str | None:
+        """The lease owner of the execution if it is a runner of this machine that is gone."""
+        from kitaru._runtime.leases import runner_gone
+        from kitaru._store import ExecutionStatus
+
+        execution = self.get(exec_id)
+        owner = execution.lease_owner
+        if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+            return None
+        return owner if owner is not None and runner_gone(owner) else None
 
     def retry(self, exec_id: str, *, wait: bool = False) -> Execution:
         """Hand the failed execution to a worker on the server's store to run again."""

@@ -57,10 +57,18 @@ def retry(backend: Backend, exec_id: str) -> None:
     _hand_off(backend, record, ExecutionStatus.FAILED)
 
 
-def resume(backend: Backend, exec_id: str) -> None:
+def resume(backend: Backend, exec_id: str, *, gone_owner: str | None = None) -> None:
+    """Hand the execution to the workers if nothing runs it.
+
+    ``gone_owner``: a client found this lease owner's process gone on its own machine
+    (the server cannot check a pid there); a lease held by exactly that owner then no
+    longer counts, as a local resume takes over from a dead runner of its machine at once.
+    """
     record = backend.store.require_execution(exec_id)
     now = time.time()
     lease_held = record.lease_expires_at is not None and record.lease_expires_at > now
+    if lease_held and gone_owner is not None and gone_owner == record.lease_owner:
+        lease_held = False
     resumable = record.status in (
         ExecutionStatus.FAILED,
         ExecutionStatus.CANCELLED,

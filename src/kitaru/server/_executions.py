@@ -300,9 +300,20 @@ def retry(exec_id: str, _key: Writer) -> dict[str, Any]:
     response_model=ExecutionDetail,
     summary="Resume a crashed or stopped execution (a worker runs it)",
 )
-def resume(exec_id: str, _key: Writer) -> dict[str, Any]:
+def resume(
+    exec_id: str,
+    _key: Writer,
+    gone_owner: Annotated[
+        str | None,
+        Query(
+            max_length=255,
+            description="The lease owner the client found gone on its own machine (a "
+            "runner killed there): its lease no longer holds the execution.",
+        ),
+    ] = None,
+) -> dict[str, Any]:
     full = _full(exec_id)
-    _control.resume(get_backend(), full)
+    _control.resume(get_backend(), full, gone_owner=gone_owner)
     return detail(_client().executions.get(full))
 
 
