@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -395,29 +396,38 @@ def test_a_recorded_json_output_that_does_not_parse_is_a_backend_error() -> None
         get_backend().load_recorded(call)
 
 
-def test_a_checkpoints_retries_go_on_after_its_runner_died(
-    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # retries=2 is three attempts in all, even when the runner dies during a backoff and
-    # the execution is resumed elsewhere: the budget goes on, it does not start over.
-    log = tmp_path / "attempts.log"
+def _kill_in_first_backoff(flow: str, log: Path, recorded: Callable[[str], bool]) -> str:
+    """Run ``flow`` in a child that sits in its first retry backoff; SIGKILL it once
+    ``recorded(exec_id)`` says its first failure is in the store. The execution id."""
     child = start(
-        ["-c", RUN_FLOW, "failing_with_retries", str(log)],
+        ["-c", RUN_FLOW, flow, str(log)],
         cwd=REPO_ROOT,
-        env=child_env(KITARU_RETRY_BACKOFF="60"),  # the child sits in its first backoff
+        env=child_env(KITARU_RETRY_BACKOFF="60"),
     )
     try:
-        wait_for(lambda: len(read_log(log)) == 1, timeout=60, what="the first attempt")
-        exec_id = KitaruClient().executions.latest(flow="failing_with_retries").exec_id
-        # Killed once its first failure is recorded (a failure it could not record is
-        # not known to anyone, and does not count).
-        wait_for(lambda: len(get_backend().store.attempts(exec_id)) == 1, what="its record")
+        wait_for(lambda: len(read_log(log)) == 1, timeout=60, what="the first failure")
+        exec_id = KitaruClient().executions.latest(flow=flow).exec_id
+        wait_for(lambda: recorded(exec_id), what="its record")
         child.kill()
         child.wait()
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+    return exec_id
+
+
+def test_a_checkpoints_retries_go_on_after_its_runner_died(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # retries=2 is three attempts in all, even when the runner dies during a backoff and
+    # the execution is resumed elsewhere: the budget goes on, it does not start over.
+    log = tmp_path / "attempts.log"
+    # Killed once its first failure is recorded (a failure it could not record is not
+    # known to anyone, and does not count).
+    exec_id = _kill_in_first_backoff(
+        "failing_with_retries", log, lambda e: len(get_backend().store.attempts(e)) == 1
+    )
     monkeypatch.setenv("KITARU_RETRY_BACKOFF", "0.01")
     final = KitaruClient().executions.resume(exec_id, wait=True)
     assert final.status is ExecutionStatus.FAILED
@@ -434,22 +444,10 @@ def test_a_flows_retries_go_on_after_its_runner_died(
     # during the flow's backoff and another process resumes the execution; a user's
     # retry of the failed execution then has a new budget.
     log = tmp_path / "bodies.log"
-    child = start(
-        ["-c", RUN_FLOW, "flow_failing_with_retries", str(log)],
-        cwd=REPO_ROOT,
-        env=child_env(KITARU_RETRY_BACKOFF="60"),  # the child sits in its first backoff
+    store = get_backend().store
+    exec_id = _kill_in_first_backoff(
+        "flow_failing_with_retries", log, lambda e: store.require_execution(e).flow_retries == 1
     )
-    try:
-        wait_for(lambda: len(read_log(log)) == 1, timeout=60, what="the first run")
-        exec_id = KitaruClient().executions.latest(flow="flow_failing_with_retries").exec_id
-        store = get_backend().store
-        wait_for(lambda: store.require_execution(exec_id).flow_retries == 1, what="its count")
-        child.kill()
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     monkeypatch.setenv("KITARU_RETRY_BACKOFF", "0.01")
     final = KitaruClient().executions.resume(exec_id, wait=True)
     assert final.status is ExecutionStatus.FAILED
