@@ -41,14 +41,10 @@ def _connected_env(server: Server, key: str, home: Path) -> dict[str, str]:
     )
 
 
-def test_a_connected_runner_killed_mid_flow_is_resumed_through_the_server(
-    server: Server, tmp_path: Path
-) -> None:
-    home = tmp_path / "runner-home"
-    marker = tmp_path / "started"
-    env = _connected_env(server, server.runner_key, home)
+def _kill_runner_in_slow(env: dict[str, str], n: int, marker: Path) -> str:
+    """Run ``big_crashy`` in a connected child; SIGKILL it once it is inside ``slow``."""
     runner = subprocess.Popen(
-        [sys.executable, "-c", RUN.format(n=BIG, marker=str(marker))],
+        [sys.executable, "-c", RUN.format(n=n, marker=str(marker))],
         env={**env, "KITARU_TEST_SLOW": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -59,18 +55,27 @@ def test_a_connected_runner_killed_mid_flow_is_resumed_through_the_server(
         assert runner.stdout is not None
         line = runner.stdout.readline()
         assert line.startswith("EXEC"), runner.stderr.read() if runner.stderr else line
-        exec_id = line.split()[1]
         deadline = time.monotonic() + 60
         while not marker.exists():
             assert runner.poll() is None, runner.stderr.read() if runner.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        runner.send_signal(signal.SIGKILL)  # after `bulky` completed, inside `slow`
+        runner.send_signal(signal.SIGKILL)
         runner.wait()
     finally:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+    return line.split()[1]
+
+
+def test_a_connected_runner_killed_mid_flow_is_resumed_through_the_server(
+    server: Server, tmp_path: Path
+) -> None:
+    home = tmp_path / "runner-home"
+    env = _connected_env(server, server.runner_key, home)
+    # Killed after `bulky` completed, inside `slow`.
+    exec_id = _kill_runner_in_slow(env, BIG, tmp_path / "started")
 
     # The runner kept nothing of its own: no database, no artifact directory.
     assert not (home / "kitaru.db").exists()
@@ -198,30 +203,8 @@ def test_resume_through_a_server_takes_over_at_once_from_a_runner_killed_here(
     """Locally, resume takes over at once from a runner of this machine that is gone; the
     server cannot check a pid here, so the client tells it. It used to wait the lease out."""
     home = tmp_path / "runner-home"
-    marker = tmp_path / "started"
     env = {**_connected_env(server, server.runner_key, home), "KITARU_LEASE_SECONDS": "600"}
-    runner = subprocess.Popen(
-        [sys.executable, "-c", RUN.format(n=10, marker=str(marker))],
-        env={**env, "KITARU_TEST_SLOW": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    try:
-        assert runner.stdout is not None
-        exec_id = runner.stdout.readline().split()[1]
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert runner.poll() is None
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
+    exec_id = _kill_runner_in_slow(env, 10, tmp_path / "started")
     held = KitaruClient().executions.get(exec_id)
     assert held.lease_expires_at is not None
     assert held.lease_expires_at.timestamp() > time.time() + 300  # its lease still holds
