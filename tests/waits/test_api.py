@@ -402,3 +402,14 @@ def test_a_number_json_cannot_carry_is_refused_and_the_wait_stays_pending(
     assert [w.wait_id for w in client.executions.pending_waits(handle.exec_id)] == ["ask-float"]
     client.executions.input(handle.exec_id, value=2.5)
     assert handle.wait(timeout=30)["data"] == 2.5
+
+
+def test_an_integer_too_long_to_write_as_json_is_refused(
+    any_store: str, client: KitaruClient
+) -> None:
+    handle = _flows.typed.run("int", 0)
+    wait_until_released(client, handle.exec_id)
+    with pytest.raises(KitaruWaitValidationError, match="cannot be recorded as JSON"):
+        client.executions.input(handle.exec_id, value=10**5000)
+    client.executions.input(handle.exec_id, value=7)
+    assert handle.wait(timeout=30)["data"] == 7

@@ -476,3 +476,15 @@ def test_interactive_skip_and_nothing_to_do(client: KitaruClient) -> None:
     done = kitaru("executions", "input", exec_id, "-i")
     assert done.exit_code == 1
     assert "no pending wait" in one_error_line(done.stderr)
+
+
+def test_a_value_too_long_for_python_to_read_is_one_usage_error(client: KitaruClient) -> None:
+    exec_id = released_run("int")
+    huge = "9" * 5000  # JSON, but over Python's 4,300-digit limit for int conversion
+    result = kitaru("executions", "input", exec_id, "--value", huge, "-o", "json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    error = result.error_json()["error"]
+    assert "cannot be read" in error["message"]
+    assert "internal error" not in error["message"]
+    assert client.executions.get(exec_id).status is ExecutionStatus.WAITING

@@ -63,6 +63,13 @@ def value_candidates(text: str, target: PendingWait | None, exec_id: str) -> lis
             f"{exec_id}: true or false for a yes/no question, a number, or a string in "
             f"quotes (--value '\"{text}\"')."
         ) from None
+    except ValueError as exc:  # JSON, but Python will not read it (a 5,000-digit number)
+        if takes_text:
+            return [text]
+        raise UsageProblem(
+            f"--value cannot be read for execution {exec_id}: {exc}. Pass a smaller number, "
+            "or the number as text if the wait takes text."
+        ) from None
     if takes_text and not isinstance(parsed, str):
         return [parsed, text]
     return [parsed]

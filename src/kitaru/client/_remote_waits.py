@@ -50,6 +50,7 @@ def refuse_non_finite(value: Any, *, wait: str | None, exec_id: str) -> None:
     """``KitaruWaitValidationError`` if ``value`` holds a number JSON cannot carry."""
     found = non_finite(value)
     if not found:
+        _refuse_unwritable(value, wait=wait, exec_id=exec_id)
         return
     shown = "; ".join(f"{'/'.join(map(str, path)) or '(the value)'}: {n}" for path, n in found[:5])
     raise KitaruWaitValidationError(
@@ -66,6 +67,21 @@ def refuse_non_finite(value: Any, *, wait: str | None, exec_id: str) -> None:
             for path, number in found[:50]
         ],
     )
+
+
+def _refuse_unwritable(value: Any, *, wait: str | None, exec_id: str) -> None:
+    """Refuse JSON data Python cannot write as JSON text: an integer of more than
+    ``sys.get_int_max_str_digits()`` digits (4,300 by default)."""
+    try:
+        json.dumps(value)
+    except ValueError as exc:
+        raise KitaruWaitValidationError(
+            f"Input for {_label(wait, exec_id)} cannot be recorded as JSON ({exc}). Nothing "
+            "was recorded and the execution is still waiting: send a smaller number, or the "
+            "number as text if the wait's schema takes text."
+        ) from None
+    except (TypeError, RecursionError):
+        return  # not for this check: the wait's type or the size limit says what is wrong
 
 
 def plain(value: Any) -> tuple[Any, bool]:
