@@ -61,6 +61,11 @@ def test_create_show_and_list_a_ray_stack(cli: Invoke) -> None:
         (["--address", "auto", "--runtime-env", "{nope"], "not valid JSON"),
         (["--address", "auto", "--runtime-env", "[1]"], "must be a JSON object"),
         (["--address", "auto", "--num-cpus", "-1"], "num_cpus"),
+        # NaN and Infinity are not JSON: the stack's config file would not be either.
+        (["--address", "auto", "--num-gpus", "inf"], "finite number"),
+        (["--address", "auto", "--num-cpus", "nan"], "finite number"),
+        (["--address", "auto", "--resources", '{"x": Infinity}'], "finite amounts"),
+        (["--address", "auto", "--runtime-env", '{"a": NaN}'], "JSON-serializable"),
         (["--address", "auto", "--resources", '{"CPU": 2}'], "num_cpus/num_gpus"),
         (
             ["--address", "auto", "--runtime-env", '{"env_vars": {"OPENAI_API_KEY": "x"}}'],

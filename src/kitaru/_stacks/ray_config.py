@@ -7,6 +7,7 @@ works without the ``kitaru[ray]`` extra installed; only running on one needs it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -60,9 +61,9 @@ def ray_stack_config(
     for option, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if not _amount(value):
             raise KitaruUsageError(
-                f"{option} for ray stack {name!r} must be a number >= 0 (the Ray resources "
+                f"{option} for ray stack {name!r} must be a finite number >= 0 (the Ray resources "
                 f"each execution and isolated checkpoint asks for), got {value!r}."
             )
         config[option] = value
@@ -78,19 +79,25 @@ def _resources(name: str, value: object) -> dict[str, float]:
         return {}
     value = _json_option(name, "resources", value, '{"accelerator_type:A100": 1}')
     if not isinstance(value, Mapping) or not all(
-        isinstance(k, str)
-        and k
-        and k not in ("CPU", "GPU")
-        and not isinstance(v, bool)
-        and isinstance(v, int | float)
-        and v >= 0
+        isinstance(k, str) and k and k not in ("CPU", "GPU") and _amount(v)
         for k, v in value.items()
     ):
         raise KitaruUsageError(
             f"resources for ray stack {name!r} must map custom Ray resource names to "
-            f"amounts >= 0 (CPUs and GPUs go in num_cpus/num_gpus), got {value!r}."
+            f"finite amounts >= 0 (CPUs and GPUs go in num_cpus/num_gpus), got {value!r}."
         )
     return {str(k): v for k, v in value.items()}
+
+
+def _amount(value: object) -> bool:
+    """A Ray resource amount: a finite number >= 0 (NaN and Infinity are not JSON, and
+    the stack's config file is)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _address(name: str, address: object) -> str:
@@ -119,7 +126,7 @@ def _runtime_env(name: str, value: object) -> dict[str, Any]:
             f"environment), got {type(value).__name__}."
         )
     try:
-        env: dict[str, Any] = json.loads(json.dumps(dict(value)))
+        env: dict[str, Any] = json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise KitaruUsageError(
             f"runtime_env for ray stack {name!r} must be JSON-serializable: {exc}."
