@@ -65,3 +65,18 @@ def test_connect_accepts_cloud_api_url() -> None:
     # own checks, here the missing key, instead of failing on the argument.
     with pytest.raises(kitaru.KitaruUsageError, match="api_key"):
         kitaru.connect("http://127.0.0.1:9", cloud_api_url="https://cloud.example")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((123,), {"api_key": "k"}, "starts with http"),
+        (("http://127.0.0.1:9",), {"api_key": "k", "timeout": "5"}, "seconds > 0"),
+        (("http://127.0.0.1:9",), {"api_key": 42}, "api_key"),
+    ],
+)
+def test_connect_refuses_arguments_of_the_wrong_type_with_a_usage_error(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(kitaru.KitaruUsageError, match=message):
+        kitaru.connect(*args, **kwargs)

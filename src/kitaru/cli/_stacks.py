@@ -146,7 +146,7 @@ def create(
     name: Annotated[
         str | None,
         typer.Argument(
-            metavar="[NAME]",
+            metavar="NAME",
             help="Name of the new stack (letters, digits, '-', '_'); optional with --file "
             "when the file names it.",
             show_default=False,

@@ -80,7 +80,7 @@ def store_only() -> Iterator[None]:
 
 
 def normalize_url(url: str) -> str:
-    text = (url or "").strip()
+    text = (url if isinstance(url, str) else "").strip()
     if not text.startswith(("http://", "https://")):
         raise KitaruUsageError(
             f"A Kitaru server URL starts with http:// or https://, got {url!r} "
@@ -217,12 +217,14 @@ def connect(
         raise KitaruFeatureNotAvailableError(
             "connect(project=...) is not supported: a Kitaru server serves one store."
         )
-    if not api_key:
+    if not api_key or not isinstance(api_key, str):
         raise KitaruUsageError(
-            f"connect({server_url!r}) needs api_key=... (create one with "
+            f"connect({server_url!r}) needs api_key=... as text (create one with "
             "`kitaru auth api-keys create ACCOUNT NAME`)."
         )
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
         raise KitaruUsageError(f"connect(timeout=...) must be seconds > 0, got {timeout!r}.")
     verify: bool | str = ssl_ca_cert if ssl_ca_cert else not no_verify_ssl
     connection = Connection(
