@@ -54,30 +54,45 @@ def run_worker(
     resumed = 0
     skipped: set[str] = set()
     warned: set[str] = set()
-    outage = False  # the store (or the server) is unreachable: said once, then retried
-    firing = _Firing()
+    store_down, firing_fails = _Trouble(), _Trouble()
     while not stop.is_set():
-        next_slot = firing.fire(backend, warned) if schedules else None
+        next_slot = _fire_schedules(backend, warned, firing_fails) if schedules else None
         try:
             resumed += _resume_orphans(backend, skipped)
         except Exception as exc:
             if once or not is_backend_error(exc):
                 raise
-            if not outage:
-                logger.warning(
-                    "The store is unreachable (%s); this worker keeps polling and goes on "
-                    "once it answers.",
-                    describe(exc),
-                )
-            outage = True
+            store_down.began(
+                "The store is unreachable (%s); this worker keeps polling and goes on once "
+                "it answers.",
+                describe(exc),
+            )
         else:
-            if outage:
-                logger.warning("The store answers again; this worker goes on.")
-            outage = False
+            store_down.ended("The store answers again; this worker goes on.")
         if once:
             break
-        stop.wait(poll_interval if outage else _pause(backend.store, poll_interval, next_slot))
+        stop.wait(
+            poll_interval if store_down.on else _pause(backend.store, poll_interval, next_slot)
+        )
     return resumed
+
+
+class _Trouble:
+    """A failure that may last (the store or the server down): said once when it begins
+    and once when it ends, not at every poll."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def began(self, message: str, *args: object) -> None:
+        if not self.on:
+            logger.warning(message, *args)
+        self.on = True
+
+    def ended(self, message: str) -> None:
+        if self.on:
+            logger.warning(message)
+        self.on = False
 
 
 def _resume_orphans(backend: Backend, skipped: set[str]) -> int:
@@ -108,32 +123,21 @@ def _resume_orphans(backend: Backend, skipped: set[str]) -> int:
     return resumed
 
 
-class _Firing:
-    """Fires due schedule slots each poll; a failure is said once, not at every poll
-    (the store or server may be down for a while), and once again when it passes."""
+def _fire_schedules(backend: Backend, warned: set[str], trouble: _Trouble) -> float | None:
+    """Fire due schedule slots; when the next one is due (None: no schedule, or failed)."""
+    try:
+        from kitaru.schedules._firing import fire_due
 
-    def __init__(self) -> None:
-        self.failing = False
-
-    def fire(self, backend: Backend, warned: set[str]) -> float | None:
-        """Fire due slots; when the next one is due (None: no schedule, or failed)."""
-        try:
-            from kitaru.schedules._firing import fire_due
-
-            next_slot = fire_due(backend, warned=warned)
-        except Exception as exc:  # the store failed: retried on the next poll
-            if not self.failing:
-                logger.warning(
-                    "Could not fire schedules: %s; this worker tries again at every poll "
-                    "and says when it works again.",
-                    exc,
-                )
-            self.failing = True
-            return None
-        if self.failing:
-            logger.warning("Schedules fire again.")
-        self.failing = False
-        return next_slot
+        next_slot = fire_due(backend, warned=warned)
+    except Exception as exc:  # the store failed: retried on the next poll
+        trouble.began(
+            "Could not fire schedules: %s; this worker tries again at every poll and says "
+            "when it works again.",
+            exc,
+        )
+        return None
+    trouble.ended("Schedules fire again.")
+    return next_slot
 
 
 def _pause(store: Store, poll_interval: float, next_slot: float | None) -> float:

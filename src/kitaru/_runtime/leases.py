@@ -145,6 +145,15 @@ class _Held:
         #: and how long before that it asks the store again (a renewal period).
         self.valid_until, self.margin = _now() + lease, lease / 3
 
+    def confirm(self, status: ExecutionStatus | None, asked_at: float, lease: float) -> bool:
+        """Take the store's answer to a renewal asked at ``asked_at``: still ours, or cancel
+        the execution here (cancelled, deleted or taken over)."""
+        if status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+            self.valid_until = asked_at + lease
+            return True
+        self.cancel.set()
+        return False
+
 
 class LeaseKeeper:
     def __init__(self) -> None:
@@ -188,11 +197,7 @@ class LeaseKeeper:
         except Exception:  # the store cannot say: the fenced write after the body will
             logger.debug("Could not confirm the lease of %s", exec_id, exc_info=True)
             return True
-        if statuses.get(exec_id) in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
-            entry.valid_until = asked_at + lease
-            return True
-        entry.cancel.set()
-        return False
+        return entry.confirm(statuses.get(exec_id), asked_at, lease)
 
     def _loop(self) -> None:
         while True:
@@ -217,11 +222,7 @@ class LeaseKeeper:
             asked_at, lease = _now(), lease_seconds()
             statuses = store.renew_leases(RUNNER_ID, fences, lease_seconds=lease)
             for exec_id, entry in entries:
-                status = statuses.get(exec_id)
-                if status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
-                    entry.cancel.set()
-                else:
-                    entry.valid_until = asked_at + lease
+                entry.confirm(statuses.get(exec_id), asked_at, lease)
 
 
 leases = LeaseKeeper()

@@ -51,7 +51,7 @@ def _watch(
         ray.get(actor.ready.remote(), timeout=timeout)
         return
     except ray.exceptions.RuntimeEnvSetupError as exc:
-        failure = start_failure(record.id, stack_name, exc)
+        failure = _start_failure(record.id, stack_name, exc)
     except Exception:
         # A timeout, or an actor that died starting (a lost node): Ray restarts it, or
         # its dispatch lease runs out and a worker takes the execution up as an orphan.
@@ -68,7 +68,7 @@ def _watch(
         logger.debug("Could not record that execution %s did not start", record.id, exc_info=True)
 
 
-def start_failure(exec_id: str, stack_name: str, exc: BaseException) -> dict[str, Any]:
+def _start_failure(exec_id: str, stack_name: str, exc: BaseException) -> dict[str, Any]:
     """The failure record of an execution whose runtime env Ray could not set up."""
     detail = " ".join(str(exc).split())
     if len(detail) > _MAX_DETAIL:

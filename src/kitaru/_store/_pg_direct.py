@@ -79,39 +79,45 @@ class PgDirect:
         JSON columns come back decoded (psycopg's own loaders), bytea as bytes.
         ``AllBusy`` when every kept connection is in use (then use the pool).
         """
-        import psycopg
-
         compiled = self._compiled[key]
         params.update(compiled.defaults)
         for name in compiled.json:
             value = params.get(name)
             if value is not None:
                 params[name] = json.dumps(value)
-        for tries_left in (1, 0):
-            kept = self._take()
-            if kept is None:
-                raise AllBusy
-            try:
-                cursor = kept.cursor
-                cursor.execute(compiled.sql, params, prepare=True)
-                row = cursor.fetchone()
-                labels = compiled.labels
-                if labels is None and row is not None:
-                    labels = compiled.labels = [d.name for d in cursor.description or ()]
-            except psycopg.Error as exc:
-                self._discard(kept)
-                if tries_left and getattr(exc, "sqlstate", None) in _SESSION_ENDED:
-                    # The server ended the session before the statement ran (or ran it
-                    # in a transaction it then rolled back): on a new one, once.
-                    self._discard_idle()
-                    continue
-                raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
-            except BaseException:
-                self._discard(kept)  # its state is unknown (interrupted mid-statement)
-                raise
-            self._idle.put(kept)
-            return None if row is None or labels is None else dict(zip(labels, row, strict=True))
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._execute(compiled, params)
+        except _SessionEnded:
+            # The server ended the session before the statement ran (or ran it in a
+            # transaction it then rolled back): a restart ends them all; on a new one, once.
+            self._discard_idle()
+            return self._execute(compiled, params, retry=False)
+
+    def _execute(
+        self, compiled: _Compiled, params: dict[str, Any], *, retry: bool = True
+    ) -> dict[str, Any] | None:
+        import psycopg
+
+        kept = self._take()
+        if kept is None:
+            raise AllBusy
+        try:
+            cursor = kept.cursor
+            cursor.execute(compiled.sql, params, prepare=True)
+            row = cursor.fetchone()
+            labels = compiled.labels
+            if labels is None and row is not None:
+                labels = compiled.labels = [d.name for d in cursor.description or ()]
+        except psycopg.Error as exc:
+            self._discard(kept)
+            if retry and getattr(exc, "sqlstate", None) in _SESSION_ENDED_STATES:
+                raise _SessionEnded from exc
+            raise KitaruBackendError(f"The Kitaru store failed to write: {exc}") from exc
+        except BaseException:
+            self._discard(kept)  # its state is unknown (interrupted mid-statement)
+            raise
+        self._idle.put(kept)
+        return None if row is None or labels is None else dict(zip(labels, row, strict=True))
 
     def _take(self) -> _Kept | None:
         if os.getpid() != self._pid:  # a forked child never uses its parent's sockets
@@ -186,7 +192,11 @@ class PgDirect:
 
 #: SQLSTATEs of a session the server ended (admin, crash or immediate shutdown, idle
 #: timeout): an autocommit statement that gets one did not commit.
-_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P05"})
+_SESSION_ENDED_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+
+
+class _SessionEnded(Exception):
+    """A statement refused because the server ended its session (not committed)."""
 
 
 class AllBusy(Exception):

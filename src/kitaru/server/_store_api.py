@@ -167,10 +167,12 @@ def _check_numbers(store: Any, method: str, args: list[Any], kwargs: dict[str, A
 
     Looks at the arguments, their items and the fields of records: the values a store
     method binds to integer columns. Numbers inside JSON data (metadata, inputs) are
-    stored as JSON, which holds any size, and are left alone.
+    stored as JSON, which holds any size, and are left alone. Every runner's store call
+    passes here: the arguments are named (a signature bound) only once one is refused.
     """
-    names = _argument_names(store, method, args, kwargs)
-    for name, value in names:
+    if all(_too_large(value) is None for value in (*args, *kwargs.values())):
+        return
+    for name, value in _argument_names(store, method, args, kwargs):
         found = _too_large(value)
         if found is not None:
             where, number = found
