@@ -47,7 +47,8 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
 
 
 def load(exec_id: str, name: str) -> Any:
-    """A checkpoint's output (by checkpoint name or call id) or a saved artifact (by name).
+    """A checkpoint's output (by checkpoint name or call id) or a saved artifact (by name);
+    ``"result"``, when nothing else has that name, is the flow's return value.
 
     ``exec_id`` not a UUID → ``KitaruUsageError``; no match, or several →
     ``KitaruRuntimeError`` (Kitaru 0.21's types).
@@ -81,6 +82,11 @@ def load(exec_id: str, name: str) -> Any:
         f"output of checkpoint call {call.call_id!r}" for call in outputs
     ]
     if not matches:
+        # The flow's return value is listed as artifact "result" (kind flow_result):
+        # loadable by that name when no checkpoint or saved artifact takes it.
+        results = store.list_artifacts(exec_id=exec_id, name=name, kind="flow_result")
+        if results:
+            return backend.load_value(results[0], from_script=True)
         raise KitaruRuntimeError(
             f"Execution {exec_id} has no checkpoint output or saved artifact named {name!r}. "
             "See `kitaru artifacts list " + exec_id + "`."

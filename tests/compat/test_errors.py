@@ -550,6 +550,29 @@ def test_load_without_a_match_or_with_several_is_a_runtime_error(any_store: str)
     assert kitaru.load(handle.exec_id, "second") == 2
 
 
+@checkpoint
+def named_result() -> str:
+    return "the checkpoint's"
+
+
+@flow
+def result_named_twice(own: bool) -> str:
+    if own:
+        return named_result(id="result")  # type: ignore[call-arg]
+    return "the flow's"
+
+
+def test_load_result_is_the_flow_result_unless_something_else_has_that_name(
+    any_store: str,
+) -> None:
+    plain = result_named_twice.run(False)
+    plain.wait(timeout=30)
+    assert kitaru.load(plain.exec_id, "result") == "the flow's"  # as artifacts list names it
+    shadowed = result_named_twice.run(True)
+    shadowed.wait(timeout=30)
+    assert kitaru.load(shadowed.exec_id, "result") == "the checkpoint's"
+
+
 # --- operations: FlowHandle ------------------------------------------------------------------
 
 
