@@ -60,6 +60,21 @@ def test_orphaned_execution_is_marked_and_resumed(
     assert "completed" in again.stderr
 
 
+def test_a_runner_of_this_machine_that_died_is_orphaned_at_once_in_list_and_get(
+    cli: Invoke, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITARU_LEASE_SECONDS", "120")  # not waited out: the pid is gone
+    proc = flows.run_in_subprocess("crashy", 1)
+    assert proc.returncode == -9, proc.stderr
+    exec_id = KitaruClient().executions.latest(flow="crashy").exec_id
+    assert KitaruClient().executions.get(exec_id).is_orphaned
+    item = cli("executions", "list", "-o", "json").json()["items"][0]
+    assert (item["exec_id"], item["status"], item["is_orphaned"]) == (exec_id, "running", True)
+    assert cli("executions", "get", exec_id, "-o", "json").json()["item"]["is_orphaned"] is True
+    listed = cli("executions", "list")
+    assert "running (orphaned)" in next(line for line in listed.stdout.splitlines() if exec_id in line)
+
+
 def test_worker_once_resumes_orphans(kitaru_proc: Invoke, flows: Flows) -> None:
     exec_id = crash(flows)
     result = kitaru_proc("worker", "--once", "--poll-interval", "0.1", "-o", "json")

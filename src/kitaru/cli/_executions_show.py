@@ -69,11 +69,12 @@ def runner_died_waiting(execution: Execution) -> bool:
     it no longer renews crashed, and nothing will notice an answer until input
     resumes it here, or ``resume``/a worker does.
     """
+    from kitaru.client._models import runner_lost  # loaded already: execution is one
+
     return (
         execution.status is ExecutionStatus.WAITING
         and execution.lease_owner is not None
-        and execution.lease_expires_at is not None
-        and execution.lease_expires_at < _now()
+        and runner_lost(execution.lease_owner, execution.lease_expires_at)
     )
 
 

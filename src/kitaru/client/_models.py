@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._runtime.execution import SAVE_CALL_TYPE
+from kitaru._runtime.leases import runner_gone
 from kitaru._runtime.sleeps import waiting_reason
 from kitaru._runtime.usage import LLM_USAGE_KEY, summarize_usage, usage_records
 from kitaru._store import (
@@ -76,6 +77,16 @@ def _require_client(client: KitaruClient | None) -> KitaruClient:
         return KitaruClient()  # a model built by hand: use the configured store
     return client
 
+
+
+def runner_lost(owner: str | None, expires_at: datetime | None) -> bool:
+    """The lease's holder no longer renews it: it ran out, or its holder was a process
+    of this machine that has exited (told at once, without waiting the lease out)."""
+    if expires_at is None:
+        return False
+    if expires_at < datetime.now(tz=UTC):
+        return True
+    return owner is not None and runner_gone(owner)
 
 @dataclass(frozen=True)
 class FailureInfo:
@@ -774,11 +785,10 @@ class Execution:
 
     @property
     def is_orphaned(self) -> bool:
-        """Running, but its runner stopped renewing its lease (crashed or killed)."""
-        return (
-            self.status is ExecutionStatus.RUNNING
-            and self.lease_expires_at is not None
-            and self.lease_expires_at < datetime.now(tz=UTC)
+        """Running, but its runner stopped renewing its lease (crashed or killed), or
+        its runner was a process of this machine that has exited (known at once)."""
+        return self.status is ExecutionStatus.RUNNING and runner_lost(
+            self.lease_owner, self.lease_expires_at
         )
 
     @property
