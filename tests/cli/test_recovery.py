@@ -71,8 +71,8 @@ def test_a_runner_of_this_machine_that_died_is_orphaned_at_once_in_list_and_get(
     item = cli("executions", "list", "-o", "json").json()["items"][0]
     assert (item["exec_id"], item["status"], item["is_orphaned"]) == (exec_id, "running", True)
     assert cli("executions", "get", exec_id, "-o", "json").json()["item"]["is_orphaned"] is True
-    listed = cli("executions", "list")
-    assert "running (orphaned)" in next(line for line in listed.stdout.splitlines() if exec_id in line)
+    listed = cli("executions", "list").stdout.splitlines()
+    assert "running (orphaned)" in next(line for line in listed if exec_id in line)
 
 
 def test_worker_once_resumes_orphans(kitaru_proc: Invoke, flows: Flows) -> None:
