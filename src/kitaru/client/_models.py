@@ -78,7 +78,6 @@ def _require_client(client: KitaruClient | None) -> KitaruClient:
     return client
 
 
-
 def runner_lost(owner: str | None, expires_at: datetime | None) -> bool:
     """The lease's holder no longer renews it: it ran out, or its holder was a process
     of this machine that has exited (told at once, without waiting the lease out)."""
@@ -87,6 +86,7 @@ def runner_lost(owner: str | None, expires_at: datetime | None) -> bool:
     if expires_at < datetime.now(tz=UTC):
         return True
     return owner is not None and runner_gone(owner)
+
 
 @dataclass(frozen=True)
 class FailureInfo:
