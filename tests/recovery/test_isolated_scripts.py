@@ -171,3 +171,22 @@ def test_resume_in_a_worker_after_the_script_is_killed(any_store: str, tmp_path:
     assert done.returncode == 0, done.stdout + done.stderr
     assert KitaruClient().executions.get(exec_id).status is ExecutionStatus.COMPLETED
     assert FlowHandle(exec_id).get() == {"total": 16, "priced": True}
+
+
+def test_a_fresh_run_returns_the_script_class_without_pickle(
+    any_store: str, tmp_path: Path
+) -> None:
+    """The first run, in the script's own process: the isolated process gets the
+    script's classes by name (it loads the script), so the output is stored as JSON of
+    the script's dataclass and comes back as one (pickle is off)."""
+    script, env, ready = _script(tmp_path)
+    ready.touch()
+    done = run([str(script), "4"], cwd=script.parent, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "FAILED" not in done.stdout, done.stdout
+    exec_id = printed_exec_id(done.stdout)
+    execution = KitaruClient().executions.get(exec_id)
+    assert execution.status is ExecutionStatus.COMPLETED, execution.failure
+    (artifact,) = execution.checkpoints[0].artifacts
+    assert artifact.serializer == "dataclass"
+    assert FlowHandle(exec_id).get() == {"total": 8, "priced": True}

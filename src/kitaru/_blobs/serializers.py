@@ -180,6 +180,10 @@ def _resolve(s: Serialized) -> type | None:
         found = find(qualname)
         if found is not None:
             return found
+    if module_name == "__mp_main__" and "__mp_main__" not in sys.modules:
+        # Written where the flow's script was loaded again (a resume, an isolated call's
+        # process); here it runs as the script itself.
+        module_name = "__main__"
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):

@@ -64,13 +64,12 @@ def run_isolated(
     frame: CheckpointFrame,
 ) -> Any:
     """Run one attempt of ``spec`` in a child process and return its value."""
-    import cloudpickle
 
     from kitaru.client._remote_store import runner_env
 
     backend = ctx.backend
     try:
-        payload = cloudpickle.dumps((spec.func, tuple(args), dict(kwargs)))
+        payload = _dumps_call(spec.func, tuple(args), dict(kwargs))
     except Exception as exc:
         raise IsolatedCheckpointError(
             f"Cannot send checkpoint {spec.name!r} to an isolated process: its function or "
@@ -259,6 +258,49 @@ def _load_flow_script(ctx: _ChildContext) -> None:
         load_script_main(ref, exec_id=ctx.exec_id)
 
 
+def _dumps_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The call, pickled; classes of a flow script run as ``python script.py`` by reference.
+
+    cloudpickle sends ``__main__``'s classes by value: the child would rebuild a copy
+    that is not the script's class, which values then cannot be stored without pickle
+    (nor pass ``isinstance`` against it). Sent by name, the child loads the script, as a
+    resumed run's child does, and uses the class itself.
+    """
+    import io
+
+    import cloudpickle
+
+    main = sys.modules.get("__main__")
+    if not getattr(main, "__file__", None):  # python -c, a REPL: no script to load
+        return cloudpickle.dumps((func, args, kwargs))
+
+    class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, type) and obj.__module__ == "__main__":
+                found: Any = main
+                for part in obj.__qualname__.split("."):
+                    found = getattr(found, part, None)
+                if found is obj:
+                    return _script_class, (obj.__qualname__,)
+            return super().reducer_override(obj)
+
+    buffer = io.BytesIO()
+    _Pickler(buffer).dump((func, args, kwargs))
+    return buffer.getvalue()
+
+
+def _script_class(qualname: str) -> type:
+    """The class ``qualname`` of the flow script this child loaded (see ``_dumps_call``)."""
+    found: Any = sys.modules["__mp_main__"]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return cast("type", found)
+
+
+#: What a payload that needs the flow's script holds (see ``child_main``).
+_NEEDS_SCRIPT = (_SCRIPT_MODULE, _script_class.__name__.encode())
+
+
 def child_main(argv: list[str]) -> int:
     """Run the pickled call named by ``argv`` and write the report; see the module docstring."""
     uri, sha, report_path, exec_id, call_id, name = argv
@@ -271,7 +313,7 @@ def child_main(argv: list[str]) -> int:
     frame = CheckpointFrame(exec_id, call_id, name, 1)
     try:
         payload = ctx.backend.blobs.get(uri, sha)
-        if _SCRIPT_MODULE in payload:
+        if any(marker in payload for marker in _NEEDS_SCRIPT):
             _load_flow_script(ctx)
         func, args, kwargs = pickle.loads(payload)
         current_execution.set(cast("ExecutionContext", ctx))
