@@ -272,7 +272,7 @@ def _dumps_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> byt
 
     main = sys.modules.get("__main__")
     if not getattr(main, "__file__", None):  # python -c, a REPL: no script to load
-        return cloudpickle.dumps((func, args, kwargs))
+        return cast("bytes", cloudpickle.dumps((func, args, kwargs)))
 
     class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
