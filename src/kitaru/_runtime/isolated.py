@@ -69,7 +69,8 @@ def run_isolated(
 
     backend = ctx.backend
     try:
-        payload = _dumps_call(spec.func, tuple(args), dict(kwargs))
+        script_flow = ctx.record.flow_ref.get("module") == "__main__"
+        payload = _dumps_call(spec.func, tuple(args), dict(kwargs), script_flow=script_flow)
     except Exception as exc:
         raise IsolatedCheckpointError(
             f"Cannot send checkpoint {spec.name!r} to an isolated process: its function or "
@@ -258,20 +259,23 @@ def _load_flow_script(ctx: _ChildContext) -> None:
         load_script_main(ref, exec_id=ctx.exec_id)
 
 
-def _dumps_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def _dumps_call(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, script_flow: bool
+) -> bytes:
     """The call, pickled; classes of a flow script run as ``python script.py`` by reference.
 
     cloudpickle sends ``__main__``'s classes by value: the child would rebuild a copy
     that is not the script's class, which values then cannot be stored without pickle
     (nor pass ``isinstance`` against it). Sent by name, the child loads the script, as a
-    resumed run's child does, and uses the class itself.
+    resumed run's child does, and uses the class itself. Only for a flow of the script
+    (``script_flow``): the child loads the flow's script, no other.
     """
     import io
 
     import cloudpickle
 
     main = sys.modules.get("__main__")
-    if not getattr(main, "__file__", None):  # python -c, a REPL: no script to load
+    if not script_flow or not getattr(main, "__file__", None):  # python -c, a REPL
         return cast("bytes", cloudpickle.dumps((func, args, kwargs)))
 
     class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
