@@ -129,8 +129,8 @@ def json_answer(
     type refuses it (a datetime for a ``str`` wait), as a local ``input`` would be."""
     from pydantic_core import to_jsonable_python
 
+    from kitaru._lax_answers import coerce
     from kitaru._runtime.control import MAX_INPUT_DETAILS
-    from kitaru.server._lax import coerce
 
     if schema is not None:
         coerced, problems = coerce(value, schema)

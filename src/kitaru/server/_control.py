@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from kitaru._lax_answers import coerce, format_problems, with_defaults
 from kitaru._limits import check_wait_input
 from kitaru._runtime.control import MAX_INPUT_DETAILS, input_refused, pick_wait, shown_problems
 from kitaru._store import ExecutionRecord, ExecutionStatus, WaitStatus
 from kitaru.client._remote_client import HANDOFF_OWNER
 from kitaru.client._remote_waits import refuse_non_finite
 from kitaru.errors import KitaruStateError, KitaruWaitValidationError
-from kitaru.server._lax import coerce, format_problems, with_defaults
 
 if TYPE_CHECKING:
     from kitaru._backend import Backend

@@ -1,5 +1,8 @@
 """Wait answers coerced as the flow's own type would coerce them (Pydantic's lax mode).
 
+Shared by the server (which checks answers) and the remote client (which checks them
+before sending, as a local store does).
+
 Where the flow runs, ``kitaru.wait(schema=T)`` validates an answer with Pydantic in
 lax mode: ``"3"`` is an ``int``, ``"yes"`` a ``bool``, ``2.0`` an ``int``. The server
 never has ``T`` (it never unpickles), only the wait's JSON schema, which a strict
