@@ -285,6 +285,13 @@ def failure_error(
             f"{exc_type}: {exc_message}{note}"
         )
     hint = format_recovery_hint(exec_id, status=status) if retry_hint else None
+    if hint is not None and str(exc_type).rpartition(".")[2] == "KitaruWaitAbortedError":
+        # The abort is recorded: a retry meets it again where the body asks.
+        hint = (
+            "An aborted wait stays aborted (a retry meets the same answer). To ask again, "
+            f"replay it from a checkpoint before the wait: `kitaru executions replay {exec_id} "
+            "--at CHECKPOINT`, or start a new run."
+        )
     if hint is not None:
         message = f"{message}\n{hint}"  # 0.21: the message ends with the retry command
     error = execution_error_from_failure(

@@ -280,3 +280,18 @@ def asks_in_between(x: int) -> int:
     base = before_the_question(x)
     answer = kitaru.wait(schema=int, name="num", timeout=30)
     return after_the_answer(base, answer)
+
+
+@checkpoint
+def echo(message: str) -> str:
+    return "echo:" + message
+
+
+@flow(cache=False)
+def chat(turns: int, timeout: float | None = 30) -> list[str]:
+    """The same named wait in a loop: asked again each time round."""
+    replies = []
+    for _ in range(turns):
+        message = kitaru.wait(schema=str, name="user_message", question="Say?", timeout=timeout)
+        replies.append(echo(message))
+    return replies

@@ -386,7 +386,35 @@ def test_uncaught_abort_fails_the_execution(client: KitaruClient) -> None:
         handle.wait(timeout=30)
     assert info.value.exception_type == "kitaru.errors.KitaruWaitAbortedError"
     assert "was aborted" in (info.value.exception_message or "")
+    # A retry meets the recorded abort again: the hint says how to ask again instead.
+    assert "executions retry" not in str(info.value)
+    assert f"kitaru executions replay {handle.exec_id}" in str(info.value)
     wait_for_status(client, handle.exec_id, "failed")
+
+
+# --- a wait reached again ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [30, 0], ids=["live", "released"])
+def test_a_named_wait_in_a_loop_asks_again_each_time(
+    any_store: str, client: KitaruClient, timeout: float
+) -> None:
+    handle = _flows.chat.run(3, timeout)
+    asked = []
+    for message in ("hi", "how are you", "bye"):
+        pending = eventually(
+            lambda: client.executions.pending_waits(handle.exec_id) or None,
+            what="the next question",
+        )
+        (wait,) = pending
+        assert wait.name == "user_message"
+        asked.append(wait.wait_id)
+        client.executions.input(handle.exec_id, wait="user_message", value=message)
+    assert asked == ["user_message", "user_message:2", "user_message:3"]
+    assert handle.wait(timeout=30) == ["echo:hi", "echo:how are you", "echo:bye"]
+    # The first answer's wait is answered: by its id it cannot be answered again.
+    with pytest.raises(KitaruStateError, match="already"):
+        client.executions.input(handle.exec_id, wait="user_message:2", value="again")
 
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])

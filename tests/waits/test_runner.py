@@ -90,14 +90,15 @@ def test_runner_lets_go_after_timeout_and_input_resumes_it_here(
     eventually(lambda: not exec_threads(handle.exec_id), what="the resumed runner to end")
 
 
-def test_timeout_zero_releases_at_once_and_none_never(client: KitaruClient) -> None:
+def test_timeout_zero_releases_at_once_and_none_is_the_default(client: KitaruClient) -> None:
     released = _flows.typed.run("bool", 0)
     wait_until_released(client, released.exec_id)
 
+    # 0.21: timeout=None is the default, 600 s of holding the runner (not "forever").
     forever = _flows.typed.run("bool", None)
     execution = wait_until_live_waiting(client, forever.exec_id)
     assert execution.pending_wait is not None
-    assert execution.pending_wait.timeout is None
+    assert execution.pending_wait.timeout == 600
     time.sleep(0.3)
     assert len(exec_threads(forever.exec_id)) == 1
     assert client.executions.get(forever.exec_id).lease_owner is not None

@@ -406,13 +406,24 @@ def pick_wait(backend: Backend, exec_id: str, wait: str | None) -> WaitRecord:
     record = backend.store.require_execution(exec_id)
     waits = backend.store.waits(exec_id)
     if wait is not None:
+        # A name may be reached several times (a wait in a loop: ids name, name:2, ...):
+        # it then names the one still pending. A wait id names one wait.
         matches = [w for w in waits if wait in (w.wait_id, w.name)]
         if not matches:
             known = ", ".join(w.wait_id for w in waits) or "(none)"
             raise KitaruStateError(
                 f"Execution {exec_id} has no wait named {wait!r}; its waits: {known}."
             )
-        chosen = matches[-1]
+        open_ones = [w for w in matches if w.status is WaitStatus.PENDING]
+        if len(open_ones) > 1:
+            open_ones = [w for w in open_ones if w.wait_id == wait] or open_ones
+        if len(open_ones) > 1:
+            ids = ", ".join(w.wait_id for w in open_ones)
+            raise KitaruStateError(
+                f"Execution {exec_id} has several pending waits named {wait!r} ({ids}); "
+                "pass the wait id of the one to answer."
+            )
+        chosen = open_ones[0] if open_ones else max(matches, key=lambda w: w.created_at)
         if chosen.status is not WaitStatus.PENDING:
             raise KitaruStateError(
                 f"Wait {chosen.wait_id!r} of execution {exec_id} was already {chosen.status.value}."

@@ -159,7 +159,7 @@ class ExecutionContext:
         self.replay = replay
         self._replay_context: Any = None
         self._waits = {w.wait_id: w for w in waits or ()}
-        self._wait_count = 0
+        self._wait_counts: dict[str, int] = {}  # waits reached so far, by name
         self._wait_ids: set[str] = set()
         #: Calls recorded by earlier runs (``RecordedCall``), and the calls this run
         #: writes (``CallRecord``); both have the fields the memo reads.
@@ -235,25 +235,20 @@ class ExecutionContext:
             return call_id
 
     def assign_wait_id(self, name: str | None) -> str:
-        """The wait's name, or wait / wait:2 / ... in the order the body reaches them."""
+        """The wait's id, numbered by name in the order the body reaches them, as
+        checkpoint calls are: ``name``, ``name:2``, ... (``wait``, ``wait:2``, ... for
+        unnamed ones). A wait in a loop asks again each time round; the same order in
+        every run of the body gives a resumed run the same ids."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise KitaruUsageError(f"wait(name=...) must be a non-empty string, got {name!r}.")
+        base = "wait" if name is None else name
         with self._lock:
-            if name is not None:
-                if not isinstance(name, str) or not name:
-                    raise KitaruUsageError(
-                        f"wait(name=...) must be a non-empty string, got {name!r}."
-                    )
-                wait_id = name
-            else:
-                self._wait_count += 1
-                wait_id = "wait" if self._wait_count == 1 else f"wait:{self._wait_count}"
-                while wait_id in self._wait_ids:
-                    self._wait_count += 1
-                    wait_id = f"wait:{self._wait_count}"
-            if wait_id in self._wait_ids:
-                raise KitaruUsageError(
-                    f"Wait {wait_id!r} is reached twice in execution {self.exec_id}. "
-                    "Give each wait a distinct name=."
-                )
+            count = self._wait_counts.get(base, 0) + 1
+            wait_id = base if count == 1 else f"{base}:{count}"
+            while wait_id in self._wait_ids:  # taken by a wait named like that
+                count += 1
+                wait_id = f"{base}:{count}"
+            self._wait_counts[base] = count
             self._wait_ids.add(wait_id)
             return wait_id
 
