@@ -106,3 +106,17 @@ def chatter(lines: int) -> int:
 @flow(cache=False)
 def chatty_flow(lines: int) -> int:
     return chatter(lines)
+
+
+@checkpoint(cache=False)
+def paced(i: int, log: str) -> int:
+    """Appends one line per run to ``log`` (O_APPEND: every run counts), then pauses."""
+    with open(log, "a") as out:
+        out.write(f"{i}\n")
+    time.sleep(0.3)
+    return i
+
+
+@flow(cache=False)
+def paced_flow(n: int, log: str) -> int:
+    return sum(paced(i, log) for i in range(n))

@@ -229,3 +229,49 @@ def test_resume_through_a_server_takes_over_at_once_from_a_runner_killed_here(
     assert worker.returncode == 0, worker.stderr[-3000:]
     final = KitaruClient().executions.get(exec_id)
     assert final.status.value == "completed", final.failure
+
+
+def test_a_connected_runner_rides_out_a_server_restart(
+    server: Server, kitaru_home: Path, tmp_path: Path
+) -> None:
+    """The server stops (SIGTERM) and starts again on the same port mid-flow: the runner
+    waits for it and finishes the execution itself; every step ran once."""
+    home = tmp_path / "runner-home"
+    env = process_env(
+        home,
+        KITARU_SERVER_URL=server.url,
+        KITARU_AUTH_TOKEN=server.runner_key,
+        KITARU_LEASE_SECONDS="20",
+    )
+    log = tmp_path / "steps.log"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUN_FLOW.format(flow="paced_flow", args=f"8, {str(log)!r}")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not log.exists() or len(log.read_text().split()) < 2:
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stop(server.process)  # a graceful stop, as for an upgrade
+        time.sleep(1.5)
+        port = urlsplit(server.url).port
+        _url, server.process = start_server(kitaru_home, server.store_url, server.log, port=port)
+        out, err = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, err[-3000:]
+    assert "RESULT 28" in out, out + err[-3000:]
+    assert "cannot be reached" in err  # said once, while it waited
+    assert sorted(int(i) for i in log.read_text().split()) == list(range(8))
+    exec_id = next(line.split()[1] for line in out.splitlines() if line.startswith("EXEC"))
+    execution = KitaruClient().executions.get(exec_id)
+    assert execution.status.value == "completed"
+    assert execution.run_count == 1

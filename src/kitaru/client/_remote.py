@@ -6,7 +6,9 @@ local call raises is raised here (any unknown type becomes ``KitaruError``).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,18 @@ from kitaru.errors import (
 )
 
 API = "/api/v1"
+
+logger = logging.getLogger(__name__)
+
+#: Backoff between attempts to connect to a server that is down (see Session.request).
+_FIRST_PAUSE, _MAX_PAUSE = 0.1, 2.0
+
+
+def _ride_out_seconds() -> float:
+    """How long a runner's store call waits for an unreachable server: a lease's length."""
+    from kitaru._runtime.leases import lease_seconds
+
+    return lease_seconds()
 
 
 _EXTRA: dict[str, type[BaseException]] = {
@@ -70,6 +84,8 @@ class Session:
         self.connection = connection
         #: The server's ``/version`` answer (page cap, body caps): None until asked.
         self._info: dict[str, Any] | None = None
+        #: Whether the server has answered this session (see ``request``'s ride_out).
+        self._answered = False
         verify: Any = connection.verify
         if isinstance(verify, str):  # a CA bundle: httpx takes it as an SSL context
             import ssl
@@ -82,19 +98,41 @@ class Session:
             verify=verify,
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON answer (or raw bytes for ``raw=True``); Kitaru errors otherwise."""
+    def request(self, method: str, path: str, *, ride_out: float = 0.0, **kwargs: Any) -> Any:
+        """The JSON answer (or raw bytes for ``raw=True``); Kitaru errors otherwise.
+
+        ``ride_out``: for so many seconds, a server that answered before but cannot be
+        connected to now (restarting) is tried again, with backoff. Only a failed
+        connection: the request was then never sent, so sending it again cannot apply
+        it twice.
+        """
         import httpx
 
         raw = kwargs.pop("raw", False)
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise KitaruBackendError(
-                f"Cannot reach the Kitaru server at {self.connection.url} "
-                f"({type(exc).__name__}: {exc}). Is it running? (`kitaru server status`, or "
-                "`kitaru logout` to use the store directly.)"
-            ) from None
+        deadline = time.monotonic() + ride_out
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                self._answered = True
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # A server that never answered this process is not restarting: a wrong
+                # URL, or not started. Say so at once.
+                if not self._answered or time.monotonic() + pause > deadline:
+                    raise self._unreachable(exc) from None
+                if pause == _FIRST_PAUSE:
+                    logger.warning(
+                        "The Kitaru server at %s cannot be reached (%s); trying again for "
+                        "up to %.0f s.",
+                        self.connection.url,
+                        exc,
+                        ride_out,
+                    )
+                time.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE)
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -103,12 +141,22 @@ class Session:
             raise error_from(response.status_code, body)
         return response.content if raw else response.json()
 
+    def _unreachable(self, exc: Exception) -> KitaruBackendError:
+        return KitaruBackendError(
+            f"Cannot reach the Kitaru server at {self.connection.url} "
+            f"({type(exc).__name__}: {exc}). Is it running? (`kitaru server status`, or "
+            "`kitaru logout` to use the store directly.)"
+        )
+
     def store_request(self, method: str, path: str, **kwargs: Any) -> Any:
         """``request`` for a runner's store calls: a body the server refuses as too large
         (413) is the store failing under the runner (origin ``backend``: no retry is
-        spent, the execution can be resumed), not a mistake in the flow."""
+        spent, the execution can be resumed), not a mistake in the flow.
+
+        A server that is restarting is waited for (about a lease's length: a runner that
+        cannot renew its lease for longer may be taken over anyway)."""
         try:
-            return self.request(method, path, **kwargs)
+            return self.request(method, path, ride_out=_ride_out_seconds(), **kwargs)
         except KitaruError as exc:
             if getattr(exc, "http_status", None) != 413:
                 raise
