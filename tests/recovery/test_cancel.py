@@ -72,6 +72,10 @@ def test_cancel_stops_the_runner_at_the_next_checkpoint(any_store: str) -> None:
     final = KitaruClient().executions.get(handle.exec_id)
     assert final.status is ExecutionStatus.CANCELLED
     assert "next_call" not in [c.call_id for c in final.checkpoints]
+    # Nothing failed (no failure, no "runtime" origin, which means a Kitaru bug): the
+    # status reason says why it stopped.
+    assert final.failure is None
+    assert final.status_reason == "cancelled by request"
     # A reader without the live handle sees the same error.
     with pytest.raises(KitaruExecutionError) as again:
         FlowHandle(handle.exec_id).wait(timeout=5)

@@ -78,6 +78,17 @@ def _require_client(client: KitaruClient | None) -> KitaruClient:
     return client
 
 
+def _cancelled_on_request(record: ExecutionRecord) -> bool:
+    """Cancelled by a user's request (``cancel``), not stopped by an error or Ctrl-C."""
+    stored = record.failure or {}
+    return (
+        record.status is ExecutionStatus.CANCELLED
+        and not stored.get("exception_type")
+        and not stored.get("reason")
+        and not stored.get("resumable")
+    )
+
+
 def runner_lost(owner: str | None, expires_at: datetime | None) -> bool:
     """The lease's holder no longer renews it: it ran out, or its holder was a process
     of this machine that has exited (told at once, without waiting the lease out)."""
@@ -912,6 +923,8 @@ class Execution:
             and record.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
             else waiting_reason(record.status, paused_at)
         )
+        if _cancelled_on_request(record):
+            failure = None  # nothing failed: status_reason says why it stopped
         return cls(
             exec_id=record.id,
             flow_id=_flow_id(record.flow_ref),
