@@ -287,3 +287,21 @@ def test_set_status(store: Store, records: Records) -> None:
         before, status=ExecutionStatus.RUNNING
     )
     assert store.set_status(new_id(), ExecutionStatus.CANCELLED) is False
+
+
+def test_a_postgresql_server_that_refuses_writes_is_a_backend_error(
+    postgres_url: str, records: Records
+) -> None:
+    """A read-only database (a standby, ``default_transaction_read_only``): writes fail as
+    the store failing (KitaruBackendError naming why), not as a bug in Kitaru."""
+    writable = Store(postgres_url)
+    execution = records.execution()
+    writable.create_execution(execution)
+    writable.dispose()
+    read_only = Store(postgres_url + "%20-cdefault_transaction_read_only%3Don")
+    try:
+        assert read_only.require_execution(execution.id).id == execution.id  # reads work
+        with pytest.raises(KitaruBackendError, match="read-only transaction"):
+            read_only.set_status(execution.id, ExecutionStatus.CANCELLED)
+    finally:
+        read_only.dispose()

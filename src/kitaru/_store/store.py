@@ -871,9 +871,21 @@ def _store_error(url: sa.URL, exc: sa.exc.DBAPIError, action: str) -> KitaruBack
     damaged = damaged_store_error(url, exc)
     if damaged is not None:
         return damaged
-    if isinstance(exc, sa.exc.OperationalError):
+    if isinstance(exc, sa.exc.OperationalError) or _refused_by_the_database(exc):
         return KitaruBackendError(f"The Kitaru store failed to {action}: {exc.orig}")
     return None
+
+
+#: SQLSTATE classes of a PostgreSQL server that refuses or cannot do the work (not a
+#: wrong statement): connection (08), read-only transaction and other transaction states
+#: (25: a standby, default_transaction_read_only), resources (53: disk full), operator
+#: intervention (57), system errors (58); and 42501, a role without the privilege.
+_REFUSING_STATES = ("08", "25", "53", "57", "58")
+
+
+def _refused_by_the_database(exc: sa.exc.DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and (state[:2] in _REFUSING_STATES or state == "42501")
 
 
 # -- one store per URL per process -------------------------------------------------
