@@ -140,9 +140,14 @@ def test_answer_for_a_runner_that_died_while_waiting_is_picked_up_by_a_worker(
             what="the child's runner to wait",
         )
         assert client.executions.get(exec_id).lease_owner is not None
+        assert not client.executions.get(exec_id).is_orphaned
     finally:
         child.kill()
         child.wait(timeout=10)
+    # Its holder is a process of this machine that exited: orphaned at once, in the
+    # client's model as in the CLI (the lease is not waited out).
+    assert client.executions.get(exec_id).is_orphaned
+    assert [e.is_orphaned for e in client.executions.list() if e.exec_id == exec_id] == [True]
 
     client.executions.input(exec_id, value=5)  # its lease may still look valid here
     eventually(

@@ -796,10 +796,16 @@ class Execution:
 
     @property
     def is_orphaned(self) -> bool:
-        """Running, but its runner stopped renewing its lease (crashed or killed), or
-        its runner was a process of this machine that has exited (known at once)."""
-        return self.status is ExecutionStatus.RUNNING and runner_lost(
-            self.lease_owner, self.lease_expires_at
+        """Running, or waiting with its runner holding the wait, but that runner stopped
+        renewing its lease (crashed or killed) or was a process of this machine that has
+        exited (known at once). (A runner that lets a wait go holds no lease: a released
+        wait is not orphaned; its answer resumes it.)"""
+        if self.status is ExecutionStatus.RUNNING:
+            return runner_lost(self.lease_owner, self.lease_expires_at)
+        return (
+            self.status is ExecutionStatus.WAITING
+            and self.lease_owner is not None
+            and runner_lost(self.lease_owner, self.lease_expires_at)
         )
 
     @property
