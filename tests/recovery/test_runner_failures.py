@@ -252,3 +252,31 @@ def test_a_failure_the_store_could_not_record_points_at_resume_not_retry(origin:
     finally:
         with driver._live_lock:
             driver._live.pop(exec_id, None)
+
+
+def test_a_sqlite_store_that_refuses_writes_names_the_file_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refuses the write (``query_only``: as a read-only file does, even to root):
+    the error names the store file and what to make writable."""
+    from kitaru._backend import get_backend
+    from kitaru.flow import flow
+
+    db = tmp_path / "kitaru.db"
+    monkeypatch.setenv("KITARU_STORE_URL", f"sqlite:///{db}")
+    forget_backends()
+
+    @flow
+    def nothing() -> int:
+        return 1
+
+    assert nothing.run().wait(timeout=30) == 1
+    direct = get_backend().store._sqlite
+    assert direct is not None
+    direct._cursor().execute("PRAGMA query_only = 1")  # the kept writer connection
+    with pytest.raises(KitaruBackendError) as info:
+        nothing.run()
+    message = str(info.value)
+    assert str(db) in message
+    assert "readonly" in message
+    assert "writable" in message

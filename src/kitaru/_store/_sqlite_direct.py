@@ -287,7 +287,7 @@ class SQLiteDirect:
 
     def _error(self, exc: sqlite3.Error, action: str) -> KitaruBackendError:
         damaged = damaged_store_error(self._path, exc)
-        return damaged or KitaruBackendError(f"The Kitaru store failed to {action}: {exc}")
+        return damaged or KitaruBackendError(sqlite_failure(self._path, exc, action))
 
     def _check_owner(self, cursor: sqlite3.Cursor, exec_id: str, fence: int) -> None:
         row = cursor.execute(self._fast.owner, (exec_id,)).fetchone()
@@ -581,3 +581,19 @@ def _append_events(cursor: sqlite3.Cursor, events: Sequence[_events.EventRow]) -
         cursor.execute("ROLLBACK TO kitaru_events")
         _events.report_unstored(events, exc)
     cursor.execute("RELEASE kitaru_events")
+
+
+def sqlite_failure(path: str, exc: BaseException, action: str) -> str:
+    """What went wrong with the SQLite store at ``path``, with what to do when SQLite's
+    words alone do not say it (a file this user may not write, a full disk)."""
+    text = str(exc)
+    message = f"The Kitaru store {path} failed to {action}: {text}"
+    lowered = text.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        return (
+            f"{message}. Make the store file, its -wal and -shm files and their directory "
+            "writable by this user (or point KITARU_STORE_URL at a writable store)."
+        )
+    if "disk is full" in lowered or "disk i/o error" in lowered:
+        return f"{message}. Free disk space on the store's file system, then resume."
+    return message

@@ -37,7 +37,7 @@ from kitaru._store._rows import (
     merge_metadata,
 )
 from kitaru._store._secrets import SecretsMixin
-from kitaru._store._sqlite_direct import SQLiteDirect
+from kitaru._store._sqlite_direct import SQLiteDirect, sqlite_failure
 from kitaru._store._statements import (
     _pg_record_call,
     _SQLiteStatements,
@@ -871,6 +871,8 @@ def _store_error(url: sa.URL, exc: sa.exc.DBAPIError, action: str) -> KitaruBack
     damaged = damaged_store_error(url, exc)
     if damaged is not None:
         return damaged
+    if isinstance(exc, sa.exc.OperationalError) and url.get_backend_name() == "sqlite":
+        return KitaruBackendError(sqlite_failure(url.database or "", exc.orig, action))
     if isinstance(exc, sa.exc.OperationalError) or _refused_by_the_database(exc):
         return KitaruBackendError(f"The Kitaru store failed to {action}: {exc.orig}")
     return None
