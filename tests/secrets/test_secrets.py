@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,118 @@ def test_through_a_kitaru_server_the_server_sees_only_ciphertext(
         forget_backends()
         with contextlib.suppress(StopIteration):
             next(server)
+
+
+def test_a_missing_key_is_never_replaced_when_the_store_holds_secrets(
+    any_store: str, kitaru_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second config dir on the same store (or a key file moved away) gets no new key:
+    secrets under two keys would each be unreadable to someone."""
+    kitaru_cli = in_process()
+    assert kitaru_cli("secrets", "set", "a", f"--TOKEN={VALUE}").exit_code == 0
+    first_key = kitaru_home / "secrets.key"
+    assert first_key.exists()
+    other_home = tmp_path / "other-home"
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(other_home))
+    other_key = other_home / "secrets.key"
+
+    # Reads never create a key; they say which key to provide and where.
+    error = kitaru_cli("secrets", "show", "a", "-o", "json").error_json()["error"]
+    assert error["type"] == "KitaruStateError"
+    assert "KITARU_SECRETS_KEY" in error["message"]
+    assert str(other_key) in error["message"]
+    assert kitaru_cli("secrets", "list").exit_code == 0
+    with pytest.raises(KitaruStateError, match="restore that key file"):
+        kitaru.get_secret("a")
+    assert not other_key.exists()
+
+    # Writes (a new secret, or an update of one) are refused, and store nothing.
+    for args in (["other", "--K=v"], ["a", "--K=v"]):
+        refused = kitaru_cli("secrets", "set", *args, "-o", "json").error_json()["error"]
+        assert refused["type"] == "KitaruStateError"
+        assert "written with another key" in refused["message"]
+        assert "KITARU_SECRETS_KEY" in refused["message"]
+        assert str(other_key) in refused["message"]
+    with pytest.raises(KitaruStateError, match="written with another key"):
+        kitaru.create_secret("other", {"K": "v"})
+    assert not other_key.exists()
+    assert [(s.name, s.keys) for s in kitaru.list_secrets()] == [("a", ["TOKEN"])]
+
+    # The key restored at that path: the same store works from here, one key for all.
+    other_home.mkdir(parents=True, exist_ok=True)
+    other_key.write_bytes(first_key.read_bytes())
+    assert kitaru_cli("secrets", "set", "other", "--K=v").exit_code == 0
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(kitaru_home))
+    assert kitaru.get_secret("other").values == {"K": "v"}
+
+    # A store without secrets (all deleted) may get a new key on its first write.
+    kitaru.delete_secret("a")
+    kitaru.delete_secret("other")
+    third_home = tmp_path / "third-home"
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(third_home))
+    assert kitaru_cli("secrets", "set", "fresh", "--K=v").exit_code == 0
+    assert stat.S_IMODE((third_home / "secrets.key").stat().st_mode) == 0o600
+    assert kitaru.get_secret("fresh").values == {"K": "v"}
+
+
+def test_an_alias_secret_lookup_creates_no_key(
+    kitaru_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitaru._llm._credentials import find_credential
+    from kitaru._llm._providers import PROVIDERS
+    from kitaru._llm._registry import ResolvedModel
+
+    monkeypatch.setenv("KITARU_STORE_URL", f"sqlite:///{tmp_path / 'shared.db'}")
+    kitaru.create_secret("oai", {"OPENAI_API_KEY": VALUE})
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    other_home = tmp_path / "other-home"
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(other_home))
+    model = ResolvedModel(
+        spec="openai/gpt-4o-mini",
+        provider="openai",
+        name="gpt-4o-mini",
+        alias="fast",
+        secret="oai",
+        source="model=",
+    )
+    with pytest.raises(KitaruStateError, match="cannot be read") as info:
+        find_credential(PROVIDERS["openai"], model)
+    assert "KITARU_SECRETS_KEY" in str(info.value)
+    assert VALUE not in str(info.value)
+    assert not (other_home / "secrets.key").exists()
+
+
+def test_json_times_are_iso_8601(any_store: str) -> None:
+    kitaru_cli = in_process()
+    saved = kitaru_cli("secrets", "set", "s", "--K=v", "-o", "json").json()["item"]
+    listed = kitaru_cli("secrets", "list", "-o", "json").json()["items"][0]
+    deleted = kitaru_cli("secrets", "delete", "s", "-o", "json").json()["item"]
+    for item in (saved, listed, deleted):
+        for field in ("created_at", "updated_at"):
+            assert isinstance(item[field], str), item
+            when = datetime.fromisoformat(item[field])
+            assert when.tzinfo is not None
+            assert abs((datetime.now(tz=UTC) - when).total_seconds()) < 600
+
+
+def test_keys_named_like_options_and_keys_given_twice() -> None:
+    kitaru_cli = in_process()
+    # --output=zz is the -o option: the error says how to give such a key.
+    for args in (["--output=zz"], ["--output=json"], ["--help=1"], ["--private=x"]):
+        result = kitaru_cli("secrets", "set", "s", *args)
+        assert result.exit_code == 1, args
+        assert "kitaru secrets set NAME -- --output=value" in result.stderr, result.stderr
+    assert "-- --output=value" in kitaru_cli("secrets", "set", "--help").stdout
+    # ... and after --, they are keys (options go before it).
+    saved = kitaru_cli(
+        "secrets", "set", "s", "-o", "json", "--", "--output=zz", "--help", "h", "--private=p"
+    )
+    assert saved.json()["item"]["keys"] == ["help", "output", "private"]
+    assert kitaru.get_secret("s").values == {"help": "h", "output": "zz", "private": "p"}
+
+    # A key given twice is refused, naming it; nothing is saved.
+    for args in (["--K=v", "--K=w"], ["--K", "v", "--L=x", "--K=w"]):
+        error = kitaru_cli("secrets", "set", "t", *args, "-o", "json").error_json()["error"]
+        assert error["type"] == "UsageError"
+        assert "--K is given twice" in error["message"]
+    assert [s.name for s in kitaru.list_secrets()] == ["s"]

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import ClickException
+from typer.core import TyperCommand
 
 from kitaru.cli._output import (
     OutputFormat,
@@ -36,6 +38,33 @@ NameArg = Annotated[
 ]
 
 
+#: ``set``'s own options: a key with one of these names must come after ``--``.
+_OPTION_NAMES = ("output", "help", "private", "no-private")
+_OPTION_KEYS_HINT = (
+    "A key named like one of this command's options (output, help, private, no-private) "
+    "goes after --, which ends the options: kitaru secrets set NAME -- --output=value."
+)
+
+
+def _names_an_option(token: str) -> bool:
+    return token.startswith("--") and token[2:].partition("=")[0] in _OPTION_NAMES
+
+
+class _SetCommand(TyperCommand):
+    """``secrets set``: a command-line error caused by a key named like an option
+    (``--output=zz`` is the -o option, not a key) says how to give that key."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # A copy: the parser consumes ``args`` in place.
+        options = list(args[: args.index("--")] if "--" in args else args)
+        try:
+            return super().parse_args(ctx, args)
+        except ClickException as exc:
+            if any(_names_an_option(token) for token in options):
+                exc.message = f"{exc.message.rstrip('.')}. {_OPTION_KEYS_HINT}"
+            raise
+
+
 def _parse_values(args: list[str]) -> dict[str, str]:
     """``--KEY=value`` / ``--KEY value`` pairs from the extra arguments."""
     values: dict[str, str] = {}
@@ -58,15 +87,20 @@ def _parse_values(args: list[str]) -> dict[str, str]:
                 f"--{key} has an empty value: a secret key needs a value. Give it as "
                 f"--{key}=value; nothing was saved."
             )
+        if key in values:  # a silent "last one wins" would hide a typo
+            raise UsageProblem(f"--{key} is given twice: give each key once; nothing was saved.")
         values[key] = value
         index += 1
     if not values:
-        raise UsageProblem("Give at least one value: kitaru secrets set NAME --KEY=value.")
+        raise UsageProblem(
+            f"Give at least one value: kitaru secrets set NAME --KEY=value. {_OPTION_KEYS_HINT}"
+        )
     return values
 
 
 @app.command(
     "set",
+    cls=_SetCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def set_(
@@ -81,6 +115,9 @@ def set_(
     """Create a secret or update it: kitaru secrets set NAME --KEY=value [--KEY2=value2].
 
     Keys given replace those keys' values; other keys of an existing secret stay.
+    Each key may be given once. A key named like one of this command's options
+    (output, help, private, no-private) goes after --, which ends the options:
+    kitaru secrets set NAME [--private] [-o json] -- --output=value.
     """
     with command("secrets set", output) as out:
         from kitaru.secrets import set_secret

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kitaru.errors import KitaruStateError
@@ -56,8 +57,8 @@ class SecretSummary:
     private: bool
     keys: list[str]
     has_missing_values: bool = False
-    created_at: float | None = None
-    updated_at: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,9 +67,18 @@ class SecretSummary:
             "private": self.private,
             "keys": list(self.keys),
             "has_missing_values": self.has_missing_values,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
         }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt(value: Any) -> datetime | None:
+    """A stored epoch time as an aware UTC datetime (ISO 8601 in JSON, as elsewhere)."""
+    return None if value is None else datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def _store() -> Store:
@@ -84,9 +94,21 @@ def _summary(row: Mapping[str, Any]) -> SecretSummary:
         private=bool(row["private"]),
         keys=[str(k) for k in row.get("keys") or ()],
         has_missing_values=False,
-        created_at=row.get("created_at"),
-        updated_at=row.get("updated_at"),
+        created_at=_dt(row.get("created_at")),
+        updated_at=_dt(row.get("updated_at")),
     )
+
+
+def _ensure_key(store: Store, name: str) -> None:
+    """Before a write: create the key file for the store's first secret, never for a store
+    that already holds secrets (their ciphertext was made with another key)."""
+    from kitaru.secrets._crypto import create_key_file, has_key, key_missing
+
+    if has_key():
+        return
+    if store.secret_rows():
+        raise key_missing(f"Secret {name!r} cannot be saved", writing=True)
+    create_key_file()
 
 
 def _missing(name_or_id: str) -> KitaruStateError:
@@ -113,8 +135,10 @@ def create_secret(name: str, values: Mapping[str, str], *, private: bool = False
 
     check_name(name)
     clean = check_values(name, values)
-    row = _store().save_secret(
-        name, ciphertext=encrypt(clean), keys=sorted(clean), private=private, create_only=True
+    store = _store()
+    _ensure_key(store, name)
+    row = store.save_secret(
+        name, ciphertext=encrypt(name, clean), keys=sorted(clean), private=private, create_only=True
     )
     if row is None:
         raise KitaruStateError(
@@ -133,13 +157,14 @@ def set_secret(
     check_name(name)
     clean = check_values(name, values)
     store = _store()
+    _ensure_key(store, name)
     for _ in range(20):  # another writer in between: read again (see save_secret)
         current = store.secret_row(name)
         expected = None if current is None else str(current["ciphertext"])
         merged = {**(decrypt(name, expected) if expected else {}), **clean}
         row = store.save_secret(
             name,
-            ciphertext=encrypt(merged),
+            ciphertext=encrypt(name, merged),
             keys=sorted(merged),
             private=private,
             create_only=current is None,

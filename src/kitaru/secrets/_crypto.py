@@ -2,9 +2,13 @@
 
 The key comes from ``KITARU_SECRETS_KEY`` (a Fernet key: 32 url-safe base64
 bytes, ``kitaru secrets key`` style output of ``Fernet.generate_key()``) or,
-when that is unset, from ``secrets.key`` in the user config dir, created on
-first use with 0600 permissions. Everyone sharing a store (PostgreSQL) must use
-the same key: set KITARU_SECRETS_KEY to it on every machine.
+when that is unset, from ``secrets.key`` in the user config dir, created with
+0600 permissions by the first write to a store that holds no secrets yet. A
+store that already holds secrets never gets a new key (their ciphertext was made
+with some other key, and secrets under two keys would each be unreadable to half
+the users): the caller refuses with :func:`key_missing`. Reads never create a
+key. Everyone sharing a store (PostgreSQL) must use the same key: set
+KITARU_SECRETS_KEY to it on every machine.
 """
 
 from __future__ import annotations
@@ -43,42 +47,76 @@ def _fernet(key: bytes, source: str) -> Any:
         ) from None
 
 
-def _load_or_create_key_file() -> bytes:
+def _read_key_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+
+
+def create_key_file() -> None:
+    """Write a new key to ``secrets.key`` unless one is there (only for a store without secrets)."""
     from cryptography.fernet import Fernet
 
     from kitaru._paths import make_private_dir
 
     path = key_file()
     with _lock:
-        try:
-            return path.read_bytes().strip()
-        except FileNotFoundError:
-            pass
+        if path.exists():
+            return
         make_private_dir(path.parent)
         key = Fernet.generate_key()
         try:
-            # O_EXCL: a concurrent process that created it first wins; read theirs.
+            # O_EXCL: a concurrent process that created it first wins; keep theirs.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return path.read_bytes().strip()
+            return
         with os.fdopen(fd, "wb") as handle:
             handle.write(key + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
-        return key
 
 
-def cipher() -> tuple[Any, str]:
-    """The Fernet for secret values and where its key came from (never the key)."""
+def has_key() -> bool:
+    """Whether a key is configured: KITARU_SECRETS_KEY, or an existing key file."""
+    return bool(os.environ.get(ENV_KEY, "").strip()) or key_file().exists()
+
+
+def key_missing(what: str, *, writing: bool = False) -> KitaruStateError:
+    """The refusal when no key is configured but the store already holds secrets."""
+    path = key_file()
+    why = (
+        "the store already holds secrets written with another key, so no new key was "
+        "created (secrets under two keys would each be unreadable to someone); nothing was "
+        "saved"
+        if writing
+        else "the store's secrets were written with a key that is not here, and a read never "
+        "creates one"
+    )
+    return KitaruStateError(
+        f"{what}: no secrets key is configured ({ENV_KEY} is unset and there is no key file "
+        f"at {path}); {why}. Set {ENV_KEY} to the key the store's secrets were written with, "
+        f"or restore that key file at {path}."
+    )
+
+
+def cipher(what: str = "Secrets cannot be read") -> tuple[Any, str]:
+    """The Fernet for secret values and where its key came from (never the key).
+
+    Never creates a key: with none configured, ``key_missing(what)`` is raised.
+    """
     env = os.environ.get(ENV_KEY, "").strip()
     if env:
         return _fernet(env.encode(), ENV_KEY), ENV_KEY
     path = key_file()
-    return _fernet(_load_or_create_key_file(), str(path)), str(path)
+    key = _read_key_file(path)
+    if key is None:
+        raise key_missing(what)
+    return _fernet(key, str(path)), str(path)
 
 
-def encrypt(values: dict[str, str]) -> str:
-    fernet, _ = cipher()
+def encrypt(name: str, values: dict[str, str]) -> str:
+    fernet, _ = cipher(f"Secret {name!r} cannot be saved")
     token: bytes = fernet.encrypt(json.dumps(values, sort_keys=True).encode())
     return token.decode("ascii")
 
@@ -86,7 +124,7 @@ def encrypt(values: dict[str, str]) -> str:
 def decrypt(name: str, token: str) -> dict[str, str]:
     from cryptography.fernet import InvalidToken
 
-    fernet, source = cipher()
+    fernet, source = cipher(f"Secret {name!r} cannot be decrypted")
     try:
         plain = fernet.decrypt(token.encode("ascii"))
     except (InvalidToken, ValueError):
