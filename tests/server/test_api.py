@@ -143,14 +143,27 @@ def test_limits(server: Server) -> None:
     assert huge.status_code == 413
     assert _error(huge)["type"] == "KitaruUsageError"
     # An answer to a wait may be larger (room for the largest the wait limit allows);
-    # over that, the refusal is the wait limit's error (see test_wait_answers).
+    # over that, a body-size error that says nothing of the execution (here there is
+    # none: it cannot be "still waiting", see test_wait_answers).
     huge_answer = api.post(
         "/executions/x/input",
-        content=b'{"value": "' + b"x" * (4 * 1024 * 1024) + b'"}',
+        content=b'{"value": "' + b"x" * (5 * 1024 * 1024) + b'"}',
         headers={"Content-Type": "application/json"},
     )
     assert huge_answer.status_code == 413
-    assert _error(huge_answer)["type"] == "KitaruWaitValidationError"
+    answer_error = _error(huge_answer)
+    assert answer_error["type"] == "KitaruUsageError"
+    assert "larger than this server accepts" in answer_error["message"]
+    assert "waiting" not in answer_error["message"]
+    # Refusals made before a route runs have the compact JSON of every other error body.
+    not_found = api.get("/executions/nope")
+    assert not_found.content.startswith(b'{"error":{"type":')
+    for refusal in (huge, huge_answer):
+        assert refusal.content.startswith(b'{"error":{"type":'), refusal.content[:40]
+        assert (
+            refusal.content
+            == json.dumps(refusal.json(), ensure_ascii=False, separators=(",", ":")).encode()
+        )
     # No CORS unless configured: no Access-Control-* headers for a browser origin.
     cors = api.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in cors.headers

@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from kitaru._backend import get_backend
 from kitaru.client import KitaruClient
+from kitaru.errors import KitaruBackendError
 from tests.server.conftest import (
     REPO_ROOT,
     RUN_FLOW,
@@ -132,7 +135,9 @@ def test_a_connected_process_with_a_non_runner_key_is_told_what_key_it_needs(
     assert KitaruClient().executions.list() == []  # nothing recorded
 
 
-def test_blob_uploads_are_checked(server: Server, tmp_path: Path) -> None:
+def test_blob_uploads_are_checked(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = server.client(server.runner_key)
     data = os.urandom(1000)
     sha = hashlib.sha256(data).hexdigest()
@@ -151,10 +156,29 @@ def test_blob_uploads_are_checked(server: Server, tmp_path: Path) -> None:
     # Only runner keys move bytes; a URI outside the server's root is never read.
     assert server.admin.put("/store/blobs", content=data).status_code == 403
     assert server.reader.get("/store/blobs", params={"uri": uri, "sha256": sha}).status_code == 403
-    outside = runner.get("/store/blobs", params={"uri": "/etc/passwd", "sha256": sha})
-    assert outside.status_code >= 400
-    assert b"root:" not in outside.content
-    assert outside.json()["error"]["type"] == "KitaruBackendError"
+    # A URI outside the root is a refused request (403), not an unavailable store (503:
+    # "try again"); its type is a local read's, KitaruBackendError.
+    shard_dir = uri.removeprefix("file://").rsplit("/", 2)[0]
+    zeros = "0" * 64
+    for outside_uri in ("/etc/passwd", f"file://{shard_dir}/../kitaru.db"):
+        outside = runner.get("/store/blobs", params={"uri": outside_uri, "sha256": zeros})
+        assert outside.status_code == 403, outside.text
+        assert b"root:" not in outside.content
+        error = outside.json()["error"]
+        assert error["type"] == "KitaruBackendError"
+        assert "not a blob of the artifact store" in error["message"]
+    # The remote client raises it as such: a backend failure, which no retry repeats.
+    from kitaru.client._remote_blobs import ServerBlobs
+
+    monkeypatch.setenv("KITARU_AUTH_TOKEN", server.runner_key)
+    blobs = ServerBlobs(f"kitaru+{server.url}")
+    try:
+        with pytest.raises(KitaruBackendError, match="not a blob of the artifact store") as info:
+            blobs.get("/etc/passwd", zeros)
+        assert getattr(info.value, "http_status", None) == 403
+        assert blobs.get(uri, sha) == data
+    finally:
+        blobs.close()
 
 
 def test_blob_cap_and_request_deadline(server: Server, tmp_path: Path) -> None:

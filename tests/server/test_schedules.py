@@ -84,9 +84,17 @@ def test_schedule_routes_check_keys_and_input(server: Server) -> None:
         "cron": "0 3 * * *",
         "inputs": {"x": 1},
     }
-    # Creating names code workers will run: a runner key, not a read-write one.
-    assert server.admin.post("/schedules", json=body).status_code == 403
-    assert server.reader.post("/schedules", json=body).status_code == 403
+    # Creating names code workers will run: a runner key, not a read-write one; the
+    # refusal says so (not "may not record executions", which is not what was asked).
+    for client in (server.admin, server.reader):
+        refused = client.post("/schedules", json=body)
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert error["type"] == "KitaruPermissionError"
+        assert "may not create schedules" in error["message"]
+        assert "workers import and run" in error["message"]
+        assert "--runner" in error["message"]
+        assert "record executions:" not in error["message"]
     runner = server.client(server.runner_key)
     bad = runner.post("/schedules", json={**body, "cron": "61 * * * *"})
     assert bad.status_code == 400

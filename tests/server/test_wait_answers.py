@@ -142,12 +142,15 @@ def test_an_answer_over_the_wait_limit_is_the_same_error_everywhere(server: Serv
             remote.executions.input(handle.exec_id, wait="s", value=huge)
     finally:
         session.post = original
-    # ... and a client that sends it anyway gets the same error type, with a 413.
+    # ... and a client that sends it anyway gets a 413: a body-size error, refused before
+    # the execution is looked at (so it claims nothing about the execution's state).
     refused = _post_raw(server, handle.exec_id, json.dumps({"wait": "s", "value": huge}).encode())
     assert refused.status_code == 413
     error = _error(refused)
-    assert error["type"] == "KitaruWaitValidationError"
-    assert "still waiting" in error["message"]
+    assert error["type"] == "KitaruUsageError"
+    assert "larger than this server accepts" in error["message"]
+    assert "nothing was recorded" in error["message"]
+    assert "waiting" not in error["message"]
     _still_waiting(handle.exec_id, "s")
     KitaruClient().executions.cancel(handle.exec_id)
 

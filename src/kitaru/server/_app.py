@@ -95,17 +95,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 message="The request body is larger than this server accepts ({limit} bytes, "
                 "KITARU_SERVER_MAX_BLOB_BYTES).",
             ),
-            # An answer to a wait: the same error as over the wait limit (the body cap
-            # leaves room for any answer under it, see ServerSettings.input_body_bytes).
+            # An answer to a wait (the body cap leaves room for any answer under the
+            # wait limit, see ServerSettings.input_body_bytes). Refused before the route
+            # runs, so without knowing whether the execution waits at all: a body-size
+            # error that claims nothing about the execution.
             BodyCap(
                 input_route,
                 settings.input_body_bytes,
-                error_type="KitaruWaitValidationError",
-                message="The answer is larger than this server accepts for a wait (a "
-                "request body of at most {limit} bytes: room for the largest answer "
-                "KITARU_MAX_WAIT_INPUT_BYTES allows where the server runs). Nothing was "
-                "recorded and the execution is still waiting; answer with a reference (a "
-                "file path or URL) instead of the data.",
+                message="The request body is larger than this server accepts for an answer "
+                "to a wait ({limit} bytes: room for the largest answer "
+                "KITARU_MAX_WAIT_INPUT_BYTES allows where the server runs); nothing was "
+                "recorded. Answer with a reference (a file path or URL) instead of the data.",
             ),
         ],
     )

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kitaru import errors
+from kitaru._blobs import BlobLocationError
 
 logger = logging.getLogger("kitaru.server")
 
@@ -44,6 +45,10 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (errors.KitaruContextError, 400),
     (errors.KitaruStateError, 409),
     (errors.KitaruFeatureNotAvailableError, 501),
+    # A blob URI outside the artifact root is refused, not the store failing: no 503
+    # ("unavailable, try again"). Its type stays KitaruBackendError, as a local read
+    # raises, so a runner reading through the server fails the same way (no retry).
+    (BlobLocationError, 403),
     (errors.KitaruBackendError, 503),
     (errors.KitaruError, 400),
     (LookupError, 404),

@@ -12,7 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def _error(error_type: str, message: str) -> bytes:
-    return json.dumps({"error": {"type": error_type, "message": message}}).encode()
+    # The same compact JSON as the routes' error bodies (Starlette's JSONResponse).
+    body = {"error": {"type": error_type, "message": message}}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:

@@ -11,14 +11,15 @@ which is what recording an execution (a runner's right) also does.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from kitaru._backend import get_backend
 from kitaru.schedules import Schedule, SchedulesAPI
-from kitaru.server._auth import Reader, Runner, Writer
+from kitaru.server._accounts import ApiKey
+from kitaru.server._auth import Reader, Writer
 from kitaru.server._errors import ApiError
 from kitaru.server._schemas import ErrorResponse
 
@@ -27,6 +28,25 @@ router = APIRouter(
     tags=["schedules"],
     responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422, 503)},
 )
+
+
+def require_schedule_creator(key: Reader) -> ApiKey:
+    """A runner key: the refusal says why creating a schedule needs one."""
+    if key.access != "runner":
+        raise ApiError(
+            403,
+            "KitaruPermissionError",
+            f"API key {key.name!r} of service account {key.account!r} may not create "
+            "schedules: a schedule names code (its flow) that workers import and run at "
+            "every slot, which needs a key created with --runner (kitaru auth api-keys "
+            "create ACCOUNT NAME --runner), as recording executions and replaying with "
+            "'code' overrides do. Listing schedules needs only a read key; pausing, "
+            "resuming and deleting them a read-write key.",
+        )
+    return key
+
+
+ScheduleCreator = Annotated[ApiKey, Depends(require_schedule_creator)]
 
 ScheduleName = Path(min_length=1, max_length=255, description="The schedule's name")
 
@@ -96,7 +116,7 @@ def get_schedule(_key: Reader, name: str = ScheduleName) -> ScheduleOut:
 
 
 @router.post("", response_model=ScheduleOut, status_code=201, summary="Create a schedule")
-def create_schedule(body: ScheduleIn, _key: Runner) -> ScheduleOut:
+def create_schedule(body: ScheduleIn, _key: ScheduleCreator) -> ScheduleOut:
     _check_ref(body.flow_ref)
     return _out(
         _api().create_resolved(
