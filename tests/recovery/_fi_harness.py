@@ -277,7 +277,12 @@ def wait_until_orphaned(exec_id: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         execution = KitaruClient().executions.get(exec_id)
-        if execution.is_orphaned or execution.status.is_finished:
+        # The lease itself, not is_orphaned (which knows a dead runner of this machine
+        # at once): a worker that only polls for expired leases must see it too.
+        expires = execution.lease_expires_at
+        if execution.status.is_finished or (
+            expires is not None and expires.timestamp() < time.time()
+        ):
             return
         if time.monotonic() > deadline:
             raise RuntimeError(

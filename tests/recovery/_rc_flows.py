@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import kitaru
 from kitaru import KitaruExecutionError, checkpoint, flow
 
 
@@ -76,6 +77,9 @@ def gated_first(log: str, gate: str) -> int:
     while not Path(gate).exists():
         time.sleep(0.02)
     note(log, "first end")
+    # What the run says once past the gate: a stale runner's must not be stored.
+    print(f"woke in {os.getpid()}", file=sys.stderr)
+    kitaru.events.publish("test.woke", {"pid": os.getpid()})
     return 1
 
 

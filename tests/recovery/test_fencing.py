@@ -91,6 +91,17 @@ def test_a_paused_runner_taken_over_stops_at_its_next_write(any_store: str, tmp_
     assert after.status is ExecutionStatus.COMPLETED
     assert after.checkpoints == resumed.checkpoints
     assert [len(c.attempts) for c in after.checkpoints] == [1, 1]
+    # What the woken runner printed and published past the gate was not stored: only
+    # the new owner's (this process) is in the execution's logs and event stream.
+    client = KitaruClient()
+    woke = [e.message for e in client.executions.logs(exec_id) if "woke in" in e.message]
+    assert woke == [f"woke in {os.getpid()}"], woke
+    published = [
+        e.payload["data"]["pid"]
+        for e in client.executions.events(exec_id, follow=False)
+        if e.kind == "test.woke"
+    ]
+    assert published == [os.getpid()]
 
 
 def test_cancel_from_another_process_stops_a_runner_at_its_next_write(

@@ -307,3 +307,32 @@ def test_a_takeover_waits_for_a_checked_write_in_flight(
     finally:
         for store in (runner, taker, holder):
             store.dispose()
+
+
+def test_a_stale_runners_events_are_dropped_and_the_owners_stored(
+    store: Store, taken_over: ExecutionRecord
+) -> None:
+    """Events carry their run's fence: the runner that lost the execution (fence 1) adds
+    nothing to its stream; the owner's (fence 2) and unfenced events are stored."""
+    from kitaru._store._events import EventRow
+
+    def event(kind: str, fence: int | None) -> EventRow:
+        return EventRow(taken_over.id, kind, '{"n": 1}', time.time(), call_id="step", fence=fence)
+
+    store.insert_events([event("stale.one", 1), event("owner.one", 2), event("stale.two", 1)])
+    store.insert_events([event("stale.three", 1)])  # a batch of only stale events
+    store.insert_events([event("unfenced", None)])
+    assert [e.kind for e in store.events(taken_over.id)] == ["owner.one", "unfenced"]
+
+
+def test_a_stale_runners_log_lines_are_dropped_and_the_owners_stored(
+    store: Store, taken_over: ExecutionRecord
+) -> None:
+    from kitaru._store.records_extra import LogRecord
+
+    def line(message: str, fence: int | None) -> LogRecord:
+        return LogRecord(taken_over.id, time.time(), "stdout", message, fence=fence)
+
+    assert store.insert_logs([line("stale", 1), line("owner", 2), line("unfenced", None)]) == []
+    assert store.insert_logs([line("stale again", 1)]) == []  # dropped, not "unstored"
+    assert [r.message for r in store.logs(taken_over.id)] == ["owner", "unfenced"]

@@ -58,6 +58,7 @@ _BATCH = 1000
 #: An isolated checkpoint's process continues its parent's lane (see isolated.py).
 CORRELATION_ENV = "KITARU_EVENT_CORRELATION_ID"
 NEXT_INDEX_ENV = "KITARU_EVENT_NEXT_INDEX"
+FENCE_ENV = "KITARU_EVENT_FENCE"
 
 report_logger = logging.getLogger("kitaru.events")
 
@@ -76,6 +77,7 @@ class Lane:
         "checkpoint_type",
         "correlation_id",
         "exec_id",
+        "fence",
         "started_item",
         "store",
     )
@@ -91,9 +93,12 @@ class Lane:
         correlation_id: str | None = None,
         next_index: int = 0,
         run_attempt: str | None = None,
+        fence: int | None = None,
     ) -> None:
         self.store = store
         self.exec_id = exec_id
+        #: The run's fence: its events are stored only while it owns the execution.
+        self.fence = fence
         self.call_id = call_id
         self.checkpoint = checkpoint
         self.checkpoint_type = checkpoint_type
@@ -318,6 +323,7 @@ def _rows(batch: list[_Queued]) -> dict[int, tuple[Store, list[EventRow]]]:
             index=index,
             prepared=True,
             returned_ts=returned_ts,
+            fence=lane.fence,
         )
         by_store.setdefault(id(lane.store), (lane.store, []))[1].append(row)
     return by_store
@@ -422,7 +428,9 @@ def flush_execution(exec_id: str, store: Store) -> None:
 # -- lifecycle hooks (called by the runtime for every live attempt) -----------------------
 
 
-def started(frame: CheckpointFrame, store: Store, checkpoint_type: str | None, *, run: int) -> None:
+def started(
+    frame: CheckpointFrame, store: Store, checkpoint_type: str | None, *, run: int, fence: int
+) -> None:
     lane = Lane(
         store,
         frame.exec_id,
@@ -430,6 +438,7 @@ def started(frame: CheckpointFrame, store: Store, checkpoint_type: str | None, *
         frame.name,
         checkpoint_type,
         run_attempt=f"{run}.{frame.attempt}",
+        fence=fence,
     )
     frame.events = lane
     item = [lane, STARTED, None, time.time(), lane.reserve(), None]
@@ -487,6 +496,7 @@ def _lane(api: str) -> Lane:
             None,
             correlation_id=os.environ.get(CORRELATION_ENV) or None,
             next_index=int(os.environ.get(NEXT_INDEX_ENV) or 0),
+            fence=int(os.environ[FENCE_ENV]) if os.environ.get(FENCE_ENV) else None,
         )
         frame.events = lane
     return lane
@@ -633,7 +643,10 @@ def child_env(frame: CheckpointFrame) -> dict[str, str]:
     if lane is None:
         return {}
     flush_execution(lane.exec_id, lane.store)
-    return {CORRELATION_ENV: lane.correlation_id, NEXT_INDEX_ENV: str(lane.next_index)}
+    env = {CORRELATION_ENV: lane.correlation_id, NEXT_INDEX_ENV: str(lane.next_index)}
+    if lane.fence is not None:
+        env[FENCE_ENV] = str(lane.fence)
+    return env
 
 
 def child_finished(frame: CheckpointFrame) -> int | None:

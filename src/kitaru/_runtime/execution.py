@@ -943,7 +943,13 @@ class _LiveCall:
             self.previous + self.attempt,
             self.metadata,
         )
-        events.started(self.frame, self.ctx.backend.store, self.spec.type, run=self.ctx.run)
+        events.started(
+            self.frame,
+            self.ctx.backend.store,
+            self.spec.type,
+            run=self.ctx.run,
+            fence=self.ctx.record.fence,
+        )
         return self.frame
 
     def failed(self, exc: Exception) -> float:

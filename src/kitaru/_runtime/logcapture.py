@@ -144,6 +144,9 @@ def _emit(stream: str, message: str, *, level: str | None = None, name: str | No
             checkpoint=None if frame is None else frame.name,
             level=level,
             logger=name,
+            # (An isolated checkpoint's process has no run record: its parent replays
+            # its output, under the parent's fence.)
+            fence=getattr(getattr(ctx, "record", None), "fence", None),
         ),
     )
 

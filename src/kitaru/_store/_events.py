@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitaru._lazy import LazyModule
 from kitaru._store import _event_codes as codes
-from kitaru._store._columns import EVENT_WIDTHS, EVENTS
+from kitaru._store._columns import EVENT_WIDTHS, EVENTS, EXECUTIONS
 from kitaru._store._logs import escape_for_store
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 
@@ -62,6 +62,10 @@ class EventRow:
     #: Set on a plain started event: its run's plain returned event followed at this
     #: time, with the next index, and is stored with it as one pair row.
     returned_ts: float | None = None
+    #: The fence of the run that published it: a run that lost the execution (taken
+    #: over meanwhile) has its events dropped, as its other writes are refused. None:
+    #: not fenced.
+    fence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +182,26 @@ def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgre
         # in slices meanwhile.
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(exec_id))))
+    if _fenced(batch):
+        ex = t.executions.c
+        query = sa.select(ex.fence).where(ex.id == exec_id)
+        # As every fenced write: a claim in flight commits first, or waits for this.
+        current = conn.execute(query.with_for_update(read=True) if postgres else query).scalar()
+        batch = _of_the_owner(batch, current)
+        if not batch:
+            return
     last = conn.execute(sa.select(sa.func.max(ev.seq)).where(ev.exec_id == exec_id)).scalar()
     conn.exec_driver_sql(_INSERT_SQL["format" if postgres else "qmark"], _after(last, batch))
+
+
+def _fenced(batch: list[EventRow]) -> bool:
+    return any(event.fence is not None for event in batch)
+
+
+def _of_the_owner(batch: list[EventRow], current: int | None) -> list[EventRow]:
+    """The events of ``batch`` the execution's current owner may store: unfenced ones,
+    and those of the run holding fence ``current`` (None: the execution is gone)."""
+    return [e for e in batch if e.fence is None or (current is not None and e.fence == current)]
 
 
 def _after(last: int | None, batch: list[EventRow]) -> list[tuple[Any, ...]]:
@@ -328,11 +350,21 @@ def append_in_transaction(
 def append_with_cursor(cursor: Any, events: Sequence[EventRow]) -> None:
     """``_append`` on a SQLite driver cursor inside its open write transaction."""
     for exec_id, batch in _by_exec(events).items():
-        last = cursor.execute(_LAST_SQL, (exec_id,)).fetchone()[0]
+        if _fenced(batch):
+            last, current = cursor.execute(_LAST_AND_FENCE_SQL, (exec_id, exec_id)).fetchone()
+            batch = _of_the_owner(batch, current)
+            if not batch:
+                continue
+        else:
+            last = cursor.execute(_LAST_SQL, (exec_id,)).fetchone()[0]
         cursor.executemany(_INSERT_SQL["qmark"], _after(last, batch))
 
 
 _LAST_SQL = f"SELECT max(seq) FROM {EVENTS} WHERE exec_id = ?"
+_LAST_AND_FENCE_SQL = (
+    f"SELECT max(seq), (SELECT fence FROM {EXECUTIONS} WHERE id = ?) FROM {EVENTS} "
+    "WHERE exec_id = ?"
+)
 
 
 def report_unstored(events: Sequence[EventRow], exc: BaseException) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitaru._lazy import LazyModule
 from kitaru._store._columns import LOG_COLUMNS, LOG_WIDTHS, LOGS
@@ -37,6 +37,9 @@ else:  # imported on first use (see _lazy)
 _TEXT_FIELDS = ("exec_id", "call_id", "checkpoint", "stream", "level", "logger", "message")
 
 Write = Callable[[], contextlib.AbstractContextManager["sa.Connection"]]
+_Row = TypeVar("_Row")
+#: ``SQLiteDirect.write_many``: (sql, rows, owners of the rows or None).
+WriteMany = Callable[[str, list[tuple[Any, ...]], "list[tuple[str, int | None]] | None"], None]
 
 
 def escape_for_store(text: str) -> str:
@@ -71,7 +74,44 @@ def _caused_by_the_data(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
 
 
-def insert_logs(write: Write, records: Sequence[LogRecord]) -> list[tuple[LogRecord, Exception]]:
+def owners(records: Sequence[LogRecord]) -> list[tuple[str, int | None]] | None:
+    """(execution, fence) of each record; None when none is fenced (nothing to check)."""
+    if all(record.fence is None for record in records):
+        return None
+    return [(record.exec_id, record.fence) for record in records]
+
+
+def of_the_owners(
+    rows: list[_Row], owned: list[tuple[str, int | None]], current: dict[str, int]
+) -> list[_Row]:
+    """The rows whose run still owns its execution (``current``: execution -> fence
+    now): a stale runner's lines are dropped, as its other writes are refused."""
+    return [
+        row
+        for row, (exec_id, fence) in zip(rows, owned, strict=True)
+        if fence is None or current.get(exec_id) == fence
+    ]
+
+
+def _current_fences(conn: sa.Connection, exec_ids: set[str], *, postgres: bool) -> dict[str, int]:
+    ex = t.executions.c
+    query = sa.select(ex.id, ex.fence).where(ex.id.in_(sorted(exec_ids)))
+    if postgres:  # as every fenced write: a claim in flight commits first, or waits
+        query = query.with_for_update(read=True)
+    return {exec_id: fence for exec_id, fence in conn.execute(query)}
+
+
+def _insert(conn: sa.Connection, rows: list[dict[str, Any]], owned: Any, postgres: bool) -> None:
+    if owned is not None:
+        current = _current_fences(conn, {exec_id for exec_id, _ in owned}, postgres=postgres)
+        rows = of_the_owners(rows, owned, current)
+    if rows:
+        conn.execute(t.logs.insert(), rows)
+
+
+def insert_logs(
+    write: Write, records: Sequence[LogRecord], *, postgres: bool = False
+) -> list[tuple[LogRecord, Exception]]:
     """Insert ``records``; returns the ones that could not be stored, with why.
 
     Raises when the store itself fails (nothing more of this batch could be stored).
@@ -79,9 +119,10 @@ def insert_logs(write: Write, records: Sequence[LogRecord]) -> list[tuple[LogRec
     if not records:
         return []
     rows = [log_row(r) for r in records]
+    owned = owners(records)
     try:
         with write() as conn:
-            conn.execute(t.logs.insert(), rows)
+            _insert(conn, rows, owned, postgres)
         return []
     except Exception as exc:
         if not _caused_by_the_data(exc):
@@ -91,7 +132,7 @@ def insert_logs(write: Write, records: Sequence[LogRecord]) -> list[tuple[LogRec
     for record, row in zip(records, rows, strict=True):
         try:
             with write() as conn:
-                conn.execute(t.logs.insert(), [row])
+                _insert(conn, [row], owners([record]), postgres)
         except Exception as exc:
             if not _caused_by_the_data(exc):
                 raise
@@ -111,15 +152,16 @@ def _direct_data_error(exc: BaseException) -> bool:
 
 
 def insert_logs_direct(
-    write_many: Callable[[str, list[tuple[Any, ...]]], None], records: Sequence[LogRecord]
+    write_many: WriteMany, records: Sequence[LogRecord]
 ) -> list[tuple[LogRecord, Exception]]:
-    """``insert_logs`` on SQLite's driver connection: ``write_many(sql, rows)`` commits
-    the rows or raises the driver's error (store failures raised as Kitaru's)."""
+    """``insert_logs`` on SQLite's driver connection: ``write_many(sql, rows, owners)``
+    commits the rows of the runs that own their executions, or raises the driver's
+    error (store failures raised as Kitaru's)."""
     if not records:
         return []
     rows = [tuple(row[name] for name in LOG_COLUMNS) for row in map(log_row, records)]
     try:
-        write_many(_DIRECT_SQL, rows)
+        write_many(_DIRECT_SQL, rows, owners(records))
         return []
     except Exception as exc:
         if not _direct_data_error(exc):
@@ -127,7 +169,7 @@ def insert_logs_direct(
     unstored: list[tuple[LogRecord, Exception]] = []
     for record, row in zip(records, rows, strict=True):
         try:
-            write_many(_DIRECT_SQL, [row])
+            write_many(_DIRECT_SQL, [row], owners([record]))
         except Exception as exc:
             if not _direct_data_error(exc):
                 raise

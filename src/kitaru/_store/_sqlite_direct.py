@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kitaru._lazy import LazyModule
-from kitaru._store import call_outputs
+from kitaru._store import _logs, call_outputs
 from kitaru._store._columns import ARTIFACT_COLUMNS, ARTIFACTS, CALL_COLUMNS, CALLS, EXECUTIONS
 from kitaru._store._driver import sqlite3
 from kitaru._store._statements import _SQLiteStatements
@@ -374,15 +374,25 @@ class SQLiteDirect:
 
         self._grouped(write, "write")
 
-    def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def write_many(
+        self,
+        sql: str,
+        rows: list[tuple[Any, ...]],
+        owners: list[tuple[str, int | None]] | None = None,
+    ) -> None:
         """``sql`` for each of ``rows`` in one commit (captured log lines). A row the
         database refuses raises the driver's error as is: the caller tells bad data
-        from a failing store by it (so this write is not grouped, see ``_grouped``)."""
+        from a failing store by it (so this write is not grouped, see ``_grouped``).
+
+        ``owners``: each row's (execution, fence of its run); the rows of a run that
+        no longer owns its execution are left out."""
         try:
             with self._lock:
                 cursor = self._cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
+                    if owners is not None:
+                        rows = _logs.of_the_owners(rows, owners, _fences(cursor, owners))
                     cursor.executemany(sql, rows)
                 except BaseException:
                     if cursor.connection.in_transaction:
@@ -583,7 +593,15 @@ def _append_events(cursor: sqlite3.Cursor, events: Sequence[_events.EventRow]) -
     cursor.execute("RELEASE kitaru_events")
 
 
-def sqlite_failure(path: str, exc: BaseException, action: str) -> str:
+def _fences(cursor: sqlite3.Cursor, owners: list[tuple[str, int | None]]) -> dict[str, int]:
+    """The current fence of each execution ``owners`` names."""
+    exec_ids = sorted({exec_id for exec_id, _ in owners})
+    marks = ", ".join("?" * len(exec_ids))
+    found = cursor.execute(f"SELECT id, fence FROM {EXECUTIONS} WHERE id IN ({marks})", exec_ids)
+    return dict(found.fetchall())
+
+
+def sqlite_failure(path: object, exc: object, action: str) -> str:
     """What went wrong with the SQLite store at ``path``, with what to do when SQLite's
     words alone do not say it (a file this user may not write, a full disk)."""
     text = str(exc)

@@ -33,7 +33,7 @@ from kitaru.errors import KitaruUsageError
 #: runner of the previous form would misread (a new record field, a changed argument):
 #: each side then refuses the other at once with one clear error, instead of failing
 #: on the first request the other cannot decode. A server that reports none speaks 1.
-PROTOCOL = 2
+PROTOCOL = 3
 #: The request header a client states its protocol in (``POST /store/{method}``).
 PROTOCOL_HEADER = "X-Kitaru-Store-Protocol"
 

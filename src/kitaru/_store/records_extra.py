@@ -61,6 +61,9 @@ class LogRecord:
     level: str | None = None
     logger: str | None = None
     id: int | None = None
+    #: The fence of the run that captured it: the lines of a run that lost the execution
+    #: (taken over meanwhile) are dropped, as its other writes are refused. Not stored.
+    fence: int | None = None
 
 
 @dataclass(slots=True)

@@ -758,7 +758,7 @@ class Store(WaitsMixin, SecretsMixin, TimeMixin, OwnershipMixin):
         """Store captured lines (bad text escaped); returns those that could not be stored."""
         if self._sqlite is not None:  # flows print: no SQLAlchemy for their lines either
             return _logs.insert_logs_direct(self._sqlite.write_many, records)
-        return _logs.insert_logs(self.write, records)
+        return _logs.insert_logs(self.write, records, postgres=not self._is_sqlite)
 
     def logs(
         self,
