@@ -84,8 +84,10 @@ class Session:
         self.connection = connection
         #: The server's ``/version`` answer (page cap, body caps): None until asked.
         self._info: dict[str, Any] | None = None
-        #: Whether the server has answered this session (see ``request``'s ride_out).
-        self._answered = False
+        #: Whether the server has answered this session, and whether it is said to be
+        #: unreachable now (see ``request``'s ride_out).
+        self._answered = self._down = False
+        self._down_lock = threading.Lock()
         verify: Any = connection.verify
         if isinstance(verify, str):  # a CA bundle: httpx takes it as an SSL context
             import ssl
@@ -115,20 +117,16 @@ class Session:
             try:
                 response = self._http.request(method, path, **kwargs)
                 self._answered = True
+                if self._down:  # said to be unreachable: say once that it is back
+                    self._outage(False)
                 break
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # A server that never answered this process is not restarting: a wrong
                 # URL, or not started. Say so at once.
                 if not self._answered or time.monotonic() + pause > deadline:
                     raise self._unreachable(exc) from None
-                if pause == _FIRST_PAUSE:
-                    logger.warning(
-                        "The Kitaru server at %s cannot be reached (%s); trying again for "
-                        "up to %.0f s.",
-                        self.connection.url,
-                        exc,
-                        ride_out,
-                    )
+                if not self._down:
+                    self._outage(True, f"({exc}); trying again for up to {ride_out:.0f} s")
                 time.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE)
             except httpx.HTTPError as exc:
@@ -140,6 +138,20 @@ class Session:
                 body = None
             raise error_from(response.status_code, body)
         return response.content if raw else response.json()
+
+    def _outage(self, down: bool, detail: str = "") -> None:
+        """Say once per outage, whichever thread meets it first, that the server is
+        unreachable, and once that it answers again."""
+        with self._down_lock:
+            if self._down == down:
+                return
+            self._down = down
+        if down:
+            logger.warning(
+                "The Kitaru server at %s is unreachable %s.", self.connection.url, detail
+            )
+        else:
+            logger.warning("The Kitaru server at %s answers again.", self.connection.url)
 
     def _unreachable(self, exc: Exception) -> KitaruBackendError:
         return KitaruBackendError(
