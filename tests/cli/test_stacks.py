@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.cli.conftest import Invoke
 
 LOCAL_ID = "66f58154-ec79-5c2c-b1cb-7adcb407c661"
@@ -126,3 +128,45 @@ def test_missing_argument_is_usage_error(cli: Invoke) -> None:
     result = cli("stack", "use")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Missing argument")
+
+
+def test_deleted_stack_does_not_claim_to_be_active(cli: Invoke) -> None:
+    assert cli("stack", "create", "x1").exit_code == 0  # created and activated
+    deleted = cli("stack", "delete", "x1", "--force", "-o", "json")
+    assert deleted.exit_code == 0, deleted.stderr
+    item = deleted.json()["item"]
+    assert item["deleted_stack"] == "x1"
+    assert item["is_active"] is False
+    assert item["was_active"] is True
+    assert item["new_active_stack"] == "local"
+
+
+def test_a_dangling_active_stack_is_reported(cli: Invoke) -> None:
+    from kitaru._paths import global_config_file
+
+    path = global_config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"active_stack": "nope", "stacks": {}}))
+
+    current = cli("stack", "current")
+    assert current.exit_code == 0, current.stderr
+    assert "Active stack: local" in current.stdout
+    warning = current.stderr.strip()
+    assert warning.startswith("Warning: ")
+    assert "'nope'" in warning
+    assert "does not exist" in warning
+    assert "kitaru stack use" in warning
+    item = cli("stack", "current", "-o", "json").json()["item"]
+    assert item["name"] == "local"
+    assert "'nope'" in item["problem"]
+
+    status = cli("status", "-o", "json").json()["item"]
+    assert "'nope'" in status["active_stack_problem"]
+    assert "'nope'" in " ".join(cli("status").stdout.split())
+    assert "'nope'" in cli("info", "-o", "json").json()["item"]["active_stack_problem"]
+
+    # A stack that exists again: no problem.
+    assert cli("stack", "create", "nope", "--no-activate").exit_code == 0
+    assert cli("stack", "current", "-o", "json").json()["item"]["problem"] is None
+    assert cli("stack", "current").stderr == ""
+    assert cli("status", "-o", "json").json()["item"]["active_stack_problem"] is None

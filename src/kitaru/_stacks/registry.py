@@ -190,6 +190,19 @@ def get_stack_record(name_or_id: str) -> dict[str, Any]:
     return copy.deepcopy(record)
 
 
+def missing_active_stack() -> str | None:
+    """The persisted active stack's name when it names no stack (else None).
+
+    Runs then fall back to ``local``; ``kitaru status`` and ``kitaru stack current``
+    say so rather than let it pass unnoticed.
+    """
+    data = read_global_config()
+    active = data.get("active_stack")
+    if not isinstance(active, str) or not active or _active_name(data) is not None:
+        return None
+    return active
+
+
 def persisted_active_stack() -> str | None:
     """Name of the stack chosen with ``use_stack``, or None if none was chosen."""
     return _active_name(read_global_config_shared())  # every .run() without a stack asks
@@ -376,6 +389,7 @@ __all__ = [
     "get_stack",
     "get_stack_record",
     "list_stacks",
+    "missing_active_stack",
     "persisted_active_stack",
     "use_stack",
 ]

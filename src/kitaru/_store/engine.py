@@ -53,27 +53,129 @@ def sqlite_path(url: sa.URL) -> Path | None:
     return Path(database)
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine configured for Kitaru's access pattern; the schema is migrated to head."""
+_URL_FORMS = "sqlite:////absolute/path/kitaru.db or postgresql://user@host:5432/dbname"
+
+
+def _parse_store_url(url: str) -> sa.URL:
+    """The store URL parsed; a malformed, unsupported or in-memory one is a usage error."""
     try:
         parsed = sa.make_url(normalize_url(url))
     except sa.exc.ArgumentError as exc:
-        raise KitaruUsageError(
-            f"Invalid store URL {url!r}: {exc}. Use sqlite:///path/to/kitaru.db or "
-            "postgresql://user@host:5432/dbname."
-        ) from exc
+        raise KitaruUsageError(f"Invalid store URL {url!r}: {exc}. Use {_URL_FORMS}.") from exc
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        engine = _sqlite_engine(parsed)
-    elif backend == "postgresql":
-        engine = _postgres_engine(parsed)
-    else:
+    if backend not in ("sqlite", "postgresql"):
         raise KitaruUsageError(
             f"Unsupported store URL {url!r}: Kitaru stores metadata in SQLite or PostgreSQL "
             "(sqlite:///... or postgresql://...)."
         )
+    if backend == "sqlite" and _in_memory(parsed):
+        # Runners, workers and every later command are other connections (often other
+        # processes): none of them would see an in-memory database's rows.
+        raise KitaruUsageError(
+            f"The store URL {url!r} names an in-memory SQLite database, which no other "
+            "connection or process can see, so it cannot hold Kitaru's executions. Name a "
+            "store file (sqlite:////absolute/path/kitaru.db), a PostgreSQL database "
+            "(postgresql://user@host:5432/dbname), or unset KITARU_STORE_URL for the default "
+            "store."
+        )
+    return parsed
+
+
+def _in_memory(url: sa.URL) -> bool:
+    database = url.database or ""
+    return not database or ":memory:" in database or url.query.get("mode") == "memory"
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine configured for Kitaru's access pattern; the schema is migrated to head."""
+    parsed = _parse_store_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed)
+    else:
+        engine = _postgres_engine(parsed)
     migrate(engine)
     return engine
+
+
+def check_store(url: str, source: str | None) -> None:
+    """Raise the error that using this store would raise, changing nothing.
+
+    For ``kitaru status``: a malformed URL; a store file that is missing (one the user
+    named: ``source``), a directory, damaged or written by a newer Kitaru; a database
+    that cannot be reached. A store that does not exist yet is not created, and an
+    older schema is not migrated (the first real use does both).
+    """
+    parsed = _parse_store_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        _check_postgres(parsed)
+        return
+    path = sqlite_path(parsed)
+    if path is None:
+        return  # a ``file:`` URI: opened as SQLite is told
+    if not path.exists():
+        if source is not None:
+            require_existing_store(url, source)
+        elif not path.parent.is_dir():
+            raise missing_directory_error(path)
+        return  # the default store: its first use creates it
+    _refuse_directory(path)
+    _check_revision(_sqlite_file_revision(path), f"sqlite:///{path}")
+
+
+def _sqlite_file_revision(path: Path) -> str | None:
+    """The schema revision of an existing SQLite file, read without creating anything."""
+    conn: sqlite3.Connection | None = None
+    try:
+        # mode=rw: never creates the file; read-write (not ro) so that closing the
+        # connection removes the -wal/-shm files a WAL store's reader creates.
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=5)
+        return _sqlite_revision(conn)
+    except sqlite3.Error as exc:
+        damaged = damaged_store_error(path, exc)
+        if damaged is not None:
+            raise damaged from exc
+        raise KitaruBackendError(
+            f"Cannot open the Kitaru store at sqlite:///{path}: {exc}. Check that the "
+            "database is reachable (KITARU_STORE_URL)."
+        ) from exc
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _check_postgres(url: sa.URL) -> None:
+    _require_psycopg()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            revision = _revision_of(conn)
+    except sa.exc.OperationalError as exc:
+        raise unreachable_store_error(engine, exc) from exc
+    finally:
+        engine.dispose()
+    _check_revision(revision, url.render_as_string(hide_password=True))
+
+
+def _check_revision(revision: str | None, shown_url: str) -> None:
+    """A store at a revision this Kitaru does not know is refused (see ``migrate``)."""
+    if revision is not None and revision != SCHEMA_REVISION and not _known_revision(revision):
+        raise newer_store_error(shown_url, revision)
+
+
+def newer_store_error(shown_url: str, revision: str) -> KitaruBackendError:
+    return KitaruBackendError(
+        f"The Kitaru store at {shown_url} is at schema revision {revision}, written by a "
+        f"newer Kitaru than this one (which knows revisions up to {SCHEMA_REVISION}). "
+        "Upgrade Kitaru where this runs (install the newer version from its "
+        "repository or wheel) to use this store; nothing in it was changed."
+    )
+
+
+def unreachable_store_error(engine: sa.Engine, exc: sa.exc.DBAPIError) -> KitaruBackendError:
+    return KitaruBackendError(
+        f"Cannot open the Kitaru store at {engine.url.render_as_string(hide_password=True)}: "
+        f"{exc.orig}. Check that the database is reachable (KITARU_STORE_URL)."
+    )
 
 
 def plain_sqlite_path(url: str) -> Path | None:
@@ -98,7 +200,17 @@ def prepare_sqlite_file(path: Path) -> None:
         # silently start a new, empty store. The default store's directory (the config
         # directory) is created by kitaru._paths.config_dir() before it gets here.
         raise missing_directory_error(path)
+    _refuse_directory(path)
     _create_private_file(path)
+
+
+def _refuse_directory(path: Path) -> None:
+    if path.is_dir():  # SQLite would only say "unable to open database file"
+        raise KitaruBackendError(
+            f"The SQLite store path {path} is a directory, not a database file. Point the "
+            f"store URL at a file (e.g. sqlite:///{path / 'kitaru.db'}) in KITARU_STORE_URL, "
+            "kitaru.configure(store_url=...) or store_url in [tool.kitaru] of pyproject.toml."
+        )
 
 
 def sqlite_synchronous() -> str:
@@ -312,7 +424,7 @@ def _enable_wal(cursor: Any) -> None:
         time.sleep(0.01)
 
 
-def _postgres_engine(url: sa.URL) -> sa.Engine:
+def _require_psycopg() -> None:
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
@@ -321,6 +433,10 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
             "install Kitaru with its postgres extra from its repository or wheel "
             "(pip install '/path/to/kitaru[postgres]'), or pip install 'psycopg[binary]'."
         ) from exc
+
+
+def _postgres_engine(url: sa.URL) -> sa.Engine:
+    _require_psycopg()
     # No pre-ping: it would add a round trip to every checkpoint. A connection the
     # server ended (a restart, a failover, pg_terminate_backend, an idle timeout) is
     # told apart without one at checkout (``server_closed``) and replaced; connections
@@ -391,13 +507,7 @@ def migrate(engine: sa.Engine) -> None:
         if revision == SCHEMA_REVISION:
             return
         if revision is not None and not _known_revision(revision):
-            shown = engine.url.render_as_string(hide_password=True)
-            raise KitaruBackendError(
-                f"The Kitaru store at {shown} is at schema revision {revision}, written by a "
-                f"newer Kitaru than this one (which knows revisions up to {SCHEMA_REVISION}). "
-                "Upgrade Kitaru where this runs (install the newer version from its "
-                "repository or wheel) to use this store; nothing in it was changed."
-            )
+            raise newer_store_error(engine.url.render_as_string(hide_password=True), revision)
         with _migration_lock(engine) as conn:
             _run_alembic_upgrade(conn, engine.url.render_as_string(hide_password=True))
     except sa.exc.DBAPIError as exc:
@@ -406,10 +516,7 @@ def migrate(engine: sa.Engine) -> None:
             raise damaged from exc
         if not isinstance(exc, sa.exc.OperationalError):
             raise
-        raise KitaruBackendError(
-            f"Cannot open the Kitaru store at {engine.url.render_as_string(hide_password=True)}: "
-            f"{exc.orig}. Check that the database is reachable (KITARU_STORE_URL)."
-        ) from exc
+        raise unreachable_store_error(engine, exc) from exc
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kitaru.cli._output import OutputFormat, OutputOption, command, dumps
+from kitaru.cli._output import OutputFormat, OutputOption, UsageProblem, command, dumps
 from kitaru.errors import KitaruUsageError
 
 #: The distributions Kitaru's behaviour depends on; shown by default.
@@ -42,6 +42,15 @@ def _packages(*, every: bool, named: list[str]) -> dict[str, str | None]:
         return dict(sorted((k, v) for k, v in found.items() if k))
     names = named or list(CORE_PACKAGES)
     return {name: _version(name) for name in names}
+
+
+def _package_name(name: str) -> str:
+    """A ``--packages`` value: a distribution name (blank is refused, not looked up)."""
+    if not name.strip():
+        raise UsageProblem(
+            "--packages takes a package name (e.g. --packages sqlalchemy), got an empty one."
+        )
+    return name.strip()
 
 
 def collect_info(*, every: bool, named: list[str]) -> dict[str, Any]:
@@ -75,6 +84,7 @@ def collect_info(*, every: bool, named: list[str]) -> dict[str, Any]:
         "config_file": status["config_file"],
         "artifacts_root": status["artifacts_root"],
         "active_stack": status["active_stack"],
+        "active_stack_problem": status["active_stack_problem"],
         "project_root": status["project_root"],
         "pyproject": status["pyproject"],
         "settings": status["settings"],
@@ -92,13 +102,18 @@ def _render(data: dict[str, Any], console: Console) -> None:
         ("Python", f"{data['python_version']} ({data['python_executable']})"),
         ("Platform", data["platform"]),
         ("Connection", f"{data['connection']['type']}: {data['connection']['url']}"),
+        ("", data["connection"]["problem"]),
         ("Config directory", data["config_directory"]),
         ("Artifacts", data["artifacts_root"]),
         ("Active stack", f"{stack['name']} ({stack['id']})"),
+        ("", data["active_stack_problem"]),
         ("Project root", data["project_root"] or "-"),
     ]
     for label, value in rows:
-        grid.add_row(label, escape(str(value)))
+        if label:
+            grid.add_row(label, escape(str(value)))
+        elif value:  # the problem of the row above
+            grid.add_row(label, f"[red]{escape(str(value))}[/red]")
     console.print(grid)
     console.print()
     table = Table(title="Packages", title_justify="left")
@@ -144,7 +159,8 @@ def info(
     Attach the output (or the --file written) to a bug report.
     """
     with command("info", output) as out:
-        data = collect_info(every=all_ or all_packages, named=list(packages or []))
+        named = [_package_name(name) for name in packages or []]
+        data = collect_info(every=all_ or all_packages, named=named)
         if file is not None:
             try:
                 file.write_text(dumps(data) + "\n", encoding="utf-8")

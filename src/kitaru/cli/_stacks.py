@@ -98,12 +98,16 @@ def current(output: OutputOption = OutputFormat.TEXT) -> None:
     """Show the active stack (the default for new runs)."""
     with command("stack current", output) as out:
         from kitaru._stacks import current_stack
+        from kitaru.cli._status import missing_active_stack_problem
 
-        data = _info_dict(current_stack())
+        problem = missing_active_stack_problem()
+        data = {**_info_dict(current_stack()), "problem": problem}
 
         def render(console: Console) -> None:
             name, kind = escape(data["name"]), escape(data["kind"])
             console.print(f"Active stack: [bold]{name}[/bold] ({kind}, {data['id']})")
+            if problem:
+                out.note(f"Warning: {escape(problem)}")
 
         out.item(data, render)
 
@@ -335,6 +339,8 @@ def delete(
         active = current_stack()
         data = {
             **_info_dict(info),
+            "is_active": False,  # it no longer exists (was_active says whether it was)
+            "was_active": info.is_active,
             "deleted": True,
             "active_stack": active.name,
             "deleted_stack": info.name,

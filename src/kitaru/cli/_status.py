@@ -30,7 +30,6 @@ def collect_status() -> dict[str, Any]:
     """Everything ``kitaru status`` shows, as plain JSON-able data."""
     from kitaru._paths import config_dir, global_config_file
     from kitaru._stacks import current_stack
-    from kitaru._store.engine import require_existing_store
     from kitaru.config import (
         find_pyproject,
         resolve_artifacts_root,
@@ -58,12 +57,11 @@ def collect_status() -> dict[str, Any]:
             for key in _SETTING_KEYS
         }
     store_url, store_source = resolve_store_location()
-    store_problem: str | None = None
-    if store_source is not None:
-        try:
-            require_existing_store(store_url, store_source)
-        except KitaruError as exc:
-            store_problem = str(exc)
+    connection = _connection()
+    # Commands read through the server when logged in to one: its problem is theirs.
+    store_problem = (
+        _store_problem(store_url, store_source) if connection is None else connection["problem"]
+    )
     pyproject = find_pyproject()
     project = _project_root()
     return {
@@ -74,16 +72,49 @@ def collect_status() -> dict[str, Any]:
         "config_dir": str(config_dir()),
         "config_file": str(global_config_file()),
         "active_stack": {"id": stack.id, "name": stack.name, "kind": stack.kind},
+        "active_stack_problem": missing_active_stack_problem(),
         "settings": settings,
         "settings_error": settings_error,
         "pyproject": None if pyproject is None else str(pyproject),
         "project_root": None if project is None else str(project),
-        "connection": _connection(),
+        "connection": connection,
     }
 
 
+def _store_problem(store_url: str, source: str | None) -> str | None:
+    """Why commands cannot use the store (what `executions list` would say), or None.
+
+    Nothing is created or migrated: a store that does not exist yet is not a problem
+    unless the user named it (reading commands refuse it then).
+    """
+    from kitaru._store.engine import check_store
+
+    try:
+        check_store(store_url, source)
+    except KitaruError as exc:
+        return str(exc)
+    return None
+
+
+def missing_active_stack_problem() -> str | None:
+    """A warning when the persisted active stack names no stack (runs then use 'local')."""
+    from kitaru._stacks.registry import LOCAL_STACK_NAME, missing_active_stack
+
+    missing = missing_active_stack()
+    if missing is None:
+        return None
+    return (
+        f"The active stack {missing!r} set in the global config does not exist (deleted, "
+        f"or the config was edited): new runs use {LOCAL_STACK_NAME!r} instead. Choose "
+        f"a stack with `kitaru stack use NAME`, or create it with "
+        f"`kitaru stack create {missing}`."
+    )
+
+
 def _connection() -> dict[str, Any] | None:
-    """The Kitaru server this machine talks to (never the key), or None."""
+    """The Kitaru server this machine talks to (never the key), or None; its problem
+    if it is set up wrongly or does not answer as a Kitaru server with this key."""
+    from kitaru.client._remote import check_connection
     from kitaru.client._remote_config import current_connection
 
     try:
@@ -92,7 +123,12 @@ def _connection() -> dict[str, Any] | None:
         return {"url": None, "source": None, "problem": str(exc)}
     if found is None:
         return None
-    return {"url": found.url, "source": found.source, "problem": None}
+    problem: str | None = None
+    try:
+        check_connection(found)
+    except KitaruError as exc:
+        problem = str(exc)
+    return {"url": found.url, "source": found.source, "problem": problem}
 
 
 def _render(data: dict[str, Any], console: Console) -> None:
@@ -112,12 +148,17 @@ def _render(data: dict[str, Any], console: Console) -> None:
     ]
     connection = data.get("connection")
     if connection is not None:
-        shown = connection["problem"] or f"{connection['url']} (from {connection['source']})"
+        # The problem (also a broken login setting, with no URL) shows on the next line.
+        shown = f"{connection['url']} (from {connection['source']})" if connection["url"] else "-"
         rows.insert(1, ("Server", shown))
+    # Commands use the server when logged in to one, else the store: its problem shows there.
+    used = "Server" if connection is not None else "Store"
     for label, value in rows:
         info.add_row(label, escape(str(value)))
-    if data["store_problem"]:
-        info.add_row("", f"[red]{escape(data['store_problem'])}[/red]")
+        if label == used and data["store_problem"]:
+            info.add_row("", f"[red]{escape(data['store_problem'])}[/red]")
+        if label == "Active stack" and data["active_stack_problem"]:
+            info.add_row("", f"[yellow]{escape(data['active_stack_problem'])}[/yellow]")
     console.print(info)
     console.print()
     if data["settings"] is None:
