@@ -1,7 +1,9 @@
 """Short ids: any unique prefix (4+ characters) of an execution or artifact id.
 
 Tables print the first 8 characters of an id; every client method that takes
-an id accepts such a prefix. Resolution is one indexed query; an ambiguous
+an id accepts such a prefix. Resolution is one indexed query (two for artifacts:
+a checkpoint output kept in its call row has the id ``<exec_id>:out:<seq>``, so a
+prefix of an execution id is a prefix of its outputs' ids too); an ambiguous
 prefix is refused with the candidates named.
 """
 
@@ -63,6 +65,8 @@ def resolve_id(store: Store, table: IdTable, ref: str) -> str:
     from kitaru._store._lookup import ids_with_prefix  # SQLAlchemy: not at `import kitaru`
 
     found = ids_with_prefix(store, table, ref, limit=_SHOWN + 1)
+    if table == "artifacts":
+        found = sorted({*found, *_output_ids_with_prefix(store, ref, limit=_SHOWN + 1)})
     if ref in found or not found:
         return ref
     if len(found) == 1:
@@ -73,6 +77,32 @@ def resolve_id(store: Store, table: IdTable, ref: str) -> str:
         f"The {what} id prefix {ref!r} is ambiguous: it matches {listed}. "
         f"Give more characters of the {what} id."
     )
+
+
+def _output_ids_with_prefix(store: Store, prefix: str, *, limit: int) -> list[str]:
+    """Up to ``limit`` ids of in-row checkpoint outputs (``<exec_id>:out:<seq>``) that
+    start with ``prefix`` (shorter than an execution id), in id order."""
+    import sqlalchemy as sa
+
+    from kitaru._store import schema
+    from kitaru._store._lookup import _escape_like, _next_prefix
+    from kitaru._store.call_outputs import output_id
+
+    c = schema.checkpoint_calls.c
+    query = (
+        sa.select(c.exec_id, c.seq)
+        .where(c.exec_id.like(_escape_like(prefix) + "%", escape="\\"))
+        .where(c.output_serializer.is_not(None))
+        .order_by(c.exec_id, c.seq)
+        .limit(limit)
+    )
+    if store.engine.dialect.name == "sqlite":  # a range on the key's index (see _lookup)
+        query = query.where(c.exec_id >= prefix)
+        upper = _next_prefix(prefix)
+        if upper is not None:
+            query = query.where(c.exec_id < upper)
+    with store.read() as conn:
+        return [output_id(exec_id, seq) for exec_id, seq in conn.execute(query).all()]
 
 
 def _storable(text: str) -> bool:
