@@ -14,7 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kitaru.cli._output import OutputFormat, OutputOption, UsageProblem, command, styled_status
+from kitaru.cli._output import (
+    MAX_COUNT,
+    OutputFormat,
+    OutputOption,
+    command,
+    styled_status,
+)
 
 if TYPE_CHECKING:
     from kitaru.analysis import CohortDiff, ExecutionDiff, ExecutionStatistics
@@ -98,14 +104,17 @@ def statistics(
     max_groups: Annotated[
         int, typer.Option("--max-groups", help="At most this many groups (1-10000).")
     ] = 1000,
-    page: Annotated[int, typer.Option("--page", help="Which page of groups (1-based).")] = 1,
-    size: Annotated[int, typer.Option("--size", help="Groups per page.")] = 20,
+    page: Annotated[
+        int,
+        typer.Option("--page", min=1, max=MAX_COUNT, help="Which page of groups (1-based)."),
+    ] = 1,
+    size: Annotated[
+        int, typer.Option("--size", min=1, max=MAX_COUNT, help="Groups per page.")
+    ] = 20,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Count executions by group, with aggregated metrics; largest groups first."""
     with command("executions statistics", output) as out:
-        if page < 1 or size < 1:
-            raise UsageProblem(f"--page and --size must be 1 or more, got {page} and {size}.")
         stats = _client().executions.statistics(
             group_by=group_by or (),
             metrics=metric or (),
@@ -243,7 +252,9 @@ def cohort(
             help="started_at, duration, display_cost_usd or total_tokens; '-' = descending.",
         ),
     ] = "-started_at",
-    limit: Annotated[int, typer.Option("--limit", help="At most this many executions.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_COUNT, help="At most this many executions.")
+    ] = 50,
     since: Annotated[
         str | None, typer.Option("--since", help="Started at or after (ISO 8601).")
     ] = None,
@@ -251,7 +262,13 @@ def cohort(
         str | None, typer.Option("--until", help="Started at or before (ISO 8601).")
     ] = None,
     max_scan: Annotated[
-        int, typer.Option("--max-scan", help="Read at most this many of the newest executions.")
+        int,
+        typer.Option(
+            "--max-scan",
+            min=1,
+            max=MAX_COUNT,
+            help="Read at most this many of the newest executions.",
+        ),
     ] = 500,
     include_failed: Annotated[
         bool, typer.Option("--include-failed", help="Failed executions too (not only completed).")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -15,13 +17,17 @@ from kitaru.cli._output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     OutputFormat,
+    StdoutUnwritable,
     command_name,
     debug_enabled,
     escape_undecodable_output,
+    guarded,
     print_error,
+    report_stdout_failure,
+    stdout_error,
     warnings_as_lines,
 )
-from kitaru.errors import KitaruError
+from kitaru.errors import KitaruError, public_type_name
 
 
 def _sniff_format(args: Sequence[str]) -> OutputFormat:
@@ -68,10 +74,26 @@ class KitaruGroup(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         escape_undecodable_output()
-        with warnings_as_lines():
+        with warnings_as_lines(), _stdout_failures_told_apart():
             code = self._run(argv, prog_name, complete_var, **extra)
+        code = self._flush_stdout(argv, code)
         if standalone_mode:
             sys.exit(code)
+        return code
+
+    def _flush_stdout(self, argv: list[str], code: int) -> int:
+        """Flush what is left for stdout: a failure is an error (exit 1) reported once,
+        and the unwritable rest is dropped so that the interpreter's exit does not
+        fail on it again with a traceback."""
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            if code == 0:
+                report_stdout_failure(
+                    self._command_name(argv), _sniff_format(argv), stdout_error(exc)
+                )
+                code = EXIT_ERROR
+            _drop_stdout()
         return code
 
     def _run(
@@ -115,10 +137,15 @@ class KitaruGroup(TyperGroup):
                 self._command_name(argv), _sniff_format(argv), "Interrupted", "Interrupted."
             )
             code = EXIT_INTERRUPTED
+        except StdoutUnwritable as exc:
+            report_stdout_failure(self._command_name(argv), _sniff_format(argv), exc)
+            code = EXIT_ERROR
         except KitaruError as exc:
             if debug_enabled():
                 raise
-            print_error(self._command_name(argv), _sniff_format(argv), type(exc).__name__, str(exc))
+            print_error(
+                self._command_name(argv), _sniff_format(argv), public_type_name(exc), str(exc)
+            )
             code = EXIT_ERROR
         except Exception as exc:
             if debug_enabled():
@@ -132,6 +159,35 @@ class KitaruGroup(TyperGroup):
             )
             code = EXIT_ERROR
         return code
+
+
+@contextmanager
+def _stdout_failures_told_apart() -> Iterator[None]:
+    """While a command runs, a failed write to stdout (help and version included) is a
+    ``StdoutUnwritable`` error, not an internal one."""
+    saved = sys.stdout
+    if saved is None:
+        yield
+        return
+    sys.stdout = guarded(saved)
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def _drop_stdout() -> None:
+    """Point the process's stdout at /dev/null once it cannot be written: what is still
+    buffered for it would otherwise fail again when the interpreter exits."""
+    stdout = sys.__stdout__
+    if stdout is None or sys.stdout is not stdout:
+        return  # not the process's own stdout (a test's capture): nothing to drop
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 app = typer.Typer(

@@ -50,7 +50,15 @@ def _when(value: float | None) -> str:
 @accounts_app.command("create")
 def create_account(
     name: Account,
-    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(
+            "--description",
+            "-d",
+            help="What the account is for (shown in listings).",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create a service account."""

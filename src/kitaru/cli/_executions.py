@@ -28,6 +28,7 @@ from kitaru.cli._executions_show import (
 from kitaru.cli._output import (
     DEFAULT_PAGE_SIZE,
     EXIT_ERROR,
+    MAX_COUNT,
     Output,
     OutputFormat,
     OutputOption,
@@ -35,6 +36,7 @@ from kitaru.cli._output import (
     SizeOption,
     UsageProblem,
     command,
+    escape_control,
     exit_interrupted,
     fmt_duration,
     fmt_time,
@@ -106,6 +108,7 @@ def list_executions(
             "--limit",
             "-n",
             min=1,
+            max=MAX_COUNT,
             help="Only the N newest executions (instead of --page/--size).",
             show_default=False,
         ),
@@ -269,7 +272,7 @@ def _finish_run(
             reason = final.failure.message if final.failure and final.failure.message else ""
             sys.stderr.write(
                 f"Error: execution {exec_id} {final.status.value}"
-                + (f": {' '.join(reason.split())}" if reason else ".")
+                + (f": {escape_control(' '.join(reason.split()))}" if reason else ".")
                 + "\n"
             )
         raise typer.Exit(EXIT_ERROR)
@@ -583,7 +586,7 @@ def _fail_if_unsuccessful(out: Output, final: Execution) -> None:
         reason = final.failure.message if final.failure and final.failure.message else ""
         sys.stderr.write(
             f"Error: execution {final.exec_id} {final.status.value} after it was resumed here"
-            + (f": {' '.join(reason.split())}" if reason else ".")
+            + (f": {escape_control(' '.join(reason.split()))}" if reason else ".")
             + "\n"
         )
     raise typer.Exit(EXIT_ERROR)

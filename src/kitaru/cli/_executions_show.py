@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kitaru._store import ExecutionStatus
-from kitaru.cli._output import UsageProblem, fmt_duration, fmt_time, styled_status
+from kitaru.cli._output import MAX_COUNT, UsageProblem, fmt_duration, fmt_time, styled_status
 
 if TYPE_CHECKING:
     from kitaru.client._models import CheckpointCall, Execution
@@ -53,8 +53,10 @@ def parse_calls(value: str) -> int | None:
         count = int(text)
     except ValueError:
         count = -1
-    if count < 0:
-        raise UsageProblem(f"--calls takes a number of calls (0 or more) or 'all', got {value!r}.")
+    if not 0 <= count <= MAX_COUNT:
+        raise UsageProblem(
+            f"--calls takes a number of calls (0 to {MAX_COUNT}) or 'all', got {value!r}."
+        )
     return count
 
 
@@ -329,18 +331,19 @@ def render_execution(
         grid.add_row(
             "Metadata", escape(json.dumps(execution.metadata, default=str, sort_keys=True))
         )
-    if execution.is_orphaned:
-        grid.add_row(
-            "",
-            "[yellow]Its runner stopped renewing its lease: resume it with "
-            f"`kitaru executions resume {execution.exec_id}` or run `kitaru worker`.[/yellow]",
-        )
-    elif runner_died_waiting(execution):
+    # A dead waiting runner first: is_orphaned covers it too, but it needs an answer.
+    if runner_died_waiting(execution):
         grid.add_row(
             "",
             "[yellow]Its runner died while waiting: answer with `kitaru executions input "
             f"{execution.exec_id}` (which resumes it here), or once answered run "
             f"`kitaru executions resume {execution.exec_id}` or `kitaru worker`.[/yellow]",
+        )
+    elif execution.is_orphaned:
+        grid.add_row(
+            "",
+            "[yellow]Its runner stopped renewing its lease: resume it with "
+            f"`kitaru executions resume {execution.exec_id}` or run `kitaru worker`.[/yellow]",
         )
     parts: list[Any] = [grid, Text("")]
     if execution.checkpoints:

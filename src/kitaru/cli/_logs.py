@@ -24,12 +24,15 @@ from kitaru.cli._executions_show import needs_worker
 from kitaru.cli._output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    MAX_COUNT,
     Output,
     OutputFormat,
     OutputOption,
     UsageProblem,
     command,
     document_stdout,
+    escape_control,
+    seconds_option,
 )
 
 if TYPE_CHECKING:
@@ -106,11 +109,17 @@ def entry_dict(entry: LogEntry) -> dict[str, object]:
     return {key: value for key, value in entry.to_dict().items() if value is not None}
 
 
+def _text(line: str) -> str:
+    """A line for the terminal: what the execution printed, its control characters
+    (escape sequences) shown escaped, never run by the terminal."""
+    return escape_control(line)
+
+
 def _text_writer(verbosity: int) -> Callable[[list[LogEntry]], None]:
     def write(entries: list[LogEntry]) -> None:
         if entries:
             stream = document_stdout()
-            stream.write("".join(format_line(e, verbosity) + "\n" for e in entries))
+            stream.write("".join(_text(format_line(e, verbosity)) + "\n" for e in entries))
             stream.flush()
 
     return write
@@ -142,8 +151,9 @@ def _write_grouped(entries: list[LogEntry], verbosity: int) -> None:
     for index, (call, lines) in enumerate(groups.items()):
         if index:
             stream.write("\n")
-        stream.write(f"== {call} ({len(lines)} line{'s' if len(lines) != 1 else ''})\n")
-        stream.write("".join("  " + format_line(e, verbosity) + "\n" for e in lines))
+        heading = f"== {call} ({len(lines)} line{'s' if len(lines) != 1 else ''})"
+        stream.write(_text(heading) + "\n")
+        stream.write("".join("  " + _text(format_line(e, verbosity)) + "\n" for e in lines))
     stream.flush()
 
 
@@ -193,11 +203,10 @@ def _follow(
     *,
     checkpoint: str | None,
     source: str | None,
-    limit: int | None,
     interval: float,
     emit: Callable[[list[LogEntry]], None],
 ) -> tuple[Execution, int]:
-    """Print lines as they arrive until the execution finishes (or ``limit`` lines)."""
+    """Print lines as they arrive until the execution finishes."""
     last_id: int | None = None
     shown = 0
     finished_at: float | None = None
@@ -205,21 +214,13 @@ def _follow(
     while True:
         # The status first: lines read after it include everything written before it.
         execution = client.executions.get(exec_id)
-        remaining = None if limit is None else limit - shown
         entries = _read(
-            client,
-            exec_id,
-            checkpoint=checkpoint,
-            source=source,
-            after_id=last_id,
-            limit=remaining,
+            client, exec_id, checkpoint=checkpoint, source=source, after_id=last_id, limit=None
         )
         emit(entries)
         if entries:
             last_id = entries[-1].id
             shown += len(entries)
-        if limit is not None and shown >= limit:
-            return execution, shown
         if execution.status.is_finished:
             if finished_at is None:
                 # Measured from when it ended, so following an old execution is instant.
@@ -247,6 +248,15 @@ def _follow(
 
 
 # --- the command ----------------------------------------------------------------------
+
+
+#: ``--interval`` bounds: a poll at most 100 times a second, at least once an hour.
+MIN_INTERVAL = 0.01
+MAX_INTERVAL = 3600.0
+
+
+def _interval(value: float) -> float:
+    return seconds_option("--interval", value, low=MIN_INTERVAL, high=MAX_INTERVAL)
 
 
 class LogSource(StrEnum):
@@ -295,8 +305,9 @@ def logs(
         float,
         typer.Option(
             "--interval",
-            min=0.01,
-            help="With --follow: seconds between polls for new lines.",
+            callback=_interval,
+            help=f"With --follow: seconds between polls for new lines ({MIN_INTERVAL:g} to "
+            f"{MAX_INTERVAL:g}).",
         ),
     ] = POLL_SECONDS,
     limit: Annotated[
@@ -305,7 +316,8 @@ def logs(
             "--limit",
             "-n",
             min=1,
-            help="At most this many lines (the oldest first).",
+            max=MAX_COUNT,
+            help="At most this many lines (the oldest first); not with --follow.",
             show_default=False,
         ),
     ] = None,
@@ -336,6 +348,13 @@ def logs(
             raise UsageProblem("--grouped is for text output; drop it with -o json.")
         if grouped and follow:
             raise UsageProblem("--grouped shows finished lines; drop it with --follow.")
+        if limit is not None and follow:
+            # --follow ends with the execution (and its exit code says how it ended);
+            # stopping after N lines would end it early without saying so.
+            raise UsageProblem(
+                "--limit and --follow do not combine: --follow prints every line until the "
+                "execution finishes. Drop --limit, or drop --follow for the first N lines."
+            )
         if checkpoint is not None and source is LogSource.RUNNER:
             raise UsageProblem(
                 "--checkpoint selects checkpoint (step) lines; drop it with --source runner."
@@ -350,7 +369,6 @@ def logs(
                 exec_id,
                 checkpoint=checkpoint,
                 source=chosen,
-                limit=limit,
                 interval=interval,
                 verbosity=verbose,
             )
@@ -382,7 +400,6 @@ def _follow_command(
     *,
     checkpoint: str | None,
     source: str | None,
-    limit: int | None,
     interval: float,
     verbosity: int,
 ) -> None:
@@ -395,7 +412,6 @@ def _follow_command(
             exec_id,
             checkpoint=checkpoint,
             source=source,
-            limit=limit,
             interval=interval,
             emit=emit,
         )
@@ -407,8 +423,6 @@ def _follow_command(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if shown == 0 and checkpoint is not None and final.status.is_finished:
         _check_checkpoint(out, final, checkpoint)
-    if limit is not None and shown >= limit:
-        return  # stopped at --limit, as asked
     if out.json:
         _write_event(
             "terminal",

@@ -19,6 +19,12 @@ included, exits with 1; no traceback is ever shown (set ``KITARU_DEBUG=1``).
 Text that is not valid Unicode (lone surrogates, from bytes that do not decode)
 is printed escaped (``\udcff``): streams use ``backslashreplace`` and JSON
 documents carry the escape as text, so they stay valid UTF-8 JSON.
+
+Text output never writes the control characters of stored text (a checkpoint's
+printed lines, an exception message, names) to the terminal: they are shown
+escaped (``\\x1b``), so a stored escape sequence cannot retitle, clear or recolour
+the user's terminal. Consoles made here (:func:`make_console`) and the error and
+warning lines do it; JSON keeps the exact text (JSON escapes control characters).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from enum import StrEnum
@@ -37,8 +43,10 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
+from rich.text import Text
 
-from kitaru.errors import KitaruError, public_type_name
+from kitaru.errors import KitaruError, KitaruRuntimeError, public_type_name
 
 EXIT_ERROR = 1
 #: Bad command-line input exits 1 as well (Kitaru 0.21's contract; Click's own is 2).
@@ -83,17 +91,43 @@ OutputOption = Annotated[
 
 
 DEFAULT_PAGE_SIZE = 20
+#: The largest count an option takes (--limit, --page, --size, --max-scan, ...): values
+#: reach store queries, where SQLite and PostgreSQL take 64-bit integers, and
+#: page x size must stay below that too.
+MAX_COUNT = 1_000_000_000
 
 PageOption = Annotated[
     int | None,
-    typer.Option("--page", min=1, help="Which page, from 1 (default 1).", show_default=False),
+    typer.Option(
+        "--page",
+        min=1,
+        max=MAX_COUNT,
+        help="Which page, from 1 (default 1).",
+        show_default=False,
+    ),
 ]
 SizeOption = Annotated[
     int | None,
     typer.Option(
-        "--size", min=1, help=f"Items per page (default {DEFAULT_PAGE_SIZE}).", show_default=False
+        "--size",
+        min=1,
+        max=MAX_COUNT,
+        help=f"Items per page (default {DEFAULT_PAGE_SIZE}).",
+        show_default=False,
     ),
 ]
+
+
+def seconds_option(name: str, value: float, *, low: float, high: float) -> float:
+    """A number of seconds from the command line, refused unless finite and in range.
+
+    (Click's FloatRange lets NaN through, and an infinite wait overflows later.)
+    """
+    if not math.isfinite(value) or not low <= value <= high:
+        raise typer.BadParameter(
+            f"{name} takes a number of seconds from {low:g} to {high:g}, got {value!r}."
+        )
+    return value
 
 
 def page_of(items: Sequence[Any], page: int | None, size: int | None) -> list[Any]:
@@ -121,14 +155,104 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with its control characters (C0 but newline and tab, DEL, C1; ESC
+    among them) written visibly as ``\\x1b``: stored text must not drive the terminal."""
+    if not _CONTROL_RE.search(text):
+        return text
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+class SafeConsole(Console):
+    """A Rich console that shows control characters in what it prints escaped.
+
+    Strings are escaped before layout (so tables measure what is shown); the
+    segments written are checked once more for ``Text`` built elsewhere. Rich's own
+    styling and cursor codes are added after that, so colours still work.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(escape_control(text), **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(_escaped_segments(buffer))
+
+
+def _escaped_segments(buffer: Iterable[Segment]) -> Iterator[Segment]:
+    for text, style, control in buffer:
+        if control is None and _CONTROL_RE.search(text):
+            text = escape_control(text)
+        yield Segment(text, style, control)
+
+
+class StdoutUnwritable(KitaruRuntimeError):
+    """Writing the command's output to stdout failed (a full disk, a closed pipe).
+
+    ``reader_gone``: the pipe's reader closed it (``kitaru ... | head``); that is no
+    error to tell anyone about, only a reason to stop.
+    """
+
+    def __init__(self, message: str, *, reader_gone: bool = False) -> None:
+        super().__init__(message)
+        self.reader_gone = reader_gone
+
+
+class _GuardedStream:
+    """A stream whose failed writes raise :class:`StdoutUnwritable`: a broken stdout is
+    told apart from the command's own OS errors (shown as internal errors)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise stdout_error(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise stdout_error(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def stdout_error(exc: OSError) -> StdoutUnwritable:
+    reason = exc.strerror or str(exc)
+    return StdoutUnwritable(
+        f"Cannot write the output to stdout: {reason}. Check where stdout goes (a full "
+        "disk, a closed pipe or a file that cannot grow) and run the command again.",
+        reader_gone=isinstance(exc, BrokenPipeError),
+    )
+
+
+def report_stdout_failure(command: str, fmt: OutputFormat, error: StdoutUnwritable) -> None:
+    """Say on stderr that stdout failed (not when its reader just stopped reading)."""
+    if not error.reader_gone:
+        print_error(command, fmt, public_type_name(error), str(error))
+
+
+def guarded(stream: TextIO) -> TextIO:
+    """``stream`` (stdout) with its write failures as :class:`StdoutUnwritable`."""
+    if isinstance(stream, _GuardedStream):
+        return stream
+    return _GuardedStream(stream)  # type: ignore[return-value]
+
+
 def make_console(*, stderr: bool = False) -> Console:
-    """A Rich console on the current stdout/stderr.
+    """A Rich console on the current stdout/stderr (control characters shown escaped).
 
     When the stream is not a terminal (a pipe, a file, a test) tables are not
     squeezed into 80 columns (``COLUMNS`` only widens them), so ids stay whole and
     greppable.
     """
-    stream = sys.stderr if stderr else sys.stdout
+    stream = sys.stderr if stderr else guarded(sys.stdout)
     try:
         is_tty = stream.isatty()
     except (AttributeError, ValueError):
@@ -140,11 +264,16 @@ def make_console(*, stderr: bool = False) -> Console:
         except ValueError:
             columns = 0
         width = max(columns, 240)
-    return Console(file=stream, width=width, highlight=False)
+    return SafeConsole(file=stream, width=width, highlight=False)
 
 
 def _one_line(message: str) -> str:
     return " ".join(message.split()) or "(no message)"
+
+
+def _text_line(message: str) -> str:
+    """One line of text output: whitespace collapsed, control characters escaped."""
+    return escape_control(_one_line(message))
 
 
 def _json_default(value: Any) -> Any:
@@ -189,8 +318,9 @@ _document_stdout: TextIO | None = None
 
 
 def document_stdout() -> TextIO:
-    """Where JSON documents go: the real stdout, even while flows print to stderr."""
-    return _document_stdout if _document_stdout is not None else sys.stdout
+    """Where documents go: the real stdout, even while flows print to stderr (a failed
+    write raises :class:`StdoutUnwritable`)."""
+    return guarded(_document_stdout if _document_stdout is not None else sys.stdout)
 
 
 def write_json(document: Mapping[str, Any], *, stderr: bool = False) -> None:
@@ -254,7 +384,7 @@ def warnings_as_lines() -> Iterator[None]:
             if not issubclass(category, KitaruConfigWarning):
                 shown(message, category, filename, lineno, file, line)
                 return
-            sys.stderr.write(f"Warning: {_one_line(str(message))}\n")
+            sys.stderr.write(f"Warning: {_text_line(str(message))}\n")
             sys.stderr.flush()
 
         warnings.showwarning = show
@@ -270,7 +400,7 @@ def print_error(command: str, fmt: OutputFormat, error_type: str, message: str) 
     if fmt is OutputFormat.JSON:
         write_json(error_document(command, error_type, message), stderr=True)
     else:
-        sys.stderr.write(f"Error: {_one_line(message)}\n")
+        sys.stderr.write(f"Error: {_text_line(message)}\n")
         sys.stderr.flush()
 
 
@@ -355,6 +485,9 @@ def command(name: str, fmt: OutputFormat) -> Iterator[Output]:
             yield out
     except typer.Exit:
         raise
+    except StdoutUnwritable as exc:
+        report_stdout_failure(out.command, out.format, exc)
+        raise typer.Exit(EXIT_ERROR) from None
     except KitaruError as exc:
         if debug_enabled():
             raise
@@ -381,8 +514,9 @@ def exit_interrupted(out: Output, message: str, *, json_error: bool = True) -> N
     if out.json and json_error:
         write_json(error_document(out.command, "Interrupted", message), stderr=True)
     else:
-        sys.stderr.write(f"Error: {message}\n")
-    sys.stdout.flush()
+        sys.stderr.write(f"Error: {_text_line(message)}\n")
+    with suppress(OSError, StdoutUnwritable):  # a broken stdout must not stop the exit
+        sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
 
@@ -438,26 +572,34 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "MAX_COUNT",
     "Output",
     "OutputFormat",
     "OutputOption",
     "PageOption",
+    "SafeConsole",
     "SizeOption",
+    "StdoutUnwritable",
     "UsageProblem",
     "command",
     "command_name",
     "debug_enabled",
     "document_stdout",
     "dumps",
+    "escape_control",
     "escape_undecodable_output",
     "flow_prints_to_stderr",
     "fmt_duration",
     "fmt_time",
+    "guarded",
     "make_console",
     "page_of",
     "parse_format",
     "print_error",
     "redact_url",
+    "report_stdout_failure",
+    "seconds_option",
+    "stdout_error",
     "styled_status",
     "warnings_as_lines",
     "write_json",

@@ -78,7 +78,9 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 @app.command("start")
 def start(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on (1-65535).")
+    ] = DEFAULT_PORT,
     store_url: Annotated[
         str | None, typer.Option("--store-url", help="The store (default: Kitaru's own).")
     ] = None,

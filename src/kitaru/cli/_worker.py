@@ -22,6 +22,7 @@ from kitaru.cli._output import (
     command,
     exit_interrupted,
     redact_url,
+    seconds_option,
 )
 
 
@@ -95,14 +96,18 @@ def _abandon(out: Output) -> None:
     exit_interrupted(out, message)
 
 
+def _poll_interval(value: float) -> float:
+    return seconds_option("--poll-interval", value, low=0.01, high=86400.0)
+
+
 def worker(
     poll_interval: Annotated[
         float,
         typer.Option(
             "--poll-interval",
-            min=0.01,
+            callback=_poll_interval,
             metavar="SECONDS",
-            help="How often to look for orphaned executions.",
+            help="How often to look for orphaned executions, in seconds (0.01 to 86400).",
         ),
     ] = 1.0,
     once: Annotated[
