@@ -97,21 +97,6 @@ def test_seconds_must_be_finite_and_in_range(cli: Invoke, args: list[str], value
     assert "seconds" in line
 
 
-def test_limit_and_follow_do_not_combine(cli: Invoke, flows: Flows) -> None:
-    handle = flows.module.simple.run(1)
-    handle.wait()
-    for extra in ([], ["-o", "json"]):
-        result = cli("executions", "logs", handle.exec_id, "-f", "--limit", "1", *extra)
-        assert result.exit_code == 1, result
-        assert result.stdout == ""  # no log line, no event: refused before reading
-        message = result.error_json()["error"]["message"] if extra else _usage_error(result)
-        assert "--limit" in message
-        assert "--follow" in message
-    # Each alone still works.
-    assert cli("executions", "logs", handle.exec_id, "--limit", "1").exit_code == 0
-    assert cli("executions", "logs", handle.exec_id, "-f").exit_code == 0
-
-
 def test_an_in_memory_sqlite_store_url_says_what_to_use(
     cli: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

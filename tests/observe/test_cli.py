@@ -209,7 +209,8 @@ def test_follow_streams_a_running_flow_until_it_finishes(any_store: str, state_d
         cli_args = ["-m", "kitaru.cli", "executions", "logs", exec_id, "--follow"]
         table = start_child(cli_args, env=env)
         as_json = start_child([*cli_args, "-o", "json"], env=env)
-        followers = [table, as_json]
+        first_only = start_child([*cli_args, "--limit", "1", "-o", "json"], env=env)
+        followers = [table, as_json, first_only]
         table_out, json_out = _Reader(table), _Reader(as_json)
 
         # Lines show while the checkpoint is still blocked.
@@ -218,10 +219,17 @@ def test_follow_streams_a_running_flow_until_it_finishes(any_store: str, state_d
         assert not (state_dir / "release").exists()
         assert table.poll() is None
         assert as_json.poll() is None
+        assert first_only.poll() is None  # one line shown, but it follows to the end
 
         (state_dir / "release").write_text("x")
         assert table.wait(timeout=30) == 0
         assert as_json.wait(timeout=30) == 0
+        first_out, _ = first_only.communicate(timeout=30)
+        assert first_only.returncode == 0  # it completed
+        limited = [json.loads(line) for line in first_out.splitlines()]
+        assert [e["event"] for e in limited] == ["log", "terminal"]
+        assert limited[0]["item"]["message"] == "body begins"
+        assert limited[1]["item"]["status"] == "completed"
         assert runner.wait(timeout=30) == 0
         time.sleep(0.2)  # let the pumps read the last lines
         lines = table_out.drain()

@@ -317,7 +317,8 @@ def logs(
             "-n",
             min=1,
             max=MAX_COUNT,
-            help="At most this many lines (the oldest first); not with --follow.",
+            help="At most this many lines (the oldest first); with --follow, following "
+            "still ends with the execution.",
             show_default=False,
         ),
     ] = None,
@@ -348,13 +349,6 @@ def logs(
             raise UsageProblem("--grouped is for text output; drop it with -o json.")
         if grouped and follow:
             raise UsageProblem("--grouped shows finished lines; drop it with --follow.")
-        if limit is not None and follow:
-            # --follow ends with the execution (and its exit code says how it ended);
-            # stopping after N lines would end it early without saying so.
-            raise UsageProblem(
-                "--limit and --follow do not combine: --follow prints every line until the "
-                "execution finishes. Drop --limit, or drop --follow for the first N lines."
-            )
         if checkpoint is not None and source is LogSource.RUNNER:
             raise UsageProblem(
                 "--checkpoint selects checkpoint (step) lines; drop it with --source runner."
@@ -371,6 +365,7 @@ def logs(
                 source=chosen,
                 interval=interval,
                 verbosity=verbose,
+                limit=limit,
             )
             return
         execution = client.executions.get(exec_id)
@@ -402,9 +397,22 @@ def _follow_command(
     source: str | None,
     interval: float,
     verbosity: int,
+    limit: int | None,
 ) -> None:
-    """``--follow``: lines as they arrive; exit 0 if the execution completed, else 1."""
-    emit = _write_json_lines if out.json else _text_writer(verbosity)
+    """``--follow``: lines as they arrive; exit 0 if the execution completed, else 1.
+
+    With ``limit``, at most that many lines are printed, but following still ends with
+    the execution: the terminal event and the exit code say how it ended."""
+    write = _write_json_lines if out.json else _text_writer(verbosity)
+    printed = 0
+
+    def emit(entries: list[LogEntry]) -> None:
+        nonlocal printed
+        if limit is not None:
+            entries = entries[: max(limit - printed, 0)]
+        printed += len(entries)
+        write(entries)
+
     try:
         final, shown = _follow(
             out,
