@@ -186,6 +186,9 @@ def _append(conn: sa.Connection, exec_id: str, batch: list[EventRow], *, postgre
         ex = t.executions.c
         query = sa.select(ex.fence).where(ex.id == exec_id)
         # As every fenced write: a claim in flight commits first, or waits for this.
+        # After the position lock, always: a run's end appends its last events (this
+        # lock, then this row) before it updates the row, so no one holds the row
+        # while waiting for the lock.
         current = conn.execute(query.with_for_update(read=True) if postgres else query).scalar()
         batch = _of_the_owner(batch, current)
         if not batch:
