@@ -76,8 +76,17 @@ def child_pids() -> list[int]:
     return children
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 30, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
+def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 30,
+    what: str = "condition",
+    pause: float = 0.01,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s.
+
+    ``pause``: between checks (longer for a costly check, which would otherwise take
+    CPU from what it waits for)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -85,7 +94,7 @@ def eventually(check: Callable[[], T | None], *, timeout: float = 30, what: str 
             return result
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(pause)
 
 
 def wait_for_status(client: KitaruClient, exec_id: str, status: str, timeout: float = 30) -> None:

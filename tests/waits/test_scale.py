@@ -36,6 +36,7 @@ def test_a_thousand_waiting_executions_hold_nothing(any_store: str, client: Kita
         lambda: len(store.pending_waits()) == COUNT and not exec_threads(),
         timeout=120,
         what=f"{COUNT} released waits",
+        pause=0.25,  # each check reads every pending wait
     )
     waiting_at = time.perf_counter()
 
