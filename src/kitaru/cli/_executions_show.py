@@ -65,24 +65,15 @@ def _now() -> datetime:
 
 
 def runner_died_waiting(execution: Execution) -> bool:
-    """Waiting, but the runner that held it stopped renewing its lease (it died).
-
-    A runner that lets go of a wait clears its lease; one that still holds a lease
-    it no longer renews crashed, and nothing will notice an answer until input
-    resumes it here, or ``resume``/a worker does.
-    """
-    from kitaru.client._models import runner_lost  # loaded already: execution is one
-
-    return (
-        execution.status is ExecutionStatus.WAITING
-        and execution.lease_owner is not None
-        and runner_lost(execution.lease_owner, execution.lease_expires_at)
-    )
+    """Waiting, but the runner that held it died (``Execution.is_orphaned`` of a waiting
+    execution: a runner that lets go of a wait holds no lease), and nothing will notice
+    an answer until input resumes it here, or ``resume``/a worker does."""
+    return execution.status is ExecutionStatus.WAITING and execution.is_orphaned
 
 
 def needs_worker(execution: Execution) -> bool:
     """Orphaned: running or waiting, but its runner died (shown as ``(orphaned)``)."""
-    return execution.is_orphaned or runner_died_waiting(execution)
+    return execution.is_orphaned
 
 
 def summary_item(execution: Execution) -> dict[str, Any]:
